@@ -1,0 +1,168 @@
+"""What all connectors share: how they are built from settings, and one retry policy."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar, Self, TypeVar
+
+import httpx
+import tenacity
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+
+from core.errors import (
+    ConfigError,
+    ConnectorError,
+    PermanentProviderError,
+    TransientProviderError,
+)
+from core.ports import Role
+
+T = TypeVar("T")
+
+PLACEHOLDER_MARKERS = ("changeme", "change-me", "change_me", "placeholder", "example", "xxxx",
+                       "demo", "sandbox-secret", "todo")
+
+
+def is_placeholder(secret: SecretStr | str | None) -> bool:
+    """Secrets nobody should run a real shop with: empty, short, or obviously a sample."""
+    if secret is None:
+        return True
+    value = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+    lowered = value.lower()
+    return len(value) < 12 or any(marker in lowered for marker in PLACEHOLDER_MARKERS)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Bounded exponential backoff with jitter for transient provider errors only."""
+
+    attempts: int = 5
+    initial_wait: float = 0.25
+    max_wait: float = 8.0
+    max_retry_after: float = 30.0
+
+    def wait(self, retry_state: tenacity.RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(exc, TransientProviderError) and exc.retry_after is not None:
+            return min(exc.retry_after, self.max_retry_after)
+        backoff = self.initial_wait * (2 ** (retry_state.attempt_number - 1))
+        return min(self.max_wait, backoff) * (0.5 + random.random() / 2)
+
+    def call(self, fn: Callable[[], T]) -> T:
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(TransientProviderError),
+            stop=tenacity.stop_after_attempt(self.attempts),
+            wait=self.wait,
+            reraise=True,
+        )
+        return retrying(fn)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorContext:
+    """What the composition root hands every connector it builds."""
+
+    shop_id: str
+    demo: bool = False
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    transport: httpx.BaseTransport | None = None  # tests may pass one; respx patches anyway
+    timeout: float = 10.0
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    def http_client(self, base_url: str, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=base_url, timeout=self.timeout, transport=self.transport,
+                            **kwargs)
+
+
+class ConnectorSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+S = TypeVar("S", bound=ConnectorSettings)
+
+
+class ConnectorBase:
+    """Convenience base: validate the shop's table for this connector into `Settings`."""
+
+    name: ClassVar[str]
+    roles: ClassVar[frozenset[Role]]
+    Settings: ClassVar[type[ConnectorSettings]] = ConnectorSettings
+
+    @classmethod
+    def parse_settings(cls, raw: Mapping[str, Any], ctx: ConnectorContext) -> ConnectorSettings:
+        prefix = f"shops.{ctx.shop_id}.{cls.name}"
+        try:
+            settings = cls.Settings.model_validate(dict(raw))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            key = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"{prefix}.{key}", first["msg"]) from exc
+        if not ctx.demo:
+            for key, value in settings:
+                if isinstance(value, SecretStr) and is_placeholder(value):
+                    raise ConfigError(f"{prefix}.{key}",
+                                      "is a placeholder secret; set a real one (placeholders "
+                                      "are accepted only in demo mode)")
+        return settings
+
+    @classmethod
+    def from_config(cls, raw: Mapping[str, Any], ctx: ConnectorContext) -> Self:
+        return cls(cls.parse_settings(raw, ctx), ctx)  # type: ignore[call-arg]
+
+    def __init__(self, settings: ConnectorSettings, ctx: ConnectorContext) -> None:
+        self.settings = settings
+        self.ctx = ctx
+
+
+def retry_after_seconds(response: httpx.Response, now: datetime | None = None) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def send(connector: str, client: httpx.Client, request: httpx.Request) -> httpx.Response:
+    """Send one request and sort its failure into transient or permanent.
+
+    Transient: connect/read timeouts and network errors, 409 (a concurrent request with the
+    same idempotency key is in flight), 429 (with Retry-After), 5xx. Everything else that is
+    not 2xx is permanent. The caller wraps this in `RetryPolicy.call`.
+    """
+    try:
+        response = client.send(request)
+    except httpx.TransportError as exc:
+        raise TransientProviderError(connector, f"{type(exc).__name__}: {exc}") from exc
+    if response.status_code in (409, 429) or response.status_code >= 500:
+        raise TransientProviderError(
+            connector, f"HTTP {response.status_code}: {response.text[:300]}",
+            retry_after=retry_after_seconds(response),
+        )
+    if response.status_code >= 400:
+        raise PermanentProviderError(
+            connector, f"HTTP {response.status_code}: {response.text[:500]}",
+            code=str(response.status_code),
+        )
+    return response
+
+
+__all__ = [
+    "ConnectorBase",
+    "ConnectorContext",
+    "ConnectorError",
+    "ConnectorSettings",
+    "RetryPolicy",
+    "is_placeholder",
+    "send",
+]

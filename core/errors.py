@@ -1,0 +1,100 @@
+"""The one error hierarchy of RefundBridge.
+
+    RefundBridgeError
+    ├── DomainError                  a rule of the domain was broken by the caller
+    │   ├── IllegalTransition        the state machine has no such edge from the current state
+    │   ├── InvalidRequest           a request fails domain validation (names the field)
+    │   └── CurrencyMismatch         money of two currencies was combined
+    ├── NotFound                     no such case, shop or connector
+    ├── DuplicateDelivery            an external id arrived again (same body: replay; else conflict)
+    ├── ConcurrencyConflict          another writer changed the record first; safe to retry
+    ├── ConfigError                  settings are invalid (names the key)
+    └── ConnectorError               a provider call or message failed
+        ├── WebhookRejected          signature bad or stale, or the body is not the provider's
+        ├── NotSupported             the connector does not do this flow
+        ├── TransientProviderError   timeouts, 429, 5xx: retry with the same idempotency key
+        └── PermanentProviderError   the provider said no (4xx): retrying will not help
+
+Adapters translate library errors into these with ``raise ... from exc``; the API maps them
+to HTTP status codes in one place (``api.errors``).
+"""
+
+from __future__ import annotations
+
+
+class RefundBridgeError(Exception):
+    """Base of every error RefundBridge raises on purpose."""
+
+
+class DomainError(RefundBridgeError):
+    pass
+
+
+class IllegalTransition(DomainError):
+    def __init__(self, case_id: str, state: str, transition: str) -> None:
+        super().__init__(f"case {case_id}: transition '{transition}' is not allowed from '{state}'")
+        self.case_id = case_id
+        self.state = state
+        self.transition = transition
+
+
+class InvalidRequest(DomainError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class CurrencyMismatch(DomainError):
+    pass
+
+
+class NotFound(RefundBridgeError):
+    pass
+
+
+class DuplicateDelivery(RefundBridgeError):
+    def __init__(self, case_id: str, same_body: bool) -> None:
+        kind = "duplicate delivery" if same_body else "external id reused with a different body"
+        super().__init__(f"{kind} of case {case_id}")
+        self.case_id = case_id
+        self.same_body = same_body
+
+
+class ConcurrencyConflict(RefundBridgeError):
+    pass
+
+
+class ConfigError(RefundBridgeError):
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+class ConnectorError(RefundBridgeError):
+    def __init__(self, connector: str, message: str) -> None:
+        super().__init__(f"{connector}: {message}")
+        self.connector = connector
+        self.message = message
+
+
+class WebhookRejected(ConnectorError):
+    pass
+
+
+class NotSupported(ConnectorError):
+    def __init__(self, connector: str, flow: str) -> None:
+        super().__init__(connector, f"flow '{flow}' is not supported by connector '{connector}'")
+        self.flow = flow
+
+
+class TransientProviderError(ConnectorError):
+    def __init__(self, connector: str, message: str, retry_after: float | None = None) -> None:
+        super().__init__(connector, message)
+        self.retry_after = retry_after
+
+
+class PermanentProviderError(ConnectorError):
+    def __init__(self, connector: str, message: str, code: str | None = None) -> None:
+        super().__init__(connector, message)
+        self.code = code

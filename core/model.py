@@ -1,0 +1,520 @@
+"""The `RefundCase` aggregate: one customer request, its decision, money and goods.
+
+A case changes only through its methods; each method moves the state machine
+(`core.lifecycle`) and appends a hash-chained event to the case's audit trail.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from core.audit import GENESIS, AuditEvent, chain_event
+from core.errors import DomainError, InvalidRequest
+from core.lifecycle import FINAL_STATES, CaseState, Transition, next_state
+from core.money import Money
+from core.request import NormalizedRefundRequest, RequestKind
+
+
+class Step(StrEnum):
+    """A unit of work a worker does for a case; each is one job with one side effect."""
+
+    EVALUATE = "evaluate"
+    REFUND = "refund"
+    STOCK = "stock"
+    NOTIFY = "notify"
+
+
+class Outcome(StrEnum):
+    APPROVE = "approve"
+    REVIEW = "review"
+    DENY = "deny"
+    PASS = "pass"
+
+
+@dataclass(frozen=True, slots=True)
+class RuleResult:
+    rule_id: str
+    outcome: Outcome
+    message: str
+    line: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.rule_id, "outcome": self.outcome.value, "line": self.line,
+                "message": self.message}
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    outcome: Outcome
+    amount: Money
+    rules: tuple[RuleResult, ...]
+    decided_by: str
+    at: datetime
+    note: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "decision": self.outcome.value,
+            "refund_amount": str(self.amount.amount),
+            "currency": self.amount.currency,
+            "rules": [r.as_json() for r in self.rules],
+            "decided_by": self.decided_by,
+            "at": self.at.isoformat(),
+            "note": self.note,
+        }
+
+
+class RefundStatus(StrEnum):
+    STARTED = "started"  # stored before the provider is called; key reserved
+    PENDING = "pending"  # the provider accepted it but has not settled it
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    UNKNOWN = "unknown"  # the provider said something we do not map; never acted on
+
+
+@dataclass(slots=True)
+class RefundAttempt:
+    number: int
+    idempotency_key: str
+    amount: Money
+    status: RefundStatus = RefundStatus.STARTED
+    provider_ref: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RefundResult:
+    """What a payment provider says about a refund."""
+
+    status: RefundStatus
+    provider_ref: str | None
+    amount: Money | None = None
+    message: str | None = None
+    raw_status: str | None = None
+
+
+class NotificationKind(StrEnum):
+    RECEIVED = "received"
+    APPROVED = "approved"
+    DENIED = "denied"
+    REFUNDED = "refunded"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+@dataclass(slots=True)
+class Notification:
+    kind: NotificationKind
+    status: DeliveryStatus = DeliveryStatus.PENDING
+    message: str | None = None
+
+
+class Disposition(StrEnum):
+    RESTOCK = "restock"
+    QUARANTINE = "quarantine"
+    RETURN_TO_MANUFACTURER = "return_to_manufacturer"
+    SCRAP = "scrap"
+    KEEP_AS_EVIDENCE = "keep_as_evidence"
+    PENDING_INSPECTION = "pending_inspection"
+
+
+@dataclass(frozen=True, slots=True)
+class Inspection:
+    line: int
+    seal_intact: bool
+    condition: str
+    inspector: str
+    udi_scan: str | None = None
+    passed: bool = True
+    quantity: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StockMove:
+    line: int
+    sku: str
+    quantity: int
+    disposition: Disposition
+    lot: str | None = None
+    serial: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    step: Step
+    message: str
+    resume_state: CaseState
+    code: str | None = None
+
+
+REVERSIBLE_STATES = frozenset(
+    {CaseState.REFUNDED, CaseState.AWAITING_RETURN, CaseState.RECEIVED_GOODS, CaseState.CLOSED}
+)
+
+
+def new_case_id() -> str:
+    return "rc_" + uuid.uuid4().hex
+
+
+@dataclass
+class RefundCase:
+    id: str
+    shop_id: str
+    source: str
+    request: NormalizedRefundRequest
+    state: CaseState
+    created_at: datetime
+    refund_timing: str = "on_receipt"
+    approved: Money | None = None
+    refunded: Money | None = None
+    decisions: list[Decision] = field(default_factory=list)
+    attempts: list[RefundAttempt] = field(default_factory=list)
+    notifications: list[Notification] = field(default_factory=list)
+    inspections: list[Inspection] = field(default_factory=list)
+    stock_moves: list[StockMove] = field(default_factory=list)
+    erp_reference: str | None = None
+    failure: Failure | None = None
+    version: int = 0
+    audit_seq: int = 0
+    audit_head: str = GENESIS
+    new_events: list[AuditEvent] = field(default_factory=list)
+    # Work the unit of work must hand to the queue once this case is committed.
+    new_steps: list[Step] = field(default_factory=list)
+
+    # ---------------------------------------------------------------- creation
+    @classmethod
+    def open(
+        cls,
+        request: NormalizedRefundRequest,
+        *,
+        shop_id: str,
+        source: str,
+        refund_timing: str,
+        at: datetime,
+        case_id: str | None = None,
+    ) -> RefundCase:
+        case = cls(
+            id=case_id or new_case_id(),
+            shop_id=shop_id,
+            source=source,
+            request=request,
+            state=CaseState.RECEIVED,
+            created_at=at,
+            refund_timing=refund_timing,
+            refunded=Money.zero(request.currency),
+        )
+        case.record(
+            "received", actor=f"connector:{source}", at=at, from_state=None,
+            to_state=CaseState.RECEIVED,
+            data={"external_id": request.external_id, "fingerprint": request.fingerprint(),
+                  "requested": request.requested.as_json(), "kind": request.kind.value},
+        )
+        case.queue_notification(NotificationKind.RECEIVED)
+        case.new_steps.append(Step.EVALUATE)
+        return case
+
+    # ---------------------------------------------------------------- facts
+    @property
+    def currency(self) -> str:
+        return self.request.currency
+
+    @property
+    def requested(self) -> Money:
+        return self.request.requested
+
+    @property
+    def is_return(self) -> bool:
+        return self.request.kind is RequestKind.RETURN_AND_REFUND
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in FINAL_STATES
+
+    @property
+    def goods_received(self) -> bool:
+        return any(e.name == Transition.RECEIVE_GOODS for e in self.new_events) or bool(
+            self.inspections
+        )
+
+    @property
+    def current_attempt(self) -> RefundAttempt | None:
+        return self.attempts[-1] if self.attempts else None
+
+    @property
+    def erp_booked(self) -> bool:
+        return self.erp_reference is not None
+
+    @property
+    def reserves_money(self) -> bool:
+        """Whether this case's approved amount counts against what the order can still refund."""
+        return self.approved is not None and self.state not in {
+            CaseState.DENIED, CaseState.CANCELLED,
+        }
+
+    # ---------------------------------------------------------------- audit
+    def record(
+        self,
+        name: str,
+        *,
+        actor: str,
+        at: datetime,
+        from_state: str | None,
+        to_state: str | None,
+        data: dict[str, Any] | None = None,
+    ) -> AuditEvent:
+        event = chain_event(
+            self.audit_seq, self.audit_head, at=at, actor=actor, name=name,
+            from_state=from_state, to_state=to_state, data=data or {},
+        )
+        self.audit_seq, self.audit_head = event.seq, event.hash
+        self.new_events.append(event)
+        return event
+
+    def _move(
+        self,
+        transition: Transition,
+        *,
+        actor: str,
+        at: datetime,
+        data: dict[str, Any] | None = None,
+        target: CaseState | None = None,
+    ) -> None:
+        new = next_state(self.id, self.state, transition, target)
+        old, self.state = self.state, new
+        self.record(transition.value, actor=actor, at=at, from_state=old, to_state=new,
+                    data=data)
+
+    def queue_notification(self, kind: NotificationKind) -> None:
+        if self.request.customer.email is None:
+            return
+        if any(n.kind is kind for n in self.notifications):
+            return
+        self.notifications.append(Notification(kind))
+        if Step.NOTIFY not in self.new_steps:
+            self.new_steps.append(Step.NOTIFY)
+
+    # ---------------------------------------------------------------- evaluation
+    def start_evaluation(self, at: datetime) -> None:
+        self._move(Transition.START_EVALUATION, actor="system", at=at)
+
+    def decide(self, decision: Decision) -> None:
+        """Apply a decision by the rules (from `evaluating`) or by a reviewer."""
+        self.decisions.append(decision)
+        data = decision.as_json()
+        actor = decision.decided_by
+        if decision.outcome is Outcome.APPROVE:
+            self.approved = decision.amount
+            self._move(Transition.APPROVE, actor=actor, at=decision.at, data=data)
+            self.queue_notification(NotificationKind.APPROVED)
+            self._after_approval(decision.at)
+        elif decision.outcome is Outcome.DENY:
+            self._move(Transition.DENY, actor=actor, at=decision.at, data=data)
+            self.queue_notification(NotificationKind.DENIED)
+        elif decision.outcome is Outcome.REVIEW:
+            self._move(Transition.SEND_TO_REVIEW, actor=actor, at=decision.at, data=data)
+        else:
+            raise DomainError(f"a decision cannot be '{decision.outcome}'")
+
+    def _after_approval(self, at: datetime) -> None:
+        if self.is_return and self.refund_timing == "on_receipt":
+            self._move(Transition.AWAIT_RETURN, actor="system", at=at)
+        else:
+            self._begin_refund(at)
+
+    # ---------------------------------------------------------------- money
+    def _begin_refund(self, at: datetime) -> None:
+        self._move(Transition.START_REFUND, actor="system", at=at)
+        self.new_steps.append(Step.REFUND)
+
+    def reserve_attempt(self, at: datetime) -> RefundAttempt:
+        """The attempt the refund step works on; a new one only after a failed one.
+
+        The idempotency key is derived from the case and the attempt number, stored before
+        the provider is first called, and reused on every retry and re-run of the job.
+        """
+        if self.approved is None:
+            raise DomainError(f"case {self.id} has no approved amount")
+        current = self.current_attempt
+        if current is not None and current.status is not RefundStatus.FAILED:
+            return current
+        number = 1 if current is None else current.number + 1
+        attempt = RefundAttempt(number, f"{self.id}-refund-{number}", self.approved)
+        self.attempts.append(attempt)
+        self.record("refund_attempt_reserved", actor="system", at=at, from_state=self.state,
+                    to_state=self.state,
+                    data={"attempt": number, "idempotency_key": attempt.idempotency_key,
+                          "amount": attempt.amount.as_json()})
+        return attempt
+
+    def apply_refund_result(self, result: RefundResult, at: datetime, actor: str) -> None:
+        """Settle the current attempt from what the provider says; late news changes nothing."""
+        attempt = self.current_attempt
+        if attempt is None:
+            raise DomainError(f"case {self.id} has no refund attempt")
+        if result.provider_ref and attempt.provider_ref is None:
+            attempt.provider_ref = result.provider_ref
+        if result.status is RefundStatus.UNKNOWN:
+            self.record("refund_status_unknown", actor=actor, at=at, from_state=self.state,
+                        to_state=self.state, data={"raw_status": result.raw_status})
+            return
+        previous = attempt.status
+        attempt.status = result.status
+        if result.message:
+            attempt.message = result.message
+        data = {"attempt": attempt.number, "provider_ref": attempt.provider_ref,
+                "status": result.status.value, "message": result.message}
+        if result.status is RefundStatus.SUCCEEDED and self.state is CaseState.REFUNDING:
+            self.refunded = attempt.amount
+            self._move(Transition.CONFIRM_REFUND, actor=actor, at=at, data=data)
+            self.queue_notification(NotificationKind.REFUNDED)
+            self._after_refund(at)
+        elif result.status is RefundStatus.FAILED and self.state is CaseState.REFUNDING:
+            self.failure = Failure(Step.REFUND, result.message or "refund failed",
+                                   CaseState.REFUNDING)
+            self._move(Transition.FAIL, actor=actor, at=at, data=data)
+        elif (
+            result.status is RefundStatus.FAILED and previous is RefundStatus.SUCCEEDED
+            and self.state in REVERSIBLE_STATES
+        ):
+            # The provider paid and then reversed (e.g. the card was closed): reopen.
+            self.refunded = Money.zero(self.currency)
+            self.failure = Failure(Step.REFUND, result.message or "refund failed after success",
+                                   CaseState.REFUNDING)
+            self._move(Transition.REFUND_REVERSED, actor=actor, at=at, data=data)
+        elif previous is not result.status:
+            self.record("refund_status_changed", actor=actor, at=at, from_state=self.state,
+                        to_state=self.state, data=data)
+
+    def _after_refund(self, at: datetime) -> None:
+        if self.is_return and not self.inspections:
+            self._move(Transition.AWAIT_RETURN, actor="system", at=at)
+            return
+        self._request_stock_booking()
+        self.close_if_done(at)
+
+    # ---------------------------------------------------------------- goods
+    def receive_goods(self, inspections: list[Inspection], at: datetime, actor: str) -> None:
+        if not self.is_return:
+            raise InvalidRequest("kind", "a refund_only case has no goods to receive")
+        for inspection in inspections:
+            if not 0 <= inspection.line < len(self.request.lines):
+                raise InvalidRequest(f"lines.{inspection.line}", "no such line in this case")
+        self.inspections = list(inspections)
+        self._move(Transition.RECEIVE_GOODS, actor=actor, at=at,
+                   data={"inspections": [_inspection_json(i) for i in inspections]})
+        self._request_stock_booking()
+        if self.attempts and self.current_attempt and (
+            self.current_attempt.status is RefundStatus.SUCCEEDED
+        ):
+            self.close_if_done(at)
+        else:
+            self._begin_refund(at)
+
+    def _request_stock_booking(self) -> None:
+        if not self.erp_booked and Step.STOCK not in self.new_steps:
+            self.new_steps.append(Step.STOCK)
+
+    def planned_stock_moves(self) -> list[StockMove]:
+        """What goes back into which stock. The spine's rule: a unit is restocked only after
+        an inspection passed with the seal intact; anything else is quarantined."""
+        moves: list[StockMove] = []
+        if not self.is_return:
+            return moves
+        by_line = {i.line: i for i in self.inspections}
+        for index, line in enumerate(self.request.lines):
+            inspection = by_line.get(index)
+            if inspection is None:
+                continue
+            restockable = (
+                inspection.passed and inspection.seal_intact and inspection.condition == "as_new"
+                and not (line.sterile and line.package_opened)
+            )
+            moves.append(StockMove(
+                index, line.sku, inspection.quantity or line.quantity,
+                Disposition.RESTOCK if restockable else Disposition.QUARANTINE,
+                line.lot, line.serial,
+            ))
+        return moves
+
+    def record_stock_booked(self, reference: str, moves: list[StockMove], at: datetime,
+                            actor: str) -> None:
+        if self.erp_booked:
+            return
+        self.erp_reference = reference
+        self.stock_moves = moves
+        self.record("stock_booked", actor=actor, at=at, from_state=self.state,
+                    to_state=self.state,
+                    data={"erp_reference": reference,
+                          "moves": [{"line": m.line, "sku": m.sku, "quantity": m.quantity,
+                                     "disposition": m.disposition.value} for m in moves]})
+        self.close_if_done(at)
+
+    # ---------------------------------------------------------------- notifications
+    def pending_notifications(self) -> list[Notification]:
+        return [n for n in self.notifications if n.status is DeliveryStatus.PENDING]
+
+    def record_notification(self, kind: NotificationKind, status: DeliveryStatus,
+                            at: datetime, message: str | None = None) -> None:
+        for notification in self.notifications:
+            if notification.kind is kind and notification.status is DeliveryStatus.PENDING:
+                notification.status = status
+                notification.message = message
+                self.record(f"notification_{status.value}", actor="system", at=at,
+                            from_state=self.state, to_state=self.state,
+                            data={"kind": kind.value, "message": message})
+        self.close_if_done(at)
+
+    # ---------------------------------------------------------------- closing
+    def close_if_done(self, at: datetime) -> bool:
+        """Close once the money is confirmed, the ERP booked and the customer told."""
+        attempt = self.current_attempt
+        refunded = attempt is not None and attempt.status is RefundStatus.SUCCEEDED
+        goods_done = not self.is_return or bool(self.inspections)
+        if (
+            self.state in {CaseState.REFUNDED, CaseState.RECEIVED_GOODS}
+            and refunded and goods_done and self.erp_booked
+            and not self.pending_notifications()
+        ):
+            self._move(Transition.CLOSE, actor="system", at=at)
+            return True
+        return False
+
+    # ---------------------------------------------------------------- failure
+    def fail(self, step: Step, message: str, at: datetime, code: str | None = None) -> None:
+        self.failure = Failure(step, message, self.state, code)
+        self._move(Transition.FAIL, actor="system", at=at,
+                   data={"step": step.value, "message": message, "code": code})
+
+    def retry(self, at: datetime, actor: str) -> None:
+        failure = self.failure
+        if failure is None:
+            raise DomainError(f"case {self.id} has no failure to retry")
+        self._move(Transition.RETRY, actor=actor, at=at, target=failure.resume_state,
+                   data={"step": failure.step.value, "previous_error": failure.message})
+        self.failure = None
+        self.new_steps.append(failure.step)
+        if failure.resume_state is CaseState.REFUNDING and failure.step is not Step.REFUND:
+            # The refund may have settled while the case was failed; let its step look again.
+            self.new_steps.append(Step.REFUND)
+
+    def cancel(self, at: datetime, actor: str, reason: str) -> None:
+        attempt = self.current_attempt
+        if attempt is not None and attempt.status in {RefundStatus.SUCCEEDED,
+                                                      RefundStatus.PENDING}:
+            raise DomainError(f"case {self.id} has a refund in flight or paid; it cannot be "
+                              "cancelled")
+        self._move(Transition.CANCEL, actor=actor, at=at, data={"reason": reason})
+
+
+def _inspection_json(i: Inspection) -> dict[str, Any]:
+    return {"line": i.line, "seal_intact": i.seal_intact, "condition": i.condition,
+            "inspector": i.inspector, "udi_scan": i.udi_scan, "passed": i.passed,
+            "quantity": i.quantity}
