@@ -39,10 +39,15 @@ class IllegalTransition(DomainError):
 
 
 class InvalidRequest(DomainError):
-    def __init__(self, field: str, message: str) -> None:
+    """`errors` lists every failing field as (dotted field path, message); the first is
+    also `field`/`message`."""
+
+    def __init__(self, field: str, message: str,
+                 errors: list[tuple[str, str]] | None = None) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+        self.errors = errors or [(field, message)]
 
 
 class CurrencyMismatch(DomainError):

@@ -470,6 +470,9 @@ class RefundCase:
                 self.record(f"notification_{status.value}", actor="system", at=at,
                             from_state=self.state, to_state=self.state,
                             data={"kind": kind.value, "message": message})
+        if self.pending_notifications():
+            # Queued by another step while this one was sending: it needs its own run.
+            self.new_steps.append(Step.NOTIFY)
         self.close_if_done(at)
 
     # ---------------------------------------------------------------- closing

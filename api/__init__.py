@@ -1,0 +1,1 @@
+"""The HTTP API: webhook ingest, the operator API and the ops dashboard."""

@@ -1,0 +1,47 @@
+"""The FastAPI application, built around a container from `refundbridge.bootstrap`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from api import errors
+from api.deps import token_is_valid
+from api.ops import OperatorGuard, build_dashboard
+from api.routes import cases, health, webhooks
+from refundbridge.bootstrap import Container
+
+
+def create_app(container: Container, *, dashboard: bool = True) -> FastAPI:
+    app = FastAPI(
+        title="RefundBridge",
+        version="0.1.0",
+        description="Refund and return middleware for shops that sell medical devices. "
+                    "Webhooks are authenticated by their signatures; `/v1` and `/ops` need "
+                    "an operator bearer token.",
+    )
+    app.state.container = container
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(webhooks.router)
+    app.include_router(cases.router)
+    if dashboard:
+        guard = OperatorGuard(
+            build_dashboard(container.settings.redis_url, container.redis),
+            lambda authorization: token_is_valid(container, authorization),
+        )
+        app.mount("/ops/rq", guard)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version,
+                                 description=app.description, routes=app.routes)
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(
+                webhooks.openapi_schemas())
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,71 @@
+"""The RQ dashboard at /ops/rq, behind the operator token.
+
+rq-dashboard has no auth and no CSRF protection (a plain GET can requeue a whole registry),
+so an ASGI guard in front of it requires the bearer token, refuses GETs to its action
+endpoints, and requires its own `X-Requested-With` header on POSTs (a cross-site form can't
+set it). See shared/design/runtime.md.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from api.errors import problem
+
+MUTATING_SEGMENTS = ("/requeue", "/delete", "/empty", "/compact", "/cancel", "/enqueue")
+
+
+def build_dashboard(redis_url: str | None, redis: Any) -> ASGIApp:
+    import rq_dashboard
+    from a2wsgi import WSGIMiddleware
+    from flask import Flask, current_app
+
+    static = os.path.join(os.path.dirname(rq_dashboard.__file__), "static")
+    flask_app = Flask("rq_dashboard_host", static_folder=static)
+    flask_app.config.from_object(rq_dashboard.default_settings)
+    # Embedded mode has no URL to connect to; the dashboard gets the in-process client.
+    flask_app.config["RQ_DASHBOARD_REDIS_URL"] = redis_url or "redis://127.0.0.1:6379"
+    flask_app.config["REFUNDBRIDGE_REDIS"] = redis
+    if not getattr(rq_dashboard.blueprint, "_refundbridge_hooked", False):
+        # Runs after the blueprint's own connection hook, which would reconnect by URL;
+        # it must be added before the blueprint's first registration.
+        @rq_dashboard.blueprint.before_request
+        def _use_our_client() -> None:
+            current_app.redis_conn = current_app.config["REFUNDBRIDGE_REDIS"]  # type: ignore[attr-defined]
+
+        rq_dashboard.blueprint._refundbridge_hooked = True  # type: ignore[attr-defined]
+    flask_app.register_blueprint(rq_dashboard.blueprint, url_prefix="")
+    rq_dashboard.web.setup_rq_connection(flask_app)
+    flask_app.redis_conn = redis  # type: ignore[attr-defined]
+    return WSGIMiddleware(flask_app)  # type: ignore[arg-type]
+
+
+class OperatorGuard:
+    """Authenticate and de-CSRF every request before it reaches the wrapped app."""
+
+    def __init__(self, app: ASGIApp, is_operator: Any) -> None:
+        self.app = app
+        self.is_operator = is_operator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
+        path = scope.get("path", "")
+        method = scope.get("method", "GET")
+        response = None
+        if not self.is_operator(headers.get("authorization")):
+            response = problem(401, "Unauthorized", "an operator bearer token is required")
+        elif method == "GET" and any(seg in path for seg in MUTATING_SEGMENTS):
+            response = problem(405, "Method not allowed", "actions must be POSTed")
+        elif method not in ("GET", "HEAD") and headers.get("x-requested-with") != (
+                "XMLHttpRequest"):
+            response = problem(403, "Forbidden", "POSTs need X-Requested-With: XMLHttpRequest")
+        if response is not None:
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

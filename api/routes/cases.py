@@ -1,0 +1,108 @@
+"""The operator API: read cases and their evidence, receive goods, review, retry, cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import ContainerDep, Operator
+from core import services
+from core.lifecycle import CaseState
+from core.model import Inspection, Outcome
+from store import queries
+
+router = APIRouter(prefix="/v1", tags=["cases"])
+
+
+class InspectionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    line: int = Field(ge=0, description="Index of the line in the request")
+    seal_intact: bool
+    condition: Literal["as_new", "damaged", "used"]
+    inspector: str = Field(min_length=1, max_length=128)
+    udi_scan: str | None = Field(default=None, max_length=512)
+    passed: bool = True
+    quantity: int | None = Field(default=None, gt=0)
+
+
+class ReceiptIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lines: list[InspectionIn] = Field(min_length=1)
+
+
+class ReviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["approve", "deny"]
+    reviewer: str = Field(min_length=1, max_length=128)
+    note: str = Field(min_length=1, max_length=4000, description="Why: kept as evidence")
+
+
+class ActionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    actor: str = Field(default="operator", min_length=1, max_length=128)
+    reason: str = Field(default="", max_length=4000)
+
+
+@router.get("/cases")
+async def list_cases(
+    container: ContainerDep, _: Operator,
+    shop: str | None = None,
+    state: CaseState | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(pattern=r"^\d+$")] = None,
+) -> dict[str, Any]:
+    return await run_in_threadpool(
+        queries.list_cases, container.engine, shop=shop,
+        state=state.value if state else None, limit=limit,
+        cursor=int(cursor) if cursor else None)
+
+
+@router.get("/cases/{case_id}")
+async def get_case(case_id: str, container: ContainerDep, _: Operator) -> dict[str, Any]:
+    return await run_in_threadpool(queries.case_detail, container.engine, case_id)
+
+
+@router.get("/cases/{case_id}/evidence")
+async def get_evidence(case_id: str, container: ContainerDep, _: Operator) -> dict[str, Any]:
+    return await run_in_threadpool(queries.case_evidence, container.engine, case_id)
+
+
+@router.post("/cases/{case_id}/receipt")
+async def receive_goods(case_id: str, body: ReceiptIn, container: ContainerDep,
+                        _: Operator) -> dict[str, Any]:
+    inspections = [Inspection(**line.model_dump()) for line in body.lines]
+    actor = f"operator:{body.lines[0].inspector}"
+    await run_in_threadpool(services.record_receipt, container.services, case_id,
+                            inspections, actor)
+    return await run_in_threadpool(queries.case_detail, container.engine, case_id)
+
+
+@router.post("/cases/{case_id}/review")
+async def review(case_id: str, body: ReviewIn, container: ContainerDep,
+                 _: Operator) -> dict[str, Any]:
+    await run_in_threadpool(services.review, container.services, case_id,
+                            Outcome(body.decision), body.reviewer, body.note)
+    return await run_in_threadpool(queries.case_detail, container.engine, case_id)
+
+
+@router.post("/cases/{case_id}/retry")
+async def retry(case_id: str, container: ContainerDep, _: Operator,
+                body: ActionIn | None = None) -> dict[str, Any]:
+    actor = f"operator:{(body or ActionIn()).actor}"
+    await run_in_threadpool(services.retry, container.services, case_id, actor)
+    return await run_in_threadpool(queries.case_detail, container.engine, case_id)
+
+
+@router.post("/cases/{case_id}/cancel")
+async def cancel(case_id: str, body: ActionIn, container: ContainerDep,
+                 _: Operator) -> dict[str, Any]:
+    await run_in_threadpool(services.cancel, container.services, case_id,
+                            f"operator:{body.actor}", body.reason)
+    return await run_in_threadpool(queries.case_detail, container.engine, case_id)

@@ -1,0 +1,88 @@
+"""`POST /webhooks/{shop}/{connector}`: signed messages from storefronts and providers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from api.deps import ContainerDep
+from core import services
+from core.errors import NotFound
+from core.ports import Ignored, RefundRequested, RefundUpdate, Role
+from core.request import NormalizedRefundRequest
+from refundbridge.bootstrap import Container
+
+router = APIRouter(tags=["webhooks"])
+
+WEBHOOK_ROLES = (Role.STOREFRONT, Role.PAYMENT)
+
+REQUEST_BODY_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "For the `generic` connector: the normalized refund request, signed "
+                       "with `X-RefundBridge-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "
+                       "\"<t>.<raw body>\">`. Other connectors take their provider's format.",
+        "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/NormalizedRefundRequest"}}},
+    },
+    "responses": {
+        "202": {"description": "Accepted: a new case (its id and URL)"},
+        "200": {"description": "A replay of a known message: the same case"},
+        "401": {"description": "Bad or stale signature"},
+        "404": {"description": "Unknown shop or connector"},
+        "409": {"description": "Known external_id with a different body"},
+        "422": {"description": "The body does not validate; `errors` names each field"},
+    },
+}
+
+
+def _receiver(container: Container, shop_id: str, connector: str) -> Any:
+    shop = container.shop(shop_id)
+    for role in WEBHOOK_ROLES:
+        candidate = shop.connectors.get(role)
+        if candidate is not None and candidate.name == connector and hasattr(
+                candidate, "parse_webhook"):
+            return candidate
+    raise NotFound(f"shop '{shop_id}' has no webhook connector '{connector}'")
+
+
+def handle(container: Container, shop_id: str, connector: str, headers: dict[str, str],
+           body: bytes) -> JSONResponse:
+    receiver = _receiver(container, shop_id, connector)
+    event = receiver.parse_webhook(headers, body, container.services.clock())
+    if isinstance(event, RefundRequested):
+        received = services.receive_request(container.services, shop_id, connector,
+                                            event.request)
+        status = 202 if received.created else 200
+        return JSONResponse(
+            {"case_id": received.case_id, "case_url": f"/v1/cases/{received.case_id}",
+             "duplicate": not received.created},
+            status_code=status, headers={"Location": f"/v1/cases/{received.case_id}"},
+        )
+    if isinstance(event, RefundUpdate):
+        case_id = services.apply_refund_update(
+            container.services, event.result, case_id=event.case_id,
+            idempotency_key=event.idempotency_key, actor=f"connector:{connector}")
+        return JSONResponse({"case_id": case_id, "applied": case_id is not None})
+    assert isinstance(event, Ignored)
+    return JSONResponse({"ignored": event.reason})
+
+
+@router.post("/webhooks/{shop}/{connector}", openapi_extra=REQUEST_BODY_DOC,
+             summary="Receive a signed webhook")
+async def receive_webhook(shop: str, connector: str, request: Request,
+                          container: ContainerDep) -> JSONResponse:
+    body = await request.body()
+    headers = dict(request.headers)
+    return await run_in_threadpool(handle, container, shop, connector, headers, body)
+
+
+def openapi_schemas() -> dict[str, Any]:
+    """The normalized request's JSON schema, for the OpenAPI document."""
+    schema = NormalizedRefundRequest.model_json_schema(
+        ref_template="#/components/schemas/{model}")
+    defs = schema.pop("$defs", {})
+    return {"NormalizedRefundRequest": schema, **defs}

@@ -1,0 +1,1 @@
+"""Settings: a TOML file, overridden by REFUNDBRIDGE_* environment variables."""

@@ -1,0 +1,87 @@
+"""The generic storefront webhook: the body IS the normalized request.
+
+Signature header: `X-RefundBridge-Signature: t=<unix seconds>,v1=<hex>` where
+`v1 = HMAC-SHA256(shop secret, "<t>.<raw body>")`. Several `v1` entries may be sent while a
+secret is rotated; any match passes. Timestamps more than `tolerance_seconds` away from now,
+in either direction, are refused so a captured request can't be replayed later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from datetime import datetime
+from typing import ClassVar
+
+from pydantic import SecretStr, ValidationError
+
+from connectors.base import ConnectorBase, ConnectorSettings
+from core.errors import InvalidRequest, WebhookRejected
+from core.ports import RefundRequested, Role, WebhookEvent
+from core.request import NormalizedRefundRequest
+
+SIGNATURE_HEADER = "x-refundbridge-signature"
+
+
+class GenericSettings(ConnectorSettings):
+    secret: SecretStr
+    tolerance_seconds: int = 300
+
+
+def sign(secret: str, body: bytes, timestamp: int) -> str:
+    """The header value a sender puts on `body` (used by the demo and by senders' tests)."""
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={digest.hexdigest()}"
+
+
+def verify_signature(header: str | None, body: bytes, secret: str, now: datetime,
+                     tolerance: int, connector: str = "generic") -> None:
+    if not header:
+        raise WebhookRejected(connector, "missing X-RefundBridge-Signature header")
+    timestamp: int | None = None
+    candidates: list[str] = []
+    for part in header.split(","):
+        key, _, value = part.strip().partition("=")
+        if key == "t" and value.isdigit():
+            timestamp = int(value)
+        elif key == "v1":
+            candidates.append(value)
+    if timestamp is None or not candidates:
+        raise WebhookRejected(connector, "signature header needs t=<unix seconds> and v1=<hex>")
+    if abs(now.timestamp() - timestamp) > tolerance:
+        raise WebhookRejected(connector, f"signature timestamp is more than {tolerance} s "
+                                         "away from now")
+    expected = sign(secret, body, timestamp).split("v1=", 1)[1]
+    if not any(hmac.compare_digest(expected, c) for c in candidates):
+        raise WebhookRejected(connector, "signature does not match")
+
+
+def parse_request(body: bytes) -> NormalizedRefundRequest:
+    try:
+        return NormalizedRefundRequest.model_validate_json(body)
+    except ValidationError as exc:
+        errors = []
+        for error in exc.errors():
+            field = ".".join(str(p) for p in error["loc"]) or "body"
+            message = str(error["msg"]).removeprefix("Value error, ")
+            if error["type"] == "json_invalid":
+                field, message = "body", f"malformed JSON: {error['ctx'].get('error', '')}"
+            elif message.startswith("requested_amount: "):
+                field, message = "requested_amount", message.removeprefix("requested_amount: ")
+            errors.append((field, message))
+        raise InvalidRequest(errors[0][0], errors[0][1], errors) from exc
+
+
+class GenericStorefrontConnector(ConnectorBase):
+    name: ClassVar[str] = "generic"
+    roles: ClassVar[frozenset[Role]] = frozenset({Role.STOREFRONT})
+    Settings = GenericSettings
+    settings: GenericSettings
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes,
+                      now: datetime) -> WebhookEvent:
+        header = next((v for k, v in headers.items() if k.lower() == SIGNATURE_HEADER), None)
+        verify_signature(header, body, self.settings.secret.get_secret_value(), now,
+                         self.settings.tolerance_seconds)
+        return RefundRequested(parse_request(body))

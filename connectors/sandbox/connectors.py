@@ -1,0 +1,108 @@
+"""The sandbox payment, ERP and notifier connectors."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import ClassVar, TypeVar
+
+from pydantic import Field
+
+from connectors.base import ConnectorBase, ConnectorContext, ConnectorSettings
+from core.errors import TransientProviderError
+from core.model import RefundResult, RefundStatus
+from core.ports import OutgoingMessage, RefundOrder, ReturnBooking, Role
+
+T = TypeVar("T")
+
+
+class SandboxSettings(ConnectorSettings):
+    latency_ms: float = Field(default=0.0, ge=0)
+    transient_failure_rate: float = Field(default=0.0, ge=0, le=0.9)
+    seed: int | None = None
+
+
+class _Sandbox(ConnectorBase):
+    Settings = SandboxSettings
+    settings: SandboxSettings
+
+    def __init__(self, settings: SandboxSettings, ctx: ConnectorContext) -> None:
+        super().__init__(settings, ctx)
+        self._random = random.Random(settings.seed)
+        self._lock = threading.Lock()
+
+    def _call(self, operation: str, fn: Callable[[], T]) -> T:
+        def attempt() -> T:
+            if self.settings.latency_ms:
+                time.sleep(self.settings.latency_ms / 1000)
+            with self._lock:
+                unlucky = self._random.random() < self.settings.transient_failure_rate
+            if unlucky:
+                raise TransientProviderError(self.name, f"sandbox {operation}: simulated 503")
+            return fn()
+
+        return self.ctx.retry.call(attempt)
+
+
+class SandboxPaymentConnector(_Sandbox):
+    name: ClassVar[str] = "sandbox_payment"
+    roles: ClassVar[frozenset[Role]] = frozenset({Role.PAYMENT})
+
+    def __init__(self, settings: SandboxSettings, ctx: ConnectorContext) -> None:
+        super().__init__(settings, ctx)
+        self.refunds: dict[str, RefundResult] = {}
+
+    def issue_refund(self, order: RefundOrder) -> RefundResult:
+        def refund() -> RefundResult:
+            with self._lock:
+                # Like a real provider: the same key pays once and replays the answer.
+                if order.idempotency_key not in self.refunds:
+                    ref = "sbx_re_" + hashlib.sha256(order.idempotency_key.encode()).hexdigest()[:16]
+                    self.refunds[order.idempotency_key] = RefundResult(
+                        RefundStatus.SUCCEEDED, ref, order.amount, raw_status="succeeded")
+                return self.refunds[order.idempotency_key]
+
+        return self._call("refund", refund)
+
+    def find_refund(self, order: RefundOrder) -> RefundResult | None:
+        return self._call("find refund", lambda: self.refunds.get(order.idempotency_key))
+
+    def refund_status(self, provider_ref: str, order: RefundOrder) -> RefundResult:
+        found = self.find_refund(order)
+        return found or RefundResult(RefundStatus.UNKNOWN, provider_ref, raw_status="missing")
+
+
+class SandboxErpConnector(_Sandbox):
+    name: ClassVar[str] = "sandbox_erp"
+    roles: ClassVar[frozenset[Role]] = frozenset({Role.ERP})
+
+    def __init__(self, settings: SandboxSettings, ctx: ConnectorContext) -> None:
+        super().__init__(settings, ctx)
+        self.bookings: dict[str, ReturnBooking] = {}
+
+    def book_return(self, booking: ReturnBooking) -> str:
+        def book() -> str:
+            with self._lock:
+                self.bookings.setdefault(booking.case_id, booking)
+            return f"SBX-RET-{booking.case_id}"
+
+        return self._call("book return", book)
+
+
+class SandboxNotifier(_Sandbox):
+    name: ClassVar[str] = "sandbox_notifier"
+    roles: ClassVar[frozenset[Role]] = frozenset({Role.NOTIFIER})
+
+    def __init__(self, settings: SandboxSettings, ctx: ConnectorContext) -> None:
+        super().__init__(settings, ctx)
+        self.sent: dict[str, OutgoingMessage] = {}
+
+    def send(self, message: OutgoingMessage) -> None:
+        def deliver() -> None:
+            with self._lock:
+                self.sent[message.message_id] = message
+
+        self._call("send", deliver)

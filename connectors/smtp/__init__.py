@@ -1,0 +1,6 @@
+"""SMTP notifier: customer emails rendered from per-locale Jinja2 templates."""
+
+from connectors.smtp.notifier import SmtpNotifier
+from connectors.smtp.settings import Settings
+
+__all__ = ["Settings", "SmtpNotifier"]

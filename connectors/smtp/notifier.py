@@ -1,0 +1,50 @@
+"""`SmtpNotifier`: the core's `Notifier` port over plain SMTP."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from connectors.base import ConnectorBase, ConnectorContext, ConnectorSettings
+from connectors.smtp.client import SmtpClient
+from connectors.smtp.settings import Settings as SmtpSettings
+from connectors.smtp.transformers import MessageError, TemplateRenderer, to_email
+from core.errors import PermanentProviderError
+from core.ports import OutgoingMessage, Role
+
+
+class SmtpNotifier(ConnectorBase):
+    """Sends the customer emails of a refund case (received, approved, denied, refunded)."""
+
+    name: ClassVar[str] = "smtp"
+    roles: ClassVar[frozenset[Role]] = frozenset({Role.NOTIFIER})
+    Settings: ClassVar[type[ConnectorSettings]] = SmtpSettings
+
+    def __init__(self, settings: ConnectorSettings, ctx: ConnectorContext) -> None:
+        if not isinstance(settings, SmtpSettings):
+            raise TypeError(f"{self.name} needs {SmtpSettings.__qualname__}, "
+                            f"got {type(settings).__qualname__}")
+        super().__init__(settings, ctx)
+        self._settings = settings
+        self._renderer = TemplateRenderer()
+        self._client = SmtpClient(settings, connector=self.name)
+
+    def send(self, message: OutgoingMessage) -> None:
+        if not message.email:
+            raise PermanentProviderError(
+                self.name,
+                f"case {message.case_id}: no email address to send the "
+                f"'{message.kind.value}' message to",
+            )
+        s = self._settings
+        try:
+            rendered = self._renderer.render(
+                message.kind, message.locale, message.context, s.sender_name
+            )
+            email = to_email(message, rendered, sender_email=s.sender_email,
+                             sender_name=s.sender_name, now=self.ctx.clock())
+        except MessageError as exc:
+            raise PermanentProviderError(
+                self.name, f"case {message.case_id}, {message.kind.value}: {exc}"
+            ) from exc
+        # Built once, outside the retry: every attempt sends the same bytes and Message-ID.
+        self.ctx.retry.call(lambda: self._client.send(email))

@@ -1,0 +1,161 @@
+"""Mapping between the core's `OutgoingMessage` and an RFC 5322 email.
+
+Templates live in `templates/<locale>/<kind>.subject.j2` and `<kind>.txt.j2`; a locale is
+whatever folder exists there, so adding a language is adding a folder.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from email.errors import HeaderParseError, NonASCIILocalPartDefect
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Any
+
+import jinja2
+from babel.core import UnknownLocaleError
+from babel.numbers import format_currency
+
+from core.model import NotificationKind
+from core.ports import OutgoingMessage
+
+DEFAULT_LOCALE = "en"
+
+# dot-atom-text of RFC 5322: what may stand left of the "@" in a Message-ID without quoting.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_MSG_ID_LEFT = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
+_ADDRESS_SPECIALS = frozenset('()<>[]:;@\\,"')
+
+
+class MessageError(ValueError):
+    """The message cannot be turned into an email; sending it again will not help."""
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedEmail:
+    locale: str  # the locale whose templates were used, after fallback
+    subject: str
+    body: str
+
+
+def mailbox(addr_spec: str, display_name: str = "") -> Address:
+    """An `Address` built from its parts, never from a "Name <addr>" string, so a display
+    name with non-ASCII text or specials is encoded rather than parsed."""
+    try:
+        return Address(display_name=display_name, addr_spec=addr_spec)
+    except NonASCIILocalPartDefect:
+        # RFC 6531 allows UTF-8 local parts and smtplib sends them with SMTPUTF8, but the
+        # stdlib parser refuses them; build the address from its parts after our own check.
+        local, at, domain = addr_spec.rpartition("@")
+        if not (at and local and domain) or any(
+            ch.isspace() or ch in _ADDRESS_SPECIALS for ch in local + domain
+        ):
+            raise MessageError(f"not an email address: {addr_spec!r}") from None
+        return Address(display_name=display_name, username=local, domain=domain)
+    except (ValueError, HeaderParseError) as exc:
+        raise MessageError(f"not an email address: {addr_spec!r}") from exc
+
+
+def resolve_locale(requested: str, available: frozenset[str]) -> str:
+    """Exact match (case-insensitive), then any locale of the same language, then English."""
+    by_lower = {locale.lower(): locale for locale in available}
+    wanted = requested.strip().replace("_", "-").lower()
+    if wanted in by_lower:
+        return by_lower[wanted]
+    language = wanted.split("-", 1)[0]
+    if language in by_lower:
+        return by_lower[language]
+    # sorted, so the choice between e.g. zh-CN and zh-TW does not depend on disk order
+    same_language = sorted(lower for lower in by_lower if lower.split("-", 1)[0] == language)
+    if same_language:
+        return by_lower[same_language[0]]
+    return DEFAULT_LOCALE
+
+
+def format_amount(amount: str, currency: str, locale: str) -> str:
+    try:
+        value = Decimal(amount)
+    except (InvalidOperation, TypeError) as exc:
+        raise MessageError(f"amount {amount!r} is not a decimal string") from exc
+    try:
+        return str(format_currency(value, currency, locale=locale.replace("-", "_")))
+    except (UnknownLocaleError, ValueError):
+        return f"{currency} {amount}"
+
+
+class TemplateRenderer:
+    """One Jinja2 environment per notifier; templates are parsed once and cached by it."""
+
+    def __init__(self) -> None:
+        self._env = jinja2.Environment(
+            loader=jinja2.PackageLoader("connectors.smtp", "templates"),
+            undefined=jinja2.StrictUndefined,
+            # plain-text mail: escaping would put "&amp;" into a customer's product names
+            autoescape=False,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.locales = frozenset(
+            name.split("/", 1)[0] for name in self._env.list_templates(extensions=["j2"])
+        )
+
+    def render(
+        self,
+        kind: NotificationKind,
+        locale: str,
+        context: Mapping[str, Any],
+        sender_name: str,
+    ) -> RenderedEmail:
+        used = resolve_locale(locale, self.locales)
+        values = dict(context)
+        try:
+            values["amount_display"] = format_amount(
+                str(values["amount"]), str(values["currency"]), used
+            )
+        except KeyError as exc:
+            raise MessageError(f"context has no {exc.args[0]!r}") from exc
+        values["sender_name"] = sender_name
+        try:
+            subject = self._env.get_template(f"{used}/{kind.value}.subject.j2").render(values)
+            body = self._env.get_template(f"{used}/{kind.value}.txt.j2").render(values)
+        except jinja2.TemplateError as exc:
+            raise MessageError(f"template {used}/{kind.value}: {exc}") from exc
+        # A header is one line: this also keeps a CR/LF in a context value out of the headers.
+        return RenderedEmail(locale=used, subject=" ".join(subject.split()), body=body)
+
+
+def to_email(
+    message: OutgoingMessage,
+    rendered: RenderedEmail,
+    *,
+    sender_email: str,
+    sender_name: str,
+    now: datetime,
+) -> EmailMessage:
+    if not message.email:
+        raise MessageError("the message has no email address")
+    if not _MSG_ID_LEFT.fullmatch(message.message_id):
+        raise MessageError(f"message_id {message.message_id!r} cannot be used in a Message-ID")
+    email = EmailMessage()  # policy.default: RFC 2047-encodes non-ASCII header text
+    email["From"] = mailbox(sender_email, sender_name)
+    email["To"] = mailbox(message.email)
+    email["Subject"] = rendered.subject
+    email["Date"] = format_datetime(now)
+    # Stable per case and kind: a resend after an ambiguous failure (a timeout after DATA)
+    # carries the same id, so mail clients and MTAs can recognise the duplicate.
+    email["Message-ID"] = f"<{message.message_id}@refundbridge>"
+    # RFC 3834: keeps vacation auto-replies from answering a machine-sent mail.
+    email["Auto-Submitted"] = "auto-generated"
+    # Left alone the stdlib picks 8bit for short non-ASCII lines, which needs BODY=8BITMIME
+    # (smtplib asks for it only with SMTPUTF8); quoted-printable works with every server and
+    # keeps the ASCII parts (order numbers) readable in the raw mail.
+    cte = None if rendered.body.isascii() else "quoted-printable"
+    email.set_content(rendered.body, charset="utf-8", cte=cte)
+    # after set_content, which drops every Content-* header already set
+    email["Content-Language"] = rendered.locale
+    return email

@@ -1,0 +1,5 @@
+"""Stripe payment connector: refunds over the REST API, refund events over webhooks."""
+
+from connectors.stripe.connector import StripeConnector
+
+__all__ = ["StripeConnector"]

@@ -1,0 +1,80 @@
+"""`StripeConnector`: the payment port and webhook receiver for Stripe."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from pydantic import PositiveInt, SecretStr
+
+from connectors.base import ConnectorBase, ConnectorContext, ConnectorSettings
+from connectors.stripe import webhooks
+from connectors.stripe.client import StripeClient
+from connectors.stripe.transformers import reference_field, refund_form, to_refund_result
+from core.model import RefundResult
+from core.ports import RefundOrder, Role, WebhookEvent
+
+
+class StripeConnector(ConnectorBase):
+    name = "stripe"
+    roles = frozenset({Role.PAYMENT})
+
+    class Settings(ConnectorSettings):
+        api_key: SecretStr
+        webhook_secret: SecretStr
+        base_url: str = "https://api.stripe.com"
+        api_version: str = "2024-06-20"
+        tolerance_seconds: PositiveInt = 300
+
+    def __init__(self, settings: ConnectorSettings, ctx: ConnectorContext) -> None:
+        if not isinstance(settings, StripeConnector.Settings):
+            raise TypeError(f"expected StripeConnector.Settings, got {type(settings).__name__}")
+        super().__init__(settings, ctx)
+        self.config = settings
+        self._client: StripeClient | None = None
+
+    @property
+    def client(self) -> StripeClient:
+        # Built on first use, so constructing a connector (e.g. to check config) opens nothing.
+        if self._client is None:
+            self._client = StripeClient(
+                self.ctx,
+                base_url=self.config.base_url,
+                api_key=self.config.api_key,
+                api_version=self.config.api_version,
+            )
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # ---------------------------------------------------------------- PaymentGateway
+    def issue_refund(self, order: RefundOrder) -> RefundResult:
+        refund = self.client.create_refund(refund_form(order), order.idempotency_key)
+        return to_refund_result(refund)
+
+    def find_refund(self, order: RefundOrder) -> RefundResult | None:
+        # A worker that died mid-call asks here before calling again: the idempotency key we
+        # stored in the refund's metadata is the only link back to that earlier call.
+        field = reference_field(order.payment_reference)
+        for refund in self.client.list_refunds(field, order.payment_reference):
+            if refund.metadata.get("idempotency_key") == order.idempotency_key:
+                return to_refund_result(refund)
+        return None
+
+    def refund_status(self, provider_ref: str, order: RefundOrder) -> RefundResult:
+        return to_refund_result(self.client.get_refund(provider_ref))
+
+    # ---------------------------------------------------------------- WebhookReceiver
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes, now: datetime
+                      ) -> WebhookEvent:
+        webhooks.verify(
+            body,
+            webhooks.header_value(headers, webhooks.SIGNATURE_HEADER),
+            self.config.webhook_secret.get_secret_value(),
+            self.config.tolerance_seconds,
+            now,
+        )
+        return webhooks.parse_event(body)

@@ -1,0 +1,148 @@
+"""Stripe's wire format (pydantic models) and its mapping to and from the core model.
+
+No I/O here: `client.py` sends what these functions build, and `webhooks.py` parses events
+with these models.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from core.errors import InvalidRequest
+from core.model import RefundResult, RefundStatus
+from core.money import Money, check_currency
+from core.ports import RefundOrder
+
+log = logging.getLogger(__name__)
+
+# Every refund status Stripe documents (API 2024-06-20). Anything else becomes UNKNOWN, which
+# the core records but never acts on: a status Stripe adds later must not move money or close
+# a case by accident.
+STATUS_MAP: Final[Mapping[str, RefundStatus]] = MappingProxyType({
+    "pending": RefundStatus.PENDING,
+    "requires_action": RefundStatus.PENDING,
+    "succeeded": RefundStatus.SUCCEEDED,
+    "failed": RefundStatus.FAILED,
+    "canceled": RefundStatus.FAILED,
+})
+
+# Only `duplicate`, `fraudulent` and `requested_by_customer` are accepted by Stripe; every
+# refund we issue was asked for by a customer.
+REFUND_REASON: Final = "requested_by_customer"
+
+
+class _Wire(BaseModel):
+    # Stripe adds fields without a version bump; unknown ones must not break parsing.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class StripeRefund(_Wire):
+    """The Refund object (https://docs.stripe.com/api/refunds/object), the fields we use."""
+
+    id: str
+    object: Literal["refund"] = "refund"
+    amount: int
+    currency: str
+    status: str | None = None  # documented as nullable
+    payment_intent: str | None = None
+    charge: str | None = None
+    reason: str | None = None
+    failure_reason: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    created: int | None = None
+
+    @field_validator("currency")
+    @classmethod
+    def _known_currency(cls, value: str) -> str:
+        # Checked here so a bad code is reported as a wire field, not later inside `Money`.
+        try:
+            return check_currency(value)
+        except InvalidRequest as exc:
+            raise ValueError(exc.message) from exc
+
+
+class StripeRefundList(_Wire):
+    object: Literal["list"] = "list"
+    data: list[StripeRefund]
+    has_more: bool = False
+
+
+class StripeEventData(_Wire):
+    # Kept loose: its shape depends on the event type, and only refund events are read.
+    object: dict[str, Any]
+
+
+class StripeEvent(_Wire):
+    """A webhook Event (https://docs.stripe.com/api/events/object)."""
+
+    id: str
+    object: Literal["event"]
+    type: str
+    created: int
+    livemode: bool = False
+    data: StripeEventData
+
+
+class StripeErrorDetail(_Wire):
+    type: str
+    message: str | None = None
+    code: str | None = None
+    param: str | None = None
+    decline_code: str | None = None
+
+
+class StripeErrorBody(_Wire):
+    error: StripeErrorDetail
+
+
+def reference_field(payment_reference: str) -> Literal["charge", "payment_intent"]:
+    """Which Stripe parameter names this payment: charges are `ch_…`, the rest `pi_…`."""
+    return "charge" if payment_reference.startswith("ch_") else "payment_intent"
+
+
+def refund_form(order: RefundOrder) -> dict[str, str]:
+    """The form fields of `POST /v1/refunds` for this order."""
+    minor = order.amount.minor
+    if minor <= 0:
+        # Stripe reads a missing amount as "refund everything"; never let a zero get near that.
+        raise InvalidRequest("amount", f"a refund must be positive, got {order.amount}")
+    return {
+        reference_field(order.payment_reference): order.payment_reference,
+        "amount": str(minor),
+        "reason": REFUND_REASON,
+        # Stored with the refund so `find_refund` and webhooks can lead back to the case.
+        "metadata[case_id]": order.case_id,
+        "metadata[idempotency_key]": order.idempotency_key,
+        "metadata[attempt]": str(order.attempt),
+    }
+
+
+def map_status(raw: str | None) -> RefundStatus:
+    status = STATUS_MAP.get(raw) if raw is not None else None
+    if status is None:
+        log.warning("stripe: unmapped refund status %r; recorded as unknown", raw)
+        return RefundStatus.UNKNOWN
+    return status
+
+
+def to_refund_result(refund: StripeRefund) -> RefundResult:
+    return RefundResult(
+        status=map_status(refund.status),
+        provider_ref=refund.id,
+        amount=Money.from_minor(refund.amount, refund.currency),
+        message=refund.failure_reason,
+        raw_status=refund.status,
+    )
+
+
+def validation_error(exc: ValidationError, prefix: str = "") -> InvalidRequest:
+    """The first problem pydantic found, as an `InvalidRequest` naming the field."""
+    first = exc.errors()[0]
+    path = ".".join(str(part) for part in first["loc"])
+    field = ".".join(p for p in (prefix, path) if p) or "body"
+    return InvalidRequest(field, first["msg"])

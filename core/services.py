@@ -1,0 +1,376 @@
+"""The service layer: one function per use case, each a single unit of work.
+
+Functions take ids and the dependencies they need (`Services`), never globals. The ones that
+call a provider commit before the call (so the idempotency key is stored first) and again
+after it (so the result is recorded with the work that follows from it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from core.errors import DuplicateDelivery, PermanentProviderError
+from core.lifecycle import CaseState
+from core.model import (
+    Decision,
+    DeliveryStatus,
+    Inspection,
+    NotificationKind,
+    Outcome,
+    RefundCase,
+    RefundResult,
+    RefundStatus,
+    RuleResult,
+    Step,
+)
+from core.ports import (
+    ErpGateway,
+    InboxEntry,
+    Notifier,
+    OutgoingMessage,
+    PaymentGateway,
+    RefundOrder,
+    ReturnBooking,
+    UnitOfWork,
+)
+from core.request import NormalizedRefundRequest
+from core.rules import EvaluationContext, RuleSet, ShopPolicy, over_refund_guard
+
+
+class ShopGateways:
+    """The connectors one shop uses for each role (built by the composition root)."""
+
+    def __init__(self, payment: PaymentGateway, erp: ErpGateway, notifier: Notifier,
+                 shop_name: str = "") -> None:
+        self.payment = payment
+        self.erp = erp
+        self.notifier = notifier
+        self.shop_name = shop_name
+
+
+@dataclass(frozen=True)
+class Services:
+    uow: Callable[[], UnitOfWork]
+    policy: Callable[[str], ShopPolicy]
+    gateways: Callable[[str], ShopGateways]
+    rules: Callable[[str], RuleSet]
+    clock: Callable[[], datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    case_id: str
+    created: bool
+
+
+# ------------------------------------------------------------------ intake
+
+
+def receive_request(
+    svc: Services, shop_id: str, connector: str, request: NormalizedRefundRequest
+) -> Received:
+    """Open a case for a new request; a replay returns the first case.
+
+    Raises `DuplicateDelivery(same_body=False)` when the external id is known with another body.
+    """
+    fingerprint = request.fingerprint()
+    with svc.uow() as uow:
+        known = uow.inbox.find(shop_id, connector, request.external_id)
+        if known is not None:
+            if known.fingerprint != fingerprint:
+                raise DuplicateDelivery(known.case_id, same_body=False)
+            return Received(known.case_id, created=False)
+        case = RefundCase.open(
+            request, shop_id=shop_id, source=connector,
+            refund_timing=svc.policy(shop_id).refund_timing, at=svc.clock(),
+        )
+        uow.cases.add(case)
+        uow.inbox.add(shop_id, connector, request.external_id, InboxEntry(case.id, fingerprint))
+        try:
+            uow.commit()
+        except DuplicateDelivery:
+            pass  # a concurrent delivery of the same message won the race; answer with its case
+        else:
+            return Received(case.id, created=True)
+    return _after_race(svc, shop_id, connector, request.external_id, fingerprint)
+
+
+def _after_race(svc: Services, shop_id: str, connector: str, external_id: str,
+                fingerprint: str) -> Received:
+    with svc.uow() as uow:
+        known = uow.inbox.find(shop_id, connector, external_id)
+        if known is None:  # pragma: no cover - the unique key said it exists
+            raise DuplicateDelivery("unknown", same_body=False)
+        if known.fingerprint != fingerprint:
+            raise DuplicateDelivery(known.case_id, same_body=False)
+        return Received(known.case_id, created=False)
+
+
+# ------------------------------------------------------------------ evaluate
+
+
+def evaluate(svc: Services, case_id: str) -> None:
+    with svc.uow() as uow:
+        case = uow.cases.get(case_id)
+        if case.state not in {CaseState.RECEIVED, CaseState.EVALUATING}:
+            uow.outbox.complete(case_id, Step.EVALUATE)
+            uow.commit()
+            return
+        request = case.request
+        # Locks are always taken case first, then order: no deadlocks between cases.
+        paid = uow.orders.lock(case.shop_id, request.order.id, request.paid)
+        now = svc.clock()
+        if case.state is CaseState.RECEIVED:
+            case.start_evaluation(now)
+        held = uow.orders.reserved(case.shop_id, request.order.id, case.currency, case.id)
+        ctx = EvaluationContext(request, svc.policy(case.shop_id), paid - held, now)
+        guard = over_refund_guard(ctx)
+        if guard.outcome is Outcome.DENY:
+            decision = Decision(Outcome.DENY, request.requested, (guard,), "rules", now)
+        else:
+            verdict = svc.rules(case.shop_id).evaluate(ctx)
+            decision = Decision(verdict.outcome, verdict.amount, (guard, *verdict.rules),
+                                "rules", now)
+        case.decide(decision)
+        uow.outbox.complete(case_id, Step.EVALUATE)
+        uow.commit()
+
+
+def review(svc: Services, case_id: str, outcome: Outcome, reviewer: str, note: str) -> None:
+    """A person decides a case the rules sent to review. The over-refund guard still holds."""
+    with svc.uow() as uow:
+        case = uow.cases.get(case_id)
+        request = case.request
+        paid = uow.orders.lock(case.shop_id, request.order.id, request.paid)
+        now = svc.clock()
+        rules: tuple[RuleResult, ...] = ()
+        if outcome is Outcome.APPROVE:
+            held = uow.orders.reserved(case.shop_id, request.order.id, case.currency, case.id)
+            guard = over_refund_guard(
+                EvaluationContext(request, svc.policy(case.shop_id), paid - held, now))
+            rules = (guard,)
+            if guard.outcome is Outcome.DENY:
+                outcome = Outcome.DENY
+        case.decide(Decision(outcome, request.requested, rules, f"operator:{reviewer}", now,
+                             note))
+        uow.commit()
+
+
+# ------------------------------------------------------------------ money
+
+
+def issue_refund(svc: Services, case_id: str) -> None:
+    """Pay the approved amount once.
+
+    1. Reserve the attempt and its idempotency key, and commit, before any call.
+    2. If the attempt existed (a crash or a duplicate job), ask the provider for it first.
+    3. Call the provider with the same key (it pays once per key), record the answer.
+    """
+    with svc.uow() as uow:
+        case = uow.cases.get(case_id)
+        if case.state is not CaseState.REFUNDING:
+            uow.outbox.complete(case_id, Step.REFUND)
+            uow.commit()
+            return
+        known_before = case.current_attempt is not None and case.current_attempt.status in {
+            RefundStatus.STARTED, RefundStatus.PENDING, RefundStatus.SUCCEEDED,
+            RefundStatus.UNKNOWN,
+        }
+        attempt = case.reserve_attempt(svc.clock())
+        order = _refund_order(case)
+        uow.commit()
+    payment = svc.gateways(case.shop_id).payment
+    result: RefundResult | None = None
+    if attempt.status is RefundStatus.SUCCEEDED:
+        result = RefundResult(RefundStatus.SUCCEEDED, attempt.provider_ref, attempt.amount)
+    elif known_before:
+        if attempt.provider_ref:
+            result = payment.refund_status(attempt.provider_ref, order)
+        else:
+            result = payment.find_refund(order)
+    try:
+        if result is None:
+            result = payment.issue_refund(order)
+    except PermanentProviderError as exc:
+        result = RefundResult(RefundStatus.FAILED, None, message=exc.message)
+    with svc.uow() as uow:
+        case = uow.cases.get(case_id)
+        case.apply_refund_result(result, svc.clock(), actor=f"connector:{_payment_name(payment)}")
+        uow.outbox.complete(case_id, Step.REFUND)
+        uow.commit()
+
+
+def apply_refund_update(svc: Services, result: RefundResult, *, case_id: str | None,
+                        idempotency_key: str | None, actor: str) -> str | None:
+    """A provider's notification or a status poll: settle the case it belongs to.
+
+    Notifications and polls converge: a duplicate or late one changes nothing.
+    Returns the case id, or None when the refund is not one of ours.
+    """
+    with svc.uow() as uow:
+        case = uow.cases.find_by_refund(result.provider_ref, idempotency_key)
+        if case is None and case_id is not None:
+            case = uow.cases.get(case_id)
+        if case is None:
+            return None
+        attempt = case.current_attempt
+        if attempt is None or (
+            idempotency_key is not None and attempt.idempotency_key != idempotency_key
+            and attempt.provider_ref != result.provider_ref
+        ):
+            return case.id  # news of an older attempt: the current one decides
+        case.apply_refund_result(result, svc.clock(), actor=actor)
+        uow.commit()
+        return case.id
+
+
+def poll_pending_refund(svc: Services, case_id: str) -> None:
+    with svc.uow() as uow:
+        case = uow.cases.get(case_id)
+        attempt = case.current_attempt
+        if case.state is not CaseState.REFUNDING or attempt is None:
+            return
+        order = _refund_order(case)
+    payment = svc.gateways(case.shop_id).payment
+    if attempt.provider_ref:
+        result = payment.refund_status(attempt.provider_ref, order)
+    else:
+        found = payment.find_refund(order)
+        if found is None:
+            return
+        result = found
+    apply_refund_update(svc, result, case_id=case_id, idempotency_key=attempt.idempotency_key,
+                        actor="poll")
+
+
+def _refund_order(case: RefundCase) -> RefundOrder:
+    attempt = case.current_attempt
+    assert attempt is not None
+    request = case.request
+    return RefundOrder(
+        case_id=case.id, attempt=attempt.number, idempotency_key=attempt.idempotency_key,
+        amount=attempt.amount, payment_reference=request.order.payment.reference,
+        order_id=request.order.id, reason=request.reason.code, paid_total=request.paid,
+    )
+
+
+def _payment_name(payment: PaymentGateway) -> str:
+    return str(getattr(payment, "name", type(payment).__name__))
+
+
+# ------------------------------------------------------------------ goods and stock
+
+
+def record_receipt(svc: Services, case_id: str, inspections: list[Inspection],
+                   actor: str) -> None:
+    with svc.uow() as uow:
+        case = uow.cases.get(case_id)
+        case.receive_goods(inspections, svc.clock(), actor)
+        uow.commit()
+
+
+def adjust_stock(svc: Services, case_id: str) -> None:
+    with svc.uow() as uow:
+        case = uow.cases.get(case_id)
+        if case.erp_booked or case.is_final or case.state is CaseState.FAILED:
+            uow.outbox.complete(case_id, Step.STOCK)
+            uow.commit()
+            return
+        moves = case.planned_stock_moves()
+        amount = case.approved or case.requested
+        booking = ReturnBooking(case.id, case.request.order.id, amount, tuple(moves),
+                                case.request)
+    erp = svc.gateways(case.shop_id).erp
+    try:
+        reference = erp.book_return(booking)
+    except PermanentProviderError as exc:
+        with svc.uow() as uow:
+            case = uow.cases.get(case_id)
+            case.fail(Step.STOCK, exc.message, svc.clock(), exc.code)
+            uow.outbox.complete(case_id, Step.STOCK)
+            uow.commit()
+        return
+    with svc.uow() as uow:
+        case = uow.cases.get(case_id)
+        case.record_stock_booked(reference, moves, svc.clock(),
+                                 actor=f"connector:{getattr(erp, 'name', 'erp')}")
+        uow.outbox.complete(case_id, Step.STOCK)
+        uow.commit()
+
+
+# ------------------------------------------------------------------ notifications
+
+
+def send_notifications(svc: Services, case_id: str) -> None:
+    """Send what the customer has not been told yet. A failed email never undoes a refund."""
+    with svc.uow() as uow:
+        case = uow.cases.get(case_id)
+        pending = case.pending_notifications()
+        messages = [_message(case, n.kind) for n in pending]
+        if not messages:
+            uow.outbox.complete(case_id, Step.NOTIFY)
+            uow.commit()
+            return
+    notifier = svc.gateways(case.shop_id).notifier
+    outcomes: list[tuple[OutgoingMessage, DeliveryStatus, str | None]] = []
+    for message in messages:
+        try:
+            notifier.send(message)
+        except PermanentProviderError as exc:
+            outcomes.append((message, DeliveryStatus.FAILED, exc.message))
+        else:
+            outcomes.append((message, DeliveryStatus.SENT, None))
+    with svc.uow() as uow:
+        case = uow.cases.get(case_id)
+        for message, status, error in outcomes:
+            case.record_notification(message.kind, status, svc.clock(), error)
+        uow.outbox.complete(case_id, Step.NOTIFY)
+        uow.commit()
+
+
+def _message(case: RefundCase, kind: NotificationKind) -> OutgoingMessage:
+    request = case.request
+    decision = case.decisions[-1] if case.decisions else None
+    amount = case.refunded if kind is NotificationKind.REFUNDED and case.refunded else (
+        case.approved or case.requested)
+    return OutgoingMessage(
+        case_id=case.id, kind=kind, locale=request.customer.locale,
+        email=str(request.customer.email) if request.customer.email else None,
+        phone=request.customer.phone, message_id=f"{case.id}.{kind.value}",
+        context={
+            "case_id": case.id, "shop_id": case.shop_id, "order_id": request.order.id,
+            "amount": str(amount.amount), "currency": amount.currency,
+            "customer_id": request.customer.id, "reason_text": request.reason.text,
+            "lines": [{"sku": li.sku, "name": li.name, "quantity": li.quantity}
+                      for li in request.lines],
+            "is_return": case.is_return,
+            "decision_note": decision.note if decision else "",
+        },
+    )
+
+
+# ------------------------------------------------------------------ operator actions
+
+
+def retry(svc: Services, case_id: str, actor: str) -> None:
+    with svc.uow() as uow:
+        case = uow.cases.get(case_id)
+        case.retry(svc.clock(), actor)
+        uow.commit()
+
+
+def cancel(svc: Services, case_id: str, actor: str, reason: str) -> None:
+    with svc.uow() as uow:
+        case = uow.cases.get(case_id)
+        case.cancel(svc.clock(), actor, reason)
+        uow.commit()
+
+
+STEP_HANDLERS: dict[Step, Callable[[Services, str], None]] = {
+    Step.EVALUATE: evaluate,
+    Step.REFUND: issue_refund,
+    Step.STOCK: adjust_stock,
+    Step.NOTIFY: send_notifications,
+}

@@ -1,0 +1,1 @@
+"""RefundBridge: the composition root, the command line and the demo."""

@@ -1,0 +1,1 @@
+"""Storage adapters: SQLAlchemy tables, the case repository and the unit of work."""

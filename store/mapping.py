@@ -1,0 +1,160 @@
+"""Translate a `RefundCase` to and from its row. Pure data shuffling, no queries."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from core.audit import AuditEvent
+from core.lifecycle import CaseState
+from core.model import (
+    Decision,
+    DeliveryStatus,
+    Disposition,
+    Failure,
+    Inspection,
+    Notification,
+    NotificationKind,
+    Outcome,
+    RefundAttempt,
+    RefundCase,
+    RefundStatus,
+    RuleResult,
+    Step,
+    StockMove,
+)
+from core.money import Money
+from core.request import NormalizedRefundRequest
+
+
+def aware(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything we store is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def case_to_row(case: RefundCase, now: datetime) -> dict[str, Any]:
+    attempt = case.current_attempt
+    return {
+        "id": case.id,
+        "shop_id": case.shop_id,
+        "source": case.source,
+        "external_id": case.request.external_id,
+        "order_id": case.request.order.id,
+        "kind": case.request.kind.value,
+        "state": case.state.value,
+        "currency": case.currency,
+        "requested_minor": case.requested.minor,
+        "approved_minor": case.approved.minor if case.approved else None,
+        "refunded_minor": case.refunded.minor if case.refunded else 0,
+        "refund_timing": case.refund_timing,
+        "refund_key": attempt.idempotency_key if attempt else None,
+        "refund_ref": attempt.provider_ref if attempt else None,
+        "erp_reference": case.erp_reference,
+        "request": case.request.model_dump(mode="json"),
+        "details": details_to_json(case),
+        "version": case.version + 1,
+        "audit_seq": case.audit_seq,
+        "audit_head": case.audit_head,
+        "created_at": case.created_at,
+        "updated_at": now,
+    }
+
+
+def details_to_json(case: RefundCase) -> dict[str, Any]:
+    return {
+        "decisions": [
+            {"outcome": d.outcome.value, "amount": d.amount.as_json(),
+             "rules": [r.as_json() for r in d.rules], "decided_by": d.decided_by,
+             "at": d.at.isoformat(), "note": d.note}
+            for d in case.decisions
+        ],
+        "attempts": [
+            {"number": a.number, "key": a.idempotency_key, "amount": a.amount.as_json(),
+             "status": a.status.value, "provider_ref": a.provider_ref, "message": a.message}
+            for a in case.attempts
+        ],
+        "notifications": [
+            {"kind": n.kind.value, "status": n.status.value, "message": n.message}
+            for n in case.notifications
+        ],
+        "inspections": [
+            {"line": i.line, "seal_intact": i.seal_intact, "condition": i.condition,
+             "inspector": i.inspector, "udi_scan": i.udi_scan, "passed": i.passed,
+             "quantity": i.quantity}
+            for i in case.inspections
+        ],
+        "stock_moves": [
+            {"line": m.line, "sku": m.sku, "quantity": m.quantity,
+             "disposition": m.disposition.value, "lot": m.lot, "serial": m.serial}
+            for m in case.stock_moves
+        ],
+        "failure": None if case.failure is None else {
+            "step": case.failure.step.value, "message": case.failure.message,
+            "resume_state": case.failure.resume_state.value, "code": case.failure.code,
+        },
+    }
+
+
+def _money(data: dict[str, str]) -> Money:
+    return Money.parse(data["amount"], data["currency"])
+
+
+def case_from_row(row: Any) -> RefundCase:
+    request = NormalizedRefundRequest.model_validate(row.request)
+    details = row.details
+    currency = row.currency
+    failure = details.get("failure")
+    return RefundCase(
+        id=row.id,
+        shop_id=row.shop_id,
+        source=row.source,
+        request=request,
+        state=CaseState(row.state),
+        created_at=aware(row.created_at),
+        refund_timing=row.refund_timing,
+        approved=None if row.approved_minor is None else Money.from_minor(row.approved_minor,
+                                                                          currency),
+        refunded=Money.from_minor(row.refunded_minor, currency),
+        decisions=[
+            Decision(Outcome(d["outcome"]), _money(d["amount"]),
+                     tuple(RuleResult(r["id"], Outcome(r["outcome"]), r["message"], r["line"])
+                           for r in d["rules"]),
+                     d["decided_by"], datetime.fromisoformat(d["at"]), d.get("note", ""))
+            for d in details["decisions"]
+        ],
+        attempts=[
+            RefundAttempt(a["number"], a["key"], _money(a["amount"]), RefundStatus(a["status"]),
+                          a["provider_ref"], a["message"])
+            for a in details["attempts"]
+        ],
+        notifications=[
+            Notification(NotificationKind(n["kind"]), DeliveryStatus(n["status"]), n["message"])
+            for n in details["notifications"]
+        ],
+        inspections=[Inspection(**i) for i in details["inspections"]],
+        stock_moves=[
+            StockMove(m["line"], m["sku"], m["quantity"], Disposition(m["disposition"]),
+                      m["lot"], m["serial"])
+            for m in details["stock_moves"]
+        ],
+        erp_reference=row.erp_reference,
+        failure=None if failure is None else Failure(
+            Step(failure["step"]), failure["message"], CaseState(failure["resume_state"]),
+            failure["code"]),
+        version=row.version,
+        audit_seq=row.audit_seq,
+        audit_head=row.audit_head,
+    )
+
+
+def event_to_row(case_id: str, event: AuditEvent) -> dict[str, Any]:
+    return {
+        "case_id": case_id, "seq": event.seq, "at": event.at.isoformat(), "actor": event.actor,
+        "name": event.name, "from_state": event.from_state, "to_state": event.to_state,
+        "data": event.data, "prev_hash": event.prev_hash, "hash": event.hash,
+    }
+
+
+def event_from_row(row: Any) -> AuditEvent:
+    return AuditEvent(row.seq, datetime.fromisoformat(row.at), row.actor, row.name,
+                      row.from_state, row.to_state, row.data, row.prev_hash, row.hash)

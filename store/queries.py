@@ -1,0 +1,133 @@
+"""Read models for the API: rows straight to JSON-ready dicts, no aggregate needed."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from core.audit import verify_chain
+from core.errors import NotFound
+from core.money import Money
+from store import tables as t
+from store.mapping import aware, event_from_row
+
+
+def _money(minor: int | None, currency: str) -> dict[str, str] | None:
+    return None if minor is None else Money.from_minor(minor, currency).as_json()
+
+
+def _summary(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "shop_id": row.shop_id,
+        "source": row.source,
+        "external_id": row.external_id,
+        "order_id": row.order_id,
+        "kind": row.kind,
+        "state": row.state,
+        "requested": _money(row.requested_minor, row.currency),
+        "approved": _money(row.approved_minor, row.currency),
+        "refunded": _money(row.refunded_minor, row.currency),
+        "created_at": aware(row.created_at).isoformat(),
+        "updated_at": aware(row.updated_at).isoformat(),
+    }
+
+
+def case_detail(engine: Engine, case_id: str) -> dict[str, Any]:
+    with engine.connect() as conn:
+        row = conn.execute(select(t.cases).where(t.cases.c.id == case_id)).first()
+        if row is None:
+            raise NotFound(f"no case {case_id}")
+        events = conn.execute(
+            select(t.case_events).where(t.case_events.c.case_id == case_id)
+            .order_by(t.case_events.c.seq)
+        ).all()
+    details = row.details
+    request = row.request
+    return {
+        **_summary(row),
+        "order": request["order"],
+        "customer": request["customer"],
+        "lines": request["lines"],
+        "reason": request["reason"],
+        "requested_at": request["requested_at"],
+        "decisions": details["decisions"],
+        "refund_attempts": details["attempts"],
+        "notifications": details["notifications"],
+        "inspections": details["inspections"],
+        "stock_moves": details["stock_moves"],
+        "erp_reference": row.erp_reference,
+        "failure": details["failure"],
+        "timeline": [
+            {"seq": e.seq, "at": e.at, "name": e.name, "from_state": e.from_state,
+             "to_state": e.to_state, "actor": e.actor}
+            for e in events
+        ],
+    }
+
+
+def case_evidence(engine: Engine, case_id: str) -> dict[str, Any]:
+    with engine.connect() as conn:
+        found = conn.execute(select(t.cases.c.id).where(t.cases.c.id == case_id)).first()
+        if found is None:
+            raise NotFound(f"no case {case_id}")
+        rows = conn.execute(
+            select(t.case_events).where(t.case_events.c.case_id == case_id)
+            .order_by(t.case_events.c.seq)
+        ).all()
+    events = [event_from_row(r) for r in rows]
+    check = verify_chain(events)
+    return {
+        "case_id": case_id,
+        "verifies": check.verifies,
+        "events": len(events),
+        "first_broken_seq": check.first_broken_seq,
+        "problem": check.problem,
+        "head": events[-1].hash if events else None,
+        "chain": [e.as_json() for e in events],
+    }
+
+
+def list_cases(engine: Engine, *, shop: str | None, state: str | None, limit: int,
+               cursor: int | None) -> dict[str, Any]:
+    c = t.cases.c
+    query = select(t.cases).order_by(c.seq.desc()).limit(limit + 1)
+    if shop:
+        query = query.where(c.shop_id == shop)
+    if state:
+        query = query.where(c.state == state)
+    if cursor is not None:
+        query = query.where(c.seq < cursor)
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    page = rows[:limit]
+    return {
+        "items": [_summary(r) for r in page],
+        "next_cursor": str(page[-1].seq) if len(rows) > limit else None,
+    }
+
+
+def totals(engine: Engine) -> dict[str, Any]:
+    """Figures for the demo's closing table: cases per state, money, stock moves, emails."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(t.cases.c.state, t.cases.c.currency, t.cases.c.refunded_minor,
+                   t.cases.c.details)
+        ).all()
+    states: Counter[str] = Counter()
+    refunded: dict[str, Money] = {}
+    moves: Counter[str] = Counter()
+    emails: Counter[str] = Counter()
+    for row in rows:
+        states[row.state] += 1
+        if row.refunded_minor:
+            amount = Money.from_minor(row.refunded_minor, row.currency)
+            refunded[row.currency] = refunded.get(row.currency, Money.zero(row.currency)) + amount
+        for move in row.details["stock_moves"]:
+            moves[move["disposition"]] += move["quantity"]
+        for note in row.details["notifications"]:
+            emails[note["status"]] += 1
+    return {"states": dict(states), "refunded": refunded, "stock_moves": dict(moves),
+            "notifications": dict(emails)}

@@ -1,0 +1,108 @@
+"""The schema. Alembic migrations in `store/migrations` create it; this mirrors them.
+
+A case's small collections (decisions, refund attempts, notifications, inspections, stock
+moves) live as JSON on its row: they are always read and written with the case. The audit
+trail is its own append-only table, and refund keys are columns so they can be looked up.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+)
+
+metadata = MetaData()
+
+Serial = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+
+cases = Table(
+    "cases",
+    metadata,
+    Column("seq", Serial, primary_key=True, autoincrement=True),
+    Column("id", String(40), nullable=False, unique=True),
+    Column("shop_id", String(64), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("external_id", String(255), nullable=False),
+    Column("order_id", String(128), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("requested_minor", BigInteger, nullable=False),
+    Column("approved_minor", BigInteger),
+    Column("refunded_minor", BigInteger, nullable=False, default=0),
+    Column("refund_timing", String(16), nullable=False),
+    Column("refund_key", String(80)),
+    Column("refund_ref", String(255)),
+    Column("erp_reference", String(255)),
+    Column("request", JSON, nullable=False),
+    Column("details", JSON, nullable=False),
+    Column("version", Integer, nullable=False, default=0),
+    Column("audit_seq", Integer, nullable=False, default=0),
+    Column("audit_head", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_cases_shop_state", "shop_id", "state"),
+    Index("ix_cases_shop_order", "shop_id", "order_id"),
+    Index("ix_cases_refund_ref", "refund_ref"),
+    Index("ix_cases_refund_key", "refund_key"),
+)
+
+case_events = Table(
+    "case_events",
+    metadata,
+    Column("case_id", String(40), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("at", String(40), nullable=False),  # ISO text: hashed as written, no tz surprises
+    Column("actor", String(128), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("from_state", String(32)),
+    Column("to_state", String(32)),
+    Column("data", JSON, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("shop_id", String(64), primary_key=True),
+    Column("connector", String(64), primary_key=True),
+    Column("external_id", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("case_id", String(40), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("case_id", String(40), nullable=False),
+    Column("step", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("dispatched_at", DateTime(timezone=True)),
+    Column("dispatch_count", Integer, nullable=False, default=1),
+    Column("done_at", DateTime(timezone=True)),
+    Index("ix_outbox_case_step", "case_id", "step"),
+    Index("ix_outbox_pending", "done_at", "created_at"),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("shop_id", String(64), primary_key=True),
+    Column("order_id", String(128), primary_key=True),
+    Column("currency", String(3), nullable=False),
+    Column("paid_minor", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+__all__ = ["case_events", "cases", "inbox", "metadata", "orders", "outbox"]

@@ -1,0 +1,224 @@
+"""The SQL unit of work and the repositories it carries.
+
+`SqlUnitOfWork.commit` writes every case it handed out, their new audit events and their new
+work (the outbox) in one transaction, and only then hands that work to the queue: "case
+saved" and "work to do" can't come apart. If the hand-over fails, the reconciler finds the
+outbox rows and enqueues them again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from core.errors import ConcurrencyConflict, DuplicateDelivery, NotFound
+from core.model import RefundCase, Step
+from core.money import Money
+from core.ports import InboxEntry
+from store import tables as t
+from store.mapping import case_from_row, case_to_row, event_to_row
+
+RESERVING_STATES_EXCLUDED = ("denied", "cancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """One outbox row: a step to run for a case."""
+
+    outbox_id: int
+    case_id: str
+    step: Step
+
+    @property
+    def job_id(self) -> str:
+        return f"{self.step.value}-{self.case_id}-{self.outbox_id}"
+
+
+Dispatch = Callable[[Sequence[Work]], None]
+
+
+def _no_dispatch(_: Sequence[Work]) -> None:
+    """Nothing hands work to a queue: the reconciler will find it in the outbox."""
+
+
+class SqlCaseRepository:
+    def __init__(self, uow: SqlUnitOfWork) -> None:
+        self._uow = uow
+
+    def add(self, case: RefundCase) -> None:
+        self._uow.seen[case.id] = (case, True)
+
+    def get(self, case_id: str) -> RefundCase:
+        if case_id in self._uow.seen:
+            return self._uow.seen[case_id][0]
+        query = select(t.cases).where(t.cases.c.id == case_id)
+        if self._uow.conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        row = self._uow.conn.execute(query).first()
+        if row is None:
+            raise NotFound(f"no case {case_id}")
+        case = case_from_row(row)
+        self._uow.seen[case.id] = (case, False)
+        return case
+
+    def find_by_refund(self, provider_ref: str | None, idempotency_key: str | None
+                       ) -> RefundCase | None:
+        conditions = []
+        if provider_ref:
+            conditions.append(t.cases.c.refund_ref == provider_ref)
+        if idempotency_key:
+            conditions.append(t.cases.c.refund_key == idempotency_key)
+        for condition in conditions:
+            case_id = self._uow.conn.execute(select(t.cases.c.id).where(condition)).scalar()
+            if case_id is not None:
+                return self.get(case_id)
+        return None
+
+
+class SqlOrderLedger:
+    def __init__(self, uow: SqlUnitOfWork) -> None:
+        self._uow = uow
+
+    def lock(self, shop_id: str, order_id: str, paid_total: Money) -> Money:
+        conn = self._uow.conn
+        key = and_(t.orders.c.shop_id == shop_id, t.orders.c.order_id == order_id)
+        query = select(t.orders.c.paid_minor, t.orders.c.currency).where(key)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        row = conn.execute(query).first()
+        if row is None:
+            try:
+                with conn.begin_nested():
+                    conn.execute(insert(t.orders).values(
+                        shop_id=shop_id, order_id=order_id, currency=paid_total.currency,
+                        paid_minor=paid_total.minor, created_at=datetime.now(UTC)))
+            except IntegrityError:
+                pass  # another case of the same order created it first
+            row = conn.execute(query).first()
+        assert row is not None
+        return Money.from_minor(row.paid_minor, row.currency)
+
+    def reserved(self, shop_id: str, order_id: str, currency: str, excluding: str) -> Money:
+        c = t.cases.c
+        total = self._uow.conn.execute(
+            select(func.coalesce(func.sum(c.approved_minor), 0)).where(
+                c.shop_id == shop_id, c.order_id == order_id, c.id != excluding,
+                c.approved_minor.is_not(None), c.state.not_in(RESERVING_STATES_EXCLUDED),
+            )
+        ).scalar_one()
+        return Money.from_minor(int(total), currency)
+
+
+class SqlInbox:
+    def __init__(self, uow: SqlUnitOfWork) -> None:
+        self._uow = uow
+
+    def find(self, shop_id: str, connector: str, external_id: str) -> InboxEntry | None:
+        row = self._uow.conn.execute(
+            select(t.inbox.c.case_id, t.inbox.c.fingerprint).where(
+                t.inbox.c.shop_id == shop_id, t.inbox.c.connector == connector,
+                t.inbox.c.external_id == external_id)
+        ).first()
+        return None if row is None else InboxEntry(row.case_id, row.fingerprint)
+
+    def add(self, shop_id: str, connector: str, external_id: str, entry: InboxEntry) -> None:
+        self._uow.inbox_rows.append({
+            "shop_id": shop_id, "connector": connector, "external_id": external_id,
+            "fingerprint": entry.fingerprint, "case_id": entry.case_id,
+            "received_at": datetime.now(UTC),
+        })
+
+
+class SqlOutbox:
+    def __init__(self, uow: SqlUnitOfWork) -> None:
+        self._uow = uow
+
+    def complete(self, case_id: str, step: Step) -> None:
+        self._uow.conn.execute(
+            update(t.outbox)
+            .where(t.outbox.c.case_id == case_id, t.outbox.c.step == step.value,
+                   t.outbox.c.done_at.is_(None))
+            .values(done_at=datetime.now(UTC))
+        )
+
+
+class SqlUnitOfWork:
+    def __init__(self, engine: Engine, dispatch: Dispatch = _no_dispatch) -> None:
+        self._engine = engine
+        self._dispatch = dispatch
+        self.cases = SqlCaseRepository(self)
+        self.orders = SqlOrderLedger(self)
+        self.inbox = SqlInbox(self)
+        self.outbox = SqlOutbox(self)
+
+    def __enter__(self) -> Self:
+        self.conn: Connection = self._engine.connect()
+        self.tx = self.conn.begin()
+        self.seen: dict[str, tuple[RefundCase, bool]] = {}
+        self.inbox_rows: list[dict[str, Any]] = []
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self.tx.is_active:
+            self.tx.rollback()
+        self.conn.close()
+
+    def commit(self) -> None:
+        now = datetime.now(UTC)
+        conn = self.conn
+        work: list[Work] = []
+        try:
+            if self.inbox_rows:
+                conn.execute(insert(t.inbox), self.inbox_rows)
+            for case, is_new in self.seen.values():
+                if not is_new and not case.new_events and not case.new_steps:
+                    continue
+                self._write_case(conn, case, is_new, now)
+                work.extend(self._write_work(conn, case, now))
+            self.tx.commit()
+        except IntegrityError as exc:
+            self.tx.rollback()
+            if self.inbox_rows:
+                raise DuplicateDelivery(self.inbox_rows[0]["case_id"], same_body=True) from exc
+            raise
+        for case, _ in self.seen.values():
+            case.version += 1
+            case.new_events.clear()
+            case.new_steps.clear()
+        if work:
+            self._dispatch(work)
+
+    def _write_case(self, conn: Connection, case: RefundCase, is_new: bool,
+                    now: datetime) -> None:
+        row = case_to_row(case, now)
+        if is_new:
+            conn.execute(insert(t.cases).values(**row))
+        else:
+            result = conn.execute(
+                update(t.cases)
+                .where(t.cases.c.id == case.id, t.cases.c.version == case.version)
+                .values(**row)
+            )
+            if result.rowcount != 1:
+                raise ConcurrencyConflict(f"case {case.id} was changed by another writer")
+        if case.new_events:
+            conn.execute(insert(t.case_events),
+                         [event_to_row(case.id, e) for e in case.new_events])
+
+    def _write_work(self, conn: Connection, case: RefundCase, now: datetime) -> list[Work]:
+        work = []
+        for step in dict.fromkeys(case.new_steps):
+            outbox_id = conn.execute(
+                insert(t.outbox).values(case_id=case.id, step=step.value, created_at=now,
+                                        dispatched_at=now, dispatch_count=1)
+                .returning(t.outbox.c.id)
+            ).scalar_one()
+            work.append(Work(int(outbox_id), case.id, step))
+        return work

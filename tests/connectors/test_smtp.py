@@ -1,0 +1,443 @@
+"""SMTP notifier against a real SMTP server (aiosmtpd on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from importlib.resources import files
+from typing import Any, TypeVar
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from connectors.base import ConnectorContext, RetryPolicy
+from connectors.smtp import SmtpNotifier
+from connectors.smtp.transformers import TemplateRenderer, resolve_locale
+from core.errors import ConfigError, PermanentProviderError, TransientProviderError
+from core.model import NotificationKind
+from core.ports import OutgoingMessage
+
+LOCALES = ("en", "zh-CN")
+NOW = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
+PASSWORD = "correct-horse-battery-staple"
+T = TypeVar("T")
+
+
+# ------------------------------------------------------------------ the server
+
+
+@dataclass
+class Recorder:
+    """Handler that keeps what arrived. Recipients named reject@/busy@ get 550/451."""
+
+    envelopes: list[Envelope] = field(default_factory=list)
+    rcpt_attempts: list[str] = field(default_factory=list)
+    logins: list[bytes] = field(default_factory=list)
+    login_sessions: set[int] = field(default_factory=set)
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        self.rcpt_attempts.append(address)
+        if address.startswith("reject@"):
+            return "550 5.1.1 <reject@example.org>: mailbox unavailable"
+        if address.startswith("busy@"):
+            return "451 4.3.0 try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.envelopes.append(envelope)
+        return "250 Message accepted for delivery"
+
+    def authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any,
+    ) -> AuthResult:
+        assert isinstance(data, LoginPassword)
+        self.logins.append(data.login)
+        self.login_sessions.add(id(session))
+        # handled=False: otherwise aiosmtpd sends no reply to a failed login
+        return AuthResult(success=data.password == PASSWORD.encode(), handled=False)
+
+    def clear(self) -> None:
+        self.envelopes.clear()
+        self.rcpt_attempts.clear()
+        self.logins.clear()
+        self.login_sessions.clear()
+
+    def only_mail(self) -> tuple[Envelope, EmailMessage]:
+        assert len(self.envelopes) == 1
+        envelope = self.envelopes[0]
+        assert isinstance(envelope.content, bytes)
+        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        return envelope, parsed
+
+
+def free_port() -> int:
+    # aiosmtpd's Controller connects to its own port to start up, so port 0 will not do.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    port: int
+    recorder: Recorder
+
+
+def start_server(**smtp_options: Any) -> tuple[Controller, Recorder]:
+    recorder = Recorder()
+    if smtp_options.get("auth_require_tls") is False:
+        smtp_options["authenticator"] = recorder.authenticate
+    controller = Controller(recorder, hostname="127.0.0.1", port=free_port(), **smtp_options)
+    controller.start()
+    return controller, recorder
+
+
+@pytest.fixture(scope="module")
+def _smtp_server() -> Iterator[Server]:
+    controller, recorder = start_server(enable_SMTPUTF8=True)
+    try:
+        yield Server(controller.port, recorder)
+    finally:
+        controller.stop()
+
+
+@pytest.fixture(scope="module")
+def _auth_server() -> Iterator[Server]:
+    controller, recorder = start_server(auth_require_tls=False)
+    try:
+        yield Server(controller.port, recorder)
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def server(_smtp_server: Server) -> Server:
+    _smtp_server.recorder.clear()
+    return _smtp_server
+
+
+@pytest.fixture
+def auth_server(_auth_server: Server) -> Server:
+    _auth_server.recorder.clear()
+    return _auth_server
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def context(**overrides: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "case_id": "rc_0001",
+        "shop_id": "shop-1",
+        "order_id": "SO-1001",
+        "amount": "129.50",
+        "currency": "CNY",
+        "customer_id": "cust-7",
+        "reason_text": "The meter shows an error on start-up",
+        "lines": [
+            {"sku": "GM-100", "name": "Blood glucose meter", "quantity": 1},
+            {"sku": "TS-50", "name": "Test strips, 50 pcs", "quantity": 2},
+        ],
+        "is_return": False,
+        "decision_note": "",
+    }
+    values.update(overrides)
+    return values
+
+
+def outgoing(
+    kind: NotificationKind = NotificationKind.RECEIVED,
+    locale: str = "en",
+    email_address: str | None = "patient@example.org",
+    **overrides: Any,
+) -> OutgoingMessage:
+    return OutgoingMessage(
+        case_id="rc_0001",
+        kind=kind,
+        locale=locale,
+        email=email_address,
+        phone=None,
+        message_id=f"rc_0001-{kind.value}",
+        context=context(**overrides),
+    )
+
+
+def notifier(port: int, *, retry: RetryPolicy | None = None, **settings: Any) -> SmtpNotifier:
+    raw: dict[str, Any] = {"host": "127.0.0.1", "port": port, "sender_email": "care@shop.example",
+                           "timeout": 5.0}
+    raw.update(settings)
+    ctx = ConnectorContext(
+        shop_id="shop-1",
+        retry=retry or RetryPolicy(attempts=2, initial_wait=0, max_wait=0),
+        clock=lambda: NOW,
+    )
+    return SmtpNotifier.from_config(raw, ctx)
+
+
+# ------------------------------------------------------------------ delivery
+
+
+def test_english_message_arrives_with_stable_headers(server: Server) -> None:
+    notifier(server.port, sender_name="Acme Medical").send(outgoing())
+
+    envelope, mail = server.recorder.only_mail()
+    assert envelope.mail_from == "care@shop.example"
+    assert envelope.rcpt_tos == ["patient@example.org"]
+    assert mail["Subject"] == "We have received your refund request for order SO-1001"
+    assert mail["From"].addresses[0].display_name == "Acme Medical"
+    assert mail["From"].addresses[0].addr_spec == "care@shop.example"
+    assert mail["To"].addresses[0].addr_spec == "patient@example.org"
+    assert mail["Message-ID"] == "<rc_0001-received@refundbridge>"
+    assert mail["Content-Language"] == "en"
+    assert mail["Date"].datetime == NOW
+    assert mail["Auto-Submitted"] == "auto-generated"
+    assert mail.get_content_type() == "text/plain"
+    body = mail.get_content()
+    assert "rc_0001" in body
+    assert "CN¥129.50" in body
+    assert "1 × Blood glucose meter (SKU GM-100)" in body
+    assert "The meter shows an error on start-up" in body
+    assert "<" not in body
+
+
+def test_resend_carries_the_same_message_id(server: Server) -> None:
+    smtp = notifier(server.port)
+    smtp.send(outgoing(NotificationKind.REFUNDED))
+    smtp.send(outgoing(NotificationKind.REFUNDED))
+
+    ids = [email.message_from_bytes(e.content, policy=email.policy.default)["Message-ID"]
+           for e in server.recorder.envelopes if isinstance(e.content, bytes)]
+    assert ids == ["<rc_0001-refunded@refundbridge>"] * 2
+
+
+def test_chinese_message_round_trips(server: Server) -> None:
+    notifier(server.port, sender_name="康健医疗 退款中心").send(
+        outgoing(NotificationKind.APPROVED, "zh-CN", is_return=True,
+                 lines=[{"sku": "GM-100", "name": "血糖仪", "quantity": 1}])
+    )
+
+    envelope, mail = server.recorder.only_mail()
+    assert isinstance(envelope.content, bytes)
+    # headers RFC 2047-encoded and body quoted-printable: any server can carry it
+    assert envelope.content.isascii()
+    assert "SMTPUTF8" not in envelope.mail_options
+    assert mail["Subject"] == "您的退款申请已通过（订单 SO-1001）"
+    assert mail["From"].addresses[0].display_name == "康健医疗 退款中心"
+    assert mail["Content-Language"] == "zh-CN"
+    body = mail.get_content()
+    assert "请将以下商品寄回" in body
+    assert "血糖仪（SKU GM-100）× 1" in body
+    assert "¥129.50" in body
+
+
+@pytest.mark.parametrize(
+    ("requested", "used"),
+    [("zh", "zh-CN"), ("zh-cn", "zh-CN"), ("zh_CN", "zh-CN"), ("fr", "en"), ("en-GB", "en")],
+)
+def test_locale_falls_back_to_language_then_english(
+    server: Server, requested: str, used: str
+) -> None:
+    notifier(server.port).send(outgoing(locale=requested))
+
+    _, mail = server.recorder.only_mail()
+    assert mail["Content-Language"] == used
+    assert ("您好" in mail.get_content()) is (used == "zh-CN")
+
+
+def test_resolve_locale_prefers_a_sorted_regional_variant() -> None:
+    available = frozenset({"en", "zh-TW", "zh-CN"})
+    assert resolve_locale("zh", available) == "zh-CN"
+    assert resolve_locale("zh-TW", available) == "zh-TW"
+    assert resolve_locale("", available) == "en"
+
+
+def test_non_ascii_address_uses_smtputf8_once(server: Server) -> None:
+    notifier(server.port).send(outgoing(email_address="用户@例子.中国"))
+
+    envelope, mail = server.recorder.only_mail()
+    assert envelope.rcpt_tos == ["用户@例子.中国"]
+    assert envelope.mail_options.count("SMTPUTF8") == 1
+    assert isinstance(envelope.content, bytes)
+    # the stdlib parser leaves raw UTF-8 headers undecoded, so look at the bytes
+    assert "To: 用户@例子.中国".encode() in envelope.content
+    assert mail["Subject"] == "We have received your refund request for order SO-1001"
+
+
+def test_non_ascii_address_on_server_without_smtputf8_is_permanent() -> None:
+    controller, recorder = start_server(enable_SMTPUTF8=False)  # Controller's default is on
+    try:
+        with pytest.raises(PermanentProviderError, match="SMTPUTF8"):
+            notifier(controller.port).send(outgoing(email_address="用户@例子.中国"))
+    finally:
+        controller.stop()
+    assert recorder.envelopes == []
+
+
+def test_login_with_credentials(auth_server: Server) -> None:
+    notifier(auth_server.port, username="shop-1", password=PASSWORD).send(outgoing())
+
+    assert auth_server.recorder.logins == [b"shop-1"]
+    assert len(auth_server.recorder.envelopes) == 1
+
+
+def test_rejected_login_is_permanent(auth_server: Server) -> None:
+    smtp = notifier(auth_server.port, username="shop-1", password="wrong-but-long-enough")
+    with pytest.raises(PermanentProviderError) as caught:
+        smtp.send(outgoing())
+
+    assert caught.value.code == "535"
+    # smtplib tries each mechanism the server offers, but on one connection: no retry
+    assert len(auth_server.recorder.login_sessions) == 1
+
+
+def test_starttls_required_but_not_offered_is_permanent(server: Server) -> None:
+    with pytest.raises(PermanentProviderError, match="STARTTLS"):
+        notifier(server.port, starttls=True).send(outgoing())
+    assert server.recorder.envelopes == []
+
+
+# ------------------------------------------------------------------ templates
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("kind", list(NotificationKind))
+@pytest.mark.parametrize("is_return", [False, True])
+def test_every_kind_and_locale_renders_with_the_full_context(
+    kind: NotificationKind, locale: str, is_return: bool
+) -> None:
+    rendered = TemplateRenderer().render(
+        kind, locale, context(is_return=is_return, decision_note="Checked by QA"), "Acme"
+    )
+
+    assert rendered.locale == locale
+    assert rendered.subject
+    assert "\n" not in rendered.subject
+    assert "SO-1001" in rendered.subject
+    assert "rc_0001" in rendered.body
+    assert "Acme" in rendered.body
+    assert "<" not in rendered.body  # plain text, no HTML
+
+
+def test_templates_exist_for_every_kind_and_locale_and_nothing_else() -> None:
+    root = files("connectors.smtp") / "templates"
+    found = {f"{d.name}/{f.name}" for d in root.iterdir() if d.is_dir() for f in d.iterdir()}
+    expected = {f"{locale}/{kind.value}.{part}.j2"
+                for locale in LOCALES for kind in NotificationKind for part in ("subject", "txt")}
+    assert found == expected
+
+
+def test_decision_note_appears_only_when_given() -> None:
+    renderer = TemplateRenderer()
+    with_note = renderer.render(NotificationKind.DENIED, "en",
+                                context(decision_note="Sterile pack opened"), "Acme")
+    without = renderer.render(NotificationKind.DENIED, "en", context(), "Acme")
+
+    assert "Reason: Sterile pack opened" in with_note.body
+    assert "Reason:" not in without.body
+
+
+def test_missing_context_key_is_permanent_and_named(server: Server) -> None:
+    message = outgoing()
+    broken = replace(message, context={k: v for k, v in message.context.items()
+                                       if k != "order_id"})
+
+    with pytest.raises(PermanentProviderError, match="order_id"):
+        notifier(server.port).send(broken)
+    assert server.recorder.envelopes == []
+
+
+def test_line_breaks_in_context_do_not_reach_the_headers(server: Server) -> None:
+    notifier(server.port).send(outgoing(order_id="SO-1\r\nBcc: victim@example.org"))
+
+    envelope, mail = server.recorder.only_mail()
+    assert mail["Bcc"] is None
+    assert envelope.rcpt_tos == ["patient@example.org"]
+
+
+# ------------------------------------------------------------------ failures
+
+
+def test_recipient_refused_with_550_is_permanent_and_not_retried(server: Server) -> None:
+    with pytest.raises(PermanentProviderError) as caught:
+        notifier(server.port).send(outgoing(email_address="reject@example.org"))
+
+    assert caught.value.code == "550"
+    assert "mailbox unavailable" in caught.value.message
+    assert server.recorder.rcpt_attempts == ["reject@example.org"]
+    assert server.recorder.envelopes == []
+
+
+def test_recipient_deferred_with_451_is_retried_then_transient(server: Server) -> None:
+    with pytest.raises(TransientProviderError, match="451"):
+        notifier(server.port).send(outgoing(email_address="busy@example.org"))
+
+    assert server.recorder.rcpt_attempts == ["busy@example.org"] * 2
+
+
+def test_nothing_listening_is_transient_after_the_retries() -> None:
+    attempts: list[str] = []
+
+    class CountingRetry(RetryPolicy):
+        def call(self, fn: Callable[[], T]) -> T:
+            def attempt() -> T:
+                attempts.append("connect")
+                return fn()
+
+            return super().call(attempt)
+
+    port = free_port()  # bound, read, closed: nothing listens there now
+    smtp = notifier(port, retry=CountingRetry(attempts=2, initial_wait=0, max_wait=0))
+
+    with pytest.raises(TransientProviderError, match="ConnectionRefusedError"):
+        smtp.send(outgoing())
+    assert attempts == ["connect", "connect"]
+
+
+def test_message_without_email_is_permanent(server: Server) -> None:
+    with pytest.raises(PermanentProviderError, match="no email address"):
+        notifier(server.port).send(outgoing(email_address=None))
+    assert server.recorder.rcpt_attempts == []
+
+
+def test_invalid_email_is_permanent(server: Server) -> None:
+    with pytest.raises(PermanentProviderError, match="not an email address"):
+        notifier(server.port).send(outgoing(email_address="patient at example.org"))
+    assert server.recorder.rcpt_attempts == []
+
+
+# ------------------------------------------------------------------ settings
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"sender_email": "not an address"}, "sender_email"),
+        ({"sender_email": "care@shop.example", "username": "shop-1"}, "shop-1.smtp"),
+        ({"sender_email": "care@shop.example", "port": 0}, "port"),
+        ({"sender_email": "care@shop.example", "username": "u", "password": "changeme"},
+         "password"),
+    ],
+)
+def test_bad_settings_are_config_errors_naming_the_key(raw: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        SmtpNotifier.from_config(raw, ConnectorContext(shop_id="shop-1"))
+    assert caught.value.key.startswith("shops.shop-1.smtp")
+    assert key in caught.value.key
+
+
+def test_no_password_is_accepted_outside_demo_mode() -> None:
+    smtp = SmtpNotifier.from_config({"sender_email": "care@shop.example"},
+                                    ConnectorContext(shop_id="shop-1"))
+    assert smtp.name == "smtp"
