@@ -1,0 +1,102 @@
+"""A Stripe fake for respx that speaks Stripe's wire format and its idempotency rules.
+
+Like Stripe, it pays once per Idempotency-Key and replays the first answer (with
+`Idempotent-Replayed: true`) for the same key; it can list refunds of a payment intent and
+read one back. State can live in a JSON file so several processes (a killed worker and its
+successor) see the same "provider".
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+import respx
+
+BASE = "https://api.stripe.com"
+
+
+class StripeFake:
+    def __init__(self, state_file: Path | None = None) -> None:
+        self.state_file = state_file
+        self.refunds: dict[str, dict[str, Any]] = {}  # refund id -> refund object
+        self.by_key: dict[str, str] = {}  # idempotency key -> refund id
+        self.posts: list[httpx.Request] = []
+        # Hooks: return a Response to answer instead of the fake (503s, 400s, slow calls).
+        self.before_post: list[Callable[[httpx.Request], httpx.Response | None]] = []
+        self.next_status = "succeeded"
+
+    # ------------------------------------------------------------- state
+    def _load(self) -> None:
+        if self.state_file and self.state_file.exists():
+            data = json.loads(self.state_file.read_text())
+            self.refunds, self.by_key = data["refunds"], data["by_key"]
+
+    def _save(self) -> None:
+        if self.state_file:
+            tmp = self.state_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"refunds": self.refunds, "by_key": self.by_key}))
+            tmp.replace(self.state_file)
+
+    # ------------------------------------------------------------- routes
+    def install(self, router: respx.MockRouter) -> None:
+        router.post(f"{BASE}/v1/refunds").mock(side_effect=self._create)
+        router.get(url__regex=rf"{BASE}/v1/refunds/(?P<refund_id>re_\w+)").mock(
+            side_effect=self._get)
+        router.get(f"{BASE}/v1/refunds").mock(side_effect=self._list)
+
+    def _create(self, request: httpx.Request) -> httpx.Response:
+        self.posts.append(request)
+        for hook in self.before_post:
+            answer = hook(request)
+            if answer is not None:
+                return answer
+        self._load()
+        key = request.headers["Idempotency-Key"]
+        if key in self.by_key:
+            refund = self.refunds[self.by_key[key]]
+            return httpx.Response(200, json=refund, headers={"Idempotent-Replayed": "true"})
+        form = {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
+        refund_id = "re_" + secrets.token_hex(12)
+        refund = {
+            "id": refund_id, "object": "refund", "amount": int(form["amount"]),
+            "currency": "cny", "charge": "ch_" + secrets.token_hex(8),
+            "created": int(time.time()), "payment_intent": form.get("payment_intent"),
+            "reason": form.get("reason"), "status": self.next_status,
+            "metadata": {k[9:-1]: v for k, v in form.items() if k.startswith("metadata[")},
+            "failure_reason": None,
+        }
+        self.refunds[refund_id] = refund
+        self.by_key[key] = refund_id
+        self._save()
+        return httpx.Response(200, json=refund)
+
+    def _get(self, request: httpx.Request, refund_id: str) -> httpx.Response:
+        self._load()
+        refund = self.refunds.get(refund_id)
+        if refund is None:
+            return httpx.Response(404, json={"error": {
+                "type": "invalid_request_error", "code": "resource_missing",
+                "message": f"No such refund: '{refund_id}'"}})
+        return httpx.Response(200, json=refund)
+
+    def _list(self, request: httpx.Request) -> httpx.Response:
+        self._load()
+        intent = request.url.params.get("payment_intent")
+        data = [r for r in self.refunds.values() if r["payment_intent"] == intent]
+        return httpx.Response(200, json={"object": "list", "data": data, "has_more": False,
+                                         "url": "/v1/refunds"})
+
+    # ------------------------------------------------------------- inspection
+    def keys_posted(self) -> list[str]:
+        return [r.headers["Idempotency-Key"] for r in self.posts]
+
+    def paid(self) -> list[dict[str, Any]]:
+        self._load()
+        return list(self.refunds.values())
