@@ -9,7 +9,7 @@ set it). See shared/design/runtime.md.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, cast
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -32,15 +32,15 @@ def build_dashboard(redis_url: str | None, redis: Any) -> ASGIApp:
     if not getattr(rq_dashboard.blueprint, "_refundbridge_hooked", False):
         # Runs after the blueprint's own connection hook, which would reconnect by URL;
         # it must be added before the blueprint's first registration.
-        @rq_dashboard.blueprint.before_request
+        @rq_dashboard.blueprint.before_request  # type: ignore[untyped-decorator]
         def _use_our_client() -> None:
             current_app.redis_conn = current_app.config["REFUNDBRIDGE_REDIS"]  # type: ignore[attr-defined]
 
-        rq_dashboard.blueprint._refundbridge_hooked = True  # type: ignore[attr-defined]
+        rq_dashboard.blueprint._refundbridge_hooked = True
     flask_app.register_blueprint(rq_dashboard.blueprint, url_prefix="")
     rq_dashboard.web.setup_rq_connection(flask_app)
     flask_app.redis_conn = redis  # type: ignore[attr-defined]
-    return WSGIMiddleware(flask_app)  # type: ignore[arg-type]
+    return cast(ASGIApp, WSGIMiddleware(flask_app))  # type: ignore[arg-type]
 
 
 class OperatorGuard:

@@ -49,7 +49,7 @@ class RetryPolicy:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         if isinstance(exc, TransientProviderError) and exc.retry_after is not None:
             return min(exc.retry_after, self.max_retry_after)
-        backoff = self.initial_wait * (2 ** (retry_state.attempt_number - 1))
+        backoff = self.initial_wait * 2.0 ** (retry_state.attempt_number - 1)
         return min(self.max_wait, backoff) * (0.5 + random.random() / 2)
 
     def call(self, fn: Callable[[], T]) -> T:
@@ -111,7 +111,7 @@ class ConnectorBase:
 
     @classmethod
     def from_config(cls, raw: Mapping[str, Any], ctx: ConnectorContext) -> Self:
-        return cls(cls.parse_settings(raw, ctx), ctx)  # type: ignore[call-arg]
+        return cls(cls.parse_settings(raw, ctx), ctx)
 
     def __init__(self, settings: ConnectorSettings, ctx: ConnectorContext) -> None:
         self.settings = settings

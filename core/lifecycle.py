@@ -4,7 +4,8 @@ Every change of a case's state goes through `next_state`; an edge missing from `
 raises `IllegalTransition`. Which path a case takes is decided by its kind and the shop's
 `refund_timing` policy:
 
-    refund_only:                      received → evaluating → approved → refunding → refunded → closed
+    refund_only:                      received → evaluating → approved → refunding
+                                        → refunded → closed
     return, refund "on_receipt":      … approved → awaiting_return → received_goods → refunding
                                         → refunded → closed
     return, refund "on_approval":     … approved → refunding → refunded → awaiting_return

@@ -59,7 +59,7 @@ class _Mailbox:
     def __init__(self) -> None:
         self.messages: list[bytes] = []
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append(envelope.content)
         return "250 OK"
 
@@ -88,7 +88,7 @@ def demo_requests(count: int, seed: int = 7) -> Iterator[dict[str, Any]]:
         rate = CURRENCIES[currency]
         digits = 0 if currency == "JPY" else 2
         quantum = Decimal(1).scaleb(-digits)
-        lines = []
+        lines: list[dict[str, Any]] = []
         for sku, name, price, klass, sterile, cold in rng.sample(PRODUCTS, rng.randint(1, 2)):
             quantity = rng.randint(1, 3)
             unit = (Decimal(price) * rate).quantize(quantum)
@@ -99,7 +99,7 @@ def demo_requests(count: int, seed: int = 7) -> Iterator[dict[str, Any]]:
                 "sterile": sterile, "package_opened": sterile and rng.random() < 0.3,
                 "cold_chain": cold,
             })
-        paid = sum(Decimal(li["unit_price"]) * li["quantity"] for li in lines)
+        paid = sum((Decimal(li["unit_price"]) * li["quantity"] for li in lines), Decimal(0))
         requested = paid if rng.random() < 0.8 else (paid / 2).quantize(quantum)
         reason = rng.choice(REASONS)
         delivered = now - timedelta(days=rng.randint(1, 6))

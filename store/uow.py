@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from core.errors import ConcurrencyConflict, DuplicateDelivery, NotFound
 from core.model import RefundCase, Step
 from core.money import Money
-from core.ports import InboxEntry
+from core.ports import CaseRepository, Inbox, InboxEntry, OrderLedger, Outbox
 from store import tables as t
 from store.mapping import case_from_row, case_to_row, event_to_row
 
@@ -152,10 +152,10 @@ class SqlUnitOfWork:
     def __init__(self, engine: Engine, dispatch: Dispatch = _no_dispatch) -> None:
         self._engine = engine
         self._dispatch = dispatch
-        self.cases = SqlCaseRepository(self)
-        self.orders = SqlOrderLedger(self)
-        self.inbox = SqlInbox(self)
-        self.outbox = SqlOutbox(self)
+        self.cases: CaseRepository = SqlCaseRepository(self)
+        self.orders: OrderLedger = SqlOrderLedger(self)
+        self.inbox: Inbox = SqlInbox(self)
+        self.outbox: Outbox = SqlOutbox(self)
 
     def __enter__(self) -> Self:
         self.conn: Connection = self._engine.connect()

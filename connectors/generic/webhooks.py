@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import ClassVar
@@ -22,6 +23,7 @@ from core.ports import RefundRequested, Role, WebhookEvent
 from core.request import NormalizedRefundRequest
 
 SIGNATURE_HEADER = "x-refundbridge-signature"
+FIELD_PREFIX = re.compile(r"^([A-Za-z_][\w.]*): (.+)$", re.DOTALL)
 
 
 class GenericSettings(ConnectorSettings):
@@ -67,8 +69,9 @@ def parse_request(body: bytes) -> NormalizedRefundRequest:
             message = str(error["msg"]).removeprefix("Value error, ")
             if error["type"] == "json_invalid":
                 field, message = "body", f"malformed JSON: {error['ctx'].get('error', '')}"
-            elif message.startswith("requested_amount: "):
-                field, message = "requested_amount", message.removeprefix("requested_amount: ")
+            elif not error["loc"] and (named := FIELD_PREFIX.match(message)):
+                # Cross-field checks run on the whole model; their message names the field.
+                field, message = named.group(1), named.group(2)
             errors.append((field, message))
         raise InvalidRequest(errors[0][0], errors[0][1], errors) from exc
 

@@ -60,7 +60,8 @@ class SandboxPaymentConnector(_Sandbox):
             with self._lock:
                 # Like a real provider: the same key pays once and replays the answer.
                 if order.idempotency_key not in self.refunds:
-                    ref = "sbx_re_" + hashlib.sha256(order.idempotency_key.encode()).hexdigest()[:16]
+                    digest = hashlib.sha256(order.idempotency_key.encode()).hexdigest()
+                    ref = "sbx_re_" + digest[:16]
                     self.refunds[order.idempotency_key] = RefundResult(
                         RefundStatus.SUCCEEDED, ref, order.amount, raw_status="succeeded")
                 return self.refunds[order.idempotency_key]

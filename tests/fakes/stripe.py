@@ -30,6 +30,9 @@ class StripeFake:
         self.posts: list[httpx.Request] = []
         # Hooks: return a Response to answer instead of the fake (503s, 400s, slow calls).
         self.before_post: list[Callable[[httpx.Request], httpx.Response | None]] = []
+        # Hooks run after a refund was paid and stored, before the answer goes out.
+        self.after_pay: list[Callable[[dict[str, Any]], None]] = []
+        self.keys_log: list[str] = []  # every POST's key, across processes when file-backed
         self.next_status = "succeeded"
 
     # ------------------------------------------------------------- state
@@ -37,11 +40,13 @@ class StripeFake:
         if self.state_file and self.state_file.exists():
             data = json.loads(self.state_file.read_text())
             self.refunds, self.by_key = data["refunds"], data["by_key"]
+            self.keys_log = data["keys_log"]
 
     def _save(self) -> None:
         if self.state_file:
             tmp = self.state_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"refunds": self.refunds, "by_key": self.by_key}))
+            tmp.write_text(json.dumps({"refunds": self.refunds, "by_key": self.by_key,
+                                       "keys_log": self.keys_log}))
             tmp.replace(self.state_file)
 
     # ------------------------------------------------------------- routes
@@ -59,6 +64,8 @@ class StripeFake:
                 return answer
         self._load()
         key = request.headers["Idempotency-Key"]
+        self.keys_log.append(key)
+        self._save()
         if key in self.by_key:
             refund = self.refunds[self.by_key[key]]
             return httpx.Response(200, json=refund, headers={"Idempotent-Replayed": "true"})
@@ -75,6 +82,8 @@ class StripeFake:
         self.refunds[refund_id] = refund
         self.by_key[key] = refund_id
         self._save()
+        for hook in self.after_pay:
+            hook(refund)
         return httpx.Response(200, json=refund)
 
     def _get(self, request: httpx.Request, refund_id: str) -> httpx.Response:

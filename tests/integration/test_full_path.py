@@ -38,7 +38,8 @@ def test_refund_only_case_goes_from_webhook_to_closed(client, container, provide
     # Stripe was asked once, in minor units, with the case-derived idempotency key.
     assert len(stripe_fake.posts) == 1
     form = stripe_fake.posts[0].content.decode()
-    assert "amount=39800" in form and f"payment_intent={body['order']['payment']['reference']}" in form
+    assert "amount=39800" in form
+    assert f"payment_intent={body['order']['payment']['reference']}" in form
     assert stripe_fake.keys_posted() == [f"{case_id}-refund-1"]
     # ERPNext got a submitted credit note against the order's invoice.
     assert len(erp.returns) == 1 and erp.returns[0]["docstatus"] == 1

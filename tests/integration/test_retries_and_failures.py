@@ -1,0 +1,94 @@
+"""Transient errors are retried with the same idempotency key; permanent ones fail the case
+visibly, and an operator's retry after the fix completes it."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.conftest import drain
+from tests.factories import AUTH, SHOP, request_body, signed
+
+
+def _open_case(client, erp, **overrides) -> str:
+    body = request_body(**overrides)
+    erp.add_invoice(body["order"]["id"], [("GLU-METER-01", 2, "199.00")])
+    raw, headers = signed(body)
+    answer = client.post(f"/webhooks/{SHOP}/generic", content=raw, headers=headers)
+    assert answer.status_code == 202, answer.text
+    return str(answer.json()["case_id"])
+
+
+def test_stripe_503_twice_then_200_pays_once_with_one_key(client, container, providers):
+    _, stripe_fake, erp = providers
+    answers = iter([httpx.Response(503, json={"error": {"message": "try later"}}),
+                    httpx.Response(503, headers={"Retry-After": "0"})])
+    stripe_fake.before_post.append(lambda request: next(answers, None))
+    case_id = _open_case(client, erp)
+
+    drain(container)
+
+    assert len(stripe_fake.posts) == 3
+    assert stripe_fake.keys_posted() == [f"{case_id}-refund-1"] * 3
+    assert len(stripe_fake.paid()) == 1
+    assert client.get(f"/v1/cases/{case_id}", headers=AUTH).json()["state"] == "closed"
+
+
+def test_stripe_400_fails_the_case_and_operator_retry_completes_it(client, container,
+                                                                    providers):
+    _, stripe_fake, erp = providers
+    refusal = httpx.Response(400, json={"error": {
+        "type": "invalid_request_error", "code": "charge_disputed",
+        "message": "Charge ch_123 has been charged back; cannot issue a refund."}})
+    stripe_fake.before_post.append(lambda request: refusal)
+    case_id = _open_case(client, erp)
+
+    drain(container)
+
+    case = client.get(f"/v1/cases/{case_id}", headers=AUTH).json()
+    assert case["state"] == "failed"
+    assert case["failure"]["step"] == "refund"
+    assert "charged back" in case["failure"]["message"]
+    assert case["refund_attempts"][0]["status"] == "failed"
+    assert len(stripe_fake.posts) == 1  # a 4xx is never retried
+    assert stripe_fake.paid() == []
+
+    stripe_fake.before_post.clear()  # the cause is fixed (dispute resolved)
+    retried = client.post(f"/v1/cases/{case_id}/retry", headers=AUTH, json={"actor": "zhao"})
+    assert retried.status_code == 200, retried.text
+    drain(container)
+
+    case = client.get(f"/v1/cases/{case_id}", headers=AUTH).json()
+    assert case["state"] == "closed"
+    # Stripe replays a stored 400 for the same key, so the retry is a new attempt and key.
+    assert stripe_fake.keys_posted() == [f"{case_id}-refund-1", f"{case_id}-refund-2"]
+    assert len(stripe_fake.paid()) == 1
+    retry_events = [e for e in case["timeline"] if e["name"] == "retry"]
+    assert retry_events and retry_events[0]["actor"] == "operator:zhao"
+
+
+def test_retry_of_a_case_that_did_not_fail_is_refused(client, container, providers):
+    _, _, erp = providers
+    case_id = _open_case(client, erp)
+    answer = client.post(f"/v1/cases/{case_id}/retry", headers=AUTH, json={})
+    assert answer.status_code == 409
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert "retry" in answer.json()["detail"]
+
+
+def test_erp_permanent_error_fails_the_case_after_the_refund_without_paying_again(
+        client, container, providers):
+    _, stripe_fake, erp = providers
+    body = request_body()  # no invoice registered in the ERP for this order
+    raw, headers = signed(body)
+    case_id = client.post(f"/webhooks/{SHOP}/generic", content=raw, headers=headers).json()[
+        "case_id"]
+    drain(container)
+    case = client.get(f"/v1/cases/{case_id}", headers=AUTH).json()
+    assert case["state"] == "failed" and case["failure"]["step"] == "stock"
+    assert case["refunded"]["amount"] == "398.00"
+
+    erp.add_invoice(body["order"]["id"], [("GLU-METER-01", 2, "199.00")])
+    client.post(f"/v1/cases/{case_id}/retry", headers=AUTH, json={})
+    drain(container)
+    assert client.get(f"/v1/cases/{case_id}", headers=AUTH).json()["state"] == "closed"
+    assert len(stripe_fake.posts) == 1
