@@ -1,0 +1,110 @@
+"""The embedded mode (SQLite + in-process Redis) runs the same code; a pending refund waits
+for the provider's word, by notification or by poll."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import stripe
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from config.settings import load_settings
+from core.errors import ConfigError
+from refundbridge.bootstrap import bootstrap
+from store.db import current_revision, upgrade
+from tests.conftest import STRIPE_WEBHOOK_SECRET, drain
+from tests.factories import AUTH, GENERIC_SECRET, OPERATOR_TOKEN, SHOP, request_body, signed
+from workers.reconcile import reconcile
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_sqlite_and_embedded_redis_close_a_return_case(tmp_path):
+    url = f"sqlite:///{tmp_path / 'rb.db'}"
+    upgrade(url)
+    assert current_revision(url) == "0001"
+    settings = load_settings(None, database_url=url, operator_tokens=[OPERATOR_TOKEN], shops={
+        SHOP: {"payment": "sandbox_payment", "erp": "sandbox_erp",
+               "notifier": "sandbox_notifier", "generic": {"secret": GENERIC_SECRET},
+               "policy": {"refund_timing": "on_approval"}}})
+    container = bootstrap(settings)  # no redis_url: fakeredis in this process
+    with TestClient(create_app(container)) as client:
+        raw, headers = signed(request_body(kind="return_and_refund"))
+        case_id = client.post(f"/webhooks/{SHOP}/generic", content=raw, headers=headers).json()[
+            "case_id"]
+        drain(container)
+        # on_approval: the money goes back first, then the goods are awaited.
+        case = client.get(f"/v1/cases/{case_id}", headers=AUTH).json()
+        assert case["state"] == "awaiting_return"
+        assert case["refunded"] == {"amount": "398.00", "currency": "CNY"}
+        client.post(f"/v1/cases/{case_id}/receipt", headers=AUTH, json={"lines": [
+            {"line": 0, "seal_intact": False, "condition": "used", "inspector": "wang"}]})
+        drain(container)
+        case = client.get(f"/v1/cases/{case_id}", headers=AUTH).json()
+    assert case["state"] == "closed"
+    assert [m["disposition"] for m in case["stock_moves"]] == ["quarantine"]
+    payment = container.shops[SHOP].gateways.payment
+    assert list(payment.refunds) == [f"{case_id}-refund-1"]
+    assert set(container.shops[SHOP].gateways.notifier.sent) == {
+        f"{case_id}.received", f"{case_id}.approved", f"{case_id}.refunded"}
+
+
+def test_pending_stripe_refund_waits_until_the_webhook_settles_it(client, container,
+                                                                  providers):
+    _, stripe_fake, erp = providers
+    stripe_fake.next_status = "pending"
+    body = request_body()
+    erp.add_invoice(body["order"]["id"], [("GLU-METER-01", 2, "199.00")])
+    raw, headers = signed(body)
+    case_id = client.post(f"/webhooks/{SHOP}/generic", content=raw, headers=headers).json()[
+        "case_id"]
+    drain(container)
+    case = client.get(f"/v1/cases/{case_id}", headers=AUTH).json()
+    assert case["state"] == "refunding"
+    assert case["refund_attempts"][0]["status"] == "pending"
+    assert case["refunded"]["amount"] == "0.00"
+
+    refund = stripe_fake.paid()[0]
+    event = {"id": "evt_2", "object": "event", "type": "refund.updated",
+             "created": int(time.time()), "livemode": False, "api_version": "2024-06-20",
+             "data": {"object": {**refund, "status": "succeeded"}}}
+    payload = json.dumps(event)
+    answer = client.post(f"/webhooks/{SHOP}/stripe", content=payload, headers={
+        "Stripe-Signature": stripe.WebhookSignature.generate_signature_header(
+            payload, STRIPE_WEBHOOK_SECRET)})
+    assert answer.status_code == 200, answer.text
+    drain(container)
+    assert client.get(f"/v1/cases/{case_id}", headers=AUTH).json()["state"] == "closed"
+    assert len(stripe_fake.posts) == 1
+
+
+def test_pending_refund_is_settled_by_the_reconcilers_poll(client, container, providers):
+    _, stripe_fake, erp = providers
+    stripe_fake.next_status = "pending"
+    body = request_body()
+    erp.add_invoice(body["order"]["id"], [("GLU-METER-01", 2, "199.00")])
+    raw, headers = signed(body)
+    case_id = client.post(f"/webhooks/{SHOP}/generic", content=raw, headers=headers).json()[
+        "case_id"]
+    drain(container)
+    stripe_fake.refunds[stripe_fake.paid()[0]["id"]]["status"] = "succeeded"
+
+    report = reconcile(container, stale_after=0)
+    assert case_id in report.revived
+    drain(container)
+
+    assert client.get(f"/v1/cases/{case_id}", headers=AUTH).json()["state"] == "closed"
+    assert len(stripe_fake.posts) == 1  # polled with GET, never paid twice
+
+
+def test_example_config_loads_in_demo_mode_and_its_placeholders_are_refused_otherwise():
+    example = ROOT / "config" / "example.toml"
+    with pytest.raises(ConfigError) as refused:
+        bootstrap(load_settings(example))
+    assert refused.value.key.startswith("shops.acme.")
+    settings = load_settings(example, demo=True, database_url="sqlite://")
+    assert settings.shops["acme"].policy.auto_approve_limits["JPY"] == 10000
