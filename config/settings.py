@@ -31,7 +31,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from core.errors import ConfigError
+from core.errors import ConfigError, InvalidRequest
 from core.money import check_currency
 from core.request import ReasonCode
 from core.rules import NO_REASON_CODES, QUALITY_CODES, ShopPolicy
@@ -56,7 +56,10 @@ class PolicySettings(BaseModel):
         for code, limit in value.items():
             if limit < 0:
                 raise ValueError(f"{code}: a limit cannot be negative")
-            checked[check_currency(code)] = limit
+            try:
+                checked[check_currency(code)] = limit
+            except InvalidRequest as exc:
+                raise ValueError(exc.message) from exc
         return checked
 
     def to_policy(self) -> ShopPolicy:

@@ -217,7 +217,9 @@ class RefundCase:
             data={"external_id": request.external_id, "fingerprint": request.fingerprint(),
                   "requested": request.requested.as_json(), "kind": request.kind.value},
         )
-        case.queue_notification(NotificationKind.RECEIVED)
+        # The "received" email goes out with the decision's, one job later: evaluation is
+        # the very next step, and one notify job per case saves a queue round trip.
+        case.queue_notification(NotificationKind.RECEIVED, send_now=False)
         case.new_steps.append(Step.EVALUATE)
         return case
 
@@ -292,12 +294,16 @@ class RefundCase:
         self.record(transition.value, actor=actor, at=at, from_state=old, to_state=new,
                     data=data)
 
-    def queue_notification(self, kind: NotificationKind) -> None:
+    def queue_notification(self, kind: NotificationKind, send_now: bool = True) -> None:
         if self.request.customer.email is None:
             return
         if any(n.kind is kind for n in self.notifications):
             return
         self.notifications.append(Notification(kind))
+        if send_now:
+            self._request_notify()
+
+    def _request_notify(self) -> None:
         if Step.NOTIFY not in self.new_steps:
             self.new_steps.append(Step.NOTIFY)
 
@@ -322,6 +328,8 @@ class RefundCase:
             self._move(Transition.SEND_TO_REVIEW, actor=actor, at=decision.at, data=data)
         else:
             raise DomainError(f"a decision cannot be '{decision.outcome}'")
+        if self.pending_notifications():
+            self._request_notify()
 
     def _after_approval(self, at: datetime) -> None:
         if self.is_return and self.refund_timing == "on_receipt":
@@ -472,7 +480,7 @@ class RefundCase:
                             data={"kind": kind.value, "message": message})
         if self.pending_notifications():
             # Queued by another step while this one was sending: it needs its own run.
-            self.new_steps.append(Step.NOTIFY)
+            self._request_notify()
         self.close_if_done(at)
 
     # ---------------------------------------------------------------- closing

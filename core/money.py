@@ -9,11 +9,15 @@ from babel.numbers import get_currency_precision, is_currency
 
 from core.errors import CurrencyMismatch, InvalidRequest
 
+# ISO 4217 codes that are not money a shop is paid in: metals, funds units, test, "no currency".
+NOT_MONEY = frozenset({"XXX", "XTS", "XAU", "XAG", "XPT", "XPD", "XDR", "XBA", "XBB", "XBC",
+                       "XBD", "XSU", "XUA"})
+
 
 def check_currency(code: str) -> str:
     """Return the upper-case code if it is a current ISO 4217 currency, else raise."""
     upper = code.upper()
-    if len(upper) != 3 or not upper.isalpha() or not is_currency(upper):
+    if len(upper) != 3 or not upper.isalpha() or upper in NOT_MONEY or not is_currency(upper):
         raise InvalidRequest("currency", f"'{code}' is not an ISO 4217 currency code")
     return upper
 

@@ -54,8 +54,9 @@ def verify_signature(header: str | None, body: bytes, secret: str, now: datetime
     if abs(now.timestamp() - timestamp) > tolerance:
         raise WebhookRejected(connector, f"signature timestamp is more than {tolerance} s "
                                          "away from now")
-    expected = sign(secret, body, timestamp).split("v1=", 1)[1]
-    if not any(hmac.compare_digest(expected, c) for c in candidates):
+    expected = sign(secret, body, timestamp).split("v1=", 1)[1].encode()
+    # Bytes, not str: compare_digest refuses non-ASCII str, and headers are any latin-1.
+    if not any(hmac.compare_digest(expected, c.encode()) for c in candidates):
         raise WebhookRejected(connector, "signature does not match")
 
 

@@ -1,0 +1,263 @@
+"""Settings: TOML file, environment overrides, validation naming the key, placeholder secrets."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from pydantic import SecretStr
+
+from config.settings import load_settings
+from connectors.base import ConnectorBase, ConnectorContext, ConnectorSettings, is_placeholder
+from connectors.generic.webhooks import GenericSettings, GenericStorefrontConnector
+from core.errors import ConfigError
+from core.ports import Role
+
+REAL_TOKEN = "op_7f3a9c1e5b2d4f60"
+
+BASE_TOML = f"""
+operator_tokens = ["{REAL_TOKEN}"]
+queue_name = "from-toml"
+
+[shops.acme]
+name = "ACME Medical"
+payment = "stripe"
+erp = "erpnext"
+notifier = "smtp"
+
+[shops.acme.policy]
+refund_timing = "on_receipt"
+auto_approve_limits = {{ CNY = "500.00", USD = "80.00" }}
+
+[shops.acme.stripe]
+api_key = "sk_live_from_toml"
+webhook_secret = "whsec_from_toml"
+"""
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in list(os.environ):
+        if name.upper().startswith("REFUNDBRIDGE_"):
+            monkeypatch.delenv(name)
+    yield
+
+
+def _write(tmp_path: Path, text: str = BASE_TOML) -> Path:
+    path = tmp_path / "refundbridge.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_load_settings_reads_the_toml_file(tmp_path: Path) -> None:
+    settings = load_settings(_write(tmp_path))
+    assert settings.queue_name == "from-toml"
+    assert [t.get_secret_value() for t in settings.operator_tokens] == [REAL_TOKEN]
+    shop = settings.shops["acme"]
+    assert shop.name == "ACME Medical"
+    assert shop.connectors_by_role() == {"storefront": "generic", "payment": "stripe",
+                                         "erp": "erpnext", "notifier": "smtp"}
+    assert shop.policy.auto_approve_limits == {"CNY": Decimal("500.00"),
+                                               "USD": Decimal("80.00")}
+    assert shop.connector_config("stripe") == {"api_key": "sk_live_from_toml",
+                                               "webhook_secret": "whsec_from_toml"}
+    assert shop.connector_config("missing") == {}
+
+
+def test_the_config_path_can_come_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REFUNDBRIDGE_CONFIG", str(_write(tmp_path)))
+    assert load_settings().queue_name == "from-toml"
+
+
+def test_policy_becomes_a_shop_policy(tmp_path: Path) -> None:
+    policy = load_settings(_write(tmp_path)).shops["acme"].policy.to_policy()
+    assert policy.refund_timing == "on_receipt"
+    assert policy.auto_approve_limits["USD"] == Decimal("80.00")
+
+
+def test_environment_overrides_top_level_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REFUNDBRIDGE_QUEUE_NAME", "from-env")
+    monkeypatch.setenv("REFUNDBRIDGE_RETRY_ATTEMPTS", "2")
+    settings = load_settings(_write(tmp_path))
+    assert settings.queue_name == "from-env"
+    assert settings.retry_attempts == 2
+
+
+def test_environment_overrides_nested_keys_and_keeps_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REFUNDBRIDGE_SHOPS__ACME__POLICY__REFUND_TIMING", "on_approval")
+    monkeypatch.setenv("REFUNDBRIDGE_SHOPS__ACME__STRIPE__API_KEY", "sk_live_from_env")
+    shop = load_settings(_write(tmp_path)).shops["acme"]
+    assert shop.policy.refund_timing == "on_approval"
+    assert shop.connector_config("stripe") == {"api_key": "sk_live_from_env",
+                                               "webhook_secret": "whsec_from_toml"}
+    assert shop.payment == "stripe"
+    assert shop.policy.auto_approve_limits["CNY"] == Decimal("500.00")
+
+
+def test_an_invalid_environment_value_names_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REFUNDBRIDGE_SHOPS__ACME__POLICY__REFUND_TIMING", "someday")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_write(tmp_path))
+    assert caught.value.key == "shops.acme.policy.refund_timing"
+
+
+@pytest.mark.parametrize(
+    ("original", "replacement", "key"),
+    [
+        ('CNY = "500.00"', 'CNY = "-0.01"', "shops.acme.policy.auto_approve_limits"),
+        ('CNY = "500.00"', 'XXY = "500.00"', "shops.acme.policy.auto_approve_limits"),
+        ('CNY = "500.00"', 'CNY = "lots"', "shops.acme.policy.auto_approve_limits.CNY"),
+        ('refund_timing = "on_receipt"', 'refund_timing = "later"',
+         "shops.acme.policy.refund_timing"),
+        ('refund_timing = "on_receipt"', 'refund_timing = "on_receipt"\nsurprise = 1',
+         "shops.acme.policy.surprise"),
+        ('payment = "stripe"\n', "", "shops.acme.payment"),
+        ('queue_name = "from-toml"', 'queue_nam = "typo"', "queue_nam"),
+    ],
+    ids=["negative-limit", "bad-currency", "non-decimal-limit", "bad-refund-timing",
+         "unknown-policy-key", "missing-role", "unknown-top-level-key"],
+)
+def test_invalid_settings_raise_config_error_naming_the_key(
+    tmp_path: Path, original: str, replacement: str, key: str
+) -> None:
+    assert original in BASE_TOML
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_write(tmp_path, BASE_TOML.replace(original, replacement)))
+    assert caught.value.key == key
+
+
+def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(tmp_path / "nope.toml")
+    assert caught.value.key == "REFUNDBRIDGE_CONFIG"
+
+
+def test_invalid_toml_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        load_settings(_write(tmp_path, "shops = [unclosed"))
+
+
+@pytest.mark.parametrize("token", ["changeme-changeme", "demo-operator-token", "short",
+                                   "PLACEHOLDER_TOKEN_1234", "op_example_token_12"])
+def test_placeholder_operator_token_is_refused_outside_demo(tmp_path: Path, token: str) -> None:
+    path = _write(tmp_path, BASE_TOML.replace(REAL_TOKEN, token))
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert caught.value.key == "operator_tokens.0"
+    settings = load_settings(path, demo=True)
+    assert settings.demo
+    assert settings.operator_tokens[0].get_secret_value() == token
+
+
+def test_the_second_placeholder_token_is_named(tmp_path: Path) -> None:
+    tokens = f'operator_tokens = ["{REAL_TOKEN}", "changeme"]'
+    text = BASE_TOML.replace(f'operator_tokens = ["{REAL_TOKEN}"]', tokens)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_write(tmp_path, text))
+    assert caught.value.key == "operator_tokens.1"
+
+
+def test_demo_can_come_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REFUNDBRIDGE_DEMO", "true")
+    path = _write(tmp_path, BASE_TOML.replace(REAL_TOKEN, "changeme"))
+    assert load_settings(path).demo
+
+
+@pytest.mark.parametrize(
+    ("secret", "placeholder"),
+    [
+        (None, True),
+        ("", True),
+        ("elevenchars", True),
+        ("twelve-chars", False),
+        ("whsec_Q7r2Kx91mZ", False),
+        ("sk_test_CHANGEME_123", True),
+        ("my-sandbox-secret-1", True),
+        ("TODO-fill-this-in", True),
+        ("xxxxxxxxxxxxxxxx", True),
+    ],
+)
+def test_is_placeholder(secret: str | None, placeholder: bool) -> None:
+    assert is_placeholder(secret) is placeholder
+    if secret is not None:
+        assert is_placeholder(SecretStr(secret)) is placeholder
+
+
+# ------------------------------------------------------------------ connector settings
+
+
+class _TwoSecretSettings(ConnectorSettings):
+    api_key: SecretStr
+    webhook_secret: SecretStr
+    base_url: str = "https://pay.invalid"
+
+
+class _TwoSecretConnector(ConnectorBase):
+    name: ClassVar[str] = "paybox"
+    roles: ClassVar[frozenset[Role]] = frozenset({Role.PAYMENT})
+    Settings = _TwoSecretSettings
+
+
+def test_connector_settings_parse_real_secrets() -> None:
+    settings = GenericStorefrontConnector.parse_settings(
+        {"secret": "gsec_51c0ffee9d2a"}, ConnectorContext("acme"))
+    assert isinstance(settings, GenericSettings)
+    assert settings.secret.get_secret_value() == "gsec_51c0ffee9d2a"
+    assert settings.tolerance_seconds == 300
+
+
+def test_connector_placeholder_secret_is_refused_outside_demo_naming_the_field() -> None:
+    with pytest.raises(ConfigError) as caught:
+        GenericStorefrontConnector.parse_settings({"secret": "changeme"},
+                                                  ConnectorContext("acme"))
+    assert caught.value.key == "shops.acme.generic.secret"
+    assert "changeme" not in str(caught.value)
+
+
+def test_connector_placeholder_secret_is_accepted_in_demo() -> None:
+    settings = GenericStorefrontConnector.parse_settings(
+        {"secret": "changeme"}, ConnectorContext("acme", demo=True))
+    assert isinstance(settings, GenericSettings)
+
+
+def test_the_offending_secret_of_several_is_named() -> None:
+    raw = {"api_key": "sk_live_4eC39HqLyjWD", "webhook_secret": "whsec_example"}
+    with pytest.raises(ConfigError) as caught:
+        _TwoSecretConnector.parse_settings(raw, ConnectorContext("clinic-7"))
+    assert caught.value.key == "shops.clinic-7.paybox.webhook_secret"
+
+
+def test_a_plain_string_field_is_not_checked_as_a_secret() -> None:
+    raw = {"api_key": "sk_live_4eC39HqLyjWD", "webhook_secret": "whsec_4eC39HqLyjWD",
+           "base_url": "http://example"}
+    settings = _TwoSecretConnector.parse_settings(raw, ConnectorContext("acme"))
+    assert isinstance(settings, _TwoSecretSettings)
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({}, "shops.acme.generic.secret"),
+        ({"secret": "gsec_51c0ffee9d2a", "surprise": 1}, "shops.acme.generic.surprise"),
+        ({"secret": "gsec_51c0ffee9d2a", "tolerance_seconds": "soon"},
+         "shops.acme.generic.tolerance_seconds"),
+    ],
+)
+def test_invalid_connector_settings_name_the_key(raw: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        GenericStorefrontConnector.parse_settings(raw, ConnectorContext("acme"))
+    assert caught.value.key == key
