@@ -36,7 +36,7 @@ class ShopRuntime:
 class Container:
     settings: Settings
     engine: Engine
-    redis: Redis[bytes]
+    redis: Redis
     dispatcher: RqDispatcher
     registry: ConnectorRegistry
     shops: dict[str, ShopRuntime]
@@ -59,7 +59,7 @@ class Container:
                     close()
 
 
-def make_redis(url: str | None) -> Redis[bytes]:
+def make_redis(url: str | None) -> Redis:
     if url:
         return Redis.from_url(url)
     import fakeredis
@@ -92,7 +92,7 @@ def build_shops(settings: Settings, registry: ConnectorRegistry, retry: RetryPol
 def bootstrap(
     settings: Settings,
     *,
-    redis: Redis[bytes] | None = None,
+    redis: Redis | None = None,
     engine: Engine | None = None,
     registry: ConnectorRegistry | None = None,
     rules: RuleSet | None = None,

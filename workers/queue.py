@@ -16,7 +16,7 @@ class RqDispatcher:
     """Enqueue outbox work. Job ids are derived from the outbox row, so a re-dispatch of the
     same row by the reconciler gets a new suffix and never collides with a live job."""
 
-    def __init__(self, redis: Redis[bytes], queue_name: str, job_timeout: int) -> None:
+    def __init__(self, redis: Redis, queue_name: str, job_timeout: int) -> None:
         self.queue = Queue(queue_name, connection=redis)
         self.job_timeout = job_timeout
 
