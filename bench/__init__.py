@@ -1,0 +1,1 @@
+"""RefundBridge benchmarks (not tests). See bench/README.md."""
