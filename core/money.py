@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from functools import lru_cache
 
 from babel.numbers import get_currency_precision, is_currency
 
@@ -14,6 +15,7 @@ NOT_MONEY = frozenset({"XXX", "XTS", "XAU", "XAG", "XPT", "XPD", "XDR", "XBA", "
                        "XBD", "XSU", "XUA"})
 
 
+@lru_cache(maxsize=512)
 def check_currency(code: str) -> str:
     """Return the upper-case code if it is a current ISO 4217 currency, else raise."""
     upper = code.upper()
@@ -22,6 +24,7 @@ def check_currency(code: str) -> str:
     return upper
 
 
+@lru_cache(maxsize=512)
 def minor_units(currency: str) -> int:
     """Digits after the decimal point (JPY 0, CNY/USD/EUR 2, KWD 3), from CLDR via Babel."""
     return int(get_currency_precision(check_currency(currency)))

@@ -10,6 +10,7 @@ import hashlib
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -176,16 +177,20 @@ class NormalizedRefundRequest(_Strict):
     def currency(self) -> str:
         return self.order.currency
 
-    @property
+    @cached_property
     def requested(self) -> Money:
         return Money.parse(self.requested_amount, self.order.currency)
 
-    @property
+    @cached_property
     def paid(self) -> Money:
         return Money.parse(self.order.paid_total, self.order.currency)
 
     def fingerprint(self) -> str:
         """A digest of the request's meaning, to tell a replay from a changed resend."""
+        return self._fingerprint
+
+    @cached_property
+    def _fingerprint(self) -> str:
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
 
 

@@ -77,11 +77,7 @@ def receive_request(
     """
     fingerprint = request.fingerprint()
     with svc.uow() as uow:
-        known = uow.inbox.find(shop_id, connector, request.external_id)
-        if known is not None:
-            if known.fingerprint != fingerprint:
-                raise DuplicateDelivery(known.case_id, same_body=False)
-            return Received(known.case_id, created=False)
+        # No look-up first: the inbox's unique key decides, also between concurrent copies.
         case = RefundCase.open(
             request, shop_id=shop_id, source=connector,
             refund_timing=svc.policy(shop_id).refund_timing, at=svc.clock(),
@@ -91,14 +87,14 @@ def receive_request(
         try:
             uow.commit()
         except DuplicateDelivery:
-            pass  # a concurrent delivery of the same message won the race; answer with its case
+            pass  # known already: a replay, or a concurrent copy that committed first
         else:
             return Received(case.id, created=True)
-    return _after_race(svc, shop_id, connector, request.external_id, fingerprint)
+    return _known_delivery(svc, shop_id, connector, request.external_id, fingerprint)
 
 
-def _after_race(svc: Services, shop_id: str, connector: str, external_id: str,
-                fingerprint: str) -> Received:
+def _known_delivery(svc: Services, shop_id: str, connector: str, external_id: str,
+                    fingerprint: str) -> Received:
     with svc.uow() as uow:
         known = uow.inbox.find(shop_id, connector, external_id)
         if known is None:  # pragma: no cover - the unique key said it exists

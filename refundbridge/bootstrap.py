@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,7 +40,8 @@ class Container:
     dispatcher: RqDispatcher
     registry: ConnectorRegistry
     shops: dict[str, ShopRuntime]
-    services: Services
+    services: Services  # for workers: work is enqueued as soon as it is committed
+    api_services: Services  # for the API: work waits in the outbox for the relay
     rules: RuleSet
     uow: Callable[[], SqlUnitOfWork]
 
@@ -117,6 +118,9 @@ def bootstrap(
     def uow() -> SqlUnitOfWork:
         return SqlUnitOfWork(engine, hand_over)
 
+    def api_uow() -> SqlUnitOfWork:
+        return SqlUnitOfWork(engine, None)
+
     def shop(shop_id: str) -> ShopRuntime:
         try:
             return shops[shop_id]
@@ -131,4 +135,4 @@ def bootstrap(
         clock=clock,
     )
     return Container(settings, engine, redis, dispatcher, registry, shops, services,
-                     rule_set, uow)
+                     replace(services, uow=api_uow), rule_set, uow)

@@ -37,7 +37,7 @@ from refundbridge.bootstrap import bootstrap
 from store import queries
 from store.db import upgrade
 from workers import runtime
-from workers.runner import make_worker
+from workers.runner import drain, make_worker
 
 SHOP = "demo-pharmacy"
 PRODUCTS = [
@@ -171,7 +171,7 @@ def run_demo(*, cases: int = 50, serve: bool = False, port: int = 0,
 
     def work() -> None:
         while not stop.is_set():
-            worker.work(burst=True, with_scheduler=False)
+            drain(container, worker)
             stop.wait(0.05)
 
     threading.Thread(target=work, name="worker", daemon=True).start()

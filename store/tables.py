@@ -94,6 +94,10 @@ outbox = Table(
     Index("ix_outbox_case_step", "case_id", "step"),
     Index("ix_outbox_pending", "done_at", "created_at"),
 )
+# What the relay polls for: rows the API committed and nobody has enqueued yet.
+Index("ix_outbox_undispatched", outbox.c.id,
+      postgresql_where=outbox.c.dispatched_at.is_(None),
+      sqlite_where=outbox.c.dispatched_at.is_(None))
 
 orders = Table(
     "orders",

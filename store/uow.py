@@ -1,9 +1,10 @@
 """The SQL unit of work and the repositories it carries.
 
 `SqlUnitOfWork.commit` writes every case it handed out, their new audit events and their new
-work (the outbox) in one transaction, and only then hands that work to the queue: "case
-saved" and "work to do" can't come apart. If the hand-over fails, the reconciler finds the
-outbox rows and enqueues them again.
+work (the outbox) in one transaction: "case saved" and "work to do" can't come apart. With a
+`dispatch` (in workers) it then hands the work to the queue itself; without one (the API)
+the rows wait for the relay (`workers.relay`), so accepting a webhook never waits on Redis.
+If a hand-over fails, the reconciler finds the outbox rows and enqueues them again.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
-from sqlalchemy import Connection, Engine, and_, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from core.errors import ConcurrencyConflict, DuplicateDelivery, NotFound
 from core.model import RefundCase, Step
@@ -25,6 +27,11 @@ from store import tables as t
 from store.mapping import case_from_row, case_to_row, event_to_row
 
 RESERVING_STATES_EXCLUDED = ("denied", "cancelled")
+
+
+def dialect_insert(conn: Connection) -> Any:
+    """INSERT with ON CONFLICT support: both dialects have it, under their own construct."""
+    return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +48,6 @@ class Work:
 
 
 Dispatch = Callable[[Sequence[Work]], None]
-
-
-def _no_dispatch(_: Sequence[Work]) -> None:
-    """Nothing hands work to a queue: the reconciler will find it in the outbox."""
 
 
 class SqlCaseRepository:
@@ -93,13 +96,10 @@ class SqlOrderLedger:
             query = query.with_for_update()
         row = conn.execute(query).first()
         if row is None:
-            try:
-                with conn.begin_nested():
-                    conn.execute(insert(t.orders).values(
-                        shop_id=shop_id, order_id=order_id, currency=paid_total.currency,
-                        paid_minor=paid_total.minor, created_at=datetime.now(UTC)))
-            except IntegrityError:
-                pass  # another case of the same order created it first
+            # First sight of the order; a concurrent first sight may win, which is fine.
+            conn.execute(dialect_insert(conn)(t.orders).on_conflict_do_nothing(), {
+                "shop_id": shop_id, "order_id": order_id, "currency": paid_total.currency,
+                "paid_minor": paid_total.minor, "created_at": datetime.now(UTC)})
             row = conn.execute(query).first()
         assert row is not None
         return Money.from_minor(row.paid_minor, row.currency)
@@ -149,7 +149,7 @@ class SqlOutbox:
 
 
 class SqlUnitOfWork:
-    def __init__(self, engine: Engine, dispatch: Dispatch = _no_dispatch) -> None:
+    def __init__(self, engine: Engine, dispatch: Dispatch | None = None) -> None:
         self._engine = engine
         self._dispatch = dispatch
         self.cases: CaseRepository = SqlCaseRepository(self)
@@ -174,51 +174,63 @@ class SqlUnitOfWork:
         now = datetime.now(UTC)
         conn = self.conn
         work: list[Work] = []
-        try:
-            if self.inbox_rows:
-                conn.execute(insert(t.inbox), self.inbox_rows)
-            for case, is_new in self.seen.values():
-                if not is_new and not case.new_events and not case.new_steps:
-                    continue
-                self._write_case(conn, case, is_new, now)
-                work.extend(self._write_work(conn, case, now))
-            self.tx.commit()
-        except IntegrityError as exc:
-            self.tx.rollback()
-            if self.inbox_rows:
-                raise DuplicateDelivery(self.inbox_rows[0]["case_id"], same_body=True) from exc
-            raise
+        if self.inbox_rows and not self._insert_inbox(conn):
+            raise DuplicateDelivery(self.inbox_rows[0]["case_id"], same_body=True)
+        for case, is_new in self.seen.values():
+            if not is_new and not case.new_events and not case.new_steps:
+                continue
+            self._write_case(conn, case, is_new, now)
+            work.extend(self._write_work(conn, case, now))
+        self.tx.commit()
         for case, _ in self.seen.values():
             case.version += 1
             case.new_events.clear()
             case.new_steps.clear()
-        if work:
+        if work and self._dispatch is not None:
             self._dispatch(work)
+
+    def _insert_inbox(self, conn: Connection) -> bool:
+        """Insert the inbox keys; False if one exists (a concurrent delivery committed it)."""
+        statement = dialect_insert(conn)(t.inbox).on_conflict_do_nothing().returning(
+            t.inbox.c.case_id)
+        inserted = conn.execute(statement, self.inbox_rows).all()
+        return len(inserted) == len(self.inbox_rows)
 
     def _write_case(self, conn: Connection, case: RefundCase, is_new: bool,
                     now: datetime) -> None:
         row = case_to_row(case, now)
         if is_new:
-            conn.execute(insert(t.cases).values(**row))
+            conn.execute(INSERT_CASE, row)
         else:
-            result = conn.execute(
-                update(t.cases)
-                .where(t.cases.c.id == case.id, t.cases.c.version == case.version)
-                .values(**row)
-            )
+            result = conn.execute(UPDATE_CASE, {**row, "_id": case.id, "_version": case.version})
             if result.rowcount != 1:
                 raise ConcurrencyConflict(f"case {case.id} was changed by another writer")
         if case.new_events:
-            conn.execute(insert(t.case_events),
-                         [event_to_row(case.id, e) for e in case.new_events])
+            conn.execute(INSERT_EVENT, [event_to_row(case.id, e) for e in case.new_events])
 
     def _write_work(self, conn: Connection, case: RefundCase, now: datetime) -> list[Work]:
-        work = []
-        for step in dict.fromkeys(case.new_steps):
-            outbox_id = conn.execute(
-                insert(t.outbox).values(case_id=case.id, step=step.value, created_at=now,
-                                        dispatched_at=now, dispatch_count=1)
-                .returning(t.outbox.c.id)
-            ).scalar_one()
-            work.append(Work(int(outbox_id), case.id, step))
-        return work
+        steps = list(dict.fromkeys(case.new_steps))
+        if Step.NOTIFY in steps and conn.execute(PENDING_NOTIFY, {"case_id": case.id}).first():
+            # A notify job that has not finished yet sends every pending message, and asks
+            # for another run if more arrived while it was sending: one job is enough.
+            steps.remove(Step.NOTIFY)
+        if not steps:
+            return []
+        dispatched = now if self._dispatch is not None else None
+        rows = conn.execute(INSERT_WORK, [
+            {"case_id": case.id, "step": step.value, "created_at": now,
+             "dispatched_at": dispatched, "dispatch_count": 1}
+            for step in steps
+        ]).all()
+        return [Work(int(row.id), case.id, Step(row.step)) for row in rows]
+
+
+INSERT_CASE = insert(t.cases)
+UPDATE_CASE = update(t.cases).where(t.cases.c.id == bindparam("_id"),
+                                    t.cases.c.version == bindparam("_version"))
+INSERT_EVENT = insert(t.case_events)
+INSERT_WORK = insert(t.outbox).returning(t.outbox.c.id, t.outbox.c.step,
+                                         sort_by_parameter_order=True)
+PENDING_NOTIFY = select(t.outbox.c.id).where(
+    t.outbox.c.case_id == bindparam("case_id"), t.outbox.c.step == Step.NOTIFY.value,
+    t.outbox.c.done_at.is_(None)).limit(1)

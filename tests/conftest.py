@@ -19,7 +19,6 @@ import respx
 from aiosmtpd.controller import Controller
 from fastapi.testclient import TestClient
 from redis import Redis
-from rq import SimpleWorker
 from sqlalchemy import Engine, text
 
 from api.app import create_app
@@ -31,7 +30,7 @@ from tests.fakes.erpnext import BASE as ERP_BASE
 from tests.fakes.erpnext import ERPNextFake
 from tests.fakes.stripe import BASE as STRIPE_BASE
 from tests.fakes.stripe import StripeFake
-from workers import runtime
+from workers.runner import drain as run_until_idle
 
 PG_ADMIN = os.environ.get("REFUNDBRIDGE_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 PG_DATABASE = os.environ.get("REFUNDBRIDGE_TEST_PG_DB", f"refundbridge_test_{os.getpid()}")
@@ -177,10 +176,9 @@ def client(container: Container) -> Iterator[TestClient]:
 
 
 def drain(container: Container, max_jobs: int | None = None) -> None:
-    """Run queued jobs in this process with the same worker class production uses."""
-    runtime.install(container)
-    SimpleWorker([container.dispatcher.queue], connection=container.redis).work(
-        burst=True, with_scheduler=False, max_jobs=max_jobs)
+    """Relay the outbox and run the jobs in this process, with the worker class and code
+    production uses, until nothing is left (or `max_jobs` ran)."""
+    run_until_idle(container, max_jobs=max_jobs)
 
 
 def case_count(engine: Engine) -> int:

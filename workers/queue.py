@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from redis import Redis
 from rq import Queue
 
+from core.model import Step
 from store.uow import Work
 
 JOB_FUNCTION = "workers.jobs.run_step"
@@ -14,13 +17,43 @@ JOB_FUNCTION = "workers.jobs.run_step"
 
 class RqDispatcher:
     """Enqueue outbox work. Job ids are derived from the outbox row, so a re-dispatch of the
-    same row by the reconciler gets a new suffix and never collides with a live job."""
+    same row by the reconciler gets a new suffix and never collides with a live job.
+
+    Inside `chain()`, a job keeps the next step of its own case to run itself instead of
+    sending it round the queue: evaluate → refund → stock then cost one job, not three.
+    Each step is still its own transaction with its own outbox row, so a crash mid-chain
+    leaves the rest to the reconciler. Notifications always go to the queue, where another
+    worker sends them while this one moves the money.
+    """
 
     def __init__(self, redis: Redis, queue_name: str, job_timeout: int) -> None:
         self.queue = Queue(queue_name, connection=redis)
         self.job_timeout = job_timeout
+        self._local = threading.local()
 
-    def __call__(self, work: Sequence[Work], suffix: str = "") -> None:
+    @contextmanager
+    def chain(self) -> Iterator[list[Work]]:
+        chained: list[Work] = []
+        self._local.chained = chained
+        try:
+            yield chained
+        finally:
+            self._local.chained = None
+            if chained:  # left over when a step raised: don't strand it
+                self.enqueue(chained)
+
+    def __call__(self, work: Sequence[Work]) -> None:
+        pending = list(work)
+        chained: list[Work] | None = getattr(self._local, "chained", None)
+        if chained is not None and not chained:
+            keep = next((w for w in pending if w.step is not Step.NOTIFY), None)
+            if keep is not None:
+                chained.append(keep)
+                pending.remove(keep)
+        if pending:
+            self.enqueue(pending)
+
+    def enqueue(self, work: Sequence[Work], suffix: str = "") -> None:
         jobs = [
             Queue.prepare_data(
                 JOB_FUNCTION, args=(w.case_id, w.step.value), job_id=w.job_id + suffix,

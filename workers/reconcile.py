@@ -24,6 +24,7 @@ from core.lifecycle import CaseState
 from core.model import RefundCase, Step
 from store import tables as t
 from store.uow import Work
+from workers.relay import relay_once
 
 if TYPE_CHECKING:
     from refundbridge.bootstrap import Container
@@ -35,6 +36,7 @@ MOVING_STATES = (CaseState.RECEIVED, CaseState.EVALUATING, CaseState.APPROVED,
 
 @dataclass
 class ReconcileReport:
+    relayed: int = 0
     requeued: list[str] = field(default_factory=list)
     revived: list[str] = field(default_factory=list)
 
@@ -58,6 +60,7 @@ def reconcile(container: Container, stale_after: float | None = None,
     stale = container.settings.stale_after_seconds if stale_after is None else stale_after
     cutoff = now - timedelta(seconds=stale)
     report = ReconcileReport()
+    report.relayed = relay_once(container)
     _requeue_lost_jobs(container, cutoff, now, report)
     _revive_idle_cases(container, cutoff, report)
     return report
@@ -88,7 +91,7 @@ def _requeue_lost_jobs(container: Container, cutoff: datetime, now: datetime,
         with container.engine.begin() as conn:
             conn.execute(update(t.outbox).where(o.id == row.id)
                          .values(dispatched_at=now, dispatch_count=row.dispatch_count + 1))
-        container.dispatcher([work], suffix=f"-r{row.dispatch_count + 1}")
+        container.dispatcher.enqueue([work], suffix=f"-r{row.dispatch_count + 1}")
         report.requeued.append(work.job_id)
 
 

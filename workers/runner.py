@@ -12,6 +12,7 @@ from rq.timeouts import TimerDeathPenalty
 
 from workers import runtime
 from workers.reconcile import reconcile
+from workers.relay import Relay, relay_once
 
 if TYPE_CHECKING:
     from refundbridge.bootstrap import Container
@@ -68,17 +69,33 @@ class PeriodicReconciler(threading.Thread):
                          len(report.requeued), len(report.revived))
 
 
+def drain(container: Container, worker: SimpleWorker | None = None,
+          max_jobs: int | None = None) -> None:
+    """Relay and work until neither the outbox nor the queue has anything left."""
+    runtime.install(container)
+    worker = worker or make_worker(container)
+    while True:
+        relayed = relay_once(container)
+        worker.work(burst=True, with_scheduler=False, max_jobs=max_jobs)
+        if max_jobs is not None or (not relayed and not worker.queues[0].count):
+            return
+
+
 def run_worker(container: Container, *, burst: bool = False, reconcile_every: float | None = None
                ) -> None:
     runtime.install(container)
-    reconciler = None
+    if burst:
+        drain(container)
+        return
     interval = container.settings.reconcile_interval_seconds if reconcile_every is None else (
         reconcile_every)
-    if not burst and interval > 0:
-        reconciler = PeriodicReconciler(container, interval)
-        reconciler.start()
+    helpers: list[Relay | PeriodicReconciler] = [Relay(container)]
+    if interval > 0:
+        helpers.append(PeriodicReconciler(container, interval))
+    for helper in helpers:
+        helper.start()
     try:
-        make_worker(container).work(burst=burst, with_scheduler=False)
+        make_worker(container).work(with_scheduler=False)
     finally:
-        if reconciler is not None:
-            reconciler.stopped.set()
+        for helper in helpers:
+            helper.stopped.set()

@@ -79,7 +79,7 @@ async def receive_goods(case_id: str, body: ReceiptIn, container: ContainerDep,
                         _: Operator) -> dict[str, Any]:
     inspections = [Inspection(**line.model_dump()) for line in body.lines]
     actor = f"operator:{body.lines[0].inspector}"
-    await run_in_threadpool(services.record_receipt, container.services, case_id,
+    await run_in_threadpool(services.record_receipt, container.api_services, case_id,
                             inspections, actor)
     return await run_in_threadpool(queries.case_detail, container.engine, case_id)
 
@@ -87,7 +87,7 @@ async def receive_goods(case_id: str, body: ReceiptIn, container: ContainerDep,
 @router.post("/cases/{case_id}/review")
 async def review(case_id: str, body: ReviewIn, container: ContainerDep,
                  _: Operator) -> dict[str, Any]:
-    await run_in_threadpool(services.review, container.services, case_id,
+    await run_in_threadpool(services.review, container.api_services, case_id,
                             Outcome(body.decision), body.reviewer, body.note)
     return await run_in_threadpool(queries.case_detail, container.engine, case_id)
 
@@ -96,13 +96,13 @@ async def review(case_id: str, body: ReviewIn, container: ContainerDep,
 async def retry(case_id: str, container: ContainerDep, _: Operator,
                 body: ActionIn | None = None) -> dict[str, Any]:
     actor = f"operator:{(body or ActionIn()).actor}"
-    await run_in_threadpool(services.retry, container.services, case_id, actor)
+    await run_in_threadpool(services.retry, container.api_services, case_id, actor)
     return await run_in_threadpool(queries.case_detail, container.engine, case_id)
 
 
 @router.post("/cases/{case_id}/cancel")
 async def cancel(case_id: str, body: ActionIn, container: ContainerDep,
                  _: Operator) -> dict[str, Any]:
-    await run_in_threadpool(services.cancel, container.services, case_id,
+    await run_in_threadpool(services.cancel, container.api_services, case_id,
                             f"operator:{body.actor}", body.reason)
     return await run_in_threadpool(queries.case_detail, container.engine, case_id)

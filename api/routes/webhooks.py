@@ -52,9 +52,9 @@ def _receiver(container: Container, shop_id: str, connector: str) -> Any:
 def handle(container: Container, shop_id: str, connector: str, headers: dict[str, str],
            body: bytes) -> JSONResponse:
     receiver = _receiver(container, shop_id, connector)
-    event = receiver.parse_webhook(headers, body, container.services.clock())
+    event = receiver.parse_webhook(headers, body, container.api_services.clock())
     if isinstance(event, RefundRequested):
-        received = services.receive_request(container.services, shop_id, connector,
+        received = services.receive_request(container.api_services, shop_id, connector,
                                             event.request)
         status = 202 if received.created else 200
         return JSONResponse(
@@ -64,7 +64,7 @@ def handle(container: Container, shop_id: str, connector: str, headers: dict[str
         )
     if isinstance(event, RefundUpdate):
         case_id = services.apply_refund_update(
-            container.services, event.result, case_id=event.case_id,
+            container.api_services, event.result, case_id=event.case_id,
             idempotency_key=event.idempotency_key, actor=f"connector:{connector}")
         return JSONResponse({"case_id": case_id, "applied": case_id is not None})
     assert isinstance(event, Ignored)

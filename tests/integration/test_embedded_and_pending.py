@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_sqlite_and_embedded_redis_close_a_return_case(tmp_path):
     url = f"sqlite:///{tmp_path / 'rb.db'}"
     upgrade(url)
-    assert current_revision(url) == "0001"
+    assert current_revision(url) == "0002"
     settings = load_settings(None, database_url=url, operator_tokens=[OPERATOR_TOKEN], shops={
         SHOP: {"payment": "sandbox_payment", "erp": "sandbox_erp",
                "notifier": "sandbox_notifier", "generic": {"secret": GENERIC_SECRET},
@@ -108,3 +108,22 @@ def test_example_config_loads_in_demo_mode_and_its_placeholders_are_refused_othe
     assert refused.value.key.startswith("shops.acme.")
     settings = load_settings(example, demo=True, database_url="sqlite://")
     assert settings.shops["acme"].policy.auto_approve_limits["JPY"] == 10000
+
+
+def test_webhooks_are_accepted_while_redis_is_down_and_relayed_once_it_is_back(
+        make_container, redis_conn, database_url):
+    from redis import Redis
+
+    down = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    container = make_container()
+    container.redis = down  # readiness looks here; the API never needs Redis to accept
+    with TestClient(create_app(container, dashboard=False)) as client:
+        raw, headers = signed(request_body())
+        answer = client.post(f"/webhooks/{SHOP}/generic", content=raw, headers=headers)
+        assert answer.status_code == 202, answer.text
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["checks"]["redis"].startswith("error")
+    container.redis = redis_conn
+    from workers.relay import relay_once
+
+    assert relay_once(container) == 1  # the evaluate step, handed over now

@@ -1,0 +1,62 @@
+"""The outbox relay: hand work the API committed to the queue.
+
+The API writes outbox rows and answers without touching Redis, so a webhook is accepted (and
+nothing accepted is lost) even while Redis is down. Workers run this relay in a thread: it
+claims rows never handed over (`dispatched_at IS NULL`), enqueues them and marks them, in one
+transaction. On PostgreSQL `SKIP LOCKED` lets every worker relay without stepping on another;
+a crash between enqueue and commit only enqueues a row twice, and every job is idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select, update
+
+from core.model import Step
+from store import tables as t
+from store.uow import Work
+
+if TYPE_CHECKING:
+    from refundbridge.bootstrap import Container
+
+log = logging.getLogger("refundbridge.relay")
+
+
+def relay_once(container: Container, limit: int = 500) -> int:
+    o = t.outbox.c
+    with container.engine.begin() as conn:
+        query = select(o.id, o.case_id, o.step).where(o.dispatched_at.is_(None)).order_by(
+            o.id).limit(limit)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        rows = conn.execute(query).all()
+        if not rows:
+            return 0
+        conn.execute(update(t.outbox).where(o.id.in_([r.id for r in rows]))
+                     .values(dispatched_at=datetime.now(UTC)))
+        container.dispatcher([Work(int(r.id), r.case_id, Step(r.step)) for r in rows])
+    return len(rows)
+
+
+class Relay(threading.Thread):
+    def __init__(self, container: Container, idle_wait: float = 0.05) -> None:
+        super().__init__(name="outbox-relay", daemon=True)
+        self.container = container
+        self.idle_wait = idle_wait
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                moved = relay_once(self.container)
+            except Exception:
+                # but stall everything; log, back off, and keep relaying.
+                log.exception("outbox relay failed; retrying")
+                moved = 0
+                self.stopped.wait(1.0)
+            if not moved:
+                self.stopped.wait(self.idle_wait)
