@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+from anyio import to_thread
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
@@ -15,7 +18,14 @@ from refundbridge.bootstrap import Container
 
 
 def create_app(container: Container, *, dashboard: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        to_thread.current_default_thread_limiter().total_tokens = (
+            container.settings.api_threads)
+        yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title="RefundBridge",
         version="0.1.0",
         description="Refund and return middleware for shops that sell medical devices. "

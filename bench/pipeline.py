@@ -373,11 +373,12 @@ def print_profile(profile: cProfile.Profile, top: int = 10) -> dict[str, Any]:
 def profile_pipeline(cases: int, returns: float, work: Path, timeout: float,
                      top: int) -> dict[str, Any]:
     """Webhooks first (through the API, no worker running), then one in-process SimpleWorker
-    under cProfile drains everything; between bursts this script receives returned goods."""
+    under cProfile relays and drains everything; between bursts this script receives
+    returned goods."""
     from config.settings import load_settings
     from refundbridge.bootstrap import bootstrap
     from workers import runtime
-    from workers.runner import make_worker
+    from workers.runner import drain, make_worker
 
     config = setup_refundbridge(work, "profile")
     port = free_port()
@@ -402,7 +403,7 @@ def profile_pipeline(cases: int, returns: float, work: Path, timeout: float,
         while time.monotonic() < deadline:
             t0 = time.perf_counter()
             profile.enable()
-            worker.work(burst=True, with_scheduler=False)
+            drain(container, worker)  # relay the API's outbox rows, then work the queue
             profile.disable()
             busy += time.perf_counter() - t0
             states = watcher.states()

@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     stale_after_seconds: float = 300.0
     job_timeout_seconds: int = 120
     http_timeout_seconds: float = 10.0
+    # Threads the API runs blocking work (database, signatures) on. More threads than the
+    # database pool, or than Python can keep busy on one core, only add contention.
+    api_threads: int = Field(default=8, ge=1, le=200)
+    database_pool_size: int = Field(default=16, ge=1, le=200)
     retry_attempts: int = 5
     retry_initial_wait: float = 0.25
     retry_max_wait: float = 8.0

@@ -7,6 +7,7 @@ A case changes only through its methods; each method moves the state machine
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -469,15 +470,20 @@ class RefundCase:
     def pending_notifications(self) -> list[Notification]:
         return [n for n in self.notifications if n.status is DeliveryStatus.PENDING]
 
-    def record_notification(self, kind: NotificationKind, status: DeliveryStatus,
-                            at: datetime, message: str | None = None) -> None:
-        for notification in self.notifications:
-            if notification.kind is kind and notification.status is DeliveryStatus.PENDING:
-                notification.status = status
-                notification.message = message
-                self.record(f"notification_{status.value}", actor="system", at=at,
-                            from_state=self.state, to_state=self.state,
-                            data={"kind": kind.value, "message": message})
+    def record_notifications(
+        self,
+        outcomes: Sequence[tuple[NotificationKind, DeliveryStatus, str | None]],
+        at: datetime,
+    ) -> None:
+        """Record what one notify run sent (or could not send, and why)."""
+        for kind, status, message in outcomes:
+            for notification in self.notifications:
+                if notification.kind is kind and notification.status is DeliveryStatus.PENDING:
+                    notification.status = status
+                    notification.message = message
+                    self.record(f"notification_{status.value}", actor="system", at=at,
+                                from_state=self.state, to_state=self.state,
+                                data={"kind": kind.value, "message": message})
         if self.pending_notifications():
             # Queued by another step while this one was sending: it needs its own run.
             self._request_notify()

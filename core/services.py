@@ -320,8 +320,8 @@ def send_notifications(svc: Services, case_id: str) -> None:
             outcomes.append((message, DeliveryStatus.SENT, None))
     with svc.uow() as uow:
         case = uow.cases.get(case_id)
-        for message, status, error in outcomes:
-            case.record_notification(message.kind, status, svc.clock(), error)
+        case.record_notifications(
+            [(message.kind, status, error) for message, status, error in outcomes], svc.clock())
         uow.outbox.complete(case_id, Step.NOTIFY)
         uow.commit()
 

@@ -105,7 +105,7 @@ def bootstrap(
     differs between the demo, production and tests."""
     if not settings.shops:
         raise ConfigError("shops", "configure at least one shop")
-    engine = engine or make_engine(settings.database_url)
+    engine = engine or make_engine(settings.database_url, pool_size=settings.database_pool_size)
     redis = redis or make_redis(settings.redis_url)
     registry = registry or ConnectorRegistry.discover()
     retry = RetryPolicy(settings.retry_attempts, settings.retry_initial_wait,

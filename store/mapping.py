@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from core.audit import AuditEvent
@@ -99,8 +101,14 @@ def _money(data: dict[str, str]) -> Money:
     return Money.parse(data["amount"], data["currency"])
 
 
+@lru_cache(maxsize=4096)
+def _request(case_id: str, raw: str) -> NormalizedRefundRequest:
+    # A case's request never changes after it is stored, so one parse per process will do.
+    return NormalizedRefundRequest.model_validate_json(raw)
+
+
 def case_from_row(row: Any) -> RefundCase:
-    request = NormalizedRefundRequest.model_validate(row.request)
+    request = _request(row.id, json.dumps(row.request, separators=(",", ":")))
     details = row.details
     currency = row.currency
     failure = details.get("failure")

@@ -202,7 +202,9 @@ class SqlUnitOfWork:
         if is_new:
             conn.execute(INSERT_CASE, row)
         else:
-            result = conn.execute(UPDATE_CASE, {**row, "_id": case.id, "_version": case.version})
+            changing = {k: v for k, v in row.items() if k not in IMMUTABLE_COLUMNS}
+            result = conn.execute(UPDATE_CASE, {**changing, "_id": case.id,
+                                                "_version": case.version})
             if result.rowcount != 1:
                 raise ConcurrencyConflict(f"case {case.id} was changed by another writer")
         if case.new_events:
@@ -225,6 +227,10 @@ class SqlUnitOfWork:
         return [Work(int(row.id), case.id, Step(row.step)) for row in rows]
 
 
+# Written once when the case opens; leaving them out of updates saves re-sending the request.
+IMMUTABLE_COLUMNS = frozenset({"id", "shop_id", "source", "external_id", "order_id", "kind",
+                               "currency", "requested_minor", "refund_timing", "request",
+                               "created_at"})
 INSERT_CASE = insert(t.cases)
 UPDATE_CASE = update(t.cases).where(t.cases.c.id == bindparam("_id"),
                                     t.cases.c.version == bindparam("_version"))

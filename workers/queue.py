@@ -22,8 +22,8 @@ class RqDispatcher:
     Inside `chain()`, a job keeps the next step of its own case to run itself instead of
     sending it round the queue: evaluate → refund → stock then cost one job, not three.
     Each step is still its own transaction with its own outbox row, so a crash mid-chain
-    leaves the rest to the reconciler. Notifications always go to the queue, where another
-    worker sends them while this one moves the money.
+    leaves the rest to the reconciler. Notifications are held until the chain ends and then
+    queued once: the case's single pending notify job sends every message due by then.
     """
 
     def __init__(self, redis: Redis, queue_name: str, job_timeout: int) -> None:
@@ -34,22 +34,25 @@ class RqDispatcher:
     @contextmanager
     def chain(self) -> Iterator[list[Work]]:
         chained: list[Work] = []
-        self._local.chained = chained
+        held: list[Work] = []
+        self._local.chained, self._local.held = chained, held
         try:
             yield chained
         finally:
-            self._local.chained = None
-            if chained:  # left over when a step raised: don't strand it
-                self.enqueue(chained)
+            self._local.chained = self._local.held = None
+            # Held notifications, and a step left over when one raised: don't strand them.
+            if chained or held:
+                self.enqueue([*chained, *held])
 
     def __call__(self, work: Sequence[Work]) -> None:
         pending = list(work)
         chained: list[Work] | None = getattr(self._local, "chained", None)
-        if chained is not None and not chained:
-            keep = next((w for w in pending if w.step is not Step.NOTIFY), None)
-            if keep is not None:
-                chained.append(keep)
-                pending.remove(keep)
+        held: list[Work] | None = getattr(self._local, "held", None)
+        if chained is not None and held is not None:
+            held.extend(w for w in pending if w.step is Step.NOTIFY)
+            pending = [w for w in pending if w.step is not Step.NOTIFY]
+            if pending and not chained:
+                chained.append(pending.pop(0))
         if pending:
             self.enqueue(pending)
 

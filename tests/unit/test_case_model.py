@@ -63,8 +63,8 @@ def failed(message: str = "card closed") -> RefundResult:
 
 
 def send_all_notifications(case: RefundCase, when: datetime) -> None:
-    for notification in list(case.pending_notifications()):
-        case.record_notification(notification.kind, DeliveryStatus.SENT, when)
+    case.record_notifications(
+        [(n.kind, DeliveryStatus.SENT, None) for n in case.pending_notifications()], when)
 
 
 def assert_audit_trail_is_sound(case: RefundCase) -> None:
