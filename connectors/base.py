@@ -135,12 +135,22 @@ def retry_after_seconds(response: httpx.Response, now: datetime | None = None) -
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
-def send(connector: str, client: httpx.Client, request: httpx.Request) -> httpx.Response:
+ErrorReader = Callable[[httpx.Response], tuple[str, str | None]]
+
+
+def _raw_error(response: httpx.Response) -> tuple[str, str | None]:
+    return f"HTTP {response.status_code}: {response.text[:500]}", str(response.status_code)
+
+
+def send(connector: str, client: httpx.Client, request: httpx.Request,
+         read_error: ErrorReader = _raw_error) -> httpx.Response:
     """Send one request and sort its failure into transient or permanent.
 
     Transient: connect/read timeouts and network errors, 409 (a concurrent request with the
     same idempotency key is in flight), 429 (with Retry-After), 5xx. Everything else that is
-    not 2xx is permanent. The caller wraps this in `RetryPolicy.call`.
+    not 2xx is permanent, with the (message, code) `read_error` finds in the provider's
+    answer, so the person reading the case sees the provider's own words. The caller wraps
+    this in `RetryPolicy.call`.
     """
     try:
         response = client.send(request)
@@ -152,10 +162,8 @@ def send(connector: str, client: httpx.Client, request: httpx.Request) -> httpx.
             retry_after=retry_after_seconds(response),
         )
     if response.status_code >= 400:
-        raise PermanentProviderError(
-            connector, f"HTTP {response.status_code}: {response.text[:500]}",
-            code=str(response.status_code),
-        )
+        message, code = read_error(response)
+        raise PermanentProviderError(connector, message, code=code)
     return response
 
 

@@ -55,7 +55,9 @@ REASONS = ["changed_mind", "no_longer_needed", "defective", "damaged_on_arrival"
            "wrong_item", "ordered_by_mistake", "injury", "other"]
 
 
-class _Mailbox:
+class Mailbox:
+    """An aiosmtpd handler that keeps every message it receives."""
+
     def __init__(self) -> None:
         self.messages: list[bytes] = []
 
@@ -137,7 +139,7 @@ def run_demo(*, cases: int = 50, serve: bool = False, port: int = 0,
     url = f"sqlite:///{db_path}"
     upgrade(url)
 
-    mailbox = _Mailbox()
+    mailbox = Mailbox()
     smtp = Controller(mailbox, hostname="127.0.0.1", port=_free_port())
     smtp.start()
     shop_secret = secrets.token_hex(16)

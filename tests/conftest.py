@@ -24,8 +24,9 @@ from sqlalchemy import Engine, text
 from api.app import create_app
 from config.settings import load_settings
 from refundbridge.bootstrap import Container, bootstrap
+from refundbridge.demo import Mailbox
 from store.db import make_engine, upgrade
-from tests.factories import GENERIC_SECRET, OPERATOR_TOKEN, SHOP
+from tests.factories import GENERIC_SECRET, OPERATOR_TOKEN, SHOP, request_body, signed
 from tests.fakes.erpnext import BASE as ERP_BASE
 from tests.fakes.erpnext import ERPNextFake
 from tests.fakes.stripe import BASE as STRIPE_BASE
@@ -73,15 +74,6 @@ def redis_conn() -> Iterator[Redis]:
     yield conn
     conn.flushdb()
     conn.close()
-
-
-class Mailbox:
-    def __init__(self) -> None:
-        self.messages: list[bytes] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(envelope.content)
-        return "250 OK"
 
 
 @pytest.fixture(scope="session")
@@ -179,6 +171,16 @@ def drain(container: Container, max_jobs: int | None = None) -> None:
     """Relay the outbox and run the jobs in this process, with the worker class and code
     production uses, until nothing is left (or `max_jobs` ran)."""
     run_until_idle(container, max_jobs=max_jobs)
+
+
+def open_case(client: TestClient, erp: ERPNextFake, **overrides: Any) -> tuple[str, dict[str, Any]]:
+    """Send a signed request whose order the ERP knows; return the new case's id and body."""
+    body = request_body(**overrides)
+    erp.add_invoice(body["order"]["id"], [("GLU-METER-01", 2, "199.00")])
+    raw, headers = signed(body)
+    answer = client.post(f"/webhooks/{SHOP}/generic", content=raw, headers=headers)
+    assert answer.status_code == 202, answer.text
+    return str(answer.json()["case_id"]), body
 
 
 def case_count(engine: Engine) -> int:

@@ -30,18 +30,10 @@ def _resource(doctype: str) -> str:
     return f"/api/resource/{quote(doctype)}"
 
 
-def _explain_refusal(response: httpx.Response) -> None:
-    """Raise Frappe's own words for a 4xx, before `send` sorts the status.
-
-    `send` would report a refusal as the first bytes of the raw body, which for Frappe is a
-    JSON envelope with a server traceback; the person reading the case needs the message.
-    409 and 429 are left to `send`, which retries them.
-    """
-    status = response.status_code
-    if 400 <= status < 500 and status not in (409, 429):
-        response.read()
-        raise PermanentProviderError(NAME, error_message(status, response.text),
-                                     code=str(status))
+def _frappe_error(response: httpx.Response) -> tuple[str, str | None]:
+    """Frappe answers a refusal with a JSON envelope around a server traceback; the person
+    reading the case needs the message inside it."""
+    return error_message(response.status_code, response.text), str(response.status_code)
 
 
 class ERPNextClient:
@@ -52,7 +44,6 @@ class ERPNextClient:
         self._http = ctx.http_client(
             base_url,
             headers={"Authorization": token, "Accept": "application/json"},
-            event_hooks={"response": [_explain_refusal]},
         )
 
     def close(self) -> None:
@@ -93,7 +84,7 @@ class ERPNextClient:
         return self._ctx.retry.call(attempt)
 
     def _send_json(self, request: httpx.Request) -> Any:
-        response = send(NAME, self._http, request)
+        response = send(NAME, self._http, request, _frappe_error)
         try:
             return response.json()
         except ValueError as exc:

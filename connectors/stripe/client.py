@@ -19,25 +19,14 @@ PAGE_SIZE = 100
 M = TypeVar("M", bound=BaseModel)
 
 
-def _raise_stripe_error(response: httpx.Response) -> None:
-    """Turn a Stripe "no" (4xx) into a `PermanentProviderError` carrying Stripe's own message.
-
-    `connectors.base.send` keeps only a prefix of the raw body, so a client error is read here,
-    as an httpx response hook, before `send` sees it. 409 and 429 are left to `send`, which
-    treats them as transient like 5xx.
-    """
-    if not response.is_client_error or response.status_code in (409, 429):
-        return
-    response.read()
+def _stripe_error(response: httpx.Response) -> tuple[str, str | None]:
+    """Stripe's own message and code for a refusal, from its documented error body."""
     try:
         detail = StripeErrorBody.model_validate_json(response.content).error
-    except ValidationError:
-        return  # not Stripe's error shape (a proxy, say): `send` reports the raw body
-    raise PermanentProviderError(
-        NAME,
-        detail.message or f"HTTP {response.status_code} {detail.type}",
-        code=detail.code or detail.type,
-    )
+    except ValidationError:  # not Stripe's error shape (a proxy, say): report the raw body
+        return f"HTTP {response.status_code}: {response.text[:500]}", str(response.status_code)
+    return (detail.message or f"HTTP {response.status_code} {detail.type}",
+            detail.code or detail.type)
 
 
 class StripeClient:
@@ -52,7 +41,6 @@ class StripeClient:
                 # format under us.
                 "Stripe-Version": api_version,
             },
-            event_hooks={"response": [_raise_stripe_error]},
         )
 
     def close(self) -> None:
@@ -83,7 +71,7 @@ class StripeClient:
             params = {**params, "starting_after": page.data[-1].id}
 
     def _call(self, request: httpx.Request, model: type[M]) -> M:
-        response = self._retry.call(lambda: send(NAME, self._http, request))
+        response = self._retry.call(lambda: send(NAME, self._http, request, _stripe_error))
         try:
             return model.model_validate_json(response.content)
         except ValidationError as exc:

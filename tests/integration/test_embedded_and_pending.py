@@ -16,7 +16,7 @@ from config.settings import load_settings
 from core.errors import ConfigError
 from refundbridge.bootstrap import bootstrap
 from store.db import current_revision, upgrade
-from tests.conftest import STRIPE_WEBHOOK_SECRET, drain
+from tests.conftest import STRIPE_WEBHOOK_SECRET, drain, open_case
 from tests.factories import AUTH, GENERIC_SECRET, OPERATOR_TOKEN, SHOP, request_body, signed
 from workers.reconcile import reconcile
 
@@ -57,11 +57,7 @@ def test_pending_stripe_refund_waits_until_the_webhook_settles_it(client, contai
                                                                   providers):
     _, stripe_fake, erp = providers
     stripe_fake.next_status = "pending"
-    body = request_body()
-    erp.add_invoice(body["order"]["id"], [("GLU-METER-01", 2, "199.00")])
-    raw, headers = signed(body)
-    case_id = client.post(f"/webhooks/{SHOP}/generic", content=raw, headers=headers).json()[
-        "case_id"]
+    case_id, _ = open_case(client, erp)
     drain(container)
     case = client.get(f"/v1/cases/{case_id}", headers=AUTH).json()
     assert case["state"] == "refunding"
@@ -85,11 +81,7 @@ def test_pending_stripe_refund_waits_until_the_webhook_settles_it(client, contai
 def test_pending_refund_is_settled_by_the_reconcilers_poll(client, container, providers):
     _, stripe_fake, erp = providers
     stripe_fake.next_status = "pending"
-    body = request_body()
-    erp.add_invoice(body["order"]["id"], [("GLU-METER-01", 2, "199.00")])
-    raw, headers = signed(body)
-    case_id = client.post(f"/webhooks/{SHOP}/generic", content=raw, headers=headers).json()[
-        "case_id"]
+    case_id, _ = open_case(client, erp)
     drain(container)
     stripe_fake.refunds[stripe_fake.paid()[0]["id"]]["status"] = "succeeded"
 

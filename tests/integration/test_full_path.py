@@ -13,7 +13,7 @@ import stripe
 from fastapi.testclient import TestClient
 
 from refundbridge.bootstrap import Container
-from tests.conftest import STRIPE_WEBHOOK_SECRET, Mailbox, drain
+from tests.conftest import STRIPE_WEBHOOK_SECRET, Mailbox, drain, open_case
 from tests.factories import AUTH, SHOP, request_body, signed
 
 
@@ -61,11 +61,8 @@ def test_refund_only_case_goes_from_webhook_to_closed(client, container, provide
 def test_return_is_refunded_on_receipt_and_restocked_by_inspection(client, container,
                                                                     providers, mailbox):
     _, stripe_fake, erp = providers
-    body = request_body(kind="return_and_refund", **{"reason.code": "defective"})
-    erp.add_invoice(body["order"]["id"], [("GLU-METER-01", 2, "199.00")])
-    raw, headers = signed(body)
-    case_id = client.post(f"/webhooks/{SHOP}/generic", content=raw, headers=headers).json()[
-        "case_id"]
+    case_id, _ = open_case(client, erp, kind="return_and_refund",
+                           **{"reason.code": "defective"})
     drain(container)
     assert client.get(f"/v1/cases/{case_id}", headers=AUTH).json()["state"] == "awaiting_return"
     assert stripe_fake.posts == []  # refund_timing = on_receipt: no money before the goods
@@ -86,11 +83,7 @@ def test_return_is_refunded_on_receipt_and_restocked_by_inspection(client, conta
 
 def test_stripe_webhook_reports_a_refund_that_later_failed(client, container, providers):
     _, stripe_fake, erp = providers
-    body = request_body()
-    erp.add_invoice(body["order"]["id"], [("GLU-METER-01", 2, "199.00")])
-    raw, headers = signed(body)
-    case_id = client.post(f"/webhooks/{SHOP}/generic", content=raw, headers=headers).json()[
-        "case_id"]
+    case_id, _ = open_case(client, erp)
     drain(container)
     refund = stripe_fake.paid()[0]
     assert client.get(f"/v1/cases/{case_id}", headers=AUTH).json()["state"] == "closed"

@@ -5,17 +5,8 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import drain
+from tests.conftest import drain, open_case
 from tests.factories import AUTH, SHOP, request_body, signed
-
-
-def _open_case(client, erp, **overrides) -> str:
-    body = request_body(**overrides)
-    erp.add_invoice(body["order"]["id"], [("GLU-METER-01", 2, "199.00")])
-    raw, headers = signed(body)
-    answer = client.post(f"/webhooks/{SHOP}/generic", content=raw, headers=headers)
-    assert answer.status_code == 202, answer.text
-    return str(answer.json()["case_id"])
 
 
 def test_stripe_503_twice_then_200_pays_once_with_one_key(client, container, providers):
@@ -23,7 +14,7 @@ def test_stripe_503_twice_then_200_pays_once_with_one_key(client, container, pro
     answers = iter([httpx.Response(503, json={"error": {"message": "try later"}}),
                     httpx.Response(503, headers={"Retry-After": "0"})])
     stripe_fake.before_post.append(lambda request: next(answers, None))
-    case_id = _open_case(client, erp)
+    case_id, _ = open_case(client, erp)
 
     drain(container)
 
@@ -40,7 +31,7 @@ def test_stripe_400_fails_the_case_and_operator_retry_completes_it(client, conta
         "type": "invalid_request_error", "code": "charge_disputed",
         "message": "Charge ch_123 has been charged back; cannot issue a refund."}})
     stripe_fake.before_post.append(lambda request: refusal)
-    case_id = _open_case(client, erp)
+    case_id, _ = open_case(client, erp)
 
     drain(container)
 
@@ -68,7 +59,7 @@ def test_stripe_400_fails_the_case_and_operator_retry_completes_it(client, conta
 
 def test_retry_of_a_case_that_did_not_fail_is_refused(client, container, providers):
     _, _, erp = providers
-    case_id = _open_case(client, erp)
+    case_id, _ = open_case(client, erp)
     answer = client.post(f"/v1/cases/{case_id}/retry", headers=AUTH, json={})
     assert answer.status_code == 409
     assert answer.headers["content-type"] == "application/problem+json"
