@@ -39,15 +39,13 @@ from core.request import NormalizedRefundRequest
 from core.rules import EvaluationContext, RuleSet, ShopPolicy, over_refund_guard
 
 
+@dataclass(frozen=True)
 class ShopGateways:
     """The connectors one shop uses for each role (built by the composition root)."""
 
-    def __init__(self, payment: PaymentGateway, erp: ErpGateway, notifier: Notifier,
-                 shop_name: str = "") -> None:
-        self.payment = payment
-        self.erp = erp
-        self.notifier = notifier
-        self.shop_name = shop_name
+    payment: PaymentGateway
+    erp: ErpGateway
+    notifier: Notifier
 
 
 @dataclass(frozen=True)
@@ -179,18 +177,29 @@ def issue_refund(svc: Services, case_id: str) -> None:
         uow.commit()
     payment = svc.gateways(case.shop_id).payment
     result: RefundResult | None = None
-    if attempt.status is RefundStatus.SUCCEEDED:
-        result = RefundResult(RefundStatus.SUCCEEDED, attempt.provider_ref, attempt.amount)
-    elif known_before:
-        if attempt.provider_ref:
-            result = payment.refund_status(attempt.provider_ref, order)
-        else:
-            result = payment.find_refund(order)
     try:
-        if result is None:
-            result = payment.issue_refund(order)
+        if attempt.status is RefundStatus.SUCCEEDED:
+            result = RefundResult(RefundStatus.SUCCEEDED, attempt.provider_ref, attempt.amount)
+        elif known_before:
+            if attempt.provider_ref:
+                result = payment.refund_status(attempt.provider_ref, order)
+            else:
+                result = payment.find_refund(order)
     except PermanentProviderError as exc:
-        result = RefundResult(RefundStatus.FAILED, None, message=exc.message)
+        # We could not learn whether money moved: fail the case for a person, but keep the
+        # attempt (and its key) open so a retry asks again instead of paying again.
+        with svc.uow() as uow:
+            case = uow.cases.get(case_id)
+            case.fail(Step.REFUND, f"could not read the refund's status: {exc.message}",
+                      svc.clock(), exc.code)
+            uow.outbox.complete(case_id, Step.REFUND)
+            uow.commit()
+        return
+    if result is None:
+        try:
+            result = payment.issue_refund(order)
+        except PermanentProviderError as exc:  # the provider refused: no money moved
+            result = RefundResult(RefundStatus.FAILED, None, message=exc.message)
     with svc.uow() as uow:
         case = uow.cases.get(case_id)
         case.apply_refund_result(result, svc.clock(), actor=f"connector:{_payment_name(payment)}")
@@ -220,25 +229,6 @@ def apply_refund_update(svc: Services, result: RefundResult, *, case_id: str | N
         case.apply_refund_result(result, svc.clock(), actor=actor)
         uow.commit()
         return case.id
-
-
-def poll_pending_refund(svc: Services, case_id: str) -> None:
-    with svc.uow() as uow:
-        case = uow.cases.get(case_id)
-        attempt = case.current_attempt
-        if case.state is not CaseState.REFUNDING or attempt is None:
-            return
-        order = _refund_order(case)
-    payment = svc.gateways(case.shop_id).payment
-    if attempt.provider_ref:
-        result = payment.refund_status(attempt.provider_ref, order)
-    else:
-        found = payment.find_refund(order)
-        if found is None:
-            return
-        result = found
-    apply_refund_update(svc, result, case_id=case_id, idempotency_key=attempt.idempotency_key,
-                        actor="poll")
 
 
 def _refund_order(case: RefundCase) -> RefundOrder:

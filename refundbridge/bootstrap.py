@@ -84,7 +84,7 @@ def build_shops(settings: Settings, registry: ConnectorRegistry, retry: RetryPol
                 by_name[name] = cls.from_config(shop.connector_config(name), ctx)
             by_role[role] = by_name[name]
         gateways = ShopGateways(by_role[Role.PAYMENT], by_role[Role.ERP],
-                                by_role[Role.NOTIFIER], shop.name or shop_id)
+                                by_role[Role.NOTIFIER])
         shops[shop_id] = ShopRuntime(shop_id, shop.policy.to_policy(), by_role, gateways,
                                      by_name)
     return shops

@@ -30,6 +30,7 @@ class StripeFake:
         self.posts: list[httpx.Request] = []
         # Hooks: return a Response to answer instead of the fake (503s, 400s, slow calls).
         self.before_post: list[Callable[[httpx.Request], httpx.Response | None]] = []
+        self.before_get: list[Callable[[httpx.Request], httpx.Response | None]] = []
         # Hooks run after a refund was paid and stored, before the answer goes out.
         self.after_pay: list[Callable[[dict[str, Any]], None]] = []
         self.keys_log: list[str] = []  # every POST's key, across processes when file-backed
@@ -96,6 +97,10 @@ class StripeFake:
         return httpx.Response(200, json=refund)
 
     def _list(self, request: httpx.Request) -> httpx.Response:
+        for hook in self.before_get:
+            answer = hook(request)
+            if answer is not None:
+                return answer
         self._load()
         intent = request.url.params.get("payment_intent")
         data = [r for r in self.refunds.values() if r["payment_intent"] == intent]

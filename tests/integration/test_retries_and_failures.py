@@ -7,6 +7,7 @@ import httpx
 
 from tests.conftest import drain, open_case
 from tests.factories import AUTH, SHOP, request_body, signed
+from workers.reconcile import reconcile
 
 
 def test_stripe_503_twice_then_200_pays_once_with_one_key(client, container, providers):
@@ -83,3 +84,41 @@ def test_erp_permanent_error_fails_the_case_after_the_refund_without_paying_agai
     drain(container)
     assert client.get(f"/v1/cases/{case_id}", headers=AUTH).json()["state"] == "closed"
     assert len(stripe_fake.posts) == 1
+
+
+class WorkerCrashed(RuntimeError):
+    """Stands in for a worker dying after Stripe paid, before it heard the answer."""
+
+
+def test_unreadable_refund_status_fails_the_case_but_never_pays_twice(client, container,
+                                                                      providers):
+    _, stripe_fake, erp = providers
+
+    def crash_after_paying(refund):
+        raise WorkerCrashed("connection lost after the refund was made")
+
+    stripe_fake.after_pay.append(crash_after_paying)
+    case_id, _ = open_case(client, erp)
+    drain(container)  # the refund job dies with the attempt stored as "started"
+    stripe_fake.after_pay.clear()
+    unauthorized = httpx.Response(401, json={"error": {
+        "type": "invalid_request_error", "message": "Invalid API Key provided: sk_test_****"}})
+    stripe_fake.before_get.append(lambda request: unauthorized)
+
+    reconcile(container, stale_after=0)
+    drain(container)
+
+    case = client.get(f"/v1/cases/{case_id}", headers=AUTH).json()
+    assert case["state"] == "failed"
+    assert "could not read the refund's status" in case["failure"]["message"]
+    assert "Invalid API Key" in case["failure"]["message"]
+    assert case["refund_attempts"][0]["status"] == "started"  # the key stays in use
+
+    stripe_fake.before_get.clear()  # the key is fixed
+    client.post(f"/v1/cases/{case_id}/retry", headers=AUTH, json={"actor": "zhao"})
+    drain(container)
+
+    case = client.get(f"/v1/cases/{case_id}", headers=AUTH).json()
+    assert case["state"] == "closed"
+    assert stripe_fake.keys_posted() == [f"{case_id}-refund-1"]  # found, not paid again
+    assert len(stripe_fake.paid()) == 1
