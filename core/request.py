@@ -7,7 +7,8 @@ the OpenAPI document and the README. Amounts are decimal strings, never JSON num
 from __future__ import annotations
 
 import hashlib
-from datetime import date, datetime
+import json
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from functools import cached_property
@@ -44,7 +45,7 @@ def _decimal_string(value: object) -> Decimal:
 DecimalString = Annotated[
     Decimal,
     BeforeValidator(_decimal_string),
-    PlainSerializer(lambda d: str(d), return_type=str),
+    PlainSerializer(lambda d: str(d), return_type=str, when_used="json"),
     Field(json_schema_extra={"type": "string", "pattern": r"^\d+(\.\d+)?$"}),
 ]
 
@@ -191,7 +192,22 @@ class NormalizedRefundRequest(_Strict):
 
     @cached_property
     def _fingerprint(self) -> str:
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+        # Canonical: "12.5" and "12.50", or 18:00+08:00 and 10:00Z, mean the same thing.
+        canonical = json.dumps(self.model_dump(mode="python"), sort_keys=True,
+                               default=_canonical, ensure_ascii=False)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _canonical(value: object) -> str:
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    if isinstance(value, datetime):
+        return (value.astimezone(UTC) if value.tzinfo else value).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, StrEnum):
+        return value.value
+    raise TypeError(f"no canonical form for {type(value).__name__}")
 
 
 def _money(value: Decimal, currency: str, field: str) -> Money:

@@ -233,3 +233,20 @@ def test_fingerprint_is_equal_for_equal_content() -> None:
 )
 def test_fingerprint_changes_when_any_field_changes(key: str, value: object) -> None:
     assert _validate(**{key: value}).fingerprint() != _validate().fingerprint()
+
+
+@pytest.mark.parametrize(
+    ("key", "first", "second"),
+    [
+        ("requested_amount", "59.00", "59.0"),
+        ("order.paid_total", "398.00", "398"),
+        ("requested_at", "2026-11-20T10:00:00+00:00", "2026-11-20T18:00:00+08:00"),
+        ("requested_at", "2026-11-20T10:00:00+00:00", "2026-11-20T10:00:00Z"),
+    ],
+)
+def test_fingerprint_ignores_how_an_equal_value_is_written(key: str, first: str,
+                                                            second: str) -> None:
+    """A storefront that resends "59.0" for "59.00" is replaying, not changing the request."""
+    a = NormalizedRefundRequest.model_validate(request_body(**{key: first}))
+    b = NormalizedRefundRequest.model_validate(request_body(**{key: second}))
+    assert a.fingerprint() == b.fingerprint()
