@@ -30,6 +30,27 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
+# Our errors, most specific first: status, title, and what else the client gets to see.
+STATUS: list[tuple[type[Exception], int, str]] = [
+    (WebhookRejected, 401, "Webhook rejected"),
+    (NotFound, 404, "Not found"),
+    (NotSupported, 404, "Not supported"),
+    (DuplicateDelivery, 409, "External id already used"),
+    (IllegalTransition, 409, "Not allowed in this state"),
+    (DomainError, 409, "Not allowed"),
+    (ConcurrencyConflict, 409, "Changed concurrently; try again"),
+    (ConfigError, 500, "Configuration error"),
+]
+
+
+def _extra(exc: Exception) -> dict[str, Any]:
+    if isinstance(exc, DuplicateDelivery):
+        return {"case_id": exc.case_id, "case_url": f"/v1/cases/{exc.case_id}"}
+    if isinstance(exc, IllegalTransition):
+        return {"state": exc.state}
+    return {}
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(InvalidRequest)
     async def _invalid(_: Request, exc: InvalidRequest) -> JSONResponse:
@@ -43,38 +64,13 @@ def install(app: FastAPI) -> None:
         return problem(422, "Invalid request",
                        "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors)
 
-    @app.exception_handler(WebhookRejected)
-    async def _rejected(_: Request, exc: WebhookRejected) -> JSONResponse:
-        return problem(401, "Webhook rejected", exc.message)
+    async def _ours(_: Request, exc: Exception) -> JSONResponse:
+        status, title = next((s, t) for kind, s, t in STATUS if isinstance(exc, kind))
+        detail = exc.message if isinstance(exc, WebhookRejected) else str(exc)
+        return problem(status, title, detail, **_extra(exc))
 
-    @app.exception_handler(NotFound)
-    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
-        return problem(404, "Not found", str(exc))
-
-    @app.exception_handler(NotSupported)
-    async def _unsupported(_: Request, exc: NotSupported) -> JSONResponse:
-        return problem(404, "Not supported", str(exc))
-
-    @app.exception_handler(DuplicateDelivery)
-    async def _conflict(_: Request, exc: DuplicateDelivery) -> JSONResponse:
-        return problem(409, "External id already used", str(exc), case_id=exc.case_id,
-                       case_url=f"/v1/cases/{exc.case_id}")
-
-    @app.exception_handler(IllegalTransition)
-    async def _illegal(_: Request, exc: IllegalTransition) -> JSONResponse:
-        return problem(409, "Not allowed in this state", str(exc), state=exc.state)
-
-    @app.exception_handler(DomainError)
-    async def _domain(_: Request, exc: DomainError) -> JSONResponse:
-        return problem(409, "Not allowed", str(exc))
-
-    @app.exception_handler(ConcurrencyConflict)
-    async def _concurrent(_: Request, exc: ConcurrencyConflict) -> JSONResponse:
-        return problem(409, "Changed concurrently; try again", str(exc))
-
-    @app.exception_handler(ConfigError)
-    async def _config(_: Request, exc: ConfigError) -> JSONResponse:
-        return problem(500, "Configuration error", str(exc))
+    for kind, _status, _title in STATUS:
+        app.add_exception_handler(kind, _ours)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

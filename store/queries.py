@@ -35,7 +35,7 @@ def _summary(row: Any) -> dict[str, Any]:
     }
 
 
-def case_detail(engine: Engine, case_id: str) -> dict[str, Any]:
+def _case_and_events(engine: Engine, case_id: str) -> tuple[Any, list[Any]]:
     with engine.connect() as conn:
         row = conn.execute(select(t.cases).where(t.cases.c.id == case_id)).first()
         if row is None:
@@ -44,6 +44,11 @@ def case_detail(engine: Engine, case_id: str) -> dict[str, Any]:
             select(t.case_events).where(t.case_events.c.case_id == case_id)
             .order_by(t.case_events.c.seq)
         ).all()
+    return row, list(events)
+
+
+def case_detail(engine: Engine, case_id: str) -> dict[str, Any]:
+    row, events = _case_and_events(engine, case_id)
     details = row.details
     request = row.request
     return {
@@ -69,14 +74,7 @@ def case_detail(engine: Engine, case_id: str) -> dict[str, Any]:
 
 
 def case_evidence(engine: Engine, case_id: str) -> dict[str, Any]:
-    with engine.connect() as conn:
-        found = conn.execute(select(t.cases.c.id).where(t.cases.c.id == case_id)).first()
-        if found is None:
-            raise NotFound(f"no case {case_id}")
-        rows = conn.execute(
-            select(t.case_events).where(t.case_events.c.case_id == case_id)
-            .order_by(t.case_events.c.seq)
-        ).all()
+    _, rows = _case_and_events(engine, case_id)
     events = [event_from_row(r) for r in rows]
     check = verify_chain(events)
     return {

@@ -14,7 +14,9 @@ import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from redis.exceptions import RedisError
 from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from core.model import Step
 from store import tables as t
@@ -53,9 +55,9 @@ class Relay(threading.Thread):
         while not self.stopped.is_set():
             try:
                 moved = relay_once(self.container)
-            except Exception:
-                # but stall everything; log, back off, and keep relaying.
-                log.exception("outbox relay failed; retrying")
+            except (SQLAlchemyError, RedisError):
+                # The database or Redis is away; what is not relayed stays in the outbox.
+                log.exception("outbox relay failed; trying again in a second")
                 moved = 0
                 self.stopped.wait(1.0)
             if not moved:
