@@ -48,11 +48,6 @@ class ConnectorRegistry:
                                    f"{', '.join(sorted(r.value for r in connector.roles))}")
         return connector
 
-    def names(self) -> list[str]:
-        return sorted(self._classes)
-
-    def __iter__(self) -> Any:
-        return iter(sorted(self._classes.items()))
 
 
 def check_connector_class(entry_name: str, connector: Any) -> None:

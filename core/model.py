@@ -156,6 +156,8 @@ class Failure:
     code: str | None = None
 
 
+# A case in these states holds none of its order's money (the over-refund guard's view).
+MONEY_RELEASED_STATES = frozenset({CaseState.DENIED, CaseState.CANCELLED})
 REVERSIBLE_STATES = frozenset(
     {CaseState.REFUNDED, CaseState.AWAITING_RETURN, CaseState.RECEIVED_GOODS, CaseState.CLOSED}
 )
@@ -243,9 +245,7 @@ class RefundCase:
 
     @property
     def goods_received(self) -> bool:
-        return any(e.name == Transition.RECEIVE_GOODS for e in self.new_events) or bool(
-            self.inspections
-        )
+        return bool(self.inspections)
 
     @property
     def current_attempt(self) -> RefundAttempt | None:
@@ -258,9 +258,7 @@ class RefundCase:
     @property
     def reserves_money(self) -> bool:
         """Whether this case's approved amount counts against what the order can still refund."""
-        return self.approved is not None and self.state not in {
-            CaseState.DENIED, CaseState.CANCELLED,
-        }
+        return self.approved is not None and self.state not in MONEY_RELEASED_STATES
 
     # ---------------------------------------------------------------- audit
     def record(
@@ -403,7 +401,7 @@ class RefundCase:
                         to_state=self.state, data=data)
 
     def _after_refund(self, at: datetime) -> None:
-        if self.is_return and not self.inspections:
+        if self.is_return and not self.goods_received:
             self._move(Transition.AWAIT_RETURN, actor="system", at=at)
             return
         self._request_stock_booking()
@@ -494,7 +492,7 @@ class RefundCase:
         """Close once the money is confirmed, the ERP booked and the customer told."""
         attempt = self.current_attempt
         refunded = attempt is not None and attempt.status is RefundStatus.SUCCEEDED
-        goods_done = not self.is_return or bool(self.inspections)
+        goods_done = not self.is_return or self.goods_received
         if (
             self.state in {CaseState.REFUNDED, CaseState.RECEIVED_GOODS}
             and refunded and goods_done and self.erp_booked

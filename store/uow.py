@@ -20,13 +20,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from core.errors import ConcurrencyConflict, DuplicateDelivery, NotFound
-from core.model import RefundCase, Step
+from core.model import MONEY_RELEASED_STATES, RefundCase, Step
 from core.money import Money
 from core.ports import CaseRepository, Inbox, InboxEntry, OrderLedger, Outbox
 from store import tables as t
 from store.mapping import case_from_row, case_to_row, event_to_row
-
-RESERVING_STATES_EXCLUDED = ("denied", "cancelled")
 
 
 def dialect_insert(conn: Connection) -> Any:
@@ -109,7 +107,8 @@ class SqlOrderLedger:
         total = self._uow.conn.execute(
             select(func.coalesce(func.sum(c.approved_minor), 0)).where(
                 c.shop_id == shop_id, c.order_id == order_id, c.id != excluding,
-                c.approved_minor.is_not(None), c.state.not_in(RESERVING_STATES_EXCLUDED),
+                c.approved_minor.is_not(None),
+                c.state.not_in([s.value for s in MONEY_RELEASED_STATES]),
             )
         ).scalar_one()
         return Money.from_minor(int(total), currency)
