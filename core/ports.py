@@ -153,6 +153,11 @@ class CaseRepository(Protocol):
         """Load and lock the case for this unit of work; raises `NotFound`."""
         ...
 
+    def attach(self, case: RefundCase) -> None:
+        """Save `case`, read by an earlier unit of work, with this one. Committing raises
+        `ConcurrencyConflict` if anyone wrote the case since it was read."""
+        ...
+
     def find_by_refund(self, provider_ref: str | None, idempotency_key: str | None
                        ) -> RefundCase | None: ...
 

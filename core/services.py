@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from core.errors import DuplicateDelivery, PermanentProviderError
+from core.errors import ConcurrencyConflict, DuplicateDelivery, PermanentProviderError
 from core.lifecycle import CaseState
 from core.model import (
     Decision,
@@ -61,6 +61,32 @@ class Services:
 class Received:
     case_id: str
     created: bool
+
+
+def _record(svc: Services, snapshot: RefundCase, step: Step,
+            change: Callable[[RefundCase], None]) -> None:
+    """Phase two of a step: apply `change` to the case as phase one read it, mark the step's
+    work done, and commit.
+
+    Saving checks the case's version, so if anyone wrote the case while the provider was
+    being called, this raises `ConcurrencyConflict` inside; then the case is read again (and
+    locked) and `change` applied to that. Most of the time nobody did, and the second read
+    is saved.
+    """
+    try:
+        with svc.uow() as uow:
+            uow.cases.attach(snapshot)
+            change(snapshot)
+            uow.outbox.complete(snapshot.id, step)
+            uow.commit()
+        return
+    except ConcurrencyConflict:
+        pass
+    with svc.uow() as uow:
+        case = uow.cases.get(snapshot.id)
+        change(case)
+        uow.outbox.complete(case.id, step)
+        uow.commit()
 
 
 # ------------------------------------------------------------------ intake
@@ -188,23 +214,19 @@ def issue_refund(svc: Services, case_id: str) -> None:
     except PermanentProviderError as exc:
         # We could not learn whether money moved: fail the case for a person, but keep the
         # attempt (and its key) open so a retry asks again instead of paying again.
-        with svc.uow() as uow:
-            case = uow.cases.get(case_id)
-            case.fail(Step.REFUND, f"could not read the refund's status: {exc.message}",
-                      svc.clock(), exc.code)
-            uow.outbox.complete(case_id, Step.REFUND)
-            uow.commit()
+        unreadable = exc
+        _record(svc, case, Step.REFUND, lambda c: c.fail(
+            Step.REFUND, f"could not read the refund's status: {unreadable.message}",
+            svc.clock(), unreadable.code))
         return
     if result is None:
         try:
             result = payment.issue_refund(order)
         except PermanentProviderError as exc:  # the provider refused: no money moved
             result = RefundResult(RefundStatus.FAILED, None, message=exc.message)
-    with svc.uow() as uow:
-        case = uow.cases.get(case_id)
-        case.apply_refund_result(result, svc.clock(), actor=f"connector:{_payment_name(payment)}")
-        uow.outbox.complete(case_id, Step.REFUND)
-        uow.commit()
+    answer, actor = result, f"connector:{_payment_name(payment)}"
+    _record(svc, case, Step.REFUND,
+            lambda c: c.apply_refund_result(answer, svc.clock(), actor=actor))
 
 
 def apply_refund_update(svc: Services, result: RefundResult, *, case_id: str | None,
@@ -272,18 +294,13 @@ def adjust_stock(svc: Services, case_id: str) -> None:
     try:
         reference = erp.book_return(booking)
     except PermanentProviderError as exc:
-        with svc.uow() as uow:
-            case = uow.cases.get(case_id)
-            case.fail(Step.STOCK, exc.message, svc.clock(), exc.code)
-            uow.outbox.complete(case_id, Step.STOCK)
-            uow.commit()
+        refused = exc
+        _record(svc, case, Step.STOCK,
+                lambda c: c.fail(Step.STOCK, refused.message, svc.clock(), refused.code))
         return
-    with svc.uow() as uow:
-        case = uow.cases.get(case_id)
-        case.record_stock_booked(reference, moves, svc.clock(),
-                                 actor=f"connector:{getattr(erp, 'name', 'erp')}")
-        uow.outbox.complete(case_id, Step.STOCK)
-        uow.commit()
+    actor = f"connector:{getattr(erp, 'name', 'erp')}"
+    _record(svc, case, Step.STOCK,
+            lambda c: c.record_stock_booked(reference, moves, svc.clock(), actor=actor))
 
 
 # ------------------------------------------------------------------ notifications
@@ -308,12 +325,8 @@ def send_notifications(svc: Services, case_id: str) -> None:
             outcomes.append((message, DeliveryStatus.FAILED, exc.message))
         else:
             outcomes.append((message, DeliveryStatus.SENT, None))
-    with svc.uow() as uow:
-        case = uow.cases.get(case_id)
-        case.record_notifications(
-            [(message.kind, status, error) for message, status, error in outcomes], svc.clock())
-        uow.outbox.complete(case_id, Step.NOTIFY)
-        uow.commit()
+    sent = [(message.kind, status, error) for message, status, error in outcomes]
+    _record(svc, case, Step.NOTIFY, lambda c: c.record_notifications(sent, svc.clock()))
 
 
 def _message(case: RefundCase, kind: NotificationKind) -> OutgoingMessage:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -68,6 +68,9 @@ class SqlCaseRepository:
         self._uow.seen[case.id] = (case, False)
         return case
 
+    def attach(self, case: RefundCase) -> None:
+        self._uow.seen[case.id] = (case, False)
+
     def find_by_refund(self, provider_ref: str | None, idempotency_key: str | None
                        ) -> RefundCase | None:
         conditions = []
@@ -87,19 +90,16 @@ class SqlOrderLedger:
         self._uow = uow
 
     def lock(self, shop_id: str, order_id: str, paid_total: Money) -> Money:
-        conn = self._uow.conn
-        key = and_(t.orders.c.shop_id == shop_id, t.orders.c.order_id == order_id)
-        query = select(t.orders.c.paid_minor, t.orders.c.currency).where(key)
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update()
-        row = conn.execute(query).first()
-        if row is None:
-            # First sight of the order; a concurrent first sight may win, which is fine.
-            conn.execute(dialect_insert(conn)(t.orders).on_conflict_do_nothing(), {
-                "shop_id": shop_id, "order_id": order_id, "currency": paid_total.currency,
-                "paid_minor": paid_total.minor, "created_at": datetime.now(UTC)})
-            row = conn.execute(query).first()
-        assert row is not None
+        # One statement creates the order on first sight or, on conflict, takes its row lock
+        # (the no-op update): what the first case said was paid stays the ledger's figure.
+        insert_order = dialect_insert(self._uow.conn)(t.orders)
+        statement = insert_order.on_conflict_do_update(
+            index_elements=[t.orders.c.shop_id, t.orders.c.order_id],
+            set_={"shop_id": insert_order.excluded.shop_id},
+        ).returning(t.orders.c.paid_minor, t.orders.c.currency)
+        row = self._uow.conn.execute(statement, {
+            "shop_id": shop_id, "order_id": order_id, "currency": paid_total.currency,
+            "paid_minor": paid_total.minor, "created_at": datetime.now(UTC)}).one()
         return Money.from_minor(row.paid_minor, row.currency)
 
     def reserved(self, shop_id: str, order_id: str, currency: str, excluding: str) -> Money:
