@@ -139,12 +139,9 @@ class SqlOutbox:
         self._uow = uow
 
     def complete(self, case_id: str, step: Step) -> None:
-        self._uow.conn.execute(
-            update(t.outbox)
-            .where(t.outbox.c.case_id == case_id, t.outbox.c.step == step.value,
-                   t.outbox.c.done_at.is_(None))
-            .values(done_at=datetime.now(UTC))
-        )
+        # Written at commit, after the case row: every transaction locks a case before its
+        # outbox rows, so two of them can't wait on each other.
+        self._uow.completed.append({"done_case": case_id, "done_step": step.value})
 
 
 class SqlUnitOfWork:
@@ -161,6 +158,7 @@ class SqlUnitOfWork:
         self.tx = self.conn.begin()
         self.seen: dict[str, tuple[RefundCase, bool]] = {}
         self.inbox_rows: list[dict[str, Any]] = []
+        self.completed: list[dict[str, Any]] = []
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -179,7 +177,11 @@ class SqlUnitOfWork:
             if not is_new and not case.new_events and not case.new_steps:
                 continue
             self._write_case(conn, case, is_new, now)
-            work.extend(self._write_work(conn, case, now))
+        if self.completed:
+            conn.execute(COMPLETE_WORK, [{**c, "now": now} for c in self.completed])
+        for case, _ in self.seen.values():
+            if case.new_steps:
+                work.extend(self._write_work(conn, case, now))
         self.tx.commit()
         for case, _ in self.seen.values():
             case.version += 1
@@ -234,6 +236,9 @@ INSERT_CASE = insert(t.cases)
 UPDATE_CASE = update(t.cases).where(t.cases.c.id == bindparam("_id"),
                                     t.cases.c.version == bindparam("_version"))
 INSERT_EVENT = insert(t.case_events)
+COMPLETE_WORK = update(t.outbox).where(
+    t.outbox.c.case_id == bindparam("done_case"), t.outbox.c.step == bindparam("done_step"),
+    t.outbox.c.done_at.is_(None)).values(done_at=bindparam("now"))
 INSERT_WORK = insert(t.outbox).returning(t.outbox.c.id, t.outbox.c.step,
                                          sort_by_parameter_order=True)
 PENDING_NOTIFY = select(t.outbox.c.id).where(
