@@ -8,10 +8,13 @@ successor) see the same "provider".
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -45,10 +48,23 @@ class StripeFake:
 
     def _save(self) -> None:
         if self.state_file:
-            tmp = self.state_file.with_suffix(".tmp")
+            tmp = self.state_file.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(json.dumps({"refunds": self.refunds, "by_key": self.by_key,
                                        "keys_log": self.keys_log}))
             tmp.replace(self.state_file)
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """One process at a time reads and writes the shared state, as one provider would."""
+        if self.state_file is None:
+            yield
+            return
+        with self.state_file.with_suffix(".lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     # ------------------------------------------------------------- routes
     def install(self, router: respx.MockRouter) -> None:
@@ -63,6 +79,10 @@ class StripeFake:
             answer = hook(request)
             if answer is not None:
                 return answer
+        with self._exclusive():
+            return self._pay(request)
+
+    def _pay(self, request: httpx.Request) -> httpx.Response:
         self._load()
         key = request.headers["Idempotency-Key"]
         self.keys_log.append(key)
@@ -88,7 +108,8 @@ class StripeFake:
         return httpx.Response(200, json=refund)
 
     def _get(self, request: httpx.Request, refund_id: str) -> httpx.Response:
-        self._load()
+        with self._exclusive():
+            self._load()
         refund = self.refunds.get(refund_id)
         if refund is None:
             return httpx.Response(404, json={"error": {
@@ -101,7 +122,8 @@ class StripeFake:
             answer = hook(request)
             if answer is not None:
                 return answer
-        self._load()
+        with self._exclusive():
+            self._load()
         intent = request.url.params.get("payment_intent")
         data = [r for r in self.refunds.values() if r["payment_intent"] == intent]
         return httpx.Response(200, json={"object": "list", "data": data, "has_more": False,

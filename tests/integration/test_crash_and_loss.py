@@ -131,3 +131,30 @@ def test_redis_flushed_with_cases_in_flight_reconcile_finishes_every_case(
     keys = stripe_fake.keys_posted()
     assert len(stripe_fake.paid()) == 6
     assert sorted(set(keys)) == sorted(f"{c}-refund-1" for c in case_ids)
+
+
+def test_two_worker_processes_share_the_work_without_failures_or_double_payment(
+        tmp_path, make_container, database_url, redis_conn):
+    from fastapi.testclient import TestClient
+    from rq.registry import FailedJobRegistry
+
+    from api.app import create_app
+
+    container = make_container(erp="sandbox_erp", notifier="sandbox_notifier")
+    config, state = tmp_path / "rb.toml", tmp_path / "stripe.json"
+    config.write_text(_toml(database_url))
+    with TestClient(create_app(container, dashboard=False)) as client:
+        case_ids = [client.post(f"/webhooks/{SHOP}/generic",
+                                content=(s := signed(request_body()))[0],
+                                headers=s[1]).json()["case_id"] for _ in range(40)]
+        workers = [_worker(config, state, tmp_path / "unused", hang=False) for _ in range(2)]
+        for worker in workers:
+            assert worker.wait(120) == 0, worker.stderr.read().decode()[-2000:]
+        failed = FailedJobRegistry(container.settings.queue_name, connection=redis_conn)
+        assert failed.get_job_ids() == []  # no deadlock, no conflict escaped a job
+        drain(container)  # a burst worker may stop while the other still queues work
+        states = {client.get(f"/v1/cases/{c}", headers=AUTH).json()["state"] for c in case_ids}
+    assert states == {"closed"}
+    stripe = StripeFake(state)
+    assert sorted(r["metadata"]["idempotency_key"] for r in stripe.paid()) == sorted(
+        f"{c}-refund-1" for c in case_ids)
