@@ -182,7 +182,7 @@ def run_demo(*, cases: int = 50, serve: bool = False, port: int = 0,
 
     base = f"http://127.0.0.1:{port}"
     auth = {"Authorization": f"Bearer {operator_token}"}
-    console.print(f"[bold]RefundBridge demo[/] API {base}  (operator token: {operator_token})")
+    console.print(f"[bold]RefundBridge demo[/] API {base}", soft_wrap=True)
     sent: dict[str, str] = {}
     duplicates = 0
     started = time.monotonic()
@@ -224,8 +224,9 @@ def run_demo(*, cases: int = 50, serve: bool = False, port: int = 0,
     if stuck:
         console.print(f"[red]stuck cases: {stuck}[/]")
     if serve:
-        console.print(f"API stays up at {base}/docs — RQ dashboard at {base}/ops/rq "
-                      f"(Authorization: Bearer {operator_token}). Ctrl-C to stop.")
+        console.print(f"API stays up: {base}/docs, RQ dashboard {base}/ops/rq/\n"
+                      f"Authorization: Bearer {operator_token}\nCtrl-C to stop.",
+                      soft_wrap=True)
         try:
             while True:
                 time.sleep(1)

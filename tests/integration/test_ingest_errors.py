@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import drain, stored_rows
 from tests.factories import AUTH, SHOP, request_body, signed
+from workers.relay import relay_once
 
 EMPTY = {"cases": 0, "case_events": 0, "inbox": 0, "outbox": 0, "orders": 0}
 
@@ -136,9 +137,15 @@ def test_operator_endpoints_need_a_valid_token(client, db, container):
     assert client.get("/v1/cases/rc_nope", headers=AUTH).status_code == 404
 
 
-def test_rq_dashboard_is_mounted_behind_the_token_and_refuses_csrf(client, db):
+def test_rq_dashboard_is_mounted_behind_the_token_and_refuses_csrf(client, db, container):
     page = client.get("/ops/rq/", headers=AUTH)
     assert page.status_code == 200 and "RQ" in page.text
+    assert client.get("/ops/rq/static/css/main.css", headers=AUTH).status_code == 200
+    raw, headers = signed(request_body())
+    client.post(f"/webhooks/{SHOP}/generic", content=raw, headers=headers)
+    relay_once(container)  # one job waits in the queue now
+    queues = client.get("/ops/rq/0/data/queues.json", headers=AUTH).json()["queues"]
+    assert [(q["name"], q["count"]) for q in queues] == [("refundbridge", 1)]
     assert client.get("/ops/rq/requeue/failed", headers=AUTH).status_code == 405
     assert client.post("/ops/rq/requeue/failed", headers=AUTH).status_code == 403
 
