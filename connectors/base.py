@@ -18,6 +18,7 @@ from core.errors import (
     ConnectorError,
     PermanentProviderError,
     TransientProviderError,
+    WebhookRejected,
 )
 from core.ports import Role
 
@@ -116,6 +117,27 @@ class ConnectorBase:
     def __init__(self, settings: ConnectorSettings, ctx: ConnectorContext) -> None:
         self.settings = settings
         self.ctx = ctx
+
+
+def header_value(headers: Mapping[str, str], name: str) -> str | None:
+    """Look a header up case-insensitively: callers may pass a plain dict."""
+    wanted = name.lower()
+    for key, value in headers.items():
+        if key.lower() == wanted:
+            return value
+    return None
+
+
+def check_freshness(connector: str, signed_at: float, now: datetime, tolerance: float) -> None:
+    """Refuse a signature made more than `tolerance` seconds before or after `now`: a
+    captured message can't be replayed later, nor one from a skewed clock used early."""
+    age = now.timestamp() - signed_at
+    if age > tolerance:
+        raise WebhookRejected(connector, f"signed {age:.0f} s ago, more than {tolerance} s "
+                                         "away from now")
+    if -age > tolerance:
+        raise WebhookRejected(connector, f"signed {-age:.0f} s in the future, more than "
+                                         f"{tolerance} s away from now")
 
 
 def retry_after_seconds(response: httpx.Response, now: datetime | None = None) -> float | None:

@@ -17,7 +17,7 @@ from typing import ClassVar
 
 from pydantic import SecretStr, ValidationError
 
-from connectors.base import ConnectorBase, ConnectorSettings
+from connectors.base import ConnectorBase, ConnectorSettings, check_freshness, header_value
 from core.errors import InvalidRequest, WebhookRejected
 from core.ports import RefundRequested, Role, WebhookEvent
 from core.request import NormalizedRefundRequest
@@ -51,9 +51,7 @@ def verify_signature(header: str | None, body: bytes, secret: str, now: datetime
             candidates.append(value)
     if timestamp is None or not candidates:
         raise WebhookRejected(connector, "signature header needs t=<unix seconds> and v1=<hex>")
-    if abs(now.timestamp() - timestamp) > tolerance:
-        raise WebhookRejected(connector, f"signature timestamp is more than {tolerance} s "
-                                         "away from now")
+    check_freshness(connector, timestamp, now, tolerance)
     expected = sign(secret, body, timestamp).split("v1=", 1)[1].encode()
     # Bytes, not str: compare_digest refuses non-ASCII str, and headers are any latin-1.
     if not any(hmac.compare_digest(expected, c.encode()) for c in candidates):
@@ -85,7 +83,7 @@ class GenericStorefrontConnector(ConnectorBase):
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes,
                       now: datetime) -> WebhookEvent:
-        header = next((v for k, v in headers.items() if k.lower() == SIGNATURE_HEADER), None)
+        header = header_value(headers, SIGNATURE_HEADER)
         verify_signature(header, body, self.settings.secret.get_secret_value(), now,
                          self.settings.tolerance_seconds)
         return RefundRequested(parse_request(body))

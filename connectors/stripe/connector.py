@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pydantic import PositiveInt, SecretStr
 
-from connectors.base import ConnectorBase, ConnectorContext, ConnectorSettings
+from connectors.base import ConnectorBase, ConnectorContext, ConnectorSettings, header_value
 from connectors.stripe import webhooks
 from connectors.stripe.client import StripeClient
 from connectors.stripe.transformers import reference_field, refund_form, to_refund_result
@@ -72,7 +72,7 @@ class StripeConnector(ConnectorBase):
                       ) -> WebhookEvent:
         webhooks.verify(
             body,
-            webhooks.header_value(headers, webhooks.SIGNATURE_HEADER),
+            header_value(headers, webhooks.SIGNATURE_HEADER),
             self.config.webhook_secret.get_secret_value(),
             self.config.tolerance_seconds,
             now,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Final
 
 import stripe
 from pydantic import ValidationError
 
+from connectors.base import check_freshness
 from connectors.stripe.transformers import (
     StripeEvent,
     StripeRefund,
@@ -24,15 +24,6 @@ SIGNATURE_HEADER: Final = "Stripe-Signature"
 # Events whose `data.object` is a Refund. A refund can succeed and fail later, so every change
 # is passed on, not just the first.
 REFUND_EVENTS: Final = frozenset({"refund.updated", "refund.failed", "charge.refund.updated"})
-
-
-def header_value(headers: Mapping[str, str], name: str) -> str | None:
-    """Look a header up case-insensitively: callers may pass a plain dict."""
-    wanted = name.lower()
-    for key, value in headers.items():
-        if key.lower() == wanted:
-            return value
-    return None
 
 
 def _signed_at(header: str) -> int:
@@ -63,11 +54,7 @@ def verify(body: bytes, header: str | None, secret: str, tolerance: int, now: da
         stripe.WebhookSignature.verify_header(payload, header, secret, tolerance=None)
     except stripe.SignatureVerificationError as exc:
         raise WebhookRejected(NAME, f"bad signature: {exc.user_message}") from exc
-    age = now.timestamp() - _signed_at(header)
-    if age > tolerance:
-        raise WebhookRejected(NAME, f"signed {age:.0f} s ago, more than {tolerance} s")
-    if -age > tolerance:
-        raise WebhookRejected(NAME, f"signed {-age:.0f} s in the future, more than {tolerance} s")
+    check_freshness(NAME, _signed_at(header), now, tolerance)
 
 
 def parse_event(body: bytes) -> WebhookEvent:
