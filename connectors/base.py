@@ -16,11 +16,12 @@ from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from core.errors import (
     ConfigError,
     ConnectorError,
+    NotSupported,
     PermanentProviderError,
     TransientProviderError,
     WebhookRejected,
 )
-from core.ports import Role
+from core.ports import Capability, OrderSnapshot, Role, ShippedUnit, StatusUpdate
 
 T = TypeVar("T")
 
@@ -87,11 +88,25 @@ S = TypeVar("S", bound=ConnectorSettings)
 
 
 class ConnectorBase:
-    """Convenience base: validate the shop's table for this connector into `Settings`."""
+    """Convenience base: validate the shop's table for this connector into `Settings`, and
+    answer every optional flow the connector does not declare with `NotSupported`."""
 
     name: ClassVar[str]
     roles: ClassVar[frozenset[Role]]
+    capabilities: ClassVar[frozenset[Capability]]
     Settings: ClassVar[type[ConnectorSettings]] = ConnectorSettings
+
+    def supports(self, capability: Capability) -> bool:
+        return capability in self.capabilities
+
+    def lookup_order(self, order_id: str) -> OrderSnapshot:
+        raise NotSupported(self.name, Capability.LOOKUP_ORDER.value)
+
+    def write_back(self, update: StatusUpdate) -> None:
+        raise NotSupported(self.name, Capability.WRITE_BACK.value)
+
+    def shipped_units(self, order_id: str) -> list[ShippedUnit]:
+        raise NotSupported(self.name, Capability.SHIPPED_UNITS.value)
 
     @classmethod
     def parse_settings(cls, raw: Mapping[str, Any], ctx: ConnectorContext) -> ConnectorSettings:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
@@ -21,7 +21,7 @@ from core.model import (
     StockMove,
 )
 from core.money import Money
-from core.request import NormalizedRefundRequest, ReasonCode
+from core.request import NormalizedRefundRequest, ReasonCode, RequestLine
 
 # ------------------------------------------------------------------ connectors
 
@@ -33,12 +33,60 @@ class Role(StrEnum):
     NOTIFIER = "notifier"
 
 
+class Capability(StrEnum):
+    """One thing a connector can do; each names the methods it needs (`CAPABILITY_METHODS`).
+
+    A connector declares its capabilities; asking it for one it lacks raises `NotSupported`
+    naming the flow and the connector.
+    """
+
+    RECEIVE_REQUESTS = "storefront.receive_requests"  # parse_webhook → RefundRequested
+    LOOKUP_ORDER = "storefront.lookup_order"
+    WRITE_BACK = "storefront.write_back"
+    ISSUE_REFUND = "payment.issue_refund"
+    REFUND_STATUS = "payment.refund_status"
+    REFUND_NOTIFICATIONS = "payment.notifications"  # parse_webhook → RefundUpdate
+    SHIPPED_UNITS = "erp.shipped_units"
+    BOOK_RETURN = "erp.book_return"
+    CREDIT_NOTE = "erp.credit_note"  # book_return also books the credit note
+    SEND_EMAIL = "notifier.email"
+    SEND_SMS = "notifier.sms"
+
+    @property
+    def role(self) -> Role:
+        return Role(self.value.split(".", 1)[0])
+
+
+CAPABILITY_METHODS: Mapping[Capability, tuple[str, ...]] = {
+    Capability.RECEIVE_REQUESTS: ("parse_webhook",),
+    Capability.LOOKUP_ORDER: ("lookup_order",),
+    Capability.WRITE_BACK: ("write_back",),
+    Capability.ISSUE_REFUND: ("issue_refund", "find_refund"),
+    Capability.REFUND_STATUS: ("refund_status",),
+    Capability.REFUND_NOTIFICATIONS: ("parse_webhook",),
+    Capability.SHIPPED_UNITS: ("shipped_units",),
+    Capability.BOOK_RETURN: ("book_return",),
+    Capability.CREDIT_NOTE: ("book_return",),
+    Capability.SEND_EMAIL: ("send",),
+    Capability.SEND_SMS: ("send",),
+}
+
+# What a connector must be able to do to fill a role in a shop's config.
+ROLE_NEEDS: Mapping[Role, frozenset[Capability]] = {
+    Role.STOREFRONT: frozenset({Capability.RECEIVE_REQUESTS}),
+    Role.PAYMENT: frozenset({Capability.ISSUE_REFUND, Capability.REFUND_STATUS}),
+    Role.ERP: frozenset({Capability.BOOK_RETURN}),
+    Role.NOTIFIER: frozenset(),  # either channel will do
+}
+
+
 @runtime_checkable
 class Connector(Protocol):
     """What every connector declares about itself."""
 
     name: ClassVar[str]
     roles: ClassVar[frozenset[Role]]
+    capabilities: ClassVar[frozenset[Capability]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +113,29 @@ class Ignored:
     reason: str
 
 
-WebhookEvent = RefundRequested | RefundUpdate | Ignored
+@dataclass(frozen=True, slots=True)
+class ExternalRefund:
+    """Money refunded on an order outside RefundBridge (in the shop's admin, say). Recorded
+    against the order so the over-refund guard stays true. `external_id` is the provider's id
+    of that refund: recording it twice changes nothing."""
+
+    order_id: str
+    external_id: str
+    amount: Money
+    note: str = ""
+
+
+WebhookEvent = RefundRequested | RefundUpdate | ExternalRefund | Ignored
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookAck:
+    """The exact answer a provider expects to a notification (Alipay wants the text
+    `success`); connectors that need one set `acknowledgement` on their class."""
+
+    status: int
+    body: bytes
+    media_type: str
 
 
 class WebhookReceiver(Protocol):
@@ -90,6 +160,8 @@ class RefundOrder:
     order_id: str
     reason: ReasonCode
     paid_total: Money
+    # What is being refunded, for providers that refund per line (WooCommerce, Shopify).
+    lines: tuple[RequestLine, ...] = ()
 
 
 class PaymentGateway(Protocol):
@@ -119,6 +191,79 @@ class ErpGateway(Protocol):
     def book_return(self, booking: ReturnBooking) -> str:
         """Book the return; returns the ERP's document reference. Must be idempotent on
         `booking.case_id` (look for an earlier booking before creating one)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ShippedUnit:
+    """What the ERP says left the warehouse for an order: per lot or serial."""
+
+    sku: str
+    quantity: int
+    lot: str | None = None
+    serial: str | None = None
+    expiry_date: date | None = None
+    gtin: str | None = None
+
+
+class ShipmentLookup(Protocol):
+    def shipped_units(self, order_id: str) -> list[ShippedUnit]:
+        """Every unit shipped for the storefront's order id; [] if the ERP knows the order
+        but shipped nothing. Raises `PermanentProviderError` if it does not know the order."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLine:
+    sku: str
+    name: str
+    quantity: int
+    unit_price: Money
+    line_id: str | None = None  # the storefront's id of the line, for refunds per line
+
+
+@dataclass(frozen=True, slots=True)
+class OrderSnapshot:
+    """An order as the storefront knows it, to fill in a thin webhook."""
+
+    order_id: str
+    paid_total: Money
+    placed_at: datetime
+    delivered_at: datetime | None
+    payment_provider: str
+    payment_reference: str
+    customer_id: str
+    customer_email: str | None
+    customer_phone: str | None
+    customer_locale: str
+    lines: tuple[OrderLine, ...]
+
+
+class OrderLookup(Protocol):
+    def lookup_order(self, order_id: str) -> OrderSnapshot: ...
+
+
+class StatusOutcome(StrEnum):
+    APPROVED = "approved"
+    DECLINED = "declined"
+    REFUNDED = "refunded"
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    """What we tell the storefront about its request (its return approved or declined)."""
+
+    case_id: str
+    order_id: str
+    external_id: str  # the storefront's id of the request (a Shopify return id, say)
+    outcome: StatusOutcome
+    note: str = ""
+    amount: Money | None = None
+
+
+class StatusWriter(Protocol):
+    def write_back(self, update: StatusUpdate) -> None:
+        """Idempotent: writing the same outcome twice leaves the storefront as once."""
         ...
 
 

@@ -17,7 +17,7 @@ from connectors.erpnext.transformers import (
     return_filter,
 )
 from core.errors import PermanentProviderError
-from core.ports import ReturnBooking, Role
+from core.ports import Capability, ReturnBooking, Role
 
 SALES_INVOICE = "Sales Invoice"
 
@@ -46,6 +46,8 @@ class ERPNextSettings(ConnectorSettings):
 class ERPNextConnector(ConnectorBase):
     name: ClassVar[str] = NAME
     roles: ClassVar[frozenset[Role]] = frozenset({Role.ERP})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.BOOK_RETURN, Capability.CREDIT_NOTE})
     Settings: ClassVar[type[ConnectorSettings]] = ERPNextSettings
 
     settings: ERPNextSettings

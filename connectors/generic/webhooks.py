@@ -19,7 +19,7 @@ from pydantic import SecretStr, ValidationError
 
 from connectors.base import ConnectorBase, ConnectorSettings, check_freshness, header_value
 from core.errors import InvalidRequest, WebhookRejected
-from core.ports import RefundRequested, Role, WebhookEvent
+from core.ports import Capability, RefundRequested, Role, WebhookEvent
 from core.request import NormalizedRefundRequest
 
 SIGNATURE_HEADER = "x-refundbridge-signature"
@@ -78,6 +78,7 @@ def parse_request(body: bytes) -> NormalizedRefundRequest:
 class GenericStorefrontConnector(ConnectorBase):
     name: ClassVar[str] = "generic"
     roles: ClassVar[frozenset[Role]] = frozenset({Role.STOREFRONT})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.RECEIVE_REQUESTS})
     Settings = GenericSettings
     settings: GenericSettings
 

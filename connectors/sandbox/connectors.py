@@ -14,7 +14,7 @@ from pydantic import Field
 from connectors.base import ConnectorBase, ConnectorContext, ConnectorSettings
 from core.errors import TransientProviderError
 from core.model import RefundResult, RefundStatus
-from core.ports import OutgoingMessage, RefundOrder, ReturnBooking, Role
+from core.ports import Capability, OutgoingMessage, RefundOrder, ReturnBooking, Role
 
 T = TypeVar("T")
 
@@ -50,6 +50,8 @@ class _Sandbox(ConnectorBase):
 class SandboxPaymentConnector(_Sandbox):
     name: ClassVar[str] = "sandbox_payment"
     roles: ClassVar[frozenset[Role]] = frozenset({Role.PAYMENT})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.ISSUE_REFUND, Capability.REFUND_STATUS})
 
     def __init__(self, settings: SandboxSettings, ctx: ConnectorContext) -> None:
         super().__init__(settings, ctx)
@@ -79,6 +81,7 @@ class SandboxPaymentConnector(_Sandbox):
 class SandboxErpConnector(_Sandbox):
     name: ClassVar[str] = "sandbox_erp"
     roles: ClassVar[frozenset[Role]] = frozenset({Role.ERP})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.BOOK_RETURN})
 
     def __init__(self, settings: SandboxSettings, ctx: ConnectorContext) -> None:
         super().__init__(settings, ctx)
@@ -96,6 +99,8 @@ class SandboxErpConnector(_Sandbox):
 class SandboxNotifier(_Sandbox):
     name: ClassVar[str] = "sandbox_notifier"
     roles: ClassVar[frozenset[Role]] = frozenset({Role.NOTIFIER})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.SEND_EMAIL, Capability.SEND_SMS})
 
     def __init__(self, settings: SandboxSettings, ctx: ConnectorContext) -> None:
         super().__init__(settings, ctx)

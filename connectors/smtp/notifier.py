@@ -9,7 +9,7 @@ from connectors.smtp.client import SmtpClient
 from connectors.smtp.settings import Settings as SmtpSettings
 from connectors.smtp.transformers import MessageError, TemplateRenderer, to_email
 from core.errors import PermanentProviderError
-from core.ports import OutgoingMessage, Role
+from core.ports import Capability, OutgoingMessage, Role
 
 
 class SmtpNotifier(ConnectorBase):
@@ -17,6 +17,7 @@ class SmtpNotifier(ConnectorBase):
 
     name: ClassVar[str] = "smtp"
     roles: ClassVar[frozenset[Role]] = frozenset({Role.NOTIFIER})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.SEND_EMAIL})
     Settings: ClassVar[type[ConnectorSettings]] = SmtpSettings
 
     def __init__(self, settings: ConnectorSettings, ctx: ConnectorContext) -> None:

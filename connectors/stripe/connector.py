@@ -12,12 +12,14 @@ from connectors.stripe import webhooks
 from connectors.stripe.client import StripeClient
 from connectors.stripe.transformers import reference_field, refund_form, to_refund_result
 from core.model import RefundResult
-from core.ports import RefundOrder, Role, WebhookEvent
+from core.ports import Capability, RefundOrder, Role, WebhookEvent
 
 
 class StripeConnector(ConnectorBase):
     name = "stripe"
     roles = frozenset({Role.PAYMENT})
+    capabilities = frozenset({Capability.ISSUE_REFUND, Capability.REFUND_STATUS,
+                              Capability.REFUND_NOTIFICATIONS})
 
     class Settings(ConnectorSettings):
         api_key: SecretStr
