@@ -4,6 +4,7 @@
     ├── DomainError                  a rule of the domain was broken by the caller
     │   ├── IllegalTransition        the state machine has no such edge from the current state
     │   ├── InvalidRequest           a request fails domain validation (names the field)
+    │   ├── InvalidUdi               a scanned UDI does not parse (bad check digit, bad date…)
     │   └── CurrencyMismatch         money of two currencies was combined
     ├── NotFound                     no such case, shop or connector
     ├── DuplicateDelivery            an external id arrived again (same body: replay; else conflict)
@@ -48,6 +49,15 @@ class InvalidRequest(DomainError):
         self.field = field
         self.message = message
         self.errors = errors or [(field, message)]
+
+
+class InvalidUdi(DomainError):
+    """A UDI scan that does not parse; `scan` is the raw text, `message` says what is wrong."""
+
+    def __init__(self, scan: str, message: str) -> None:
+        super().__init__(f"UDI {scan!r}: {message}")
+        self.scan = scan
+        self.message = message
 
 
 class CurrencyMismatch(DomainError):
