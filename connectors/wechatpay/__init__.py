@@ -1,0 +1,6 @@
+"""WeChat Pay (API v3) payment connector: domestic refunds, their status, and refund
+notifications."""
+
+from connectors.wechatpay.connector import WeChatPayConnector
+
+__all__ = ["WeChatPayConnector"]
