@@ -1,0 +1,5 @@
+"""Shopify connector: returns from the storefront, refunds through the Admin GraphQL API."""
+
+from connectors.shopify.connector import ShopifyConnector
+
+__all__ = ["ShopifyConnector"]

@@ -1,0 +1,752 @@
+"""Shopify's wire format and its mapping to and from the core model. No I/O here.
+
+Two dialects meet in this connector:
+
+- the Admin GraphQL API (camelCase, GIDs such as `gid://shopify/Order/1`, money as decimal
+  strings in a `MoneyBag`), which `client.py` calls with the documents defined below;
+- webhooks, whose bodies are REST resources (snake_case, numeric ids plus
+  `admin_graphql_api_id`), which `webhooks.py` parses with the `Webhook*` models.
+
+Every id we hand the core is a GID, so a return's order and a refund's order name the order
+the same way whichever dialect they came from.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from types import MappingProxyType
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+from core.errors import InvalidRequest, PermanentProviderError
+from core.model import RefundResult, RefundStatus
+from core.money import Money
+from core.ports import ExternalRefund, OrderLine, OrderSnapshot, RefundOrder, RefundUpdate
+from core.request import NormalizedRefundRequest, ReasonCode
+
+log = logging.getLogger(__name__)
+
+NAME: Final = "shopify"
+PROVIDER: Final = "shopify"  # `order.payment.provider` of the requests we normalise
+ORDER_GID: Final = "gid://shopify/Order/"
+REFUND_GID: Final = "gid://shopify/Refund/"
+RETURN_GID: Final = "gid://shopify/Return/"
+
+# ------------------------------------------------------------------ status and reason maps
+
+# OrderTransactionStatus (Admin GraphQL) and the REST `transaction.status` in webhooks, which
+# is the same set in lower case. An unmapped value is UNKNOWN: recorded, never acted on.
+TRANSACTION_STATUS: Final[Mapping[str, RefundStatus]] = MappingProxyType({
+    "SUCCESS": RefundStatus.SUCCEEDED,
+    "PENDING": RefundStatus.PENDING,
+    "AWAITING_RESPONSE": RefundStatus.PENDING,
+    "FAILURE": RefundStatus.FAILED,
+    "ERROR": RefundStatus.FAILED,
+    "UNKNOWN": RefundStatus.UNKNOWN,
+})
+
+# Shopify's ReturnReason enum. Webhooks send it in lower case (`"unwanted"`), GraphQL in upper.
+# Sizes are ordered wrongly rather than faulty; style and colour are a change of mind.
+REASON_MAP: Final[Mapping[str, ReasonCode]] = MappingProxyType({
+    "DEFECTIVE": ReasonCode.DEFECTIVE,
+    "NOT_AS_DESCRIBED": ReasonCode.NOT_AS_DESCRIBED,
+    "WRONG_ITEM": ReasonCode.WRONG_ITEM,
+    "SIZE_TOO_SMALL": ReasonCode.ORDERED_BY_MISTAKE,
+    "SIZE_TOO_LARGE": ReasonCode.ORDERED_BY_MISTAKE,
+    "UNWANTED": ReasonCode.NO_LONGER_NEEDED,
+    "STYLE": ReasonCode.CHANGED_MIND,
+    "COLOR": ReasonCode.CHANGED_MIND,
+    "OTHER": ReasonCode.OTHER,
+    "UNKNOWN": ReasonCode.OTHER,
+})
+
+# When the lines of one return give different reasons, the case carries the one that matters
+# most for a medical device: a fault must never hide behind "wrong size" on another line.
+REASON_PRIORITY: Final[tuple[ReasonCode, ...]] = (
+    ReasonCode.DEFECTIVE,
+    ReasonCode.NOT_AS_DESCRIBED,
+    ReasonCode.WRONG_ITEM,
+    ReasonCode.OTHER,
+    ReasonCode.ORDERED_BY_MISTAKE,
+    ReasonCode.NO_LONGER_NEEDED,
+    ReasonCode.CHANGED_MIND,
+)
+
+# Return.status values (ReturnStatus) that mean the merchant already said yes or no.
+RETURN_APPROVED_STATES: Final = frozenset({"OPEN", "CLOSED"})
+RETURN_DECLINED_STATES: Final = frozenset({"DECLINED"})
+RETURN_REQUESTED: Final = "REQUESTED"
+
+DECLINE_NOTE_MAX = 500  # ReturnDecline.note: "Maximum length: 500 characters."
+REFUND_PARENT_KINDS: Final = frozenset({"SALE", "CAPTURE"})
+
+# ------------------------------------------------------------------ GraphQL documents
+# Operation names double as the `operationName` of each request, so a log (or a fake) can
+# tell the calls apart without parsing the document.
+
+_MONEY = "presentmentMoney { amount currencyCode }"
+_TRANSACTION = (
+    f"id kind status gateway parentTransaction {{ id }} amountSet {{ {_MONEY} }}"
+)
+_REFUND = (
+    f"id note createdAt totalRefundedSet {{ {_MONEY} }} "
+    f"transactions(first: 20) {{ nodes {{ {_TRANSACTION} }} }}"
+)
+
+ORDER_QUERY: Final = f"""
+query RefundBridgeOrder($id: ID!) {{
+  order(id: $id) {{
+    id name createdAt processedAt email phone customerLocale presentmentCurrencyCode
+    customer {{ id locale }}
+    lineItems(first: 250) {{
+      nodes {{ id sku name quantity
+        discountedUnitPriceAfterAllDiscountsSet {{ {_MONEY} }} }}
+    }}
+    fulfillments(first: 50) {{
+      deliveredAt
+      fulfillmentLineItems(first: 250) {{ nodes {{ id lineItem {{ id }} }} }}
+    }}
+    transactions(first: 100) {{ {_TRANSACTION} }}
+  }}
+}}
+""".strip()
+
+ORDER_REFUNDS_QUERY: Final = f"""
+query RefundBridgeOrderRefunds($id: ID!) {{
+  order(id: $id) {{ id refunds(first: 250) {{ {_REFUND} }} }}
+}}
+""".strip()
+
+REFUND_QUERY: Final = f"""
+query RefundBridgeRefund($id: ID!) {{
+  refund(id: $id) {{ {_REFUND} }}
+}}
+""".strip()
+
+# `@idempotent` on refundCreate exists from 2026-01 and is required from 2026-04: a retry
+# with the same key returns the first refund instead of paying again.
+REFUND_CREATE: Final = f"""
+mutation RefundBridgeRefundCreate($input: RefundInput!, $idempotencyKey: String!) {{
+  refundCreate(input: $input) @idempotent(key: $idempotencyKey) {{
+    refund {{ {_REFUND} }}
+    userErrors {{ field message }}
+  }}
+}}
+""".strip()
+
+RETURN_QUERY: Final = """
+query RefundBridgeReturn($id: ID!) {
+  return(id: $id) { id status }
+}
+""".strip()
+
+RETURN_APPROVE: Final = """
+mutation RefundBridgeReturnApprove($input: ReturnApproveRequestInput!) {
+  returnApproveRequest(input: $input) {
+    return { id status }
+    userErrors { field message code }
+  }
+}
+""".strip()
+
+RETURN_DECLINE: Final = """
+mutation RefundBridgeReturnDecline($input: ReturnDeclineRequestInput!) {
+  returnDeclineRequest(input: $input) {
+    return { id status }
+    userErrors { field message code }
+  }
+}
+""".strip()
+
+
+def operation_name(document: str) -> str:
+    match = re.match(r"(?:query|mutation)\s+(\w+)", document)
+    if match is None:
+        raise ValueError("every document we send is a named operation")
+    return match.group(1)
+
+
+# ------------------------------------------------------------------ GraphQL wire models
+
+
+class _Gql(BaseModel):
+    # Shopify adds fields in every version; unknown ones must not break parsing.
+    model_config = ConfigDict(extra="ignore", frozen=True, alias_generator=to_camel,
+                              populate_by_name=True)
+
+
+class MoneyV2(_Gql):
+    amount: str
+    currency_code: str
+
+
+class MoneyBag(_Gql):
+    presentment_money: MoneyV2
+
+
+class Ref(_Gql):
+    id: str
+
+
+class GqlLineItem(_Gql):
+    id: str
+    sku: str | None = None
+    name: str
+    quantity: int
+    discounted_unit_price_after_all_discounts_set: MoneyBag
+
+
+class GqlLineItems(_Gql):
+    nodes: list[GqlLineItem]
+
+
+class GqlFulfillmentLineItem(_Gql):
+    id: str
+    line_item: Ref
+
+
+class GqlFulfillmentLineItems(_Gql):
+    nodes: list[GqlFulfillmentLineItem]
+
+
+class GqlFulfillment(_Gql):
+    delivered_at: datetime | None = None
+    fulfillment_line_items: GqlFulfillmentLineItems
+
+
+class GqlTransaction(_Gql):
+    id: str
+    kind: str
+    status: str
+    gateway: str | None = None
+    parent_transaction: Ref | None = None
+    amount_set: MoneyBag
+
+
+class GqlTransactions(_Gql):
+    nodes: list[GqlTransaction]
+
+
+class GqlRefund(_Gql):
+    id: str
+    note: str | None = None
+    created_at: datetime | None = None
+    total_refunded_set: MoneyBag | None = None
+    transactions: GqlTransactions
+
+
+class GqlCustomer(_Gql):
+    id: str
+    locale: str | None = None
+
+
+class GqlOrder(_Gql):
+    id: str
+    name: str | None = None
+    created_at: datetime
+    processed_at: datetime | None = None
+    email: str | None = None
+    phone: str | None = None
+    customer_locale: str | None = None
+    presentment_currency_code: str
+    customer: GqlCustomer | None = None
+    line_items: GqlLineItems
+    fulfillments: list[GqlFulfillment] = Field(default_factory=list)
+    transactions: list[GqlTransaction] = Field(default_factory=list)
+
+
+class GqlOrderRefunds(_Gql):
+    id: str
+    refunds: list[GqlRefund]
+
+
+class GqlReturn(_Gql):
+    id: str
+    status: str
+
+
+class UserError(_Gql):
+    field: list[str] | None = None
+    message: str
+    code: str | None = None
+
+
+class RefundCreatePayload(_Gql):
+    refund: GqlRefund | None = None
+    user_errors: list[UserError]
+
+
+class ReturnMutationPayload(_Gql):
+    return_: GqlReturn | None = Field(default=None, alias="return")
+    user_errors: list[UserError]
+
+
+class GraphQLError(_Gql):
+    message: str
+    extensions: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def code(self) -> str | None:
+        code = self.extensions.get("code")
+        return code if isinstance(code, str) else None
+
+
+class GraphQLResponse(_Gql):
+    data: dict[str, Any] | None = None
+    errors: list[GraphQLError] = Field(default_factory=list)
+    extensions: dict[str, Any] = Field(default_factory=dict)
+
+
+# ------------------------------------------------------------------ webhook wire models
+
+
+class _Hook(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class WebhookRef(_Hook):
+    id: int
+    admin_graphql_api_id: str
+
+
+class WebhookFulfillmentLineItem(_Hook):
+    id: int
+    admin_graphql_api_id: str
+    line_item: WebhookRef | None = None
+
+
+class WebhookReturnLineItem(_Hook):
+    id: int
+    admin_graphql_api_id: str
+    fulfillment_line_item: WebhookFulfillmentLineItem
+    quantity: int = Field(gt=0)
+    return_reason: str | None = None
+    return_reason_note: str | None = None
+    customer_note: str | None = None
+
+
+class WebhookReturn(_Hook):
+    """The `returns/request` body: a REST Return, thin on purpose (no prices, no customer
+    contact we can rely on), so the order is looked up through GraphQL."""
+
+    id: int
+    admin_graphql_api_id: str
+    status: str | None = None
+    name: str | None = None
+    order: WebhookRef
+    return_line_items: list[WebhookReturnLineItem] = Field(min_length=1)
+
+
+class WebhookTransaction(_Hook):
+    id: int
+    kind: str
+    status: str
+    amount: str
+    currency: str
+    gateway: str | None = None
+    parent_id: int | None = None
+
+
+class WebhookRefund(_Hook):
+    """The `refunds/create` body: the REST Refund resource."""
+
+    id: int
+    order_id: int
+    admin_graphql_api_id: str | None = None
+    note: str | None = None
+    created_at: datetime | None = None
+    transactions: list[WebhookTransaction] = Field(default_factory=list)
+
+    @property
+    def gid(self) -> str:
+        return self.admin_graphql_api_id or f"{REFUND_GID}{self.id}"
+
+    @property
+    def order_gid(self) -> str:
+        return f"{ORDER_GID}{self.order_id}"
+
+
+# ------------------------------------------------------------------ money and statuses
+
+
+def wire_money(amount: str, currency: str, field: str) -> Money:
+    """Shopify writes "16.99", "0.0" and, for yen, "1000.0": trailing zeros are not extra
+    precision, so they are dropped before the currency's decimal places are checked."""
+    try:
+        value = Decimal(amount.strip())
+    except (InvalidOperation, AttributeError) as exc:
+        raise InvalidRequest(field, f"'{amount}' is not a decimal amount") from exc
+    if not value.is_finite():
+        raise InvalidRequest(field, f"'{amount}' is not a finite amount")
+    return Money.parse(value.normalize() if value else Decimal(0), currency, field)
+
+
+def bag_money(bag: MoneyBag, field: str) -> Money:
+    return wire_money(bag.presentment_money.amount, bag.presentment_money.currency_code, field)
+
+
+def map_transaction_status(raw: str | None) -> RefundStatus:
+    status = TRANSACTION_STATUS.get(raw.upper()) if raw is not None else None
+    if status is None:
+        log.warning("shopify: unmapped transaction status %r; recorded as unknown", raw)
+        return RefundStatus.UNKNOWN
+    if status is RefundStatus.UNKNOWN:
+        log.warning("shopify: transaction status %r; recorded as unknown", raw)
+    return status
+
+
+def combine_statuses(statuses: Sequence[RefundStatus]) -> RefundStatus:
+    """One status for a refund from its transactions.
+
+    Unknown wins over everything: calling a refund failed while one of its transactions is in
+    an unknown state could lead an operator to pay it again. A refund without transactions
+    moved no money we can see, so it is unknown too.
+    """
+    if not statuses or RefundStatus.UNKNOWN in statuses:
+        return RefundStatus.UNKNOWN
+    if RefundStatus.FAILED in statuses:
+        return RefundStatus.FAILED
+    if RefundStatus.PENDING in statuses:
+        return RefundStatus.PENDING
+    return RefundStatus.SUCCEEDED
+
+
+def map_reason(raw: str | None) -> ReasonCode:
+    reason = REASON_MAP.get(raw.upper()) if raw else None
+    if reason is None:
+        log.warning("shopify: unmapped return reason %r; recorded as other", raw)
+        return ReasonCode.OTHER
+    return reason
+
+
+def main_reason(reasons: Iterable[ReasonCode]) -> ReasonCode:
+    found = set(reasons)
+    for reason in REASON_PRIORITY:
+        if reason in found:
+            return reason
+    return ReasonCode.OTHER
+
+
+# ------------------------------------------------------------------ our marker in refund notes
+
+_NOTE_MARKER = re.compile(r"\[refundbridge case=(?P<case>[^\s\]]+) key=(?P<key>[^\s\]]+)\]")
+
+
+@dataclass(frozen=True, slots=True)
+class NoteMarker:
+    case_id: str
+    idempotency_key: str
+
+
+def refund_note(order: RefundOrder) -> str:
+    # The note is the only field of a refund that comes back in `refunds/create` webhooks
+    # and in `order.refunds`, so it is how we know a refund is ours (and under which key).
+    return (f"RefundBridge refund [refundbridge case={order.case_id} "
+            f"key={order.idempotency_key}]")
+
+
+def read_note(note: str | None) -> NoteMarker | None:
+    match = _NOTE_MARKER.search(note or "")
+    if match is None:
+        return None
+    return NoteMarker(match.group("case"), match.group("key"))
+
+
+# ------------------------------------------------------------------ order → core
+
+
+_LOCALE = re.compile(r"^[a-z]{2}(-[A-Za-z]{2,4})?$")
+
+
+def normalise_locale(raw: str | None, default: str) -> str:
+    """Shopify locales are BCP 47 tags ("en", "zh-CN", "pt-BR"); anything our templates'
+    pattern would refuse falls back to the shop's default."""
+    if raw:
+        candidate = raw.replace("_", "-")
+        head, _, tail = candidate.partition("-")
+        candidate = head.lower() + (f"-{tail}" if tail else "")
+        if _LOCALE.match(candidate):
+            return candidate
+    return default
+
+
+def paid_total(order: GqlOrder) -> Money:
+    """What the customer paid: the successful sales and captures, in the order's
+    presentment currency (the one refunds are made in)."""
+    currency = order.presentment_currency_code
+    total = Money.zero(currency)
+    for index, tx in enumerate(order.transactions):
+        if tx.kind.upper() in REFUND_PARENT_KINDS and tx.status.upper() == "SUCCESS":
+            total = total + bag_money(tx.amount_set, f"order.transactions.{index}.amount")
+    return total
+
+
+def delivered_at(order: GqlOrder, line_ids: set[str] | None = None) -> datetime | None:
+    """When the goods arrived: the latest delivery among fulfillments holding `line_ids`
+    (every fulfillment if None)."""
+    dates = [
+        f.delivered_at for f in order.fulfillments
+        if f.delivered_at is not None and (
+            line_ids is None
+            or any(n.line_item.id in line_ids for n in f.fulfillment_line_items.nodes))
+    ]
+    return max(dates) if dates else None
+
+
+def customer_id(order: GqlOrder) -> str:
+    return order.customer.id if order.customer else f"guest:{order.id}"
+
+
+def customer_locale(order: GqlOrder, default: str) -> str:
+    raw = order.customer_locale or (order.customer.locale if order.customer else None)
+    return normalise_locale(raw, default)
+
+
+def to_order_line(line: GqlLineItem, index: int) -> OrderLine:
+    return OrderLine(
+        sku=line.sku or line.id,  # a line without a SKU is still a line; its GID names it
+        name=line.name,
+        quantity=line.quantity,
+        unit_price=bag_money(line.discounted_unit_price_after_all_discounts_set,
+                             f"order.lineItems.{index}.unitPrice"),
+        line_id=line.id,
+    )
+
+
+def to_snapshot(order: GqlOrder, default_locale: str) -> OrderSnapshot:
+    return OrderSnapshot(
+        order_id=order.id,
+        paid_total=paid_total(order),
+        placed_at=order.processed_at or order.created_at,
+        delivered_at=delivered_at(order),
+        payment_provider=PROVIDER,
+        payment_reference=order.id,
+        customer_id=customer_id(order),
+        customer_email=order.email,
+        customer_phone=order.phone,
+        customer_locale=customer_locale(order, default_locale),
+        lines=tuple(to_order_line(line, i) for i, line in enumerate(order.line_items.nodes)),
+    )
+
+
+def _line_of(item: WebhookReturnLineItem, by_fulfillment_line: Mapping[str, str]) -> str:
+    nested = item.fulfillment_line_item.line_item
+    if nested is not None:
+        return nested.admin_graphql_api_id
+    fli = item.fulfillment_line_item.admin_graphql_api_id
+    line_id = by_fulfillment_line.get(fli)
+    if line_id is None:
+        raise InvalidRequest("return_line_items.fulfillment_line_item",
+                             f"{fli} is not a fulfillment line of the order")
+    return line_id
+
+
+def _reason_text(ret: WebhookReturn, lines: Mapping[str, GqlLineItem],
+                 line_ids: Sequence[str]) -> str:
+    parts = []
+    for item, line_id in zip(ret.return_line_items, line_ids, strict=True):
+        notes = [n for n in (item.return_reason_note, item.customer_note) if n]
+        label = lines[line_id].sku or lines[line_id].name
+        parts.append(f"{label}: {(item.return_reason or 'unknown').upper()}"
+                     + (f" – {' / '.join(notes)}" if notes else ""))
+    return "; ".join(parts)[:4000]
+
+
+def to_request(ret: WebhookReturn, order: GqlOrder, requested_at: datetime,
+               default_locale: str) -> NormalizedRefundRequest:
+    """A `returns/request` webhook plus the order it names, as our normalized request.
+
+    The amount asked for is what the returned units cost after discounts; the over-refund
+    guard and the rules then judge it like any other request.
+    """
+    if order.id != ret.order.admin_graphql_api_id:
+        raise InvalidRequest("order.admin_graphql_api_id",
+                             f"the return names {ret.order.admin_graphql_api_id} but Shopify "
+                             f"answered with {order.id}")
+    currency = order.presentment_currency_code
+    lines_by_id = {line.id: line for line in order.line_items.nodes}
+    by_fli = {f_line.id: f_line.line_item.id
+              for f in order.fulfillments for f_line in f.fulfillment_line_items.nodes}
+    line_ids = [_line_of(item, by_fli) for item in ret.return_line_items]
+    request_lines: list[dict[str, Any]] = []
+    requested = Money.zero(currency)
+    for index, (item, line_id) in enumerate(zip(ret.return_line_items, line_ids, strict=True)):
+        line = lines_by_id.get(line_id)
+        if line is None:
+            raise InvalidRequest(f"return_line_items.{index}.fulfillment_line_item.line_item",
+                                 f"{line_id} is not a line of order {order.id}")
+        unit = bag_money(line.discounted_unit_price_after_all_discounts_set,
+                         f"order.lineItems.{line_id}.unitPrice")
+        requested = requested + Money.from_minor(unit.minor * item.quantity, currency)
+        request_lines.append({"sku": line.sku or line.id, "name": line.name,
+                              "quantity": item.quantity, "unit_price": unit.amount})
+    paid = paid_total(order)
+    # Never ask for more than was paid: lines before order-level adjustments can exceed it.
+    requested = min(requested, paid) if paid.is_positive() else requested
+    reason = main_reason(map_reason(item.return_reason) for item in ret.return_line_items)
+    body = {
+        "external_id": ret.admin_graphql_api_id,
+        "kind": "return_and_refund",
+        "order": {
+            "id": order.id,
+            "currency": currency,
+            "paid_total": paid.amount,
+            "placed_at": order.processed_at or order.created_at,
+            "delivered_at": delivered_at(order, set(line_ids)),
+            "payment": {"provider": PROVIDER, "reference": order.id},
+        },
+        "customer": {
+            "id": customer_id(order),
+            "email": order.email,
+            "phone": order.phone,
+            "locale": customer_locale(order, default_locale),
+        },
+        "lines": request_lines,
+        "reason": {"code": reason,
+                   "text": _reason_text(ret, lines_by_id, line_ids)},
+        "requested_amount": requested.amount,
+        "requested_at": requested_at,
+    }
+    try:
+        return NormalizedRefundRequest.model_validate(body)
+    except ValidationError as exc:
+        raise validation_error(exc) from exc
+
+
+# ------------------------------------------------------------------ refunds
+
+
+def refund_transactions(order: RefundOrder, shop_order: GqlOrder) -> list[dict[str, str]]:
+    """The REFUND transactions that pay `order.amount` back, each against a successful sale
+    or capture and never more than what is left of it.
+
+    Built once per issue_refund call and sent unchanged on every retry: Shopify refuses the
+    same idempotency key with different variables.
+    """
+    currency = order.amount.currency
+    refunded: dict[str, Money] = {}
+    for tx in shop_order.transactions:
+        if (tx.kind.upper() == "REFUND" and tx.parent_transaction is not None
+                and tx.status.upper() in {"SUCCESS", "PENDING", "AWAITING_RESPONSE"}):
+            amount = bag_money(tx.amount_set, "order.transactions.amount")
+            parent = tx.parent_transaction.id
+            refunded[parent] = refunded.get(parent, Money.zero(amount.currency)) + amount
+    remaining = order.amount
+    transactions: list[dict[str, str]] = []
+    for tx in shop_order.transactions:
+        if not remaining.is_positive():
+            break
+        if tx.kind.upper() not in REFUND_PARENT_KINDS or tx.status.upper() != "SUCCESS":
+            continue
+        paid = bag_money(tx.amount_set, "order.transactions.amount")
+        if paid.currency != currency:
+            continue
+        left = paid - refunded.get(tx.id, Money.zero(currency))
+        if not left.is_positive():
+            continue
+        share = min(left, remaining)
+        transactions.append({
+            "orderId": shop_order.id,
+            "parentId": tx.id,
+            "kind": "REFUND",
+            "gateway": tx.gateway or "manual",
+            "amount": str(share.amount),
+        })
+        remaining = remaining - share
+    if remaining.is_positive():
+        raise PermanentProviderError(
+            NAME, f"order {shop_order.id} has less than {order.amount} left to refund "
+                  f"({order.amount - remaining} refundable)", code="insufficient_refundable")
+    return transactions
+
+
+def refund_input(order: RefundOrder, shop_order: GqlOrder) -> dict[str, Any]:
+    if not order.amount.is_positive():
+        raise InvalidRequest("amount", f"a refund must be positive, got {order.amount}")
+    if order.amount.currency != shop_order.presentment_currency_code:
+        raise InvalidRequest(
+            "amount", f"order {shop_order.id} is paid in {shop_order.presentment_currency_code}"
+                      f", not {order.amount.currency}")
+    return {
+        "orderId": shop_order.id,
+        "currency": order.amount.currency,  # required when shop and presentment differ
+        "note": refund_note(order),
+        "notify": False,  # RefundBridge writes to the customer itself
+        "transactions": refund_transactions(order, shop_order),
+    }
+
+
+def to_refund_result(refund: GqlRefund) -> RefundResult:
+    statuses = [map_transaction_status(tx.status) for tx in refund.transactions.nodes]
+    raw = ",".join(tx.status for tx in refund.transactions.nodes) or None
+    amount = (bag_money(refund.total_refunded_set, "refund.totalRefundedSet")
+              if refund.total_refunded_set is not None else None)
+    return RefundResult(status=combine_statuses(statuses), provider_ref=refund.id,
+                        amount=amount, raw_status=raw)
+
+
+def to_webhook_update(refund: WebhookRefund, marker: NoteMarker, event_id: str | None
+                      ) -> RefundUpdate:
+    refunds = [tx for tx in refund.transactions if tx.kind.lower() == "refund"]
+    statuses = [map_transaction_status(tx.status) for tx in refunds]
+    amount = _sum(refunds, "transactions")
+    return RefundUpdate(
+        result=RefundResult(status=combine_statuses(statuses), provider_ref=refund.gid,
+                            amount=amount,
+                            raw_status=",".join(tx.status for tx in refunds) or None),
+        idempotency_key=marker.idempotency_key,
+        case_id=marker.case_id,
+        event_id=event_id,
+    )
+
+
+def to_external_refund(refund: WebhookRefund) -> ExternalRefund | None:
+    """A refund made outside RefundBridge, for the over-refund guard: only money that has
+    left (successful refund transactions) counts. None if none has."""
+    succeeded = [tx for tx in refund.transactions
+                 if tx.kind.lower() == "refund" and tx.status.lower() == "success"]
+    amount = _sum(succeeded, "transactions")
+    if amount is None or not amount.is_positive():
+        return None
+    return ExternalRefund(order_id=refund.order_gid, external_id=refund.gid, amount=amount,
+                          note=refund.note or "")
+
+
+def _sum(transactions: Sequence[WebhookTransaction], field: str) -> Money | None:
+    if not transactions:
+        return None
+    currencies = {tx.currency.upper() for tx in transactions}
+    if len(currencies) > 1:
+        raise InvalidRequest(f"{field}.currency",
+                             f"one refund in several currencies: {sorted(currencies)}")
+    total = Money.zero(transactions[0].currency)
+    for index, tx in enumerate(transactions):
+        total = total + wire_money(tx.amount, tx.currency, f"{field}.{index}.amount")
+    return total
+
+
+# ------------------------------------------------------------------ errors
+
+
+def validation_error(exc: ValidationError, prefix: str = "") -> InvalidRequest:
+    """Every problem pydantic found, as one `InvalidRequest` naming the first field."""
+    errors: list[tuple[str, str]] = []
+    for error in exc.errors():
+        path = ".".join(str(part) for part in error["loc"])
+        field = ".".join(p for p in (prefix, path) if p) or "body"
+        errors.append((field, error["msg"]))
+    first_field, first_message = errors[0]
+    return InvalidRequest(first_field, first_message, errors)
+
+
+def user_error_message(errors: Sequence[UserError]) -> str:
+    return "; ".join(
+        (f"{'.'.join(e.field)}: " if e.field else "") + e.message for e in errors)
+
