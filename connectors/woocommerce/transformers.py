@@ -1,0 +1,684 @@
+"""WooCommerce's wire format (REST API v3, pydantic models) and its mapping to and from the
+core model. No I/O: `client.py` sends what these functions build, and `webhooks.py` parses
+deliveries with them.
+
+Sources for the shapes: WooCommerce's own REST controllers (`class-wc-rest-orders-v2-controller`,
+`class-wc-rest-order-refunds-controller` v2/v3, `RestApiUtil::adjust_create_refund_request_
+parameters`) and `wc_create_refund()`.
+
+Amounts are decimal strings on the wire (`"59.80"`) except a few fields we never read
+(`line_items[].price` is a PHP float). Dates ending in `_gmt` are UTC without an offset.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from types import MappingProxyType
+from typing import Any, Final, TypeVar
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from core.errors import InvalidRequest, PermanentProviderError
+from core.model import RefundResult, RefundStatus
+from core.money import Money, check_currency, minor_units
+from core.ports import ExternalRefund, OrderLine, OrderSnapshot, RefundOrder, StatusOutcome
+from core.request import NormalizedRefundRequest, ReasonCode, RequestKind
+
+NAME: Final = "woocommerce"
+API_PREFIX: Final = "/wp-json/wc/v3"
+
+# What we write into every refund we create, so we can tell ours from refunds made in the
+# shop's admin and find ours again after a lost answer. The reason text is stored by
+# `wc_create_refund()` *before* the gateway is called; meta_data only after it returned. The
+# marker in the reason is therefore what survives a PHP process dying mid-call.
+REFUND_MARKER: Final = "RefundBridge"
+META_IDEMPOTENCY_KEY: Final = "_refundbridge_idempotency_key"
+META_CASE_ID: Final = "_refundbridge_case_id"
+
+# A refund object has no status field. What it has is `refunded_payment`: WooCommerce saves
+# the refund, calls the gateway, and sets `refunded_payment: true` only once the gateway said
+# yes; if the gateway says no it deletes the refund again. So for a refund we asked the
+# gateway to pay (`api_refund: true`, always, for ours):
+#   true   → the gateway paid;
+#   false  → the gateway call has not returned (or PHP died during it): pending, polled, and
+#            a person looks if it stays so;
+#   gone   → WooCommerce deleted it because the gateway refused: failed.
+# Anything else (null, a string, the field missing) is unknown: recorded, never acted on.
+STATUS_MAP: Final[Mapping[str, RefundStatus]] = MappingProxyType({
+    "refunded_payment=true": RefundStatus.SUCCEEDED,
+    "refunded_payment=false": RefundStatus.PENDING,
+    "deleted": RefundStatus.FAILED,
+})
+
+# WooCommerce answers "refund not found" with one of these (404), depending on whether the
+# id is unknown or belongs to another order.
+REFUND_MISSING_CODES: Final = frozenset({"woocommerce_rest_shop_order_refund_invalid_id",
+                                         "woocommerce_rest_invalid_order_refund_id"})
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+# ------------------------------------------------------------------ wire models
+
+
+class _Wire(BaseModel):
+    # WooCommerce and its plugins add fields freely; we read only what we need.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class WCMeta(_Wire):
+    id: int | None = None
+    key: str
+    value: Any = None
+
+
+class WCTax(_Wire):
+    id: int
+    total: str = ""
+    subtotal: str = ""
+
+
+class WCLineItem(_Wire):
+    id: int
+    name: str = ""
+    product_id: int = 0
+    variation_id: int = 0
+    quantity: int
+    sku: str | None = None
+    subtotal: str = "0"
+    subtotal_tax: str = "0"
+    total: str = "0"
+    total_tax: str = "0"
+    taxes: list[WCTax] = Field(default_factory=list)
+    meta_data: list[WCMeta] = Field(default_factory=list)
+
+
+class WCAddress(_Wire):
+    first_name: str = ""
+    last_name: str = ""
+    company: str = ""
+    email: str | None = None
+    phone: str | None = None
+
+
+class WCOrderRefundRef(_Wire):
+    """An entry of an order's `refunds` list. WooCommerce before 3.0 called `reason` `refund`."""
+
+    id: int
+    reason: str = Field(default="", validation_alias=AliasChoices("reason", "refund"))
+    total: str  # negative: "-10.00"
+
+
+class WCOrder(_Wire):
+    id: int
+    status: str
+    currency: str
+    date_created_gmt: str | None = None
+    date_modified_gmt: str | None = None
+    date_completed_gmt: str | None = None
+    date_paid_gmt: str | None = None
+    total: str
+    total_tax: str = "0"
+    customer_id: int = 0
+    billing: WCAddress = Field(default_factory=WCAddress)
+    payment_method: str = ""
+    payment_method_title: str = ""
+    transaction_id: str = ""
+    meta_data: list[WCMeta] = Field(default_factory=list)
+    line_items: list[WCLineItem] = Field(default_factory=list)
+    refunds: list[WCOrderRefundRef] = Field(default_factory=list)
+
+    def meta(self, key: str) -> Any:
+        return _meta(self.meta_data, key)
+
+
+class WCRefund(_Wire):
+    """`GET /orders/<id>/refunds/<refund id>` and the items of the refunds list."""
+
+    id: int
+    date_created_gmt: str | None = None
+    amount: str
+    reason: str = ""
+    refunded_by: int | None = None
+    # Read as-is: a value WooCommerce does not document must become UNKNOWN, not a 422.
+    refunded_payment: Any = None
+    meta_data: list[WCMeta] = Field(default_factory=list)
+
+    def meta(self, key: str) -> Any:
+        return _meta(self.meta_data, key)
+
+
+class WCErrorData(_Wire):
+    status: int | None = None
+
+
+class WCError(_Wire):
+    """Every WordPress REST error: `{"code": ..., "message": ..., "data": {"status": ...}}`."""
+
+    code: str
+    message: str = ""
+    data: WCErrorData | None = None
+
+
+class WCNote(_Wire):
+    id: int
+    note: str = ""
+    customer_note: bool = False
+
+
+def _meta(items: Iterable[WCMeta], key: str) -> Any:
+    # WooCommerce allows several entries with one key; the last one written wins in its UI.
+    found: Any = None
+    for item in items:
+        if item.key == key:
+            found = item.value
+    return found
+
+
+def read_error(body: bytes) -> WCError | None:
+    """WordPress's error body, or None if the answer is something else (a proxy's page)."""
+    try:
+        return WCError.model_validate_json(body)
+    except ValidationError:
+        return None
+
+
+def parse_wire(model: type[M], body: bytes | Any, what: str) -> M:
+    """A 2xx body in WooCommerce's shape, or `PermanentProviderError` naming the bad field."""
+    try:
+        if isinstance(body, bytes | str):
+            return model.model_validate_json(body)
+        return model.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise PermanentProviderError(NAME, f"unexpected answer to {what}: {where}: "
+                                           f"{first['msg']}", code="invalid_response") from exc
+
+
+def parse_wire_list(model: type[M], body: bytes, what: str) -> list[M]:
+    try:
+        return TypeAdapter(list[model]).validate_json(body)  # type: ignore[valid-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise PermanentProviderError(NAME, f"unexpected answer to {what}: {where}: "
+                                           f"{first['msg']}", code="invalid_response") from exc
+
+
+_FIELD_PREFIX: Final = re.compile(r"^([A-Za-z_][\w.]*): (.+)$", re.DOTALL)
+
+
+def validation_error(exc: ValidationError, prefix: str = "",
+                     rename: Mapping[str, str] | None = None) -> InvalidRequest:
+    """Every problem pydantic found, as one `InvalidRequest` naming the first field;
+    `rename` maps field prefixes of a model we built back to WooCommerce's names."""
+    errors: list[tuple[str, str]] = []
+    for error in exc.errors():
+        field = ".".join(str(p) for p in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "json_invalid":
+            field, message = "", f"malformed JSON: {error.get('ctx', {}).get('error', '')}"
+        elif not error["loc"] and (named := _FIELD_PREFIX.match(message)):
+            # Cross-field checks run on the whole model; their message names the field.
+            field, message = named.group(1), named.group(2)
+        for ours, theirs in (rename or {}).items():
+            if field == ours or field.startswith(ours + "."):
+                field = theirs + field[len(ours):]
+                break
+        errors.append((".".join(p for p in (prefix, field) if p) or "body", message))
+    return InvalidRequest(errors[0][0], errors[0][1], errors)
+
+
+# ------------------------------------------------------------------ amounts and dates
+
+
+def wc_money(value: str | int, currency: str, field: str) -> Money:
+    """A WooCommerce amount. Shops may show more decimals than the currency has ("1000.00"
+    JPY); trailing zeros are fine, a real fraction of the minor unit is not."""
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation as exc:
+        raise InvalidRequest(field, f"'{value}' is not a decimal amount") from exc
+    if not amount.is_finite():
+        raise InvalidRequest(field, f"'{value}' is not a finite amount")
+    quantum = Decimal(1).scaleb(-minor_units(currency))
+    exact = amount.quantize(quantum)
+    if exact != amount:
+        raise InvalidRequest(field, f"{value} has more decimal places than {currency} allows")
+    return Money(exact, check_currency(currency))
+
+
+def wc_datetime(value: str | None, field: str) -> datetime | None:
+    """A `*_gmt` field: ISO 8601 in UTC without an offset."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidRequest(field, f"'{value}' is not an ISO 8601 date-time") from exc
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _meta_datetime(value: Any, field: str) -> datetime | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+        return datetime.fromtimestamp(int(value), UTC)
+    if isinstance(value, str):
+        return wc_datetime(value, field)
+    raise InvalidRequest(field, "must be an ISO 8601 date-time or unix seconds")
+
+
+def line_sku(item: WCLineItem) -> str:
+    """The line's SKU, or a stable stand-in when the product has none (WooCommerce allows
+    that): the variation or product id."""
+    if item.sku:
+        return item.sku
+    if item.variation_id:
+        return f"wc-variation-{item.variation_id}"
+    return f"wc-product-{item.product_id}"
+
+
+def unit_gross(item: WCLineItem, currency: str, index: int) -> Money:
+    """What one unit cost the customer: the line's total after discounts plus its tax,
+    divided by the quantity and rounded *down*, so no rounding can refund more than was paid."""
+    total = wc_money(item.total, currency, f"line_items.{index}.total")
+    tax = wc_money(item.total_tax or "0", currency, f"line_items.{index}.total_tax")
+    if item.quantity <= 0:
+        raise InvalidRequest(f"line_items.{index}.quantity", "must be greater than zero")
+    digits = minor_units(currency)
+    per_unit = ((total.amount + tax.amount) / item.quantity).quantize(
+        Decimal(1).scaleb(-digits), rounding=ROUND_DOWN)
+    return Money(per_unit, currency)
+
+
+# ------------------------------------------------------------------ order → core
+
+
+@dataclass(frozen=True, slots=True)
+class OrderMapping:
+    """Where a shop's WooCommerce keeps what WooCommerce itself has no field for: a return
+    plugin's status and meta keys. Built from the connector's settings."""
+
+    refund_requested_status: str = "refund-requested"
+    default_kind: RequestKind = RequestKind.RETURN_AND_REFUND
+    kind_meta_key: str = "_refund_request_kind"
+    reason_code_meta_key: str = "_refund_reason_code"
+    reason_text_meta_key: str = "_refund_reason"
+    requested_amount_meta_key: str = "_refund_request_amount"
+    requested_at_meta_key: str = "_refund_requested_at"
+    request_id_meta_key: str = "_refund_request_id"
+    locale_meta_key: str = "wpml_language"
+    default_locale: str = "en"
+    line_meta_prefix: str = "_rb_"
+
+
+TRUE_WORDS: Final = frozenset({"1", "true", "yes", "on"})
+LINE_TEXT_FIELDS: Final = ("device_class", "lot", "serial", "expiry_date", "udi")
+LINE_FLAG_FIELDS: Final = ("sterile", "package_opened", "cold_chain", "custom_made")
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else ""
+    if isinstance(value, str | int | Decimal):
+        return str(value).strip()
+    return ""  # arrays/objects: not a value we can read as text
+
+
+def _locale(order: WCOrder, mapping: OrderMapping) -> str:
+    raw = _text(order.meta(mapping.locale_meta_key)).replace("_", "-")
+    if not raw:
+        return mapping.default_locale
+    language, _, region = raw.partition("-")
+    if language.lower() == "zh" and region.lower() in {"", "cn", "hans", "sg"}:
+        return "zh-CN"  # WPML and Polylang say "zh-hans"; our templates are "zh-CN"
+    language = language.lower()
+    locale = f"{language}-{region}" if region else language
+    valid = len(language) == 2 and language.isalpha() and (
+        not region or (2 <= len(region) <= 4 and region.isalpha()))
+    return locale if valid else mapping.default_locale
+
+
+def customer_id(order: WCOrder) -> str:
+    if order.customer_id:
+        return str(order.customer_id)
+    email = (order.billing.email or "").strip().lower()
+    return f"guest:{email}" if email else f"guest-order-{order.id}"
+
+
+def payment_reference(order: WCOrder) -> tuple[str, str]:
+    """(provider, reference) of the original payment. Offline methods (bank transfer, cash
+    on delivery) have no transaction id; the order itself is then the reference."""
+    provider = order.payment_method or NAME
+    return provider, order.transaction_id or f"wc-order-{order.id}"
+
+
+def _request_line(item: WCLineItem, index: int, currency: str, prefix: str) -> dict[str, Any]:
+    line: dict[str, Any] = {
+        "sku": line_sku(item),
+        "name": item.name or line_sku(item),
+        "quantity": item.quantity,
+        "unit_price": str(unit_gross(item, currency, index).amount),
+    }
+    for field in LINE_TEXT_FIELDS:
+        value = _text(_meta(item.meta_data, prefix + field))
+        if value:
+            line[field] = value
+    for field in LINE_FLAG_FIELDS:
+        value = _text(_meta(item.meta_data, prefix + field)).lower()
+        if value:
+            line[field] = value in TRUE_WORDS
+    return line
+
+
+def external_request_id(order: WCOrder, mapping: OrderMapping) -> str:
+    """Stable per request, so every redelivery (and every later `order.updated` while the
+    status stays) dedupes onto one case. A plugin that allows several requests per order
+    can tell them apart with its own request id in meta."""
+    own = _text(order.meta(mapping.request_id_meta_key))
+    base = f"order-{order.id}-refund-request"
+    return f"{base}-{own}" if own else base
+
+
+def to_refund_request(order: WCOrder, mapping: OrderMapping) -> NormalizedRefundRequest:
+    """The normalized request for an order whose status says "refund requested".
+
+    Lines are the order's line items with their gross unit price. The amount asked for is
+    the plugin's (meta) if it set one, else what the lines are worth, capped at the order
+    total: shipping is the shop's call, not the customer's claim.
+    """
+    currency = order.currency.upper()
+    if not order.line_items:
+        raise InvalidRequest("line_items", "the order has no line items to refund")
+    lines = [_request_line(item, i, currency, mapping.line_meta_prefix)
+             for i, item in enumerate(order.line_items) if item.quantity > 0]
+    paid = wc_money(order.total, currency, "total")
+    worth = Money.zero(currency)
+    for line in lines:
+        unit = Money.parse(line["unit_price"], currency)
+        worth = worth + Money.from_minor(unit.minor * line["quantity"], currency)
+    asked = _text(order.meta(mapping.requested_amount_meta_key))
+    requested = (wc_money(asked, currency, f"meta_data.{mapping.requested_amount_meta_key}")
+                 if asked else min(worth, paid))
+    kind_raw = _text(order.meta(mapping.kind_meta_key)).lower()
+    try:
+        kind = RequestKind(kind_raw) if kind_raw else mapping.default_kind
+    except ValueError as exc:
+        raise InvalidRequest(f"meta_data.{mapping.kind_meta_key}",
+                             f"'{kind_raw}' is not one of "
+                             f"{', '.join(k.value for k in RequestKind)}") from exc
+    code_raw = _text(order.meta(mapping.reason_code_meta_key)).lower()
+    text = _text(order.meta(mapping.reason_text_meta_key))
+    try:
+        code = ReasonCode(code_raw)
+    except ValueError:
+        # A plugin's own code we don't know: "other" sends the case to a person (rule A02),
+        # and the code is kept as evidence in the text.
+        code = ReasonCode.OTHER
+        if code_raw:
+            text = f"[{code_raw}] {text}".strip()
+    placed_at = wc_datetime(order.date_created_gmt, "date_created_gmt")
+    if placed_at is None:
+        raise InvalidRequest("date_created_gmt", "the order has no creation date")
+    requested_at = (
+        _meta_datetime(order.meta(mapping.requested_at_meta_key),
+                       f"meta_data.{mapping.requested_at_meta_key}")
+        # Without the plugin's own time, the last change of the order (its move to the
+        # refund-requested status) is the best we have.
+        or wc_datetime(order.date_modified_gmt, "date_modified_gmt")
+        or placed_at
+    )
+    provider, reference = payment_reference(order)
+    body = {
+        "external_id": external_request_id(order, mapping),
+        "kind": kind.value,
+        "order": {
+            "id": str(order.id),
+            "currency": currency,
+            "paid_total": str(paid.amount),
+            "placed_at": placed_at,
+            # WooCommerce "completed" means fulfilled; it has no delivery date of its own.
+            "delivered_at": wc_datetime(order.date_completed_gmt, "date_completed_gmt"),
+            "payment": {"provider": provider, "reference": reference},
+        },
+        "customer": {
+            "id": customer_id(order),
+            "email": (order.billing.email or "").strip() or None,
+            "phone": (order.billing.phone or "").strip() or None,
+            "locale": _locale(order, mapping),
+        },
+        "lines": lines,
+        "reason": {"code": code.value, "text": text[:4000]},
+        "requested_amount": str(requested.amount),
+        "requested_at": requested_at,
+    }
+    try:
+        return NormalizedRefundRequest.model_validate(body)
+    except ValidationError as exc:
+        raise validation_error(exc, rename={
+            "customer.email": "billing.email",
+            "customer.phone": "billing.phone",
+            "lines": "line_items",
+            "requested_amount": f"meta_data.{mapping.requested_amount_meta_key}",
+        }) from exc
+
+
+def to_snapshot(order: WCOrder, mapping: OrderMapping) -> OrderSnapshot:
+    currency = order.currency.upper()
+    placed_at = wc_datetime(order.date_created_gmt, "date_created_gmt")
+    if placed_at is None:
+        raise InvalidRequest("date_created_gmt", "the order has no creation date")
+    provider, reference = payment_reference(order)
+    return OrderSnapshot(
+        order_id=str(order.id),
+        paid_total=wc_money(order.total, currency, "total"),
+        placed_at=placed_at,
+        delivered_at=wc_datetime(order.date_completed_gmt, "date_completed_gmt"),
+        payment_provider=provider,
+        payment_reference=reference,
+        customer_id=customer_id(order),
+        customer_email=(order.billing.email or "").strip() or None,
+        customer_phone=(order.billing.phone or "").strip() or None,
+        customer_locale=_locale(order, mapping),
+        lines=tuple(
+            OrderLine(sku=line_sku(item), name=item.name or line_sku(item),
+                      quantity=item.quantity, unit_price=unit_gross(item, currency, i),
+                      line_id=str(item.id))
+            for i, item in enumerate(order.line_items) if item.quantity > 0
+        ),
+    )
+
+
+def is_ours(reason: str) -> bool:
+    return REFUND_MARKER in reason
+
+
+def external_refund(order: WCOrder) -> ExternalRefund | None:
+    """The newest refund on the order that RefundBridge did not make (one made in the shop's
+    admin, or WooCommerce's own "Order fully refunded."), or None.
+
+    One webhook carries one event, so only the newest is reported. Refunds are made one at a
+    time and each one updates the order, so each is normally the newest of some delivery;
+    recording one twice changes nothing.
+    """
+    foreign = [r for r in order.refunds if not is_ours(r.reason)]
+    if not foreign:
+        return None
+    newest = max(foreign, key=lambda r: r.id)
+    currency = order.currency.upper()
+    index = order.refunds.index(newest)
+    amount = wc_money(newest.total.lstrip("-"), currency, f"refunds.{index}.total")
+    return ExternalRefund(order_id=str(order.id), external_id=str(newest.id), amount=amount,
+                          note=newest.reason)
+
+
+# ------------------------------------------------------------------ refunds
+
+
+def refund_reason(order: RefundOrder) -> str:
+    # WooCommerce passes the reason to the gateway too (e.g. as the refund's description),
+    # so it stays short. The marker and key are how we recognise the refund later.
+    return f"{order.reason.value} ({REFUND_MARKER} {order.idempotency_key})"
+
+
+def _scaled(amount: Decimal, fraction: Decimal, quantum: Decimal) -> Decimal:
+    return (amount * fraction).quantize(quantum, rounding=ROUND_DOWN)
+
+
+def refund_line_items(order: RefundOrder, wc_order: WCOrder) -> list[dict[str, Any]]:
+    """`line_items` of the refund: the order's line item ids matched by SKU, with quantity,
+    `refund_total` (excluding tax) and `refund_tax` per tax rate, both in proportion to the
+    quantity returned and, if less than the lines' worth was approved, scaled down to it.
+
+    Returns [] (refund by amount only, which pays the same) if any line can't be matched:
+    a half-matched refund would misstate what was returned.
+    """
+    currency = order.amount.currency
+    quantum = Decimal(1).scaleb(-minor_units(currency))
+    remaining = {item.id: item.quantity for item in wc_order.line_items}
+    picked: list[tuple[WCLineItem, int]] = []
+    for line in order.lines:
+        wanted = line.quantity
+        for item in wc_order.line_items:
+            if wanted == 0:
+                break
+            if line_sku(item) != line.sku or remaining[item.id] <= 0:
+                continue
+            take = min(wanted, remaining[item.id])
+            remaining[item.id] -= take
+            wanted -= take
+            picked.append((item, take))
+        if wanted:
+            log.warning("woocommerce: order %s has no line with %d more of SKU %s; refunding "
+                        "case %s by amount only", wc_order.id, wanted, line.sku, order.case_id)
+            return []
+    rows: list[tuple[WCLineItem, int, Decimal, list[tuple[int, Decimal]]]] = []
+    gross = Decimal(0)
+    for item, quantity in picked:
+        fraction = Decimal(quantity) / Decimal(item.quantity)
+        total = _scaled(Decimal(item.total), fraction, quantum)
+        taxes = [(tax.id, _scaled(Decimal(tax.total or "0"), fraction, quantum))
+                 for tax in item.taxes]
+        gross += total + sum((t for _, t in taxes), Decimal(0))
+        rows.append((item, quantity, total, taxes))
+    factor = min(Decimal(1), order.amount.amount / gross) if gross else Decimal(1)
+    body: list[dict[str, Any]] = []
+    for item, quantity, total, taxes in rows:
+        entry: dict[str, Any] = {
+            "id": item.id,
+            "quantity": quantity,
+            "refund_total": str(_scaled(total, factor, quantum)),
+        }
+        if taxes:
+            entry["refund_tax"] = [{"id": tax_id, "refund_total": str(_scaled(t, factor, quantum))}
+                                   for tax_id, t in taxes]
+        body.append(entry)
+    return body
+
+
+def refund_body(order: RefundOrder, line_items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The JSON of `POST /orders/<id>/refunds`.
+
+    `api_refund: true`: the gateway pays the money back. `api_restock: false`: goods are
+    booked back into stock in the ERP after inspection, never on the shop's word alone
+    (a returned sterile device may not be sellable). WooCommerce's own name for that switch
+    inside `wc_create_refund()` is `restock_items`; the REST API calls it `api_restock`.
+    """
+    if not order.amount.is_positive():
+        raise InvalidRequest("amount", f"a refund must be positive, got {order.amount}")
+    return {
+        "amount": str(order.amount.amount),
+        "reason": refund_reason(order),
+        "api_refund": True,
+        "api_restock": False,
+        "line_items": list(line_items),
+        "meta_data": [
+            {"key": META_IDEMPOTENCY_KEY, "value": order.idempotency_key},
+            {"key": META_CASE_ID, "value": order.case_id},
+        ],
+    }
+
+
+def belongs_to(refund: WCRefund, order: RefundOrder) -> bool:
+    """Is this the refund made under `order`'s idempotency key? The meta is written after the
+    gateway returned; the reason before it, so either will do."""
+    return (refund.meta(META_IDEMPOTENCY_KEY) == order.idempotency_key
+            or f"{REFUND_MARKER} {order.idempotency_key})" in refund.reason)
+
+
+def raw_status(refund: WCRefund | None) -> str | None:
+    if refund is None:
+        return "deleted"
+    value = refund.refunded_payment
+    if isinstance(value, bool):
+        return f"refunded_payment={'true' if value else 'false'}"
+    return None if value is None else f"refunded_payment={value!r}"
+
+
+def map_status(raw: str | None) -> RefundStatus:
+    status = STATUS_MAP.get(raw) if raw is not None else None
+    if status is None:
+        log.warning("woocommerce: unmapped refund state %r; recorded as unknown", raw)
+        return RefundStatus.UNKNOWN
+    return status
+
+
+def to_refund_result(refund: WCRefund, currency: str) -> RefundResult:
+    raw = raw_status(refund)
+    status = map_status(raw)
+    try:
+        amount = wc_money(refund.amount, currency, "amount")
+    except InvalidRequest as exc:  # the shop's answer, not our caller's request, is wrong
+        raise PermanentProviderError(NAME, f"refund {refund.id}: {exc}",
+                                     code="invalid_response") from exc
+    return RefundResult(
+        status=status,
+        provider_ref=str(refund.id),
+        amount=amount,
+        message="the gateway has not confirmed the refund yet"
+        if status is RefundStatus.PENDING else None,
+        raw_status=raw,
+    )
+
+
+def deleted_refund_result(refund_id: str) -> RefundResult:
+    return RefundResult(
+        status=map_status("deleted"),
+        provider_ref=refund_id,
+        message=f"refund #{refund_id} no longer exists in WooCommerce, which deletes a refund "
+                "when the payment gateway refuses it; check the order before retrying",
+        raw_status="deleted",
+    )
+
+
+# ------------------------------------------------------------------ write-back
+
+
+def note_marker(case_id: str, outcome: StatusOutcome) -> str:
+    return f"[{REFUND_MARKER} {case_id} {outcome.value}]"
+
+
+def note_text(case_id: str, outcome: StatusOutcome, note: str, amount: Money | None) -> str:
+    what = {
+        StatusOutcome.APPROVED: "refund approved",
+        StatusOutcome.DECLINED: "refund declined",
+        StatusOutcome.REFUNDED: "refund paid",
+    }[outcome]
+    parts = [f"{REFUND_MARKER}: {what}"]
+    if amount is not None:
+        parts.append(f"({amount})")
+    text = " ".join(parts) + "."
+    if note:
+        text += f" {note}"
+    return f"{text} {note_marker(case_id, outcome)}"
