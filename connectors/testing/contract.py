@@ -1,0 +1,360 @@
+"""The contract test classes; the fixtures they need are described in the package docstring."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import httpx
+import pytest
+import respx
+
+from connectors.base import ConnectorContext, RetryPolicy
+from connectors.registry import check_connector_class
+from core.errors import (
+    ConfigError,
+    InvalidRequest,
+    NotSupported,
+    PermanentProviderError,
+    TransientProviderError,
+    WebhookRejected,
+)
+from core.model import RefundResult, RefundStatus
+from core.money import Money
+from core.ports import (
+    CAPABILITY_METHODS,
+    Capability,
+    ExternalRefund,
+    Ignored,
+    RefundOrder,
+    RefundRequested,
+    RefundUpdate,
+    ReturnBooking,
+    StatusOutcome,
+    StatusUpdate,
+    WebhookEvent,
+)
+from core.request import ReasonCode
+
+Delivery = tuple[dict[str, str], bytes]
+SignedDelivery = Callable[..., Delivery]
+KeyReader = Callable[[httpx.Request], str | None]
+
+# No waiting between attempts: the contract counts attempts, it does not time them.
+CONTRACT_RETRY: Final = RetryPolicy(attempts=3, initial_wait=0, max_wait=0)
+
+_ORDER_ID = "SO-contract-1"
+_CASE_ID = "rc_contract0001"
+
+# The flows a connector may leave out, each with a call that asks for it. `ConnectorBase`
+# answers all three with `NotSupported`; a connector that overrides one must declare it.
+OPTIONAL_FLOWS: Final[Mapping[Capability, Callable[[Any], object]]] = {
+    Capability.LOOKUP_ORDER: lambda c: c.lookup_order(_ORDER_ID),
+    Capability.WRITE_BACK: lambda c: c.write_back(StatusUpdate(
+        case_id=_CASE_ID, order_id=_ORDER_ID, external_id="contract-request-1",
+        outcome=StatusOutcome.APPROVED)),
+    Capability.SHIPPED_UNITS: lambda c: c.shipped_units(_ORDER_ID),
+}
+
+
+def dedupe_key(event: WebhookEvent) -> str | None:
+    """What the inbox (requests) or the refund's record (updates) knows a redelivery by."""
+    if isinstance(event, RefundRequested):
+        return event.request.external_id
+    if isinstance(event, RefundUpdate):
+        return event.event_id or event.idempotency_key or event.result.provider_ref
+    if isinstance(event, ExternalRefund):
+        return event.external_id
+    return None
+
+
+class ConnectorContract:
+    """What every connector owes: a well-formed class, honest `NotSupported`, strict settings."""
+
+    @pytest.fixture
+    def connector_context(self) -> ConnectorContext:
+        return ConnectorContext(shop_id="contract-shop", retry=CONTRACT_RETRY)
+
+    @pytest.fixture
+    def entry_point_name(self, connector_class: type[Any]) -> str:
+        return str(connector_class.name)
+
+    @pytest.fixture
+    def connector(self, connector_class: type[Any], connector_settings: Mapping[str, Any],
+                  connector_context: ConnectorContext) -> Iterator[Any]:
+        instance = connector_class.from_config(connector_settings, connector_context)
+        yield instance
+        close = getattr(instance, "close", None)
+        if callable(close):
+            close()
+
+    def test_class_keeps_the_connector_contract(self, connector_class: type[Any],
+                                                entry_point_name: str) -> None:
+        check_connector_class(entry_point_name, connector_class)
+
+    @pytest.mark.parametrize("flow", list(OPTIONAL_FLOWS), ids=str)
+    def test_undeclared_flow_raises_not_supported(self, connector: Any,
+                                                  flow: Capability) -> None:
+        if flow in connector.capabilities:
+            pytest.skip(f"{connector.name} declares {flow.value}")
+        method = CAPABILITY_METHODS[flow][0]
+        assert callable(getattr(connector, method, None)), (
+            f"{connector.name} has no `{method}`: inherit ConnectorBase, or define it to raise "
+            f"NotSupported")
+        with pytest.raises(NotSupported) as info:
+            OPTIONAL_FLOWS[flow](connector)
+        assert info.value.flow == flow.value
+        assert info.value.connector == connector.name
+
+    def test_unknown_settings_key_is_refused_by_name(
+            self, connector_class: type[Any], connector_settings: Mapping[str, Any],
+            connector_context: ConnectorContext) -> None:
+        # A typo in a shop's config must stop start-up, not be silently ignored.
+        with pytest.raises(ConfigError) as info:
+            connector_class.from_config({**connector_settings, "no_such_setting": "x"},
+                                        connector_context)
+        assert "no_such_setting" in info.value.key
+        assert str(connector_class.name) in info.value.key
+
+
+class WebhookContract(ConnectorContract):
+    """What a connector that takes signed webhooks owes."""
+
+    @pytest.fixture
+    def webhook_now(self) -> datetime:
+        return datetime.now(UTC)
+
+    @pytest.fixture
+    def signature_headers(self) -> tuple[str, ...]:
+        return ()
+
+    @pytest.fixture
+    def invalid_body(self) -> bytes:
+        return b"{}"
+
+    def test_signed_delivery_is_accepted(self, connector: Any, signed_delivery: SignedDelivery,
+                                         webhook_now: datetime) -> None:
+        headers, body = signed_delivery()
+
+        event = connector.parse_webhook(headers, body, webhook_now)
+
+        assert isinstance(event, RefundRequested | RefundUpdate | ExternalRefund), event
+
+    def test_lower_cased_header_names_are_accepted(
+            self, connector: Any, signed_delivery: SignedDelivery, webhook_now: datetime
+    ) -> None:
+        # Web servers hand headers over lower-cased (Starlette does).
+        headers, body = signed_delivery()
+        lowered = {name.lower(): value for name, value in headers.items()}
+
+        assert not isinstance(connector.parse_webhook(lowered, body, webhook_now), Ignored)
+
+    def test_forged_signature_is_rejected(self, connector: Any,
+                                          signed_delivery: SignedDelivery,
+                                          webhook_now: datetime) -> None:
+        headers, body = signed_delivery(forged=True)
+
+        with pytest.raises(WebhookRejected):
+            connector.parse_webhook(headers, body, webhook_now)
+
+    def test_tampered_body_is_rejected(self, connector: Any, signed_delivery: SignedDelivery,
+                                       webhook_now: datetime) -> None:
+        headers, body = signed_delivery()
+        # Whitespace keeps JSON meaning the same: only a check over the raw bytes notices.
+        tampered = body[:-1] + b" " + body[-1:]
+
+        with pytest.raises(WebhookRejected):
+            connector.parse_webhook(headers, tampered, webhook_now)
+
+    def test_unsigned_delivery_is_rejected(self, connector: Any,
+                                           signed_delivery: SignedDelivery,
+                                           signature_headers: tuple[str, ...],
+                                           webhook_now: datetime) -> None:
+        if not signature_headers:
+            pytest.skip("no signature_headers given: the signature travels in the body")
+        headers, body = signed_delivery()
+        dropped = {n.lower() for n in signature_headers}
+        unsigned = {k: v for k, v in headers.items() if k.lower() not in dropped}
+        assert unsigned != headers, f"none of {signature_headers} is in the delivery's headers"
+
+        with pytest.raises(WebhookRejected):
+            connector.parse_webhook(unsigned, body, webhook_now)
+
+    def test_duplicate_delivery_parses_to_the_same_event(
+            self, connector: Any, signed_delivery: SignedDelivery, webhook_now: datetime
+    ) -> None:
+        headers, body = signed_delivery()
+
+        first = connector.parse_webhook(headers, body, webhook_now)
+        again = connector.parse_webhook(dict(headers), body, webhook_now)
+
+        assert first == again
+        assert dedupe_key(first), f"{first!r} carries nothing to deduplicate it on"
+        if isinstance(first, RefundRequested):
+            assert first.request.fingerprint() == again.request.fingerprint()
+
+    def test_signed_body_that_does_not_validate_names_the_field(
+            self, connector: Any, signed_delivery: SignedDelivery, invalid_body: bytes,
+            webhook_now: datetime) -> None:
+        headers, body = signed_delivery(invalid_body)
+
+        with pytest.raises(InvalidRequest) as info:
+            connector.parse_webhook(headers, body, webhook_now)
+
+        assert info.value.field
+
+
+def route_for(router: respx.MockRouter, method: str, url: str) -> respx.Route:
+    """The route of `router` that a `method` request to `url` reaches (for `refund_route`)."""
+    probe = httpx.Request(method, url)
+    for route in router.routes:
+        if route.pattern.match(probe):
+            return route
+    raise LookupError(f"no route of the router answers {method} {url}")
+
+
+def _answer_with(route: respx.Route, key_of: KeyReader,
+                 failures: Callable[[httpx.Request], httpx.Response | None]) -> None:
+    """Let `failures` answer money-moving requests first; otherwise the fake answers."""
+    fake = route.side_effect
+    fixed = route.return_value
+    if (fake is None and fixed is None) or (fake is not None and not callable(fake)):
+        raise TypeError("refund_route must answer with a function (side_effect=) or a fixed "
+                        "response (return_value=) so the contract can wrap it")
+
+    def answer(request: httpx.Request, route: respx.Route, **params: Any) -> httpx.Response:
+        if key_of(request) is not None:
+            failure = failures(request)
+            if failure is not None:
+                return failure
+        if fake is None:
+            assert fixed is not None
+            return fixed
+        assert callable(fake)
+        if "route" in inspect.getfullargspec(fake).args:
+            params["route"] = route
+        result = fake(request, **params)
+        if not isinstance(result, httpx.Response):
+            raise TypeError(f"refund_route's side effect answered {result!r}, not a response")
+        return result
+
+    route.side_effect = answer
+
+
+def _fail_first(*failures: type[httpx.TransportError] | int
+                ) -> Callable[[httpx.Request], httpx.Response | None]:
+    pending = list(failures)
+
+    def fail(request: httpx.Request) -> httpx.Response | None:
+        if not pending:
+            return None
+        failure = pending.pop(0)
+        if isinstance(failure, int):
+            return httpx.Response(failure, json={"error": "contract: injected failure"})
+        raise failure("contract: injected failure", request=request)
+
+    return fail
+
+
+class PaymentContract(ConnectorContract):
+    """What a connector that pays money back owes."""
+
+    @pytest.fixture
+    def refund_order(self) -> RefundOrder:
+        return RefundOrder(
+            case_id=_CASE_ID, attempt=1, idempotency_key=f"{_CASE_ID}-refund-1",
+            amount=Money.parse("25.00", "CNY"), payment_reference="pay-contract-0001",
+            order_id=_ORDER_ID, reason=ReasonCode.DEFECTIVE,
+            paid_total=Money.parse("80.00", "CNY"),
+        )
+
+    @pytest.fixture
+    def refusal(self) -> httpx.Response:
+        return httpx.Response(400, json={"error": {"message": "refused by the contract"}})
+
+    @staticmethod
+    def money_calls(route: respx.Route, key_of: KeyReader) -> list[str]:
+        keys = (key_of(call.request) for call in route.calls)
+        return [key for key in keys if key is not None]
+
+    def test_refund_is_idempotent_under_retries(
+            self, connector: Any, router: respx.MockRouter, refund_route: respx.Route,
+            idempotency_key_of: KeyReader, refund_order: RefundOrder) -> None:
+        _answer_with(refund_route, idempotency_key_of, _fail_first(httpx.ConnectError, 503))
+
+        result = connector.issue_refund(refund_order)
+
+        assert isinstance(result, RefundResult) and result.provider_ref
+        keys = self.money_calls(refund_route, idempotency_key_of)
+        assert keys == [refund_order.idempotency_key] * 3
+
+    def test_same_order_twice_answers_the_same_refund(
+            self, connector: Any, router: respx.MockRouter, refund_route: respx.Route,
+            idempotency_key_of: KeyReader, refund_order: RefundOrder) -> None:
+        first = connector.issue_refund(refund_order)
+        again = connector.issue_refund(refund_order)
+
+        assert first.provider_ref and again.provider_ref == first.provider_ref
+        assert set(self.money_calls(refund_route, idempotency_key_of)) == {
+            refund_order.idempotency_key}
+
+    def test_refusal_is_permanent_and_not_retried(
+            self, connector: Any, router: respx.MockRouter, refund_route: respx.Route,
+            idempotency_key_of: KeyReader, refund_order: RefundOrder,
+            refusal: httpx.Response) -> None:
+        _answer_with(refund_route, idempotency_key_of, lambda request: refusal)
+
+        with pytest.raises(PermanentProviderError):
+            connector.issue_refund(refund_order)
+
+        assert len(self.money_calls(refund_route, idempotency_key_of)) == 1
+
+    def test_transient_failures_are_retried_a_bounded_number_of_times(
+            self, connector: Any, router: respx.MockRouter, refund_route: respx.Route,
+            idempotency_key_of: KeyReader, refund_order: RefundOrder,
+            connector_context: ConnectorContext) -> None:
+        _answer_with(refund_route, idempotency_key_of,
+                     lambda request: httpx.Response(503, json={"error": "unavailable"}))
+
+        with pytest.raises(TransientProviderError):
+            connector.issue_refund(refund_order)
+
+        assert len(self.money_calls(refund_route, idempotency_key_of)) == (
+            connector_context.retry.attempts)
+
+    def test_find_refund_finds_the_refund_made_under_the_key(
+            self, connector: Any, router: respx.MockRouter, refund_order: RefundOrder
+    ) -> None:
+        # How a worker that died mid-call learns whether the money already moved.
+        assert connector.find_refund(refund_order) is None
+        paid = connector.issue_refund(refund_order)
+
+        found = connector.find_refund(refund_order)
+
+        assert found is not None and found.provider_ref == paid.provider_ref
+
+    def test_unknown_status_is_reported_as_unknown(
+            self, connector: Any, router: respx.MockRouter, refund_order: RefundOrder,
+            unknown_status_answer: Callable[[str], str]) -> None:
+        paid = connector.issue_refund(refund_order)
+        assert paid.provider_ref
+        raw = unknown_status_answer(paid.provider_ref)
+
+        result = connector.refund_status(paid.provider_ref, refund_order)
+
+        assert result.status is RefundStatus.UNKNOWN
+        assert result.raw_status == raw
+
+
+class ErpContract(ConnectorContract):
+    """What a connector that books returns owes."""
+
+    def test_booking_the_same_case_twice_books_it_once(
+            self, connector: Any, router: respx.MockRouter, return_booking: ReturnBooking
+    ) -> None:
+        first = connector.book_return(return_booking)
+        again = connector.book_return(return_booking)
+
+        assert first and again == first

@@ -1,0 +1,45 @@
+"""ERPNext against the connector contract suite, with the ERPNext fake."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import respx
+
+from connectors.erpnext import ERPNextConnector
+from connectors.testing import ErpContract
+from core.model import Disposition, StockMove
+from core.money import Money
+from core.ports import ReturnBooking
+from tests.fakes.erpnext import BASE, ERPNextFake
+from tests.unit.builders import make_request
+
+
+class TestERPNextContract(ErpContract):
+    @pytest.fixture
+    def connector_class(self) -> type[Any]:
+        return ERPNextConnector
+
+    @pytest.fixture
+    def connector_settings(self) -> dict[str, Any]:
+        return {"base_url": BASE, "api_key": "k3y-contract-0123456789",
+                "api_secret": "s3cret-contract-0123456789"}
+
+    @pytest.fixture
+    def router(self) -> Iterator[respx.MockRouter]:
+        fake = ERPNextFake()
+        fake.add_invoice("SO-1001", [("GLU-METER-01", 2, "199.00")])
+        with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
+            fake.install(router)
+            yield router
+
+    @pytest.fixture
+    def return_booking(self) -> ReturnBooking:
+        request = make_request(kind="return_and_refund")
+        move = StockMove(line=0, sku="GLU-METER-01", quantity=2,
+                         disposition=Disposition.RESTOCK, lot="L2401")
+        return ReturnBooking(case_id="rc_contract0001", order_id="SO-1001",
+                             amount=Money.parse("398.00", "CNY"), moves=(move,),
+                             request=request)
