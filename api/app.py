@@ -13,7 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from api import errors
 from api.deps import token_is_valid
 from api.ops import OperatorGuard, build_dashboard
-from api.routes import cases, health, webhooks
+from api.routes import cases, evaluate, health, recalls, webhooks
 from refundbridge.bootstrap import Container
 
 
@@ -37,6 +37,8 @@ def create_app(container: Container, *, dashboard: bool = True) -> FastAPI:
     app.include_router(health.router)
     app.include_router(webhooks.router)
     app.include_router(cases.router)
+    app.include_router(recalls.router)
+    app.include_router(evaluate.router)
     if dashboard:
         guard = OperatorGuard(
             build_dashboard(container.settings.redis_url, container.redis),

@@ -18,6 +18,8 @@ from core.errors import (
     InvalidRequest,
     NotFound,
     NotSupported,
+    PermanentProviderError,
+    TransientProviderError,
     WebhookRejected,
 )
 
@@ -39,6 +41,10 @@ STATUS: list[tuple[type[Exception], int, str]] = [
     (IllegalTransition, 409, "Not allowed in this state"),
     (DomainError, 409, "Not allowed"),
     (ConcurrencyConflict, 409, "Changed concurrently; try again"),
+    # A provider we had to ask (a storefront's order look-up) is briefly unavailable: the
+    # sender keeps the webhook and delivers it again.
+    (TransientProviderError, 503, "Provider unavailable; send again later"),
+    (PermanentProviderError, 502, "Provider refused"),
     (ConfigError, 500, "Configuration error"),
 ]
 
@@ -67,6 +73,11 @@ def install(app: FastAPI) -> None:
     async def _ours(_: Request, exc: Exception) -> JSONResponse:
         status, title = next((s, t) for kind, s, t in STATUS if isinstance(exc, kind))
         detail = exc.message if isinstance(exc, WebhookRejected) else str(exc)
+        headers = {"Retry-After": "30"} if isinstance(exc, TransientProviderError) else None
+        if headers:
+            response = problem(status, title, detail, **_extra(exc))
+            response.headers.update(headers)
+            return response
         return problem(status, title, detail, **_extra(exc))
 
     for kind, _status, _title in STATUS:

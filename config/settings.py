@@ -12,6 +12,9 @@ environment variables with the prefix `REFUNDBRIDGE_` and `__` between nested ke
     [shops.acme.policy]
     refund_timing = "on_receipt"
     auto_approve_limits = { CNY = "500.00", USD = "80.00" }
+    [shops.acme.policy.skus.DRESSING-STERILE-10]
+    sterile = true
+    no_reason_excluded = true
     [shops.acme.generic]        # a table per connector: its credentials and base_url
     secret = "…"
     [shops.acme.stripe]
@@ -27,19 +30,39 @@ from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from core.errors import ConfigError, InvalidRequest
 from core.money import check_currency
+from core.policy import DEFAULT_AUTO_APPROVE_REASONS, Jurisdiction, ShopPolicy, SkuFlags
 from core.request import ReasonCode
-from core.rules import NO_REASON_CODES, QUALITY_CODES, ShopPolicy
 
 ROLE_KEYS = ("storefront", "payment", "erp", "notifier")
 
 
+class SkuFlagSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    no_reason_excluded: bool = False
+    sterile: bool = False
+    cold_chain: bool = False
+    custom_made: bool = False
+    implantable: bool = False
+    single_use: bool = False
+    shelf_life: bool = False
+    professional_only: bool = False
+    gtin: str | None = Field(default=None, pattern=r"^\d{8,14}$")
+
+    def to_flags(self) -> SkuFlags:
+        return SkuFlags(**self.model_dump())
+
+
 class PolicySettings(BaseModel):
+    """`[shops.<id>.policy]`: every threshold the compliance rules read (core/policy.py)."""
+
     model_config = ConfigDict(extra="forbid")
 
     refund_timing: Literal["on_approval", "on_receipt"] = "on_receipt"
@@ -47,7 +70,15 @@ class PolicySettings(BaseModel):
         default_factory=lambda: {"CNY": Decimal("500"), "USD": Decimal("100"),
                                  "EUR": Decimal("100"), "JPY": Decimal("10000")})
     auto_approve_reasons: list[ReasonCode] = Field(
-        default_factory=lambda: sorted(NO_REASON_CODES | QUALITY_CODES))
+        default_factory=lambda: sorted(DEFAULT_AUTO_APPROVE_REASONS))
+    no_reason_window_days: int = Field(default=7, ge=0, le=365)
+    near_expiry_days: int = Field(default=30, ge=0, le=3650)
+    frequent_refund_count: int = Field(default=3, ge=1, le=10_000)
+    frequent_refund_days: int = Field(default=30, ge=1, le=3650)
+    jurisdiction: Jurisdiction = Jurisdiction.CN
+    timezone: str = "Asia/Shanghai"
+    refund_deadline_days: int = Field(default=7, ge=1, le=15)
+    skus: dict[str, SkuFlagSettings] = Field(default_factory=dict)
 
     @field_validator("auto_approve_limits")
     @classmethod
@@ -62,9 +93,30 @@ class PolicySettings(BaseModel):
                 raise ValueError(exc.message) from exc
         return checked
 
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as "
+                             "\"Asia/Shanghai\")") from exc
+        return value
+
     def to_policy(self) -> ShopPolicy:
-        return ShopPolicy(self.refund_timing, dict(self.auto_approve_limits),
-                          frozenset(self.auto_approve_reasons))
+        return ShopPolicy(
+            refund_timing=self.refund_timing,
+            auto_approve_limits=dict(self.auto_approve_limits),
+            auto_approve_reasons=frozenset(self.auto_approve_reasons),
+            no_reason_window_days=self.no_reason_window_days,
+            near_expiry_days=self.near_expiry_days,
+            frequent_refund_count=self.frequent_refund_count,
+            frequent_refund_days=self.frequent_refund_days,
+            jurisdiction=self.jurisdiction,
+            timezone=self.timezone,
+            refund_deadline_days=self.refund_deadline_days,
+            sku_flags={sku: flags.to_flags() for sku, flags in self.skus.items()},
+        )
 
 
 class ShopSettings(BaseModel):

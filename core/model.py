@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -27,6 +27,7 @@ class Step(StrEnum):
     REFUND = "refund"
     STOCK = "stock"
     NOTIFY = "notify"
+    WRITE_BACK = "write_back"  # tell the storefront what became of its request
 
 
 class Outcome(StrEnum):
@@ -48,6 +49,50 @@ class RuleResult:
                 "message": self.message}
 
 
+class Disposition(StrEnum):
+    RESTOCK = "restock"
+    QUARANTINE = "quarantine"
+    RETURN_TO_MANUFACTURER = "return_to_manufacturer"
+    SCRAP = "scrap"
+    KEEP_AS_EVIDENCE = "keep_as_evidence"
+    PENDING_INSPECTION = "pending_inspection"
+    NOT_RETURNED = "not_returned"  # a refund without goods: the unit stays with the customer
+
+
+@dataclass(frozen=True, slots=True)
+class LineDisposition:
+    """Where one request line's units go, and the rule that said so."""
+
+    line: int
+    sku: str
+    disposition: Disposition
+    rule: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"line": self.line, "sku": self.sku, "disposition": self.disposition.value,
+                "rule": self.rule}
+
+
+class ObligationKind(StrEnum):
+    ADVERSE_EVENT_REPORT = "adverse_event_report"
+    RECALL_NOTICE = "recall_notice"
+    REFUND_DEADLINE = "refund_deadline"
+
+
+@dataclass(frozen=True, slots=True)
+class Obligation:
+    """Something the shop must do by a date because of this case (a report, a refund)."""
+
+    kind: ObligationKind
+    due: date | None  # None: the clock has not started (goods not yet received)
+    detail: str
+    rule: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"kind": self.kind.value, "due": self.due.isoformat() if self.due else None,
+                "detail": self.detail, "rule": self.rule}
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     outcome: Outcome
@@ -56,6 +101,8 @@ class Decision:
     decided_by: str
     at: datetime
     note: str = ""
+    lines: tuple[LineDisposition, ...] = ()
+    obligations: tuple[Obligation, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +110,8 @@ class Decision:
             "refund_amount": str(self.amount.amount),
             "currency": self.amount.currency,
             "rules": [r.as_json() for r in self.rules],
+            "lines": [d.as_json() for d in self.lines],
+            "obligations": [o.as_json() for o in self.obligations],
             "decided_by": self.decided_by,
             "at": self.at.isoformat(),
             "note": self.note,
@@ -111,6 +160,21 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"
 
 
+class StatusOutcome(StrEnum):
+    """What a storefront is told about its request."""
+
+    APPROVED = "approved"
+    DECLINED = "declined"
+    REFUNDED = "refunded"
+
+
+@dataclass(slots=True)
+class WriteBack:
+    outcome: StatusOutcome
+    status: DeliveryStatus = DeliveryStatus.PENDING
+    message: str | None = None
+
+
 @dataclass(slots=True)
 class Notification:
     kind: NotificationKind
@@ -118,24 +182,16 @@ class Notification:
     message: str | None = None
 
 
-class Disposition(StrEnum):
-    RESTOCK = "restock"
-    QUARANTINE = "quarantine"
-    RETURN_TO_MANUFACTURER = "return_to_manufacturer"
-    SCRAP = "scrap"
-    KEEP_AS_EVIDENCE = "keep_as_evidence"
-    PENDING_INSPECTION = "pending_inspection"
-
-
 @dataclass(frozen=True, slots=True)
 class Inspection:
     line: int
     seal_intact: bool
-    condition: str
+    condition: str  # as_new | damaged | used
     inspector: str
     udi_scan: str | None = None
     passed: bool = True
     quantity: int | None = None
+    temperature_log_ok: bool | None = None  # None: no record came back with the goods
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +210,18 @@ class Failure:
     message: str
     resume_state: CaseState
     code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ShippedUnit:
+    """What the ERP says left the warehouse for an order: per lot or serial."""
+
+    sku: str
+    quantity: int
+    lot: str | None = None
+    serial: str | None = None
+    expiry_date: date | None = None
+    gtin: str | None = None
 
 
 # A case in these states holds none of its order's money (the over-refund guard's view).
@@ -183,6 +251,16 @@ class RefundCase:
     notifications: list[Notification] = field(default_factory=list)
     inspections: list[Inspection] = field(default_factory=list)
     stock_moves: list[StockMove] = field(default_factory=list)
+    # Where each line's units go and what the shop owes, from the latest assessment: the
+    # decision's, then the one made again when the goods are inspected.
+    dispositions: list[LineDisposition] = field(default_factory=list)
+    obligations: list[Obligation] = field(default_factory=list)
+    # What the ERP said it shipped for the order when the case was evaluated (R01); None
+    # when it was not asked or could not say.
+    shipments: list[ShippedUnit] | None = None
+    # Whether the storefront the request came from is told of decisions and refunds.
+    writes_back: bool = False
+    write_backs: list[WriteBack] = field(default_factory=list)
     erp_reference: str | None = None
     failure: Failure | None = None
     version: int = 0
@@ -313,6 +391,9 @@ class RefundCase:
     def decide(self, decision: Decision) -> None:
         """Apply a decision by the rules (from `evaluating`) or by a reviewer."""
         self.decisions.append(decision)
+        if decision.lines or decision.obligations:
+            self.dispositions = list(decision.lines)
+            self.obligations = list(decision.obligations)
         data = decision.as_json()
         actor = decision.decided_by
         if decision.outcome is Outcome.APPROVE:
@@ -335,6 +416,48 @@ class RefundCase:
             self._move(Transition.AWAIT_RETURN, actor="system", at=at)
         else:
             self._begin_refund(at)
+
+    def record_shipments(self, units: Sequence[ShippedUnit] | None, at: datetime) -> None:
+        """Keep what the ERP said it shipped, as evidence and for the inspection's
+        reassessment."""
+        self.shipments = None if units is None else list(units)
+        self.record("shipments_looked_up", actor="system", at=at, from_state=self.state,
+                    to_state=self.state,
+                    data={"known": units is not None,
+                          "units": [_shipped_json(u) for u in units or ()]})
+
+    # ---------------------------------------------------------------- storefront
+    def request_write_back(self) -> None:
+        """From now on, tell the storefront about the decision and the refund."""
+        self.writes_back = True
+        if self.state is CaseState.DENIED:
+            self._queue_write_back(StatusOutcome.DECLINED)
+        elif self.approved is not None:
+            self._queue_write_back(StatusOutcome.APPROVED)
+
+    def _queue_write_back(self, outcome: StatusOutcome) -> None:
+        if not self.writes_back or any(w.outcome is outcome for w in self.write_backs):
+            return
+        self.write_backs.append(WriteBack(outcome))
+        if Step.WRITE_BACK not in self.new_steps:
+            self.new_steps.append(Step.WRITE_BACK)
+
+    def pending_write_backs(self) -> list[StatusOutcome]:
+        return [w.outcome for w in self.write_backs if w.status is DeliveryStatus.PENDING]
+
+    def record_write_backs(self, results: Sequence[tuple[StatusOutcome, str | None]],
+                           at: datetime) -> None:
+        for outcome, error in results:
+            for write_back in self.write_backs:
+                if write_back.outcome is outcome and write_back.status is DeliveryStatus.PENDING:
+                    write_back.status = (DeliveryStatus.FAILED if error
+                                         else DeliveryStatus.SENT)
+                    write_back.message = error
+                    self.record(f"write_back_{write_back.status.value}", actor="system", at=at,
+                                from_state=self.state, to_state=self.state,
+                                data={"outcome": outcome.value, "message": error})
+        if self.pending_write_backs():
+            self.new_steps.append(Step.WRITE_BACK)
 
     # ---------------------------------------------------------------- money
     def _begin_refund(self, at: datetime) -> None:
@@ -382,6 +505,7 @@ class RefundCase:
             self.refunded = attempt.amount
             self._move(Transition.CONFIRM_REFUND, actor=actor, at=at, data=data)
             self.queue_notification(NotificationKind.REFUNDED)
+            self._queue_write_back(StatusOutcome.REFUNDED)
             self._after_refund(at)
         elif result.status is RefundStatus.FAILED and self.state is CaseState.REFUNDING:
             self.failure = Failure(Step.REFUND, result.message or "refund failed",
@@ -429,24 +553,35 @@ class RefundCase:
         if not self.erp_booked and Step.STOCK not in self.new_steps:
             self.new_steps.append(Step.STOCK)
 
+    def reassess(self, lines: Sequence[LineDisposition], obligations: Sequence[Obligation],
+                 at: datetime, actor: str = "rules") -> None:
+        """Record where the units go once they have been inspected (R08), and the deadlines
+        that start with their receipt (R07)."""
+        self.dispositions = list(lines)
+        self.obligations = list(obligations)
+        self.record("reassessed", actor=actor, at=at, from_state=self.state,
+                    to_state=self.state,
+                    data={"lines": [d.as_json() for d in lines],
+                          "obligations": [o.as_json() for o in obligations]})
+
     def planned_stock_moves(self) -> list[StockMove]:
-        """What goes back into which stock. The spine's rule: a unit is restocked only after
-        an inspection passed with the seal intact; anything else is quarantined."""
+        """What goes back into which stock: each inspected line by its assessed disposition.
+        A line with no assessment is quarantined: nothing is sold again unless a rule said so
+        after an inspection."""
         moves: list[StockMove] = []
         if not self.is_return:
             return moves
         by_line = {i.line: i for i in self.inspections}
+        assessed = {d.line: d.disposition for d in self.dispositions}
         for index, line in enumerate(self.request.lines):
             inspection = by_line.get(index)
             if inspection is None:
                 continue
-            restockable = (
-                inspection.passed and inspection.seal_intact and inspection.condition == "as_new"
-                and not (line.sterile and line.package_opened)
-            )
+            disposition = assessed.get(index, Disposition.QUARANTINE)
+            if disposition in {Disposition.PENDING_INSPECTION, Disposition.NOT_RETURNED}:
+                disposition = Disposition.QUARANTINE
             moves.append(StockMove(
-                index, line.sku, inspection.quantity or line.quantity,
-                Disposition.RESTOCK if restockable else Disposition.QUARANTINE,
+                index, line.sku, inspection.quantity or line.quantity, disposition,
                 line.lot, line.serial,
             ))
         return moves
@@ -529,7 +664,13 @@ class RefundCase:
         self._move(Transition.CANCEL, actor=actor, at=at, data={"reason": reason})
 
 
+def _shipped_json(u: ShippedUnit) -> dict[str, Any]:
+    return {"sku": u.sku, "quantity": u.quantity, "lot": u.lot, "serial": u.serial,
+            "expiry_date": u.expiry_date.isoformat() if u.expiry_date else None,
+            "gtin": u.gtin}
+
+
 def _inspection_json(i: Inspection) -> dict[str, Any]:
     return {"line": i.line, "seal_intact": i.seal_intact, "condition": i.condition,
             "inspector": i.inspector, "udi_scan": i.udi_scan, "passed": i.passed,
-            "quantity": i.quantity}
+            "quantity": i.quantity, "temperature_log_ok": i.temperature_log_ok}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from enum import StrEnum
 from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
@@ -20,7 +20,12 @@ from core.model import (
     Step,
     StockMove,
 )
+
+# Re-exported: connectors use these as port types.
+from core.model import ShippedUnit as ShippedUnit
+from core.model import StatusOutcome as StatusOutcome
 from core.money import Money
+from core.recalls import RecallList
 from core.request import NormalizedRefundRequest, ReasonCode, RequestLine
 
 # ------------------------------------------------------------------ connectors
@@ -194,18 +199,6 @@ class ErpGateway(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class ShippedUnit:
-    """What the ERP says left the warehouse for an order: per lot or serial."""
-
-    sku: str
-    quantity: int
-    lot: str | None = None
-    serial: str | None = None
-    expiry_date: date | None = None
-    gtin: str | None = None
-
-
 class ShipmentLookup(Protocol):
     def shipped_units(self, order_id: str) -> list[ShippedUnit]:
         """Every unit shipped for the storefront's order id; [] if the ERP knows the order
@@ -241,12 +234,6 @@ class OrderSnapshot:
 
 class OrderLookup(Protocol):
     def lookup_order(self, order_id: str) -> OrderSnapshot: ...
-
-
-class StatusOutcome(StrEnum):
-    APPROVED = "approved"
-    DECLINED = "declined"
-    REFUNDED = "refunded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +293,11 @@ class CaseRepository(Protocol):
     def find_by_refund(self, provider_ref: str | None, idempotency_key: str | None
                        ) -> RefundCase | None: ...
 
+    def earlier_requests(self, shop_id: str, customer_id: str, since: datetime,
+                         excluding: str) -> list[datetime]:
+        """When this customer's other cases at this shop were opened, from `since` on."""
+        ...
+
 
 class OrderLedger(Protocol):
     def lock(self, shop_id: str, order_id: str, paid_total: Money) -> Money:
@@ -314,7 +306,13 @@ class OrderLedger(Protocol):
         ...
 
     def reserved(self, shop_id: str, order_id: str, currency: str, excluding: str) -> Money:
-        """Money approved for refund on this order by cases other than `excluding`."""
+        """Money approved for refund on this order by cases other than `excluding`, and
+        refunded on it outside RefundBridge."""
+        ...
+
+    def record_external(self, shop_id: str, refund: ExternalRefund) -> bool:
+        """Count a refund made outside RefundBridge against its order; False if it was
+        recorded before (the same `external_id`)."""
         ...
 
 
@@ -332,11 +330,16 @@ class Outbox(Protocol):
         ...
 
 
+class RecallSource(Protocol):
+    def for_shop(self, shop_id: str) -> RecallList: ...
+
+
 class UnitOfWork(Protocol):
     cases: CaseRepository
     orders: OrderLedger
     inbox: Inbox
     outbox: Outbox
+    recalls: RecallSource
 
     def __enter__(self) -> Self: ...
 

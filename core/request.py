@@ -108,12 +108,25 @@ class OrderInfo(_Strict):
     payment: PaymentRef
 
 
+DeviceClass = Literal["I", "II", "IIa", "IIb", "III"]
+
+
+class Licence(_Strict):
+    """A business buyer's medical-device trading licence or filing (R15)."""
+
+    number: str = Field(min_length=1, max_length=64)
+    expires_on: date | None = Field(default=None, description="null: no expiry (a filing)")
+    scope_classes: list[DeviceClass] = Field(
+        default_factory=list, description="Device classes the licence allows it to buy")
+
+
 class CustomerInfo(_Strict):
     id: str = Field(min_length=1, max_length=128)
     type: CustomerType = CustomerType.CONSUMER
     email: EmailStr | None = None
     phone: str | None = Field(default=None, max_length=32)
     locale: str = Field(default="en", pattern=r"^[a-z]{2}(-[A-Za-z]{2,4})?$")
+    licence: Licence | None = Field(default=None, description="Business buyers only (R15)")
 
 
 class RequestLine(_Strict):
@@ -121,7 +134,8 @@ class RequestLine(_Strict):
     name: str = Field(min_length=1, max_length=512)
     quantity: int = Field(gt=0, le=100_000)
     unit_price: DecimalString
-    device_class: Literal["I", "II", "IIa", "IIb", "III"] | None = None
+    device_class: DeviceClass | None = None
+    gtin: str | None = Field(default=None, max_length=14, pattern=r"^\d{8,14}$")
     lot: str | None = Field(default=None, max_length=64)
     serial: str | None = Field(default=None, max_length=64)
     expiry_date: date | None = None
@@ -130,11 +144,28 @@ class RequestLine(_Strict):
     package_opened: bool = False
     cold_chain: bool = False
     custom_made: bool = False
+    implantable: bool = False
+    single_use: bool = False
+    no_reason_exclusion_confirmed: bool = Field(
+        default=False, description="The buyer confirmed at purchase that this item is excluded "
+                                   "from no-reason return (R04)")
+
+
+class Severity(StrEnum):
+    """How badly someone was harmed, when the reason is a possible adverse event."""
+
+    DEATH = "death"
+    SERIOUS_INJURY = "serious_injury"
+    INJURY = "injury"
+    MALFUNCTION = "malfunction"  # no one was hurt, but it could have been
 
 
 class Reason(_Strict):
     code: ReasonCode
     text: str = Field(default="", max_length=4000)
+    injury: bool = Field(default=False, description="The customer says someone was hurt")
+    severity: Severity | None = Field(
+        default=None, description="null: not known; deadlines then assume the worst")
 
 
 class NormalizedRefundRequest(_Strict):

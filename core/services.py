@@ -7,11 +7,16 @@ after it (so the result is recorded with the work that follows from it).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from core.errors import ConcurrencyConflict, DuplicateDelivery, PermanentProviderError
+from core.errors import (
+    ConcurrencyConflict,
+    DuplicateDelivery,
+    NotSupported,
+    PermanentProviderError,
+)
 from core.lifecycle import CaseState
 from core.model import (
     Decision,
@@ -23,16 +28,23 @@ from core.model import (
     RefundResult,
     RefundStatus,
     RuleResult,
+    ShippedUnit,
     Step,
 )
+from core.money import Money
 from core.ports import (
     ErpGateway,
+    ExternalRefund,
     InboxEntry,
     Notifier,
     OutgoingMessage,
     PaymentGateway,
     RefundOrder,
     ReturnBooking,
+    ShipmentLookup,
+    StatusOutcome,
+    StatusUpdate,
+    StatusWriter,
     UnitOfWork,
 )
 from core.request import NormalizedRefundRequest
@@ -41,11 +53,15 @@ from core.rules import EvaluationContext, RuleSet, ShopPolicy, over_refund_guard
 
 @dataclass(frozen=True)
 class ShopGateways:
-    """The connectors one shop uses for each role (built by the composition root)."""
+    """The connectors one shop uses for each role (built by the composition root). The
+    optional ports are set only when the shop's connector declares the capability."""
 
     payment: PaymentGateway
     erp: ErpGateway
     notifier: Notifier
+    shipments: ShipmentLookup | None = None
+    storefront: StatusWriter | None = None
+    storefront_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -132,30 +148,102 @@ def _known_delivery(svc: Services, shop_id: str, connector: str, external_id: st
 
 
 def evaluate(svc: Services, case_id: str) -> None:
+    """Decide a new case by the shop's rules, under a lock on its order.
+
+    If the shop's ERP can say what was shipped (R01), it is asked first, outside any
+    transaction: a slow ERP must not hold the case's lock.
+    """
+    shipments: list[ShippedUnit] | None = None
+    asked = False
+    while True:
+        with svc.uow() as uow:
+            case = uow.cases.get(case_id)
+            if case.state not in {CaseState.RECEIVED, CaseState.EVALUATING}:
+                uow.outbox.complete(case_id, Step.EVALUATE)
+                uow.commit()
+                return
+            lookup = svc.gateways(case.shop_id).shipments
+            if lookup is None or asked:
+                _decide(svc, uow, case, shipments, asked)
+                return
+        shipments, asked = _shipped_units(lookup, case.request.order.id), True
+
+
+def _shipped_units(lookup: ShipmentLookup, order_id: str) -> list[ShippedUnit] | None:
+    try:
+        return list(lookup.shipped_units(order_id))
+    except (PermanentProviderError, NotSupported):
+        # The ERP does not know the order: R01 says it could not check, and a person sees
+        # that in the decision. Transient errors propagate, so the job is tried again.
+        return None
+
+
+def _decide(svc: Services, uow: UnitOfWork, case: RefundCase,
+            shipments: list[ShippedUnit] | None, asked: bool) -> None:
+    request = case.request
+    # Locks are always taken case first, then order: no deadlocks between cases.
+    paid = uow.orders.lock(case.shop_id, request.order.id, request.paid)
+    now = svc.clock()
+    if case.state is CaseState.RECEIVED:
+        case.start_evaluation(now)
+    if asked:
+        case.record_shipments(shipments, now)
+    held = uow.orders.reserved(case.shop_id, request.order.id, case.currency, case.id)
+    ctx = _context(svc, uow, case, now, paid - held)
+    case.decide(rules_decision(svc.rules(case.shop_id), ctx))
+    _queue_write_back(svc, case)
+    uow.outbox.complete(case.id, Step.EVALUATE)
+    uow.commit()
+
+
+def rules_decision(rules: RuleSet, ctx: EvaluationContext) -> Decision:
+    """The over-refund guard, then the shop's rules."""
+    guard = over_refund_guard(ctx)
+    if guard.outcome is Outcome.DENY:
+        return Decision(Outcome.DENY, ctx.request.requested, (guard,), "rules", ctx.now)
+    verdict = rules.evaluate(ctx)
+    return Decision(verdict.outcome, verdict.amount, (guard, *verdict.rules), "rules",
+                    ctx.now, lines=verdict.lines, obligations=verdict.obligations)
+
+
+def preview(svc: Services, shop_id: str, request: NormalizedRefundRequest, now: datetime,
+            inspections: Sequence[Inspection] = ()) -> Decision:
+    """What the rules would decide for `request` at `now`, storing nothing: the same inputs
+    a case would get (the shop's policy and recall list, the customer's earlier requests,
+    what the order's other cases hold), except that the ERP is not asked what it shipped."""
+    policy = svc.policy(shop_id)
     with svc.uow() as uow:
-        case = uow.cases.get(case_id)
-        if case.state not in {CaseState.RECEIVED, CaseState.EVALUATING}:
-            uow.outbox.complete(case_id, Step.EVALUATE)
-            uow.commit()
-            return
-        request = case.request
-        # Locks are always taken case first, then order: no deadlocks between cases.
-        paid = uow.orders.lock(case.shop_id, request.order.id, request.paid)
-        now = svc.clock()
-        if case.state is CaseState.RECEIVED:
-            case.start_evaluation(now)
-        held = uow.orders.reserved(case.shop_id, request.order.id, case.currency, case.id)
-        ctx = EvaluationContext(request, svc.policy(case.shop_id), paid - held, now)
-        guard = over_refund_guard(ctx)
-        if guard.outcome is Outcome.DENY:
-            decision = Decision(Outcome.DENY, request.requested, (guard,), "rules", now)
-        else:
-            verdict = svc.rules(case.shop_id).evaluate(ctx)
-            decision = Decision(verdict.outcome, verdict.amount, (guard, *verdict.rules),
-                                "rules", now)
-        case.decide(decision)
-        uow.outbox.complete(case_id, Step.EVALUATE)
-        uow.commit()
+        since = now - timedelta(days=policy.frequent_refund_days)
+        earlier = uow.cases.earlier_requests(shop_id, request.customer.id, since, "")
+        held = uow.orders.reserved(shop_id, request.order.id, request.currency, "")
+        recalls = uow.recalls.for_shop(shop_id)
+    ctx = EvaluationContext(request, policy, request.paid - held, now, recalls=recalls,
+                            previous_requests=tuple(at for at in earlier if at <= now),
+                            inspections=tuple(inspections))
+    return rules_decision(svc.rules(shop_id), ctx)
+
+
+def _context(svc: Services, uow: UnitOfWork, case: RefundCase, now: datetime,
+             refundable: Money) -> EvaluationContext:
+    """Everything the rules may read about a case, gathered in the case's unit of work."""
+    policy = svc.policy(case.shop_id)
+    since = now - timedelta(days=policy.frequent_refund_days)
+    earlier = uow.cases.earlier_requests(case.shop_id, case.request.customer.id, since,
+                                         case.id)
+    return EvaluationContext(
+        case.request, policy, refundable, now,
+        recalls=uow.recalls.for_shop(case.shop_id),
+        previous_requests=tuple(at for at in earlier if at < case.created_at),
+        shipments=None if case.shipments is None else tuple(case.shipments),
+        inspections=tuple(case.inspections),
+    )
+
+
+def _queue_write_back(svc: Services, case: RefundCase) -> None:
+    """Tell the storefront the request was decided, if it came from one that listens."""
+    gateways = svc.gateways(case.shop_id)
+    if gateways.storefront is not None and gateways.storefront_name == case.source:
+        case.request_write_back()
 
 
 def review(svc: Services, case_id: str, outcome: Outcome, reviewer: str, note: str) -> None:
@@ -175,6 +263,7 @@ def review(svc: Services, case_id: str, outcome: Outcome, reviewer: str, note: s
                 outcome = Outcome.DENY
         case.decide(Decision(outcome, request.requested, rules, f"operator:{reviewer}", now,
                              note))
+        _queue_write_back(svc, case)
         uow.commit()
 
 
@@ -261,6 +350,7 @@ def _refund_order(case: RefundCase) -> RefundOrder:
         case_id=case.id, attempt=attempt.number, idempotency_key=attempt.idempotency_key,
         amount=attempt.amount, payment_reference=request.order.payment.reference,
         order_id=request.order.id, reason=request.reason.code, paid_total=request.paid,
+        lines=tuple(request.lines),
     )
 
 
@@ -273,10 +363,55 @@ def _payment_name(payment: PaymentGateway) -> str:
 
 def record_receipt(svc: Services, case_id: str, inspections: list[Inspection],
                    actor: str) -> None:
+    """The goods are back and inspected: record that, and decide again where each unit goes
+    (R08: only an inspection pass may put a unit back on the shelf)."""
     with svc.uow() as uow:
         case = uow.cases.get(case_id)
-        case.receive_goods(inspections, svc.clock(), actor)
+        now = svc.clock()
+        case.receive_goods(inspections, now, actor)
+        ctx = _context(svc, uow, case, now, case.approved or case.requested)
+        verdict = svc.rules(case.shop_id).evaluate(ctx)
+        case.reassess(verdict.lines, verdict.obligations, now)
         uow.commit()
+
+
+def record_external_refund(svc: Services, shop_id: str, refund: ExternalRefund) -> bool:
+    """A refund made outside RefundBridge (in the storefront's admin): count it against the
+    order so the over-refund guard stays true. Returns False for one recorded before."""
+    with svc.uow() as uow:
+        recorded = uow.orders.record_external(shop_id, refund)
+        uow.commit()
+        return recorded
+
+
+def write_back(svc: Services, case_id: str) -> None:
+    """Tell the storefront what became of its request. Like an email, a failure is recorded
+    and never undoes the decision or the refund."""
+    with svc.uow() as uow:
+        case = uow.cases.get(case_id)
+        updates = case.pending_write_backs()
+        if not updates:
+            uow.outbox.complete(case_id, Step.WRITE_BACK)
+            uow.commit()
+            return
+    storefront = svc.gateways(case.shop_id).storefront
+    results: list[tuple[StatusOutcome, str | None]] = []
+    for outcome in updates:
+        if storefront is None:
+            results.append((outcome, "the shop's storefront no longer takes write-backs"))
+            continue
+        amount = case.refunded if outcome is StatusOutcome.REFUNDED else case.approved
+        decision = case.decisions[-1] if case.decisions else None
+        update = StatusUpdate(case.id, case.request.order.id, case.request.external_id,
+                              outcome, decision.note if decision else "", amount)
+        try:
+            storefront.write_back(update)
+        except (PermanentProviderError, NotSupported) as exc:
+            results.append((outcome, exc.message))
+        else:
+            results.append((outcome, None))
+    _record(svc, case, Step.WRITE_BACK,
+            lambda c: c.record_write_backs(results, svc.clock()))
 
 
 def adjust_stock(svc: Services, case_id: str) -> None:
@@ -372,4 +507,5 @@ STEP_HANDLERS: dict[Step, Callable[[Services, str], None]] = {
     Step.REFUND: issue_refund,
     Step.STOCK: adjust_stock,
     Step.NOTIFY: send_notifications,
+    Step.WRITE_BACK: write_back,
 }

@@ -14,11 +14,14 @@ from sqlalchemy import Engine
 from config.settings import Settings
 from connectors.base import ConnectorContext, RetryPolicy
 from connectors.registry import ConnectorRegistry
+from core.compliance import MedicalDeviceRuleSet
 from core.errors import ConfigError, NotFound
-from core.ports import Role
-from core.rules import BasicRuleSet, RuleSet, ShopPolicy
+from core.ports import Capability, Role
+from core.recalls import RecallRegister
+from core.rules import RuleSet, ShopPolicy
 from core.services import Services, ShopGateways
 from store.db import make_engine
+from store.recalls import SqlRecallRegister
 from store.uow import Dispatch, SqlUnitOfWork
 from workers.queue import RqDispatcher
 
@@ -44,6 +47,7 @@ class Container:
     api_services: Services  # for the API: work waits in the outbox for the relay
     rules: RuleSet
     uow: Callable[[], SqlUnitOfWork]
+    recalls: RecallRegister
 
     def shop(self, shop_id: str) -> ShopRuntime:
         try:
@@ -83,8 +87,14 @@ def build_shops(settings: Settings, registry: ConnectorRegistry, retry: RetryPol
             if name not in by_name:
                 by_name[name] = cls.from_config(shop.connector_config(name), ctx)
             by_role[role] = by_name[name]
-        gateways = ShopGateways(by_role[Role.PAYMENT], by_role[Role.ERP],
-                                by_role[Role.NOTIFIER])
+        erp, storefront = by_role[Role.ERP], by_role[Role.STOREFRONT]
+        writes_back = Capability.WRITE_BACK in storefront.capabilities
+        gateways = ShopGateways(
+            by_role[Role.PAYMENT], erp, by_role[Role.NOTIFIER],
+            shipments=erp if Capability.SHIPPED_UNITS in erp.capabilities else None,
+            storefront=storefront if writes_back else None,
+            storefront_name=storefront.name if writes_back else None,
+        )
         shops[shop_id] = ShopRuntime(shop_id, shop.policy.to_policy(), by_role, gateways,
                                      by_name)
     return shops
@@ -113,7 +123,9 @@ def bootstrap(
     shops = build_shops(settings, registry, retry, transport)
     dispatcher = RqDispatcher(redis, settings.queue_name, settings.job_timeout_seconds)
     hand_over: Dispatch = dispatch or dispatcher
-    rule_set: RuleSet = rules or BasicRuleSet()
+    rule_set: RuleSet = rules or MedicalDeviceRuleSet()
+
+    recalls = SqlRecallRegister(engine, clock)
 
     def uow() -> SqlUnitOfWork:
         return SqlUnitOfWork(engine, hand_over)
@@ -135,4 +147,5 @@ def bootstrap(
         clock=clock,
     )
     return Container(settings, engine, redis, dispatcher, registry, shops, services,
-                     replace(services, uow=api_uow), rule_set, uow)
+                     replace(services, uow=api_uow), rule_set, uow,
+                     recalls=recalls)

@@ -10,6 +10,7 @@ import typer
 
 from config.settings import Settings, load_settings
 from core.errors import ConfigError
+from core.model import Inspection
 
 app = typer.Typer(help="RefundBridge: refunds and returns for medical-device shops.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -98,6 +99,90 @@ def reconcile(
     typer.echo(f"requeued {len(report.requeued)} jobs, revived {len(report.revived)} cases")
 
 
+@app.command()
+def evaluate(
+    case_file: Annotated[Path, typer.Argument(
+        help="a normalized request as JSON, or {\"request\": …, \"inspections\": […]}",
+        exists=True, dir_okay=False, readable=True)],
+    shop: Annotated[str | None, typer.Option(help="the shop whose policy, recall list and "
+                                                  "history apply")] = None,
+    at: Annotated[str | None, typer.Option(help="YYYY-MM-DD: evaluate as of this day")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Print the rules' decision for a request as JSON, storing nothing.
+
+    With a configured shop, its policy, recall list and the customer's earlier requests are
+    read from the database; with no shop configured, the default policy applies to the
+    request alone."""
+    import json
+    from datetime import UTC, date, datetime
+
+    from api.routes.evaluate import at_noon
+    from config.settings import PolicySettings
+    from connectors.generic.webhooks import parse_request
+    from core import services
+    from core.errors import InvalidRequest
+    from core.rules import EvaluationContext
+
+    try:
+        day = date.fromisoformat(at) if at else None
+    except ValueError as exc:
+        typer.secho(f"--at: {at!r} is not a date (YYYY-MM-DD)", fg="red", err=True)
+        raise typer.Exit(2) from exc
+    raw = case_file.read_bytes()
+    document = json.loads(raw) if raw.strip().startswith(b"{") else None
+    inspections_raw = []
+    if isinstance(document, dict) and "request" in document:
+        inspections_raw = document.get("inspections", [])
+        raw = json.dumps(document["request"]).encode()
+    try:
+        request = parse_request(raw)
+        inspections = [_inspection(i) for i in inspections_raw]
+    except InvalidRequest as exc:
+        typer.secho(f"{case_file}: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+    settings = _settings(config) if config else Settings()
+    shop = shop or (next(iter(settings.shops)) if len(settings.shops) == 1 else None)
+    if shop is None:
+        policy = PolicySettings().to_policy()
+        now = at_noon(day, policy.timezone) if day else datetime.now(UTC)
+        from core.compliance import MedicalDeviceRuleSet
+
+        ctx = EvaluationContext(request, policy, request.paid, now,
+                                inspections=tuple(inspections))
+        decision = services.rules_decision(MedicalDeviceRuleSet(), ctx)
+    else:
+        if shop not in settings.shops:
+            typer.secho(f"--shop: no shop '{shop}' is configured", fg="red", err=True)
+            raise typer.Exit(2)
+        from refundbridge.bootstrap import bootstrap
+
+        container = bootstrap(settings)
+        try:
+            svc = container.api_services
+            policy = container.shop(shop).policy
+            now = at_noon(day, policy.timezone) if day else svc.clock()
+            decision = services.preview(svc, shop, request, now, inspections)
+        finally:
+            container.close()
+    typer.echo(json.dumps({**decision.as_json(), "shop": shop,
+                           "evaluated_at": now.isoformat()}, ensure_ascii=False, indent=2))
+
+
+def _inspection(raw: object) -> Inspection:
+    from pydantic import ValidationError
+
+    from api.routes.cases import InspectionIn
+    from core.errors import InvalidRequest
+
+    try:
+        return Inspection(**InspectionIn.model_validate(raw).model_dump())
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = "inspections." + ".".join(str(p) for p in first["loc"])
+        raise InvalidRequest(field, first["msg"]) from exc
+
+
 @db_app.command("upgrade")
 def db_upgrade(config: ConfigOption = None,
                revision: Annotated[str, typer.Argument()] = "head") -> None:
@@ -107,6 +192,116 @@ def db_upgrade(config: ConfigOption = None,
     settings = _settings(config)
     upgrade(settings.database_url, revision)
     typer.echo(f"database at {revision}")
+
+
+# ------------------------------------------------------------------ connectors
+
+
+@app.command("connectors")
+def list_connectors(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = (
+        False),
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="exit 1 if any installed connector fails to load")] = False,
+) -> None:
+    """List installed connectors (the `refundbridge.connectors` entry points), their roles
+    and capabilities; one that fails to load is shown with its error."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from connectors.registry import ConnectorRegistry
+
+    infos = ConnectorRegistry.discover().describe()
+    if as_json:
+        typer.echo(json.dumps([
+            {"name": i.name, "source": i.source, "roles": sorted(i.roles),
+             "capabilities": sorted(i.capabilities), "error": i.error} for i in infos
+        ], indent=2))
+    else:
+        console = Console()
+        table = Table("connector (entry point)", "roles", "capabilities",
+                      title="Installed connectors")
+        for i in infos:
+            name = f"{i.name}\n[dim]{i.source}[/dim]"
+            if i.error:
+                table.add_row(name, "", "[red]does not load (below)[/red]")
+            else:
+                table.add_row(name, "\n".join(sorted(i.roles)),
+                              "\n".join(sorted(i.capabilities)))
+        console.print(table)
+        for i in infos:
+            if i.error:
+                console.print(f"[red]{i.name}[/red]: {i.error}", highlight=False)
+    # A plugin no shop uses cannot stop the service, so a broken one fails only on request.
+    if strict and any(i.error for i in infos):
+        raise typer.Exit(1)
+
+
+# ------------------------------------------------------------------ recalls (rule R13)
+
+recalls_app = typer.Typer(help="The recall list that rule R13 checks returns against.",
+                          no_args_is_help=True)
+app.add_typer(recalls_app, name="recalls")
+ShopOption = Annotated[str, typer.Option("--shop", help="the shop's id in the settings")]
+
+
+@recalls_app.command("import")
+def recalls_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
+                                         help="CSV: gtin or sku, lot, serial, class, "
+                                              "notice_date, reference")],
+    shop: ShopOption,
+    config: ConfigOption = None,
+) -> None:
+    """Import recall notices from a CSV file; all or nothing, and known ones are skipped."""
+    from core.errors import InvalidRequest, NotFound
+    from core.recalls import decode_csv, parse_recall_csv
+    from refundbridge.bootstrap import bootstrap
+
+    container = bootstrap(_settings(config))
+    try:
+        container.shop(shop)
+        recalls = parse_recall_csv(decode_csv(file.read_bytes()))
+        added = container.recalls.add(shop, recalls)
+        total = len(container.recalls.for_shop(shop))
+    except NotFound as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from exc
+    except InvalidRequest as exc:
+        for field, message in exc.errors:
+            typer.secho(f"{file}: {field}: {message}", fg="red", err=True)
+        typer.secho("nothing was imported", fg="red", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        container.close()
+    typer.echo(f"added {added}, already known {len(recalls) - added}; "
+               f"the recall list of {shop} has {total}")
+
+
+@recalls_app.command("list")
+def recalls_list(shop: ShopOption, config: ConfigOption = None) -> None:
+    """Print the shop's recall list as CSV, the newest notice first."""
+    import csv
+    import sys
+
+    from core.errors import NotFound
+    from core.recalls import COLUMNS
+    from refundbridge.bootstrap import bootstrap
+
+    container = bootstrap(_settings(config))
+    try:
+        container.shop(shop)
+        recalls = container.recalls.for_shop(shop)
+    except NotFound as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        container.close()
+    writer = csv.DictWriter(sys.stdout, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: v or "" for k, v in r.as_json().items()} for r in recalls)
 
 
 if __name__ == "__main__":

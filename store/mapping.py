@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -15,15 +15,21 @@ from core.model import (
     Disposition,
     Failure,
     Inspection,
+    LineDisposition,
     Notification,
     NotificationKind,
+    Obligation,
+    ObligationKind,
     Outcome,
     RefundAttempt,
     RefundCase,
     RefundStatus,
     RuleResult,
+    ShippedUnit,
+    StatusOutcome,
     Step,
     StockMove,
+    WriteBack,
 )
 from core.money import Money
 from core.request import NormalizedRefundRequest
@@ -42,6 +48,7 @@ def case_to_row(case: RefundCase, now: datetime) -> dict[str, Any]:
         "source": case.source,
         "external_id": case.request.external_id,
         "order_id": case.request.order.id,
+        "customer_id": case.request.customer.id,
         "kind": case.request.kind.value,
         "state": case.state.value,
         "currency": case.currency,
@@ -67,8 +74,23 @@ def details_to_json(case: RefundCase) -> dict[str, Any]:
         "decisions": [
             {"outcome": d.outcome.value, "amount": d.amount.as_json(),
              "rules": [r.as_json() for r in d.rules], "decided_by": d.decided_by,
-             "at": d.at.isoformat(), "note": d.note}
+             "at": d.at.isoformat(), "note": d.note,
+             "lines": [x.as_json() for x in d.lines],
+             "obligations": [o.as_json() for o in d.obligations]}
             for d in case.decisions
+        ],
+        "dispositions": [x.as_json() for x in case.dispositions],
+        "obligations": [o.as_json() for o in case.obligations],
+        "shipments": None if case.shipments is None else [
+            {"sku": u.sku, "quantity": u.quantity, "lot": u.lot, "serial": u.serial,
+             "expiry_date": u.expiry_date.isoformat() if u.expiry_date else None,
+             "gtin": u.gtin}
+            for u in case.shipments
+        ],
+        "writes_back": case.writes_back,
+        "write_backs": [
+            {"outcome": w.outcome.value, "status": w.status.value, "message": w.message}
+            for w in case.write_backs
         ],
         "attempts": [
             {"number": a.number, "key": a.idempotency_key, "amount": a.amount.as_json(),
@@ -82,7 +104,7 @@ def details_to_json(case: RefundCase) -> dict[str, Any]:
         "inspections": [
             {"line": i.line, "seal_intact": i.seal_intact, "condition": i.condition,
              "inspector": i.inspector, "udi_scan": i.udi_scan, "passed": i.passed,
-             "quantity": i.quantity}
+             "quantity": i.quantity, "temperature_log_ok": i.temperature_log_ok}
             for i in case.inspections
         ],
         "stock_moves": [
@@ -99,6 +121,23 @@ def details_to_json(case: RefundCase) -> dict[str, Any]:
 
 def _money(data: dict[str, str]) -> Money:
     return Money.parse(data["amount"], data["currency"])
+
+
+def _line(data: dict[str, Any]) -> LineDisposition:
+    return LineDisposition(data["line"], data["sku"], Disposition(data["disposition"]),
+                           data["rule"])
+
+
+def _obligation(data: dict[str, Any]) -> Obligation:
+    due = data.get("due")
+    return Obligation(ObligationKind(data["kind"]), date.fromisoformat(due) if due else None,
+                      data["detail"], data["rule"])
+
+
+def _shipped(data: dict[str, Any]) -> ShippedUnit:
+    expiry = data.get("expiry_date")
+    return ShippedUnit(data["sku"], data["quantity"], data.get("lot"), data.get("serial"),
+                       date.fromisoformat(expiry) if expiry else None, data.get("gtin"))
 
 
 @lru_cache(maxsize=4096)
@@ -127,8 +166,19 @@ def case_from_row(row: Any) -> RefundCase:
             Decision(Outcome(d["outcome"]), _money(d["amount"]),
                      tuple(RuleResult(r["id"], Outcome(r["outcome"]), r["message"], r["line"])
                            for r in d["rules"]),
-                     d["decided_by"], datetime.fromisoformat(d["at"]), d.get("note", ""))
+                     d["decided_by"], datetime.fromisoformat(d["at"]), d.get("note", ""),
+                     tuple(_line(x) for x in d.get("lines", ())),
+                     tuple(_obligation(o) for o in d.get("obligations", ())))
             for d in details["decisions"]
+        ],
+        dispositions=[_line(x) for x in details.get("dispositions", ())],
+        obligations=[_obligation(o) for o in details.get("obligations", ())],
+        shipments=None if details.get("shipments") is None else [
+            _shipped(u) for u in details["shipments"]],
+        writes_back=details.get("writes_back", False),
+        write_backs=[
+            WriteBack(StatusOutcome(w["outcome"]), DeliveryStatus(w["status"]), w["message"])
+            for w in details.get("write_backs", ())
         ],
         attempts=[
             RefundAttempt(a["number"], a["key"], _money(a["amount"]), RefundStatus(a["status"]),

@@ -63,6 +63,10 @@ def case_detail(engine: Engine, case_id: str) -> dict[str, Any]:
         "notifications": details["notifications"],
         "inspections": details["inspections"],
         "stock_moves": details["stock_moves"],
+        "dispositions": details.get("dispositions", []),
+        "obligations": details.get("obligations", []),
+        "shipments": details.get("shipments"),
+        "storefront_updates": details.get("write_backs", []),
         "erp_reference": row.erp_reference,
         "failure": details["failure"],
         "timeline": [

@@ -11,12 +11,14 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    Date,
     DateTime,
     Index,
     Integer,
     MetaData,
     String,
     Table,
+    UniqueConstraint,
 )
 
 metadata = MetaData()
@@ -32,6 +34,7 @@ cases = Table(
     Column("source", String(64), nullable=False),
     Column("external_id", String(255), nullable=False),
     Column("order_id", String(128), nullable=False),
+    Column("customer_id", String(128)),
     Column("kind", String(32), nullable=False),
     Column("state", String(32), nullable=False),
     Column("currency", String(3), nullable=False),
@@ -51,6 +54,7 @@ cases = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("ix_cases_shop_state", "shop_id", "state"),
     Index("ix_cases_shop_order", "shop_id", "order_id"),
+    Index("ix_cases_shop_customer", "shop_id", "customer_id", "created_at"),
     Index("ix_cases_refund_ref", "refund_ref"),
     Index("ix_cases_refund_key", "refund_key"),
 )
@@ -109,4 +113,40 @@ orders = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
-__all__ = ["case_events", "cases", "inbox", "metadata", "orders", "outbox"]
+# A shop's recall list (core/recalls.py). Blank lot/serial/gtin/sku are stored as '' rather
+# than NULL: both PostgreSQL and SQLite let NULLs repeat in a unique constraint, and importing
+# the same recall twice must change nothing.
+recalls = Table(
+    "recalls",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("shop_id", String(64), nullable=False),
+    Column("gtin", String(14), nullable=False),  # GTIN-14, or '' for a recall by SKU
+    Column("sku", String(128), nullable=False),
+    Column("lot", String(64), nullable=False),  # '': every lot
+    Column("serial", String(64), nullable=False),  # '': every serial
+    Column("reference", String(128), nullable=False),
+    Column("recall_class", String(3), nullable=False),
+    Column("notice_date", Date, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("shop_id", "gtin", "sku", "lot", "serial", "reference",
+                     name="uq_recalls_scope"),
+)
+
+__all__ = ["case_events", "cases", "inbox", "metadata", "orders", "outbox", "recalls"]
+
+# Refunds made outside RefundBridge (in a storefront's admin): they count against the order.
+external_refunds = Table(
+    "external_refunds",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("shop_id", String(64), nullable=False),
+    Column("order_id", String(128), nullable=False),
+    Column("external_id", String(255), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("note", String(500), nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("shop_id", "external_id", name="uq_external_refunds_shop_external"),
+    Index("ix_external_refunds_shop_order", "shop_id", "order_id"),
+)

@@ -22,9 +22,19 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from core.errors import ConcurrencyConflict, DuplicateDelivery, NotFound
 from core.model import MONEY_RELEASED_STATES, RefundCase, Step
 from core.money import Money
-from core.ports import CaseRepository, Inbox, InboxEntry, OrderLedger, Outbox
+from core.ports import (
+    CaseRepository,
+    ExternalRefund,
+    Inbox,
+    InboxEntry,
+    OrderLedger,
+    Outbox,
+    RecallSource,
+)
+from core.recalls import RecallList
 from store import tables as t
-from store.mapping import case_from_row, case_to_row, event_to_row
+from store.mapping import aware, case_from_row, case_to_row, event_to_row
+from store.recalls import recalls_for_shop
 
 
 def dialect_insert(conn: Connection) -> Any:
@@ -71,6 +81,15 @@ class SqlCaseRepository:
     def attach(self, case: RefundCase) -> None:
         self._uow.seen[case.id] = (case, False)
 
+    def earlier_requests(self, shop_id: str, customer_id: str, since: datetime,
+                         excluding: str) -> list[datetime]:
+        c = t.cases.c
+        rows = self._uow.conn.execute(
+            select(c.created_at).where(c.shop_id == shop_id, c.customer_id == customer_id,
+                                       c.created_at >= since, c.id != excluding)
+        ).scalars().all()
+        return [aware(at) for at in rows]
+
     def find_by_refund(self, provider_ref: str | None, idempotency_key: str | None
                        ) -> RefundCase | None:
         conditions = []
@@ -103,7 +122,7 @@ class SqlOrderLedger:
         return Money.from_minor(row.paid_minor, row.currency)
 
     def reserved(self, shop_id: str, order_id: str, currency: str, excluding: str) -> Money:
-        c = t.cases.c
+        c, x = t.cases.c, t.external_refunds.c
         total = self._uow.conn.execute(
             select(func.coalesce(func.sum(c.approved_minor), 0)).where(
                 c.shop_id == shop_id, c.order_id == order_id, c.id != excluding,
@@ -111,7 +130,20 @@ class SqlOrderLedger:
                 c.state.not_in([s.value for s in MONEY_RELEASED_STATES]),
             )
         ).scalar_one()
-        return Money.from_minor(int(total), currency)
+        outside = self._uow.conn.execute(
+            select(func.coalesce(func.sum(x.amount_minor), 0)).where(
+                x.shop_id == shop_id, x.order_id == order_id, x.currency == currency)
+        ).scalar_one()
+        return Money.from_minor(int(total) + int(outside), currency)
+
+    def record_external(self, shop_id: str, refund: ExternalRefund) -> bool:
+        statement = dialect_insert(self._uow.conn)(t.external_refunds).on_conflict_do_nothing(
+            index_elements=[t.external_refunds.c.shop_id, t.external_refunds.c.external_id])
+        result = self._uow.conn.execute(statement, {
+            "shop_id": shop_id, "order_id": refund.order_id, "external_id": refund.external_id,
+            "currency": refund.amount.currency, "amount_minor": refund.amount.minor,
+            "note": refund.note[:500], "created_at": datetime.now(UTC)})
+        return bool(result.rowcount)
 
 
 class SqlInbox:
@@ -144,6 +176,17 @@ class SqlOutbox:
         self._uow.completed.append({"done_case": case_id, "done_step": step.value})
 
 
+class SqlRecallReader:
+    """The shop's recall list, read in the unit of work's own transaction (on SQLite a
+    second connection would wait for this one's write lock)."""
+
+    def __init__(self, uow: SqlUnitOfWork) -> None:
+        self._uow = uow
+
+    def for_shop(self, shop_id: str) -> RecallList:
+        return recalls_for_shop(self._uow.conn, shop_id)
+
+
 class SqlUnitOfWork:
     def __init__(self, engine: Engine, dispatch: Dispatch | None = None) -> None:
         self._engine = engine
@@ -152,6 +195,7 @@ class SqlUnitOfWork:
         self.orders: OrderLedger = SqlOrderLedger(self)
         self.inbox: Inbox = SqlInbox(self)
         self.outbox: Outbox = SqlOutbox(self)
+        self.recalls: RecallSource = SqlRecallReader(self)
 
     def __enter__(self) -> Self:
         self.conn: Connection = self._engine.connect()

@@ -51,6 +51,8 @@ def steps_needed(case: RefundCase) -> list[Step]:
         steps.append(Step.STOCK)
     if case.pending_notifications():
         steps.append(Step.NOTIFY)
+    if case.pending_write_backs():
+        steps.append(Step.WRITE_BACK)
     return steps
 
 

@@ -27,6 +27,9 @@ class InspectionIn(BaseModel):
     udi_scan: str | None = Field(default=None, max_length=512)
     passed: bool = True
     quantity: int | None = Field(default=None, gt=0)
+    temperature_log_ok: bool | None = Field(
+        default=None, description="Cold chain: a continuous temperature record came back "
+                                  "with the goods (null: none)")
 
 
 class ReceiptIn(BaseModel):

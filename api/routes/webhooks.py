@@ -6,12 +6,20 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from api.deps import ContainerDep
 from core import services
 from core.errors import NotFound
-from core.ports import Ignored, RefundRequested, RefundUpdate, Role
+from core.ports import (
+    ExternalRefund,
+    Ignored,
+    RefundRequested,
+    RefundUpdate,
+    Role,
+    WebhookAck,
+    WebhookEvent,
+)
 from core.request import NormalizedRefundRequest
 from refundbridge.bootstrap import Container
 
@@ -50,9 +58,19 @@ def _receiver(container: Container, shop_id: str, connector: str) -> Any:
 
 
 def handle(container: Container, shop_id: str, connector: str, headers: dict[str, str],
-           body: bytes) -> JSONResponse:
+           body: bytes) -> Response:
     receiver = _receiver(container, shop_id, connector)
     event = receiver.parse_webhook(headers, body, container.api_services.clock())
+    answer = _apply(container, shop_id, connector, event)
+    # Some providers retry until they read their own word for "received" (Alipay: success).
+    ack: WebhookAck | None = getattr(receiver, "acknowledgement", None)
+    if ack is not None and not isinstance(event, RefundRequested):
+        return Response(ack.body, status_code=ack.status, media_type=ack.media_type)
+    return answer
+
+
+def _apply(container: Container, shop_id: str, connector: str,
+           event: WebhookEvent) -> JSONResponse:
     if isinstance(event, RefundRequested):
         received = services.receive_request(container.api_services, shop_id, connector,
                                             event.request)
@@ -67,6 +85,10 @@ def handle(container: Container, shop_id: str, connector: str, headers: dict[str
             container.api_services, event.result, case_id=event.case_id,
             idempotency_key=event.idempotency_key, actor=f"connector:{connector}")
         return JSONResponse({"case_id": case_id, "applied": case_id is not None})
+    if isinstance(event, ExternalRefund):
+        recorded = services.record_external_refund(container.api_services, shop_id, event)
+        return JSONResponse({"order_id": event.order_id, "external_refund": event.external_id,
+                             "recorded": recorded})
     assert isinstance(event, Ignored)
     return JSONResponse({"ignored": event.reason})
 
@@ -74,7 +96,7 @@ def handle(container: Container, shop_id: str, connector: str, headers: dict[str
 @router.post("/webhooks/{shop}/{connector}", openapi_extra=REQUEST_BODY_DOC,
              summary="Receive a signed webhook")
 async def receive_webhook(shop: str, connector: str, request: Request,
-                          container: ContainerDep) -> JSONResponse:
+                          container: ContainerDep) -> Response:
     body = await request.body()
     headers = dict(request.headers)
     return await run_in_threadpool(handle, container, shop, connector, headers, body)

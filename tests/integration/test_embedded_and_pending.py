@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_sqlite_and_embedded_redis_close_a_return_case(tmp_path):
     url = f"sqlite:///{tmp_path / 'rb.db'}"
     upgrade(url)
-    assert current_revision(url) == "0002"
+    assert current_revision(url) == "0005"
     settings = load_settings(None, database_url=url, operator_tokens=[OPERATOR_TOKEN], shops={
         SHOP: {"payment": "sandbox_payment", "erp": "sandbox_erp",
                "notifier": "sandbox_notifier", "generic": {"secret": GENERIC_SECRET},
@@ -46,7 +46,7 @@ def test_sqlite_and_embedded_redis_close_a_return_case(tmp_path):
         drain(container)
         case = client.get(f"/v1/cases/{case_id}", headers=AUTH).json()
     assert case["state"] == "closed"
-    assert [m["disposition"] for m in case["stock_moves"]] == ["quarantine"]
+    assert [m["disposition"] for m in case["stock_moves"]] == ["scrap"]  # seal broken (R05)
     payment = container.shops[SHOP].gateways.payment
     assert list(payment.refunds) == [f"{case_id}-refund-1"]
     assert set(container.shops[SHOP].gateways.notifier.sent) == {

@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from tests.conftest import drain, stored_rows
+from tests.conftest import TABLES, drain, stored_rows
 from tests.factories import AUTH, SHOP, request_body, signed
 from workers.relay import relay_once
 
-EMPTY = {"cases": 0, "case_events": 0, "inbox": 0, "outbox": 0, "orders": 0}
+EMPTY = dict.fromkeys(TABLES, 0)
 
 
 def _post(client, raw, headers, shop=SHOP, connector="generic"):

@@ -13,6 +13,7 @@ from core.lifecycle import CaseState, Transition
 from core.model import (
     DeliveryStatus,
     Disposition,
+    LineDisposition,
     NotificationKind,
     Outcome,
     RefundCase,
@@ -163,6 +164,7 @@ def test_return_refunded_on_receipt_path() -> None:
     case.apply_refund_result(succeeded(case), at(5), "connector:stripe")
     assert case.state is S.REFUNDED
 
+    case.reassess([LineDisposition(0, "GLU-METER-01", Disposition.RESTOCK, "R08")], [], at(5))
     moves = case.planned_stock_moves()
     assert [(m.sku, m.quantity, m.disposition) for m in moves] == [
         ("GLU-METER-01", 2, Disposition.RESTOCK)]
@@ -577,33 +579,32 @@ def test_receive_goods_for_an_unknown_line_is_refused(index: int) -> None:
 
 
 @pytest.mark.parametrize(
-    ("passed", "seal_intact", "condition", "sterile", "package_opened", "disposition"),
+    ("assessed", "moved"),
     [
-        (True, True, "as_new", False, False, Disposition.RESTOCK),
-        (True, True, "as_new", True, False, Disposition.RESTOCK),
-        (False, True, "as_new", False, False, Disposition.QUARANTINE),
-        (True, False, "as_new", False, False, Disposition.QUARANTINE),
-        (True, True, "used", False, False, Disposition.QUARANTINE),
-        (True, True, "damaged", False, False, Disposition.QUARANTINE),
-        (True, True, "As_New", False, False, Disposition.QUARANTINE),
-        # An opened sterile item is never restocked, whatever the inspection says.
-        (True, True, "as_new", True, True, Disposition.QUARANTINE),
-        (False, False, "damaged", True, True, Disposition.QUARANTINE),
+        (Disposition.RESTOCK, Disposition.RESTOCK),
+        (Disposition.SCRAP, Disposition.SCRAP),
+        (Disposition.RETURN_TO_MANUFACTURER, Disposition.RETURN_TO_MANUFACTURER),
+        (Disposition.KEEP_AS_EVIDENCE, Disposition.KEEP_AS_EVIDENCE),
+        # Nothing inspected goes back on the shelf without a rule saying so.
+        (Disposition.PENDING_INSPECTION, Disposition.QUARANTINE),
+        (Disposition.NOT_RETURNED, Disposition.QUARANTINE),
+        (None, Disposition.QUARANTINE),
     ],
 )
-def test_planned_stock_moves_restock_only_sealed_passed_as_new(
-    passed: bool, seal_intact: bool, condition: str, sterile: bool, package_opened: bool,
-    disposition: Disposition,
+def test_planned_stock_moves_follow_the_assessment_after_inspection(
+    assessed: Disposition | None, moved: Disposition,
 ) -> None:
-    case = open_case(kind="return_and_refund",
-                     lines=[line(sterile=sterile, package_opened=package_opened, serial="SN1")])
+    case = open_case(kind="return_and_refund", lines=[line(serial="SN1")])
     case.start_evaluation(at(1))
     case.decide(approval(case))
-    case.receive_goods([inspection(0, passed=passed, seal_intact=seal_intact,
-                                   condition=condition)], at(3), "warehouse:bob")
+    case.receive_goods([inspection(0)], at(3), "warehouse:bob")
+    if assessed is not None:
+        case.reassess([LineDisposition(0, "GLU-METER-01", assessed, "R08")], [], at(3))
     moves = case.planned_stock_moves()
     assert [(m.line, m.sku, m.quantity, m.disposition, m.lot, m.serial) for m in moves] == [
-        (0, "GLU-METER-01", 2, disposition, "L2401", "SN1")]
+        (0, "GLU-METER-01", 2, moved, "L2401", "SN1")]
+    if assessed is not None:
+        assert case.new_events[-1].name == "reassessed"
 
 
 def test_planned_stock_moves_per_line_with_quantity_and_uninspected_lines() -> None:
@@ -616,8 +617,11 @@ def test_planned_stock_moves_per_line_with_quantity_and_uninspected_lines() -> N
     case.start_evaluation(at(1))
     case.decide(approval(case))
     case.receive_goods([inspection(0, quantity=2), inspection(1)], at(3), "warehouse:bob")
+    case.reassess([LineDisposition(0, "A", Disposition.RESTOCK, "R08"),
+                   LineDisposition(1, "B", Disposition.SCRAP, "R10"),
+                   LineDisposition(2, "C", Disposition.PENDING_INSPECTION, "R08")], [], at(3))
     moves = case.planned_stock_moves()
     assert [(m.sku, m.quantity, m.disposition) for m in moves] == [
         ("A", 2, Disposition.RESTOCK),
-        ("B", 1, Disposition.QUARANTINE),
+        ("B", 1, Disposition.SCRAP),
     ]

@@ -1,0 +1,745 @@
+"""The medical-device rule set: R01–R20 of compliance.md, how they combine, and where each
+returned unit goes.
+
+`MedicalDeviceRuleSet.evaluate` is a pure function of the `EvaluationContext` (request,
+policy, recall list, the customer's earlier requests, shipment records, inspections and
+"now"): no I/O, so the same inputs always give the same decision, and tests need no database.
+
+How the rules combine (README "Compliance rules" says the same in prose):
+
+1. The reason is put in a group: no_reason, quality, recall, adverse_event or other. Free
+   text that mentions an injury makes it adverse_event whatever the code says.
+2. Only the no-reason path can be denied automatically (R02, R03, R04 when the buyer confirmed
+   the exclusion at purchase, R05). Quality, recall and adverse-event claims never are.
+3. A possible adverse event (R14) always goes to a person.
+4. Else a recalled lot or serial (R13) approves the refund whatever the window, amount or
+   refund history — unless the unit's identity is in doubt (R01, R15, R16), which a person
+   must settle first.
+5. Else any deny denies, any review sends the case to a person, and otherwise it is
+   approved. The auto-approval limit (R20) and the frequent-refund limit (R19) are reviews
+   like any other.
+
+Dispositions, per line, first match wins: adverse event → keep_as_evidence; recall →
+quarantine; identity in doubt (R01/R16) → quarantine; expired, or expiry unknown for a
+device with a shelf life → scrap; sterile and (opened, or returned by a consumer) → scrap;
+seal broken → scrap; cold chain without a continuous temperature record → quarantine; quality
+defect → return_to_manufacturer; failed inspection or not as new → scrap; excluded from
+no-reason return → scrap; no inspection yet → pending_inspection; else restock. A refund
+without goods leaves the unit with the customer (not_returned) unless a rule needs it back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from enum import StrEnum
+from typing import Any
+
+from core.errors import InvalidUdi
+from core.model import (
+    Disposition,
+    Inspection,
+    LineDisposition,
+    Obligation,
+    ObligationKind,
+    Outcome,
+    RuleResult,
+)
+from core.policy import (
+    ADVERSE_EVENT_CODES,
+    NO_REASON_CODES,
+    QUALITY_CODES,
+    Jurisdiction,
+    SkuFlags,
+)
+from core.ports import ShippedUnit
+from core.recalls import Recall
+from core.request import CustomerType, ReasonCode, RequestKind, RequestLine, Severity
+from core.rules import EvaluationContext, Verdict
+from core.udi import UdiData, parse_udi, udi_mismatches
+
+
+class ReasonGroup(StrEnum):
+    NO_REASON = "no_reason"
+    QUALITY = "quality"
+    RECALL = "recall"
+    ADVERSE_EVENT = "adverse_event"
+    OTHER = "other"
+
+
+# Words that make a free-text reason a possible adverse event, whatever its code says.
+# Lower-case stems, so "burns", "burned" and "bleeding" all match.
+INJURY_WORDS: tuple[str, ...] = (
+    "受伤", "伤口", "过敏", "烫伤", "灼伤", "出血", "流血", "感染", "红肿", "皮疹", "起疹",
+    "疼痛", "刺痛", "休克", "昏迷", "死亡", "去世", "住院", "急诊", "伤到", "划伤", "割伤",
+    "injur", "hurt", "burn", "bleed", "blood", "allerg", "rash", "infect", "swell",
+    "wound", "shock", "hospital", "emergency room", "died", "death", "fatal", "unconscious",
+    "cut my", "cut his", "cut her",
+)
+
+# Quality reasons that say the device itself may be at fault: back to the manufacturer.
+MANUFACTURER_FAULT_CODES = frozenset(
+    {ReasonCode.DEFECTIVE, ReasonCode.DAMAGED_ON_ARRIVAL, ReasonCode.NOT_AS_DESCRIBED})
+
+# Adverse-event reporting deadlines in calendar days from awareness, by jurisdiction and
+# severity (compliance.md "Deadlines and retention"). An unknown severity takes the shortest.
+AE_DEADLINE_DAYS: dict[Jurisdiction, dict[Severity, int]] = {
+    Jurisdiction.CN: {Severity.DEATH: 7, Severity.SERIOUS_INJURY: 20, Severity.INJURY: 20,
+                      Severity.MALFUNCTION: 20},
+    Jurisdiction.US: {Severity.DEATH: 30, Severity.SERIOUS_INJURY: 30, Severity.INJURY: 30,
+                      Severity.MALFUNCTION: 30},
+    Jurisdiction.EU: {Severity.DEATH: 10, Severity.SERIOUS_INJURY: 15, Severity.INJURY: 15,
+                      Severity.MALFUNCTION: 15},
+}
+AE_SOURCE = {Jurisdiction.CN: "医疗器械不良事件监测和再评价管理办法",
+             Jurisdiction.US: "21 CFR 803", Jurisdiction.EU: "Regulation (EU) 2017/745 Art 87"}
+
+# Rules whose review means "we are not sure this is the unit we sold": a recall cannot
+# approve the refund until a person has settled that.
+IDENTITY_RULES = frozenset({"R01", "R15", "R16"})
+DENIABLE_RULES = frozenset({"R02", "R03", "R04", "R05"})
+
+
+def mentions_injury(text: str) -> bool:
+    lowered = text.casefold()
+    return any(word in lowered for word in INJURY_WORDS)
+
+
+def reason_group(code: ReasonCode, text: str, injury: bool) -> ReasonGroup:
+    if code in ADVERSE_EVENT_CODES or injury or mentions_injury(text):
+        return ReasonGroup.ADVERSE_EVENT
+    if code is ReasonCode.RECALL:
+        return ReasonGroup.RECALL
+    if code in QUALITY_CODES:
+        return ReasonGroup.QUALITY
+    if code in NO_REASON_CODES:
+        return ReasonGroup.NO_REASON
+    return ReasonGroup.OTHER
+
+
+# ------------------------------------------------------------------ messages
+
+MESSAGES: dict[str, tuple[str, str]] = {
+    # key: (English, 简体中文)
+    "R01.pass": ("Line {line}: lot/serial match what was shipped on this order.",
+                 "第{line}行：批号/序列号与本订单发货记录一致。"),
+    "R01.unchecked": ("The ERP has no shipment record for this order, so lots and serials "
+                      "could not be checked against it.",
+                      "ERP 中没有本订单的发货记录，无法核对批号和序列号。"),
+    "R01.no_sku": ("Line {line}: no unit of SKU {sku} was shipped on this order; a person "
+                   "must confirm this is our unit.",
+                   "第{line}行：本订单未发出 SKU {sku}，需人工确认是否为本店售出的产品。"),
+    "R01.mismatch": ("Line {line}: {field} {value} is not among the units shipped on this "
+                     "order ({shipped}); a person must confirm this is our unit.",
+                     "第{line}行：{field} {value} 不在本订单发货记录中（{shipped}），需人工确认。"),
+    "R02.pass": ("Asked on day {day} after delivery, within the {window}-day no-reason "
+                 "window.", "在签收后第{day}天申请，处于{window}天无理由退货期内。"),
+    "R02.undelivered": ("Not delivered yet, so the no-reason window has not started.",
+                        "尚未签收，无理由退货期尚未开始。"),
+    "R02.late": ("Asked on day {day} after delivery; the no-reason window is {window} days "
+                 "counted from the day after delivery.",
+                 "在签收后第{day}天申请，超过自签收次日起算的{window}天无理由退货期。"),
+    "R02.business": ("No-reason return is for consumers; this buyer is a business.",
+                     "无理由退货仅适用于消费者，该买家为企业客户。"),
+    "R02.na": ("Not a no-reason return: the no-reason window does not apply.",
+               "非无理由退货，不适用无理由退货期限。"),
+    "R03.deny": ("Line {line} ({sku}) is custom-made and excluded from no-reason return.",
+                 "第{line}行（{sku}）为定制器械，不适用无理由退货。"),
+    "R03.pass": ("No custom-made device is returned without a reason.",
+                 "无定制器械以无理由方式退货。"),
+    "R04.deny": ("Line {line} ({sku}) is excluded from no-reason return, and the buyer "
+                 "confirmed that at purchase.",
+                 "第{line}行（{sku}）不适用无理由退货，且买家在购买时已确认。"),
+    "R04.accept": ("Line {line} ({sku}) is excluded from no-reason return, but the buyer did "
+                   "not confirm that at purchase: the return must be accepted, and the unit "
+                   "is never restocked.",
+                   "第{line}行（{sku}）属于不适用无理由退货的商品，但买家购买时未确认：必须接受退货，"
+                   "且该件不得重新入库销售。"),
+    "R04.pass": ("No line is excluded from no-reason return.", "无不适用无理由退货的商品。"),
+    "R05.deny": ("Line {line} ({sku}): its single-use seal is broken, so it is not intact "
+                 "for a no-reason return.",
+                 "第{line}行（{sku}）：一次性密封已破损，不符合无理由退货的完好要求。"),
+    "R05.pass": ("No necessary seal is reported broken.", "未发现必要的密封破损。"),
+    "R05.noted": ("Line {line} ({sku}): its single-use seal is broken; that bars only a "
+                  "no-reason return, not this claim.",
+                  "第{line}行（{sku}）：一次性密封已破损；这只影响无理由退货，不影响本次申请。"),
+    "R06.review": ("A quality claim ({code}): a person reviews it, and the unit goes back to "
+                   "the manufacturer after inspection.",
+                   "质量问题（{code}）：需人工审核，验收后退回生产企业。"),
+    "R06.auto": ("A quality claim ({code}) the shop approves without review.",
+                 "质量问题（{code}），本店允许自动审批。"),
+    "R06.pass": ("Not a quality claim.", "非质量问题。"),
+    "R07.received": ("Refund due within {days} days of receiving the goods.",
+                     "须在收到退货后{days}天内退款。"),
+    "R07.approved": ("Refund due within {days} days of approval (no goods to wait for).",
+                     "无需退货，须在批准后{days}天内退款。"),
+    "R07.waiting": ("Refund due within {days} days of receiving the goods; the clock starts "
+                    "at receipt.", "须在收到退货后{days}天内退款，自收货时起算。"),
+    "R08.pending": ("Line {line}: not inspected yet; returned units wait in quarantine until "
+                    "an inspection passes.",
+                    "第{line}行：尚未验收，退回商品在验收合格前置于待验区。"),
+    "R08.pass": ("Line {line}: inspection by {inspector} passed.",
+                 "第{line}行：{inspector} 验收合格。"),
+    "R08.fail": ("Line {line}: inspection by {inspector} did not pass ({condition}); the unit "
+                 "is nonconforming.",
+                 "第{line}行：{inspector} 验收不合格（{condition}），按不合格品处理。"),
+    "R09.expired": ("Line {line}: expired on {expiry}; it must not be sold again.",
+                    "第{line}行：已于{expiry}过期，不得再销售。"),
+    "R09.unknown": ("Line {line} ({sku}) has a shelf life but no known expiry; it must not be "
+                    "sold again.", "第{line}行（{sku}）有效期未知，不得再销售。"),
+    "R09.near": ("Line {line}: expires on {expiry}, within {days} days.",
+                 "第{line}行：将于{expiry}过期（{days}天内），近效期需人工审核。"),
+    "R09.pass": ("Line {line}: expires on {expiry}.", "第{line}行：有效期至{expiry}。"),
+    "R10.scrap": ("Line {line} ({sku}) is sterile and {why}: it is never restocked.",
+                  "第{line}行（{sku}）为无菌产品且{why}，不得重新入库。"),
+    "R11.quarantine": ("Line {line} ({sku}) needs the cold chain, and no continuous "
+                       "temperature record came back with it.",
+                       "第{line}行（{sku}）为冷链产品，退回途中无完整温度记录。"),
+    "R11.pending": ("Line {line} ({sku}) needs the cold chain: restock only with a continuous "
+                    "temperature record for the return.",
+                    "第{line}行（{sku}）为冷链产品，须有完整的退货温度记录方可入库。"),
+    "R12.not_restorable": ("Line {line}: condition '{condition}' cannot be restored to its "
+                           "first-sale state; it is not sold as new.",
+                           "第{line}行：状态为“{condition}”，无法恢复原状，不得作为新品销售。"),
+    "R13.approve": ("Line {line}: lot/serial is under recall {reference} (class {cls}): "
+                    "refund without question, quarantine the unit and notify the registrant.",
+                    "第{line}行：批号/序列号在召回 {reference}（{cls}级）范围内：无条件退款，"
+                    "隔离该件并通知注册人。"),
+    "R13.pass": ("No returned lot or serial is under recall.", "退货批号/序列号不在召回范围内。"),
+    "R14.review": ("The reason suggests someone was harmed: a possible adverse event. A "
+                   "person must review it; the unit is kept as evidence.",
+                   "退货原因提示可能有人受到伤害，属可疑不良事件：须人工审核，该件留存作为证据。"),
+    "R14.pass": ("Nothing in the reason suggests an injury.", "退货原因未提示有人受伤。"),
+    "R15.no_licence": ("A business buyer with no licence on file.",
+                       "企业客户未提供经营许可或备案。"),
+    "R15.expired": ("The buyer's licence {number} expired on {expires}.",
+                    "买家许可证 {number} 已于{expires}过期。"),
+    "R15.scope": ("Line {line}: class {cls} is outside the buyer's licence scope.",
+                  "第{line}行：{cls}类器械超出买家许可范围。"),
+    "R15.professional": ("Line {line} ({sku}) is not for consumer self-use, yet a consumer "
+                         "bought it.", "第{line}行（{sku}）非消费者自用器械，却售予了消费者。"),
+    "R15.pass": ("The buyer may hold these devices.", "买家资质符合。"),
+    "R16.invalid": ("Line {line}: the UDI {scan!r} does not parse ({error}): possible "
+                    "counterfeit.",
+                    "第{line}行：UDI {scan!r} 无法解析（{error}），可能为假冒产品。"),
+    "R16.mismatch": ("Line {line}: the UDI's {field} does not match the sales record "
+                     "({detail}).", "第{line}行：UDI 中的{field}与销售记录不符（{detail}）。"),
+    "R16.pass": ("Line {line}: the UDI parses and matches the sales record.",
+                 "第{line}行：UDI 解析正常，与销售记录一致。"),
+    "R17.permanent": ("Line {line} ({sku}) is implantable: its records are kept permanently.",
+                      "第{line}行（{sku}）为植入器械，记录永久保存。"),
+    "R19.review": ("The customer made {count} refund requests in the last {days} days (limit "
+                   "{limit}).", "该客户近{days}天内已有{count}次退款申请（上限{limit}次）。"),
+    "R19.pass": ("{count} earlier refund requests in the last {days} days.",
+                 "近{days}天内有{count}次退款申请。"),
+    "R20.no_limit": ("No auto-approval limit is set for {currency}.",
+                     "未设置{currency}的自动审批限额。"),
+    "R20.over": ("{amount} is above the auto-approval limit of {limit} {currency}.",
+                 "{amount} 超过自动审批限额 {limit} {currency}。"),
+    "R20.pass": ("{amount} is within the auto-approval limit.", "{amount} 在自动审批限额内。"),
+    "A00.other": ("Reason '{code}' is not one the rules can decide; a person reviews it.",
+                  "退货原因“{code}”无法自动判断，需人工审核。"),
+}
+
+
+def message(locale: str, key: str, **values: Any) -> str:
+    english, chinese = MESSAGES[key]
+    template = chinese if locale.lower().startswith("zh") else english
+    return template.format(**values)
+
+
+# ------------------------------------------------------------------ facts
+
+
+@dataclass(frozen=True, slots=True)
+class LineFacts:
+    """A request line with what the policy, the UDI, the ERP and the inspection add to it."""
+
+    index: int
+    line: RequestLine
+    flags: SkuFlags
+    lot: str | None
+    serial: str | None
+    expiry: date | None
+    gtin: str | None
+    inspection: Inspection | None
+    udis: tuple[tuple[str, UdiData | None, str | None], ...]  # (scan, parsed, error)
+
+    @property
+    def sku(self) -> str:
+        return self.line.sku
+
+    @property
+    def sterile(self) -> bool:
+        return self.line.sterile or self.flags.sterile
+
+    @property
+    def cold_chain(self) -> bool:
+        return self.line.cold_chain or self.flags.cold_chain
+
+    @property
+    def custom_made(self) -> bool:
+        return self.line.custom_made or self.flags.custom_made
+
+    @property
+    def implantable(self) -> bool:
+        return self.line.implantable or self.flags.implantable
+
+    @property
+    def single_use(self) -> bool:
+        return self.line.single_use or self.flags.single_use
+
+    @property
+    def has_shelf_life(self) -> bool:
+        return self.flags.shelf_life or self.expiry is not None or self.sterile
+
+    @property
+    def seal_broken(self) -> bool:
+        """The necessary single-use seal is broken (R05): the inspector's finding when there
+        is one, else the buyer's word that a sterile or single-use pack was opened. Opening
+        the outer box to look inside does not count."""
+        if self.inspection is not None:
+            return not self.inspection.seal_intact
+        return self.line.package_opened and (self.sterile or self.single_use)
+
+    @property
+    def opened(self) -> bool:
+        return self.line.package_opened or (
+            self.inspection is not None and not self.inspection.seal_intact)
+
+
+def _first_unit(units: Sequence[ShippedUnit], sku: str) -> ShippedUnit | None:
+    """The shipped unit that can fill a blank lot or expiry: only when there is one lot."""
+    matching = [u for u in units if u.sku == sku]
+    lots = {u.lot for u in matching}
+    return matching[0] if len(lots) == 1 else None
+
+
+def line_facts(ctx: EvaluationContext) -> list[LineFacts]:
+    inspections = {i.line: i for i in ctx.inspections}
+    facts: list[LineFacts] = []
+    for index, line in enumerate(ctx.request.lines):
+        flags = ctx.policy.flags(line.sku)
+        inspection = inspections.get(index)
+        scans = [s for s in (line.udi, inspection.udi_scan if inspection else None) if s]
+        udis: list[tuple[str, UdiData | None, str | None]] = []
+        for scan in scans:
+            try:
+                udis.append((scan, parse_udi(scan, today=ctx.today), None))
+            except InvalidUdi as exc:
+                udis.append((scan, None, exc.message))
+        parsed = [u for _, u, _ in udis if u is not None]
+        shipped = _first_unit(ctx.shipments or (), line.sku)
+        lot = line.lot or next((u.lot for u in parsed if u.lot), None) or (
+            shipped.lot if shipped else None)
+        serial = line.serial or next((u.serial for u in parsed if u.serial), None)
+        expiry = line.expiry_date or next((u.expiry for u in parsed if u.expiry), None) or (
+            shipped.expiry_date if shipped else None)
+        gtin = line.gtin or flags.gtin or next(
+            (u.gtin for u in parsed if u.gtin and u.scheme == "gs1"), None)
+        facts.append(LineFacts(index, line, flags, lot, serial, expiry, gtin, inspection,
+                               tuple(udis)))
+    return facts
+
+
+# ------------------------------------------------------------------ the rule set
+
+
+@dataclass
+class _Assessment:
+    """What the rules found, collected while they run."""
+
+    ctx: EvaluationContext
+    group: ReasonGroup
+    facts: list[LineFacts]
+    results: list[RuleResult] = field(default_factory=list)
+    recalls: dict[int, Recall] = field(default_factory=dict)
+    identity_doubts: set[int] = field(default_factory=set)
+    obligations: list[Obligation] = field(default_factory=list)
+
+    @property
+    def locale(self) -> str:
+        return self.ctx.request.customer.locale
+
+    def add(self, rule: str, outcome: Outcome, key: str, line: int | None = None,
+            **values: Any) -> None:
+        if line is not None:
+            values.setdefault("line", line + 1)  # people count lines from 1
+        self.results.append(RuleResult(rule, outcome, message(self.locale, key, **values),
+                                       line))
+
+    @property
+    def no_reason(self) -> bool:
+        return self.group is ReasonGroup.NO_REASON
+
+    @property
+    def is_return(self) -> bool:
+        return self.ctx.request.kind is RequestKind.RETURN_AND_REFUND
+
+
+class MedicalDeviceRuleSet:
+    """R01–R20 (compliance.md) over one request; see the module docstring for how they
+    combine."""
+
+    def evaluate(self, ctx: EvaluationContext) -> Verdict:
+        reason = ctx.request.reason
+        a = _Assessment(ctx, reason_group(reason.code, reason.text, reason.injury),
+                        line_facts(ctx))
+        for rule in RULES:
+            rule(a)
+        outcome = _combine(a)
+        lines = tuple(_disposition(a, f) for f in a.facts)
+        obligations = tuple(a.obligations) + tuple(_refund_deadline(a, outcome))
+        return Verdict(outcome, ctx.request.requested, tuple(a.results), lines, obligations)
+
+    def dispositions(self, ctx: EvaluationContext) -> Verdict:
+        """The same assessment, for when goods have been inspected after the decision."""
+        return self.evaluate(ctx)
+
+
+def _combine(a: _Assessment) -> Outcome:
+    reviews = {r.rule_id for r in a.results if r.outcome is Outcome.REVIEW}
+    # Only the no-reason path is ever denied by the rules: a quality, recall or adverse-event
+    # claim is decided by a person at worst.
+    denials = {r.rule_id for r in a.results if r.outcome is Outcome.DENY} & DENIABLE_RULES
+    if a.group is ReasonGroup.ADVERSE_EVENT:
+        return Outcome.REVIEW
+    if a.recalls:
+        return Outcome.REVIEW if reviews & IDENTITY_RULES else Outcome.APPROVE
+    if denials and a.no_reason:
+        return Outcome.DENY
+    if reviews:
+        return Outcome.REVIEW
+    return Outcome.APPROVE
+
+
+def _days_after(start: date, end: date) -> int:
+    return (end - start).days
+
+
+# Each rule appends what it found to the assessment. They run in this order; the order only
+# affects how results are listed, never the outcome.
+
+
+def r01_shipment(a: _Assessment) -> None:
+    units = a.ctx.shipments
+    if units is None:
+        a.add("R01", Outcome.PASS, "R01.unchecked")
+        return
+    for f in a.facts:
+        if f.lot is None and f.serial is None:
+            continue
+        shipped = [u for u in units if u.sku == f.sku]
+        if not shipped:
+            a.identity_doubts.add(f.index)
+            a.add("R01", Outcome.REVIEW, "R01.no_sku", f.index, sku=f.sku)
+            continue
+        problems = []
+        lots = sorted({u.lot for u in shipped if u.lot})
+        serials = sorted({u.serial for u in shipped if u.serial})
+        if f.lot and lots and f.lot not in lots:
+            problems.append(("lot", f.lot, ", ".join(lots)))
+        if f.serial and serials and f.serial not in serials:
+            problems.append(("serial", f.serial, ", ".join(serials)))
+        for name, value, known in problems:
+            a.identity_doubts.add(f.index)
+            a.add("R01", Outcome.REVIEW, "R01.mismatch", f.index, field=name, value=value,
+                  shipped=known)
+        if not problems:
+            a.add("R01", Outcome.PASS, "R01.pass", f.index)
+
+
+def r02_window(a: _Assessment) -> None:
+    request = a.ctx.request
+    if not a.no_reason:
+        a.add("R02", Outcome.PASS, "R02.na")
+        return
+    if request.customer.type is CustomerType.BUSINESS:
+        a.add("R02", Outcome.DENY, "R02.business")
+        return
+    delivered = request.order.delivered_at
+    window = a.ctx.policy.no_reason_window_days
+    if delivered is None:
+        a.add("R02", Outcome.PASS, "R02.undelivered")
+        return
+    # Day 1 is the day after delivery, in the shop's calendar.
+    day = _days_after(a.ctx.local_date(delivered), a.ctx.local_date(request.requested_at))
+    if day > window:
+        a.add("R02", Outcome.DENY, "R02.late", day=day, window=window)
+    else:
+        a.add("R02", Outcome.PASS, "R02.pass", day=max(day, 0), window=window)
+
+
+def r03_custom_made(a: _Assessment) -> None:
+    denied = False
+    for f in a.facts:
+        if f.custom_made and a.no_reason:
+            a.add("R03", Outcome.DENY, "R03.deny", f.index, sku=f.sku)
+            denied = True
+    if not denied:
+        a.add("R03", Outcome.PASS, "R03.pass")
+
+
+def r04_exclusion(a: _Assessment) -> None:
+    found = False
+    for f in a.facts:
+        if not (f.flags.no_reason_excluded and a.no_reason):
+            continue
+        found = True
+        if f.line.no_reason_exclusion_confirmed:
+            a.add("R04", Outcome.DENY, "R04.deny", f.index, sku=f.sku)
+        else:
+            a.add("R04", Outcome.PASS, "R04.accept", f.index, sku=f.sku)
+    if not found:
+        a.add("R04", Outcome.PASS, "R04.pass")
+
+
+def r05_seal(a: _Assessment) -> None:
+    broken = [f for f in a.facts if f.seal_broken]
+    for f in broken:
+        if a.no_reason:
+            a.add("R05", Outcome.DENY, "R05.deny", f.index, sku=f.sku)
+        else:
+            a.add("R05", Outcome.PASS, "R05.noted", f.index, sku=f.sku)
+    if not broken:
+        a.add("R05", Outcome.PASS, "R05.pass")
+
+
+def r06_quality(a: _Assessment) -> None:
+    code = a.ctx.request.reason.code
+    if a.group is not ReasonGroup.QUALITY:
+        a.add("R06", Outcome.PASS, "R06.pass")
+    elif code in a.ctx.policy.auto_approve_reasons:
+        a.add("R06", Outcome.PASS, "R06.auto", code=code.value)
+    else:
+        a.add("R06", Outcome.REVIEW, "R06.review", code=code.value)
+    if a.group is ReasonGroup.OTHER:
+        a.add("A00", Outcome.REVIEW, "A00.other", code=code.value)
+
+
+def r08_inspection(a: _Assessment) -> None:
+    if not a.is_return:
+        return
+    for f in a.facts:
+        i = f.inspection
+        if i is None:
+            a.add("R08", Outcome.PASS, "R08.pending", f.index)
+        elif i.passed:
+            a.add("R08", Outcome.PASS, "R08.pass", f.index, inspector=i.inspector)
+        else:
+            a.add("R08", Outcome.PASS, "R08.fail", f.index, inspector=i.inspector,
+                  condition=i.condition)
+
+
+def r09_expiry(a: _Assessment) -> None:
+    today = a.ctx.today
+    near = a.ctx.policy.near_expiry_days
+    for f in a.facts:
+        if f.expiry is None:
+            if f.has_shelf_life:
+                a.add("R09", Outcome.PASS, "R09.unknown", f.index, sku=f.sku)
+            continue
+        expiry = f.expiry.isoformat()
+        if f.expiry < today:
+            a.add("R09", Outcome.PASS, "R09.expired", f.index, expiry=expiry)
+        elif (f.expiry - today).days <= near and a.is_return:
+            # Only a unit that would go back on the shelf needs a person's look.
+            a.add("R09", Outcome.REVIEW, "R09.near", f.index, expiry=expiry, days=near)
+        else:
+            a.add("R09", Outcome.PASS, "R09.pass", f.index, expiry=expiry)
+
+
+def r10_r11_r12_storage(a: _Assessment) -> None:
+    consumer = a.ctx.request.customer.type is CustomerType.CONSUMER
+    locale = a.locale.lower()
+    for f in a.facts:
+        if f.sterile and (f.opened or consumer) and a.is_return:
+            if locale.startswith("zh"):
+                why = "包装已开启" if f.opened else "由消费者退回"
+            else:
+                why = "its pack was opened" if f.opened else "was returned by a consumer"
+            a.add("R10", Outcome.PASS, "R10.scrap", f.index, sku=f.sku, why=why)
+        if f.cold_chain and a.is_return:
+            if f.inspection is None:
+                a.add("R11", Outcome.PASS, "R11.pending", f.index, sku=f.sku)
+            elif f.inspection.temperature_log_ok is not True:
+                a.add("R11", Outcome.PASS, "R11.quarantine", f.index, sku=f.sku)
+        if f.inspection is not None and f.inspection.condition != "as_new":
+            a.add("R12", Outcome.PASS, "R12.not_restorable", f.index,
+                  condition=f.inspection.condition)
+
+
+def r13_recall(a: _Assessment) -> None:
+    today = a.ctx.today
+    for f in a.facts:
+        recall = a.ctx.recalls.match(sku=f.sku, gtin=f.gtin, lot=f.lot, serial=f.serial)
+        if recall is None:
+            continue
+        a.recalls[f.index] = recall
+        a.add("R13", Outcome.APPROVE, "R13.approve", f.index, reference=recall.reference,
+              cls=recall.recall_class.value)
+        if not any(o.kind is ObligationKind.RECALL_NOTICE and recall.reference in o.detail
+                   for o in a.obligations):
+            a.obligations.append(Obligation(
+                ObligationKind.RECALL_NOTICE,
+                today + timedelta(days=recall.recall_class.notice_days),
+                f"Notify the registrant that a unit under recall {recall.reference} (class "
+                f"{recall.recall_class.value}) came back; keep it in quarantine.",
+                "R13"))
+    if not a.recalls:
+        a.add("R13", Outcome.PASS, "R13.pass")
+
+
+def r14_adverse_event(a: _Assessment) -> None:
+    if a.group is not ReasonGroup.ADVERSE_EVENT:
+        a.add("R14", Outcome.PASS, "R14.pass")
+        return
+    a.add("R14", Outcome.REVIEW, "R14.review")
+    jurisdiction = a.ctx.policy.jurisdiction
+    severity = a.ctx.request.reason.severity
+    deadlines = AE_DEADLINE_DAYS[jurisdiction]
+    days = deadlines[severity] if severity else min(deadlines.values())
+    what = (severity.value.replace("_", " ") if severity
+            else "severity not known, so the deadline for a death applies")
+    aware = a.ctx.local_date(a.ctx.request.requested_at)
+    a.obligations.append(Obligation(
+        ObligationKind.ADVERSE_EVENT_REPORT, aware + timedelta(days=days),
+        f"Report the possible adverse event ({what}) within {days} days of learning of it "
+        f"({AE_SOURCE[jurisdiction]}).", "R14"))
+
+
+def r15_qualification(a: _Assessment) -> None:
+    customer = a.ctx.request.customer
+    before = len(a.results)
+    if customer.type is CustomerType.BUSINESS:
+        licence = customer.licence
+        if licence is None:
+            a.add("R15", Outcome.REVIEW, "R15.no_licence")
+        else:
+            if licence.expires_on is not None and licence.expires_on < a.ctx.today:
+                a.add("R15", Outcome.REVIEW, "R15.expired", number=licence.number,
+                      expires=licence.expires_on.isoformat())
+            for f in a.facts:
+                cls = f.line.device_class
+                if cls is not None and cls != "I" and cls not in licence.scope_classes:
+                    a.add("R15", Outcome.REVIEW, "R15.scope", f.index, cls=cls)
+    else:
+        for f in a.facts:
+            if f.flags.professional_only:
+                a.add("R15", Outcome.REVIEW, "R15.professional", f.index, sku=f.sku)
+    if len(a.results) == before:
+        a.add("R15", Outcome.PASS, "R15.pass")
+
+
+def r16_udi(a: _Assessment) -> None:
+    for f in a.facts:
+        for scan, udi, error in f.udis:
+            if udi is None:
+                a.identity_doubts.add(f.index)
+                a.add("R16", Outcome.REVIEW, "R16.invalid", f.index, scan=scan, error=error)
+                continue
+            mismatches = udi_mismatches(udi, gtin=f.line.gtin or f.flags.gtin,
+                                        lot=f.line.lot, serial=f.line.serial,
+                                        expiry=f.line.expiry_date)
+            for name, detail in mismatches:
+                a.identity_doubts.add(f.index)
+                a.add("R16", Outcome.REVIEW, "R16.mismatch", f.index, field=name,
+                      detail=detail)
+            if not mismatches:
+                a.add("R16", Outcome.PASS, "R16.pass", f.index)
+
+
+def r17_retention(a: _Assessment) -> None:
+    for f in a.facts:
+        if f.implantable:
+            a.add("R17", Outcome.PASS, "R17.permanent", f.index, sku=f.sku)
+
+
+def r19_frequent(a: _Assessment) -> None:
+    policy = a.ctx.policy
+    since = a.ctx.now - timedelta(days=policy.frequent_refund_days)
+    count = sum(1 for at in a.ctx.previous_requests if since <= at <= a.ctx.now)
+    if count >= policy.frequent_refund_count:
+        a.add("R19", Outcome.REVIEW, "R19.review", count=count,
+              days=policy.frequent_refund_days, limit=policy.frequent_refund_count)
+    else:
+        a.add("R19", Outcome.PASS, "R19.pass", count=count, days=policy.frequent_refund_days)
+
+
+def r20_amount(a: _Assessment) -> None:
+    requested = a.ctx.request.requested
+    limit = a.ctx.policy.auto_approve_limits.get(requested.currency)
+    if limit is None:
+        a.add("R20", Outcome.REVIEW, "R20.no_limit", currency=requested.currency)
+    elif requested.amount > limit:
+        a.add("R20", Outcome.REVIEW, "R20.over", amount=str(requested), limit=limit,
+              currency=requested.currency)
+    else:
+        a.add("R20", Outcome.PASS, "R20.pass", amount=str(requested))
+
+
+RULES = (r14_adverse_event, r13_recall, r01_shipment, r16_udi, r15_qualification,
+         r02_window, r03_custom_made, r04_exclusion, r05_seal, r06_quality, r08_inspection,
+         r09_expiry, r10_r11_r12_storage, r17_retention, r19_frequent, r20_amount)
+
+
+# ------------------------------------------------------------------ dispositions
+
+
+def _disposition(a: _Assessment, f: LineFacts) -> LineDisposition:
+    disposition, rule = _where(a, f)
+    return LineDisposition(f.index, f.sku, disposition, rule)
+
+
+def _where(a: _Assessment, f: LineFacts) -> tuple[Disposition, str]:
+    if a.group is ReasonGroup.ADVERSE_EVENT:
+        return Disposition.KEEP_AS_EVIDENCE, "R14"
+    if f.index in a.recalls:
+        return Disposition.QUARANTINE, "R13"
+    if not a.is_return:
+        return Disposition.NOT_RETURNED, "R08"
+    if f.index in a.identity_doubts:
+        return Disposition.QUARANTINE, "R16" if any(u[1] is None for u in f.udis) else "R01"
+    if f.expiry is not None and f.expiry < a.ctx.today:
+        return Disposition.SCRAP, "R09"
+    if f.expiry is None and f.has_shelf_life:
+        return Disposition.SCRAP, "R09"
+    consumer = a.ctx.request.customer.type is CustomerType.CONSUMER
+    if f.sterile and (f.opened or consumer):
+        return Disposition.SCRAP, "R10"
+    if f.seal_broken:
+        return Disposition.SCRAP, "R05"
+    if f.cold_chain and f.inspection is not None and f.inspection.temperature_log_ok is not True:
+        return Disposition.QUARANTINE, "R11"
+    if a.ctx.request.reason.code in MANUFACTURER_FAULT_CODES:
+        return Disposition.RETURN_TO_MANUFACTURER, "R06"
+    if f.inspection is not None and (not f.inspection.passed
+                                     or f.inspection.condition != "as_new"):
+        return Disposition.SCRAP, "R08" if not f.inspection.passed else "R12"
+    if f.flags.no_reason_excluded:
+        return Disposition.SCRAP, "R04"
+    if f.inspection is None:
+        return Disposition.PENDING_INSPECTION, "R08"
+    return Disposition.RESTOCK, "R08"
+
+
+def _refund_deadline(a: _Assessment, outcome: Outcome) -> Iterable[Obligation]:
+    if outcome is Outcome.DENY:
+        return
+    days = a.ctx.policy.refund_deadline_days
+    if not a.is_return:
+        if outcome is Outcome.APPROVE:
+            yield Obligation(ObligationKind.REFUND_DEADLINE, a.ctx.today + timedelta(days=days),
+                             message("en", "R07.approved", days=days), "R07")
+        return
+    if a.ctx.inspections:
+        yield Obligation(ObligationKind.REFUND_DEADLINE, a.ctx.today + timedelta(days=days),
+                         message("en", "R07.received", days=days), "R07")
+    else:
+        yield Obligation(ObligationKind.REFUND_DEADLINE, None,
+                         message("en", "R07.waiting", days=days), "R07")
+
+
+__all__ = ["INJURY_WORDS", "MedicalDeviceRuleSet", "ReasonGroup", "mentions_injury",
+           "reason_group"]

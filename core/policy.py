@@ -1,0 +1,79 @@
+"""A shop's policy: the thresholds and per-SKU facts the compliance rules read.
+
+Every number a shop may want to change lives here, so changing a threshold is a config edit,
+never a code change. `config/settings.py` validates the TOML into these objects and refuses
+an invalid policy at start-up, naming the key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import Literal
+
+from core.request import ReasonCode
+
+RefundTiming = Literal["on_approval", "on_receipt"]
+
+
+class Jurisdiction(StrEnum):
+    """Whose reporting deadlines apply (compliance.md, "Deadlines and retention")."""
+
+    CN = "CN"
+    US = "US"
+    EU = "EU"
+
+
+NO_REASON_CODES = frozenset(
+    {ReasonCode.CHANGED_MIND, ReasonCode.NO_LONGER_NEEDED, ReasonCode.ORDERED_BY_MISTAKE}
+)
+QUALITY_CODES = frozenset(
+    {ReasonCode.DEFECTIVE, ReasonCode.DAMAGED_ON_ARRIVAL, ReasonCode.WRONG_ITEM,
+     ReasonCode.NOT_AS_DESCRIBED}
+)
+ADVERSE_EVENT_CODES = frozenset({ReasonCode.INJURY, ReasonCode.MALFUNCTION_HARM})
+
+# Quality claims a person need not look at by default: shipping mistakes, not the device
+# failing. A defect or "not as described" may hide a malfunction, so it goes to a person
+# (compliance.md R06) unless the shop lists it.
+DEFAULT_AUTO_APPROVE_REASONS = NO_REASON_CODES | {ReasonCode.DAMAGED_ON_ARRIVAL,
+                                                  ReasonCode.WRONG_ITEM}
+
+
+@dataclass(frozen=True, slots=True)
+class SkuFlags:
+    """What a shop knows about one SKU. A flag set here or on the request line counts."""
+
+    no_reason_excluded: bool = False  # excluded from no-reason return (R04)
+    sterile: bool = False
+    cold_chain: bool = False
+    custom_made: bool = False
+    implantable: bool = False
+    single_use: bool = False
+    shelf_life: bool = False  # has an expiry date, so an unknown expiry means scrap (R09)
+    professional_only: bool = False  # not for consumer self-use (R15)
+    gtin: str | None = None  # the SKU's GTIN, to check scans against (R16)
+
+
+NO_FLAGS = SkuFlags()
+
+
+@dataclass(frozen=True, slots=True)
+class ShopPolicy:
+    refund_timing: RefundTiming = "on_receipt"
+    # currency -> largest amount the rules may approve without a person (R20)
+    auto_approve_limits: Mapping[str, Decimal] = field(default_factory=dict)
+    auto_approve_reasons: frozenset[ReasonCode] = DEFAULT_AUTO_APPROVE_REASONS
+    no_reason_window_days: int = 7  # R02, counted from the day after delivery
+    near_expiry_days: int = 30  # R09: expiring within this many days → review
+    frequent_refund_count: int = 3  # R19: this many earlier requests …
+    frequent_refund_days: int = 30  # … within this many days → review
+    jurisdiction: Jurisdiction = Jurisdiction.CN
+    timezone: str = "Asia/Shanghai"  # the shop's calendar: which day a timestamp falls on
+    refund_deadline_days: int = 7  # R07: refund within this many days of receipt
+    sku_flags: Mapping[str, SkuFlags] = field(default_factory=dict)
+
+    def flags(self, sku: str) -> SkuFlags:
+        return self.sku_flags.get(sku, NO_FLAGS)
