@@ -32,8 +32,10 @@ def request_body(**overrides: Any) -> dict[str, Any]:
             "delivered_at": (now - timedelta(days=3)).isoformat(),
             "payment": {"provider": "stripe", "reference": "pi_3N" + secrets.token_hex(8)},
         },
-        "customer": {"id": "cust-" + secrets.token_hex(4), "type": "consumer", "email": "li.wei@example.com",
-                     "phone": "+8613800000000", "locale": "zh-CN"},
+        # A customer of their own per request, so the frequent-refund rule (R19) stays quiet.
+        "customer": {"id": "cust-" + secrets.token_hex(4), "type": "consumer",
+                     "email": "li.wei@example.com", "phone": "+8613800000000",
+                     "locale": "zh-CN"},
         "lines": [{
             "sku": "GLU-METER-01", "name": "血糖仪 Glucose meter", "quantity": 2,
             "unit_price": "199.00", "device_class": "II", "lot": "L2401",

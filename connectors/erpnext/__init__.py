@@ -1,4 +1,5 @@
-"""ERPNext (Frappe) as the ERP: books a refund as a submitted Sales Invoice return."""
+"""ERPNext (Frappe) as the ERP: what an order shipped (per batch, with its expiry, or serial),
+and a refund booked as a credit note, with Delivery Note returns where the goods left on one."""
 
 from connectors.erpnext.connector import ERPNextConnector, ERPNextSettings
 

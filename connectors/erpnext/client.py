@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
@@ -14,26 +15,43 @@ from connectors.base import ConnectorContext, send
 from connectors.erpnext.transformers import (
     NAME,
     DocResult,
-    ListResult,
+    M,
     MethodResult,
     error_message,
     parse,
 )
 from core.errors import PermanentProviderError
 
-MAKE_SALES_RETURN = (
-    "/api/method/erpnext.accounts.doctype.sales_invoice.sales_invoice.make_sales_return"
-)
+MAKE_SALES_RETURN = {
+    "Sales Invoice":
+        "/api/method/erpnext.accounts.doctype.sales_invoice.sales_invoice.make_sales_return",
+    "Delivery Note":
+        "/api/method/erpnext.stock.doctype.delivery_note.delivery_note.make_sales_return",
+}
 
 
-def _resource(doctype: str) -> str:
-    return f"/api/resource/{quote(doctype)}"
+def _resource(doctype: str, name: str | None = None) -> str:
+    path = f"/api/resource/{quote(doctype)}"
+    # Document names may hold "/" (naming series like "SINV/2024/0001").
+    return path if name is None else f"{path}/{quote(name, safe='')}"
 
 
 def _frappe_error(response: httpx.Response) -> tuple[str, str | None]:
     """Frappe answers a refusal with a JSON envelope around a server traceback; the person
     reading the case needs the message inside it."""
     return error_message(response.status_code, response.text), str(response.status_code)
+
+
+def _number(value: object) -> float:
+    """JSON for the Decimal rates we compute. Frappe reads numbers; a float's repr is the
+    shortest text that reads back as the same float, so an amount of under 15 digits goes on
+    the wire exactly as the Decimal says, and anything that would not is refused."""
+    if not isinstance(value, Decimal):
+        raise TypeError(f"{type(value).__name__} is not JSON serializable")
+    number = float(value)
+    if Decimal(repr(number)) != value:
+        raise ValueError(f"{value} cannot be sent to ERPNext exactly")
+    return number
 
 
 class ERPNextClient:
@@ -49,19 +67,30 @@ class ERPNextClient:
     def close(self) -> None:
         self._http.close()
 
-    def list_names(self, doctype: str, filters: list[list[Any]]) -> list[str]:
+    def list_rows(self, model: type[M], doctype: str, filters: Sequence[Sequence[Any]],
+             fields: Sequence[str] = ("name",)) -> M:
+        """`GET /api/resource/<DocType>`: every matching row (Frappe pages by 20 unless told
+        otherwise; 0 means all)."""
         # Frappe reads `filters` and `fields` as JSON inside the query string.
-        params = {"filters": json.dumps(filters), "fields": json.dumps(["name"])}
+        params = {"filters": json.dumps(filters), "fields": json.dumps(list(fields)),
+                  "limit_page_length": "0"}
         request = self._http.build_request("GET", _resource(doctype), params=params)
         body = self._ctx.retry.call(lambda: self._send_json(request))
-        return [row.name for row in parse(ListResult, body, f"list {doctype}").data]
+        return parse(model, body, f"list {doctype}")
 
-    def make_sales_return(self, invoice: str) -> dict[str, Any]:
-        """ERPNext's draft return for `invoice`: every row still returnable, quantities negative."""
-        request = self._http.build_request("POST", MAKE_SALES_RETURN,
-                                           json={"source_name": invoice})
+    def get(self, model: type[M], doctype: str, name: str) -> M:
+        """`GET /api/resource/<DocType>/<name>`: the document with its child tables."""
+        request = self._http.build_request("GET", _resource(doctype, name))
         body = self._ctx.retry.call(lambda: self._send_json(request))
-        return parse(MethodResult, body, f"make_sales_return for {invoice}").message
+        return parse(model, body, f"{doctype} {name}")
+
+    def make_sales_return(self, doctype: str, source: str) -> dict[str, Any]:
+        """ERPNext's draft return for `source`: every row still returnable, quantities
+        negative. A read: nothing is saved."""
+        request = self._http.build_request("POST", MAKE_SALES_RETURN[doctype],
+                                           json={"source_name": source})
+        body = self._ctx.retry.call(lambda: self._send_json(request))
+        return parse(MethodResult, body, f"make_sales_return for {source}").message
 
     def insert(self, doctype: str, doc: Mapping[str, Any],
                find_existing: Callable[[], str | None]) -> str:
@@ -70,7 +99,10 @@ class ERPNextClient:
         A 5xx or a timeout may come after Frappe has committed the insert; inserting again
         blindly would book a second credit note.
         """
-        request = self._http.build_request("POST", _resource(doctype), json=dict(doc))
+        content = json.dumps(dict(doc), default=_number).encode()
+        request = self._http.build_request(
+            "POST", _resource(doctype), content=content,
+            headers={"Content-Type": "application/json"})
         attempts = 0
 
         def attempt() -> str:

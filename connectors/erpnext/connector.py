@@ -1,8 +1,9 @@
-"""`ERPNextConnector`: books a case's refund in ERPNext as a submitted Sales Invoice return."""
+"""`ERPNextConnector`: what an order shipped, and a case's refund booked as returns in ERPNext."""
 
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import ClassVar
 
 from pydantic import SecretStr, field_validator
@@ -10,16 +11,37 @@ from pydantic import SecretStr, field_validator
 from connectors.base import ConnectorBase, ConnectorContext, ConnectorSettings
 from connectors.erpnext.client import ERPNextClient
 from connectors.erpnext.transformers import (
+    BATCH,
+    BUNDLE,
+    DELIVERY_NOTE,
     NAME,
+    SALES_INVOICE,
+    SALES_ORDER,
+    BatchList,
+    BundleResult,
+    InvoiceList,
+    ListResult,
+    ReturnedDocResult,
+    ReturnList,
+    ReturnRow,
+    StockDocResult,
+    StockDocument,
     Warehouses,
+    batches_of,
+    credit_note,
+    delivery_return,
+    delivery_return_filter,
+    order_filter,
     original_invoice_filter,
-    return_document,
     return_filter,
+    returned_moves,
+    shipment_filter,
+    still_to_return,
+    to_shipped_units,
 )
-from core.errors import PermanentProviderError
-from core.ports import Capability, ReturnBooking, Role
-
-SALES_INVOICE = "Sales Invoice"
+from core.errors import ConfigError, PermanentProviderError
+from core.model import StockMove
+from core.ports import Capability, ReturnBooking, Role, ShippedUnit
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +50,16 @@ class ERPNextSettings(ConnectorSettings):
     base_url: str
     api_key: SecretStr
     api_secret: SecretStr
-    # The Sales Invoice field that holds the storefront's order id ("Customer's Purchase
-    # Order" by default; many shops add a custom field instead).
+    # The field that holds the storefront's order id on Sales Invoices, Delivery Notes and
+    # Sales Orders ("Customer's Purchase Order" by default; many shops add a custom field
+    # instead, which ERPNext's mapping copies from one document to the next).
     order_field: str = "po_no"
     restock_warehouse: str = "Stores - RB"
     quarantine_warehouse: str = "Quarantine - RB"
     scrap_warehouse: str = "Scrap - RB"
+    # Both default to the quarantine warehouse: neither may be sold from.
+    return_to_manufacturer_warehouse: str | None = None
+    evidence_warehouse: str | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -42,46 +68,121 @@ class ERPNextSettings(ConnectorSettings):
             raise ValueError("must be the site's http(s) address, e.g. https://erp.example.com")
         return value.rstrip("/")
 
+    @field_validator("return_to_manufacturer_warehouse", "evidence_warehouse")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    def warehouses(self) -> Warehouses:
+        return Warehouses(
+            restock=self.restock_warehouse,
+            quarantine=self.quarantine_warehouse,
+            scrap=self.scrap_warehouse,
+            return_to_manufacturer=self.return_to_manufacturer_warehouse,
+            evidence=self.evidence_warehouse,
+        )
+
 
 class ERPNextConnector(ConnectorBase):
     name: ClassVar[str] = NAME
     roles: ClassVar[frozenset[Role]] = frozenset({Role.ERP})
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.BOOK_RETURN, Capability.CREDIT_NOTE})
+        {Capability.BOOK_RETURN, Capability.CREDIT_NOTE, Capability.SHIPPED_UNITS})
     Settings: ClassVar[type[ConnectorSettings]] = ERPNextSettings
 
     settings: ERPNextSettings
 
     def __init__(self, settings: ERPNextSettings, ctx: ConnectorContext) -> None:
         super().__init__(settings, ctx)
+        sellable = settings.restock_warehouse
+        for key in ("quarantine_warehouse", "scrap_warehouse",
+                    "return_to_manufacturer_warehouse", "evidence_warehouse"):
+            if getattr(settings, key) == sellable:
+                # Would put goods that nobody has cleared back on sale.
+                raise ConfigError(f"shops.{ctx.shop_id}.{NAME}.{key}",
+                                  "must not be the restock warehouse")
         self._client = ERPNextClient(settings.base_url, settings.api_key, settings.api_secret,
                                      ctx)
-        self._warehouses = Warehouses(
-            restock=settings.restock_warehouse,
-            quarantine=settings.quarantine_warehouse,
-            scrap=settings.scrap_warehouse,
-        )
+        self._warehouses = settings.warehouses()
 
     def close(self) -> None:
         self._client.close()
 
-    def book_return(self, booking: ReturnBooking) -> str:
-        """Book the case as a Sales Invoice return against the order's invoice; returns its name.
+    # ---------------------------------------------------------------- shipped units
 
-        Idempotent on the case: the return's remarks carry the case id, and an earlier return
-        found by them is answered instead of booking another.
+    def shipped_units(self, order_id: str) -> list[ShippedUnit]:
+        """Every unit that left for the order: the items of its submitted Delivery Notes and
+        of its stock-updating Sales Invoices, per batch (with its expiry) or serial."""
+        field = self.settings.order_field
+        wanted = shipment_filter(field, order_id)
+        notes = self._client.list_rows(ListResult, DELIVERY_NOTE, wanted).data
+        invoices = self._client.list_rows(InvoiceList, SALES_INVOICE, wanted,
+                                          ("name", "update_stock")).data
+        if not notes and not invoices:
+            orders = self._client.list_rows(ListResult, SALES_ORDER,
+                                            order_filter(field, order_id)).data
+            if not orders:
+                raise PermanentProviderError(
+                    NAME, f"ERPNext knows no order {order_id}: no submitted Sales Order, "
+                          f"Delivery Note or Sales Invoice has {field} = {order_id!r}",
+                    code="order_not_found")
+            return []  # ordered, not shipped yet
+        docs = [self._stock_doc(DELIVERY_NOTE, n.name) for n in notes]
+        # An invoice that did not update stock shipped nothing itself: its goods left on a
+        # Delivery Note, counted above.
+        docs += [self._stock_doc(SALES_INVOICE, i.name) for i in invoices if i.update_stock]
+        return self._units(docs)
+
+    def _stock_doc(self, doctype: str, name: str) -> StockDocument:
+        return self._client.get(StockDocResult, doctype, name).data
+
+    def _units(self, docs: list[StockDocument]) -> list[ShippedUnit]:
+        items = [item for doc in docs for item in doc.items]
+        bundle_names = dict.fromkeys(i.serial_and_batch_bundle for i in items
+                                     if i.serial_and_batch_bundle)
+        bundles = {name: self._client.get(BundleResult, BUNDLE, name).data
+                   for name in bundle_names if name}
+        batches = batches_of(items, bundles)
+        expiries = {}
+        if batches:
+            # One request for all of them: each batch is read once, however many rows name it.
+            rows = self._client.list_rows(BatchList, BATCH, [["name", "in", batches]],
+                                          ("name", "expiry_date")).data
+            expiries = {row.name: row.expiry_date for row in rows}
+        return to_shipped_units(docs, bundles, expiries)
+
+    # ---------------------------------------------------------------- returns
+
+    def book_return(self, booking: ReturnBooking) -> str:
+        """Book the case in ERPNext; returns the credit note's name.
+
+        The credit note is a Sales Invoice return against the order's invoice, for the
+        refunded amount. Goods that came back go into the warehouse of their disposition: on
+        that same return when the invoice shipped them (`update_stock`), else on Delivery Note
+        returns against the Delivery Notes that shipped them, booked first.
+
+        Idempotent on the case: the credit note's remarks and the Delivery Note returns'
+        instructions carry the case id. A credit note found by them is answered at once; a
+        Delivery Note return found is not booked again, so a run that stopped half way is
+        finished.
         """
         existing = self._find_return(booking.case_id)
         if existing is not None:
             return existing
         invoice = self._original_invoice(booking.order_id)
-        draft = self._client.make_sales_return(invoice)
-        doc = return_document(draft, booking, self._warehouses)
+        draft = self._client.make_sales_return(SALES_INVOICE, invoice)
+        moves = returned_moves(booking.moves)
+        with_stock = bool(moves) and bool(draft.get("update_stock"))
+        stock_returns = [] if with_stock or not moves else self._book_delivery_returns(
+            booking, moves, invoice)
+        doc = credit_note(draft, booking, self._warehouses, with_stock=with_stock,
+                          stock_returns=stock_returns)
         return self._client.insert(SALES_INVOICE, doc,
                                    find_existing=lambda: self._find_return(booking.case_id))
 
     def _find_return(self, case_id: str) -> str | None:
-        names = self._client.list_names(SALES_INVOICE, return_filter(case_id))
+        names = [row.name for row in self._client.list_rows(
+            ListResult, SALES_INVOICE, return_filter(case_id)).data]
         if len(names) > 1:
             log.warning("erpnext: case %s has %d returns (%s); answering the first",
                         case_id, len(names), ", ".join(names))
@@ -89,7 +190,8 @@ class ERPNextConnector(ConnectorBase):
 
     def _original_invoice(self, order_id: str) -> str:
         field = self.settings.order_field
-        names = self._client.list_names(SALES_INVOICE, original_invoice_filter(field, order_id))
+        names = [row.name for row in self._client.list_rows(
+            ListResult, SALES_INVOICE, original_invoice_filter(field, order_id)).data]
         if not names:
             raise PermanentProviderError(
                 NAME, f"no submitted Sales Invoice has {field} = {order_id!r} (order {order_id})",
@@ -101,3 +203,50 @@ class ERPNextConnector(ConnectorBase):
                       f"({', '.join(names)}); book this return by hand",
                 code="invoice_ambiguous")
         return names[0]
+
+    def _book_delivery_returns(self, booking: ReturnBooking, moves: list[StockMove],
+                               invoice: str) -> list[str]:
+        """Delivery Note returns for the goods, one per Delivery Note they came from, in the
+        order ERPNext lists the notes; returns their names."""
+        field = self.settings.order_field
+        notes = [row.name for row in self._client.list_rows(
+            ListResult, DELIVERY_NOTE, shipment_filter(field, booking.order_id)).data]
+        if not notes:
+            raise PermanentProviderError(
+                NAME, f"{invoice} did not update stock and no submitted Delivery Note has "
+                      f"{field} = {booking.order_id!r}: the returned goods have nothing to "
+                      "go back against", code="delivery_note_not_found")
+        done = self._delivery_returns(booking.case_id)
+        booked = [item for row in done
+                  for item in self._client.get(ReturnedDocResult, DELIVERY_NOTE,
+                                               row.name).data.items]
+        pending = still_to_return(moves, booked, self._warehouses)
+        names = [row.name for row in done]
+        finished = {row.return_against for row in done}
+        for note in notes:
+            if not pending:
+                break
+            if note in finished:
+                continue
+            draft = self._client.make_sales_return(DELIVERY_NOTE, note)
+            doc, pending = delivery_return(draft, pending, booking, self._warehouses)
+            if doc is None:
+                continue
+            names.append(self._client.insert(
+                DELIVERY_NOTE, doc, find_existing=partial(self._delivery_return_of,
+                                                          booking.case_id, note)))
+        if pending:
+            left = ", ".join(f"{m.quantity} × {m.sku}" for m in pending)
+            raise PermanentProviderError(
+                NAME, f"the Delivery Notes of order {booking.order_id} ({', '.join(notes)}) "
+                      f"have nothing left to take back {left}", code="over_return")
+        return names
+
+    def _delivery_returns(self, case_id: str) -> list[ReturnRow]:
+        return list(self._client.list_rows(ReturnList, DELIVERY_NOTE,
+                                           delivery_return_filter(case_id),
+                                           ("name", "return_against")).data)
+
+    def _delivery_return_of(self, case_id: str, note: str) -> str | None:
+        return next((row.name for row in self._delivery_returns(case_id)
+                     if row.return_against == note), None)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -12,12 +14,15 @@ import respx
 
 from connectors.base import ConnectorContext, RetryPolicy
 from connectors.erpnext import ERPNextConnector, ERPNextSettings
-from connectors.erpnext.transformers import Warehouses, error_message
+from connectors.erpnext.transformers import Warehouses, credit_note, error_message
+from connectors.testing.contract import route_for
 from core.errors import ConfigError, PermanentProviderError
 from core.model import Disposition, StockMove
 from core.money import Money
-from core.ports import ReturnBooking
+from core.ports import ReturnBooking, ShippedUnit
 from core.request import NormalizedRefundRequest
+from tests.fakes.erpnext import BASE as FAKE_BASE
+from tests.fakes.erpnext import ERPNextFake
 
 BASE = "https://erp.test"
 TOKEN = "token k3y-0123456789ab:s3cret-0123456789ab"
@@ -303,13 +308,15 @@ def test_returning_more_than_is_left_on_the_invoice_is_refused(connector: ERPNex
 # ------------------------------------------------------------------ mapping details
 
 
-WAREHOUSE_BY_DISPOSITION = {
-    Disposition.RESTOCK: "restock",
-    Disposition.QUARANTINE: "quarantine",
-    Disposition.RETURN_TO_MANUFACTURER: "quarantine",
-    Disposition.PENDING_INSPECTION: "quarantine",
-    Disposition.KEEP_AS_EVIDENCE: "quarantine",
-    Disposition.SCRAP: "scrap",
+# disposition -> (warehouse by default, warehouse with every optional one set); None: none.
+WAREHOUSE_BY_DISPOSITION: dict[Disposition, tuple[str | None, str | None]] = {
+    Disposition.RESTOCK: ("restock", "restock"),
+    Disposition.QUARANTINE: ("quarantine", "quarantine"),
+    Disposition.RETURN_TO_MANUFACTURER: ("quarantine", "rtm"),
+    Disposition.PENDING_INSPECTION: ("quarantine", "quarantine"),
+    Disposition.KEEP_AS_EVIDENCE: ("quarantine", "evidence"),
+    Disposition.SCRAP: ("scrap", "scrap"),
+    Disposition.NOT_RETURNED: (None, None),  # the unit stayed with the customer
 }
 
 
@@ -317,9 +324,21 @@ def test_the_disposition_table_covers_every_disposition() -> None:
     assert set(WAREHOUSE_BY_DISPOSITION) == set(Disposition)
 
 
-@pytest.mark.parametrize(("disposition", "warehouse"), WAREHOUSE_BY_DISPOSITION.items())
-def test_every_disposition_has_a_warehouse(disposition: Disposition, warehouse: str) -> None:
-    assert Warehouses("restock", "quarantine", "scrap").for_disposition(disposition) == warehouse
+@pytest.mark.parametrize(("disposition", "expected"), WAREHOUSE_BY_DISPOSITION.items())
+def test_every_disposition_has_a_warehouse(disposition: Disposition,
+                                           expected: tuple[str | None, str | None]) -> None:
+    plain = Warehouses("restock", "quarantine", "scrap")
+    separate = Warehouses("restock", "quarantine", "scrap", return_to_manufacturer="rtm",
+                          evidence="evidence")
+    for warehouses, warehouse in zip((plain, separate), expected, strict=True):
+        if warehouse is None:
+            with pytest.raises(PermanentProviderError):
+                warehouses.for_disposition(disposition)
+        else:
+            assert warehouses.for_disposition(disposition) == warehouse
+            if disposition is not Disposition.RESTOCK:
+                # Nothing that someone has not cleared for sale goes where it can be sold.
+                assert warehouse != "restock"
 
 
 @pytest.mark.parametrize(("status", "body", "expected"), [
@@ -347,3 +366,549 @@ def test_settings_defaults() -> None:
     assert settings.order_field == "po_no"
     assert (settings.restock_warehouse, settings.quarantine_warehouse,
             settings.scrap_warehouse) == ("Stores - RB", "Quarantine - RB", "Scrap - RB")
+    assert settings.return_to_manufacturer_warehouse is None
+    assert settings.evidence_warehouse is None
+    warehouses = settings.warehouses()
+    assert warehouses.for_disposition(Disposition.RETURN_TO_MANUFACTURER) == "Quarantine - RB"
+    assert warehouses.for_disposition(Disposition.KEEP_AS_EVIDENCE) == "Quarantine - RB"
+
+
+@pytest.mark.parametrize("key", ["quarantine_warehouse", "scrap_warehouse",
+                                 "return_to_manufacturer_warehouse", "evidence_warehouse"])
+def test_a_hold_warehouse_may_not_be_the_restock_one(ctx: ConnectorContext, key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        ERPNextConnector.from_config(
+            {"base_url": BASE, "api_key": "k3y-0123456789ab",
+             "api_secret": "s3cret-0123456789ab", key: "Stores - RB"}, ctx)
+    assert caught.value.key == f"shops.s1.erpnext.{key}"
+
+
+# ================================================================== against the ERPNext fake
+# The fake keeps documents and refuses what ERPNext's `validate_return` refuses (a
+# stock-updating return against an invoice that did not ship, a rate above the original's,
+# more than is left, a missing warehouse), so a booking it accepts is one ERPNext would.
+
+FAKE_SETTINGS = {"base_url": FAKE_BASE, "api_key": "k3y-0123456789ab",
+                 "api_secret": "s3cret-0123456789ab"}
+
+
+@pytest.fixture
+def fake() -> Iterator[tuple[ERPNextFake, respx.MockRouter]]:
+    site = ERPNextFake()
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as router:
+        site.install(router)
+        yield site, router
+
+
+@pytest.fixture
+def site(fake: tuple[ERPNextFake, respx.MockRouter]) -> ERPNextFake:
+    return fake[0]
+
+
+def connect(ctx: ConnectorContext, **settings: str) -> ERPNextConnector:
+    return ERPNextConnector.from_config({**FAKE_SETTINGS, **settings}, ctx)
+
+
+@pytest.fixture
+def erpnext(ctx: ConnectorContext) -> Iterator[ERPNextConnector]:
+    connector = connect(ctx)
+    yield connector
+    connector.close()
+
+
+def fail_first(router: respx.MockRouter, method: str, url: str,
+               *failures: httpx.Response | type[httpx.TransportError]) -> respx.Route:
+    """Make the fake's route for `url` answer `failures` first, then as the fake does."""
+    route = route_for(router, method, url)
+    answer = route.side_effect
+    pending = list(failures)
+
+    def first_fail(request: httpx.Request) -> httpx.Response:
+        if pending:
+            failure = pending.pop(0)
+            if isinstance(failure, httpx.Response):
+                return failure
+            raise failure("injected", request=request)
+        assert callable(answer)
+        result = answer(request)
+        assert isinstance(result, httpx.Response)
+        return result
+
+    route.side_effect = first_fail
+    return route
+
+
+def paths(site: ERPNextFake) -> list[tuple[str, str]]:
+    return [(r.method, r.url.path) for r in site.requests]
+
+
+def units(*rows: tuple[str, int, str | None, str | None, str | None]) -> list[ShippedUnit]:
+    return [ShippedUnit(sku, qty, lot, serial, date.fromisoformat(expiry) if expiry else None)
+            for sku, qty, lot, serial, expiry in rows]
+
+
+# ------------------------------------------------------------------ shipped units
+
+
+def test_shipped_units_from_delivery_notes_with_batch_expiry(site: ERPNextFake,
+                                                            erpnext: ERPNextConnector) -> None:
+    site.add_invoice("SO-7", [("GLU-METER-01", 2, "199.00")], update_stock=False)
+    site.add_delivery_note("SO-7", [
+        ("GLU-METER-01", 1, "199.00", {"batch_no": "L2401"}),
+        ("GLU-METER-01", 1, "199.00", {"batch_no": "L2401"}),
+        ("STRIP-50", 3, "59.00", {"batch_no": "B77"}),
+        ("LANCET-100", 1, "9.00"),
+    ])
+    site.add_delivery_note("OTHER-ORDER", [("STRIP-50", 9, "59.00", {"batch_no": "B78"})])
+    site.add_batch("L2401", "2027-03-31")
+    site.add_batch("B77", None)
+
+    shipped = erpnext.shipped_units("SO-7")
+
+    assert shipped == units(("GLU-METER-01", 1, "L2401", None, "2027-03-31"),
+                            ("GLU-METER-01", 1, "L2401", None, "2027-03-31"),
+                            ("STRIP-50", 3, "B77", None, None),
+                            ("LANCET-100", 1, None, None, None))
+    assert paths(site) == [
+        ("GET", "/api/resource/Delivery Note"),
+        ("GET", "/api/resource/Sales Invoice"),
+        ("GET", "/api/resource/Delivery Note/MAT-DN-2026-00001"),
+        ("GET", "/api/resource/Batch"),
+    ]
+    dn_list, si_list, _, batches = site.requests
+    assert json.loads(dn_list.url.params["filters"]) == [
+        ["po_no", "=", "SO-7"], ["docstatus", "=", 1], ["is_return", "=", 0]]
+    assert json.loads(si_list.url.params["fields"]) == ["name", "update_stock"]
+    assert dn_list.url.params["limit_page_length"] == "0"  # not Frappe's 20 a page
+    # Each batch is read once, in one request, however many rows name it.
+    assert json.loads(batches.url.params["filters"]) == [["name", "in", ["L2401", "B77"]]]
+    assert json.loads(batches.url.params["fields"]) == ["name", "expiry_date"]
+    assert all(r.headers["Authorization"] == "token k3y-0123456789ab:s3cret-0123456789ab"
+               for r in site.requests)
+
+
+def test_serial_numbers_are_one_unit_each(site: ERPNextFake, erpnext: ERPNextConnector) -> None:
+    site.add_delivery_note("SO-8", [
+        ("BPM-200", 3, "100.00", {"serial_no": "SN-001\nSN-002\r\nSN-003\n"}),
+        ("PUMP-9", 1, "900.00", {"serial_no": "P-77", "batch_no": "PB-1"}),
+    ])
+    site.add_batch("PB-1", "2030-01-01")
+
+    assert erpnext.shipped_units("SO-8") == units(
+        ("BPM-200", 1, None, "SN-001", None), ("BPM-200", 1, None, "SN-002", None),
+        ("BPM-200", 1, None, "SN-003", None), ("PUMP-9", 1, "PB-1", "P-77", "2030-01-01"))
+
+
+def test_serial_and_batch_bundles_of_erpnext_15(site: ERPNextFake,
+                                                erpnext: ERPNextConnector) -> None:
+    serials = site.add_bundle("BPM-200", [{"serial_no": "SN-1", "batch_no": "L9"},
+                                          {"serial_no": "SN-2", "batch_no": "L9"}])
+    lots = site.add_bundle("STRIP-50", [{"batch_no": "B1", "qty": 4},
+                                        {"batch_no": "B2", "qty": 2}])
+    site.add_delivery_note("SO-9", [
+        # With `use_serial_batch_fields` the row repeats what its bundle holds: counted once.
+        ("BPM-200", 2, "100.00", {"serial_and_batch_bundle": serials,
+                                  "serial_no": "SN-1\nSN-2", "batch_no": "L9"}),
+        ("STRIP-50", 6, "59.00", {"serial_and_batch_bundle": lots}),
+    ])
+    site.add_batch("L9", "2028-06-30")
+    site.add_batch("B1", "2026-12-31")
+    site.add_batch("B2", "2027-01-31")
+
+    shipped = erpnext.shipped_units("SO-9")
+
+    assert shipped == units(("BPM-200", 1, "L9", "SN-1", "2028-06-30"),
+                            ("BPM-200", 1, "L9", "SN-2", "2028-06-30"),
+                            ("STRIP-50", 4, "B1", None, "2026-12-31"),
+                            ("STRIP-50", 2, "B2", None, "2027-01-31"))
+    assert ("GET", f"/api/resource/Serial and Batch Bundle/{serials}") in paths(site)
+    assert sum(path == "/api/resource/Batch" for _, path in paths(site)) == 1
+
+
+def test_invoices_that_updated_stock_count_and_others_do_not(site: ERPNextFake,
+                                                             erpnext: ERPNextConnector) -> None:
+    shipped_itself = site.add_invoice("SO-10", [("GLU-METER-01", 2, "199.00",
+                                                 {"batch_no": "L2401"})])
+    billed_only = site.add_invoice("SO-10", [("STRIP-50", 1, "59.00")], update_stock=False)
+    site.add_batch("L2401", "2027-03-31")
+
+    assert erpnext.shipped_units("SO-10") == units(
+        ("GLU-METER-01", 2, "L2401", None, "2027-03-31"))
+    assert ("GET", f"/api/resource/Sales Invoice/{shipped_itself}") in paths(site)
+    assert ("GET", f"/api/resource/Sales Invoice/{billed_only}") not in paths(site)
+
+
+def test_unknown_order_is_a_permanent_error(site: ERPNextFake,
+                                            erpnext: ERPNextConnector) -> None:
+    site.add_delivery_note("SO-ELSEWHERE", [("STRIP-50", 1, "59.00")])
+
+    with pytest.raises(PermanentProviderError) as caught:
+        erpnext.shipped_units("SO-404")
+
+    assert caught.value.code == "order_not_found"
+    assert "SO-404" in caught.value.message and "po_no" in caught.value.message
+
+
+def test_an_order_not_shipped_yet_has_no_units(site: ERPNextFake,
+                                               erpnext: ERPNextConnector) -> None:
+    site.add_sales_order("SO-11")
+
+    assert erpnext.shipped_units("SO-11") == []
+
+
+def test_shipped_units_read_the_configured_order_field(site: ERPNextFake,
+                                                       ctx: ConnectorContext) -> None:
+    site.add_delivery_note("SHOP-12", [("STRIP-50", 2, "59.00")], order_field="shop_order_id")
+    connector = connect(ctx, order_field="shop_order_id")
+
+    assert connector.shipped_units("SHOP-12") == units(("STRIP-50", 2, None, None, None))
+
+
+def test_shipped_units_reads_are_retried_when_transient(
+        fake: tuple[ERPNextFake, respx.MockRouter], erpnext: ERPNextConnector) -> None:
+    site, router = fake
+    site.add_delivery_note("SO-13", [("STRIP-50", 2, "59.00", {"batch_no": "B77"})])
+    site.add_batch("B77", "2027-01-01")
+    # The first list request (the Delivery Notes) meets a dropped connection, then a 503.
+    route = fail_first(router, "GET", f"{FAKE_BASE}/api/resource/Delivery%20Note",
+                       httpx.ConnectError, httpx.Response(503))
+
+    assert erpnext.shipped_units("SO-13") == units(("STRIP-50", 2, "B77", None, "2027-01-01"))
+    note_lists = [c.request for c in route.calls
+                  if c.request.url.path == "/api/resource/Delivery Note"]
+    assert len(note_lists) == 3
+    assert len({str(r.url) for r in note_lists}) == 1  # the very same request each time
+
+
+def test_fractional_shipped_quantities_are_refused(site: ERPNextFake,
+                                                   erpnext: ERPNextConnector) -> None:
+    site.add_delivery_note("SO-14", [("GAUZE-M", 1, "3.00", {"qty": 2.5})])
+
+    with pytest.raises(PermanentProviderError, match="not whole units"):
+        erpnext.shipped_units("SO-14")
+
+
+# ------------------------------------------------------------------ warehouses per disposition
+
+
+def test_each_disposition_goes_to_its_configured_warehouse(site: ERPNextFake,
+                                                           ctx: ConnectorContext) -> None:
+    site.add_invoice("SO-1001", [("BPM-200", 5, "100.00")])
+    connector = connect(ctx, return_to_manufacturer_warehouse="RMA - RB",
+                        evidence_warehouse="Evidence Locker - RB")
+    dispositions = [Disposition.RESTOCK, Disposition.QUARANTINE,
+                    Disposition.RETURN_TO_MANUFACTURER, Disposition.KEEP_AS_EVIDENCE,
+                    Disposition.SCRAP]
+    moves = tuple(StockMove(line=0, sku="BPM-200", quantity=1, disposition=d)
+                  for d in dispositions)
+    booking = ReturnBooking(CASE, "SO-1001", Money.parse("500.00", "CNY"), moves,
+                            make_request())
+
+    connector.book_return(booking)
+
+    (doc,) = site.returns
+    assert [row["warehouse"] for row in doc["items"]] == [
+        "Stores - RB", "Quarantine - RB", "RMA - RB", "Evidence Locker - RB", "Scrap - RB"]
+
+
+# ------------------------------------------------------------------ partial refunds
+
+
+def booking_for(amount: str, moves: tuple[StockMove, ...] = (), kind: str = "refund_only",
+                order_id: str = "SO-1001") -> ReturnBooking:
+    request = make_request(kind)
+    return ReturnBooking(CASE, order_id, Money.parse(amount, "CNY"), moves, request)
+
+
+def credited(doc: dict[str, Any]) -> Decimal:
+    return -sum((Decimal(str(r["qty"])) * Decimal(str(r["rate"])) for r in doc["items"]),
+                Decimal(0))
+
+
+def test_a_partial_refund_credits_the_refunded_amount(site: ERPNextFake,
+                                                      erpnext: ERPNextConnector) -> None:
+    site.add_invoice("SO-1001", [("BPM-200", 2, "100.00"), ("GLU-STRIP-50", 1, "59.00")])
+
+    erpnext.book_return(booking_for("200.00"))
+
+    (doc,) = site.returns
+    assert credited(doc) == Decimal("200.00")
+    assert doc["grand_total"] == -200.00  # as ERPNext totals it
+    assert doc["update_stock"] == 0
+    assert {r["item_code"] for r in doc["items"]} == {"BPM-200", "GLU-STRIP-50"}
+    assert sum(-r["qty"] for r in doc["items"]) == 3  # the quantities stay what came back
+    assert "refund 200.00 CNY" in doc["remarks"]
+
+
+def test_a_partial_refund_of_returned_goods_keeps_their_warehouses(
+        site: ERPNextFake, erpnext: ERPNextConnector) -> None:
+    site.add_invoice("SO-1001", [("BPM-200", 2, "100.00", {"batch_no": "L2405"}),
+                                 ("GLU-STRIP-50", 1, "59.00", {"batch_no": "B77"})])
+    moves = (StockMove(0, "BPM-200", 2, Disposition.RESTOCK, lot="L2405"),
+             StockMove(1, "GLU-STRIP-50", 1, Disposition.SCRAP, lot="B77"))
+
+    erpnext.book_return(booking_for("129.50", moves, kind="return_and_refund"))
+
+    (doc,) = site.returns
+    assert doc["update_stock"] == 1
+    assert credited(doc) == Decimal("129.50")
+    assert {(r["item_code"], r["warehouse"], r["batch_no"]) for r in doc["items"]} == {
+        ("BPM-200", "Stores - RB", "L2405"), ("GLU-STRIP-50", "Scrap - RB", "B77")}
+    assert sum(-r["qty"] for r in doc["items"] if r["item_code"] == "BPM-200") == 2
+
+
+@pytest.mark.parametrize("amount", ["0.01", "0.02", "1.00", "33.33", "99.99", "100.00",
+                                    "158.99", "258.99"])
+def test_partial_amounts_are_met_to_the_cent(amount: str) -> None:
+    draft = draft_return()
+    booking = booking_for(amount)
+
+    doc = credit_note(draft, booking, Warehouses("restock", "quarantine", "scrap"),
+                      with_stock=False)
+
+    assert credited(doc) == Decimal(amount)
+    originals = {"BPM-200": Decimal("100.00"), "GLU-STRIP-50": Decimal("59.00")}
+    for row in doc["items"]:
+        assert Decimal(0) <= row["rate"] <= originals[row["item_code"]]
+        assert row["qty"] < 0
+    # A row may be split in two rates, never more.
+    assert len(doc["items"]) <= 4
+
+
+def test_a_refund_of_the_full_value_leaves_the_rates_alone() -> None:
+    doc = credit_note(draft_return(), booking_for("259.00"),
+                      Warehouses("restock", "quarantine", "scrap"), with_stock=False)
+
+    assert [(r["item_code"], r["qty"], r["rate"]) for r in doc["items"]] == [
+        ("BPM-200", -2, 100.0), ("GLU-STRIP-50", -1, 59.0)]
+
+
+VAT_13 = {"charge_type": "On Net Total", "account_head": "VAT - RB", "rate": 13.0,
+          "description": "VAT 13%"}
+
+
+def test_taxes_added_on_top_are_part_of_the_refund(site: ERPNextFake,
+                                                   erpnext: ERPNextConnector) -> None:
+    site.add_invoice("SO-1001", [("BPM-200", 2, "100.00"), ("GLU-STRIP-50", 1, "59.00")],
+                     taxes=[VAT_13])
+
+    erpnext.book_return(booking_for("113.00"))
+
+    (doc,) = site.returns
+    assert credited(doc) == Decimal("100.00")  # the net
+    assert doc["grand_total"] == -113.00  # what the customer got back
+
+
+def test_taxes_included_in_the_rate(site: ERPNextFake, erpnext: ERPNextConnector) -> None:
+    site.add_invoice("SO-1001", [("BPM-200", 2, "113.00"), ("GLU-STRIP-50", 1, "59.00")],
+                     taxes=[{**VAT_13, "included_in_print_rate": 1}])
+
+    erpnext.book_return(booking_for("150.00"))
+
+    assert site.returns[0]["grand_total"] == -150.00
+
+
+def test_a_partial_refund_over_fixed_taxes_is_left_to_a_person(
+        site: ERPNextFake, erpnext: ERPNextConnector) -> None:
+    site.add_invoice("SO-1001", [("BPM-200", 2, "100.00"), ("GLU-STRIP-50", 1, "59.00")], taxes=[
+        {"charge_type": "Actual", "account_head": "Freight - RB", "tax_amount": 15.0,
+         "rate": 0}])
+
+    with pytest.raises(PermanentProviderError) as caught:
+        erpnext.book_return(booking_for("120.00"))
+
+    assert caught.value.code == "partial_refund_taxes"
+    assert site.returns == []
+
+
+def test_a_refund_above_the_lines_value_is_refused(site: ERPNextFake,
+                                                   erpnext: ERPNextConnector) -> None:
+    site.add_invoice("SO-1001", [("BPM-200", 2, "100.00"), ("GLU-STRIP-50", 1, "50.00")])
+
+    with pytest.raises(PermanentProviderError) as caught:
+        erpnext.book_return(booking_for("259.00"))
+
+    assert caught.value.code == "refund_exceeds_lines"
+    assert "250.00" in caught.value.message
+    assert site.returns == []
+
+
+# ------------------------------------------------------------------ goods on Delivery Notes
+
+
+DN_MOVES = (
+    StockMove(0, "BPM-200", 1, Disposition.RESTOCK, lot="L2405"),
+    StockMove(0, "BPM-200", 1, Disposition.KEEP_AS_EVIDENCE, lot="L2405"),
+    StockMove(1, "GLU-STRIP-50", 1, Disposition.SCRAP, lot="B77"),
+)
+
+
+def delivered_order(site: ERPNextFake, notes: int = 1) -> tuple[str, list[str]]:
+    """An invoice that did not ship, and the order's goods on `notes` Delivery Notes."""
+    invoice = site.add_invoice("SO-1001", [("BPM-200", 2, "100.00"),
+                                           ("GLU-STRIP-50", 1, "59.00")], update_stock=False)
+    if notes == 1:
+        names = [site.add_delivery_note("SO-1001", [
+            ("BPM-200", 2, "100.00", {"batch_no": "L2405"}),
+            ("GLU-STRIP-50", 1, "59.00", {"batch_no": "B77"})])]
+    else:
+        names = [site.add_delivery_note("SO-1001", [
+                     ("BPM-200", 1, "100.00", {"batch_no": "L2405"})]),
+                 site.add_delivery_note("SO-1001", [
+                     ("BPM-200", 1, "100.00", {"batch_no": "L2405"}),
+                     ("GLU-STRIP-50", 1, "59.00", {"batch_no": "B77"})])]
+    return invoice, names
+
+
+def test_goods_shipped_on_a_delivery_note_go_back_on_its_return(
+        site: ERPNextFake, erpnext: ERPNextConnector) -> None:
+    invoice, (note,) = delivered_order(site)
+
+    name = erpnext.book_return(booking_for("259.00", DN_MOVES, kind="return_and_refund"))
+
+    (stock,) = site.delivery_returns
+    assert stock["is_return"] == 1 and stock["return_against"] == note
+    assert stock["docstatus"] == 1 and stock["issue_credit_note"] == 0
+    assert CASE in stock["instructions"]
+    assert [(r["item_code"], r["qty"], r["warehouse"], r["batch_no"]) for r in stock["items"]] == [
+        ("BPM-200", -1, "Stores - RB", "L2405"),
+        ("BPM-200", -1, "Quarantine - RB", "L2405"),
+        ("GLU-STRIP-50", -1, "Scrap - RB", "B77")]
+    assert [r["dn_detail"] for r in stock["items"]] == [
+        f"{note}-row-0", f"{note}-row-0", f"{note}-row-1"]
+
+    (credit,) = site.returns
+    assert name == credit["name"]
+    assert credit["return_against"] == invoice
+    assert credit["update_stock"] == 0  # ERPNext refuses stock on it: the goods left on the DN
+    assert all(not r.get("warehouse") for r in credit["items"])
+    assert [(r["item_code"], r["qty"]) for r in credit["items"]] == [
+        ("BPM-200", -2), ("GLU-STRIP-50", -1)]
+    assert credited(credit) == Decimal("259.00")
+    assert stock["name"] in credit["remarks"]
+    # The stock goes back before the money is credited, so a failure leaves no credit note
+    # without its goods.
+    inserts = [p for m, p in paths(site) if m == "POST" and p.startswith("/api/resource/")]
+    assert inserts == ["/api/resource/Delivery Note", "/api/resource/Sales Invoice"]
+
+
+def test_a_partial_refund_on_the_delivery_note_path(site: ERPNextFake,
+                                                    erpnext: ERPNextConnector) -> None:
+    delivered_order(site)
+
+    erpnext.book_return(booking_for("180.00", DN_MOVES, kind="return_and_refund"))
+
+    assert sum(-r["qty"] for r in site.delivery_returns[0]["items"]) == 3
+    assert site.returns[0]["grand_total"] == -180.00
+
+
+def test_goods_from_two_delivery_notes_go_back_on_two_returns(
+        site: ERPNextFake, erpnext: ERPNextConnector) -> None:
+    _, (first, second) = delivered_order(site, notes=2)
+    moves = (StockMove(0, "BPM-200", 2, Disposition.QUARANTINE, lot="L2405"),
+             StockMove(1, "GLU-STRIP-50", 1, Disposition.RESTOCK, lot="B77"))
+
+    erpnext.book_return(booking_for("259.00", moves, kind="return_and_refund"))
+
+    assert [(d["return_against"], [(r["item_code"], r["qty"]) for r in d["items"]])
+            for d in site.delivery_returns] == [
+        (first, [("BPM-200", -1)]),
+        (second, [("BPM-200", -1), ("GLU-STRIP-50", -1)])]
+    assert len(site.returns) == 1
+
+
+def test_a_booking_stopped_between_delivery_notes_is_finished_not_repeated(
+        fake: tuple[ERPNextFake, respx.MockRouter], erpnext: ERPNextConnector) -> None:
+    site, router = fake
+    _, (first, second) = delivered_order(site, notes=2)
+    moves = (StockMove(0, "BPM-200", 2, Disposition.QUARANTINE, lot="L2405"),)
+    booking = booking_for("200.00", moves, kind="return_and_refund")
+    # The first return is booked, the second refused (a closed period, say).
+    route = route_for(router, "POST", f"{FAKE_BASE}/api/resource/Delivery%20Note")
+    answer = route.side_effect
+    assert callable(answer)
+    route.side_effect = [answer, httpx.Response(417, json={
+        "exc_type": "ValidationError", "message": "Posting date is in a closed period"})]
+
+    with pytest.raises(PermanentProviderError, match="closed period"):
+        erpnext.book_return(booking)
+    assert [d["return_against"] for d in site.delivery_returns] == [first]
+    assert site.returns == []
+
+    route.side_effect = answer  # a person reopened the period; the operator retries
+    erpnext.book_return(booking)
+
+    assert [d["return_against"] for d in site.delivery_returns] == [first, second]
+    assert len(site.returns) == 1
+
+
+def test_a_delivery_note_return_that_committed_before_failing_is_not_booked_twice(
+        fake: tuple[ERPNextFake, respx.MockRouter], erpnext: ERPNextConnector) -> None:
+    site, router = fake
+    delivered_order(site)
+    route = route_for(router, "POST", f"{FAKE_BASE}/api/resource/Delivery%20Note")
+    answer = route.side_effect
+    assert callable(answer)
+
+    sent: list[httpx.Request] = []
+
+    def committed_then_timed_out(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        if len(sent) == 1:
+            answer(request)
+            raise httpx.ReadTimeout("read timed out", request=request)
+        return httpx.Response(500)  # not asked again: the return was found
+
+    route.side_effect = committed_then_timed_out
+
+    erpnext.book_return(booking_for("259.00", DN_MOVES, kind="return_and_refund"))
+
+    assert len(site.delivery_returns) == 1 and len(sent) == 1
+    assert len(site.returns) == 1
+
+
+def test_booking_the_delivery_note_path_twice_books_it_once(
+        site: ERPNextFake, erpnext: ERPNextConnector) -> None:
+    delivered_order(site)
+    booking = booking_for("259.00", DN_MOVES, kind="return_and_refund")
+
+    first = erpnext.book_return(booking)
+    again = erpnext.book_return(booking)
+
+    assert first == again
+    assert len(site.delivery_returns) == 1 and len(site.returns) == 1
+
+
+def test_a_refund_without_goods_on_the_delivery_note_path_moves_no_stock(
+        site: ERPNextFake, erpnext: ERPNextConnector) -> None:
+    delivered_order(site)
+
+    erpnext.book_return(booking_for("59.00"))
+
+    assert site.delivery_returns == []
+    assert site.returns[0]["update_stock"] == 0
+
+
+def test_returned_goods_with_no_delivery_note_to_go_back_against(
+        site: ERPNextFake, erpnext: ERPNextConnector) -> None:
+    site.add_invoice("SO-1001", [("BPM-200", 2, "100.00"), ("GLU-STRIP-50", 1, "59.00")],
+                     update_stock=False)
+
+    with pytest.raises(PermanentProviderError) as caught:
+        erpnext.book_return(booking_for("259.00", DN_MOVES, kind="return_and_refund"))
+
+    assert caught.value.code == "delivery_note_not_found"
+    assert site.returns == []
+
+
+def test_more_goods_than_the_delivery_notes_shipped_are_refused(
+        site: ERPNextFake, erpnext: ERPNextConnector) -> None:
+    delivered_order(site)
+    moves = (StockMove(1, "GLU-STRIP-50", 2, Disposition.SCRAP, lot="B77"),)
+
+    with pytest.raises(PermanentProviderError) as caught:
+        erpnext.book_return(booking_for("59.00", moves, kind="return_and_refund"))
+
+    assert caught.value.code == "over_return"
+    assert "GLU-STRIP-50" in caught.value.message
+    assert site.returns == []
