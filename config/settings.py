@@ -151,6 +151,8 @@ class Settings(BaseSettings):
     operator_tokens: list[SecretStr] = Field(default_factory=list)
     reconcile_interval_seconds: float = 60.0
     stale_after_seconds: float = 300.0
+    # A refund the provider still reports pending is asked about again after this long.
+    pending_refund_poll_seconds: float = 600.0
     job_timeout_seconds: int = 120
     http_timeout_seconds: float = 10.0
     # Threads the API runs blocking work (database, signatures) on. More threads than the

@@ -90,12 +90,14 @@ def reconcile(
     config: ConfigOption = None,
     stale_after: Annotated[float | None, typer.Option(
         help="seconds without progress before work counts as lost")] = None,
+    pending_after: Annotated[float | None, typer.Option(
+        help="seconds a refund may stay pending before its provider is asked")] = None,
 ) -> None:
-    """Find work whose queue job was lost and enqueue it again."""
+    """Find work whose queue job was lost and enqueue it again; poll pending refunds."""
     from refundbridge.bootstrap import bootstrap
     from workers.reconcile import reconcile as run
 
-    report = run(bootstrap(_settings(config)), stale_after)
+    report = run(bootstrap(_settings(config)), stale_after, pending_after=pending_after)
     typer.echo(f"requeued {len(report.requeued)} jobs, revived {len(report.revived)} cases")
 
 

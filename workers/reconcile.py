@@ -5,8 +5,9 @@ is the source of truth. Two passes:
 1. outbox rows not done whose job is no longer waiting in the queue and that were last handed
    over more than `stale_after` seconds ago get a new job;
 2. cases that are still moving (not final, not waiting for a person or for goods), untouched
-   for `stale_after` seconds and with no open outbox row, get the step their state needs —
-   this is also how a refund the provider left pending gets polled.
+   for `stale_after` seconds and with no open outbox row, get the step their state needs;
+   a refund the provider left pending is polled this way once it has waited
+   `pending_refund_poll_seconds`.
 Every step is idempotent, so enqueueing something that was only slow costs a no-op run.
 """
 
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import and_, exists, or_, select, update
 
 from core.lifecycle import CaseState
 from core.model import RefundCase, Step
@@ -57,14 +58,20 @@ def steps_needed(case: RefundCase) -> list[Step]:
 
 
 def reconcile(container: Container, stale_after: float | None = None,
-              now: datetime | None = None) -> ReconcileReport:
+              now: datetime | None = None,
+              pending_after: float | None = None) -> ReconcileReport:
+    """`stale_after`: seconds without progress before work counts as lost; `pending_after`:
+    seconds a provider may leave a refund pending before we ask it (each defaults to its
+    setting)."""
     now = now or datetime.now(UTC)
-    stale = container.settings.stale_after_seconds if stale_after is None else stale_after
+    settings = container.settings
+    stale = settings.stale_after_seconds if stale_after is None else stale_after
+    pending = settings.pending_refund_poll_seconds if pending_after is None else pending_after
     cutoff = now - timedelta(seconds=stale)
     report = ReconcileReport()
     report.relayed = relay_once(container)
     _requeue_lost_jobs(container, cutoff, now, report)
-    _revive_idle_cases(container, cutoff, report)
+    _revive_idle_cases(container, cutoff, now - timedelta(seconds=pending), report)
     return report
 
 
@@ -97,14 +104,19 @@ def _requeue_lost_jobs(container: Container, cutoff: datetime, now: datetime,
         report.requeued.append(work.job_id)
 
 
-def _revive_idle_cases(container: Container, cutoff: datetime,
+def _revive_idle_cases(container: Container, cutoff: datetime, pending_cutoff: datetime,
                        report: ReconcileReport) -> None:
     c, o = t.cases.c, t.outbox.c
     open_work = exists().where(and_(o.case_id == c.id, o.done_at.is_(None)))
+    # A refund the provider left pending is polled on its own clock: the payment connector's
+    # status read settles it, and a notification that arrives first makes the poll a no-op.
+    idle = or_(and_(c.state == CaseState.REFUNDING.value, c.updated_at <= pending_cutoff),
+               and_(c.state.in_([s.value for s in MOVING_STATES
+                                 if s is not CaseState.REFUNDING]),
+                    c.updated_at <= cutoff))
     with container.engine.connect() as conn:
         case_ids = conn.execute(
-            select(c.id).where(c.state.in_([s.value for s in MOVING_STATES]),
-                               c.updated_at <= cutoff, ~open_work).limit(5000)
+            select(c.id).where(idle, ~open_work).limit(5000)
         ).scalars().all()
     for case_id in case_ids:
         with container.uow() as uow:

@@ -105,7 +105,7 @@ def test_unreadable_refund_status_fails_the_case_but_never_pays_twice(client, co
         "type": "invalid_request_error", "message": "Invalid API Key provided: sk_test_****"}})
     stripe_fake.before_get.append(lambda request: unauthorized)
 
-    reconcile(container, stale_after=0)
+    reconcile(container, stale_after=0, pending_after=0)
     drain(container)
 
     case = client.get(f"/v1/cases/{case_id}", headers=AUTH).json()
