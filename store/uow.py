@@ -137,13 +137,14 @@ class SqlOrderLedger:
         return Money.from_minor(int(total) + int(outside), currency)
 
     def record_external(self, shop_id: str, refund: ExternalRefund) -> bool:
+        x = t.external_refunds.c
         statement = dialect_insert(self._uow.conn)(t.external_refunds).on_conflict_do_nothing(
-            index_elements=[t.external_refunds.c.shop_id, t.external_refunds.c.external_id])
-        result = self._uow.conn.execute(statement, {
+            index_elements=[x.shop_id, x.external_id]).returning(x.id)
+        inserted = self._uow.conn.execute(statement, {
             "shop_id": shop_id, "order_id": refund.order_id, "external_id": refund.external_id,
             "currency": refund.amount.currency, "amount_minor": refund.amount.minor,
-            "note": refund.note[:500], "created_at": datetime.now(UTC)})
-        return bool(result.rowcount)
+            "note": refund.note[:500], "created_at": datetime.now(UTC)}).first()
+        return inserted is not None
 
 
 class SqlInbox:

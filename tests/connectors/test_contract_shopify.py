@@ -1,0 +1,171 @@
+"""Shopify against the connector contract suite, with the Admin GraphQL fake and webhooks
+signed as Shopify signs them (base64 HMAC-SHA256 of the raw body with the app's secret).
+
+Shopify takes two kinds of webhook the contract applies to: `returns/request` (a storefront
+asking for a refund) and `refunds/create` for a refund RefundBridge made (a payment
+notification). Each runs the webhook contract; the payment contract runs once, with the
+first class.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from connectors.shopify import ShopifyConnector
+from connectors.testing import Delivery, PaymentContract, WebhookContract, route_for
+from core.money import Money
+from core.ports import RefundOrder, RefundUpdate
+from core.request import ReasonCode
+from tests.fakes.shopify import (
+    ACCESS_TOKEN,
+    BASE,
+    CLIENT_SECRET,
+    GRAPHQL_PATH,
+    SHOP_DOMAIN,
+    Line,
+    ShopifyFake,
+    webhook_headers,
+)
+
+GRAPHQL_URL = f"{BASE}{GRAPHQL_PATH}"
+OTHER_SECRET = "shpss_" + "0123456789abcdef0123456789abcdef"  # another app's secret
+CASE_ID = "rc_contract0001"
+KEY = f"{CASE_ID}-refund-1"
+REFUND_CREATE = "RefundBridgeRefundCreate"
+
+
+class ShopifyFixtures:
+    """What both Shopify contract classes share: the connector, its settings and the fake."""
+
+    @pytest.fixture
+    def connector_class(self) -> type[Any]:
+        return ShopifyConnector
+
+    @pytest.fixture
+    def connector_settings(self) -> dict[str, Any]:
+        return {"shop_domain": SHOP_DOMAIN, "access_token": ACCESS_TOKEN,
+                "client_secret": CLIENT_SECRET}
+
+    @pytest.fixture
+    def fake(self) -> ShopifyFake:
+        return ShopifyFake()
+
+    @pytest.fixture
+    def router(self, fake: ShopifyFake) -> Iterator[respx.MockRouter]:
+        with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
+            fake.install(router)
+            yield router
+
+    @pytest.fixture
+    def shop_order(self, fake: ShopifyFake) -> str:
+        """A CNY 80.00 order, paid by one sale: the contract's default amounts."""
+        return fake.add_order([Line("GLU-METER-01", "血糖仪 Glucose meter", 2, "40.00")],
+                              currency="CNY")
+
+    @staticmethod
+    def sign(topic: str, body: bytes, forged: bool) -> Delivery:
+        return webhook_headers(topic, body, secret=OTHER_SECRET if forged else CLIENT_SECRET,
+                               webhook_id="b54557e4-bdd9-4b37-8a5f-contract"), body
+
+
+class TestShopifyContract(ShopifyFixtures, PaymentContract, WebhookContract):
+    """Payment through `refundCreate`, and `returns/request` webhooks opening cases."""
+
+    # ------------------------------------------------------------ payment
+    @pytest.fixture
+    def refund_order(self, shop_order: str) -> RefundOrder:
+        # Shopify refunds an order: the payment reference is the order's GID.
+        return RefundOrder(
+            case_id=CASE_ID, attempt=1, idempotency_key=KEY,
+            amount=Money.parse("25.00", "CNY"), payment_reference=shop_order,
+            order_id=shop_order, reason=ReasonCode.DEFECTIVE,
+            paid_total=Money.parse("80.00", "CNY"),
+        )
+
+    @pytest.fixture
+    def refund_route(self, router: respx.MockRouter) -> respx.Route:
+        # GraphQL: every operation goes to one URL; only refundCreate moves money.
+        return route_for(router, "POST", GRAPHQL_URL)
+
+    @pytest.fixture
+    def idempotency_key_of(self) -> Callable[[httpx.Request], str | None]:
+        def key(request: httpx.Request) -> str | None:
+            body = json.loads(request.content)
+            if body.get("operationName") != REFUND_CREATE:
+                return None
+            return str(body["variables"]["idempotencyKey"])
+        return key
+
+    @pytest.fixture
+    def refusal(self) -> httpx.Response:
+        # Shopify refuses a mutation with HTTP 200 and `userErrors`, not with a 4xx.
+        return httpx.Response(200, json={"data": {"refundCreate": {"refund": None,
+                                                                   "userErrors": [{
+            "field": ["transactions", "0", "amount"],
+            "message": "Refund amount must be less than or equal to 0.0"}]}}})
+
+    @pytest.fixture
+    def unknown_status_answer(self, fake: ShopifyFake) -> Callable[[str], str]:
+        def answer(provider_ref: str) -> str:
+            for tx in fake.refunds[provider_ref]["transactions"]["nodes"]:
+                tx["status"] = "REVERSED_BY_ISSUER"
+            return "REVERSED_BY_ISSUER"
+        return answer
+
+    # ------------------------------------------------------------ webhooks
+    @pytest.fixture
+    def signature_headers(self) -> tuple[str, ...]:
+        return ("X-Shopify-Hmac-Sha256",)
+
+    @pytest.fixture
+    def signed_delivery(self, fake: ShopifyFake, router: respx.MockRouter, shop_order: str
+                        ) -> Callable[..., Delivery]:
+        # `router` is active while the webhook tests run: a return request is completed
+        # with the order, read from the Admin API.
+        return_body = fake.return_webhook(fake.add_return(shop_order))
+
+        def deliver(body: bytes | None = None, *, forged: bool = False) -> Delivery:
+            return self.sign("returns/request", return_body if body is None else body,
+                             forged)
+        return deliver
+
+
+class TestShopifyRefundNotificationContract(ShopifyFixtures, WebhookContract):
+    """`refunds/create` for a refund RefundBridge made: the payment notification."""
+
+    @pytest.fixture
+    def signature_headers(self) -> tuple[str, ...]:
+        return ("X-Shopify-Hmac-Sha256",)
+
+    @pytest.fixture
+    def signed_delivery(self, fake: ShopifyFake, router: respx.MockRouter, shop_order: str,
+                        connector: ShopifyConnector) -> Callable[..., Delivery]:
+        order = RefundOrder(
+            case_id=CASE_ID, attempt=1, idempotency_key=KEY,
+            amount=Money.parse("25.00", "CNY"), payment_reference=shop_order,
+            order_id=shop_order, reason=ReasonCode.DEFECTIVE,
+            paid_total=Money.parse("80.00", "CNY"))
+        refund_body = fake.refund_webhook(connector.issue_refund(order).provider_ref or "")
+
+        def deliver(body: bytes | None = None, *, forged: bool = False) -> Delivery:
+            return self.sign("refunds/create", refund_body if body is None else body, forged)
+        return deliver
+
+    def test_notification_is_a_refund_update_under_the_key(
+            self, connector: ShopifyConnector, signed_delivery: Callable[..., Delivery],
+            webhook_now: datetime) -> None:
+        # Guards the fixture: the delivery above must be the notification, not an outside
+        # refund or an ignored topic, for this class to test what it claims to.
+        headers, body = signed_delivery()
+
+        event = connector.parse_webhook(headers, body, webhook_now)
+
+        assert isinstance(event, RefundUpdate)
+        assert (event.idempotency_key, event.case_id) == (KEY, CASE_ID)
