@@ -35,10 +35,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from core.errors import ConfigError, InvalidRequest
+from core.errors import ConfigError, InvalidRequest, InvalidUdi
 from core.money import check_currency
 from core.policy import DEFAULT_AUTO_APPROVE_REASONS, Jurisdiction, ShopPolicy, SkuFlags
 from core.request import ReasonCode
+from core.udi import gtin14
 
 ROLE_KEYS = ("storefront", "payment", "erp", "notifier")
 
@@ -54,7 +55,17 @@ class SkuFlagSettings(BaseModel):
     single_use: bool = False
     shelf_life: bool = False
     professional_only: bool = False
-    gtin: str | None = Field(default=None, pattern=r"^\d{8,14}$")
+    gtin: str | None = None
+
+    @field_validator("gtin")
+    @classmethod
+    def _gtin(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return gtin14(value)
+        except InvalidUdi as exc:
+            raise ValueError(exc.message) from exc
 
     def to_flags(self) -> SkuFlags:
         return SkuFlags(**self.model_dump())

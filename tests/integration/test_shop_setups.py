@@ -237,3 +237,246 @@ def test_a_refund_made_in_shopifys_admin_is_counted_and_g01_denies_a_full_refund
         assert [b["variables"]["input"]["id"] for b in declines] == [return_id]
         assert shop.returns[return_id]["status"] == "DECLINED"
         assert_chain_verifies(client, case)
+
+
+# ================================================================== WooCommerce + Alipay + ERPNext
+
+
+@cache
+def alipay_keys() -> AlipayKeys:
+    # RSA keys are slow to make: once per run, never at import.
+    return AlipayKeys.generate()
+
+
+@pytest.fixture
+def woocommerce_shop(make_container: MakeContainer, router: respx.MockRouter
+                     ) -> tuple[Container, WooCommerceFake, AlipayFake, ERPNextFake]:
+    shop, alipay, erp = WooCommerceFake(), AlipayFake(alipay_keys()), ERPNextFake()
+    for fake in (shop, alipay, erp):
+        fake.install(router)
+    container = make_container(
+        storefront="woocommerce", payment="alipay", erp="erpnext", notifier="smtp",
+        woocommerce={"base_url": wc_fake.BASE, "consumer_key": wc_fake.CONSUMER_KEY,
+                     "consumer_secret": wc_fake.CONSUMER_SECRET,
+                     "webhook_secret": wc_fake.WEBHOOK_SECRET,
+                     "refund_requested_status": "refund-requested"},
+        alipay={"app_id": APP_ID, "app_private_key": alipay_keys().app_private,
+                "alipay_public_key": alipay_keys().platform_public},
+        policy={"refund_timing": "on_receipt", "auto_approve_limits": {"CNY": "500.00"}})
+    return container, shop, alipay, erp
+
+
+def sdk_verifies(body: bytes) -> bool:
+    """Whether Alipay's official SDK accepts a notification as signed by Alipay."""
+    form = dict(parse_qsl(body.decode("ascii")))
+    sign = form.pop("sign")
+    sdk = AliPay(appid=APP_ID, app_private_key_string=alipay_keys().app_private,
+                 alipay_public_key_string=alipay_keys().platform_public)
+    return bool(sdk.verify(form, sign))
+
+
+def test_woocommerce_request_is_refunded_through_alipay_booked_in_erpnext_and_written_back(
+        woocommerce_shop: tuple[Container, WooCommerceFake, AlipayFake, ERPNextFake],
+        mailbox: Mailbox) -> None:
+    container, shop, alipay, erp = woocommerce_shop
+    now = datetime.now(UTC)
+    trade_no = alipay.add_trade("KJ-20260301-0042", "398.00")
+    order = shop.add_order(
+        [wc_fake.Line("GLU-METER-01", "血糖仪 Glucose meter", 2, "398.00",
+                      meta={"_rb_lot": "L2401", "_rb_device_class": "II"})],
+        status="refund-requested", currency="CNY", email="li.wei@example.com",
+        payment_method="alipay", transaction_id=trade_no,
+        created=now - timedelta(days=5), completed=now - timedelta(days=3),
+        modified=now - timedelta(minutes=1),
+        meta={"_refund_request_kind": "refund_only", "_refund_reason_code": "changed_mind",
+              "_refund_reason": "不需要了", "wpml_language": "zh-hans"})
+    erp.add_invoice(str(order["id"]), [("GLU-METER-01", 2, "199.00")])
+    headers, body = shop.delivery(order["id"])
+
+    with api(container) as client:
+        answer = client.post(f"/webhooks/{SHOP}/woocommerce", content=body, headers=headers)
+        assert answer.status_code == 202, answer.text
+        case_id = answer.json()["case_id"]
+        drain(container)
+
+        case = case_of(client, case_id)
+        assert case["state"] == "closed", case
+        assert case["decisions"][0]["outcome"] == "approve"
+        assert case["refunded"] == {"amount": "398.00", "currency": "CNY"}
+        key = f"{case_id}-refund-1"
+        # Alipay: one signed alipay.trade.refund on Alipay's trade number, keyed by the case.
+        refunds = [c for c in alipay.calls if c["method"] == REFUND]
+        assert len(refunds) == 1
+        assert refunds[0]["biz_content"]["out_request_no"] == key
+        assert refunds[0]["biz_content"]["trade_no"] == trade_no
+        assert refunds[0]["biz_content"]["refund_amount"] == "398.00"
+        assert [p["out_request_no"] for p in alipay.paid()] == [key]
+        # ERPNext: a submitted credit note against the order's invoice, for this case.
+        assert len(erp.returns) == 1 and erp.returns[0]["docstatus"] == 1
+        assert case_id in erp.returns[0]["remarks"]
+        assert case["erp_reference"] == erp.returns[0]["name"]
+        # WooCommerce: the order moved on from "refund requested", with a private note.
+        assert shop.orders[order["id"]]["status"] == "refund-approved"
+        notes = shop.notes[order["id"]]
+        assert notes and all(case_id in n["note"] for n in notes)
+        assert not any(n["customer_note"] for n in notes)
+        assert path_of(case) == ["received", "evaluating", "approved", "refunding", "refunded",
+                                 "closed"]
+        assert message_ids(mailbox) == sorted(
+            f"<{case_id}.{kind}@refundbridge>" for kind in ("received", "approved", "refunded"))
+        assert_chain_verifies(client, case)
+
+        # Alipay's asynchronous notification for that refund, signed with the platform key.
+        notification = alipay.notification(key)
+        assert sdk_verifies(notification)
+        form = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
+        told = client.post(f"/webhooks/{SHOP}/alipay", content=notification, headers=form)
+        assert told.status_code == 200
+        assert told.content == b"success"
+        assert told.headers["content-type"].startswith("text/plain")
+        drain(container)
+        after = case_of(client, case_id)
+        assert after["state"] == "closed"
+        assert len(after["timeline"]) == len(case["timeline"])  # settled already
+
+        # A notification altered on the way is refused, and changes nothing either.
+        tampered = notification.replace(b"refund_fee=398.00", b"refund_fee=39.80")
+        assert tampered != notification
+        refused = client.post(f"/webhooks/{SHOP}/alipay", content=tampered, headers=form)
+        assert refused.status_code == 401, refused.text
+        assert refused.content != b"success"
+        assert len(case_of(client, case_id)["timeline"]) == len(case["timeline"])
+        assert len([c for c in alipay.calls if c["method"] == REFUND]) == 1
+
+
+# ================================================================== generic + WeChat Pay + Odoo
+
+
+@cache
+def wechat_keys() -> WeChatPayKeys:
+    return WeChatPayKeys.generate("shop-setups")
+
+
+@pytest.fixture
+def wechat_shop(make_container: MakeContainer, router: respx.MockRouter
+                ) -> tuple[Container, WeChatPayFake, OdooFake]:
+    wechat, erp = WeChatPayFake(wechat_keys()), OdooFake(version=19)
+    wechat.install(router)
+    erp.install(router)
+    container = make_container(
+        storefront="generic", payment="wechatpay", erp="odoo", notifier="smtp",
+        generic={"secret": GENERIC_SECRET},
+        wechatpay=wechat_keys().connector_config(payment_reference="out_trade_no"),
+        odoo={"base_url": odoo_fake.BASE, "database": odoo_fake.DATABASE,
+              "api_key": odoo_fake.API_KEY, "api": "json2"},
+        policy={"refund_timing": "on_approval", "auto_approve_limits": {"CNY": "500.00"}})
+    return container, wechat, erp
+
+
+def open_wechat_case(client: TestClient, erp: OdooFake) -> tuple[str, dict[str, Any]]:
+    body = request_body(**{"order.payment": {"provider": "wechatpay",
+                                              "reference": "ANX-20260301-0007"}})
+    erp.add_order(body["order"]["id"], [("GLU-METER-01", "L2401", 2)],
+                  {"GLU-METER-01": "199.00"})
+    raw, headers = signed(body)
+    answer = client.post(f"/webhooks/{SHOP}/generic", content=raw, headers=headers)
+    assert answer.status_code == 202, answer.text
+    return str(answer.json()["case_id"]), body
+
+
+def post_wechat(client: TestClient, headers: dict[str, str], body: bytes) -> httpx.Response:
+    return client.post(f"/webhooks/{SHOP}/wechatpay", content=body,
+                       headers={**headers, "Content-Type": "application/json"})
+
+
+def test_wechat_refund_through_a_503_is_paid_once_and_settled_by_the_notification(
+        wechat_shop: tuple[Container, WeChatPayFake, OdooFake], mailbox: Mailbox) -> None:
+    container, wechat, erp = wechat_shop
+    unavailable = [wechat.error(503, "SYSTEM_ERROR", "系统繁忙，请稍后重试")]
+    wechat.before_post.append(lambda _: unavailable.pop() if unavailable else None)
+
+    with api(container) as client:
+        case_id, body = open_wechat_case(client, erp)
+        drain(container)
+        key = f"{case_id}-refund-1"
+
+        # Two POSTs (the 503, then the retry), one out_refund_no, one refund at WeChat Pay.
+        posts = [json.loads(r.content) for r in wechat.posts()]
+        assert len(posts) == 2
+        assert {p["out_refund_no"] for p in posts} == {key}
+        assert posts[0] == posts[1]
+        assert posts[0]["out_trade_no"] == "ANX-20260301-0007"
+        assert posts[0]["amount"] == {"refund": 39800, "total": 39800, "currency": "CNY"}
+        assert list(wechat.refunds) == [key]
+        # WeChat Pay answered PROCESSING: the money is not back yet, so the case waits.
+        case = case_of(client, case_id)
+        assert case["state"] == "refunding", case
+        assert case["refund_attempts"][0]["status"] == "pending"
+        assert case["refunded"]["amount"] == "0.00"
+
+        headers, notification = wechat.notification_for(key)
+        told = post_wechat(client, headers, notification)
+        assert told.status_code == 200, told.text
+        assert told.json() == {"case_id": case_id, "applied": True}
+        drain(container)
+        case = case_of(client, case_id)
+        assert case["refunded"] == {"amount": "398.00", "currency": "CNY"}
+        assert case["state"] == "closed", case
+        # Odoo (/json/2): the customer kept the goods, so only a posted credit note.
+        assert erp.return_pickings() == []
+        notes = erp.credit_notes()
+        assert len(notes) == 1 and notes[0]["state"] == "posted"
+        assert notes[0]["amount_total"] == Decimal("398.00")
+        assert {c.api for c in erp.calls} == {"json2"}
+        assert message_ids(mailbox) == sorted(
+            f"<{case_id}.{kind}@refundbridge>" for kind in ("received", "approved", "refunded"))
+        assert_chain_verifies(client, case)
+
+        # WeChat Pay re-sends until it is answered; a duplicate changes nothing.
+        again = post_wechat(client, headers, notification)
+        assert again.status_code == 200, again.text
+        drain(container)
+        # Nor does a late poll.
+        reconcile(container, stale_after=0, pending_after=0)
+        drain(container)
+        after = case_of(client, case_id)
+        assert after["state"] == "closed"
+        assert len(after["timeline"]) == len(case["timeline"])
+        assert len(wechat.posts()) == 2 and len(wechat.refunds) == 1
+
+
+def test_wechat_pending_refund_settled_by_the_reconciler_first_then_the_late_notification(
+        wechat_shop: tuple[Container, WeChatPayFake, OdooFake]) -> None:
+    container, wechat, erp = wechat_shop
+
+    with api(container) as client:
+        case_id, _ = open_wechat_case(client, erp)
+        drain(container)
+        key = f"{case_id}-refund-1"
+        assert case_of(client, case_id)["state"] == "refunding"
+
+        # WeChat Pay pays, but its notification is late: the reconciler's poll settles it.
+        wechat.settle(key)
+        report = reconcile(container, stale_after=0, pending_after=0)
+        assert case_id in report.revived
+        drain(container)
+        case = case_of(client, case_id)
+        assert case["state"] == "closed", case
+        assert case["refunded"] == {"amount": "398.00", "currency": "CNY"}
+        polls = [r for r in wechat.requests if r.method == "GET"]
+        assert [r.url.path for r in polls] == [f"{REFUNDS}/{key}"]
+
+        # The notification arrives after all: it converges on the same case, changing nothing.
+        headers, notification = wechat.notification_for(key)
+        told = post_wechat(client, headers, notification)
+        assert told.status_code == 200, told.text
+        assert told.json()["case_id"] == case_id
+        drain(container)
+        after = case_of(client, case_id)
+        assert after["state"] == "closed"
+        assert after["refunded"] == case["refunded"]
+        assert len(after["timeline"]) == len(case["timeline"])
+        assert len(wechat.posts()) == 1 and len(erp.credit_notes()) == 1
+        # A notification that WeChat Pay did not sign is refused.
+        forged = {**headers, "Wechatpay-Signature": headers["Wechatpay-Signature"][::-1]}
+        assert post_wechat(client, forged, notification).status_code == 401

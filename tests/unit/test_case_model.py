@@ -19,6 +19,7 @@ from core.model import (
     RefundCase,
     RefundResult,
     RefundStatus,
+    StatusOutcome,
     Step,
 )
 from core.money import Money
@@ -625,3 +626,40 @@ def test_planned_stock_moves_per_line_with_quantity_and_uninspected_lines() -> N
         ("A", 2, Disposition.RESTOCK),
         ("B", 1, Disposition.SCRAP),
     ]
+
+
+# ------------------------------------------------------------------ storefront write-back
+
+
+def test_write_back_follows_the_decision_and_the_refund() -> None:
+    case = open_case()
+    case.start_evaluation(at(1))
+    case.decide(approval(case))
+    assert case.pending_write_backs() == []  # nobody asked for it: generic storefronts
+    steps = queued_by(case, case.request_write_back)
+    assert steps == [Step.WRITE_BACK]
+    assert case.pending_write_backs() == [StatusOutcome.APPROVED]
+
+    case.record_write_backs([(StatusOutcome.APPROVED, None)], at(3))
+    assert case.pending_write_backs() == []
+    assert case.new_events[-1].name == "write_back_sent"
+
+    case.new_steps.clear()  # as committing the unit of work does
+    case.reserve_attempt(at(4))
+    steps = queued_by(case, lambda: case.apply_refund_result(succeeded(case), at(5),
+                                                             "connector:shopify"))
+    assert Step.WRITE_BACK in steps
+    assert case.pending_write_backs() == [StatusOutcome.REFUNDED]
+
+
+def test_a_denied_request_is_written_back_as_declined_and_a_failure_is_kept() -> None:
+    case = open_case()
+    case.start_evaluation(at(1))
+    case.decide(decision(Outcome.DENY, case.requested))
+    case.request_write_back()
+    assert case.pending_write_backs() == [StatusOutcome.DECLINED]
+    case.record_write_backs([(StatusOutcome.DECLINED, "shopify: return is CLOSED")], at(3))
+    assert case.pending_write_backs() == []
+    assert case.write_backs[0].status is DeliveryStatus.FAILED
+    assert case.write_backs[0].message == "shopify: return is CLOSED"
+    assert case.state is S.DENIED  # a failed write-back never changes the decision

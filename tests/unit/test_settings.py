@@ -261,3 +261,61 @@ def test_invalid_connector_settings_name_the_key(raw: dict[str, object], key: st
     with pytest.raises(ConfigError) as caught:
         GenericStorefrontConnector.parse_settings(raw, ConnectorContext("acme"))
     assert caught.value.key == key
+
+
+# ------------------------------------------------------------------ the compliance policy
+
+POLICY_ANCHOR = 'refund_timing = "on_receipt"'
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ("no_reason_window_days = -1", "shops.acme.policy.no_reason_window_days"),
+        ("near_expiry_days = \"soon\"", "shops.acme.policy.near_expiry_days"),
+        ("frequent_refund_count = 0", "shops.acme.policy.frequent_refund_count"),
+        ("jurisdiction = \"MARS\"", "shops.acme.policy.jurisdiction"),
+        ("timezone = \"Asia/Atlantis\"", "shops.acme.policy.timezone"),
+        ("refund_deadline_days = 30", "shops.acme.policy.refund_deadline_days"),
+        ("auto_approve_reasons = [\"because\"]", "shops.acme.policy.auto_approve_reasons.0"),
+        ("[shops.acme.policy.skus.DRESS-1]\nsterile = \"very\"",
+         "shops.acme.policy.skus.DRESS-1.sterile"),
+        ("[shops.acme.policy.skus.DRESS-1]\nsterilised = true",
+         "shops.acme.policy.skus.DRESS-1.sterilised"),
+        ("[shops.acme.policy.skus.DRESS-1]\ngtin = \"09506000134353\"",
+         "shops.acme.policy.skus.DRESS-1.gtin"),
+    ],
+    ids=["negative-window", "non-number", "zero-count", "jurisdiction", "timezone",
+         "deadline-past-penalty-line", "reason", "flag-type", "unknown-flag", "gtin-check-digit"],
+)
+def test_an_invalid_policy_is_refused_naming_the_key(tmp_path: Path, extra: str,
+                                                     key: str) -> None:
+    text = BASE_TOML.replace(POLICY_ANCHOR, f"{POLICY_ANCHOR}\n{extra}")
+    if extra.startswith("["):  # a table goes after the policy's own keys
+        text = BASE_TOML.replace("[shops.acme.stripe]", f"{extra}\n\n[shops.acme.stripe]")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_write(tmp_path, text))
+    assert caught.value.key == key
+
+
+def test_policy_thresholds_and_sku_flags_need_no_code_change(tmp_path: Path) -> None:
+    text = BASE_TOML.replace(POLICY_ANCHOR, f"""{POLICY_ANCHOR}
+no_reason_window_days = 14
+near_expiry_days = 60
+frequent_refund_count = 5
+frequent_refund_days = 90
+jurisdiction = "EU"
+timezone = "Europe/Berlin"
+""").replace("[shops.acme.stripe]", """[shops.acme.policy.skus.DRESS-1]
+sterile = true
+no_reason_excluded = true
+gtin = "09506000134352"
+
+[shops.acme.stripe]""")
+    policy = load_settings(_write(tmp_path, text)).shops["acme"].policy.to_policy()
+    assert (policy.no_reason_window_days, policy.near_expiry_days) == (14, 60)
+    assert (policy.frequent_refund_count, policy.frequent_refund_days) == (5, 90)
+    assert (policy.jurisdiction.value, policy.timezone) == ("EU", "Europe/Berlin")
+    flags = policy.flags("DRESS-1")
+    assert flags.sterile and flags.no_reason_excluded and flags.gtin == "09506000134352"
+    assert not policy.flags("OTHER").sterile

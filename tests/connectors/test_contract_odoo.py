@@ -1,0 +1,94 @@
+"""Odoo against the connector contract suite, with the stateful Odoo fake, on each API the
+connector speaks: JSON-RPC on Odoo 16 and 17 (which name the return button and the
+reversal differently) and /json/2 on Odoo 19.
+
+Odoo takes no webhooks and moves no money, so the webhook and payment contracts do not
+apply; `shipped_units` is declared, so the contract does not ask it for `NotSupported`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from typing import Any
+
+import pytest
+import respx
+
+from connectors.odoo import OdooConnector
+from connectors.testing import ErpContract
+from core.model import Disposition, StockMove
+from core.money import Money
+from core.ports import ReturnBooking
+from core.request import NormalizedRefundRequest
+from tests.fakes.odoo import API_KEY, BASE, DATABASE, LOGIN, OdooFake
+
+ORDER = "SO-contract-1"
+PRICES = {"BPM-200": "100.00", "GLU-STRIP-50": "59.00"}
+SHIP = [("BPM-200", "SN-0041", 1), ("BPM-200", "SN-0042", 1), ("GLU-STRIP-50", "B77", 2)]
+
+
+class TestOdooContract(ErpContract):
+    @pytest.fixture(params=[("jsonrpc", 16), ("jsonrpc", 17), ("json2", 19)],
+                    ids=["jsonrpc-16", "jsonrpc-17", "json2-19"])
+    def odoo_api(self, request: pytest.FixtureRequest) -> tuple[str, int]:
+        api, version = request.param
+        return str(api), int(version)
+
+    @pytest.fixture
+    def connector_class(self) -> type[Any]:
+        return OdooConnector
+
+    @pytest.fixture
+    def connector_settings(self, odoo_api: tuple[str, int]) -> dict[str, Any]:
+        api, _ = odoo_api
+        settings: dict[str, Any] = {"base_url": BASE, "database": DATABASE,
+                                    "api_key": API_KEY, "api": api}
+        if api == "jsonrpc":
+            settings["username"] = LOGIN
+        return settings
+
+    @pytest.fixture
+    def router(self, odoo_api: tuple[str, int]) -> Iterator[respx.MockRouter]:
+        _, version = odoo_api
+        fake = OdooFake(version=version)
+        fake.add_product("BPM-200", tracking="serial", barcode="6901234567892")
+        fake.add_lot("BPM-200", "SN-0041")
+        fake.add_lot("BPM-200", "SN-0042")
+        fake.add_product("GLU-STRIP-50", tracking="lot")
+        fake.add_lot("GLU-STRIP-50", "B77", expiry=date(2027, 3, 31))
+        fake.add_order(ORDER, SHIP, PRICES)
+        with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
+            fake.install(router)
+            yield router
+
+    @pytest.fixture
+    def return_booking(self) -> ReturnBooking:
+        # One unit back to stock, one kept as evidence, the strips scrapped: a return
+        # picking per destination and a credit note for the refund.
+        request = NormalizedRefundRequest.model_validate({
+            "external_id": "ret-contract-1", "kind": "return_and_refund",
+            "order": {"id": ORDER, "currency": "CNY", "paid_total": "318.00",
+                      "placed_at": "2026-02-01T10:00:00+08:00",
+                      "payment": {"provider": "stripe", "reference": "pi_contract"}},
+            "customer": {"id": "c-7", "email": "li@example.cn"},
+            "lines": [
+                {"sku": "BPM-200", "name": "Blood pressure monitor", "quantity": 2,
+                 "unit_price": "100.00", "device_class": "IIa"},
+                {"sku": "GLU-STRIP-50", "name": "Glucose test strips", "quantity": 2,
+                 "unit_price": "59.00", "lot": "B77"},
+            ],
+            "reason": {"code": "defective", "text": "cuff leaks"},
+            "requested_amount": "318.00", "requested_at": "2026-02-10T09:00:00+08:00",
+        })
+        moves = (
+            StockMove(line=0, sku="BPM-200", quantity=1, disposition=Disposition.RESTOCK,
+                      serial="SN-0041"),
+            StockMove(line=0, sku="BPM-200", quantity=1,
+                      disposition=Disposition.KEEP_AS_EVIDENCE, serial="SN-0042"),
+            StockMove(line=1, sku="GLU-STRIP-50", quantity=2, disposition=Disposition.SCRAP,
+                      lot="B77"),
+        )
+        return ReturnBooking(case_id="rc_contract0001", order_id=ORDER,
+                             amount=Money.parse("318.00", "CNY"), moves=moves,
+                             request=request)
