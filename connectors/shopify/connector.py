@@ -141,8 +141,18 @@ class ShopifyConnector(ConnectorBase):
     # ---------------------------------------------------------------- PaymentGateway
     def issue_refund(self, order: RefundOrder) -> RefundResult:
         shop_order = self.client.get_order(order.payment_reference)
-        refund = self.client.create_refund(refund_input(order, shop_order),
-                                           order.idempotency_key)
+        try:
+            refund = self.client.create_refund(refund_input(order, shop_order),
+                                               order.idempotency_key)
+        except PermanentProviderError:
+            # A refund made earlier under this key has changed what is left to refund, so
+            # the input worked out now is refused before sending (nothing left), or differs
+            # from the first and Shopify refuses the key with other input. Either way that
+            # refund, not a refusal, is the answer.
+            found = self.find_refund(order)
+            if found is not None:
+                return found
+            raise
         return to_refund_result(refund)
 
     def find_refund(self, order: RefundOrder) -> RefundResult | None:

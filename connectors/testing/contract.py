@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -299,6 +300,20 @@ class PaymentContract(ConnectorContract):
         assert first.provider_ref and again.provider_ref == first.provider_ref
         assert set(self.money_calls(refund_route, idempotency_key_of)) == {
             refund_order.idempotency_key}
+
+    def test_full_refund_twice_answers_the_same_refund(
+            self, connector: Any, router: respx.MockRouter, refund_route: respx.Route,
+            idempotency_key_of: KeyReader, refund_order: RefundOrder) -> None:
+        # Once the whole payment is back, nothing is left to refund: a connector that works
+        # out what is left before it asks must still answer with the refund under its key.
+        full = dataclasses.replace(refund_order, amount=refund_order.paid_total)
+
+        first = connector.issue_refund(full)
+        again = connector.issue_refund(full)
+
+        assert first.provider_ref and again.provider_ref == first.provider_ref
+        assert set(self.money_calls(refund_route, idempotency_key_of)) == {
+            full.idempotency_key}
 
     def test_refusal_is_permanent_and_not_retried(
             self, connector: Any, router: respx.MockRouter, refund_route: respx.Route,

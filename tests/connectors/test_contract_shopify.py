@@ -119,6 +119,25 @@ class TestShopifyContract(ShopifyFixtures, PaymentContract, WebhookContract):
             return "REVERSED_BY_ISSUER"
         return answer
 
+    def test_same_order_twice_over_several_payments_answers_the_same_refund(
+            self, connector: ShopifyConnector, fake: ShopifyFake, router: respx.MockRouter,
+            refund_order: RefundOrder) -> None:
+        # The contract's "same order twice", where it is hardest for Shopify: the order was
+        # paid by a sale and a capture, so after the first refund the split worked out again
+        # differs, and Shopify refuses the key with other input.
+        sale = fake.orders[refund_order.order_id]["transactions"][0]
+        sale["amountSet"]["presentmentMoney"]["amount"] = "30.0"
+        fake.orders[refund_order.order_id]["transactions"].append({
+            **sale, "id": "gid://shopify/OrderTransaction/77", "kind": "CAPTURE",
+            "amountSet": {"presentmentMoney": {"amount": "50.0", "currencyCode": "CNY"}}})
+
+        first = connector.issue_refund(refund_order)
+        again = connector.issue_refund(refund_order)
+
+        assert first.provider_ref and again.provider_ref == first.provider_ref
+        assert len(fake.paid()) == 1
+        assert set(fake.keys_posted()) == {KEY}
+
     # ------------------------------------------------------------ webhooks
     @pytest.fixture
     def signature_headers(self) -> tuple[str, ...]:

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import cache
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
@@ -38,7 +38,6 @@ from tests.fakes import odoo as odoo_fake
 from tests.fakes import shopify as shopify_fake
 from tests.fakes import woocommerce as wc_fake
 from tests.fakes.alipay import APP_ID, REFUND, AlipayFake, AlipayKeys
-from tests.fakes.erpnext import BASE as ERP_BASE
 from tests.fakes.erpnext import ERPNextFake
 from tests.fakes.odoo import OdooFake
 from tests.fakes.shopify import ShopifyFake
@@ -121,7 +120,9 @@ def shopify_order(shop: ShopifyFake, erp: OdooFake, quantity: int = 1,
 def post_shopify(client: TestClient, topic: str, body: bytes, **headers: Any
                  ) -> httpx.Response:
     sent = shopify_fake.webhook_headers(topic, body, **headers)
-    return client.post(f"/webhooks/{SHOP}/shopify", content=body, headers=sent)
+    answer: httpx.Response = client.post(f"/webhooks/{SHOP}/shopify", content=body,
+                                         headers=sent)
+    return answer
 
 
 def test_shopify_return_is_approved_in_shopify_refunded_on_receipt_and_booked_in_odoo(
@@ -143,6 +144,7 @@ def test_shopify_return_is_approved_in_shopify_refunded_on_receipt_and_booked_in
         again = post_shopify(client, "returns/request", body, webhook_id=webhook_id)
         assert again.status_code == 200, again.text
         assert again.json()["case_id"] == case_id
+        assert len(shop.bodies("RefundBridgeOrder")) == 1
 
         drain(container)
         case = case_of(client, case_id)
@@ -169,6 +171,9 @@ def test_shopify_return_is_approved_in_shopify_refunded_on_receipt_and_booked_in
         case = case_of(client, case_id)
         assert case["state"] == "closed", case
         assert case["refunded"] == {"amount": "49.95", "currency": "USD"}
+        # (Which lot came back is checked in the xfail test below.)
+        assert [(m["sku"], m["quantity"], m["disposition"]) for m in case["stock_moves"]] == [
+            ("GLU-METER-01", 1, "restock")]
         # One refundCreate, with the case's key, against the order's sale.
         assert shop.keys_posted() == [f"{case_id}-refund-1"]
         create = shop.bodies("RefundBridgeRefundCreate")[0]["variables"]["input"]
@@ -203,6 +208,30 @@ def test_shopify_return_is_approved_in_shopify_refunded_on_receipt_and_booked_in
         assert after["refund_attempts"] == case["refund_attempts"]
         assert len(after["timeline"]) == len(case["timeline"])
         assert len(shop.keys_posted()) == 1
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "core/model.py planned_stock_moves takes the lot from the request line only; a Shopify "
+    "return names no lot, so the case records lot None although R01 filled L2401 from "
+    "Odoo's delivery and Odoo booked L2401"))
+def test_the_case_records_the_lot_the_erp_shipped_for_a_returned_unit(
+        shopify_shop: tuple[Container, ShopifyFake, OdooFake]) -> None:
+    container, shop, erp = shopify_shop
+    order_id = shopify_order(shop, erp)
+    return_id = shop.add_return(order_id, items=((0, 1, "UNWANTED"),))
+
+    with api(container) as client:
+        opened = post_shopify(client, "returns/request", shop.return_webhook(return_id))
+        assert opened.status_code == 202, opened.text
+        case_id = opened.json()["case_id"]
+        drain(container)
+        client.post(f"/v1/cases/{case_id}/receipt", headers=AUTH, json={"lines": [
+            {"line": 0, "seal_intact": True, "condition": "as_new", "inspector": "j.smith"}]})
+        drain(container)
+        case = case_of(client, case_id)
+
+    assert case["state"] == "closed"
+    assert [m["lot"] for m in case["stock_moves"]] == ["L2401"]
 
 
 def test_a_refund_made_in_shopifys_admin_is_counted_and_g01_denies_a_full_refund_after_it(
@@ -385,8 +414,10 @@ def open_wechat_case(client: TestClient, erp: OdooFake) -> tuple[str, dict[str, 
 
 
 def post_wechat(client: TestClient, headers: dict[str, str], body: bytes) -> httpx.Response:
-    return client.post(f"/webhooks/{SHOP}/wechatpay", content=body,
-                       headers={**headers, "Content-Type": "application/json"})
+    answer: httpx.Response = client.post(
+        f"/webhooks/{SHOP}/wechatpay", content=body,
+        headers={**headers, "Content-Type": "application/json"})
+    return answer
 
 
 def test_wechat_refund_through_a_503_is_paid_once_and_settled_by_the_notification(
@@ -396,7 +427,7 @@ def test_wechat_refund_through_a_503_is_paid_once_and_settled_by_the_notificatio
     wechat.before_post.append(lambda _: unavailable.pop() if unavailable else None)
 
     with api(container) as client:
-        case_id, body = open_wechat_case(client, erp)
+        case_id, _ = open_wechat_case(client, erp)
         drain(container)
         key = f"{case_id}-refund-1"
 
