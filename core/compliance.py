@@ -393,10 +393,6 @@ class MedicalDeviceRuleSet:
         obligations = tuple(a.obligations) + tuple(_refund_deadline(a, outcome))
         return Verdict(outcome, ctx.request.requested, tuple(a.results), lines, obligations)
 
-    def dispositions(self, ctx: EvaluationContext) -> Verdict:
-        """The same assessment, for when goods have been inspected after the decision."""
-        return self.evaluate(ctx)
-
 
 def _combine(a: _Assessment) -> Outcome:
     reviews = {r.rule_id for r in a.results if r.outcome is Outcome.REVIEW}

@@ -17,7 +17,7 @@ Matching (`RecallList.match`):
 - the most specific recall wins (lot and serial, then serial, then lot, then the whole
   product); ties go to the most severe class, then the earliest notice.
 
-Standard library only: this module is part of the pure core.
+Part of the pure core: the standard library and `core.udi` only.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Protocol
 
-from core.errors import InvalidRequest
+from core.errors import InvalidRequest, InvalidUdi
+from core.udi import gtin14
 
 Problems = list[tuple[str, str]]
 
@@ -82,22 +83,16 @@ _DATE = re.compile(r"(\d{4})[-/](\d{1,2})[-/](\d{1,2})")
 # ------------------------------------------------------------------ GTIN
 
 
-def gtin_check_digit_ok(digits: str) -> bool:
-    """GS1 mod-10: weights 3 and 1 alternate from the right, the check digit excluded."""
-    body, check = digits[:-1], int(digits[-1])
-    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
-    return (10 - total % 10) % 10 == check
-
-
 def normalize_gtin(value: str) -> str:
-    """A GTIN-8, -12, -13 or -14 as GTIN-14. Raises `InvalidRequest` on `gtin` when it is
-    not one (wrong length, not digits, bad check digit)."""
+    """A GTIN-8, -12, -13 or -14 as GTIN-14 (check digit verified by `core.udi.gtin14`).
+    Raises `InvalidRequest` on `gtin` when it is not one."""
     digits = value.strip()
     if not digits.isascii() or not digits.isdigit() or len(digits) not in (8, 12, 13, 14):
         raise InvalidRequest("gtin", f"{value!r} is not a GTIN (8, 12, 13 or 14 digits)")
-    if not gtin_check_digit_ok(digits):
-        raise InvalidRequest("gtin", f"{value!r} has a wrong check digit")
-    return digits.zfill(14)
+    try:
+        return gtin14(digits)
+    except InvalidUdi as exc:
+        raise InvalidRequest("gtin", f"{value!r} has a wrong check digit") from exc
 
 
 def _gtin14_or_none(value: str | None) -> str | None:

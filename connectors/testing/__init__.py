@@ -55,13 +55,15 @@ same event with a key to deduplicate it on; a signed body that does not validate
   `None` for a request that moves no money.
 - `refund_order` (default: CNY 25.00 of an 80.00 order, key `rc_contract0001-refund-1`):
   the `RefundOrder` to pay back. Override it for providers that need lines or references of
-  their own shape.
+  their own shape. Its `paid_total` must be what the fake holds as paid: one check pays it
+  all back.
 - `unknown_status_answer` (required): a function `(provider_ref) -> str` that makes the fake
   report, for that refund, a status the connector has never heard of, and returns it.
 - `refusal` (default: HTTP 400 with a JSON error): what the provider answers when it says no.
 
 Checks: a refund retried through a connection error and a 503 carries the order's key on
-every attempt and pays once; the same order twice answers the same refund; a refusal is
+every attempt and pays once; the same order twice answers the same refund, also when it
+paid back everything (so nothing is left to refund the second time); a refusal is
 permanent and not retried; transient failures are retried a bounded number of times;
 `find_refund` finds the refund made under the key and nothing before it; an unknown status
 is reported as `RefundStatus.UNKNOWN` with the provider's raw status.

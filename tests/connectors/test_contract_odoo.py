@@ -49,25 +49,30 @@ class TestOdooContract(ErpContract):
         return settings
 
     @pytest.fixture
-    def router(self, odoo_api: tuple[str, int]) -> Iterator[respx.MockRouter]:
+    def fake(self, odoo_api: tuple[str, int]) -> OdooFake:
         _, version = odoo_api
-        fake = OdooFake(version=version)
-        fake.add_product("BPM-200", tracking="serial", barcode="6901234567892")
-        fake.add_lot("BPM-200", "SN-0041")
-        fake.add_lot("BPM-200", "SN-0042")
-        fake.add_product("GLU-STRIP-50", tracking="lot")
-        fake.add_lot("GLU-STRIP-50", "B77", expiry=date(2027, 3, 31))
-        fake.add_order(ORDER, SHIP, PRICES)
+        odoo = OdooFake(version=version)
+        odoo.add_product("BPM-200", tracking="serial", barcode="6901234567892")
+        odoo.add_lot("BPM-200", "SN-0041")
+        odoo.add_lot("BPM-200", "SN-0042")
+        odoo.add_product("GLU-STRIP-50", tracking="lot")
+        odoo.add_lot("GLU-STRIP-50", "B77", expiry=date(2027, 3, 31))
+        odoo.add_order(ORDER, SHIP, PRICES)
+        return odoo
+
+    @pytest.fixture
+    def router(self, fake: OdooFake) -> Iterator[respx.MockRouter]:
         with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
             fake.install(router)
             yield router
 
-    @pytest.fixture
-    def return_booking(self) -> ReturnBooking:
-        # One unit back to stock, one kept as evidence, the strips scrapped: a return
-        # picking per destination and a credit note for the refund.
-        request = NormalizedRefundRequest.model_validate({
-            "external_id": "ret-contract-1", "kind": "return_and_refund",
+    @pytest.fixture(params=["return_and_refund", "refund_only"])
+    def return_booking(self, request: pytest.FixtureRequest) -> ReturnBooking:
+        # With goods: one unit back to stock, one kept as evidence, the strips scrapped (a
+        # return picking per destination and a credit note). Refund only: the credit note.
+        kind = str(request.param)
+        refund = NormalizedRefundRequest.model_validate({
+            "external_id": "ret-contract-1", "kind": kind,
             "order": {"id": ORDER, "currency": "CNY", "paid_total": "318.00",
                       "placed_at": "2026-02-01T10:00:00+08:00",
                       "payment": {"provider": "stripe", "reference": "pi_contract"}},
@@ -90,5 +95,20 @@ class TestOdooContract(ErpContract):
                       lot="B77"),
         )
         return ReturnBooking(case_id="rc_contract0001", order_id=ORDER,
-                             amount=Money.parse("318.00", "CNY"), moves=moves,
-                             request=request)
+                             amount=Money.parse("318.00", "CNY"),
+                             moves=moves if kind == "return_and_refund" else (),
+                             request=refund)
+
+    def test_booking_twice_leaves_one_set_of_documents(
+            self, connector: OdooConnector, fake: OdooFake, router: respx.MockRouter,
+            return_booking: ReturnBooking) -> None:
+        # The contract sees the same reference twice; here the fake shows nothing was
+        # booked twice behind it, on every API and version.
+        connector.book_return(return_booking)
+        pickings, notes = len(fake.return_pickings()), len(fake.credit_notes())
+
+        connector.book_return(return_booking)
+
+        assert notes == 1
+        assert pickings == (3 if return_booking.moves else 0)
+        assert (len(fake.return_pickings()), len(fake.credit_notes())) == (pickings, notes)

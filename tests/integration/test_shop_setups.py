@@ -210,6 +210,36 @@ def test_shopify_return_is_approved_in_shopify_refunded_on_receipt_and_booked_in
         assert len(shop.keys_posted()) == 1
 
 
+def test_a_defective_shopify_return_waits_for_a_person_and_then_is_approved_in_shopify(
+        shopify_shop: tuple[Container, ShopifyFake, OdooFake]) -> None:
+    container, shop, erp = shopify_shop
+    order_id = shopify_order(shop, erp)
+    return_id = shop.add_return(order_id, items=((0, 1, "DEFECTIVE"),), note="screen blank")
+
+    with api(container) as client:
+        opened = post_shopify(client, "returns/request", shop.return_webhook(return_id))
+        assert opened.status_code == 202, opened.text
+        case_id = opened.json()["case_id"]
+        drain(container)
+        case = case_of(client, case_id)
+        assert case["state"] == "awaiting_review", case
+        assert shop.bodies("RefundBridgeReturnApprove") == []
+        assert shop.returns[return_id]["status"] == "REQUESTED"
+
+        decided = client.post(f"/v1/cases/{case_id}/review", headers=AUTH, json={
+            "decision": "approve", "reviewer": "dr.chen", "note": "known display fault"})
+        assert decided.status_code == 200, decided.text
+        drain(container)
+
+        case = case_of(client, case_id)
+        assert case["state"] == "awaiting_return", case
+        assert case["decisions"][-1]["decided_by"] == "operator:dr.chen"
+        assert shop.returns[return_id]["status"] == "OPEN"
+        assert len(shop.bodies("RefundBridgeReturnApprove")) == 1
+        assert shop.keys_posted() == []
+        assert_chain_verifies(client, case)
+
+
 @pytest.mark.xfail(strict=True, reason=(
     "core/model.py planned_stock_moves takes the lot from the request line only; a Shopify "
     "return names no lot, so the case records lot None although R01 filled L2401 from "
