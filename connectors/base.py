@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar, assert_never
 
 import httpx
 import tenacity
@@ -21,6 +21,7 @@ from core.errors import (
     TransientProviderError,
     WebhookRejected,
 )
+from core.model import Disposition
 from core.ports import Capability, OrderSnapshot, Role, ShippedUnit, StatusUpdate
 
 T = TypeVar("T")
@@ -134,6 +135,56 @@ class ConnectorBase:
     def __init__(self, settings: ConnectorSettings, ctx: ConnectorContext) -> None:
         self.settings = settings
         self.ctx = ctx
+
+
+D = TypeVar("D")
+
+
+@dataclass(frozen=True)  # no slots: a slotted generic dataclass breaks Generic's super()
+class StockDestinations(Generic[D]):
+    """Where an ERP books returned units, by disposition: a warehouse name, a location id.
+
+    One rule for every ERP: only `restock` is sellable. Nothing that awaits inspection, may
+    go back to a manufacturer, or serves as evidence in a vigilance report may be sold again
+    before someone has decided about it, so those default to quarantine.
+    """
+
+    restock: D
+    quarantine: D
+    scrap: D
+    return_to_manufacturer: D | None = None
+    evidence: D | None = None
+    connector: str = "erp"
+
+    def for_disposition(self, disposition: Disposition) -> D:
+        match disposition:
+            case Disposition.RESTOCK:
+                return self.restock
+            case Disposition.QUARANTINE | Disposition.PENDING_INSPECTION:
+                return self.quarantine
+            case Disposition.RETURN_TO_MANUFACTURER:
+                return (self.quarantine if self.return_to_manufacturer is None
+                        else self.return_to_manufacturer)
+            case Disposition.KEEP_AS_EVIDENCE:
+                return self.quarantine if self.evidence is None else self.evidence
+            case Disposition.SCRAP:
+                return self.scrap
+            case Disposition.NOT_RETURNED:
+                # Callers leave these out: the unit stayed with the customer.
+                raise PermanentProviderError(self.connector, "a unit that was not returned "
+                                                             "has no destination",
+                                             code="not_returned")
+            case _:
+                assert_never(disposition)
+
+    def holds(self) -> dict[str, D]:
+        """The destinations that must never be the sellable one, by setting name."""
+        held = {"quarantine": self.quarantine, "scrap": self.scrap}
+        if self.return_to_manufacturer is not None:
+            held["return_to_manufacturer"] = self.return_to_manufacturer
+        if self.evidence is not None:
+            held["evidence"] = self.evidence
+        return held
 
 
 def header_value(headers: Mapping[str, str], name: str) -> str | None:

@@ -80,6 +80,7 @@ class ERPNextSettings(ConnectorSettings):
             scrap=self.scrap_warehouse,
             return_to_manufacturer=self.return_to_manufacturer_warehouse,
             evidence=self.evidence_warehouse,
+            connector=NAME,
         )
 
 

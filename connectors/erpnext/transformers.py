@@ -27,10 +27,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
-from typing import Any, TypeVar, assert_never
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from connectors.base import StockDestinations
 from core.errors import PermanentProviderError
 from core.model import Disposition, StockMove
 from core.money import minor_units
@@ -343,35 +344,8 @@ def to_shipped_units(docs: Iterable[StockDocument], bundles: Mapping[str, Bundle
 # ------------------------------------------------------------------ warehouses
 
 
-@dataclass(frozen=True, slots=True)
-class Warehouses:
-    restock: str
-    quarantine: str
-    scrap: str
-    return_to_manufacturer: str | None = None
-    evidence: str | None = None
-
-    def for_disposition(self, disposition: Disposition) -> str:
-        match disposition:
-            case Disposition.RESTOCK:
-                return self.restock
-            # Nothing that awaits inspection, may go back to a manufacturer, or serves as
-            # evidence in a vigilance report may be sold again before someone has decided
-            # about it: none of these is the restock warehouse.
-            case Disposition.QUARANTINE | Disposition.PENDING_INSPECTION:
-                return self.quarantine
-            case Disposition.RETURN_TO_MANUFACTURER:
-                return self.return_to_manufacturer or self.quarantine
-            case Disposition.KEEP_AS_EVIDENCE:
-                return self.evidence or self.quarantine
-            case Disposition.SCRAP:
-                return self.scrap
-            case Disposition.NOT_RETURNED:
-                # `returned_moves` leaves these out: the unit stayed with the customer.
-                raise PermanentProviderError(NAME, "a unit that was not returned has no "
-                                                   "warehouse", code="not_returned")
-            case _:
-                assert_never(disposition)
+# ERPNext warehouse names for each destination of returned goods.
+Warehouses = StockDestinations[str]
 
 
 def returned_moves(moves: Iterable[StockMove]) -> list[StockMove]:

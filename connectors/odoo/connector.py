@@ -226,6 +226,7 @@ class OdooConnector(ConnectorBase):
                 return_to_manufacturer=(self._location(s.return_to_manufacturer_location)
                                         if s.return_to_manufacturer_location else None),
                 evidence=self._location(s.evidence_location) if s.evidence_location else None,
+                connector=NAME,
             )
         return self._locations
 

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
-from typing import Annotated, Any, TypeVar, assert_never
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
+from connectors.base import StockDestinations
 from core.errors import PermanentProviderError
 from core.model import Disposition, StockMove
 from core.money import Money, minor_units
@@ -245,36 +246,8 @@ def reversal_reason(case_id: str, reason: str) -> str:
 # ------------------------------------------------------------------ locations
 
 
-@dataclass(frozen=True, slots=True)
-class Locations:
-    """Odoo `stock.location` ids for each destination of returned goods."""
-
-    restock: int
-    quarantine: int
-    scrap: int
-    return_to_manufacturer: int | None = None
-    evidence: int | None = None
-
-    def for_disposition(self, disposition: Disposition) -> int:
-        match disposition:
-            case Disposition.RESTOCK:
-                return self.restock
-            # Nothing that may go back to a manufacturer, await inspection, or serve as
-            # evidence in a vigilance report may be sold again before someone has decided.
-            case Disposition.QUARANTINE | Disposition.PENDING_INSPECTION:
-                return self.quarantine
-            case Disposition.RETURN_TO_MANUFACTURER:
-                return self.return_to_manufacturer or self.quarantine
-            case Disposition.KEEP_AS_EVIDENCE:
-                return self.evidence or self.quarantine
-            case Disposition.SCRAP:
-                return self.scrap
-            case Disposition.NOT_RETURNED:
-                # `allocate_returns` leaves these out: the unit stayed with the customer.
-                raise PermanentProviderError(NAME, "a unit that was not returned has no "
-                                                   "destination", code="not_returned")
-            case _:
-                assert_never(disposition)
+# Odoo `stock.location` ids for each destination of returned goods.
+Locations = StockDestinations[int]
 
 
 # ------------------------------------------------------------------ shipped units
