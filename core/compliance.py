@@ -685,7 +685,7 @@ RULES = (r14_adverse_event, r13_recall, r01_shipment, r16_udi, r15_qualification
 
 def _disposition(a: _Assessment, f: LineFacts) -> LineDisposition:
     disposition, rule = _where(a, f)
-    return LineDisposition(f.index, f.sku, disposition, rule)
+    return LineDisposition(f.index, f.sku, disposition, rule, f.lot, f.serial)
 
 
 def _where(a: _Assessment, f: LineFacts) -> tuple[Disposition, str]:

@@ -67,10 +67,14 @@ class LineDisposition:
     sku: str
     disposition: Disposition
     rule: str
+    # The lot and serial the rules established (from the request, a UDI or the ERP), so the
+    # stock booking and the audit trail name the very units that came back.
+    lot: str | None = None
+    serial: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {"line": self.line, "sku": self.sku, "disposition": self.disposition.value,
-                "rule": self.rule}
+                "rule": self.rule, "lot": self.lot, "serial": self.serial}
 
 
 class ObligationKind(StrEnum):
@@ -394,6 +398,10 @@ class RefundCase:
         if decision.lines or decision.obligations:
             self.dispositions = list(decision.lines)
             self.obligations = list(decision.obligations)
+        if decision.outcome is Outcome.DENY:
+            # Nothing is refunded, so nothing is due; reports and recall notices still are.
+            self.obligations = [o for o in self.obligations
+                                if o.kind is not ObligationKind.REFUND_DEADLINE]
         data = decision.as_json()
         actor = decision.decided_by
         if decision.outcome is Outcome.APPROVE:
@@ -572,17 +580,19 @@ class RefundCase:
         if not self.is_return:
             return moves
         by_line = {i.line: i for i in self.inspections}
-        assessed = {d.line: d.disposition for d in self.dispositions}
+        assessed = {d.line: d for d in self.dispositions}
         for index, line in enumerate(self.request.lines):
             inspection = by_line.get(index)
             if inspection is None:
                 continue
-            disposition = assessed.get(index, Disposition.QUARANTINE)
+            found = assessed.get(index)
+            disposition = found.disposition if found else Disposition.QUARANTINE
             if disposition in {Disposition.PENDING_INSPECTION, Disposition.NOT_RETURNED}:
                 disposition = Disposition.QUARANTINE
             moves.append(StockMove(
                 index, line.sku, inspection.quantity or line.quantity, disposition,
-                line.lot, line.serial,
+                line.lot or (found.lot if found else None),
+                line.serial or (found.serial if found else None),
             ))
         return moves
 
@@ -596,7 +606,8 @@ class RefundCase:
                     to_state=self.state,
                     data={"erp_reference": reference,
                           "moves": [{"line": m.line, "sku": m.sku, "quantity": m.quantity,
-                                     "disposition": m.disposition.value} for m in moves]})
+                                     "disposition": m.disposition.value, "lot": m.lot,
+                                     "serial": m.serial} for m in moves]})
         self.close_if_done(at)
 
     # ---------------------------------------------------------------- notifications

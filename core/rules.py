@@ -81,5 +81,27 @@ def over_refund_guard(ctx: EvaluationContext) -> RuleResult:
     return RuleResult("G01", Outcome.PASS, f"{requested} is within what the order can refund.")
 
 
+def _plain(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def payment_route_guard(request: NormalizedRefundRequest, payment_connector: str,
+                        source: str, plays_any_provider: bool = False) -> RuleResult:
+    """G02: the money goes back the way it came. A storefront that is also the shop's payment
+    connector (Shopify, WooCommerce) refunds through its own gateway; otherwise the order's
+    payment provider must be the shop's payment connector, or a person confirms where the
+    money goes (a Stripe reference is no use to WeChat Pay)."""
+    provider = _plain(request.order.payment.provider)
+    if plays_any_provider or source == payment_connector or (
+            _plain(payment_connector) in provider):
+        return RuleResult("G02", Outcome.PASS,
+                          f"Refunded through {payment_connector}, as the order was paid.")
+    return RuleResult(
+        "G02", Outcome.REVIEW,
+        f"The order was paid through '{request.order.payment.provider}', but this shop "
+        f"refunds through '{payment_connector}': a person must confirm where the money goes.")
+
+
 __all__ = ["ADVERSE_EVENT_CODES", "NO_REASON_CODES", "QUALITY_CODES", "EvaluationContext",
-           "RefundTiming", "RuleSet", "ShopPolicy", "Verdict", "over_refund_guard"]
+           "RefundTiming", "RuleSet", "ShopPolicy", "Verdict", "over_refund_guard",
+           "payment_route_guard"]

@@ -48,7 +48,13 @@ from core.ports import (
     UnitOfWork,
 )
 from core.request import NormalizedRefundRequest
-from core.rules import EvaluationContext, RuleSet, ShopPolicy, over_refund_guard
+from core.rules import (
+    EvaluationContext,
+    RuleSet,
+    ShopPolicy,
+    over_refund_guard,
+    payment_route_guard,
+)
 
 
 @dataclass(frozen=True)
@@ -190,24 +196,38 @@ def _decide(svc: Services, uow: UnitOfWork, case: RefundCase,
         case.record_shipments(shipments, now)
     held = uow.orders.reserved(case.shop_id, request.order.id, case.currency, case.id)
     ctx = _context(svc, uow, case, now, paid - held)
-    case.decide(rules_decision(svc.rules(case.shop_id), ctx))
+    route = _route(svc, case.shop_id, request, case.source)
+    case.decide(rules_decision(svc.rules(case.shop_id), ctx, route))
     _queue_write_back(svc, case)
     uow.outbox.complete(case.id, Step.EVALUATE)
     uow.commit()
 
 
-def rules_decision(rules: RuleSet, ctx: EvaluationContext) -> Decision:
-    """The over-refund guard, then the shop's rules."""
+def rules_decision(rules: RuleSet, ctx: EvaluationContext,
+                   route: RuleResult | None = None) -> Decision:
+    """The over-refund guard, then the shop's rules; `route` (G02) can only send an
+    approval to a person."""
     guard = over_refund_guard(ctx)
     if guard.outcome is Outcome.DENY:
         return Decision(Outcome.DENY, ctx.request.requested, (guard,), "rules", ctx.now)
     verdict = rules.evaluate(ctx)
-    return Decision(verdict.outcome, verdict.amount, (guard, *verdict.rules), "rules",
+    guards = (guard,) if route is None else (guard, route)
+    outcome = verdict.outcome
+    if route is not None and route.outcome is Outcome.REVIEW and outcome is Outcome.APPROVE:
+        outcome = Outcome.REVIEW
+    return Decision(outcome, verdict.amount, (*guards, *verdict.rules), "rules",
                     ctx.now, lines=verdict.lines, obligations=verdict.obligations)
 
 
+def _route(svc: Services, shop_id: str, request: NormalizedRefundRequest,
+           source: str) -> RuleResult:
+    payment = svc.gateways(shop_id).payment
+    return payment_route_guard(request, _payment_name(payment), source,
+                               bool(getattr(payment, "plays_any_provider", False)))
+
+
 def preview(svc: Services, shop_id: str, request: NormalizedRefundRequest, now: datetime,
-            inspections: Sequence[Inspection] = ()) -> Decision:
+            inspections: Sequence[Inspection] = (), source: str = "generic") -> Decision:
     """What the rules would decide for `request` at `now`, storing nothing: the same inputs
     a case would get (the shop's policy and recall list, the customer's earlier requests,
     what the order's other cases hold), except that the ERP is not asked what it shipped."""
@@ -220,7 +240,7 @@ def preview(svc: Services, shop_id: str, request: NormalizedRefundRequest, now: 
     ctx = EvaluationContext(request, policy, request.paid - held, now, recalls=recalls,
                             previous_requests=tuple(at for at in earlier if at <= now),
                             inspections=tuple(inspections))
-    return rules_decision(svc.rules(shop_id), ctx)
+    return rules_decision(svc.rules(shop_id), ctx, _route(svc, shop_id, request, source))
 
 
 def _context(svc: Services, uow: UnitOfWork, case: RefundCase, now: datetime,

@@ -2,9 +2,17 @@
 
 A SQLite file, an in-process Redis (fakeredis), an RQ worker thread, the real API under
 uvicorn on 127.0.0.1, a real SMTP server (aiosmtpd) on 127.0.0.1 for the customer emails,
-and the sandbox payment and ERP connectors (with latency and transient failures). A sandbox
-shop sends signed requests through the real webhook path; the demo then plays the warehouse
-(posting receipts) and the reviewer (deciding what the rules sent to a person).
+and the sandbox payment and ERP connectors (with latency and transient failures).
+
+The shop is a small medical-device pharmacy whose policy flags its awkward SKUs (a sterile
+dressing excluded from no-reason return, a cold-chain IVD reagent, a custom-made orthosis,
+an implantable screw). The demo imports a recall list as CSV through `POST /v1/recalls`,
+previews two decisions with `POST /v1/evaluate`, then sends signed requests through the real
+webhook path: scripted scenarios (`scenarios()`), each exercising part of the compliance
+rules, mixed with ordinary requests. It plays the warehouse (receipts with inspections, UDI
+scans and temperature records) and the reviewer (a decision with a note on every case the
+rules sent to a person). It exits non-zero if a case is stuck or a scenario did not end
+where the rules say it should: the demo doubles as an end-to-end check of the rule set.
 """
 
 from __future__ import annotations
@@ -16,8 +24,10 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -40,19 +50,349 @@ from workers import runtime
 from workers.runner import drain, make_worker
 
 SHOP = "demo-pharmacy"
-PRODUCTS = [
-    # sku, name, price CNY, class, sterile, cold chain
-    ("GLU-METER-01", "血糖仪 Glucose meter", "199.00", "II", False, False),
-    ("GLU-STRIP-50", "血糖试纸 50 strips", "89.00", "II", True, False),
-    ("BP-CUFF-ARM", "上臂式电子血压计 BP monitor", "329.00", "II", False, False),
-    ("DRESS-STER-10", "无菌敷贴 Sterile dressing x10", "35.50", "II", True, False),
-    ("LENS-DAILY-30", "日抛隐形眼镜 Daily lenses 30", "159.00", "III", True, False),
-    ("IVD-COVID-AG", "新冠抗原检测试剂 Antigen test", "45.00", "III", True, True),
-]
+INSPECTOR = "warehouse.wang"
+REVIEWER = "reviewer.li"
+
+
+# ------------------------------------------------------------------ the shop's catalogue
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    sku: str
+    name: str
+    price: str  # CNY
+    device_class: str
+    flags: Mapping[str, Any] = field(default_factory=dict)  # `[policy.skus.<sku>]`
+
+
+# GS1 China (690–699) GTINs with valid check digits, so scans of them parse.
+GTIN_METER = "06901234560015"
+GTIN_BP = "06901234560039"
+GTIN_DRESSING = "06901234560046"
+GTIN_HBA1C = "06901234560060"
+GTIN_SCREW = "06901234560077"
+
+CATALOGUE = {p.sku: p for p in (
+    Product("GLU-METER-01", "血糖仪 Glucose meter", "199.00", "II", {"gtin": GTIN_METER}),
+    Product("GLU-STRIP-50", "血糖试纸 50 strips", "89.00", "II", {"shelf_life": True}),
+    Product("BP-CUFF-ARM", "上臂式电子血压计 BP monitor", "329.00", "II", {"gtin": GTIN_BP}),
+    # Opening the pack breaks the sterile barrier: excluded from no-reason return (R04).
+    Product("DRESS-STER-10", "无菌敷贴 Sterile dressing x10", "35.50", "II",
+            {"sterile": True, "single_use": True, "shelf_life": True,
+             "no_reason_excluded": True, "gtin": GTIN_DRESSING}),
+    Product("LENS-DAILY-30", "日抛隐形眼镜 Daily lenses 30", "159.00", "III",
+            {"sterile": True, "single_use": True, "shelf_life": True}),
+    Product("IVD-COVID-AG", "新冠抗原检测试剂 Antigen test", "45.00", "III",
+            {"shelf_life": True}),
+    # Sold to clinics: stored at 2–8 °C and run on a professional analyser.
+    Product("IVD-HBA1C-20", "糖化血红蛋白检测试剂盒 HbA1c reagent kit (2-8 °C)", "420.00", "II",
+            {"cold_chain": True, "shelf_life": True, "professional_only": True,
+             "gtin": GTIN_HBA1C}),
+    Product("ORTHO-KNEE-CM", "定制膝关节矫形器 Custom knee orthosis", "1880.00", "II",
+            {"custom_made": True}),
+    Product("IMPL-SCREW-45", "空心接骨螺钉 4.5 mm Cannulated bone screw", "260.00", "III",
+            {"implantable": True, "sterile": True, "single_use": True, "shelf_life": True,
+             "professional_only": True, "gtin": GTIN_SCREW}),
+)}
+# What ordinary shoppers buy; the special SKUs appear only in the scripted scenarios.
+EVERYDAY = ("GLU-METER-01", "GLU-STRIP-50", "BP-CUFF-ARM", "DRESS-STER-10", "LENS-DAILY-30",
+            "IVD-COVID-AG")
 CURRENCIES = {"CNY": Decimal("1"), "USD": Decimal("0.14"), "EUR": Decimal("0.13"),
               "JPY": Decimal("21")}
-REASONS = ["changed_mind", "no_longer_needed", "defective", "damaged_on_arrival",
-           "wrong_item", "ordered_by_mistake", "injury", "other"]
+REASON_TEXT = {
+    "changed_mind": "不想要了 changed my mind",
+    "no_longer_needed": "用不上了 no longer needed",
+    "ordered_by_mistake": "买错了 ordered the wrong one",
+    "defective": "开机无反应 does not switch on",
+    "damaged_on_arrival": "收到时外包装破损 box crushed in transit",
+    "wrong_item": "发错货 not what I ordered",
+    "other": "其他原因 see chat",
+}
+
+
+def shop_policy() -> dict[str, Any]:
+    """The shop's `[policy]` table, as it would stand in the TOML file."""
+    return {
+        "refund_timing": "on_receipt",
+        "auto_approve_limits": {"CNY": "500", "USD": "70", "EUR": "70", "JPY": "10000"},
+        "no_reason_window_days": 7,
+        "frequent_refund_count": 3,
+        "frequent_refund_days": 30,
+        "jurisdiction": "CN",
+        "timezone": "Asia/Shanghai",
+        "skus": {p.sku: dict(p.flags) for p in CATALOGUE.values() if p.flags},
+    }
+
+
+def recall_csv(today: date) -> str:
+    """The recall notices the shop received, as its spreadsheet exports them. The BP monitor
+    row names the product by its GTIN-13, as printed on the notice."""
+    return (
+        "gtin,sku,lot,serial,class,notice_date,reference\n"
+        f"{GTIN_BP[1:]},,BP2403,,II,{today - timedelta(days=10)},NMPA-RC-2025-0117\n"
+        f",IVD-COVID-AG,AG2311,,III,{today - timedelta(days=60)},NMPA-RC-2025-0093\n"
+        f",GLU-METER-01,GM2401,GM24010731,I,{today - timedelta(days=3)},NMPA-RC-2025-0131\n"
+    )
+
+
+# ------------------------------------------------------------------ requests
+
+
+def _line(sku: str, quantity: int = 1, *, currency: str = "CNY", **extra: Any) -> dict[str, Any]:
+    product = CATALOGUE[sku]
+    digits = 0 if currency == "JPY" else 2
+    unit = (Decimal(product.price) * CURRENCIES[currency]).quantize(Decimal(1).scaleb(-digits))
+    return {"sku": sku, "name": product.name, "quantity": quantity, "unit_price": str(unit),
+            "device_class": product.device_class, **extra}
+
+
+def _request(external_id: str, now: datetime, *, kind: str, customer: dict[str, Any],
+             lines: list[dict[str, Any]], reason: str, text: str | None = None,
+             delivered_days_ago: int = 3, currency: str = "CNY",
+             requested: Decimal | None = None) -> dict[str, Any]:
+    paid = sum((Decimal(li["unit_price"]) * li["quantity"] for li in lines), Decimal(0))
+    delivered = now - timedelta(days=delivered_days_ago)
+    return {
+        "external_id": external_id,
+        "kind": kind,
+        "order": {
+            "id": f"SO-{external_id.upper()}", "currency": currency, "paid_total": str(paid),
+            "placed_at": (delivered - timedelta(days=2)).isoformat(),
+            "delivered_at": delivered.isoformat(),
+            "payment": {"provider": "sandbox_payment", "reference": f"pay_{external_id}"},
+        },
+        "customer": {"type": "consumer", "locale": "zh-CN", **customer},
+        "lines": lines,
+        "reason": {"code": reason, "text": text or REASON_TEXT.get(reason, "")},
+        "requested_amount": str(requested if requested is not None else paid),
+        "requested_at": now.isoformat(),
+    }
+
+
+def _consumer(name: str, locale: str = "zh-CN") -> dict[str, Any]:
+    return {"id": f"cust-{name}", "email": f"{name}@example.com", "locale": locale}
+
+
+def _clinic(name: str, licence: str, expires: date) -> dict[str, Any]:
+    return {"id": f"clinic-{name}", "type": "business", "email": f"purchasing@{name}.example.com",
+            "locale": "zh-CN", "licence": {"number": licence, "expires_on": expires.isoformat(),
+                                           "scope_classes": ["II", "III"]}}
+
+
+def _hri(gtin: str, *, lot: str, serial: str, produced: date | None = None,
+         expiry: date | None = None) -> str:
+    """A GS1 human-readable interpretation, as a scanner app copies it off the label."""
+    dates = ""
+    if produced is not None:
+        dates += f"(11){produced:%y%m%d}"
+    if expiry is not None:
+        dates += f"(17){expiry:%y%m%d}"
+    return f"(01){gtin}{dates}(10){lot}(21){serial}"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One scripted request: what it shows, what the warehouse finds if goods come back, and
+    where the rules (and the reviewer) must leave it."""
+
+    title: str
+    body: dict[str, Any]
+    state: str  # the final state it must reach
+    reviewed_for: frozenset[str] = frozenset()  # rules that must send it to a person
+    # Per line, "<disposition> (<rule>)": where the units go, unless the case is denied.
+    dispositions: tuple[str, ...] = ()
+    receipt: tuple[Mapping[str, Any], ...] = ()  # per line: what the inspection finds
+
+
+def scenarios(now: datetime) -> list[Scenario]:
+    today = now.date()
+    good_until = today + timedelta(days=400)
+    meter_scan = _hri(GTIN_METER, lot="GM2405", serial="GM24050512",
+                      produced=today - timedelta(days=200))
+    # The BP monitor's label scans with a GTIN whose check digit is wrong (9 is right).
+    bad_scan = _hri(GTIN_BP[:-1] + "0", lot="BP2407", serial="BPM7004417",
+                    expiry=today + timedelta(days=900))
+    return [
+        Scenario(
+            "recalled lot, asked on day 45",
+            _request("sc-recall", now, kind="return_and_refund",
+                     customer=_consumer("wu.min", "en"), reason="no_longer_needed",
+                     delivered_days_ago=45,
+                     lines=[_line("BP-CUFF-ARM", lot="BP2403", serial="BPM3001288")]),
+            "closed", dispositions=("quarantine (R13)",)),
+        Scenario(
+            "adverse event in Chinese free text",
+            _request("sc-adverse", now, kind="return_and_refund",
+                     customer=_consumer("chen.jing"), reason="defective",
+                     text="贴了两天后伤口红肿流脓，去医院急诊打了抗生素。",
+                     lines=[_line("DRESS-STER-10", 2, lot="DS2409", package_opened=True,
+                                  expiry_date=str(today + timedelta(days=500)))]),
+            "closed", frozenset({"R14"}), ("keep_as_evidence (R14)",),
+            ({"seal_intact": False, "condition": "used", "passed": False},)),
+        Scenario(
+            "no-reason return on day 8",
+            _request("sc-day8", now, kind="return_and_refund",
+                     customer=_consumer("liu.yang", "en"), reason="changed_mind",
+                     delivered_days_ago=8,
+                     lines=[_line("GLU-METER-01", lot="GM2405", serial="GM24050388")]),
+            "denied"),
+        Scenario(
+            "no-reason on day 7, GS1 HRI scan",
+            _request("sc-day7-udi", now, kind="return_and_refund",
+                     customer=_consumer("zhou.xin"), reason="changed_mind",
+                     delivered_days_ago=7,
+                     lines=[_line("GLU-METER-01", lot="GM2405", serial="GM24050512")]),
+            "closed", dispositions=("restock (R08)",), receipt=({"udi_scan": meter_scan},)),
+        Scenario(
+            "scan with a bad GTIN check digit",
+            _request("sc-bad-udi", now, kind="return_and_refund",
+                     customer=_consumer("sun.hao"), reason="damaged_on_arrival",
+                     text="外壳裂了 housing cracked on arrival",
+                     lines=[_line("BP-CUFF-ARM", lot="BP2407", serial="BPM7004417")]),
+            "closed", dispositions=("quarantine (R16)",),
+            receipt=({"udi_scan": bad_scan, "condition": "damaged", "passed": False},)),
+        Scenario(
+            "opened sterile pack, excl. confirmed",
+            _request("sc-opened-sterile", now, kind="return_and_refund",
+                     customer=_consumer("he.lan"), reason="changed_mind",
+                     lines=[_line("DRESS-STER-10", lot="DS2409", package_opened=True,
+                                  no_reason_exclusion_confirmed=True,
+                                  expiry_date=str(today + timedelta(days=500)))]),
+            "denied"),
+        Scenario(
+            "excluded sterile pack, unconfirmed",
+            _request("sc-excluded-unconfirmed", now, kind="return_and_refund",
+                     customer=_consumer("ma.li", "en"), reason="ordered_by_mistake",
+                     lines=[_line("DRESS-STER-10", 2, lot="DS2409",
+                                  expiry_date=str(today + timedelta(days=500)))]),
+            "closed", dispositions=("scrap (R10)",)),
+        Scenario(
+            "custom-made orthosis, no reason",
+            _request("sc-custom-noreason", now, kind="return_and_refund",
+                     customer=_consumer("guo.feng"), reason="changed_mind",
+                     lines=[_line("ORTHO-KNEE-CM", custom_made=True)]),
+            "denied"),
+        Scenario(
+            "custom-made orthosis, defect",
+            _request("sc-custom-defect", now, kind="return_and_refund",
+                     customer=_consumer("guo.feng2"), reason="defective",
+                     text="铰链用了一周就断了 hinge snapped after a week",
+                     lines=[_line("ORTHO-KNEE-CM", custom_made=True)]),
+            "closed", frozenset({"R06", "R20"}), ("return_to_manufacturer (R06)",),
+            ({"condition": "damaged", "passed": False},)),
+        Scenario(
+            "clinic with an expired licence",
+            _request("sc-licence-expired", now, kind="return_and_refund",
+                     customer=_clinic("kangning", "粤穗食药监械经营许20190123号",
+                                      today - timedelta(days=30)),
+                     reason="wrong_item", text="规格发错：要 3.5 mm，收到 4.5 mm",
+                     lines=[_line("IMPL-SCREW-45", 10, lot="SC2402",
+                                  expiry_date=str(today + timedelta(days=1100)))]),
+            "denied", frozenset({"R15", "R20"})),
+        Scenario(
+            "implant back from a licensed clinic",
+            _request("sc-implant", now, kind="return_and_refund",
+                     customer=_clinic("renhe", "沪浦食药监械经营许20210456号", good_until),
+                     reason="wrong_item", text="多发了一枚 one screw too many",
+                     lines=[_line("IMPL-SCREW-45", lot="SC2402", serial="SC2402-0091",
+                                  expiry_date=str(today + timedelta(days=1100)))]),
+            "closed", dispositions=("restock (R08)",)),
+        Scenario(
+            "cold chain with temperature record",
+            _request("sc-cold-logged", now, kind="return_and_refund",
+                     customer=_clinic("renhe", "沪浦食药监械经营许20210456号", good_until),
+                     reason="wrong_item", text="要的是 40 人份 wanted the 40-test kit",
+                     lines=[_line("IVD-HBA1C-20", lot="HB2408",
+                                  expiry_date=str(today + timedelta(days=150)))]),
+            "closed", dispositions=("restock (R08)",), receipt=({"temperature_log_ok": True},)),
+        Scenario(
+            "cold chain, no temperature record",
+            _request("sc-cold-unlogged", now, kind="return_and_refund",
+                     customer=_clinic("anhe", "京朝食药监械经营备20220789号", good_until),
+                     reason="wrong_item",
+                     lines=[_line("IVD-HBA1C-20", lot="HB2408",
+                                  expiry_date=str(today + timedelta(days=150)))]),
+            "closed", dispositions=("quarantine (R11)",)),
+        # One customer, four requests in a few days: the fourth goes to a person (R19).
+        Scenario(
+            "frequent refunds 1/4",
+            _request("sc-frequent-1", now, kind="refund_only", customer=_consumer("zhao.lei"),
+                     reason="damaged_on_arrival", text="试纸瓶盖破损 strip vial cap broken",
+                     lines=[_line("GLU-STRIP-50", 2, expiry_date=str(today + timedelta(
+                         days=300)))]),
+            "closed", dispositions=("not_returned (R08)",)),
+        Scenario(
+            "frequent refunds 2/4",
+            _request("sc-frequent-2", now, kind="return_and_refund",
+                     customer=_consumer("zhao.lei"), reason="ordered_by_mistake",
+                     lines=[_line("IVD-COVID-AG", 2, lot="AG2405",
+                                  expiry_date=str(today + timedelta(days=200)))]),
+            "closed", dispositions=("restock (R08)",)),
+        Scenario(
+            "frequent refunds 3/4",
+            _request("sc-frequent-3", now, kind="return_and_refund",
+                     customer=_consumer("zhao.lei"), reason="changed_mind",
+                     lines=[_line("LENS-DAILY-30", lot="LD2410",
+                                  expiry_date=str(today + timedelta(days=700)))]),
+            "closed", dispositions=("scrap (R10)",)),
+        Scenario(
+            "frequent refunds 4/4",
+            _request("sc-frequent-4", now, kind="return_and_refund",
+                     customer=_consumer("zhao.lei"), reason="no_longer_needed",
+                     lines=[_line("GLU-STRIP-50", expiry_date=str(today + timedelta(
+                         days=300)))]),
+            "denied", frozenset({"R19"})),
+    ]
+
+
+def everyday_request(index: int, now: datetime, rng: random.Random) -> dict[str, Any]:
+    """An ordinary request: a random basket, currency, reason and kind."""
+    currency = rng.choice(list(CURRENCIES))
+    lines: list[dict[str, Any]] = []
+    for sku in rng.sample(EVERYDAY, rng.randint(1, 2)):
+        sterile = bool(CATALOGUE[sku].flags.get("sterile"))
+        lines.append(_line(
+            sku, rng.randint(1, 3), currency=currency, lot=f"L{rng.randint(2400, 2499)}",
+            expiry_date=(now + timedelta(days=rng.randint(60, 700))).date().isoformat(),
+            package_opened=sterile and rng.random() < 0.3))
+    body = _request(f"demo-{index:03d}", now,
+                    kind="return_and_refund" if rng.random() < 0.4 else "refund_only",
+                    customer=_consumer(f"shopper{rng.randint(100, 199)}",
+                                       rng.choice(["zh-CN", "en"])),
+                    lines=lines, reason=rng.choice(list(REASON_TEXT)),
+                    delivered_days_ago=rng.randint(1, 6), currency=currency)
+    if rng.random() >= 0.8:
+        digits = 0 if currency == "JPY" else 2
+        paid = Decimal(body["order"]["paid_total"])
+        body["requested_amount"] = str((paid / 2).quantize(Decimal(1).scaleb(-digits)))
+    return body
+
+
+def demo_requests(count: int, now: datetime, seed: int = 7
+                  ) -> Iterator[tuple[dict[str, Any], Scenario | None]]:
+    """`count` requests: the scenarios, every third place, among everyday requests. Every
+    twelfth everyday request repeats an earlier order that was already refunded in full, for
+    the over-refund guard."""
+    rng = random.Random(seed)
+    scripted = scenarios(now)[:count]
+    everyday = count - len(scripted)
+    previous: dict[str, Any] | None = None
+    made = 0
+    for index in range(count):
+        if scripted and (index % 3 == 1 or made >= everyday):
+            yield scripted[0].body, scripted.pop(0)
+            continue
+        if previous is not None and made % 12 == 11:
+            body = json.loads(json.dumps(previous))
+            body["external_id"] = f"demo-{index:03d}"
+        else:
+            body = previous = everyday_request(index, now, rng)
+        made += 1
+        yield body, None
+
+
+# ------------------------------------------------------------------ the run
 
 
 class Mailbox:
@@ -72,66 +412,67 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def demo_requests(count: int, seed: int = 7) -> Iterator[dict[str, Any]]:
-    """Varied, realistic requests; a few deliberately re-use an order to exercise the
-    over-refund guard."""
-    rng = random.Random(seed)
-    now = datetime.now(UTC)
-    previous: dict[str, Any] | None = None
-    for index in range(count):
-        if previous is not None and index % 12 == 11:
-            # A second request on an order that was already refunded in full.
-            body = json.loads(json.dumps(previous))
-            body["external_id"] = f"demo-{index:03d}"
-            body["requested_at"] = now.isoformat()
-            yield body
-            continue
-        currency = rng.choice(list(CURRENCIES))
-        rate = CURRENCIES[currency]
-        digits = 0 if currency == "JPY" else 2
-        quantum = Decimal(1).scaleb(-digits)
-        lines: list[dict[str, Any]] = []
-        for sku, name, price, klass, sterile, cold in rng.sample(PRODUCTS, rng.randint(1, 2)):
-            quantity = rng.randint(1, 3)
-            unit = (Decimal(price) * rate).quantize(quantum)
-            lines.append({
-                "sku": sku, "name": name, "quantity": quantity, "unit_price": str(unit),
-                "device_class": klass, "lot": f"L{rng.randint(2400, 2499)}",
-                "expiry_date": (now + timedelta(days=rng.randint(60, 700))).date().isoformat(),
-                "sterile": sterile, "package_opened": sterile and rng.random() < 0.3,
-                "cold_chain": cold,
-            })
-        paid = sum((Decimal(li["unit_price"]) * li["quantity"] for li in lines), Decimal(0))
-        requested = paid if rng.random() < 0.8 else (paid / 2).quantize(quantum)
-        reason = rng.choice(REASONS)
-        delivered = now - timedelta(days=rng.randint(1, 6))
-        body = {
-            "external_id": f"demo-{index:03d}",
-            "kind": "return_and_refund" if rng.random() < 0.4 else "refund_only",
-            "order": {
-                "id": f"SO-{10000 + index}", "currency": currency, "paid_total": str(paid),
-                "placed_at": (delivered - timedelta(days=2)).isoformat(),
-                "delivered_at": delivered.isoformat(),
-                "payment": {"provider": "sandbox_payment", "reference": f"pay_{index:05d}"},
-            },
-            "customer": {
-                "id": f"cust-{rng.randint(1, 30)}", "type": "consumer",
-                "email": f"customer{index}@example.com",
-                "locale": rng.choice(["zh-CN", "en"]),
-            },
-            "lines": lines,
-            "reason": {"code": reason,
-                       "text": "使用后皮肤过敏" if reason == "injury" else "demo request"},
-            "requested_amount": str(requested),
-            "requested_at": now.isoformat(),
-        }
-        previous = body
-        yield body
+@dataclass
+class ScenarioResult:
+    scenario: Scenario
+    state: str
+    reviewed_for: frozenset[str]
+    path: str  # who decided what, e.g. "rules: review → reviewer.li: approve"
+    dispositions: tuple[str, ...]  # "<disposition> (<rule>)" per line
+
+    @property
+    def as_expected(self) -> bool:
+        s = self.scenario
+        return (self.state == s.state and self.reviewed_for == s.reviewed_for
+                and (not s.dispositions or self.dispositions == s.dispositions))
+
+
+@dataclass
+class Findings:
+    """What the compliance engine did, read back through `GET /v1/cases/{id}`."""
+
+    decisions: Counter[tuple[str, str]] = field(default_factory=Counter)  # (by, outcome)
+    review_rules: Counter[str] = field(default_factory=Counter)  # cases per rule id
+    deny_rules: Counter[str] = field(default_factory=Counter)  # cases per rule id
+    disposition_units: Counter[str] = field(default_factory=Counter)
+    disposition_lines: Counter[str] = field(default_factory=Counter)
+    obligations: Counter[str] = field(default_factory=Counter)
+    earliest_due: dict[str, str] = field(default_factory=dict)
+    scenarios: list[ScenarioResult] = field(default_factory=list)
+
+
+@dataclass
+class DemoResult:
+    cases: int
+    duplicates: int
+    emails: int
+    verified: int
+    elapsed: float
+    figures: dict[str, Any]
+    findings: Findings
+    recalls_added: int
+    recalls_readded: int
+    previews: list[tuple[str, dict[str, Any]]]
+
+    @property
+    def stuck(self) -> dict[str, int]:
+        return {s: n for s, n in self.figures["states"].items() if s not in FINAL_STATES}
+
+    @property
+    def unexpected(self) -> list[ScenarioResult]:
+        return [r for r in self.findings.scenarios if not r.as_expected]
 
 
 def run_demo(*, cases: int = 50, serve: bool = False, port: int = 0,
              database: str = "refundbridge-demo.db") -> int:
     console = Console()
+    result = run(cases=cases, serve=serve, port=port, database=database, console=console)
+    return 1 if result.stuck or result.unexpected else 0
+
+
+def run(*, cases: int = 50, serve: bool = False, port: int = 0,
+        database: str = "refundbridge-demo.db", console: Console | None = None) -> DemoResult:
+    console = console or Console()
     logging.getLogger("rq.worker").setLevel(logging.WARNING)
     db_path = Path(database)
     for suffix in ("", "-wal", "-shm"):
@@ -151,9 +492,7 @@ def run_demo(*, cases: int = 50, serve: bool = False, port: int = 0,
             "name": "Demo Pharmacy 演示药房",
             "storefront": "generic", "payment": "sandbox_payment", "erp": "sandbox_erp",
             "notifier": "smtp",
-            "policy": {"refund_timing": "on_receipt",
-                       "auto_approve_limits": {"CNY": "500", "USD": "70", "EUR": "70",
-                                               "JPY": "10000"}},
+            "policy": shop_policy(),
             "generic": {"secret": shop_secret},
             "sandbox_payment": {"latency_ms": 5, "transient_failure_rate": 0.15, "seed": 1},
             "sandbox_erp": {"latency_ms": 5, "transient_failure_rate": 0.1, "seed": 2},
@@ -167,7 +506,8 @@ def run_demo(*, cases: int = 50, serve: bool = False, port: int = 0,
     app = create_app(container)
     port = port or _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, name="api", daemon=True).start()
+    api_thread = threading.Thread(target=server.run, name="api", daemon=True)
+    api_thread.start()
     stop = threading.Event()
     worker = make_worker(container, threaded=True)
 
@@ -176,53 +516,75 @@ def run_demo(*, cases: int = 50, serve: bool = False, port: int = 0,
             drain(container, worker)
             stop.wait(0.05)
 
-    threading.Thread(target=work, name="worker", daemon=True).start()
+    worker_thread = threading.Thread(target=work, name="worker", daemon=True)
+    worker_thread.start()
     while not server.started:
         time.sleep(0.02)
 
     base = f"http://127.0.0.1:{port}"
     auth = {"Authorization": f"Bearer {operator_token}"}
     console.print(f"[bold]RefundBridge demo[/] API {base}", soft_wrap=True)
+    now = datetime.now(UTC)
+    plan = list(demo_requests(cases, now))
     sent: dict[str, str] = {}
+    scripted: dict[str, Scenario] = {}
     duplicates = 0
     started = time.monotonic()
-    with httpx.Client(base_url=base, timeout=30) as http, Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=console,
-    ) as progress:
-        task = progress.add_task("sending requests", total=cases)
-        for index, body in enumerate(demo_requests(cases)):
-            raw = json.dumps(body, ensure_ascii=False).encode()
-            headers = {"Content-Type": "application/json",
-                       "X-RefundBridge-Signature": sign(shop_secret, raw, int(time.time()))}
-            answer = http.post(f"/webhooks/{SHOP}/generic", content=raw, headers=headers)
-            answer.raise_for_status()
-            sent[body["external_id"]] = answer.json()["case_id"]
-            if index % 10 == 3:  # storefronts retry: a replay must not open a second case
-                again = http.post(f"/webhooks/{SHOP}/generic", content=raw, headers=headers)
-                duplicates += again.status_code == 200
-            progress.advance(task)
-        progress.update(task, description="cases finished")
-        progress.update(task, completed=0)
-        deadline = time.monotonic() + 180
-        final = 0
-        while time.monotonic() < deadline:
-            final = _drive(http, auth, set(sent.values()))
-            progress.update(task, completed=final)
-            if final == len(sent):
-                break
-            time.sleep(0.2)
+    with httpx.Client(base_url=base, timeout=30) as http:
+        added, readded = _import_recalls(http, auth, now.date())
+        console.print(f"recall list: {added} notices imported from CSV through POST /v1/recalls"
+                      f" (importing the file again added {readded})")
+        previews = _preview(http, auth, [s for _, s in plan if s is not None])
+        _print_previews(console, previews)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console) as progress:
+            task = progress.add_task("sending requests", total=len(plan))
+            for index, (body, scenario) in enumerate(plan):
+                raw = json.dumps(body, ensure_ascii=False).encode()
+                headers = {"Content-Type": "application/json",
+                           "X-RefundBridge-Signature": sign(shop_secret, raw, int(time.time()))}
+                answer = http.post(f"/webhooks/{SHOP}/generic", content=raw, headers=headers)
+                answer.raise_for_status()
+                case_id = answer.json()["case_id"]
+                sent[body["external_id"]] = case_id
+                if scenario is not None:
+                    scripted[case_id] = scenario
+                if index % 10 == 3:  # storefronts retry: a replay must not open a second case
+                    again = http.post(f"/webhooks/{SHOP}/generic", content=raw, headers=headers)
+                    duplicates += again.status_code == 200
+                progress.advance(task)
+            progress.update(task, description="cases finished")
+            progress.update(task, completed=0)
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline:
+                final = _drive(http, auth, set(sent.values()), scripted)
+                progress.update(task, completed=final)
+                if final == len(sent):
+                    break
+                time.sleep(0.2)
+        details = [http.get(f"/v1/cases/{case_id}", headers=auth).raise_for_status().json()
+                   for case_id in sent.values()]
 
     elapsed = time.monotonic() - started
     stop.set()
-    figures = queries.totals(container.engine)
-    stuck = {s: n for s, n in figures["states"].items() if s not in FINAL_STATES}
-    verified = sum(
-        queries.case_evidence(container.engine, case_id)["verifies"] for case_id in sent.values())
-    _print_summary(console, figures, len(sent), duplicates, len(mailbox.messages), verified,
-                   elapsed)
-    if stuck:
-        console.print(f"[red]stuck cases: {stuck}[/]")
+    worker_thread.join(timeout=30)
+    result = DemoResult(
+        cases=len(sent), duplicates=duplicates, emails=len(mailbox.messages),
+        verified=sum(queries.case_evidence(container.engine, case_id)["verifies"]
+                     for case_id in sent.values()),
+        elapsed=elapsed, figures=queries.totals(container.engine),
+        findings=findings(details, scripted), recalls_added=added, recalls_readded=readded,
+        previews=previews)
+    _print_scenarios(console, result.findings.scenarios)
+    _print_summary(console, result)
+    if result.stuck:
+        console.print(f"[red]stuck cases: {result.stuck}[/]")
+    for miss in result.unexpected:
+        s = miss.scenario
+        console.print(
+            f"[red]scenario '{s.title}' ended {miss.state}, reviewed for "
+            f"{sorted(miss.reviewed_for)}, dispositions {list(miss.dispositions)}; expected "
+            f"{s.state}, {sorted(s.reviewed_for)}, {list(s.dispositions)}[/]", soft_wrap=True)
     if serve:
         console.print(f"API stays up: {base}/docs, RQ dashboard {base}/ops/rq/\n"
                       f"Authorization: Bearer {operator_token}\nCtrl-C to stop.",
@@ -233,12 +595,50 @@ def run_demo(*, cases: int = 50, serve: bool = False, port: int = 0,
         except KeyboardInterrupt:
             pass
     server.should_exit = True
+    api_thread.join(timeout=10)
     smtp.stop()
     container.close()
-    return 1 if stuck else 0
+    return result
 
 
-def _drive(http: httpx.Client, auth: dict[str, str], case_ids: set[str]) -> int:
+def _import_recalls(http: httpx.Client, auth: dict[str, str], today: date) -> tuple[int, int]:
+    """Import the recall CSV twice: the second import must add nothing."""
+    counts = []
+    for _ in range(2):
+        answer = http.post("/v1/recalls", params={"shop": SHOP},
+                           content=recall_csv(today).encode(),
+                           headers={**auth, "Content-Type": "text/csv; charset=utf-8"})
+        counts.append(int(answer.raise_for_status().json()["added"]))
+    return counts[0], counts[1]
+
+
+PREVIEWED = ("sc-recall", "sc-day8")
+
+
+def _preview(http: httpx.Client, auth: dict[str, str], scripted: Sequence[Scenario]
+             ) -> list[tuple[str, dict[str, Any]]]:
+    """What the rules would decide for two requests, before they are sent (stores nothing)."""
+    previews = []
+    for scenario in scripted:
+        if scenario.body["external_id"] in PREVIEWED:
+            answer = http.post("/v1/evaluate", params={"shop": SHOP}, headers=auth,
+                               json=scenario.body)
+            previews.append((scenario.title, answer.raise_for_status().json()))
+    return previews
+
+
+def _print_previews(console: Console, previews: list[tuple[str, dict[str, Any]]]) -> None:
+    for title, decision in previews:
+        deciding = [r for r in decision["rules"] if r["outcome"] != "pass"]
+        console.print(f"preview (POST /v1/evaluate, nothing stored) of '{title}': "
+                      f"[bold]{decision['decision']}[/]", soft_wrap=True)
+        for rule in deciding:
+            console.print(f"  {rule['id']} {rule['outcome']}: {rule['message']}",
+                          soft_wrap=True, markup=False)
+
+
+def _drive(http: httpx.Client, auth: dict[str, str], case_ids: set[str],
+           scripted: Mapping[str, Scenario]) -> int:
     """Play warehouse and reviewer for the cases that wait on a person; count final ones."""
     listing = http.get("/v1/cases", params={"limit": 500}, headers=auth).json()["items"]
     final = 0
@@ -246,39 +646,203 @@ def _drive(http: httpx.Client, auth: dict[str, str], case_ids: set[str]) -> int:
         if case["id"] not in case_ids:
             continue
         state = case["state"]
+        url = f"/v1/cases/{case['id']}"
         if state in FINAL_STATES:
             final += 1
         elif state == "awaiting_review":
-            detail = http.get(f"/v1/cases/{case['id']}", headers=auth).json()
-            injury = detail["reason"]["code"] == "injury"
-            http.post(f"/v1/cases/{case['id']}/review", headers=auth, json={
-                "decision": "deny" if injury else "approve", "reviewer": "reviewer.li",
-                "note": "kept for adverse-event follow-up; refund handled by the manufacturer"
-                        if injury else "amount checked against the order; approved"})
+            detail = http.get(url, headers=auth).raise_for_status().json()
+            http.post(f"{url}/review", headers=auth,
+                      json=review_decision(detail)).raise_for_status()
         elif state == "awaiting_return":
-            detail = http.get(f"/v1/cases/{case['id']}", headers=auth).json()
-            http.post(f"/v1/cases/{case['id']}/receipt", headers=auth, json={"lines": [
-                {"line": i, "seal_intact": not line["package_opened"],
-                 "condition": "used" if line["package_opened"] else "as_new",
-                 "inspector": "warehouse.wang", "passed": not line["package_opened"]}
-                for i, line in enumerate(detail["lines"])]})
+            detail = http.get(url, headers=auth).raise_for_status().json()
+            http.post(f"{url}/receipt", headers=auth, json={"lines": inspections(
+                detail, scripted.get(case["id"]))}).raise_for_status()
         elif state == "failed":
-            http.post(f"/v1/cases/{case['id']}/retry", headers=auth, json={"actor": "ops.zhao"})
+            http.post(f"{url}/retry", headers=auth,
+                      json={"actor": "ops.zhao"}).raise_for_status()
     return final
 
 
-def _print_summary(console: Console, figures: dict[str, Any], cases: int, duplicates: int,
-                   emails: int, verified: int, elapsed: float) -> None:
-    table = Table(title=f"RefundBridge demo: {cases} requests in {elapsed:.1f} s")
+# What the reviewer concludes about each kind of doubt. A licence that has lapsed, or a
+# fourth request within a month, is refused; every other doubt is settled and approved.
+REVIEW_NOTES: dict[str, str] = {
+    "R01": "Checked the unit against the shipment by hand.",
+    "R06": "Defect is plausible from the customer's photos; the unit goes back to the "
+           "manufacturer.",
+    "R09": "Near-expiry unit checked; it will not go back on the shelf.",
+    "R14": "Possible adverse event logged for the vigilance report, unit kept as evidence; "
+           "the refund does not wait for the investigation.",
+    "R16": "Checked the label and the sales record by hand.",
+    "R20": "Amount checked against the order and the payment.",
+    "A00": "Read the customer's explanation; accepted.",
+}
+DENY_NOTES: dict[str, str] = {
+    "R15": "The clinic's licence has lapsed: we take devices back only from a licensed buyer. "
+           "Asked for the renewed licence; they may ask again with it.",
+    "R19": "Fourth request within 30 days; refused, and offered an exchange instead.",
+}
+
+
+def review_rules(detail: Mapping[str, Any]) -> frozenset[str]:
+    """The rules that sent the case to a person."""
+    return frozenset(
+        rule["id"] for decision in detail["decisions"]
+        if decision["decided_by"] == "rules" and decision["outcome"] == "review"
+        for rule in decision["rules"] if rule["outcome"] == "review")
+
+
+def review_decision(detail: Mapping[str, Any]) -> dict[str, str]:
+    rules = sorted(review_rules(detail))
+    refusals = [DENY_NOTES[r] for r in rules if r in DENY_NOTES]
+    if refusals:
+        return {"decision": "deny", "reviewer": REVIEWER, "note": " ".join(refusals)}
+    notes = [REVIEW_NOTES.get(r, f"{r} checked.") for r in rules] or ["Checked; approved."]
+    return {"decision": "approve", "reviewer": REVIEWER, "note": " ".join(notes)}
+
+
+def inspections(detail: Mapping[str, Any], scenario: Scenario | None) -> list[dict[str, Any]]:
+    """The warehouse's inspection of each returned line: an opened pack is used and fails,
+    anything else looks new, unless the scenario says what the inspector found."""
+    found: Sequence[Mapping[str, Any]] = scenario.receipt if scenario else ()
+    result = []
+    for index, line in enumerate(detail["lines"]):
+        opened = bool(line.get("package_opened"))
+        inspection: dict[str, Any] = {
+            "line": index, "seal_intact": not opened,
+            "condition": "used" if opened else "as_new", "inspector": INSPECTOR,
+            "passed": not opened}
+        if index < len(found):
+            inspection.update(found[index])
+        result.append(inspection)
+    return result
+
+
+def findings(details: Sequence[Mapping[str, Any]], scripted: Mapping[str, Scenario]
+             ) -> Findings:
+    found = Findings()
+    for detail in details:
+        for decision in detail["decisions"]:
+            by = "rules" if decision["decided_by"] == "rules" else "reviewer"
+            found.decisions[(by, decision["outcome"])] += 1
+        reviewed = review_rules(detail)
+        found.review_rules.update(reviewed)
+        found.deny_rules.update(deny_rules(detail))
+        # A denied case's goods stay with the customer: its planned dispositions never happen.
+        lines = {i: line for i, line in enumerate(detail["lines"])}
+        if detail["state"] not in {"denied", "cancelled"}:
+            for disposition in detail["dispositions"]:
+                kind = disposition["disposition"]
+                found.disposition_lines[kind] += 1
+                found.disposition_units[kind] += int(lines[disposition["line"]]["quantity"])
+        for obligation in detail["obligations"]:
+            kind = obligation["kind"]
+            if kind == "refund_deadline" and detail["state"] == "denied":
+                continue  # nothing left to refund
+            found.obligations[kind] += 1
+            due = obligation["due"]
+            if due is not None and (kind not in found.earliest_due
+                                    or due < found.earliest_due[kind]):
+                found.earliest_due[kind] = due
+        scenario = scripted.get(detail["id"])
+        if scenario is not None:
+            found.scenarios.append(ScenarioResult(
+                scenario, detail["state"], reviewed, _path(detail),
+                tuple(f"{d['disposition']} ({d['rule']})" for d in detail["dispositions"])
+                if detail["state"] != "denied" else ()))
+    order = {id(s): i for i, s in enumerate(scripted.values())}
+    found.scenarios.sort(key=lambda r: order[id(r.scenario)])
+    return found
+
+
+def _path(detail: Mapping[str, Any]) -> str:
+    """Who decided what: "approve" (the rules), or "review R06 R20 → approve" (a person)."""
+    steps = []
+    for decision in detail["decisions"]:
+        outcome = decision["outcome"]
+        if outcome == "review":
+            outcome = " ".join(["review", *sorted(review_rules(detail))])
+        steps.append(outcome)
+    return " → ".join(steps)
+
+
+def deny_rules(detail: Mapping[str, Any]) -> frozenset[str]:
+    """The rules whose deny the rules' decision stood on (a deny overruled by a recall or an
+    adverse event does not count)."""
+    return frozenset(
+        rule["id"] for decision in detail["decisions"]
+        if decision["decided_by"] == "rules" and decision["outcome"] == "deny"
+        for rule in decision["rules"] if rule["outcome"] == "deny")
+
+
+# ------------------------------------------------------------------ the report
+
+RULE_NAMES = {
+    "G01": "over-refund guard", "R02": "no-reason window", "R03": "custom-made",
+    "R04": "excluded, confirmed at purchase", "R05": "single-use seal broken",
+    "R01": "unit not matched to the shipment", "R06": "quality claim",
+    "R09": "near expiry", "R14": "possible adverse event", "R15": "buyer's qualification",
+    "R16": "UDI does not parse or match", "R19": "frequent refunds",
+    "R20": "over the auto-approval limit", "A00": "reason the rules cannot judge",
+}
+
+
+def _print_scenarios(console: Console, results: Sequence[ScenarioResult]) -> None:
+    table = Table(title="Compliance scenarios (→: a reviewer's decision)")
+    table.add_column("scenario")
+    table.add_column("decision")
+    table.add_column("goods")
+    table.add_column("state")
+    table.add_column("ok", justify="center")
+    for r in results:
+        table.add_row(r.scenario.title, r.path, ", ".join(r.dispositions) or "-", r.state,
+                      "✓" if r.as_expected else "[red]✗[/]")
+    console.print(table)
+
+
+def _cases(count: int) -> str:
+    return f"{count} case" if count == 1 else f"{count} cases"
+
+
+def _lines(count: int) -> str:
+    return f"{count} line" if count == 1 else f"{count} lines"
+
+
+def _print_summary(console: Console, result: DemoResult) -> None:
+    figures, found = result.figures, result.findings
+    table = Table(title=f"RefundBridge demo: {result.cases} requests in {result.elapsed:.1f} s")
     table.add_column("what")
     table.add_column("figure", justify="right")
     for state, count in sorted(figures["states"].items()):
         table.add_row(f"cases {state}", str(count))
+    table.add_section()
     for currency, money in sorted(figures["refunded"].items()):
         table.add_row(f"refunded {currency}", f"{money.amount}")
+    table.add_section()
+    for (by, outcome), count in sorted(found.decisions.items(),
+                                       key=lambda item: (item[0][0] != "rules", item[0][1])):
+        label = "sent to review by the rules" if outcome == "review" else (
+            f"{outcome} by the {by}")
+        table.add_row(f"decisions: {label}", str(count))
+    for rule, count in sorted(found.review_rules.items()):
+        table.add_row(f"to review by {rule}: {RULE_NAMES.get(rule, '')}", _cases(count))
+    for rule, count in sorted(found.deny_rules.items()):
+        table.add_row(f"denied by {rule}: {RULE_NAMES.get(rule, '')}", _cases(count))
+    table.add_section()
+    for kind, units in sorted(found.disposition_units.items()):
+        table.add_row(f"disposition: {kind}",
+                      f"{units} units, {_lines(found.disposition_lines[kind])}")
     for disposition, quantity in sorted(figures["stock_moves"].items()):
         table.add_row(f"stock moves: {disposition}", f"{quantity} units")
-    table.add_row("emails received by SMTP", str(emails))
-    table.add_row("duplicate webhooks answered 200", str(duplicates))
-    table.add_row("audit chains verified", f"{verified}/{cases}")
+    table.add_section()
+    for kind, count in sorted(found.obligations.items()):
+        due = found.earliest_due.get(kind)
+        table.add_row(f"obligation: {kind}",
+                      f"{count}, earliest due {due}" if due else f"{count}, not yet due")
+    table.add_row("recall notices imported (CSV)", str(result.recalls_added))
+    table.add_section()
+    table.add_row("emails received by SMTP", str(result.emails))
+    table.add_row("duplicate webhooks answered 200", str(result.duplicates))
+    table.add_row("audit chains verified", f"{result.verified}/{result.cases}")
+    scenarios_ok = sum(r.as_expected for r in found.scenarios)
+    table.add_row("scenarios as expected", f"{scenarios_ok}/{len(found.scenarios)}")
     console.print(table)

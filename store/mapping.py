@@ -125,7 +125,7 @@ def _money(data: dict[str, str]) -> Money:
 
 def _line(data: dict[str, Any]) -> LineDisposition:
     return LineDisposition(data["line"], data["sku"], Disposition(data["disposition"]),
-                           data["rule"])
+                           data["rule"], data.get("lot"), data.get("serial"))
 
 
 def _obligation(data: dict[str, Any]) -> Obligation:

@@ -49,6 +49,7 @@ class _Sandbox(ConnectorBase):
 
 class SandboxPaymentConnector(_Sandbox):
     name: ClassVar[str] = "sandbox_payment"
+    plays_any_provider: ClassVar[bool] = True  # it stands in for Stripe, Alipay, …
     roles: ClassVar[frozenset[Role]] = frozenset({Role.PAYMENT})
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {Capability.ISSUE_REFUND, Capability.REFUND_STATUS})

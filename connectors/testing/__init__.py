@@ -35,10 +35,14 @@ with a `ConfigError` naming it.
 - `signature_headers` (default: none): the headers that carry the signature; the
   missing-signature check drops them (skipped when the signature travels in the body).
 - `invalid_body` (default `b"{}"`): a body that, once signed, does not validate.
+- `freshness_tolerance` (default: none): for a signature that covers a timestamp, how many
+  seconds from now the connector accepts it (as configured in `connector_settings`); the
+  freshness check is skipped without it.
 
 Checks: a signed delivery is accepted, also with lower-cased header names; a forged, a
-tampered and an unsigned one raise `WebhookRejected`; the same delivery twice parses to the
-same event with a key to deduplicate it on; a signed body that does not validate raises
+tampered and an unsigned one raise `WebhookRejected`, and so does one received more than the
+tolerance after or before it was signed; the same delivery twice parses to the same event
+with a key to deduplicate it on; a signed body that does not validate raises
 `InvalidRequest` naming the field.
 
 `PaymentContract` (`payment.issue_refund`):
@@ -60,13 +64,17 @@ same event with a key to deduplicate it on; a signed body that does not validate
 - `unknown_status_answer` (required): a function `(provider_ref) -> str` that makes the fake
   report, for that refund, a status the connector has never heard of, and returns it.
 - `refusal` (default: HTTP 400 with a JSON error): what the provider answers when it says no.
+- `paid_refunds` (default: none): a function `() -> int` counting the refunds the fake has
+  paid, so "pays once" is checked on the fake's books, not only on the keys sent; the
+  lost-answer check is skipped without it.
 
 Checks: a refund retried through a connection error and a 503 carries the order's key on
 every attempt and pays once; the same order twice answers the same refund, also when it
 paid back everything (so nothing is left to refund the second time); a refusal is
-permanent and not retried; transient failures are retried a bounded number of times;
-`find_refund` finds the refund made under the key and nothing before it; an unknown status
-is reported as `RefundStatus.UNKNOWN` with the provider's raw status.
+permanent and not retried; transient failures are retried a bounded number of times; a
+refund whose answer was lost (the provider paid, then the connection timed out) is not paid
+again; `find_refund` finds the refund made under the key and nothing before it; an unknown
+status is reported as `RefundStatus.UNKNOWN` with the provider's raw status.
 
 `ErpContract` (`erp.book_return`):
 

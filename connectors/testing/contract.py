@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import httpx
@@ -135,6 +135,10 @@ class WebhookContract(ConnectorContract):
     def invalid_body(self) -> bytes:
         return b"{}"
 
+    @pytest.fixture
+    def freshness_tolerance(self) -> float | None:
+        return None
+
     def test_signed_delivery_is_accepted(self, connector: Any, signed_delivery: SignedDelivery,
                                          webhook_now: datetime) -> None:
         headers, body = signed_delivery()
@@ -183,6 +187,20 @@ class WebhookContract(ConnectorContract):
         with pytest.raises(WebhookRejected):
             connector.parse_webhook(unsigned, body, webhook_now)
 
+    @pytest.mark.parametrize("direction", [1, -1], ids=["stale", "from-the-future"])
+    def test_delivery_signed_too_far_from_now_is_rejected(
+            self, connector: Any, signed_delivery: SignedDelivery, webhook_now: datetime,
+            freshness_tolerance: float | None, direction: int) -> None:
+        if freshness_tolerance is None:
+            pytest.skip("no freshness_tolerance given: the signature covers no timestamp")
+        headers, body = signed_delivery()
+        # Signed at `webhook_now`; received well outside the tolerance, later or earlier.
+        received = webhook_now + timedelta(seconds=direction * (freshness_tolerance + 60))
+
+        assert not isinstance(connector.parse_webhook(headers, body, webhook_now), Ignored)
+        with pytest.raises(WebhookRejected):
+            connector.parse_webhook(headers, body, received)
+
     def test_duplicate_delivery_parses_to_the_same_event(
             self, connector: Any, signed_delivery: SignedDelivery, webhook_now: datetime
     ) -> None:
@@ -217,8 +235,12 @@ def route_for(router: respx.MockRouter, method: str, url: str) -> respx.Route:
 
 
 def _answer_with(route: respx.Route, key_of: KeyReader,
-                 failures: Callable[[httpx.Request], httpx.Response | None]) -> None:
-    """Let `failures` answer money-moving requests first; otherwise the fake answers."""
+                 failures: Callable[[httpx.Request], httpx.Response | None],
+                 lose_answers: int = 0) -> None:
+    """Let `failures` answer money-moving requests first; otherwise the fake answers. The
+    fake's first `lose_answers` answers to money-moving requests are lost: it did the work,
+    then the connection timed out before its answer arrived."""
+    lost = 0
     fake = route.side_effect
     fixed = route.return_value
     if (fake is None and fixed is None) or (fake is not None and not callable(fake)):
@@ -226,6 +248,7 @@ def _answer_with(route: respx.Route, key_of: KeyReader,
                         "response (return_value=) so the contract can wrap it")
 
     def answer(request: httpx.Request, route: respx.Route, **params: Any) -> httpx.Response:
+        nonlocal lost
         if key_of(request) is not None:
             failure = failures(request)
             if failure is not None:
@@ -239,6 +262,9 @@ def _answer_with(route: respx.Route, key_of: KeyReader,
         result = fake(request, **params)
         if not isinstance(result, httpx.Response):
             raise TypeError(f"refund_route's side effect answered {result!r}, not a response")
+        if key_of(request) is not None and lost < lose_answers:
+            lost += 1
+            raise httpx.ReadTimeout("contract: the answer was lost", request=request)
         return result
 
     route.side_effect = answer
@@ -275,6 +301,15 @@ class PaymentContract(ConnectorContract):
     def refusal(self) -> httpx.Response:
         return httpx.Response(400, json={"error": {"message": "refused by the contract"}})
 
+    @pytest.fixture
+    def paid_refunds(self) -> Callable[[], int] | None:
+        return None
+
+    @staticmethod
+    def assert_paid_once(paid_refunds: Callable[[], int] | None) -> None:
+        if paid_refunds is not None:
+            assert paid_refunds() == 1, f"the fake paid {paid_refunds()} refunds, not one"
+
     @staticmethod
     def money_calls(route: respx.Route, key_of: KeyReader) -> list[str]:
         keys = (key_of(call.request) for call in route.calls)
@@ -282,7 +317,8 @@ class PaymentContract(ConnectorContract):
 
     def test_refund_is_idempotent_under_retries(
             self, connector: Any, router: respx.MockRouter, refund_route: respx.Route,
-            idempotency_key_of: KeyReader, refund_order: RefundOrder) -> None:
+            idempotency_key_of: KeyReader, refund_order: RefundOrder,
+            paid_refunds: Callable[[], int] | None) -> None:
         _answer_with(refund_route, idempotency_key_of, _fail_first(httpx.ConnectError, 503))
 
         result = connector.issue_refund(refund_order)
@@ -290,20 +326,42 @@ class PaymentContract(ConnectorContract):
         assert isinstance(result, RefundResult) and result.provider_ref
         keys = self.money_calls(refund_route, idempotency_key_of)
         assert keys == [refund_order.idempotency_key] * 3
+        self.assert_paid_once(paid_refunds)
+
+    def test_a_lost_answer_is_not_paid_again(
+            self, connector: Any, router: respx.MockRouter, refund_route: respx.Route,
+            idempotency_key_of: KeyReader, refund_order: RefundOrder,
+            paid_refunds: Callable[[], int] | None) -> None:
+        # The provider paid, then its answer was lost: the retry must come back with that
+        # refund, never make a second one (a provider without idempotency keys is the test).
+        if paid_refunds is None:
+            pytest.skip("no paid_refunds given: the fake's refunds cannot be counted")
+        _answer_with(refund_route, idempotency_key_of, lambda request: None, lose_answers=1)
+
+        result = connector.issue_refund(refund_order)
+
+        self.assert_paid_once(paid_refunds)
+        found = connector.find_refund(refund_order)
+        assert found is not None and result.provider_ref == found.provider_ref
+        assert set(self.money_calls(refund_route, idempotency_key_of)) == {
+            refund_order.idempotency_key}
 
     def test_same_order_twice_answers_the_same_refund(
             self, connector: Any, router: respx.MockRouter, refund_route: respx.Route,
-            idempotency_key_of: KeyReader, refund_order: RefundOrder) -> None:
+            idempotency_key_of: KeyReader, refund_order: RefundOrder,
+            paid_refunds: Callable[[], int] | None) -> None:
         first = connector.issue_refund(refund_order)
         again = connector.issue_refund(refund_order)
 
         assert first.provider_ref and again.provider_ref == first.provider_ref
         assert set(self.money_calls(refund_route, idempotency_key_of)) == {
             refund_order.idempotency_key}
+        self.assert_paid_once(paid_refunds)
 
     def test_full_refund_twice_answers_the_same_refund(
             self, connector: Any, router: respx.MockRouter, refund_route: respx.Route,
-            idempotency_key_of: KeyReader, refund_order: RefundOrder) -> None:
+            idempotency_key_of: KeyReader, refund_order: RefundOrder,
+            paid_refunds: Callable[[], int] | None) -> None:
         # Once the whole payment is back, nothing is left to refund: a connector that works
         # out what is left before it asks must still answer with the refund under its key.
         full = dataclasses.replace(refund_order, amount=refund_order.paid_total)
@@ -314,6 +372,7 @@ class PaymentContract(ConnectorContract):
         assert first.provider_ref and again.provider_ref == first.provider_ref
         assert set(self.money_calls(refund_route, idempotency_key_of)) == {
             full.idempotency_key}
+        self.assert_paid_once(paid_refunds)
 
     def test_refusal_is_permanent_and_not_retried(
             self, connector: Any, router: respx.MockRouter, refund_route: respx.Route,

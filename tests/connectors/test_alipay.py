@@ -815,6 +815,10 @@ class TestAlipayContract(PaymentContract, WebhookContract):
         return gateway
 
     @pytest.fixture
+    def paid_refunds(self, fake: AlipayFake) -> Callable[[], int]:
+        return lambda: sum(len(t["refunds"]) for t in fake.trades.values())
+
+    @pytest.fixture
     def router(self, fake: AlipayFake) -> Iterator[respx.MockRouter]:
         with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
             fake.install(router)

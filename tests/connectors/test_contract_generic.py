@@ -22,6 +22,10 @@ class TestGenericContract(WebhookContract):
         return {"secret": GENERIC_SECRET}
 
     @pytest.fixture
+    def freshness_tolerance(self) -> float:
+        return 300
+
+    @pytest.fixture
     def signature_headers(self) -> tuple[str, ...]:
         return ("X-RefundBridge-Signature",)
 

@@ -1,6 +1,7 @@
 """Odoo against the connector contract suite, with the stateful Odoo fake, on each API the
 connector speaks: JSON-RPC on Odoo 16 and 17 (which name the return button and the
-reversal differently) and /json/2 on Odoo 19.
+reversal differently) and /json/2 on Odoo 19; each for a return with goods and for a refund
+only (a credit note, no stock).
 
 Odoo takes no webhooks and moves no money, so the webhook and payment contracts do not
 apply; `shipped_units` is declared, so the contract does not ask it for `NotSupported`.

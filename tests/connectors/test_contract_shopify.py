@@ -119,6 +119,10 @@ class TestShopifyContract(ShopifyFixtures, PaymentContract, WebhookContract):
             return "REVERSED_BY_ISSUER"
         return answer
 
+    @pytest.fixture
+    def paid_refunds(self, fake: ShopifyFake) -> Callable[[], int]:
+        return lambda: len(fake.paid())
+
     def test_same_order_twice_over_several_payments_answers_the_same_refund(
             self, connector: ShopifyConnector, fake: ShopifyFake, router: respx.MockRouter,
             refund_order: RefundOrder) -> None:

@@ -43,6 +43,14 @@ class TestStripeContract(PaymentContract, WebhookContract):
         return StripeFake()
 
     @pytest.fixture
+    def paid_refunds(self, fake: StripeFake) -> Callable[[], int]:
+        return lambda: len(fake.paid())
+
+    @pytest.fixture
+    def freshness_tolerance(self) -> float:
+        return 300
+
+    @pytest.fixture
     def router(self, fake: StripeFake) -> Iterator[respx.MockRouter]:
         with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
             fake.install(router)

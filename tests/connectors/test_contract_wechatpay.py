@@ -75,10 +75,18 @@ class TestWeChatPayContract(PaymentContract, WebhookContract):
             return "SUSPENDED"
         return answer
 
+    @pytest.fixture
+    def paid_refunds(self, fake: WeChatPayFake) -> Callable[[], int]:
+        return lambda: len(fake.refunds)
+
     # ------------------------------------------------------------ notifications
     @pytest.fixture
     def signature_headers(self) -> tuple[str, ...]:
         return SIGNATURE_HEADERS
+
+    @pytest.fixture
+    def freshness_tolerance(self) -> float:
+        return 300  # the default `tolerance_seconds`; WeChat Pay's SDKs check no age at all
 
     @pytest.fixture
     def signed_delivery(self, keys: WeChatPayKeys) -> Callable[..., Delivery]:

@@ -111,6 +111,11 @@ class TestWooCommerceContract(PaymentContract, WebhookContract):
             return "refunded_payment='partial'"
         return answer
 
+    @pytest.fixture
+    def paid_refunds(self, fake: WooCommerceFake) -> Callable[[], int]:
+        # Every refund the shop holds: WooCommerce would pay each through the gateway.
+        return lambda: len(fake.refunds)
+
     # ------------------------------------------------------------ webhooks
     @pytest.fixture
     def signature_headers(self) -> tuple[str, ...]:

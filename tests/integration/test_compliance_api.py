@@ -56,8 +56,9 @@ def test_a_recalled_lot_is_refunded_outside_the_window_and_quarantined(client, c
     rules = _rules(case)
     assert rules["R02"] == ["deny"]  # no-reason window long past …
     assert rules["R13"] == ["approve"]  # … but the lot is recalled
-    assert case["dispositions"] == [{"line": 0, "sku": "GLU-METER-01",
-                                     "disposition": "quarantine", "rule": "R13"}]
+    assert case["dispositions"] == [{"line": 0, "sku": "GLU-METER-01", "lot": "L2401",
+                                     "serial": None, "disposition": "quarantine",
+                                     "rule": "R13"}]
     notice = [o for o in case["obligations"] if o["kind"] == "recall_notice"]
     assert [o["due"] for o in notice] == [(today + timedelta(days=1)).isoformat()]
 

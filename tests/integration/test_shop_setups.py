@@ -171,7 +171,7 @@ def test_shopify_return_is_approved_in_shopify_refunded_on_receipt_and_booked_in
         case = case_of(client, case_id)
         assert case["state"] == "closed", case
         assert case["refunded"] == {"amount": "49.95", "currency": "USD"}
-        # (Which lot came back is checked in the xfail test below.)
+        # (Which lot came back is checked in the next test.)
         assert [(m["sku"], m["quantity"], m["disposition"]) for m in case["stock_moves"]] == [
             ("GLU-METER-01", 1, "restock")]
         # One refundCreate, with the case's key, against the order's sale.
@@ -240,10 +240,6 @@ def test_a_defective_shopify_return_waits_for_a_person_and_then_is_approved_in_s
         assert_chain_verifies(client, case)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core/model.py planned_stock_moves takes the lot from the request line only; a Shopify "
-    "return names no lot, so the case records lot None although R01 filled L2401 from "
-    "Odoo's delivery and Odoo booked L2401"))
 def test_the_case_records_the_lot_the_erp_shipped_for_a_returned_unit(
         shopify_shop: tuple[Container, ShopifyFake, OdooFake]) -> None:
     container, shop, erp = shopify_shop
@@ -313,6 +309,7 @@ def woocommerce_shop(make_container: MakeContainer, router: respx.MockRouter
     shop, alipay, erp = WooCommerceFake(), AlipayFake(alipay_keys()), ERPNextFake()
     for fake in (shop, alipay, erp):
         fake.install(router)
+    # The `erpnext` table (the fake's base_url and a key pair) comes from conftest's shop.
     container = make_container(
         storefront="woocommerce", payment="alipay", erp="erpnext", notifier="smtp",
         woocommerce={"base_url": wc_fake.BASE, "consumer_key": wc_fake.CONSUMER_KEY,

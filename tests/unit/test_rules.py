@@ -10,7 +10,7 @@ import pytest
 from core.model import Outcome
 from core.money import Money
 from core.request import NormalizedRefundRequest, ReasonCode
-from core.rules import EvaluationContext, ShopPolicy, over_refund_guard
+from core.rules import EvaluationContext, ShopPolicy, over_refund_guard, payment_route_guard
 from tests.unit.builders import at, make_request
 
 
@@ -59,3 +59,30 @@ def test_over_refund_guard_denies_one_minor_unit_more(currency: str, requested: 
                               "requested_amount": requested})
     assert over_refund_guard(_ctx(request, refundable=requested)).outcome is Outcome.PASS
     assert over_refund_guard(_ctx(request, refundable=one_unit_less)).outcome is Outcome.DENY
+
+
+# ------------------------------------------------------------------ payment route guard
+
+
+@pytest.mark.parametrize(
+    ("provider", "payment", "source", "outcome"),
+    [
+        ("stripe", "stripe", "generic", Outcome.PASS),
+        ("WeChat-Pay", "wechatpay", "generic", Outcome.PASS),
+        ("alipay_direct", "alipay", "woocommerce", Outcome.PASS),
+        ("stripe", "wechatpay", "generic", Outcome.REVIEW),
+        # A storefront that refunds through its own gateway needs no match.
+        ("paypal", "woocommerce", "woocommerce", Outcome.PASS),
+    ],
+)
+def test_payment_route_guard(provider: str, payment: str, source: str,
+                             outcome: Outcome) -> None:
+    request = make_request(**{"order.payment.provider": provider})
+    result = payment_route_guard(request, payment, source)
+    assert (result.rule_id, result.outcome) == ("G02", outcome)
+
+
+def test_a_sandbox_plays_any_provider() -> None:
+    request = make_request(**{"order.payment.provider": "stripe"})
+    assert payment_route_guard(request, "sandbox_payment", "generic",
+                               plays_any_provider=True).outcome is Outcome.PASS
