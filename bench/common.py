@@ -187,8 +187,10 @@ LINES = [
     ("THERM-IR-01", "红外额温枪 Infrared forehead thermometer", "59.00", "II", False),
     ("MASK-N95-20", "医用防护口罩 Medical protective masks N95, 20 pcs", "25.00", "II", False),
 ]
-REASONS = ["changed_mind", "no_longer_needed", "ordered_by_mistake", "defective",
-           "damaged_on_arrival", "wrong_item"]
+# Reasons the rules may approve without a person (a defect goes to review, R06).
+REASONS = ["changed_mind", "no_longer_needed", "ordered_by_mistake", "damaged_on_arrival",
+           "wrong_item", "changed_mind"]
+GTIN = "06901234567892"  # a valid GTIN-14: a scan with a bad check digit goes to review (R16)
 
 
 SHAPES = 6  # bodies differ by reason code and quantities in 6 shapes; ids make each unique
@@ -212,12 +214,13 @@ def _template(shape: int, tag: str, kind: str, size: int) -> bytes:
     now = datetime.now(UTC)
     delivered = now - timedelta(days=2)
     lines = []
+    expiry = (now + timedelta(days=400)).date()
     for n, (sku, name, price, klass, sterile) in enumerate(LINES):
         lines.append({
             "sku": sku, "name": name, "quantity": 1 + (shape + n) % 2, "unit_price": price,
             "device_class": klass, "lot": f"L24{shape}{n}",
-            "expiry_date": (now + timedelta(days=400)).date().isoformat(),
-            "udi": f"(01)0695~~~~~~~{n}(17)261231(10)L24{shape}{n}",
+            "expiry_date": expiry.isoformat(),
+            "udi": f"(01){GTIN}(17){expiry:%y%m%d}(10)L24{shape}{n}(21)S~~~~~~~",
             "sterile": sterile, "package_opened": False, "cold_chain": False,
         })
     paid = sum(int(li["quantity"]) * int(str(li["unit_price"]).replace(".", ""))
@@ -232,7 +235,8 @@ def _template(shape: int, tag: str, kind: str, size: int) -> bytes:
             "delivered_at": delivered.isoformat(),
             "payment": {"provider": "sandbox_payment", "reference": f"pay_{tag}_~~~~~~~"},
         },
-        "customer": {"id": f"cust-{shape}", "type": "consumer",
+        # A customer per request, so the frequent-refund rule (R19) stays quiet.
+        "customer": {"id": f"cust-{shape}-~~~~~~~", "type": "consumer",
                      "email": "customer~~~~~~~@example.com",
                      "locale": "zh-CN"},
         "lines": lines,
