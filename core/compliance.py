@@ -30,6 +30,7 @@ without goods leaves the unit with the customer (not_returned) unless a rule nee
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -77,6 +78,11 @@ INJURY_WORDS: tuple[str, ...] = (
     "wound", "shock", "hospital", "emergency room", "died", "death", "fatal", "unconscious",
     "cut my", "cut his", "cut her",
 )
+# Chinese has no spaces between words, so its words match anywhere. An English stem must
+# start a word: "rash" is not in "trash", nor "died" in "studied". A lookbehind rather than
+# \b, because \b sees no boundary between a Chinese character and a Latin letter ("被burn了").
+_INJURY = re.compile("|".join(
+    (r"(?<![a-z])" if word.isascii() else "") + re.escape(word) for word in INJURY_WORDS))
 
 # Quality reasons that say the device itself may be at fault: back to the manufacturer.
 MANUFACTURER_FAULT_CODES = frozenset(
@@ -102,8 +108,7 @@ DENIABLE_RULES = frozenset({"R02", "R03", "R04", "R05"})
 
 
 def mentions_injury(text: str) -> bool:
-    lowered = text.casefold()
-    return any(word in lowered for word in INJURY_WORDS)
+    return _INJURY.search(text.casefold()) is not None
 
 
 def reason_group(code: ReasonCode, text: str, injury: bool) -> ReasonGroup:
@@ -193,6 +198,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "R09.pass": ("Line {line}: expires on {expiry}.", "第{line}行：有效期至{expiry}。"),
     "R10.scrap": ("Line {line} ({sku}) is sterile and {why}: it is never restocked.",
                   "第{line}行（{sku}）为无菌产品且{why}，不得重新入库。"),
+    "R10.opened": ("its pack was opened", "包装已开启"),
+    "R10.consumer": ("was returned by a consumer", "由消费者退回"),
     "R11.quarantine": ("Line {line} ({sku}) needs the cold chain, and no continuous "
                        "temperature record came back with it.",
                        "第{line}行（{sku}）为冷链产品，退回途中无完整温度记录。"),
@@ -355,7 +362,8 @@ class _Assessment:
     facts: list[LineFacts]
     results: list[RuleResult] = field(default_factory=list)
     recalls: dict[int, Recall] = field(default_factory=dict)
-    identity_doubts: set[int] = field(default_factory=set)
+    # Line -> the rule that doubts the unit is ours; R16 (the scan) names it over R01.
+    identity_doubts: dict[int, str] = field(default_factory=dict)
     obligations: list[Obligation] = field(default_factory=list)
 
     @property
@@ -390,7 +398,8 @@ class MedicalDeviceRuleSet:
             rule(a)
         outcome = _combine(a)
         lines = tuple(_disposition(a, f) for f in a.facts)
-        obligations = tuple(a.obligations) + tuple(_refund_deadline(a, outcome))
+        obligations = tuple(a.obligations) + tuple(
+            _refund_deadline(a, ctx.decided or outcome))
         return Verdict(outcome, ctx.request.requested, tuple(a.results), lines, obligations)
 
 
@@ -428,7 +437,7 @@ def r01_shipment(a: _Assessment) -> None:
             continue
         shipped = [u for u in units if u.sku == f.sku]
         if not shipped:
-            a.identity_doubts.add(f.index)
+            a.identity_doubts.setdefault(f.index, "R01")
             a.add("R01", Outcome.REVIEW, "R01.no_sku", f.index, sku=f.sku)
             continue
         problems = []
@@ -439,7 +448,7 @@ def r01_shipment(a: _Assessment) -> None:
         if f.serial and serials and f.serial not in serials:
             problems.append(("serial", f.serial, ", ".join(serials)))
         for name, value, known in problems:
-            a.identity_doubts.add(f.index)
+            a.identity_doubts.setdefault(f.index, "R01")
             a.add("R01", Outcome.REVIEW, "R01.mismatch", f.index, field=name, value=value,
                   shipped=known)
         if not problems:
@@ -548,13 +557,9 @@ def r09_expiry(a: _Assessment) -> None:
 
 def r10_r11_r12_storage(a: _Assessment) -> None:
     consumer = a.ctx.request.customer.type is CustomerType.CONSUMER
-    locale = a.locale.lower()
     for f in a.facts:
         if f.sterile and (f.opened or consumer) and a.is_return:
-            if locale.startswith("zh"):
-                why = "包装已开启" if f.opened else "由消费者退回"
-            else:
-                why = "its pack was opened" if f.opened else "was returned by a consumer"
+            why = message(a.locale, "R10.opened" if f.opened else "R10.consumer")
             a.add("R10", Outcome.PASS, "R10.scrap", f.index, sku=f.sku, why=why)
         if f.cold_chain and a.is_return:
             if f.inspection is None:
@@ -572,11 +577,12 @@ def r13_recall(a: _Assessment) -> None:
         recall = a.ctx.recalls.match(sku=f.sku, gtin=f.gtin, lot=f.lot, serial=f.serial)
         if recall is None:
             continue
+        # One notice per recall, however many of its lines came back.
+        noticed = any(r.reference == recall.reference for r in a.recalls.values())
         a.recalls[f.index] = recall
         a.add("R13", Outcome.APPROVE, "R13.approve", f.index, reference=recall.reference,
               cls=recall.recall_class.value)
-        if not any(o.kind is ObligationKind.RECALL_NOTICE and recall.reference in o.detail
-                   for o in a.obligations):
+        if not noticed:
             a.obligations.append(Obligation(
                 ObligationKind.RECALL_NOTICE,
                 today + timedelta(days=recall.recall_class.notice_days),
@@ -632,14 +638,14 @@ def r16_udi(a: _Assessment) -> None:
     for f in a.facts:
         for scan, udi, error in f.udis:
             if udi is None:
-                a.identity_doubts.add(f.index)
+                a.identity_doubts[f.index] = "R16"
                 a.add("R16", Outcome.REVIEW, "R16.invalid", f.index, scan=scan, error=error)
                 continue
             mismatches = udi_mismatches(udi, gtin=f.line.gtin or f.flags.gtin,
                                         lot=f.line.lot, serial=f.line.serial,
                                         expiry=f.line.expiry_date)
             for name, detail in mismatches:
-                a.identity_doubts.add(f.index)
+                a.identity_doubts[f.index] = "R16"
                 a.add("R16", Outcome.REVIEW, "R16.mismatch", f.index, field=name,
                       detail=detail)
             if not mismatches:
@@ -696,7 +702,7 @@ def _where(a: _Assessment, f: LineFacts) -> tuple[Disposition, str]:
     if not a.is_return:
         return Disposition.NOT_RETURNED, "R08"
     if f.index in a.identity_doubts:
-        return Disposition.QUARANTINE, "R16" if any(u[1] is None for u in f.udis) else "R01"
+        return Disposition.QUARANTINE, a.identity_doubts[f.index]
     if f.expiry is not None and f.expiry < a.ctx.today:
         return Disposition.SCRAP, "R09"
     if f.expiry is None and f.has_shelf_life:

@@ -197,6 +197,12 @@ class Inspection:
     quantity: int | None = None
     temperature_log_ok: bool | None = None  # None: no record came back with the goods
 
+    def as_json(self) -> dict[str, Any]:
+        return {"line": self.line, "seal_intact": self.seal_intact,
+                "condition": self.condition, "inspector": self.inspector,
+                "udi_scan": self.udi_scan, "passed": self.passed, "quantity": self.quantity,
+                "temperature_log_ok": self.temperature_log_ok}
+
 
 @dataclass(frozen=True, slots=True)
 class StockMove:
@@ -226,6 +232,12 @@ class ShippedUnit:
     serial: str | None = None
     expiry_date: date | None = None
     gtin: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"sku": self.sku, "quantity": self.quantity, "lot": self.lot,
+                "serial": self.serial,
+                "expiry_date": self.expiry_date.isoformat() if self.expiry_date else None,
+                "gtin": self.gtin}
 
 
 # A case in these states holds none of its order's money (the over-refund guard's view).
@@ -425,14 +437,15 @@ class RefundCase:
         else:
             self._begin_refund(at)
 
-    def record_shipments(self, units: Sequence[ShippedUnit] | None, at: datetime) -> None:
+    def record_shipments(self, units: Sequence[ShippedUnit] | None, at: datetime,
+                         error: str | None = None) -> None:
         """Keep what the ERP said it shipped, as evidence and for the inspection's
-        reassessment."""
+        reassessment; `error` is the ERP's answer when it could not say."""
         self.shipments = None if units is None else list(units)
         self.record("shipments_looked_up", actor="system", at=at, from_state=self.state,
                     to_state=self.state,
                     data={"known": units is not None,
-                          "units": [_shipped_json(u) for u in units or ()]})
+                          "units": [u.as_json() for u in units or ()], "error": error})
 
     # ---------------------------------------------------------------- storefront
     def request_write_back(self) -> None:
@@ -548,7 +561,7 @@ class RefundCase:
                 raise InvalidRequest(f"lines.{inspection.line}", "no such line in this case")
         self.inspections = list(inspections)
         self._move(Transition.RECEIVE_GOODS, actor=actor, at=at,
-                   data={"inspections": [_inspection_json(i) for i in inspections]})
+                   data={"inspections": [i.as_json() for i in inspections]})
         self._request_stock_booking()
         if self.attempts and self.current_attempt and (
             self.current_attempt.status is RefundStatus.SUCCEEDED
@@ -674,14 +687,3 @@ class RefundCase:
                               "cancelled")
         self._move(Transition.CANCEL, actor=actor, at=at, data={"reason": reason})
 
-
-def _shipped_json(u: ShippedUnit) -> dict[str, Any]:
-    return {"sku": u.sku, "quantity": u.quantity, "lot": u.lot, "serial": u.serial,
-            "expiry_date": u.expiry_date.isoformat() if u.expiry_date else None,
-            "gtin": u.gtin}
-
-
-def _inspection_json(i: Inspection) -> dict[str, Any]:
-    return {"line": i.line, "seal_intact": i.seal_intact, "condition": i.condition,
-            "inspector": i.inspector, "udi_scan": i.udi_scan, "passed": i.passed,
-            "quantity": i.quantity, "temperature_log_ok": i.temperature_log_ok}

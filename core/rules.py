@@ -16,13 +16,7 @@ from zoneinfo import ZoneInfo
 
 from core.model import Inspection, LineDisposition, Obligation, Outcome, RuleResult
 from core.money import Money
-from core.policy import (
-    ADVERSE_EVENT_CODES,
-    NO_REASON_CODES,
-    QUALITY_CODES,
-    RefundTiming,
-    ShopPolicy,
-)
+from core.policy import ShopPolicy
 from core.ports import ShippedUnit
 from core.recalls import RecallList
 from core.request import NormalizedRefundRequest
@@ -43,6 +37,9 @@ class EvaluationContext:
     # What the ERP says it shipped for the order; None when it could not say (R01).
     shipments: tuple[ShippedUnit, ...] | None = None
     inspections: tuple[Inspection, ...] = ()
+    # The case's decision when it is already taken (a reviewer's approval; an approved case
+    # whose goods came back): what the shop then owes follows it, not the rules' own outcome.
+    decided: Outcome | None = None
 
     @cached_property
     def zone(self) -> ZoneInfo:
@@ -102,6 +99,5 @@ def payment_route_guard(request: NormalizedRefundRequest, payment_connector: str
         f"refunds through '{payment_connector}': a person must confirm where the money goes.")
 
 
-__all__ = ["ADVERSE_EVENT_CODES", "NO_REASON_CODES", "QUALITY_CODES", "EvaluationContext",
-           "RefundTiming", "RuleSet", "ShopPolicy", "Verdict", "over_refund_guard",
+__all__ = ["EvaluationContext", "RuleSet", "ShopPolicy", "Verdict", "over_refund_guard",
            "payment_route_guard"]

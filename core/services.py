@@ -22,7 +22,9 @@ from core.model import (
     Decision,
     DeliveryStatus,
     Inspection,
+    LineDisposition,
     NotificationKind,
+    Obligation,
     Outcome,
     RefundCase,
     RefundResult,
@@ -160,6 +162,7 @@ def evaluate(svc: Services, case_id: str) -> None:
     transaction: a slow ERP must not hold the case's lock.
     """
     shipments: list[ShippedUnit] | None = None
+    unknown_because: str | None = None
     asked = False
     while True:
         with svc.uow() as uow:
@@ -170,22 +173,21 @@ def evaluate(svc: Services, case_id: str) -> None:
                 return
             lookup = svc.gateways(case.shop_id).shipments
             if lookup is None or asked:
-                _decide(svc, uow, case, shipments, asked)
+                _decide(svc, uow, case, shipments, asked, unknown_because)
                 return
-        shipments, asked = _shipped_units(lookup, case.request.order.id), True
-
-
-def _shipped_units(lookup: ShipmentLookup, order_id: str) -> list[ShippedUnit] | None:
-    try:
-        return list(lookup.shipped_units(order_id))
-    except (PermanentProviderError, NotSupported):
-        # The ERP does not know the order: R01 says it could not check, and a person sees
-        # that in the decision. Transient errors propagate, so the job is tried again.
-        return None
+        try:
+            shipments = list(lookup.shipped_units(case.request.order.id))
+        except (PermanentProviderError, NotSupported) as exc:
+            # The ERP does not know the order: R01 says it could not check, and the case's
+            # trail keeps the ERP's answer (a rejected credential must not pass unseen).
+            # Transient errors propagate, so the job is tried again.
+            unknown_because = exc.message
+        asked = True
 
 
 def _decide(svc: Services, uow: UnitOfWork, case: RefundCase,
-            shipments: list[ShippedUnit] | None, asked: bool) -> None:
+            shipments: list[ShippedUnit] | None, asked: bool,
+            unknown_because: str | None) -> None:
     request = case.request
     # Locks are always taken case first, then order: no deadlocks between cases.
     paid = uow.orders.lock(case.shop_id, request.order.id, request.paid)
@@ -193,7 +195,7 @@ def _decide(svc: Services, uow: UnitOfWork, case: RefundCase,
     if case.state is CaseState.RECEIVED:
         case.start_evaluation(now)
     if asked:
-        case.record_shipments(shipments, now)
+        case.record_shipments(shipments, now, unknown_because)
     held = uow.orders.reserved(case.shop_id, request.order.id, case.currency, case.id)
     ctx = _context(svc, uow, case, now, paid - held)
     route = _route(svc, case.shop_id, request, case.source)
@@ -244,7 +246,7 @@ def preview(svc: Services, shop_id: str, request: NormalizedRefundRequest, now: 
 
 
 def _context(svc: Services, uow: UnitOfWork, case: RefundCase, now: datetime,
-             refundable: Money) -> EvaluationContext:
+             refundable: Money, decided: Outcome | None = None) -> EvaluationContext:
     """Everything the rules may read about a case, gathered in the case's unit of work."""
     policy = svc.policy(case.shop_id)
     since = now - timedelta(days=policy.frequent_refund_days)
@@ -256,6 +258,7 @@ def _context(svc: Services, uow: UnitOfWork, case: RefundCase, now: datetime,
         previous_requests=tuple(at for at in earlier if at < case.created_at),
         shipments=None if case.shipments is None else tuple(case.shipments),
         inspections=tuple(case.inspections),
+        decided=decided,
     )
 
 
@@ -274,15 +277,21 @@ def review(svc: Services, case_id: str, outcome: Outcome, reviewer: str, note: s
         paid = uow.orders.lock(case.shop_id, request.order.id, request.paid)
         now = svc.clock()
         rules: tuple[RuleResult, ...] = ()
+        lines: tuple[LineDisposition, ...] = ()
+        obligations: tuple[Obligation, ...] = ()
         if outcome is Outcome.APPROVE:
             held = uow.orders.reserved(case.shop_id, request.order.id, case.currency, case.id)
-            guard = over_refund_guard(
-                EvaluationContext(request, svc.policy(case.shop_id), paid - held, now))
+            ctx = _context(svc, uow, case, now, paid - held, decided=Outcome.APPROVE)
+            guard = over_refund_guard(ctx)
             rules = (guard,)
             if guard.outcome is Outcome.DENY:
                 outcome = Outcome.DENY
+            else:
+                # What the approval starts (R07: a refund without goods is due from today).
+                verdict = svc.rules(case.shop_id).evaluate(ctx)
+                lines, obligations = verdict.lines, verdict.obligations
         case.decide(Decision(outcome, request.requested, rules, f"operator:{reviewer}", now,
-                             note))
+                             note, lines, obligations))
         _queue_write_back(svc, case)
         uow.commit()
 
@@ -389,7 +398,9 @@ def record_receipt(svc: Services, case_id: str, inspections: list[Inspection],
         case = uow.cases.get(case_id)
         now = svc.clock()
         case.receive_goods(inspections, now, actor)
-        ctx = _context(svc, uow, case, now, case.approved or case.requested)
+        # Only an approved case has goods to receive.
+        ctx = _context(svc, uow, case, now, case.approved or case.requested,
+                       decided=Outcome.APPROVE)
         verdict = svc.rules(case.shop_id).evaluate(ctx)
         case.reassess(verdict.lines, verdict.obligations, now)
         uow.commit()

@@ -82,11 +82,7 @@ def details_to_json(case: RefundCase) -> dict[str, Any]:
         "dispositions": [x.as_json() for x in case.dispositions],
         "obligations": [o.as_json() for o in case.obligations],
         "shipments": None if case.shipments is None else [
-            {"sku": u.sku, "quantity": u.quantity, "lot": u.lot, "serial": u.serial,
-             "expiry_date": u.expiry_date.isoformat() if u.expiry_date else None,
-             "gtin": u.gtin}
-            for u in case.shipments
-        ],
+            u.as_json() for u in case.shipments],
         "writes_back": case.writes_back,
         "write_backs": [
             {"outcome": w.outcome.value, "status": w.status.value, "message": w.message}
@@ -101,12 +97,7 @@ def details_to_json(case: RefundCase) -> dict[str, Any]:
             {"kind": n.kind.value, "status": n.status.value, "message": n.message}
             for n in case.notifications
         ],
-        "inspections": [
-            {"line": i.line, "seal_intact": i.seal_intact, "condition": i.condition,
-             "inspector": i.inspector, "udi_scan": i.udi_scan, "passed": i.passed,
-             "quantity": i.quantity, "temperature_log_ok": i.temperature_log_ok}
-            for i in case.inspections
-        ],
+        "inspections": [i.as_json() for i in case.inspections],
         "stock_moves": [
             {"line": m.line, "sku": m.sku, "quantity": m.quantity,
              "disposition": m.disposition.value, "lot": m.lot, "serial": m.serial}

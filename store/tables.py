@@ -133,8 +133,6 @@ recalls = Table(
                      name="uq_recalls_scope"),
 )
 
-__all__ = ["case_events", "cases", "inbox", "metadata", "orders", "outbox", "recalls"]
-
 # Refunds made outside RefundBridge (in a storefront's admin): they count against the order.
 external_refunds = Table(
     "external_refunds",
@@ -150,3 +148,6 @@ external_refunds = Table(
     UniqueConstraint("shop_id", "external_id", name="uq_external_refunds_shop_external"),
     Index("ix_external_refunds_shop_order", "shop_id", "order_id"),
 )
+
+__all__ = ["case_events", "cases", "external_refunds", "inbox", "metadata", "orders",
+           "outbox", "recalls"]

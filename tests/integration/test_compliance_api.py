@@ -128,6 +128,24 @@ def test_receipt_reassesses_where_units_go_and_starts_the_refund_clock(client, c
     assert any(e["name"] == "reassessed" for e in case["timeline"])
 
 
+def test_a_refund_without_goods_approved_by_a_person_is_due_from_the_approval(
+        client, container, providers):
+    _, _, erp = providers
+    case_id, _ = open_case(client, erp, **{"reason.code": "other"})
+    drain(container)
+    case = _case(client, case_id)
+    assert case["state"] == "awaiting_review"
+    assert [o for o in case["obligations"] if o["kind"] == "refund_deadline"] == []
+
+    decided = client.post(f"/v1/cases/{case_id}/review", headers=AUTH, json={
+        "decision": "approve", "reviewer": "li.na", "note": "customer called; refund"})
+    assert decided.status_code == 200, decided.text
+    case = _case(client, case_id)
+    approved_on = datetime.fromisoformat(case["decisions"][-1]["at"]).astimezone(SHANGHAI)
+    deadline = [o["due"] for o in case["obligations"] if o["kind"] == "refund_deadline"]
+    assert deadline == [(approved_on.date() + timedelta(days=7)).isoformat()]
+
+
 def test_frequent_refunds_by_one_customer_go_to_review(client, container, providers):
     _, _, erp = providers
     states = []

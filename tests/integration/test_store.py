@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import text
 
 from core import services
-from core.errors import ConcurrencyConflict
-from core.model import DeliveryStatus, NotificationKind, Step
+from core.errors import ConcurrencyConflict, PermanentProviderError
+from core.model import DeliveryStatus, NotificationKind, ShippedUnit, Step
 from core.request import NormalizedRefundRequest
 from tests.factories import SHOP, request_body
 
@@ -65,3 +66,37 @@ def test_the_case_and_its_work_commit_together(container):
                             {"c": case_id}).all()
     # The API leaves the hand-over to the relay: the row waits, undispatched.
     assert [(w.step, w.dispatched_at) for w in work] == [("evaluate", None)]
+
+
+class UnknownOrderErp:
+    """An ERP that answers, permanently, that it does not know the order."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def shipped_units(self, order_id: str) -> list[ShippedUnit]:
+        self.asked.append(order_id)
+        raise PermanentProviderError("erpnext", f"ERPNext knows no order {order_id}",
+                                     code="order_not_found")
+
+
+def test_an_erp_that_cannot_say_what_it_shipped_leaves_its_answer_on_the_record(container):
+    case_id = _open(container)
+    erp = UnknownOrderErp()
+    gateways = container.services.gateways
+    svc = replace(container.services,
+                  gateways=lambda shop: replace(gateways(shop), shipments=erp))
+
+    services.evaluate(svc, case_id)
+
+    with container.uow() as uow:
+        case = uow.cases.get(case_id)
+    assert erp.asked == [case.request.order.id]
+    assert case.shipments is None
+    assert [r.outcome.value for r in case.decisions[0].rules if r.rule_id == "R01"] == ["pass"]
+    with container.engine.connect() as conn:
+        looked_up = conn.execute(text(
+            "SELECT data FROM case_events WHERE case_id = :c AND name = 'shipments_looked_up'"),
+            {"c": case_id}).scalar_one()
+    assert looked_up["known"] is False
+    assert looked_up["error"] == f"ERPNext knows no order {case.request.order.id}"

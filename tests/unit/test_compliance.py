@@ -18,7 +18,7 @@ from core.policy import Jurisdiction, ShopPolicy, SkuFlags
 from core.recalls import Recall, RecallClass, RecallList
 from core.request import ReasonCode
 from core.rules import EvaluationContext, Verdict
-from tests.unit.builders import make_request
+from tests.unit.builders import line, make_request
 
 NOW = datetime(2026, 3, 10, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai
 LIMITS = {"CNY": Decimal("500"), "USD": Decimal("80")}
@@ -45,11 +45,12 @@ def body(**overrides: Any) -> dict[str, Any]:
 def evaluate(*, rules_policy: ShopPolicy | None = None, now: datetime = NOW,
              recalls: list[Recall] | None = None, previous: tuple[datetime, ...] = (),
              shipments: tuple[ShippedUnit, ...] | None = None,
-             inspections: tuple[Inspection, ...] = (), **overrides: Any) -> Verdict:
+             inspections: tuple[Inspection, ...] = (), decided: Outcome | None = None,
+             **overrides: Any) -> Verdict:
     request = make_request(**body(**overrides))
     ctx = EvaluationContext(request, rules_policy or policy(), request.paid, now,
                             recalls=RecallList(recalls or ()), previous_requests=previous,
-                            shipments=shipments, inspections=inspections)
+                            shipments=shipments, inspections=inspections, decided=decided)
     return RULES.evaluate(ctx)
 
 
@@ -102,6 +103,11 @@ def recall(**overrides: Any) -> Recall:
         (ReasonCode.OTHER, "allergic reaction to the adhesive", False,
          ReasonGroup.ADVERSE_EVENT),
         (ReasonCode.WRONG_ITEM, "", True, ReasonGroup.ADVERSE_EVENT),
+        (ReasonCode.CHANGED_MIND, "被burn了", False, ReasonGroup.ADVERSE_EVENT),
+        # An English word must start where a word starts: no injury in these.
+        (ReasonCode.CHANGED_MIND, "studied the manual; the box went in the trash", False,
+         ReasonGroup.NO_REASON),
+        (ReasonCode.DEFECTIVE, "the screen crashed", False, ReasonGroup.QUALITY),
     ],
 )
 def test_reason_groups(code: ReasonCode, text: str, injury: bool, group: ReasonGroup) -> None:
@@ -353,6 +359,17 @@ def test_r13_notice_deadline_by_class(cls: RecallClass, days: int) -> None:
     assert due == [date(2026, 3, 10) + timedelta(days=days)]
 
 
+def test_r13_one_notice_per_recall_however_many_lines_and_references_alike() -> None:
+    lines = [line(lot=lot, quantity=1, expiry_date="2027-12-31")
+             for lot in ("L2401", "L2402", "L2401")]
+    verdict = evaluate(lines=lines, recalls=[recall(reference="NMPA-12", lot="L2401"),
+                                             recall(reference="NMPA-1", lot="L2402")])
+    notices = [o.detail for o in verdict.obligations
+               if o.kind is ObligationKind.RECALL_NOTICE]
+    assert len(notices) == 2
+    assert "recall NMPA-12 " in notices[0] and "recall NMPA-1 " in notices[1]
+
+
 def test_r13_other_lots_are_not_recalled() -> None:
     verdict = evaluate(recalls=[recall(lot="L9999")])
     assert outcomes(verdict, "R13") == [Outcome.PASS]
@@ -469,6 +486,22 @@ def test_r01_the_returned_unit_must_be_one_we_shipped(
     assert outcomes(verdict, "R01") == [rule_outcome]
 
 
+@pytest.mark.parametrize(
+    ("scan", "shipped", "rule"),
+    [
+        (f"(01){GTIN}(17)271231(10)L2402", None, "R16"),  # parses, another lot than sold
+        ("(01)09506000134353(17)271231(10)L2401", None, "R16"),  # does not parse
+        (f"(01){GTIN}(17)271231(10)L2401", (ShippedUnit("GLU-METER-01", 2, lot="L2399"),),
+         "R01"),  # the scan agrees with the line; the ERP shipped another lot
+    ],
+)
+def test_quarantine_for_identity_names_the_rule_that_doubted(
+        scan: str, shipped: tuple[ShippedUnit, ...] | None, rule: str) -> None:
+    verdict = evaluate(shipments=shipped, inspections=(passed(udi_scan=scan),),
+                       **{"lines.0.expiry_date": None})
+    assert (disposition(verdict), verdict.lines[0].rule) == (Disposition.QUARANTINE, rule)
+
+
 def test_r01_shipment_fills_a_missing_lot_and_expiry() -> None:
     shipped = (ShippedUnit("GLU-METER-01", 2, lot="L2401", expiry_date=date(2026, 3, 1)),)
     verdict = evaluate(shipments=shipped, recalls=[recall()], inspections=(passed(),),
@@ -526,14 +559,34 @@ def test_r07_refund_deadlines() -> None:
     assert deadline(denied) == []
 
 
+def test_r07_deadlines_follow_a_decision_already_taken() -> None:
+    def deadline(verdict: Verdict) -> list[date | None]:
+        return [o.due for o in verdict.obligations
+                if o.kind is ObligationKind.REFUND_DEADLINE]
+
+    # A refund without goods that a person approves is due from the approval ("today") …
+    in_review = {"kind": "refund_only", "reason.code": "other"}
+    assert evaluate(**in_review).outcome is Outcome.REVIEW
+    assert deadline(evaluate(**in_review)) == []
+    assert deadline(evaluate(decided=Outcome.APPROVE, **in_review)) == [date(2026, 3, 17)]
+    # … and an approved return whose seal turns out broken at receipt is still owed its
+    # refund: the rules' own outcome (deny) does not take the deadline away.
+    broken = (passed(seal_intact=False),)
+    assert evaluate(inspections=broken).outcome is Outcome.DENY
+    assert deadline(evaluate(inspections=broken, decided=Outcome.APPROVE)) == [
+        date(2026, 3, 17)]
+
+
 def test_messages_follow_the_customers_locale() -> None:
-    chinese = evaluate(**{"customer.locale": "zh-CN"})
-    english = evaluate(**{"customer.locale": "en"})
-    r02 = {v.rules[0].rule_id for v in (chinese, english)}
-    assert r02
+    chinese = evaluate(**{"customer.locale": "zh-CN", "lines.0.sterile": True})
+    english = evaluate(**{"customer.locale": "en", "lines.0.sterile": True})
     zh = next(r.message for r in chinese.rules if r.rule_id == "R02")
     en = next(r.message for r in english.rules if r.rule_id == "R02")
     assert "无理由" in zh and "no-reason window" in en
+    # Words filled into a message follow the locale too.
+    zh_r10 = next(r.message for r in chinese.rules if r.rule_id == "R10")
+    en_r10 = next(r.message for r in english.rules if r.rule_id == "R10")
+    assert "由消费者退回" in zh_r10 and "was returned by a consumer" in en_r10
 
 
 def test_the_same_inputs_give_the_same_verdict() -> None:
