@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar, Generic, Self, TypeVar, assert_never
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar, assert_never
 
 import httpx
 import tenacity
@@ -65,6 +65,24 @@ class RetryPolicy:
             reraise=True,
         )
         return retrying(fn)
+
+    def call_once(self, fn: Callable[[], T], find_existing: Callable[[], T | None]) -> T:
+        """`call` for a call that creates or changes something and carries no idempotency
+        key: before each retry, ask `find_existing` for what an earlier attempt made.
+
+        A 5xx or a timeout may come after the provider committed; calling again blindly
+        would book the same document twice.
+        """
+        retrying = False
+
+        def attempt() -> T:
+            nonlocal retrying
+            if retrying and (found := find_existing()) is not None:
+                return found
+            retrying = True
+            return fn()
+
+        return self.call(attempt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +153,37 @@ class ConnectorBase:
     def __init__(self, settings: ConnectorSettings, ctx: ConnectorContext) -> None:
         self.settings = settings
         self.ctx = ctx
+
+
+class Closeable(Protocol):
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=Closeable)
+
+
+class ClientConnector(ConnectorBase, Generic[C]):
+    """A connector that talks to its provider through one client (its `client.py`).
+
+    `client` is built by `build_client` on first use, so constructing a connector (e.g. to
+    check a shop's config) opens nothing; `close()` closes it, and a later use builds a new one.
+    """
+
+    _client: C | None = None
+
+    def build_client(self) -> C:
+        raise NotImplementedError(f"{type(self).__name__} must define build_client()")
+
+    @property
+    def client(self) -> C:
+        if self._client is None:
+            self._client = self.build_client()
+        return self._client
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
 
 
 D = TypeVar("D")
@@ -258,6 +307,7 @@ def send(connector: str, client: httpx.Client, request: httpx.Request,
 
 
 __all__ = [
+    "ClientConnector",
     "ConnectorBase",
     "ConnectorContext",
     "ConnectorError",

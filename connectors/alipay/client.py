@@ -16,9 +16,11 @@ from typing import Final, TypeVar
 from urllib.parse import urlencode
 
 import httpx
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import ValidationError
 
+from connectors import rsa_signing
 from connectors.alipay import signing
 from connectors.alipay.transformers import (
     NAME,
@@ -85,7 +87,7 @@ class AlipayClient:
         # The very text that is sent is the text that is signed: no second serialization.
         biz = json.dumps(dict(biz_content), ensure_ascii=False, separators=(",", ":"))
         base = signing.request_sign_base({**params, "biz_content": biz})
-        params["sign"] = signing.sign(base, self._private_key)
+        params["sign"] = rsa_signing.sign(self._private_key, base.encode(CHARSET))
         return self._http.build_request(
             "POST", self._gateway, params=params,
             content=urlencode({"biz_content": biz}, encoding=CHARSET).encode("ascii"),
@@ -122,9 +124,11 @@ class AlipayClient:
         except (UnicodeDecodeError, ValueError, ValidationError) as exc:
             raise self._unreadable(method, f"unreadable answer: {exc}", moves_money) from exc
         if parts.sign is not None:
-            if not signing.verify(parts.content.encode(CHARSET), parts.sign, self._public_key):
+            try:
+                rsa_signing.verify(self._public_key, parts.content.encode(CHARSET), parts.sign)
+            except InvalidSignature as exc:
                 raise self._unverified(method, "the answer's signature does not verify with "
-                                               "alipay_public_key", moves_money)
+                                               "alipay_public_key", moves_money) from exc
         elif inner.get("code") == "10000":
             raise self._unverified(method, "the answer claims success but is not signed",
                                    moves_money)

@@ -1,4 +1,5 @@
-"""Alipay's RSA2 signatures: what is signed, and signing/verifying it with `cryptography`.
+"""Alipay's RSA2 signatures: what is signed. Keys, signing and verifying are
+`connectors.rsa_signing`, shared with WeChat Pay.
 
 Three things are signed, each over a different text:
 
@@ -15,65 +16,14 @@ The signature itself is SHA256withRSA, PKCS#1 v1.5, base64 ("RSA2").
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-
 SIGN_TYPE: Final = "RSA2"
-MIN_KEY_BITS: Final = 2048  # RSA2 keys from Alipay's key tool are 2048 bits
 
 _DECODER = json.JSONDecoder()
-
-
-class KeyFormatError(ValueError):
-    """A configured key is not a usable RSA key (the message says why)."""
-
-
-def _der_of(text: str) -> bytes | None:
-    """Alipay's console hands keys out as bare base64 without PEM armour; accept both."""
-    if "-----BEGIN" in text:
-        return None
-    try:
-        return base64.b64decode("".join(text.split()), validate=True)
-    except binascii.Error as exc:
-        raise KeyFormatError("is neither PEM nor base64-encoded DER") from exc
-
-
-def load_private_key(text: str) -> rsa.RSAPrivateKey:
-    """The app's private key, PEM or bare base64 (PKCS#8 or PKCS#1)."""
-    der = _der_of(text)
-    try:
-        key = (serialization.load_der_private_key(der, password=None) if der is not None
-               else serialization.load_pem_private_key(text.strip().encode(), password=None))
-    except (ValueError, TypeError) as exc:
-        raise KeyFormatError(f"is not a readable private key ({exc})") from exc
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise KeyFormatError("is not an RSA key; RSA2 needs one")
-    if key.key_size < MIN_KEY_BITS:
-        raise KeyFormatError(f"has {key.key_size} bits; RSA2 needs at least {MIN_KEY_BITS}")
-    return key
-
-
-def load_public_key(text: str) -> rsa.RSAPublicKey:
-    """Alipay's public key, PEM or bare base64 (SubjectPublicKeyInfo or PKCS#1)."""
-    der = _der_of(text)
-    try:
-        key = (serialization.load_der_public_key(der) if der is not None
-               else serialization.load_pem_public_key(text.strip().encode()))
-    except (ValueError, TypeError) as exc:
-        raise KeyFormatError(f"is not a readable public key ({exc})") from exc
-    if not isinstance(key, rsa.RSAPublicKey):
-        raise KeyFormatError("is not an RSA key; RSA2 needs one")
-    if key.key_size < MIN_KEY_BITS:
-        raise KeyFormatError(f"has {key.key_size} bits; RSA2 needs at least {MIN_KEY_BITS}")
-    return key
 
 
 # ------------------------------------------------------------------ sign bases
@@ -89,26 +39,6 @@ def notification_sign_base(params: Mapping[str, str]) -> str:
     and empty values are (Alipay's `rsaCheckV1`)."""
     return "&".join(f"{k}={v}" for k, v in sorted(params.items())
                     if k not in ("sign", "sign_type"))
-
-
-# ------------------------------------------------------------------ RSA2
-
-
-def sign(message: str, key: rsa.RSAPrivateKey) -> str:
-    signature = key.sign(message.encode("utf-8"), padding.PKCS1v15(), hashes.SHA256())
-    return base64.b64encode(signature).decode("ascii")
-
-
-def verify(message: bytes, signature: str, key: rsa.RSAPublicKey) -> bool:
-    try:
-        raw = base64.b64decode("".join(signature.split()), validate=True)
-    except binascii.Error:
-        return False
-    try:
-        key.verify(raw, message, padding.PKCS1v15(), hashes.SHA256())
-    except InvalidSignature:
-        return False
-    return True
 
 
 # ------------------------------------------------------------------ responses

@@ -15,9 +15,11 @@ from collections.abc import Mapping
 from typing import Final
 from urllib.parse import parse_qsl
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import ValidationError
 
+from connectors import rsa_signing
 from connectors.alipay import signing
 from connectors.alipay.transformers import (
     NAME,
@@ -62,9 +64,11 @@ def verify(params: Mapping[str, str], alipay_public_key: rsa.RSAPublicKey) -> No
         # RSA (SHA-1) is refused outright rather than verified with a weaker hash.
         raise WebhookRejected(NAME, f"sign_type {sign_type!r} is not {signing.SIGN_TYPE}")
     base = signing.notification_sign_base(params)
-    if not signing.verify(base.encode(params.get("charset", DEFAULT_CHARSET)), signature,
-                          alipay_public_key):
-        raise WebhookRejected(NAME, "bad signature")
+    try:
+        rsa_signing.verify(alipay_public_key,
+                           base.encode(params.get("charset", DEFAULT_CHARSET)), signature)
+    except InvalidSignature as exc:
+        raise WebhookRejected(NAME, "bad signature") from exc
 
 
 def parse(params: Mapping[str, str], app_id: str) -> WebhookEvent:

@@ -94,26 +94,18 @@ class ERPNextClient:
 
     def insert(self, doctype: str, doc: Mapping[str, Any],
                find_existing: Callable[[], str | None]) -> str:
-        """Insert `doc` and return its name, asking `find_existing` again before each retry.
-
-        A 5xx or a timeout may come after Frappe has committed the insert; inserting again
-        blindly would book a second credit note.
-        """
+        """Insert `doc` and return its name, asking `find_existing` before each retry (a
+        failed insert may have committed)."""
         content = json.dumps(dict(doc), default=_number).encode()
         request = self._http.build_request(
             "POST", _resource(doctype), content=content,
             headers={"Content-Type": "application/json"})
-        attempts = 0
 
         def attempt() -> str:
-            nonlocal attempts
-            attempts += 1
-            if attempts > 1 and (name := find_existing()) is not None:
-                return name
             body = self._send_json(request)
             return parse(DocResult, body, f"insert {doctype}").data.name
 
-        return self._ctx.retry.call(attempt)
+        return self._ctx.retry.call_once(attempt, find_existing)
 
     def _send_json(self, request: httpx.Request) -> Any:
         response = send(NAME, self._http, request, _frappe_error)

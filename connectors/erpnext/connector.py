@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from pydantic import SecretStr, field_validator
 
-from connectors.base import ConnectorBase, ConnectorContext, ConnectorSettings
+from connectors.base import ClientConnector, ConnectorContext, ConnectorSettings
 from connectors.erpnext.client import ERPNextClient
 from connectors.erpnext.transformers import (
     BATCH,
@@ -84,7 +84,7 @@ class ERPNextSettings(ConnectorSettings):
         )
 
 
-class ERPNextConnector(ConnectorBase):
+class ERPNextConnector(ClientConnector[ERPNextClient]):
     name: ClassVar[str] = NAME
     roles: ClassVar[frozenset[Role]] = frozenset({Role.ERP})
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
@@ -95,19 +95,16 @@ class ERPNextConnector(ConnectorBase):
 
     def __init__(self, settings: ERPNextSettings, ctx: ConnectorContext) -> None:
         super().__init__(settings, ctx)
-        sellable = settings.restock_warehouse
-        for key in ("quarantine_warehouse", "scrap_warehouse",
-                    "return_to_manufacturer_warehouse", "evidence_warehouse"):
-            if getattr(settings, key) == sellable:
-                # Would put goods that nobody has cleared back on sale.
-                raise ConfigError(f"shops.{ctx.shop_id}.{NAME}.{key}",
-                                  "must not be the restock warehouse")
-        self._client = ERPNextClient(settings.base_url, settings.api_key, settings.api_secret,
-                                     ctx)
         self._warehouses = settings.warehouses()
+        for key, warehouse in self._warehouses.holds().items():
+            if warehouse == self._warehouses.restock:
+                # Would put goods that nobody has cleared back on sale.
+                raise ConfigError(f"shops.{ctx.shop_id}.{NAME}.{key}_warehouse",
+                                  "must not be the restock warehouse")
 
-    def close(self) -> None:
-        self._client.close()
+    def build_client(self) -> ERPNextClient:
+        s = self.settings
+        return ERPNextClient(s.base_url, s.api_key, s.api_secret, self.ctx)
 
     # ---------------------------------------------------------------- shipped units
 
@@ -116,12 +113,12 @@ class ERPNextConnector(ConnectorBase):
         of its stock-updating Sales Invoices, per batch (with its expiry) or serial."""
         field = self.settings.order_field
         wanted = shipment_filter(field, order_id)
-        notes = self._client.list_rows(ListResult, DELIVERY_NOTE, wanted).data
-        invoices = self._client.list_rows(InvoiceList, SALES_INVOICE, wanted,
-                                          ("name", "update_stock")).data
+        notes = self.client.list_rows(ListResult, DELIVERY_NOTE, wanted).data
+        invoices = self.client.list_rows(InvoiceList, SALES_INVOICE, wanted,
+                                         ("name", "update_stock")).data
         if not notes and not invoices:
-            orders = self._client.list_rows(ListResult, SALES_ORDER,
-                                            order_filter(field, order_id)).data
+            orders = self.client.list_rows(ListResult, SALES_ORDER,
+                                           order_filter(field, order_id)).data
             if not orders:
                 raise PermanentProviderError(
                     NAME, f"ERPNext knows no order {order_id}: no submitted Sales Order, "
@@ -135,20 +132,20 @@ class ERPNextConnector(ConnectorBase):
         return self._units(docs)
 
     def _stock_doc(self, doctype: str, name: str) -> StockDocument:
-        return self._client.get(StockDocResult, doctype, name).data
+        return self.client.get(StockDocResult, doctype, name).data
 
     def _units(self, docs: list[StockDocument]) -> list[ShippedUnit]:
         items = [item for doc in docs for item in doc.items]
         bundle_names = dict.fromkeys(i.serial_and_batch_bundle for i in items
                                      if i.serial_and_batch_bundle)
-        bundles = {name: self._client.get(BundleResult, BUNDLE, name).data
+        bundles = {name: self.client.get(BundleResult, BUNDLE, name).data
                    for name in bundle_names if name}
         batches = batches_of(items, bundles)
         expiries = {}
         if batches:
             # One request for all of them: each batch is read once, however many rows name it.
-            rows = self._client.list_rows(BatchList, BATCH, [["name", "in", batches]],
-                                          ("name", "expiry_date")).data
+            rows = self.client.list_rows(BatchList, BATCH, [["name", "in", batches]],
+                                         ("name", "expiry_date")).data
             expiries = {row.name: row.expiry_date for row in rows}
         return to_shipped_units(docs, bundles, expiries)
 
@@ -171,18 +168,18 @@ class ERPNextConnector(ConnectorBase):
         if existing is not None:
             return existing
         invoice = self._original_invoice(booking.order_id)
-        draft = self._client.make_sales_return(SALES_INVOICE, invoice)
+        draft = self.client.make_sales_return(SALES_INVOICE, invoice)
         moves = returned_moves(booking.moves)
         with_stock = bool(moves) and bool(draft.get("update_stock"))
         stock_returns = [] if with_stock or not moves else self._book_delivery_returns(
             booking, moves, invoice)
         doc = credit_note(draft, booking, self._warehouses, with_stock=with_stock,
                           stock_returns=stock_returns)
-        return self._client.insert(SALES_INVOICE, doc,
-                                   find_existing=lambda: self._find_return(booking.case_id))
+        return self.client.insert(SALES_INVOICE, doc,
+                                  find_existing=lambda: self._find_return(booking.case_id))
 
     def _find_return(self, case_id: str) -> str | None:
-        names = [row.name for row in self._client.list_rows(
+        names = [row.name for row in self.client.list_rows(
             ListResult, SALES_INVOICE, return_filter(case_id)).data]
         if len(names) > 1:
             log.warning("erpnext: case %s has %d returns (%s); answering the first",
@@ -191,7 +188,7 @@ class ERPNextConnector(ConnectorBase):
 
     def _original_invoice(self, order_id: str) -> str:
         field = self.settings.order_field
-        names = [row.name for row in self._client.list_rows(
+        names = [row.name for row in self.client.list_rows(
             ListResult, SALES_INVOICE, original_invoice_filter(field, order_id)).data]
         if not names:
             raise PermanentProviderError(
@@ -210,7 +207,7 @@ class ERPNextConnector(ConnectorBase):
         """Delivery Note returns for the goods, one per Delivery Note they came from, in the
         order ERPNext lists the notes; returns their names."""
         field = self.settings.order_field
-        notes = [row.name for row in self._client.list_rows(
+        notes = [row.name for row in self.client.list_rows(
             ListResult, DELIVERY_NOTE, shipment_filter(field, booking.order_id)).data]
         if not notes:
             raise PermanentProviderError(
@@ -219,8 +216,8 @@ class ERPNextConnector(ConnectorBase):
                       "go back against", code="delivery_note_not_found")
         done = self._delivery_returns(booking.case_id)
         booked = [item for row in done
-                  for item in self._client.get(ReturnedDocResult, DELIVERY_NOTE,
-                                               row.name).data.items]
+                  for item in self.client.get(ReturnedDocResult, DELIVERY_NOTE,
+                                              row.name).data.items]
         pending = still_to_return(moves, booked, self._warehouses)
         names = [row.name for row in done]
         finished = {row.return_against for row in done}
@@ -229,11 +226,11 @@ class ERPNextConnector(ConnectorBase):
                 break
             if note in finished:
                 continue
-            draft = self._client.make_sales_return(DELIVERY_NOTE, note)
+            draft = self.client.make_sales_return(DELIVERY_NOTE, note)
             doc, pending = delivery_return(draft, pending, booking, self._warehouses)
             if doc is None:
                 continue
-            names.append(self._client.insert(
+            names.append(self.client.insert(
                 DELIVERY_NOTE, doc, find_existing=partial(self._delivery_return_of,
                                                           booking.case_id, note)))
         if pending:
@@ -244,9 +241,9 @@ class ERPNextConnector(ConnectorBase):
         return names
 
     def _delivery_returns(self, case_id: str) -> list[ReturnRow]:
-        return list(self._client.list_rows(ReturnList, DELIVERY_NOTE,
-                                           delivery_return_filter(case_id),
-                                           ("name", "return_against")).data)
+        return list(self.client.list_rows(ReturnList, DELIVERY_NOTE,
+                                          delivery_return_filter(case_id),
+                                          ("name", "return_against")).data)
 
     def _delivery_return_of(self, case_id: str, note: str) -> str | None:
         return next((row.name for row in self._delivery_returns(case_id)

@@ -193,6 +193,8 @@ def parse(model: type[M], body: object, what: str) -> M:
         # A 2xx that is not the shape Frappe documents will not improve on retry.
         raise PermanentProviderError(NAME, f"{what}: unexpected answer ({exc.errors()[0]['msg']})"
                                      ) from exc
+
+
 _TAG = re.compile(r"<[^>]+>")
 
 

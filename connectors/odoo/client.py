@@ -217,24 +217,6 @@ class OdooClient:
     def _call(self, call: OdooCall) -> Any:
         return self._retry.call(lambda: self._transport.execute(call))
 
-    def _call_once(self, call: OdooCall, find_existing: Callable[[], T | None],
-                   result: Callable[[Any], T]) -> T:
-        """Make a call that changes data, asking `find_existing` again before each retry.
-
-        A 5xx or a timeout may come after Odoo has committed; calling again blindly would
-        book the same return or credit note twice.
-        """
-        attempts = 0
-
-        def attempt() -> T:
-            nonlocal attempts
-            attempts += 1
-            if attempts > 1 and (found := find_existing()) is not None:
-                return found
-            return result(self._transport.execute(call))
-
-        return self._retry.call(attempt)
-
     def search_read(self, model: str, domain: Domain, fields: Sequence[str], *,
                     limit: int | None = None, order: str | None = None) -> list[Any]:
         named: dict[str, Any] = {"fields": list(fields)}
@@ -292,7 +274,8 @@ class OdooClient:
         """Call a record method (a button) that changes data, at most once in effect."""
         kwargs = {"context": dict(context)} if context else {}
         call = OdooCall(model, method, [list(ids)], kwargs, {"ids": list(ids), **kwargs})
-        return self._call_once(call, find_existing, result)
+        return self._retry.call_once(lambda: result(self._transport.execute(call)),
+                                     find_existing)
 
 
 def build_transport(ctx: ConnectorContext, *, api: Literal["jsonrpc", "json2"],

@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import PositiveInt, SecretStr, field_validator, model_validator
 
-from connectors.base import ConnectorBase, ConnectorContext, ConnectorSettings
+from connectors.base import ClientConnector, ConnectorContext, ConnectorSettings
 from connectors.odoo.client import OdooClient, build_transport
 from connectors.odoo.transformers import (
     NAME,
@@ -88,7 +88,7 @@ class OdooSettings(ConnectorSettings):
         return self
 
 
-class OdooConnector(ConnectorBase):
+class OdooConnector(ClientConnector[OdooClient]):
     name: ClassVar[str] = NAME
     roles: ClassVar[frozenset[Role]] = frozenset({Role.ERP})
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
@@ -99,25 +99,15 @@ class OdooConnector(ConnectorBase):
 
     def __init__(self, settings: OdooSettings, ctx: ConnectorContext) -> None:
         super().__init__(settings, ctx)
-        self._client: OdooClient | None = None
         self._locations: Locations | None = None
         self._lot_fields: set[str] | None = None
 
-    @property
-    def client(self) -> OdooClient:
-        # Built on first use, so constructing a connector (e.g. to check config) opens nothing.
-        if self._client is None:
-            s = self.settings
-            transport = build_transport(self.ctx, api=s.api, base_url=s.base_url,
-                                        database=s.database, username=s.username, uid=s.uid,
-                                        api_key=s.api_key)
-            self._client = OdooClient(transport, self.ctx)
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+    def build_client(self) -> OdooClient:
+        s = self.settings
+        transport = build_transport(self.ctx, api=s.api, base_url=s.base_url,
+                                    database=s.database, username=s.username, uid=s.uid,
+                                    api_key=s.api_key)
+        return OdooClient(transport, self.ctx)
 
     def _version(self) -> int:
         version = self.settings.version or self.client.major_version()
@@ -219,7 +209,7 @@ class OdooConnector(ConnectorBase):
     def locations(self) -> Locations:
         if self._locations is None:
             s = self.settings
-            self._locations = Locations(
+            locations = Locations(
                 restock=self._location(s.stock_location),
                 quarantine=self._location(s.quarantine_location),
                 scrap=self._location(s.scrap_location),
@@ -228,6 +218,14 @@ class OdooConnector(ConnectorBase):
                 evidence=self._location(s.evidence_location) if s.evidence_location else None,
                 connector=NAME,
             )
+            for key, location in locations.holds().items():
+                if location == locations.restock:
+                    # Would put goods that nobody has cleared back on sale.
+                    raise PermanentProviderError(
+                        NAME, f"{key}_location is stock.location {location}, the same as "
+                              "stock_location; set one nobody sells from",
+                        code="location_sellable")
+            self._locations = locations
         return self._locations
 
     # ---------------------------------------------------------------- goods

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, PositiveInt, SecretStr, ValidationInfo, field_validator
 
+from connectors import rsa_signing
 from connectors.base import ConnectorBase, ConnectorContext, ConnectorSettings
 from connectors.wechatpay import signing, webhooks
 from connectors.wechatpay.client import WeChatPayClient
@@ -44,8 +45,7 @@ class WeChatPayConnector(ConnectorBase):
         @field_validator("merchant_private_key")
         @classmethod
         def _private_key(cls, value: SecretStr) -> SecretStr:
-            signing.load_private_key(value.get_secret_value())
-            return value
+            return SecretStr(rsa_signing.private_key_pem(value.get_secret_value()))
 
         @field_validator("apiv3_key")
         @classmethod
@@ -57,7 +57,7 @@ class WeChatPayConnector(ConnectorBase):
         @classmethod
         def _public_key(cls, value: str | None) -> str | None:
             if value is not None:
-                signing.load_public_key(value)
+                rsa_signing.load_public_key(value)
             return value
 
         @field_validator("platform_public_key_id")
@@ -99,12 +99,12 @@ class WeChatPayConnector(ConnectorBase):
         super().__init__(settings, ctx)
         self.config = settings
         # Parsed once here (validated already), so a bad key stops start-up, not a refund.
-        self._private_key = signing.load_private_key(
+        self._private_key = rsa_signing.load_private_key(
             settings.merchant_private_key.get_secret_value())
         self._apiv3_key = signing.check_apiv3_key(settings.apiv3_key.get_secret_value())
         self.platform = signing.PlatformKeys(
             public_key_id=settings.platform_public_key_id,
-            public_key=(signing.load_public_key(settings.platform_public_key)
+            public_key=(rsa_signing.load_public_key(settings.platform_public_key)
                         if settings.platform_public_key is not None else None),
             certificates=signing.load_certificates(settings.platform_certificates),
         )

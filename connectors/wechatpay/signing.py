@@ -1,4 +1,5 @@
-"""WeChat Pay API v3 cryptography, all of it done by the `cryptography` package.
+"""WeChat Pay API v3 cryptography, all of it done by the `cryptography` package (RSA keys,
+signing and verifying through `connectors.rsa_signing`, shared with Alipay).
 
 - Requests are signed by the merchant: RSA-SHA256 (PKCS#1 v1.5) over
   ``METHOD\\nPATH?QUERY\\nTIMESTAMP\\nNONCE\\nBODY\\n``, sent as the `Authorization` header.
@@ -22,13 +23,14 @@ from typing import Final
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, InvalidTag
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from connectors import rsa_signing
+from connectors.base import header_value
 
 SCHEME: Final = "WECHATPAY2-SHA256-RSA2048"
 APIV3_KEY_BYTES: Final = 32
-MIN_RSA_BITS: Final = 2048
 
 
 class SignatureError(ValueError):
@@ -41,26 +43,6 @@ class DecryptionError(ValueError):
 
 
 # ------------------------------------------------------------------ keys
-
-
-def load_private_key(pem: str) -> rsa.RSAPrivateKey:
-    try:
-        key = serialization.load_pem_private_key(pem.strip().encode(), password=None)
-    except (ValueError, TypeError) as exc:
-        raise ValueError("is not an unencrypted PEM private key (apiclient_key.pem)") from exc
-    if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < MIN_RSA_BITS:
-        raise ValueError(f"must be an RSA key of at least {MIN_RSA_BITS} bits")
-    return key
-
-
-def load_public_key(pem: str) -> rsa.RSAPublicKey:
-    try:
-        key = serialization.load_pem_public_key(pem.strip().encode())
-    except (ValueError, TypeError) as exc:
-        raise ValueError("is not a PEM public key (pub_key.pem)") from exc
-    if not isinstance(key, rsa.RSAPublicKey):
-        raise ValueError("must be an RSA public key")
-    return key
 
 
 def load_certificates(pems: Iterable[str]) -> tuple[x509.Certificate, ...]:
@@ -135,16 +117,11 @@ def request_message(method: str, path_and_query: str, timestamp: int, nonce: str
             + body + b"\n")
 
 
-def sign(private_key: rsa.RSAPrivateKey, message: bytes) -> str:
-    signature = private_key.sign(message, padding.PKCS1v15(), hashes.SHA256())
-    return base64.b64encode(signature).decode("ascii")
-
-
 def authorization(*, mchid: str, serial_no: str, private_key: rsa.RSAPrivateKey,
                   method: str, path_and_query: str, body: bytes, timestamp: int,
                   nonce: str) -> str:
-    signature = sign(private_key, request_message(method, path_and_query, timestamp, nonce,
-                                                  body))
+    signature = rsa_signing.sign(private_key, request_message(method, path_and_query,
+                                                              timestamp, nonce, body))
     return (f'{SCHEME} mchid="{mchid}",nonce_str="{nonce}",signature="{signature}",'
             f'timestamp="{timestamp}",serial_no="{serial_no}"')
 
@@ -162,37 +139,32 @@ class SignedHeaders:
 
 def signed_headers(headers: Mapping[str, str]) -> SignedHeaders:
     """The four `Wechatpay-*` headers, looked up case-insensitively."""
-    lowered = {key.lower(): value for key, value in headers.items()}
     values = {}
-    for name in ("timestamp", "nonce", "signature", "serial"):
-        value = lowered.get(f"wechatpay-{name}", "").strip()
+    for name in ("Timestamp", "Nonce", "Signature", "Serial"):
+        value = (header_value(headers, f"Wechatpay-{name}") or "").strip()
         if not value:
-            raise SignatureError(f"missing Wechatpay-{name.capitalize()} header")
+            raise SignatureError(f"missing Wechatpay-{name} header")
         values[name] = value
-    signature_type = lowered.get("wechatpay-signature-type")
+    signature_type = header_value(headers, "Wechatpay-Signature-Type")
     if signature_type is not None and signature_type.strip() != SCHEME:
         raise SignatureError(f"unsupported Wechatpay-Signature-Type {signature_type!r}")
     try:
-        timestamp = int(values["timestamp"])
+        timestamp = int(values["Timestamp"])
     except ValueError as exc:
-        raise SignatureError(f"Wechatpay-Timestamp {values['timestamp']!r} is not a number"
+        raise SignatureError(f"Wechatpay-Timestamp {values['Timestamp']!r} is not a number"
                              ) from exc
-    return SignedHeaders(timestamp, values["nonce"], values["signature"], values["serial"])
+    return SignedHeaders(timestamp, values["Nonce"], values["Signature"], values["Serial"])
 
 
 def verify(keys: PlatformKeys, signed: SignedHeaders, body: bytes, now: datetime) -> None:
     """Raise `SignatureError` unless WeChat Pay signed `body` (the raw bytes received)."""
     key = keys.key_for(signed.serial, now)
-    try:
-        signature = base64.b64decode(signed.signature, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        # WeChat Pay probes merchants with deliberately broken signatures
-        # ("WECHATPAY/SIGNTEST/…"); they must fail here, as they do.
-        raise SignatureError("Wechatpay-Signature is not base64") from exc
     message = f"{signed.timestamp}\n{signed.nonce}\n".encode() + body + b"\n"
     try:
-        key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
+        rsa_signing.verify(key, message, signed.signature)
     except InvalidSignature as exc:
+        # WeChat Pay also probes merchants with deliberately broken signatures
+        # ("WECHATPAY/SIGNTEST/…"), which must fail here too.
         raise SignatureError("Wechatpay-Signature does not verify") from exc
 
 
@@ -205,9 +177,3 @@ def decrypt(apiv3_key: bytes, *, nonce: str, ciphertext: str, associated_data: s
         return AESGCM(apiv3_key).decrypt(nonce.encode(), data, associated_data.encode())
     except (InvalidTag, binascii.Error, ValueError) as exc:
         raise DecryptionError("resource does not decrypt with our APIv3 key") from exc
-
-
-def encrypt(apiv3_key: bytes, *, nonce: str, plaintext: bytes, associated_data: str) -> str:
-    """The inverse of `decrypt`, for building notifications in tests and fakes."""
-    sealed = AESGCM(apiv3_key).encrypt(nonce.encode(), plaintext, associated_data.encode())
-    return base64.b64encode(sealed).decode("ascii")

@@ -38,7 +38,6 @@ from core.ports import (
     StatusUpdate,
     WebhookEvent,
 )
-from core.request import RequestKind
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -53,29 +52,18 @@ def _status_slug(value: str | None) -> str | None:
     return slug
 
 
-class WooCommerceSettings(ConnectorSettings):
+class WooCommerceSettings(ConnectorSettings, OrderMapping):
+    """The connection, the write-back, and (inherited) where the return plugin keeps its
+    request (`transformers.OrderMapping`)."""
+
     base_url: str  # the shop's site, e.g. https://shop.example.com
     consumer_key: SecretStr  # ck_…
     consumer_secret: SecretStr  # cs_…
     webhook_secret: SecretStr
-    # The status a return plugin gives an order when its customer asks for a refund.
-    refund_requested_status: str = "refund-requested"
-    # Where write-back moves such an order; None leaves the status alone (a note is added).
+    # Where write-back moves an order in `refund_requested_status`; None leaves the status
+    # alone (a note is added).
     approved_status: str | None = "refund-approved"
     declined_status: str | None = "completed"
-    request_kind: RequestKind = RequestKind.RETURN_AND_REFUND
-    # Order meta the return plugin fills in; missing keys fall back as documented in
-    # `transformers.to_refund_request`.
-    kind_meta_key: str = "_refund_request_kind"
-    reason_code_meta_key: str = "_refund_reason_code"
-    reason_text_meta_key: str = "_refund_reason"
-    requested_amount_meta_key: str = "_refund_request_amount"
-    requested_at_meta_key: str = "_refund_requested_at"
-    request_id_meta_key: str = "_refund_request_id"
-    locale_meta_key: str = "wpml_language"
-    default_locale: str = "en"
-    # Line item meta `<prefix>lot`, `<prefix>serial`, `<prefix>sterile`, … carry device data.
-    line_meta_prefix: str = "_rb_"
     # Whether write-back notes are shown (and emailed) to the customer; ours are not, the
     # notifier does that.
     customer_notes: bool = False
@@ -105,12 +93,6 @@ class WooCommerceSettings(ConnectorSettings):
         return _status_slug(value)
 
 
-OUTCOME_STATUS = {
-    StatusOutcome.APPROVED: "approved_status",
-    StatusOutcome.DECLINED: "declined_status",
-}
-
-
 class WooCommerceConnector(ConnectorBase):
     name: ClassVar[str] = NAME
     roles: ClassVar[frozenset[Role]] = frozenset({Role.STOREFRONT, Role.PAYMENT})
@@ -126,19 +108,6 @@ class WooCommerceConnector(ConnectorBase):
         if not isinstance(settings, WooCommerceSettings):
             raise TypeError(f"expected WooCommerceSettings, got {type(settings).__name__}")
         super().__init__(settings, ctx)
-        self.mapping = OrderMapping(
-            refund_requested_status=settings.refund_requested_status,
-            default_kind=settings.request_kind,
-            kind_meta_key=settings.kind_meta_key,
-            reason_code_meta_key=settings.reason_code_meta_key,
-            reason_text_meta_key=settings.reason_text_meta_key,
-            requested_amount_meta_key=settings.requested_amount_meta_key,
-            requested_at_meta_key=settings.requested_at_meta_key,
-            request_id_meta_key=settings.request_id_meta_key,
-            locale_meta_key=settings.locale_meta_key,
-            default_locale=settings.default_locale,
-            line_meta_prefix=settings.line_meta_prefix,
-        )
         self._client: WooCommerceClient | None = None
 
     @property
@@ -163,13 +132,13 @@ class WooCommerceConnector(ConnectorBase):
         # `now` is unused: WooCommerce signs no timestamp (see `webhooks`).
         return webhooks.parse_delivery(headers, body,
                                        self.settings.webhook_secret.get_secret_value(),
-                                       self.mapping)
+                                       self.settings)
 
     # ---------------------------------------------------------------- storefront
     def lookup_order(self, order_id: str) -> OrderSnapshot:
         order = self.client.get_order(order_id)
         try:
-            return to_snapshot(order, self.mapping)
+            return to_snapshot(order, self.settings)
         except InvalidRequest as exc:  # the shop's data, not the caller's, is wrong
             raise PermanentProviderError(NAME, f"order {order_id}: {exc}",
                                          code="invalid_response") from exc
@@ -184,8 +153,8 @@ class WooCommerceConnector(ConnectorBase):
         """
         client = self.client
         order = client.get_order(update.order_id)
-        field = OUTCOME_STATUS.get(update.outcome)
-        target: str | None = getattr(self.settings, field) if field else None
+        target = {StatusOutcome.APPROVED: self.settings.approved_status,
+                  StatusOutcome.DECLINED: self.settings.declined_status}.get(update.outcome)
         if target and order.status == self.settings.refund_requested_status:
             client.set_status(update.order_id, target)
         marker = note_marker(update.case_id, update.outcome)

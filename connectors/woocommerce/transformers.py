@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from types import MappingProxyType
@@ -190,27 +189,26 @@ def read_error(body: bytes) -> WCError | None:
         return None
 
 
-def parse_wire(model: type[M], body: bytes | Any, what: str) -> M:
+def _unexpected_answer(exc: ValidationError, what: str) -> PermanentProviderError:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "body"
+    return PermanentProviderError(NAME, f"unexpected answer to {what}: {where}: "
+                                        f"{first['msg']}", code="invalid_response")
+
+
+def parse_wire(model: type[M], body: bytes, what: str) -> M:
     """A 2xx body in WooCommerce's shape, or `PermanentProviderError` naming the bad field."""
     try:
-        if isinstance(body, bytes | str):
-            return model.model_validate_json(body)
-        return model.model_validate(body)
+        return model.model_validate_json(body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise PermanentProviderError(NAME, f"unexpected answer to {what}: {where}: "
-                                           f"{first['msg']}", code="invalid_response") from exc
+        raise _unexpected_answer(exc, what) from exc
 
 
 def parse_wire_list(model: type[M], body: bytes, what: str) -> list[M]:
     try:
         return TypeAdapter(list[model]).validate_json(body)  # type: ignore[valid-type]
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise PermanentProviderError(NAME, f"unexpected answer to {what}: {where}: "
-                                           f"{first['msg']}", code="invalid_response") from exc
+        raise _unexpected_answer(exc, what) from exc
 
 
 _FIELD_PREFIX: Final = re.compile(r"^([A-Za-z_][\w.]*): (.+)$", re.DOTALL)
@@ -303,13 +301,18 @@ def unit_gross(item: WCLineItem, currency: str, index: int) -> Money:
 # ------------------------------------------------------------------ order → core
 
 
-@dataclass(frozen=True, slots=True)
-class OrderMapping:
+class OrderMapping(BaseModel):
     """Where a shop's WooCommerce keeps what WooCommerce itself has no field for: a return
-    plugin's status and meta keys. Built from the connector's settings."""
+    plugin's status and meta keys. The connector's settings extend it, so each is declared
+    once, with its default."""
 
+    model_config = ConfigDict(frozen=True)
+
+    # The status a return plugin gives an order when its customer asks for a refund.
     refund_requested_status: str = "refund-requested"
-    default_kind: RequestKind = RequestKind.RETURN_AND_REFUND
+    request_kind: RequestKind = RequestKind.RETURN_AND_REFUND
+    # Order meta the return plugin fills in; missing keys fall back as documented in
+    # `to_refund_request`.
     kind_meta_key: str = "_refund_request_kind"
     reason_code_meta_key: str = "_refund_reason_code"
     reason_text_meta_key: str = "_refund_reason"
@@ -318,6 +321,7 @@ class OrderMapping:
     request_id_meta_key: str = "_refund_request_id"
     locale_meta_key: str = "wpml_language"
     default_locale: str = "en"
+    # Line item meta `<prefix>lot`, `<prefix>serial`, `<prefix>sterile`, … carry device data.
     line_meta_prefix: str = "_rb_"
 
 
@@ -413,7 +417,7 @@ def to_refund_request(order: WCOrder, mapping: OrderMapping) -> NormalizedRefund
                  if asked else min(worth, paid))
     kind_raw = _text(order.meta(mapping.kind_meta_key)).lower()
     try:
-        kind = RequestKind(kind_raw) if kind_raw else mapping.default_kind
+        kind = RequestKind(kind_raw) if kind_raw else mapping.request_kind
     except ValueError as exc:
         raise InvalidRequest(f"meta_data.{mapping.kind_meta_key}",
                              f"'{kind_raw}' is not one of "

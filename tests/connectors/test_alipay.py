@@ -30,7 +30,7 @@ from connectors.alipay.transformers import (
     map_status,
     reference_field,
 )
-from connectors.base import ConnectorContext, RetryPolicy
+from connectors.base import ConnectorContext, RetryPolicy, is_placeholder
 from connectors.registry import ConnectorRegistry, check_connector_class
 from connectors.testing import Delivery, PaymentContract, WebhookContract, route_for
 from core.errors import (
@@ -773,6 +773,18 @@ def test_a_key_in_bare_base64_is_accepted(fake: AlipayFake) -> None:
     conn = make_connector(app_private_key=bare)
 
     assert conn.issue_refund(make_order()).status is RefundStatus.SUCCEEDED
+
+
+def test_a_bare_key_is_kept_as_pem_so_it_never_reads_as_a_placeholder() -> None:
+    # Bare base64 may spell "demo" or "todo" by chance; as PEM the shared check knows it for
+    # key material, outside demo mode too.
+    bare = "".join(line for line in keys().app_private.splitlines() if "-----" not in line)
+    conn = make_connector(app_private_key=bare)
+
+    kept = conn.config.app_private_key
+    assert kept.get_secret_value().startswith("-----BEGIN PRIVATE KEY-----")
+    assert not is_placeholder(kept)
+    assert not conn.ctx.demo
 
 
 @pytest.mark.parametrize(("key", "value"), [

@@ -383,6 +383,17 @@ def test_a_hold_warehouse_may_not_be_the_restock_one(ctx: ConnectorContext, key:
     assert caught.value.key == f"shops.s1.erpnext.{key}"
 
 
+def test_nothing_is_opened_until_used(connector: ERPNextConnector) -> None:
+    assert connector._client is None
+    client = connector.client
+    assert connector.client is client  # built once
+
+    connector.close()
+
+    assert connector._client is None
+    assert connector.client is not client  # a use after close builds a new one
+
+
 # ================================================================== against the ERPNext fake
 # The fake keeps documents and refuses what ERPNext's `validate_return` refuses (a
 # stock-updating return against an invoice that did not ship, a rate above the original's,

@@ -345,6 +345,24 @@ def test_separate_locations_for_evidence_and_manufacturer(
     assert [p["location_dest_id"] for p in fake.return_pickings()] == [STOCK, EVIDENCE, SCRAP]
 
 
+def test_a_hold_location_that_is_the_stock_location_is_refused(
+        fake: OdooFake, make: Callable[..., OdooConnector]) -> None:
+    # By id here, by name for stock_location: compared once both are resolved.
+    fake.add_order("SO-1001", SHIP, PRICES)
+    with pytest.raises(PermanentProviderError) as caught:
+        make(evidence_location=STOCK).book_return(booking())
+    assert caught.value.code == "location_sellable"
+    assert "evidence_location" in caught.value.message
+    assert fake.return_pickings() == [] and fake.credit_notes() == []
+
+
+def test_nothing_is_opened_until_used(fake: OdooFake, make: Callable[..., OdooConnector]
+                                      ) -> None:
+    odoo = make()
+    assert odoo._client is None and fake.requests == []
+    odoo.close()  # closing what was never opened is fine
+
+
 def test_an_expired_lot_is_returned_without_asking(fake: OdooFake,
                                                    make: Callable[..., OdooConnector]) -> None:
     fake.add_lot("GLU-STRIP-50", "B12", expiry=date(2025, 1, 31))

@@ -18,8 +18,8 @@ import httpx
 import pytest
 import respx
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from wechatpayv3 import WeChatPay, WeChatPayType
 
 from connectors.base import ConnectorContext, RetryPolicy
@@ -837,6 +837,29 @@ def test_bad_settings_are_refused_naming_the_key(keys: WeChatPayKeys, config: di
     error = _config_error(keys, **config)
 
     assert error.key == f"shops.s1.wechatpay.{key}"
+
+
+def test_a_bare_base64_merchant_key_is_accepted_and_kept_as_pem(
+        fake: WeChatPayFake, keys: WeChatPayKeys) -> None:
+    bare = "".join(line for line in keys.merchant_private_pem.splitlines()
+                   if "-----" not in line)
+    conn = make_connector(keys, merchant_private_key=bare)
+
+    assert conn.config.merchant_private_key.get_secret_value().startswith(
+        "-----BEGIN PRIVATE KEY-----")
+    conn.issue_refund(make_order())
+    check_signed_by_merchant(fake.posts()[-1], keys)
+
+
+def test_a_platform_key_shorter_than_2048_bits_is_refused(keys: WeChatPayKeys) -> None:
+    short = rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key()
+    pem = short.public_bytes(serialization.Encoding.PEM,
+                             serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+    error = _config_error(keys, platform_public_key=pem)
+
+    assert error.key == "shops.s1.wechatpay.platform_public_key"
+    assert "2048" in str(error)
 
 
 def test_placeholder_apiv3_key_is_refused(keys: WeChatPayKeys) -> None:

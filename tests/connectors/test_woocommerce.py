@@ -352,6 +352,25 @@ def test_plugin_request_id_makes_each_request_its_own(shop: WooCommerceFake,
     assert event.request.external_id == f"order-{order['id']}-refund-request-RMA-0042"
 
 
+def test_the_shops_own_status_and_meta_keys_are_read(shop: WooCommerceFake) -> None:
+    # A return plugin with its own names: the settings say where it keeps the request.
+    conn = make_connector(refund_requested_status="wc-rma-open", request_kind="refund_only",
+                          reason_code_meta_key="_rma_reason", request_id_meta_key="_rma_id",
+                          line_meta_prefix="_dev_")
+    order = shop.add_order([Line("GLU-METER-01", "Glucose meter", 1, "50.00",
+                                 meta={"_dev_lot": "L77"})],
+                           status="rma-open", meta={"_rma_reason": "wrong_item", "_rma_id": "9"})
+
+    event = conn.parse_webhook(*delivery(order), NOW)
+
+    assert isinstance(event, RefundRequested)
+    assert event.request.external_id == f"order-{order['id']}-refund-request-9"
+    assert event.request.kind is RequestKind.REFUND_ONLY
+    assert event.request.reason.code is ReasonCode.WRONG_ITEM
+    assert event.request.lines[0].lot == "L77"
+    assert isinstance(make_connector().parse_webhook(*delivery(order), NOW), Ignored)
+
+
 def test_request_fallbacks_guest_no_sku_plain_meta(shop: WooCommerceFake,
                                                    connector: WooCommerceConnector) -> None:
     order = shop.add_order(

@@ -1,0 +1,92 @@
+"""SHA256withRSA (PKCS#1 v1.5, base64): how Alipay ("RSA2") and WeChat Pay (API v3) both
+sign, and the RSA keys they sign with. What each provider signs (its sign base) stays in its
+own connector; only the keys and the signature itself are shared.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Final
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+MIN_KEY_BITS: Final = 2048  # both providers issue, and sign with, 2048-bit keys
+
+
+class KeyFormatError(ValueError):
+    """A configured key is not a usable RSA key (the message says why). A `ValueError`, so
+    raised in a pydantic validator it is reported against the setting."""
+
+
+def _der_of(text: str) -> bytes | None:
+    """Alipay's console hands keys out as bare base64 without PEM armour; accept both."""
+    if "-----BEGIN" in text:
+        return None
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except binascii.Error as exc:
+        raise KeyFormatError("is neither PEM nor base64-encoded DER") from exc
+
+
+def _checked_size(key: rsa.RSAPrivateKey | rsa.RSAPublicKey) -> None:
+    if key.key_size < MIN_KEY_BITS:
+        raise KeyFormatError(f"has {key.key_size} bits; at least {MIN_KEY_BITS} are needed")
+
+
+def load_private_key(text: str) -> rsa.RSAPrivateKey:
+    """An unencrypted RSA private key, PEM or bare base64 (PKCS#8 or PKCS#1)."""
+    der = _der_of(text)
+    try:
+        key = (serialization.load_der_private_key(der, password=None) if der is not None
+               else serialization.load_pem_private_key(text.strip().encode(), password=None))
+    except (ValueError, TypeError) as exc:
+        raise KeyFormatError(f"is not a readable unencrypted private key ({exc})") from exc
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise KeyFormatError("is not an RSA key")
+    _checked_size(key)
+    return key
+
+
+def private_key_pem(text: str) -> str:
+    """The private key in `text`, checked as `load_private_key` checks it, as PKCS#8 PEM.
+
+    Settings keep keys in this form whatever the shop pasted: the base's placeholder check
+    knows PEM for key material, while bare base64 could spell a marker ("demo", "todo") by
+    chance.
+    """
+    return load_private_key(text).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()).decode("ascii")
+
+
+def load_public_key(text: str) -> rsa.RSAPublicKey:
+    """An RSA public key, PEM or bare base64 (SubjectPublicKeyInfo or PKCS#1)."""
+    der = _der_of(text)
+    try:
+        key = (serialization.load_der_public_key(der) if der is not None
+               else serialization.load_pem_public_key(text.strip().encode()))
+    except (ValueError, TypeError) as exc:
+        raise KeyFormatError(f"is not a readable public key ({exc})") from exc
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise KeyFormatError("is not an RSA key")
+    _checked_size(key)
+    return key
+
+
+def sign(key: rsa.RSAPrivateKey, message: bytes) -> str:
+    """The base64 SHA256withRSA signature of `message`."""
+    return base64.b64encode(key.sign(message, padding.PKCS1v15(), hashes.SHA256())
+                            ).decode("ascii")
+
+
+def verify(key: rsa.RSAPublicKey, message: bytes, signature: str) -> None:
+    """Raise `InvalidSignature` unless `signature` (base64; line breaks, as some SDKs wrap
+    it, are ignored) is `key`'s over `message`. Not base64 at all is invalid too."""
+    try:
+        raw = base64.b64decode("".join(signature.split()), validate=True)
+    except binascii.Error as exc:
+        raise InvalidSignature("the signature is not base64") from exc
+    key.verify(raw, message, padding.PKCS1v15(), hashes.SHA256())
