@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from math import ceil
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,6 +25,7 @@ from core.errors import (
 )
 
 PROBLEM = "application/problem+json"
+RETRY_AFTER = 30  # seconds, when a briefly unavailable provider named no time
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
@@ -73,12 +75,11 @@ def install(app: FastAPI) -> None:
     async def _ours(_: Request, exc: Exception) -> JSONResponse:
         status, title = next((s, t) for kind, s, t in STATUS if isinstance(exc, kind))
         detail = exc.message if isinstance(exc, WebhookRejected) else str(exc)
-        headers = {"Retry-After": "30"} if isinstance(exc, TransientProviderError) else None
-        if headers:
-            response = problem(status, title, detail, **_extra(exc))
-            response.headers.update(headers)
-            return response
-        return problem(status, title, detail, **_extra(exc))
+        response = problem(status, title, detail, **_extra(exc))
+        if isinstance(exc, TransientProviderError):
+            # The provider's own Retry-After when it gave one, else half a minute.
+            response.headers["Retry-After"] = str(ceil(exc.retry_after or RETRY_AFTER))
+        return response
 
     for kind, _status, _title in STATUS:
         app.add_exception_handler(kind, _ours)

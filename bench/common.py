@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -213,7 +214,7 @@ def _template(shape: int, tag: str, kind: str, size: int) -> bytes:
         return _TEMPLATES[key]
     now = datetime.now(UTC)
     delivered = now - timedelta(days=2)
-    lines = []
+    lines: list[dict[str, Any]] = []
     expiry = (now + timedelta(days=400)).date()
     for n, (sku, name, price, klass, sterile) in enumerate(LINES):
         lines.append({
@@ -223,9 +224,7 @@ def _template(shape: int, tag: str, kind: str, size: int) -> bytes:
             "udi": f"(01){GTIN}(17){expiry:%y%m%d}(10)L24{shape}{n}(21)S~~~~~~~",
             "sterile": sterile, "package_opened": False, "cold_chain": False,
         })
-    paid = sum(int(li["quantity"]) * int(str(li["unit_price"]).replace(".", ""))
-               for li in lines)  # in fen
-    amount = f"{paid // 100}.{paid % 100:02d}"
+    amount = str(sum(li["quantity"] * Decimal(li["unit_price"]) for li in lines))
     body: dict[str, Any] = {
         "external_id": f"bench-{tag}-~~~~~~~",
         "kind": kind,

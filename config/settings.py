@@ -71,6 +71,9 @@ class SkuFlagSettings(BaseModel):
         return SkuFlags(**self.model_dump())
 
 
+_DEFAULT = ShopPolicy()  # the thresholds' defaults live in core/policy.py, once
+
+
 class PolicySettings(BaseModel):
     """`[shops.<id>.policy]`: every threshold the compliance rules read (core/policy.py)."""
 
@@ -82,13 +85,14 @@ class PolicySettings(BaseModel):
                                  "EUR": Decimal("100"), "JPY": Decimal("10000")})
     auto_approve_reasons: list[ReasonCode] = Field(
         default_factory=lambda: sorted(DEFAULT_AUTO_APPROVE_REASONS))
-    no_reason_window_days: int = Field(default=7, ge=0, le=365)
-    near_expiry_days: int = Field(default=30, ge=0, le=3650)
-    frequent_refund_count: int = Field(default=3, ge=1, le=10_000)
-    frequent_refund_days: int = Field(default=30, ge=1, le=3650)
-    jurisdiction: Jurisdiction = Jurisdiction.CN
-    timezone: str = "Asia/Shanghai"
-    refund_deadline_days: int = Field(default=7, ge=1, le=15)
+    no_reason_window_days: int = Field(default=_DEFAULT.no_reason_window_days, ge=0, le=365)
+    near_expiry_days: int = Field(default=_DEFAULT.near_expiry_days, ge=0, le=3650)
+    frequent_refund_count: int = Field(default=_DEFAULT.frequent_refund_count, ge=1,
+                                       le=10_000)
+    frequent_refund_days: int = Field(default=_DEFAULT.frequent_refund_days, ge=1, le=3650)
+    jurisdiction: Jurisdiction = _DEFAULT.jurisdiction
+    timezone: str = _DEFAULT.timezone
+    refund_deadline_days: int = Field(default=_DEFAULT.refund_deadline_days, ge=1, le=15)
     skus: dict[str, SkuFlagSettings] = Field(default_factory=dict)
 
     @field_validator("auto_approve_limits")

@@ -74,7 +74,8 @@ class ReasonGroup(StrEnum):
 INJURY_WORDS: tuple[str, ...] = (
     "受伤", "伤口", "过敏", "烫伤", "灼伤", "出血", "流血", "感染", "红肿", "皮疹", "起疹",
     "疼痛", "刺痛", "休克", "昏迷", "死亡", "去世", "住院", "急诊", "伤到", "划伤", "割伤",
-    "injur", "hurt", "burn", "bleed", "blood", "allerg", "rash", "infect", "swell",
+    # Not "blood": these shops sell blood-pressure monitors and blood-glucose meters.
+    "injur", "hurt", "burn", "bleed", "allerg", "rash", "infect", "swell",
     "wound", "shock", "hospital", "emergency room", "died", "death", "fatal", "unconscious",
     "cut my", "cut his", "cut her",
 )
@@ -214,6 +215,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
                     "第{line}行：批号/序列号在召回 {reference}（{cls}级）范围内：无条件退款，"
                     "隔离该件并通知注册人。"),
     "R13.pass": ("No returned lot or serial is under recall.", "退货批号/序列号不在召回范围内。"),
+    "R13.unknown": ("The customer cites a recall, but no returned lot or serial is on the "
+                    "shop's recall list; a person checks the notice.",
+                    "客户称产品被召回，但退货批号/序列号不在本店召回清单中，需人工核实召回通知。"),
     "R14.review": ("The reason suggests someone was harmed: a possible adverse event. A "
                    "person must review it; the unit is kept as evidence.",
                    "退货原因提示可能有人受到伤害，属可疑不良事件：须人工审核，该件留存作为证据。"),
@@ -590,7 +594,11 @@ def r13_recall(a: _Assessment) -> None:
                 f"{recall.recall_class.value}) came back; keep it in quarantine.",
                 "R13"))
     if not a.recalls:
-        a.add("R13", Outcome.PASS, "R13.pass")
+        if a.group is ReasonGroup.RECALL:
+            # The customer speaks of a recall we do not know: a person checks the notice.
+            a.add("R13", Outcome.REVIEW, "R13.unknown")
+        else:
+            a.add("R13", Outcome.PASS, "R13.pass")
 
 
 def r14_adverse_event(a: _Assessment) -> None:

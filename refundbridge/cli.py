@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from config.settings import Settings, load_settings
 from core.errors import ConfigError
-from core.model import Inspection
+
+if TYPE_CHECKING:
+    from refundbridge.bootstrap import Container
 
 app = typer.Typer(help="RefundBridge: refunds and returns for medical-device shops.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -27,6 +29,18 @@ ConfigOption = Annotated[
 def _settings(config: Path | None) -> Settings:
     try:
         return load_settings(config)
+    except ConfigError as exc:
+        typer.secho(f"configuration error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _bootstrap(settings: Settings) -> Container:
+    """The container, or exit 2 naming the key when a shop's connector settings are refused
+    (only building the connectors checks those)."""
+    from refundbridge.bootstrap import bootstrap
+
+    try:
+        return bootstrap(settings)
     except ConfigError as exc:
         typer.secho(f"configuration error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from exc
@@ -62,9 +76,8 @@ def serve(
                     log_level="info")
         return
     from api.app import create_app
-    from refundbridge.bootstrap import bootstrap
 
-    uvicorn.run(create_app(bootstrap(settings)), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(_bootstrap(settings)), host=host, port=port, log_level="info")
 
 
 @app.command()
@@ -73,7 +86,6 @@ def worker(
     burst: Annotated[bool, typer.Option(help="stop when the queue is empty")] = False,
 ) -> None:
     """Run one RQ worker process (start as many as you need, on as many machines)."""
-    from refundbridge.bootstrap import bootstrap
     from workers.runner import run_worker
 
     logging.basicConfig(level=logging.INFO)
@@ -82,7 +94,7 @@ def worker(
         typer.secho("a worker process needs redis_url; embedded Redis lives inside `demo`",
                     fg="red", err=True)
         raise typer.Exit(2)
-    run_worker(bootstrap(settings), burst=burst)
+    run_worker(_bootstrap(settings), burst=burst)
 
 
 @app.command()
@@ -94,10 +106,9 @@ def reconcile(
         help="seconds a refund may stay pending before its provider is asked")] = None,
 ) -> None:
     """Find work whose queue job was lost and enqueue it again; poll pending refunds."""
-    from refundbridge.bootstrap import bootstrap
     from workers.reconcile import reconcile as run
 
-    report = run(bootstrap(_settings(config)), stale_after, pending_after=pending_after)
+    report = run(_bootstrap(_settings(config)), stale_after, pending_after=pending_after)
     typer.echo(f"requeued {len(report.requeued)} jobs, revived {len(report.revived)} cases")
 
 
@@ -113,16 +124,16 @@ def evaluate(
 ) -> None:
     """Print the rules' decision for a request as JSON, storing nothing.
 
-    With a configured shop, its policy, recall list and the customer's earlier requests are
-    read from the database; with no shop configured, the default policy applies to the
-    request alone."""
+    With a configured shop (`--shop`, or the only one configured), its policy, recall list
+    and the customer's earlier requests are read from the database; with no shop configured,
+    the default policy applies to the request alone."""
     import json
     from datetime import UTC, date, datetime
 
-    from api.routes.evaluate import at_noon
+    from api.routes.evaluate import at_noon, read_evaluation
     from config.settings import PolicySettings
-    from connectors.generic.webhooks import parse_request
     from core import services
+    from core.compliance import MedicalDeviceRuleSet
     from core.errors import InvalidRequest
     from core.rules import EvaluationContext
 
@@ -131,25 +142,16 @@ def evaluate(
     except ValueError as exc:
         typer.secho(f"--at: {at!r} is not a date (YYYY-MM-DD)", fg="red", err=True)
         raise typer.Exit(2) from exc
-    raw = case_file.read_bytes()
-    document = json.loads(raw) if raw.strip().startswith(b"{") else None
-    inspections_raw = []
-    if isinstance(document, dict) and "request" in document:
-        inspections_raw = document.get("inspections", [])
-        raw = json.dumps(document["request"]).encode()
     try:
-        request = parse_request(raw)
-        inspections = [_inspection(i) for i in inspections_raw]
+        request, inspections = read_evaluation(case_file.read_bytes())
     except InvalidRequest as exc:
         typer.secho(f"{case_file}: {exc}", fg="red", err=True)
         raise typer.Exit(2) from exc
-    settings = _settings(config) if config else Settings()
+    settings = _settings(config)
     shop = shop or (next(iter(settings.shops)) if len(settings.shops) == 1 else None)
     if shop is None:
         policy = PolicySettings().to_policy()
         now = at_noon(day, policy.timezone) if day else datetime.now(UTC)
-        from core.compliance import MedicalDeviceRuleSet
-
         ctx = EvaluationContext(request, policy, request.paid, now,
                                 inspections=tuple(inspections))
         decision = services.rules_decision(MedicalDeviceRuleSet(), ctx)
@@ -157,9 +159,7 @@ def evaluate(
         if shop not in settings.shops:
             typer.secho(f"--shop: no shop '{shop}' is configured", fg="red", err=True)
             raise typer.Exit(2)
-        from refundbridge.bootstrap import bootstrap
-
-        container = bootstrap(settings)
+        container = _bootstrap(settings)
         try:
             svc = container.api_services
             policy = container.shop(shop).policy
@@ -169,20 +169,6 @@ def evaluate(
             container.close()
     typer.echo(json.dumps({**decision.as_json(), "shop": shop,
                            "evaluated_at": now.isoformat()}, ensure_ascii=False, indent=2))
-
-
-def _inspection(raw: object) -> Inspection:
-    from pydantic import ValidationError
-
-    from api.routes.cases import InspectionIn
-    from core.errors import InvalidRequest
-
-    try:
-        return Inspection(**InspectionIn.model_validate(raw).model_dump())
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = "inspections." + ".".join(str(p) for p in first["loc"])
-        raise InvalidRequest(field, first["msg"]) from exc
 
 
 @db_app.command("upgrade")
@@ -206,8 +192,10 @@ def list_connectors(
     strict: Annotated[bool, typer.Option(
         "--strict", help="exit 1 if any installed connector fails to load")] = False,
 ) -> None:
-    """List installed connectors (the `refundbridge.connectors` entry points), their roles
-    and capabilities; one that fails to load is shown with its error."""
+    """List installed connectors with their roles and capabilities.
+
+    These are the `refundbridge.connectors` entry points; one that fails to load is shown
+    with its error."""
     import json
 
     from rich.console import Console
@@ -260,9 +248,8 @@ def recalls_import(
     """Import recall notices from a CSV file; all or nothing, and known ones are skipped."""
     from core.errors import InvalidRequest, NotFound
     from core.recalls import decode_csv, parse_recall_csv
-    from refundbridge.bootstrap import bootstrap
 
-    container = bootstrap(_settings(config))
+    container = _bootstrap(_settings(config))
     try:
         container.shop(shop)
         recalls = parse_recall_csv(decode_csv(file.read_bytes()))
@@ -290,9 +277,8 @@ def recalls_list(shop: ShopOption, config: ConfigOption = None) -> None:
 
     from core.errors import NotFound
     from core.recalls import COLUMNS
-    from refundbridge.bootstrap import bootstrap
 
-    container = bootstrap(_settings(config))
+    container = _bootstrap(_settings(config))
     try:
         container.shop(shop)
         recalls = container.recalls.for_shop(shop)

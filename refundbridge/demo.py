@@ -417,7 +417,7 @@ class ScenarioResult:
     scenario: Scenario
     state: str
     reviewed_for: frozenset[str]
-    path: str  # who decided what, e.g. "rules: review → reviewer.li: approve"
+    path: str  # who decided what, e.g. "review R06 R20 → approve" (`_path`)
     dispositions: tuple[str, ...]  # "<disposition> (<rule>)" per line
 
     @property
@@ -640,9 +640,8 @@ def _print_previews(console: Console, previews: list[tuple[str, dict[str, Any]]]
 def _drive(http: httpx.Client, auth: dict[str, str], case_ids: set[str],
            scripted: Mapping[str, Scenario]) -> int:
     """Play warehouse and reviewer for the cases that wait on a person; count final ones."""
-    listing = http.get("/v1/cases", params={"limit": 500}, headers=auth).json()["items"]
     final = 0
-    for case in listing:
+    for case in _all_cases(http, auth):
         if case["id"] not in case_ids:
             continue
         state = case["state"]
@@ -661,6 +660,17 @@ def _drive(http: httpx.Client, auth: dict[str, str], case_ids: set[str],
             http.post(f"{url}/retry", headers=auth,
                       json={"actor": "ops.zhao"}).raise_for_status()
     return final
+
+
+def _all_cases(http: httpx.Client, auth: dict[str, str]) -> Iterator[dict[str, Any]]:
+    """Every case, page by page: `--cases` may ask for more than one page holds."""
+    params: dict[str, Any] = {"shop": SHOP, "limit": 500}
+    while True:
+        page = http.get("/v1/cases", params=params, headers=auth).raise_for_status().json()
+        yield from page["items"]
+        if page["next_cursor"] is None:
+            return
+        params["cursor"] = page["next_cursor"]
 
 
 # What the reviewer concludes about each kind of doubt. A licence that has lapsed, or a
@@ -683,12 +693,17 @@ DENY_NOTES: dict[str, str] = {
 }
 
 
-def review_rules(detail: Mapping[str, Any]) -> frozenset[str]:
-    """The rules that sent the case to a person."""
+def _rules_that(outcome: str, detail: Mapping[str, Any]) -> frozenset[str]:
+    """The rules whose `outcome` the rules' decision of that outcome stood on."""
     return frozenset(
         rule["id"] for decision in detail["decisions"]
-        if decision["decided_by"] == "rules" and decision["outcome"] == "review"
-        for rule in decision["rules"] if rule["outcome"] == "review")
+        if decision["decided_by"] == "rules" and decision["outcome"] == outcome
+        for rule in decision["rules"] if rule["outcome"] == outcome)
+
+
+def review_rules(detail: Mapping[str, Any]) -> frozenset[str]:
+    """The rules that sent the case to a person."""
+    return _rules_that("review", detail)
 
 
 def review_decision(detail: Mapping[str, Any]) -> dict[str, str]:
@@ -728,7 +743,7 @@ def findings(details: Sequence[Mapping[str, Any]], scripted: Mapping[str, Scenar
         found.review_rules.update(reviewed)
         found.deny_rules.update(deny_rules(detail))
         # A denied case's goods stay with the customer: its planned dispositions never happen.
-        lines = {i: line for i, line in enumerate(detail["lines"])}
+        lines = detail["lines"]
         if detail["state"] not in {"denied", "cancelled"}:
             for disposition in detail["dispositions"]:
                 kind = disposition["disposition"]
@@ -768,10 +783,7 @@ def _path(detail: Mapping[str, Any]) -> str:
 def deny_rules(detail: Mapping[str, Any]) -> frozenset[str]:
     """The rules whose deny the rules' decision stood on (a deny overruled by a recall or an
     adverse event does not count)."""
-    return frozenset(
-        rule["id"] for decision in detail["decisions"]
-        if decision["decided_by"] == "rules" and decision["outcome"] == "deny"
-        for rule in decision["rules"] if rule["outcome"] == "deny")
+    return _rules_that("deny", detail)
 
 
 # ------------------------------------------------------------------ the report

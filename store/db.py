@@ -5,10 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def dialect_insert(conn: Connection | Engine) -> Any:
+    """INSERT with ON CONFLICT support: both dialects have it, under their own construct."""
+    return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
 
 
 def normalize_url(url: str) -> str:

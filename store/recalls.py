@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from core.recalls import Recall, RecallClass, RecallList
 from store import tables as t
+from store.db import dialect_insert
 
 
 def _row(shop_id: str, recall: Recall, now: datetime) -> dict[str, Any]:
@@ -54,8 +54,7 @@ class SqlRecallRegister:
             return 0
         now = self._clock()
         rows = [_row(shop_id, recall, now) for recall in dict.fromkeys(recalls)]
-        dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
-        statement = (dialect.insert(t.recalls).on_conflict_do_nothing()
+        statement = (dialect_insert(self._engine)(t.recalls).on_conflict_do_nothing()
                      .returning(t.recalls.c.id))
         with self._engine.begin() as conn:
             return len(conn.execute(statement, rows).all())

@@ -16,8 +16,6 @@ from types import TracebackType
 from typing import Any, Self
 
 from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from core.errors import ConcurrencyConflict, DuplicateDelivery, NotFound
 from core.model import MONEY_RELEASED_STATES, RefundCase, Step
@@ -33,13 +31,9 @@ from core.ports import (
 )
 from core.recalls import RecallList
 from store import tables as t
+from store.db import dialect_insert
 from store.mapping import aware, case_from_row, case_to_row, event_to_row
 from store.recalls import recalls_for_shop
-
-
-def dialect_insert(conn: Connection) -> Any:
-    """INSERT with ON CONFLICT support: both dialects have it, under their own construct."""
-    return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from connectors.generic.webhooks import parse_request
 from core import services
 from core.errors import InvalidRequest
 from core.model import Inspection
+from core.request import NormalizedRefundRequest
 
 router = APIRouter(prefix="/v1", tags=["evaluate"])
 
@@ -27,14 +28,18 @@ class Inspections(BaseModel):
     inspections: list[InspectionIn] = Field(default_factory=list)
 
 
+REQUEST = {"$ref": "#/components/schemas/NormalizedRefundRequest"}
 DOC: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "description": "A normalized refund request, or `{\"request\": <normalized request>, "
                        "\"inspections\": [<inspection>, …]}` to see where inspected units "
                        "would go.",
-        "content": {"application/json": {
-            "schema": {"$ref": "#/components/schemas/NormalizedRefundRequest"}}},
+        "content": {"application/json": {"schema": {"oneOf": [REQUEST, {
+            "type": "object", "required": ["request"], "additionalProperties": False,
+            "properties": {"request": REQUEST, "inspections": {
+                "type": "array", "items": {"$ref": "#/components/schemas/InspectionIn"}}},
+        }]}}},
     },
 }
 
@@ -53,7 +58,7 @@ async def evaluate(
 ) -> dict[str, Any]:
     runtime = container.shop(shop)
     raw = await request.body()
-    refund_request, inspections = _split(raw)
+    refund_request, inspections = read_evaluation(raw)
     svc = container.api_services
     now = at_noon(at, runtime.policy.timezone) if at else svc.clock()
     decision = await run_in_threadpool(services.preview, svc, shop, refund_request, now,
@@ -61,7 +66,9 @@ async def evaluate(
     return {**decision.as_json(), "shop": shop, "evaluated_at": now.isoformat()}
 
 
-def _split(raw: bytes) -> tuple[Any, list[Inspection]]:
+def read_evaluation(raw: bytes) -> tuple[NormalizedRefundRequest, list[Inspection]]:
+    """A normalized request, or `{"request": …, "inspections": […]}`, as the API and the
+    `refundbridge evaluate` command take it. Raises `InvalidRequest` naming the field."""
     try:
         document = json.loads(raw)
     except ValueError as exc:
@@ -74,6 +81,7 @@ def _split(raw: bytes) -> tuple[Any, list[Inspection]]:
     except ValidationError as exc:
         first = exc.errors()[0]
         raise InvalidRequest(".".join(str(p) for p in first["loc"]), first["msg"]) from exc
+    # Back to JSON text, so the request is validated exactly as a webhook body would be.
     inner = json.dumps(document["request"]).encode()
     try:
         refund_request = parse_request(inner)

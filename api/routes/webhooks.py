@@ -43,6 +43,8 @@ REQUEST_BODY_DOC: dict[str, Any] = {
         "404": {"description": "Unknown shop or connector"},
         "409": {"description": "Known external_id with a different body"},
         "422": {"description": "The body does not validate; `errors` names each field"},
+        "503": {"description": "A provider we had to ask (a storefront's order look-up) is "
+                               "briefly down: send again after `Retry-After` seconds"},
     },
 }
 

@@ -6,7 +6,11 @@ import json
 import time
 
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
+from api import errors
+from core.errors import PermanentProviderError, TransientProviderError
 from tests.conftest import TABLES, drain, stored_rows
 from tests.factories import AUTH, SHOP, request_body, signed
 from workers.relay import relay_once
@@ -168,3 +172,28 @@ def test_case_listing_filters_and_pages(client, container, db):
     assert len(received["items"]) == 5
     bad = client.get("/v1/cases", params={"state": "bogus"}, headers=AUTH)
     assert bad.status_code == 422 and "state" in bad.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "retry_after"),
+    [
+        (TransientProviderError("shopify", "order look-up: HTTP 503"), 503, "30"),
+        (TransientProviderError("shopify", "order look-up: HTTP 429", retry_after=2.5), 503,
+         "3"),
+        (PermanentProviderError("woocommerce", "order look-up: HTTP 403"), 502, None),
+    ],
+    ids=["transient", "transient-with-retry-after", "permanent"],
+)
+def test_a_provider_failure_during_ingest_tells_the_sender_whether_to_send_again(
+        error, status, retry_after):
+    app = FastAPI()
+    errors.install(app)
+
+    @app.post("/webhooks/{shop}/{connector}")
+    def fail(shop: str, connector: str) -> None:
+        raise error
+
+    with TestClient(app) as bare:
+        answer = bare.post(f"/webhooks/{SHOP}/shopify", content=b"{}")
+    assert _problem(answer, status)["detail"] == str(error)
+    assert answer.headers.get("retry-after") == retry_after

@@ -591,3 +591,17 @@ def test_messages_follow_the_customers_locale() -> None:
 
 def test_the_same_inputs_give_the_same_verdict() -> None:
     assert evaluate(inspections=(passed(),)) == evaluate(inspections=(passed(),))
+
+
+def test_r13_a_recall_the_shop_does_not_know_goes_to_a_person() -> None:
+    verdict = evaluate(**{"reason.code": "recall"})
+    assert verdict.outcome is Outcome.REVIEW
+    assert outcomes(verdict, "R13") == [Outcome.REVIEW]
+    assert evaluate(recalls=[recall()], **{"reason.code": "recall"}).outcome \
+        is Outcome.APPROVE
+
+
+@pytest.mark.parametrize("text", ["the blood pressure monitor reads too high",
+                                  "blood glucose meter shows E-3"])
+def test_the_devices_own_names_are_not_injuries(text: str) -> None:
+    assert reason_group(ReasonCode.DEFECTIVE, text, False) is ReasonGroup.QUALITY
