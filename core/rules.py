@@ -67,15 +67,35 @@ class RuleSet(Protocol):
     def evaluate(self, ctx: EvaluationContext) -> Verdict: ...
 
 
+# The guards' messages, in English and Chinese like the rule set's (core/compliance.py).
+GUARD_MESSAGES: dict[str, tuple[str, str]] = {
+    "G01.deny": ("Refusing to refund {requested}: the order can refund at most {refundable} "
+                 "more (paid total minus what other requests already hold).",
+                 "拒绝退款 {requested}：该订单最多还能退 {refundable}"
+                 "（实付金额减去其他申请已占用的金额）。"),
+    "G01.pass": ("{requested} is within what the order can refund.",
+                 "{requested} 未超出该订单可退金额。"),
+    "G02.pass": ("Refunded through {payment}, as the order was paid.",
+                 "按原支付渠道 {payment} 退款。"),
+    "G02.review": ("The order was paid through '{provider}', but this shop refunds through "
+                   "'{payment}': a person must confirm where the money goes.",
+                   "订单通过“{provider}”支付，但本店经“{payment}”退款：需人工确认退款去向。"),
+}
+
+
+def _guard(rule: str, outcome: Outcome, request: NormalizedRefundRequest, key: str,
+           **values: object) -> RuleResult:
+    english, chinese = GUARD_MESSAGES[key]
+    template = chinese if request.customer.locale.lower().startswith("zh") else english
+    return RuleResult(rule, outcome, template.format(**values))
+
+
 def over_refund_guard(ctx: EvaluationContext) -> RuleResult:
     requested = ctx.request.requested
     if requested > ctx.refundable:
-        return RuleResult(
-            "G01", Outcome.DENY,
-            f"Refusing to refund {requested}: the order can refund at most {ctx.refundable} "
-            "more (paid total minus what other requests already hold).",
-        )
-    return RuleResult("G01", Outcome.PASS, f"{requested} is within what the order can refund.")
+        return _guard("G01", Outcome.DENY, ctx.request, "G01.deny", requested=requested,
+                      refundable=ctx.refundable)
+    return _guard("G01", Outcome.PASS, ctx.request, "G01.pass", requested=requested)
 
 
 def _plain(name: str) -> str:
@@ -91,12 +111,9 @@ def payment_route_guard(request: NormalizedRefundRequest, payment_connector: str
     provider = _plain(request.order.payment.provider)
     if plays_any_provider or source == payment_connector or (
             _plain(payment_connector) in provider):
-        return RuleResult("G02", Outcome.PASS,
-                          f"Refunded through {payment_connector}, as the order was paid.")
-    return RuleResult(
-        "G02", Outcome.REVIEW,
-        f"The order was paid through '{request.order.payment.provider}', but this shop "
-        f"refunds through '{payment_connector}': a person must confirm where the money goes.")
+        return _guard("G02", Outcome.PASS, request, "G02.pass", payment=payment_connector)
+    return _guard("G02", Outcome.REVIEW, request, "G02.review",
+                  provider=request.order.payment.provider, payment=payment_connector)
 
 
 __all__ = ["EvaluationContext", "RuleSet", "ShopPolicy", "Verdict", "over_refund_guard",

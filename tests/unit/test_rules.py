@@ -86,3 +86,12 @@ def test_a_sandbox_plays_any_provider() -> None:
     request = make_request(**{"order.payment.provider": "stripe"})
     assert payment_route_guard(request, "sandbox_payment", "generic",
                                plays_any_provider=True).outcome is Outcome.PASS
+
+
+def test_guard_messages_follow_the_customers_locale() -> None:
+    chinese = over_refund_guard(_ctx(make_request(**{"customer.locale": "zh-CN"}),
+                                     refundable="1.00"))
+    english = over_refund_guard(_ctx(make_request(**{"customer.locale": "en"}),
+                                     refundable="1.00"))
+    assert "拒绝退款" in chinese.message
+    assert english.message.startswith("Refusing to refund")
