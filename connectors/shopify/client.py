@@ -17,7 +17,10 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from connectors.base import ConnectorContext, send
 from connectors.shopify.transformers import (
+    FULFILLMENT_LINES_QUERY,
+    MAX_PAGES,
     NAME,
+    ORDER_LINES_QUERY,
     ORDER_QUERY,
     ORDER_REFUNDS_QUERY,
     REFUND_CREATE,
@@ -25,14 +28,26 @@ from connectors.shopify.transformers import (
     RETURN_APPROVE,
     RETURN_DECLINE,
     RETURN_QUERY,
+    GqlFulfillment,
+    GqlFulfillmentLineItem,
+    GqlFulfillmentLineItems,
+    GqlFulfillmentLines,
+    GqlLineItem,
+    GqlLineItems,
     GqlOrder,
+    GqlOrderLines,
     GqlOrderRefunds,
     GqlRefund,
     GqlReturn,
+    GqlTransaction,
+    GqlTransactions,
     GraphQLResponse,
+    PageInfo,
     RefundCreatePayload,
     ReturnMutationPayload,
     UserError,
+    check_order_size,
+    next_cursor,
     operation_name,
     user_error_message,
 )
@@ -40,6 +55,7 @@ from core.errors import PermanentProviderError, TransientProviderError
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
+N = TypeVar("N")
 
 # Top-level error codes worth another try with the same request (and the same key).
 TRANSIENT_CODES: Final = frozenset({
@@ -105,17 +121,83 @@ class ShopifyClient:
         self._http.close()
 
     # ---------------------------------------------------------------- reads
+    # Each page is its own request (and its own retries), so every request stays under
+    # Shopify's cost limit however long the order is; see transformers.py.
     def get_order(self, order_id: str) -> GqlOrder:
+        """The order with all its lines, fulfillments, fulfillment lines and transactions,
+        or PermanentProviderError if it has more than RefundBridge can read whole."""
         data = self._call(ORDER_QUERY, {"id": order_id}, lambda d: d)
-        return self._model(data, "order", GqlOrder, f"order {order_id}")
+        order = self._model(data, "order", GqlOrder, f"order {order_id}")
+        check_order_size(order)
+        lines = order.line_items.nodes + self._follow(
+            order.line_items.page_info, f"order {order_id} lines",
+            lambda cursor: self._order_lines(order.id, cursor))
+        return order.model_copy(update={
+            "line_items": GqlLineItems(nodes=lines),
+            "fulfillments": [self._whole_fulfillment(f) for f in order.fulfillments],
+        })
 
     def get_order_refunds(self, order_id: str) -> GqlOrderRefunds:
         data = self._call(ORDER_REFUNDS_QUERY, {"id": order_id}, lambda d: d)
         return self._model(data, "order", GqlOrderRefunds, f"order {order_id}")
 
     def get_refund(self, refund_id: str) -> GqlRefund:
-        data = self._call(REFUND_QUERY, {"id": refund_id}, lambda d: d)
+        """The refund with all its transactions."""
+        refund = self._refund_page(refund_id, None)
+        return self._whole_refund(refund, refund.transactions.page_info)
+
+    def _order_lines(self, order_id: str, cursor: str) -> tuple[list[GqlLineItem], PageInfo]:
+        data = self._call(ORDER_LINES_QUERY, {"id": order_id, "after": cursor}, lambda d: d)
+        page = self._model(data, "order", GqlOrderLines, f"order {order_id}").line_items
+        return page.nodes, page.page_info
+
+    def _whole_fulfillment(self, fulfillment: GqlFulfillment) -> GqlFulfillment:
+        first = fulfillment.fulfillment_line_items
+        if not first.page_info.has_next_page:
+            return fulfillment
+
+        def page(cursor: str) -> tuple[list[GqlFulfillmentLineItem], PageInfo]:
+            data = self._call(FULFILLMENT_LINES_QUERY, {"id": fulfillment.id, "after": cursor},
+                              lambda d: d)
+            lines = self._model(data, "fulfillment", GqlFulfillmentLines,
+                                f"fulfillment {fulfillment.id}").fulfillment_line_items
+            return lines.nodes, lines.page_info
+
+        rest = self._follow(first.page_info, f"fulfillment {fulfillment.id} lines", page)
+        return fulfillment.model_copy(update={
+            "fulfillment_line_items": GqlFulfillmentLineItems(nodes=first.nodes + rest)})
+
+    def _refund_page(self, refund_id: str, cursor: str | None) -> GqlRefund:
+        # The first page goes without `after`: null is what an omitted variable means.
+        variables = {"id": refund_id} if cursor is None else {"id": refund_id, "after": cursor}
+        data = self._call(REFUND_QUERY, variables, lambda d: d)
         return self._model(data, "refund", GqlRefund, f"refund {refund_id}")
+
+    def _whole_refund(self, refund: GqlRefund, page_info: PageInfo) -> GqlRefund:
+        def page(cursor: str) -> tuple[list[GqlTransaction], PageInfo]:
+            transactions = self._refund_page(refund.id, cursor).transactions
+            return transactions.nodes, transactions.page_info
+
+        rest = self._follow(page_info, f"refund {refund.id} transactions", page)
+        if not rest:
+            return refund
+        return refund.model_copy(update={
+            "transactions": GqlTransactions(nodes=refund.transactions.nodes + rest)})
+
+    @staticmethod
+    def _follow(page_info: PageInfo, what: str,
+                fetch: Callable[[str], tuple[list[N], PageInfo]]) -> list[N]:
+        """The items after a first page, `fetch(cursor)` reading each next one."""
+        items: list[N] = []
+        pages = 0
+        while (cursor := next_cursor(page_info, what)) is not None:
+            if pages == MAX_PAGES:
+                raise PermanentProviderError(NAME, f"{what}: still more after {MAX_PAGES} "
+                                                   "pages", code="order_too_large")
+            more, page_info = fetch(cursor)
+            items.extend(more)
+            pages += 1
+        return items
 
     def get_return(self, return_id: str) -> GqlReturn:
         data = self._call(RETURN_QUERY, {"id": return_id}, lambda d: d)
@@ -133,7 +215,9 @@ class ShopifyClient:
                                              code="invalid_response")
             return result.refund
 
-        return self._call(REFUND_CREATE, variables, payload)
+        refund = self._call(REFUND_CREATE, variables, payload)
+        # Paid: what is left is reading, so a failure from here on cannot pay twice.
+        return self._whole_refund(refund, refund.transactions.page_info)
 
     def approve_return(self, return_id: str, notify: bool) -> ReturnMutationPayload:
         return self._call(

@@ -12,7 +12,7 @@ from typing import Final
 
 from pydantic import Field, PositiveInt, SecretStr
 
-from connectors.base import ConnectorBase, ConnectorContext, ConnectorSettings
+from connectors.base import ClientConnector, ConnectorContext, ConnectorSettings
 from connectors.shopify import webhooks
 from connectors.shopify.client import ShopifyClient, raise_user_errors
 from connectors.shopify.transformers import (
@@ -24,6 +24,7 @@ from connectors.shopify.transformers import (
     RETURN_REQUESTED,
     read_note,
     refund_input,
+    refund_with_key,
     to_external_refund,
     to_refund_result,
     to_request,
@@ -50,7 +51,7 @@ RECENT_DELIVERIES: Final = 1024
 DECLINE_REASON: Final = "OTHER"  # ReturnDeclineReason; our reason goes in the note
 
 
-class ShopifyConnector(ConnectorBase):
+class ShopifyConnector(ClientConnector[ShopifyClient]):
     name = NAME
     roles = frozenset({Role.STOREFRONT, Role.PAYMENT})
     capabilities = frozenset({
@@ -77,26 +78,16 @@ class ShopifyConnector(ConnectorBase):
             raise TypeError(f"expected ShopifyConnector.Settings, got {type(settings).__name__}")
         super().__init__(settings, ctx)
         self.config = settings
-        self._client: ShopifyClient | None = None
         self._recent: OrderedDict[str, RefundRequested] = OrderedDict()
         self._recent_lock = threading.Lock()
 
-    @property
-    def client(self) -> ShopifyClient:
-        # Built on first use, so constructing a connector (e.g. to check config) opens nothing.
-        if self._client is None:
-            self._client = ShopifyClient(
-                self.ctx,
-                base_url=self.config.base_url or f"https://{self.config.shop_domain}",
-                access_token=self.config.access_token,
-                api_version=self.config.api_version,
-            )
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+    def build_client(self) -> ShopifyClient:
+        return ShopifyClient(
+            self.ctx,
+            base_url=self.config.base_url or f"https://{self.config.shop_domain}",
+            access_token=self.config.access_token,
+            api_version=self.config.api_version,
+        )
 
     # ---------------------------------------------------------------- OrderLookup
     def lookup_order(self, order_id: str) -> OrderSnapshot:
@@ -158,11 +149,11 @@ class ShopifyConnector(ConnectorBase):
     def find_refund(self, order: RefundOrder) -> RefundResult | None:
         # Shopify keeps idempotency keys for 24 hours only; the key in the refund's note
         # lasts as long as the order does.
-        for refund in self.client.get_order_refunds(order.payment_reference).refunds:
-            marker = read_note(refund.note)
-            if marker is not None and marker.idempotency_key == order.idempotency_key:
-                return to_refund_result(refund)
-        return None
+        found = refund_with_key(self.client.get_order_refunds(order.payment_reference),
+                                order.idempotency_key)
+        if found is None:
+            return None
+        return to_refund_result(self.client.get_refund(found.id))
 
     def refund_status(self, provider_ref: str, order: RefundOrder) -> RefundResult:
         return to_refund_result(self.client.get_refund(provider_ref))

@@ -90,52 +90,105 @@ REFUND_PARENT_KINDS: Final = frozenset({"SALE", "CAPTURE"})
 # ------------------------------------------------------------------ GraphQL documents
 # Operation names double as the `operationName` of each request, so a log (or a fake) can
 # tell the calls apart without parsing the document.
+#
+# Query cost. Shopify prices a query before running it and refuses it outright, with
+# `MAX_COST_EXCEEDED`, when the *requested* cost is over 1,000 points, however few items the
+# order really has. The documented prices: scalars and enums 0, objects 1, mutations 10, and a
+# connection (or a list taking `first`) 2 plus `first` times the cost of one item; nested
+# connections multiply. So no document here nests one page size inside another beyond a few
+# items, lists that can outgrow a page are paged with `pageInfo`, and lists Shopify does not
+# page (an order's fulfillments, transactions and refunds) are read up to a limit, past which
+# the order is refused as too large rather than read short. The cost each document comes to
+# is in the comment above it; tests/connectors/test_shopify.py prices them all again.
+
+ORDER_LINES_FIRST: Final = 50  # lines read with the order; the rest in pages of LINES_PAGE
+LINES_PAGE: Final = 100
+FULFILLMENTS_FIRST: Final = 20  # a full answer may hide more: such an order is refused
+FULFILLMENT_LINES_FIRST: Final = 5  # per fulfillment with the order; then FULFILLMENT_LINES_PAGE
+FULFILLMENT_LINES_PAGE: Final = 100
+TRANSACTIONS_FIRST: Final = 100  # as FULFILLMENTS_FIRST
+REFUNDS_FIRST: Final = 100  # as FULFILLMENTS_FIRST
+REFUND_TRANSACTIONS_PAGE: Final = 50
+MAX_PAGES: Final = 50  # of any one list: ends a loop on a server that never says "last page"
 
 _MONEY = "presentmentMoney { amount currencyCode }"
+_PAGE_INFO = "pageInfo { hasNextPage endCursor }"
 _TRANSACTION = (
     f"id kind status gateway parentTransaction {{ id }} amountSet {{ {_MONEY} }}"
-)
-_REFUND = (
-    f"id note createdAt totalRefundedSet {{ {_MONEY} }} "
-    f"transactions(first: 20) {{ nodes {{ {_TRANSACTION} }} }}"
-)
+)  # 1 + 1 + 2 = 4 points an item
+_LINE = f"id sku name quantity discountedUnitPriceAfterAllDiscountsSet {{ {_MONEY} }}"  # 3
+_FULFILLMENT_LINE = "id lineItem { id }"  # 2
+_REFUND_FIELDS = f"id note createdAt totalRefundedSet {{ {_MONEY} }}"  # 2
 
+
+def _refund(after: str = "") -> str:
+    # What is selected on a Refund: 2 + transactions (2 + 1 + 50 × 4) = 205
+    return (f"{_REFUND_FIELDS} transactions(first: {REFUND_TRANSACTIONS_PAGE}{after}) "
+            f"{{ {_PAGE_INFO} nodes {{ {_TRANSACTION} }} }}")
+
+
+# order 1 + customer 1 + lineItems (2 + 1 + 50 × 3 = 153)
+# + fulfillments (2 + 20 × (1 + 2 + 1 + 5 × 2) = 282) + transactions (2 + 100 × 4 = 402) = 839
 ORDER_QUERY: Final = f"""
 query RefundBridgeOrder($id: ID!) {{
   order(id: $id) {{
     id name createdAt processedAt email phone customerLocale presentmentCurrencyCode
     customer {{ id locale }}
-    lineItems(first: 250) {{
-      nodes {{ id sku name quantity
-        discountedUnitPriceAfterAllDiscountsSet {{ {_MONEY} }} }}
+    lineItems(first: {ORDER_LINES_FIRST}) {{ {_PAGE_INFO} nodes {{ {_LINE} }} }}
+    fulfillments(first: {FULFILLMENTS_FIRST}) {{
+      id deliveredAt
+      fulfillmentLineItems(first: {FULFILLMENT_LINES_FIRST}) {{
+        {_PAGE_INFO} nodes {{ {_FULFILLMENT_LINE} }} }}
     }}
-    fulfillments(first: 50) {{
-      deliveredAt
-      fulfillmentLineItems(first: 250) {{ nodes {{ id lineItem {{ id }} }} }}
-    }}
-    transactions(first: 100) {{ {_TRANSACTION} }}
+    transactions(first: {TRANSACTIONS_FIRST}) {{ {_TRANSACTION} }}
   }}
 }}
 """.strip()
 
-ORDER_REFUNDS_QUERY: Final = f"""
-query RefundBridgeOrderRefunds($id: ID!) {{
-  order(id: $id) {{ id refunds(first: 250) {{ {_REFUND} }} }}
+# order 1 + lineItems (2 + 1 + 100 × 3) = 304
+ORDER_LINES_QUERY: Final = f"""
+query RefundBridgeOrderLines($id: ID!, $after: String!) {{
+  order(id: $id) {{
+    id
+    lineItems(first: {LINES_PAGE}, after: $after) {{ {_PAGE_INFO} nodes {{ {_LINE} }} }}
+  }}
 }}
 """.strip()
 
+# fulfillment 1 + fulfillmentLineItems (2 + 1 + 100 × 2) = 204
+FULFILLMENT_LINES_QUERY: Final = f"""
+query RefundBridgeFulfillmentLines($id: ID!, $after: String!) {{
+  fulfillment(id: $id) {{
+    id
+    fulfillmentLineItems(first: {FULFILLMENT_LINES_PAGE}, after: $after) {{
+      {_PAGE_INFO} nodes {{ {_FULFILLMENT_LINE} }} }}
+  }}
+}}
+""".strip()
+
+# order 1 + refunds (2 + 100 × 1) = 103. Only what tells our refunds apart (the note); the
+# one that matches is then read whole with REFUND_QUERY.
+ORDER_REFUNDS_QUERY: Final = f"""
+query RefundBridgeOrderRefunds($id: ID!) {{
+  order(id: $id) {{ id refunds(first: {REFUNDS_FIRST}) {{ id note }} }}
+}}
+""".strip()
+
+# refund 1 + 205 = 206; `$after` is left out for the first page.
 REFUND_QUERY: Final = f"""
-query RefundBridgeRefund($id: ID!) {{
-  refund(id: $id) {{ {_REFUND} }}
+query RefundBridgeRefund($id: ID!, $after: String) {{
+  refund(id: $id) {{ {_refund(", after: $after")} }}
 }}
 """.strip()
 
 # `@idempotent` on refundCreate exists from 2026-01 and is required from 2026-04: a retry
 # with the same key returns the first refund instead of paying again.
+# refundCreate 10 + refund (1 + 205) + userErrors 1 = 217; a refund with more transactions
+# than one page is read on with REFUND_QUERY.
 REFUND_CREATE: Final = f"""
 mutation RefundBridgeRefundCreate($input: RefundInput!, $idempotencyKey: String!) {{
   refundCreate(input: $input) @idempotent(key: $idempotencyKey) {{
-    refund {{ {_REFUND} }}
+    refund {{ {_refund()} }}
     userErrors {{ field message }}
   }}
 }}
@@ -164,6 +217,13 @@ mutation RefundBridgeReturnDecline($input: ReturnDeclineRequestInput!) {
   }
 }
 """.strip()
+
+
+# Every document the connector sends, for the tests that price them.
+DOCUMENTS: Final = (
+    ORDER_QUERY, ORDER_LINES_QUERY, FULFILLMENT_LINES_QUERY, ORDER_REFUNDS_QUERY, REFUND_QUERY,
+    REFUND_CREATE, RETURN_QUERY, RETURN_APPROVE, RETURN_DECLINE,
+)
 
 
 def operation_name(document: str) -> str:
@@ -195,6 +255,11 @@ class Ref(_Gql):
     id: str
 
 
+class PageInfo(_Gql):
+    has_next_page: bool = False
+    end_cursor: str | None = None
+
+
 class GqlLineItem(_Gql):
     id: str
     sku: str | None = None
@@ -204,6 +269,7 @@ class GqlLineItem(_Gql):
 
 
 class GqlLineItems(_Gql):
+    page_info: PageInfo = Field(default_factory=PageInfo)
     nodes: list[GqlLineItem]
 
 
@@ -213,10 +279,12 @@ class GqlFulfillmentLineItem(_Gql):
 
 
 class GqlFulfillmentLineItems(_Gql):
+    page_info: PageInfo = Field(default_factory=PageInfo)
     nodes: list[GqlFulfillmentLineItem]
 
 
 class GqlFulfillment(_Gql):
+    id: str
     delivered_at: datetime | None = None
     fulfillment_line_items: GqlFulfillmentLineItems
 
@@ -231,6 +299,7 @@ class GqlTransaction(_Gql):
 
 
 class GqlTransactions(_Gql):
+    page_info: PageInfo = Field(default_factory=PageInfo)
     nodes: list[GqlTransaction]
 
 
@@ -262,9 +331,24 @@ class GqlOrder(_Gql):
     transactions: list[GqlTransaction] = Field(default_factory=list)
 
 
+class GqlRefundNote(_Gql):
+    id: str
+    note: str | None = None
+
+
 class GqlOrderRefunds(_Gql):
     id: str
-    refunds: list[GqlRefund]
+    refunds: list[GqlRefundNote]
+
+
+class GqlOrderLines(_Gql):
+    id: str
+    line_items: GqlLineItems
+
+
+class GqlFulfillmentLines(_Gql):
+    id: str
+    fulfillment_line_items: GqlFulfillmentLineItems
 
 
 class GqlReturn(_Gql):
@@ -371,6 +455,51 @@ class WebhookRefund(_Hook):
     @property
     def order_gid(self) -> str:
         return f"{ORDER_GID}{self.order_id}"
+
+
+# ------------------------------------------------------------------ pages and limits
+
+
+def next_cursor(page: PageInfo, what: str) -> str | None:
+    """Where the next page of `what` starts, or None after the last one."""
+    if not page.has_next_page:
+        return None
+    if not page.end_cursor:
+        raise PermanentProviderError(NAME, f"{what}: Shopify says there is more but gives no "
+                                           "cursor to read it from", code="invalid_response")
+    return page.end_cursor
+
+
+def _too_large(owner: str, what: str, limit: int) -> PermanentProviderError:
+    return PermanentProviderError(
+        NAME, f"{owner} has {limit} or more {what}, more than RefundBridge reads from Shopify "
+              "in one query; it cannot be handled here without risking a wrong amount, so "
+              "handle it in the Shopify admin", code="order_too_large")
+
+
+def check_order_size(order: GqlOrder) -> None:
+    """Shopify does not page an order's fulfillments or transactions, so an answer as long as
+    the `first` we asked for may have left some out. Read short, the paid total, the refund
+    split or the delivery date could be wrong: such an order is refused instead."""
+    if len(order.fulfillments) >= FULFILLMENTS_FIRST:
+        raise _too_large(f"order {order.id}", "fulfillments", FULFILLMENTS_FIRST)
+    if len(order.transactions) >= TRANSACTIONS_FIRST:
+        raise _too_large(f"order {order.id}", "transactions", TRANSACTIONS_FIRST)
+
+
+def refund_with_key(order_refunds: GqlOrderRefunds, idempotency_key: str
+                    ) -> GqlRefundNote | None:
+    """The order's refund whose note carries `idempotency_key`, or None if it has none.
+
+    "None" lets the caller pay, so it is only said when every refund of the order was seen.
+    """
+    for refund in order_refunds.refunds:
+        marker = read_note(refund.note)
+        if marker is not None and marker.idempotency_key == idempotency_key:
+            return refund
+    if len(order_refunds.refunds) >= REFUNDS_FIRST:
+        raise _too_large(f"order {order_refunds.id}", "refunds", REFUNDS_FIRST)
+    return None
 
 
 # ------------------------------------------------------------------ money and statuses

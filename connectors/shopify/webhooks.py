@@ -41,10 +41,6 @@ REFUNDS_CREATE: Final = "refunds/create"
 ORDERS_UPDATED: Final = "orders/updated"
 
 
-def signature(body: bytes, secret: str) -> str:
-    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
-
-
 def verify(body: bytes, header: str | None, secret: str) -> None:
     """Raise `WebhookRejected` unless `header` is Shopify's HMAC of exactly these bytes."""
     if not header:

@@ -20,11 +20,23 @@ import respx
 from connectors.base import ConnectorContext, RetryPolicy
 from connectors.registry import ConnectorRegistry, check_connector_class
 from connectors.shopify import ShopifyConnector
+from connectors.shopify import transformers as shopify_transformers
 from connectors.shopify.transformers import (
+    DOCUMENTS,
+    FULFILLMENT_LINES_QUERY,
+    ORDER_LINES_QUERY,
+    ORDER_QUERY,
+    ORDER_REFUNDS_QUERY,
     REASON_MAP,
+    REFUND_CREATE,
+    REFUND_QUERY,
+    RETURN_APPROVE,
+    RETURN_DECLINE,
+    RETURN_QUERY,
     GqlRefund,
     combine_statuses,
     map_reason,
+    operation_name,
     to_refund_result,
 )
 from core.errors import (
@@ -55,10 +67,12 @@ from tests.fakes.shopify import (
     BASE,
     CLIENT_SECRET,
     GRAPHQL_PATH,
+    MAX_QUERY_COST,
     PLACED_AT,
     SHOP_DOMAIN,
     Line,
     ShopifyFake,
+    query_cost,
     webhook_headers,
 )
 
@@ -658,6 +672,277 @@ def test_refund_status_reads_the_refund(shop: ShopifyFake, connector: ShopifyCon
     assert status.status is RefundStatus.SUCCEEDED
     (sent,) = shop.bodies("RefundBridgeRefund")
     assert sent["variables"] == {"id": issued.provider_ref}
+
+
+# ================================================================ query cost and paging
+# Shopify refuses, with MAX_COST_EXCEEDED, any query whose requested cost is over 1,000
+# points. The fake prices every query by Shopify's documented rules and refuses it the same
+# way, so every test above also shows that the queries it makes are accepted.
+
+# The order query as it was before it was priced: 250 lines, 50 fulfillments of 250 lines
+# each and 100 transactions in one query. Kept here to show the fake's check can fail.
+EXPENSIVE_ORDER_QUERY = """query RefundBridgeOrder($id: ID!) {
+  order(id: $id) {
+    id name createdAt processedAt email phone customerLocale presentmentCurrencyCode
+    customer { id locale }
+    lineItems(first: 250) {
+      nodes { id sku name quantity
+        discountedUnitPriceAfterAllDiscountsSet { presentmentMoney { amount currencyCode } } }
+    }
+    fulfillments(first: 50) {
+      deliveredAt
+      fulfillmentLineItems(first: 250) { nodes { id lineItem { id } } }
+    }
+    transactions(first: 100) { id kind status gateway parentTransaction { id }
+      amountSet { presentmentMoney { amount currencyCode } } }
+  }
+}"""
+
+
+def post_graphql(document: str, variables: dict[str, Any]) -> dict[str, Any]:
+    """A query posted to the fake as the connector posts it; the parsed answer."""
+    with httpx.Client() as http:
+        response = http.post(GRAPHQL_URL, headers={"X-Shopify-Access-Token": ACCESS_TOKEN},
+                             json={"query": document, "operationName": operation_name(document),
+                                   "variables": variables})
+    assert response.status_code == 200
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+@pytest.mark.parametrize(("document", "variables", "cost"), [
+    # Objects cost 1, scalars 0.
+    ("query { shop { id name currencyCode } }", {}, 1),
+    # Shopify's worked example: 2 + 10 × (1 product + 2 + 5 × 1 variant) = 82.
+    ("query { products(first: 10) { edges { node { title variants(first: 5) { edges { node "
+     "{ price } } } } } } }", {}, 82),
+    # A page size given as a variable is priced by its value.
+    ("query Q($n: Int!) { orders(first: $n) { nodes { id } } }", {"n": 250}, 252),
+    ("query Q($n: Int!) { orders(last: $n) { nodes { id customer { id } } } }", {"n": 10}, 22),
+    # A mutation costs 10, plus what its payload selects.
+    ("mutation { returnApproveRequest(input: {id: \"gid://shopify/Return/1\"}) { "
+     "return { id status } userErrors { field message } } }", {}, 12),
+    # The query this connector used to send for an order.
+    (EXPENSIVE_ORDER_QUERY, {"id": "gid://shopify/Order/1"}, 26308),
+])
+def test_cost_is_worked_out_by_shopifys_documented_rules(
+        document: str, variables: dict[str, Any], cost: int) -> None:
+    assert query_cost(document, variables) == cost
+
+
+def test_every_document_is_listed_for_the_cost_check() -> None:
+    documents = {value for name, value in vars(shopify_transformers).items()
+                 if name.isupper() and isinstance(value, str)
+                 and value.startswith(("query ", "mutation "))}
+    assert documents == set(DOCUMENTS)
+    assert {operation_name(d) for d in DOCUMENTS} == set(ShopifyFake.OPERATIONS)
+
+
+def test_every_document_the_connector_sends_is_accepted(shop: ShopifyFake) -> None:
+    order_id = shop.add_order(LINES, paid="137.40")
+    return_id = shop.add_return(order_id)
+    refund_id = shop.add_external_refund(order_id, "5.00")
+    first = post_graphql(ORDER_QUERY, {"id": order_id})["data"]["order"]
+    fulfillment = first["fulfillments"][0]
+    sale = first["transactions"][0]
+    variables = {
+        ORDER_QUERY: {"id": order_id},
+        ORDER_LINES_QUERY: {"id": order_id,
+                            "after": first["lineItems"]["pageInfo"]["endCursor"]},
+        FULFILLMENT_LINES_QUERY: {
+            "id": fulfillment["id"],
+            "after": fulfillment["fulfillmentLineItems"]["pageInfo"]["endCursor"]},
+        ORDER_REFUNDS_QUERY: {"id": order_id},
+        REFUND_QUERY: {"id": refund_id},
+        REFUND_CREATE: {"idempotencyKey": KEY, "input": {
+            "orderId": order_id, "currency": "USD", "note": "n", "notify": False,
+            "transactions": [{"orderId": order_id, "parentId": sale["id"], "kind": "REFUND",
+                              "gateway": sale["gateway"], "amount": "1.00"}]}},
+        RETURN_QUERY: {"id": return_id},
+        RETURN_APPROVE: {"input": {"id": return_id, "notifyCustomer": False}},
+        RETURN_DECLINE: {"input": {"id": return_id, "declineReason": "OTHER",
+                                   "notifyCustomer": False}},
+    }
+    assert set(variables) == set(DOCUMENTS)
+
+    for document in DOCUMENTS:
+        cost = query_cost(document, variables[document])
+        answer = post_graphql(document, variables[document])
+
+        assert cost <= MAX_QUERY_COST, operation_name(document)
+        assert "errors" not in answer, (operation_name(document), answer)
+        assert answer["extensions"]["cost"]["requestedQueryCost"] == cost
+
+
+def test_the_fake_refuses_a_query_over_the_limit_as_shopify_does(shop: ShopifyFake) -> None:
+    order_id = shop.add_order(LINES, paid="137.40")
+
+    answer = post_graphql(EXPENSIVE_ORDER_QUERY, {"id": order_id})
+
+    assert "data" not in answer  # refused before running, not run and cut short
+    (error,) = answer["errors"]
+    assert error["extensions"]["code"] == "MAX_COST_EXCEEDED"
+    assert (error["extensions"]["cost"], error["extensions"]["maxCost"]) == (26308, 1000)
+    assert error["message"].startswith(
+        "Query cost is 26308, which exceeds the single query max cost limit (1000).")
+
+
+def test_the_limit_is_inclusive(shop: ShopifyFake) -> None:
+    order_id = shop.add_order()
+
+    def lines(first: int) -> str:
+        # order 1 + customer 1 + lineItems (2 + first × 1)
+        return (f"query RefundBridgeOrder($id: ID!) {{ order(id: $id) {{ id customer {{ id }} "
+                f"lineItems(first: {first}) {{ nodes {{ id }} }} }} }}")
+
+    at_limit = post_graphql(lines(996), {"id": order_id})
+    over = post_graphql(lines(997), {"id": order_id})
+
+    assert "errors" not in at_limit and at_limit["extensions"]["cost"][
+        "requestedQueryCost"] == 1000
+    assert over["errors"][0]["extensions"] == {
+        "code": "MAX_COST_EXCEEDED", "cost": 1001, "maxCost": 1000,
+        "documentation": "https://shopify.dev/api/usage/rate-limits"}
+
+
+def test_max_cost_exceeded_is_permanent_and_not_retried(shop: ShopifyFake,
+                                                        connector: ShopifyConnector) -> None:
+    # Sending the same query again costs the same: retrying cannot help.
+    seen = fail_first(shop, "RefundBridgeOrder", ShopifyFake.max_cost_exceeded(1502))
+
+    with pytest.raises(PermanentProviderError, match="exceeds the single query") as info:
+        connector.lookup_order(shop.add_order())
+
+    assert info.value.code == "MAX_COST_EXCEEDED"
+    assert len(seen) == 1
+
+
+def test_the_fake_answers_only_what_was_asked(shop: ShopifyFake) -> None:
+    # So that a field the connector reads but forgot to ask for fails here, as on Shopify.
+    order_id = shop.add_order(LINES, paid="137.40")
+
+    answer = post_graphql("query RefundBridgeOrder($id: ID!) { order(id: $id) { id "
+                          "lineItems(first: 1) { nodes { sku } } } }", {"id": order_id})
+
+    assert answer["data"] == {"order": {"id": order_id, "lineItems": {"nodes": [
+        {"sku": "GLU-METER-01"}]}}}
+
+
+def test_an_order_with_many_lines_is_read_page_by_page(shop: ShopifyFake,
+                                                       connector: ShopifyConnector) -> None:
+    lines = [Line(f"STRIP-{n:03}", f"Test strips, lot {n}", 1, "1.00") for n in range(180)]
+    order_id = shop.add_order(lines)
+
+    snapshot = connector.lookup_order(order_id)
+
+    assert [line.sku for line in snapshot.lines] == [line.sku for line in lines]
+    assert snapshot.paid_total == Money.parse("180.00", "USD")
+    pages = shop.bodies("RefundBridgeOrderLines")
+    assert len(pages) == 2  # 50 with the order, then 100 and 30
+    assert all(page["variables"]["id"] == order_id and page["variables"]["after"]
+               for page in pages)
+    assert pages[0]["variables"]["after"] != pages[1]["variables"]["after"]
+
+
+def test_a_return_on_a_later_page_of_fulfillment_lines(shop: ShopifyFake,
+                                                       connector: ShopifyConnector) -> None:
+    # Twelve lines in one parcel: the returned one is on the second page of the parcel's
+    # lines, which is where both the line and the delivery date are found.
+    lines = [Line(f"SKU-{n:02}", f"Item {n}", 1, "10.00") for n in range(12)]
+    order_id = shop.add_order(lines)
+    raw = json.loads(shop.return_webhook(shop.add_return(order_id, [(11, 1, "DEFECTIVE")])))
+    del raw["return_line_items"][0]["fulfillment_line_item"]["line_item"]
+    body = json.dumps(raw).encode()
+
+    event = connector.parse_webhook(webhook_headers("returns/request", body), body, NOW)
+
+    assert isinstance(event, RefundRequested)
+    assert [(line.sku, line.quantity) for line in event.request.lines] == [("SKU-11", 1)]
+    assert event.request.order.delivered_at == PLACED_AT + timedelta(days=3)
+    (page,) = shop.bodies("RefundBridgeFulfillmentLines")
+    assert page["variables"]["id"] == shop.orders[order_id]["fulfillments"][0]["id"]
+
+
+def test_refund_status_reads_every_transaction(shop: ShopifyFake,
+                                               connector: ShopifyConnector) -> None:
+    order_id = shop.add_order(LINES, paid="137.40")
+    refund_id = shop.add_external_refund(order_id, "1.00")
+    nodes = shop.refunds[refund_id]["transactions"]["nodes"]
+    nodes.extend({**nodes[0], "id": f"gid://shopify/OrderTransaction/{900 + n}"}
+                 for n in range(59))
+    nodes[55]["status"] = "FAILURE"  # on the second page
+
+    result = connector.refund_status(refund_id, make_order(order_id))
+
+    assert result.status is RefundStatus.FAILED
+    assert (result.raw_status or "").count(",") == 59
+    assert len(shop.bodies("RefundBridgeRefund")) == 2
+
+
+def test_a_refund_over_many_payments_comes_back_whole(shop: ShopifyFake,
+                                                      connector: ShopifyConnector) -> None:
+    # Sixty instalments of 1.00: refunding all of it takes sixty refund transactions, more
+    # than one page of refundCreate's answer.
+    order_id = shop.add_order(LINES, paid="1.00")
+    sale = shop.orders[order_id]["transactions"][0]
+    shop.orders[order_id]["transactions"].extend(
+        {**sale, "id": f"gid://shopify/OrderTransaction/{700 + n}", "kind": "CAPTURE"}
+        for n in range(59))
+
+    result = connector.issue_refund(make_order(order_id, amount="60.00"))
+
+    assert result.status is RefundStatus.SUCCEEDED
+    assert result.amount == Money.parse("60.00", "USD")
+    assert result.raw_status == ",".join(["SUCCESS"] * 60)
+    assert len(shop.bodies("RefundBridgeRefundCreate")) == 1
+    assert [b["variables"]["id"] for b in shop.bodies("RefundBridgeRefund")] == [
+        result.provider_ref]
+
+
+@pytest.mark.parametrize(("what", "count"), [("transactions", 100), ("fulfillments", 20)])
+def test_an_order_too_large_to_read_whole_is_refused_not_read_short(
+        shop: ShopifyFake, connector: ShopifyConnector, what: str, count: int) -> None:
+    order_id = shop.add_order(LINES, paid="137.40")
+    order = shop.orders[order_id]
+    template = order[what][0]
+    order[what].extend({**template, "id": f"gid://shopify/Extra/{n}"}
+                       for n in range(count - len(order[what])))
+
+    with pytest.raises(PermanentProviderError, match=f"{count} or more {what}") as info:
+        connector.issue_refund(make_order(order_id))
+
+    assert info.value.code == "order_too_large"
+    assert shop.bodies("RefundBridgeRefundCreate") == []
+    order[what].pop()  # one fewer is read whole
+    assert connector.lookup_order(order_id).order_id == order_id
+
+
+def test_find_refund_says_none_only_when_it_saw_every_refund(
+        shop: ShopifyFake, connector: ShopifyConnector) -> None:
+    order_id = shop.add_order(LINES, paid="137.40")
+    for _ in range(99):
+        shop.add_external_refund(order_id, "0.01", note="store credit")
+    assert connector.find_refund(make_order(order_id)) is None
+
+    shop.add_external_refund(order_id, "0.01", note="store credit")  # the 100th
+
+    with pytest.raises(PermanentProviderError, match="100 or more refunds") as info:
+        connector.find_refund(make_order(order_id))
+    assert info.value.code == "order_too_large"
+
+
+def test_find_refund_reads_the_matching_refund_whole(shop: ShopifyFake,
+                                                     connector: ShopifyConnector) -> None:
+    order_id = shop.add_order(LINES, paid="137.40")
+    mine = connector.issue_refund(make_order(order_id))
+
+    found = connector.find_refund(make_order(order_id))
+
+    assert found == mine
+    (listed,) = shop.bodies("RefundBridgeOrderRefunds")
+    assert listed["variables"] == {"id": order_id}
+    assert [b["variables"]["id"] for b in shop.bodies("RefundBridgeRefund")] == [
+        mine.provider_ref]
 
 
 # ================================================================ status map

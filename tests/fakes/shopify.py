@@ -7,6 +7,11 @@ key; and records every request. `return_webhook`/`refund_webhook` build the REST
 bodies Shopify posts for `returns/request` and `refunds/create`, and `webhook_headers` signs
 them as Shopify does (base64 HMAC-SHA256 of the raw body with the app's client secret).
 
+Like Shopify, it prices every query before answering it (`query_cost`, by the documented
+rules: scalars and enums 0, objects 1, mutations 10, a connection 2 plus `first` times one
+node) and refuses one over 1,000 points with `MAX_COST_EXCEEDED`; and it answers only the
+fields asked for, one page of each connection at a time, with `pageInfo` and cursors.
+
 Money is written the way Shopify writes it in GraphQL ("199.0", "16.99"), in the order's
 presentment currency.
 """
@@ -19,12 +24,13 @@ import hashlib
 import hmac
 import itertools
 import json
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import respx
@@ -77,6 +83,316 @@ def webhook_headers(topic: str, body: bytes, *, secret: str = CLIENT_SECRET,
     }
 
 
+# ------------------------------------------------------------------ GraphQL: parse, cost, answer
+# Enough of GraphQL to read the documents the connector sends (operations, fields, aliases,
+# arguments, directives, inline fragments; no named fragments), so that the fake can do what
+# Shopify does before running a query (price it, and refuse it above the limit) and answer
+# with what was asked for and nothing more, one page of each connection at a time.
+
+MAX_QUERY_COST = 1000  # "A single query to the API cannot exceed a cost of 1000."
+MUTATION_COST = 10
+_COST_DOCS = "https://shopify.dev/api/usage/rate-limits"
+
+_TOKEN = re.compile(r"""
+    (?P<skip>[\s,]+|\#[^\n]*)
+  | (?P<spread>\.\.\.)
+  | (?P<string>"(?:[^"\\\n]|\\.)*")
+  | (?P<number>-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)
+  | (?P<name>[_A-Za-z][_0-9A-Za-z]*)
+  | (?P<punct>[!$():=@\[\]{}|&])
+""", re.VERBOSE)
+
+
+class GraphQLSyntaxError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Var:
+    name: str
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    alias: str | None
+    args: dict[str, Any]
+    selections: tuple[Field | Fragment, ...] | None  # None: a scalar or an enum
+
+    @property
+    def key(self) -> str:
+        return self.alias or self.name
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """An inline fragment (`... on Type { }`): a union's or an interface's branch."""
+
+    on: str | None
+    selections: tuple[Field | Fragment, ...]
+
+
+@dataclass(frozen=True)
+class Operation:
+    kind: str  # "query" or "mutation"
+    name: str | None
+    selections: tuple[Field | Fragment, ...]
+
+
+class _Parser:
+    def __init__(self, source: str) -> None:
+        self.tokens: list[tuple[str, str]] = []
+        position = 0
+        while position < len(source):
+            match = _TOKEN.match(source, position)
+            if match is None:
+                raise GraphQLSyntaxError(f"unexpected character {source[position]!r}")
+            position = match.end()
+            kind = match.lastgroup or ""
+            if kind != "skip":
+                self.tokens.append((kind, match.group()))
+        self.at = 0
+
+    def peek(self, value: str | None = None) -> bool:
+        if self.at >= len(self.tokens):
+            return False
+        return value is None or self.tokens[self.at][1] == value
+
+    def take(self, value: str | None = None, kind: str | None = None) -> str:
+        if self.at >= len(self.tokens):
+            raise GraphQLSyntaxError(f"expected {value or kind}, found the end")
+        token_kind, token = self.tokens[self.at]
+        if (value is not None and token != value) or (kind is not None and token_kind != kind):
+            raise GraphQLSyntaxError(f"expected {value or kind}, found {token!r}")
+        self.at += 1
+        return token
+
+    def document(self) -> Operation:
+        if self.peek("{"):
+            operation = Operation("query", None, self.selection_set())
+        else:
+            kind = self.take(kind="name")
+            if kind not in {"query", "mutation"}:
+                raise GraphQLSyntaxError(f"{kind!r} operations are not supported here")
+            name = self.take(kind="name") if not self.peek("(") and not self.peek("{") \
+                and not self.peek("@") else None
+            if self.peek("("):
+                self.skip_balanced("(", ")")  # variable definitions: types are not checked
+            self.directives()
+            operation = Operation(kind, name, self.selection_set())
+        if self.peek():
+            raise GraphQLSyntaxError("one operation per document")
+        return operation
+
+    def skip_balanced(self, left: str, right: str) -> None:
+        depth = 0
+        while True:
+            token = self.take()
+            depth += token == left
+            depth -= token == right
+            if depth == 0:
+                return
+
+    def selection_set(self) -> tuple[Field | Fragment, ...]:
+        self.take("{")
+        selections: list[Field | Fragment] = []
+        while not self.peek("}"):
+            selections.append(self.selection())
+        self.take("}")
+        if not selections:
+            raise GraphQLSyntaxError("empty selection set")
+        return tuple(selections)
+
+    def selection(self) -> Field | Fragment:
+        if self.peek("..."):
+            self.take("...")
+            on = None
+            if self.peek("on"):
+                self.take("on")
+                on = self.take(kind="name")
+            elif not self.peek("{") and not self.peek("@"):
+                raise GraphQLSyntaxError("named fragments are not supported by the fake")
+            self.directives()
+            return Fragment(on, self.selection_set())
+        name = self.take(kind="name")
+        alias = None
+        if self.peek(":"):
+            self.take(":")
+            alias, name = name, self.take(kind="name")
+        args = self.arguments()
+        self.directives()
+        selections = self.selection_set() if self.peek("{") else None
+        return Field(name, alias, args, selections)
+
+    def arguments(self) -> dict[str, Any]:
+        args: dict[str, Any] = {}
+        if self.peek("("):
+            self.take("(")
+            while not self.peek(")"):
+                name = self.take(kind="name")
+                self.take(":")
+                args[name] = self.value()
+            self.take(")")
+        return args
+
+    def directives(self) -> None:
+        while self.peek("@"):
+            self.take("@")
+            self.take(kind="name")
+            self.arguments()
+
+    def value(self) -> Any:
+        if self.peek("$"):
+            self.take("$")
+            return Var(self.take(kind="name"))
+        if self.peek("["):
+            self.take("[")
+            items = []
+            while not self.peek("]"):
+                items.append(self.value())
+            self.take("]")
+            return items
+        if self.peek("{"):
+            self.take("{")
+            fields = {}
+            while not self.peek("}"):
+                name = self.take(kind="name")
+                self.take(":")
+                fields[name] = self.value()
+            self.take("}")
+            return fields
+        kind, token = self.tokens[self.at] if self.peek() else ("", "")
+        self.take()
+        if kind == "string":
+            return json.loads(token)
+        if kind == "number":
+            return float(token) if any(c in token for c in ".eE") else int(token)
+        return {"true": True, "false": False, "null": None}.get(token, token)  # or an enum
+
+
+def parse_operation(document: str) -> Operation:
+    return _Parser(document).document()
+
+
+def _arg(field: Field, name: str, variables: dict[str, Any]) -> Any:
+    value = field.args.get(name)
+    return variables.get(value.name) if isinstance(value, Var) else value
+
+
+def _page_size(field: Field, variables: dict[str, Any]) -> int | None:
+    first, last = _arg(field, "first", variables), _arg(field, "last", variables)
+    if first is None and last is None:
+        return None
+    return max(int(first or 0), int(last or 0))
+
+
+def _is_connection(field: Field) -> bool:
+    return any(isinstance(s, Field) and s.name in {"nodes", "edges"}
+               for s in field.selections or ())
+
+
+def selections_cost(selections: Sequence[Field | Fragment], variables: dict[str, Any]) -> int:
+    """Fields add up; of a union's or an interface's branches only the dearest counts
+    ("maximum of possible selections")."""
+    fields = sum(field_cost(s, variables) for s in selections if isinstance(s, Field))
+    branches = [selections_cost(s.selections, variables) for s in selections
+                if isinstance(s, Fragment)]
+    return fields + max(branches, default=0)
+
+
+def field_cost(field: Field, variables: dict[str, Any]) -> int:
+    """Shopify's documented cost of one field: scalars and enums 0, objects 1, and a field
+    sized by `first`/`last` (a connection, or a list that takes `first`) 2 plus that many
+    times the cost of one item (an item being a node: the object, 1, plus its fields)."""
+    if field.selections is None:
+        return 0
+    size = _page_size(field, variables)
+    if size is None:
+        if _is_connection(field):
+            raise GraphQLSyntaxError(f"you must provide one of first or last on {field.name}")
+        return 1 + selections_cost(field.selections, variables)
+    if not _is_connection(field):
+        return 2 + size * (1 + selections_cost(field.selections, variables))
+    per_item = 0
+    once = 0
+    for sub in field.selections:
+        if isinstance(sub, Field) and sub.name == "nodes":
+            per_item += 1 + selections_cost(sub.selections or (), variables)
+        elif isinstance(sub, Field) and sub.name == "edges":
+            # An edge is priced by its node; its cursor is a scalar.
+            per_item += selections_cost(sub.selections or (), variables)
+        else:
+            once += (field_cost(sub, variables) if isinstance(sub, Field)
+                     else selections_cost(sub.selections, variables))
+    return 2 + size * per_item + once
+
+
+def query_cost(document: str, variables: dict[str, Any] | None = None) -> int:
+    """The requested cost of a document, as Shopify works it out before running it."""
+    operation = parse_operation(document)
+    variables = variables or {}
+    if operation.kind == "mutation":
+        return sum(MUTATION_COST + (selections_cost(s.selections or (), variables)
+                                    if isinstance(s, Field) else 0)
+                   for s in operation.selections)
+    return selections_cost(operation.selections, variables)
+
+
+def _cursor(index: int) -> str:
+    return base64.b64encode(json.dumps({"last_index": index}).encode()).decode()
+
+
+def _cursor_index(cursor: str) -> int:
+    return int(json.loads(base64.b64decode(cursor))["last_index"])
+
+
+def _page(raw: Any, field: Field, variables: dict[str, Any]) -> Any:
+    """One page of a connection (`{"nodes": [...]}` in the fake's state) or a list."""
+    first, last = _arg(field, "first", variables), _arg(field, "last", variables)
+    after, before = _arg(field, "after", variables), _arg(field, "before", variables)
+    if isinstance(raw, list):
+        return raw[:first] if first is not None else raw[-last:] if last else raw
+    items = list(raw["nodes"])
+    start = _cursor_index(after) + 1 if after else 0
+    stop = _cursor_index(before) if before else len(items)
+    if first is not None:
+        stop = min(stop, start + int(first))
+    elif last is not None:
+        start = max(start, stop - int(last))
+    chunk = items[start:stop]
+    return {
+        **{k: v for k, v in raw.items() if k != "nodes"},
+        "nodes": chunk,
+        "edges": [{"cursor": _cursor(start + i), "node": node} for i, node in enumerate(chunk)],
+        "pageInfo": {
+            "hasNextPage": stop < len(items), "hasPreviousPage": start > 0,
+            "startCursor": _cursor(start) if chunk else None,
+            "endCursor": _cursor(stop - 1) if chunk else None,
+        },
+    }
+
+
+def answer(value: Any, selections: Sequence[Field | Fragment], variables: dict[str, Any]
+           ) -> Any:
+    """`value` cut down to what `selections` ask for, connections paged. A field the fake
+    does not hold raises KeyError: the connector asked for something the fake cannot give."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return [answer(item, selections, variables) for item in value]
+    result: dict[str, Any] = {}
+    for sel in selections:
+        if isinstance(sel, Fragment):
+            result.update(answer(value, sel.selections, variables))
+            continue
+        raw = value[sel.name]
+        if _page_size(sel, variables) is not None and raw is not None:
+            raw = _page(raw, sel, variables)
+        result[sel.key] = raw if sel.selections is None else answer(raw, sel.selections,
+                                                                     variables)
+    return result
+
+
 @dataclass(frozen=True)
 class Line:
     sku: str | None
@@ -90,6 +406,20 @@ def _legacy(gid: str) -> int:
 
 
 class ShopifyFake:
+    # The operations answered, by `operationName`, and the method answering each. Each
+    # method returns everything it holds; the query's selection then picks from that.
+    OPERATIONS: ClassVar[dict[str, str]] = {
+        "RefundBridgeOrder": "_order",
+        "RefundBridgeOrderLines": "_order",
+        "RefundBridgeFulfillmentLines": "_fulfillment",
+        "RefundBridgeOrderRefunds": "_order_refunds",
+        "RefundBridgeRefund": "_refund_by_id",
+        "RefundBridgeRefundCreate": "_refund_create",
+        "RefundBridgeReturn": "_return",
+        "RefundBridgeReturnApprove": "_return_approve",
+        "RefundBridgeReturnDecline": "_return_decline",
+    }
+
     def __init__(self, base: str = BASE, api_version: str = API_VERSION) -> None:
         self.url = f"{base}/admin/api/{api_version}/graphql.json"
         self.orders: dict[str, dict[str, Any]] = {}  # GID -> GraphQL Order (+ "refunds")
@@ -136,6 +466,7 @@ class ShopifyFake:
             "customer": {"id": self._gid("Customer"), "locale": locale} if customer else None,
             "lineItems": {"nodes": line_items},
             "fulfillments": [{
+                "id": self._gid("Fulfillment"),
                 "deliveredAt": iso(delivered_at) if delivered_at else None,
                 "fulfillmentLineItems": {"nodes": [
                     {"id": self._gid("FulfillmentLineItem"), "lineItem": {"id": li["id"]}}
@@ -231,31 +562,49 @@ class ShopifyFake:
         self.requests.append(request)
         body = json.loads(request.content)
         for hook in self.before:
-            answer = hook(request, body)
-            if answer is not None:
-                return answer
+            hooked = hook(request, body)
+            if hooked is not None:
+                return hooked
         if request.headers.get("X-Shopify-Access-Token") != ACCESS_TOKEN:
             return httpx.Response(401, json={
                 "errors": "[API] Invalid API key or access token (unrecognized login or "
                           "wrong password)"})
-        handler = {
-            "RefundBridgeOrder": self._order,
-            "RefundBridgeOrderRefunds": self._order_refunds,
-            "RefundBridgeRefund": self._refund_by_id,
-            "RefundBridgeRefundCreate": self._refund_create,
-            "RefundBridgeReturn": self._return,
-            "RefundBridgeReturnApprove": self._return_approve,
-            "RefundBridgeReturnDecline": self._return_decline,
-        }.get(body.get("operationName", ""))
-        if handler is None:
+        variables = body.get("variables") or {}
+        try:
+            operation = parse_operation(body["query"])
+            cost = query_cost(body["query"], variables)
+        except GraphQLSyntaxError as exc:
+            return self._errors(str(exc))
+        if cost > MAX_QUERY_COST:
+            return self.max_cost_exceeded(cost)
+        method = self.OPERATIONS.get(body.get("operationName", ""))
+        if method is None:
             return self._errors(f"Unknown operation {body.get('operationName')!r}")
-        data = handler(body["variables"], body["query"])
+        data = getattr(self, method)(variables, body["query"])
         if isinstance(data, httpx.Response):
             return data
-        return httpx.Response(200, json={"data": data, "extensions": {"cost": {
-            "requestedQueryCost": 12, "actualQueryCost": 12,
-            "throttleStatus": {"maximumAvailable": 2000.0, "currentlyAvailable": 1988,
-                               "restoreRate": 100.0}}}})
+        return httpx.Response(200, json={
+            "data": answer(data, operation.selections, variables),
+            "extensions": {"cost": {
+                "requestedQueryCost": cost, "actualQueryCost": cost,
+                "throttleStatus": {"maximumAvailable": 2000.0,
+                                   "currentlyAvailable": 2000.0 - cost,
+                                   "restoreRate": 100.0}}}})
+
+    @staticmethod
+    def max_cost_exceeded(cost: int) -> httpx.Response:
+        """Shopify's answer to a query dearer than the single-query limit: HTTP 200, and the
+        query is not run at all."""
+        return httpx.Response(200, json={"errors": [{
+            "message": f"Query cost is {cost}, which exceeds the single query max cost limit "
+                       f"({MAX_QUERY_COST}).\n\nSee {_COST_DOCS} for more information on "
+                       "how the\ncost of a query is calculated.\n\nTo query larger amounts "
+                       "of data with fewer limits, bulk operations should be used instead.\n"
+                       "See https://shopify.dev/docs/api/usage/bulk-operations/queries for "
+                       "usage details.\n",
+            "extensions": {"code": "MAX_COST_EXCEEDED", "cost": cost,
+                           "maxCost": MAX_QUERY_COST, "documentation": _COST_DOCS},
+        }]})
 
     @staticmethod
     def _errors(message: str, code: str | None = None) -> httpx.Response:
@@ -270,6 +619,13 @@ class ShopifyFake:
             return {"order": None}
         view = {k: copy.deepcopy(v) for k, v in order.items() if k != "refunds"}
         return {"order": view}
+
+    def _fulfillment(self, variables: dict[str, Any], _: str) -> dict[str, Any]:
+        for order in self.orders.values():
+            for fulfillment in order["fulfillments"]:
+                if fulfillment["id"] == variables["id"]:
+                    return {"fulfillment": copy.deepcopy(fulfillment)}
+        return {"fulfillment": None}
 
     def _order_refunds(self, variables: dict[str, Any], _: str) -> dict[str, Any]:
         order = self.orders.get(variables["id"])
