@@ -21,12 +21,12 @@ from connectors.alipay.transformers import (
     refund_not_seen,
     refund_paid,
 )
-from connectors.base import ConnectorBase, ConnectorContext, ConnectorSettings
+from connectors.base import ClientConnector, ConnectorContext, ConnectorSettings
 from core.model import RefundResult, RefundStatus
 from core.ports import Capability, RefundOrder, Role, WebhookAck, WebhookEvent
 
 
-class AlipayConnector(ConnectorBase):
+class AlipayConnector(ClientConnector[AlipayClient]):
     name = "alipay"
     roles = frozenset({Role.PAYMENT})
     capabilities = frozenset({Capability.ISSUE_REFUND, Capability.REFUND_STATUS,
@@ -59,30 +59,20 @@ class AlipayConnector(ConnectorBase):
             raise TypeError(f"expected AlipayConnector.Settings, got {type(settings).__name__}")
         super().__init__(settings, ctx)
         self.config = settings
-        self._client: AlipayClient | None = None
 
     @cached_property
     def _alipay_key(self) -> rsa.RSAPublicKey:
         return rsa_signing.load_public_key(self.config.alipay_public_key)
 
-    @property
-    def client(self) -> AlipayClient:
-        # Built on first use, so constructing a connector (e.g. to check config) opens nothing.
-        if self._client is None:
-            self._client = AlipayClient(
-                self.ctx,
-                gateway_url=self.config.gateway_url,
-                app_id=self.config.app_id,
-                app_private_key=rsa_signing.load_private_key(
-                    self.config.app_private_key.get_secret_value()),
-                alipay_public_key=self._alipay_key,
-            )
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+    def build_client(self) -> AlipayClient:
+        return AlipayClient(
+            self.ctx,
+            gateway_url=self.config.gateway_url,
+            app_id=self.config.app_id,
+            app_private_key=rsa_signing.load_private_key(
+                self.config.app_private_key.get_secret_value()),
+            alipay_public_key=self._alipay_key,
+        )
 
     # ---------------------------------------------------------------- PaymentGateway
     def issue_refund(self, order: RefundOrder) -> RefundResult:

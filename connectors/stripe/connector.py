@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pydantic import PositiveInt, SecretStr
 
-from connectors.base import ConnectorBase, ConnectorContext, ConnectorSettings, header_value
+from connectors.base import ClientConnector, ConnectorContext, ConnectorSettings, header_value
 from connectors.stripe import webhooks
 from connectors.stripe.client import StripeClient
 from connectors.stripe.transformers import reference_field, refund_form, to_refund_result
@@ -15,7 +15,7 @@ from core.model import RefundResult
 from core.ports import Capability, RefundOrder, Role, WebhookEvent
 
 
-class StripeConnector(ConnectorBase):
+class StripeConnector(ClientConnector[StripeClient]):
     name = "stripe"
     roles = frozenset({Role.PAYMENT})
     capabilities = frozenset({Capability.ISSUE_REFUND, Capability.REFUND_STATUS,
@@ -33,24 +33,14 @@ class StripeConnector(ConnectorBase):
             raise TypeError(f"expected StripeConnector.Settings, got {type(settings).__name__}")
         super().__init__(settings, ctx)
         self.config = settings
-        self._client: StripeClient | None = None
 
-    @property
-    def client(self) -> StripeClient:
-        # Built on first use, so constructing a connector (e.g. to check config) opens nothing.
-        if self._client is None:
-            self._client = StripeClient(
-                self.ctx,
-                base_url=self.config.base_url,
-                api_key=self.config.api_key,
-                api_version=self.config.api_version,
-            )
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+    def build_client(self) -> StripeClient:
+        return StripeClient(
+            self.ctx,
+            base_url=self.config.base_url,
+            api_key=self.config.api_key,
+            api_version=self.config.api_version,
+        )
 
     # ---------------------------------------------------------------- PaymentGateway
     def issue_refund(self, order: RefundOrder) -> RefundResult:

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, PositiveInt, SecretStr, ValidationInfo, field_validator
 
 from connectors import rsa_signing
-from connectors.base import ConnectorBase, ConnectorContext, ConnectorSettings
+from connectors.base import ClientConnector, ConnectorContext, ConnectorSettings
 from connectors.wechatpay import signing, webhooks
 from connectors.wechatpay.client import WeChatPayClient
 from connectors.wechatpay.transformers import encode, refund_body, to_refund_result
@@ -18,7 +18,7 @@ from core.model import RefundResult
 from core.ports import Capability, RefundOrder, Role, WebhookEvent
 
 
-class WeChatPayConnector(ConnectorBase):
+class WeChatPayConnector(ClientConnector[WeChatPayClient]):
     name = "wechatpay"
     roles = frozenset({Role.PAYMENT})
     capabilities = frozenset({Capability.ISSUE_REFUND, Capability.REFUND_STATUS,
@@ -108,27 +108,17 @@ class WeChatPayConnector(ConnectorBase):
                         if settings.platform_public_key is not None else None),
             certificates=signing.load_certificates(settings.platform_certificates),
         )
-        self._client: WeChatPayClient | None = None
 
-    @property
-    def client(self) -> WeChatPayClient:
-        # Built on first use, so constructing a connector (e.g. to check config) opens nothing.
-        if self._client is None:
-            self._client = WeChatPayClient(
-                self.ctx,
-                base_url=self.config.base_url,
-                mchid=self.config.mchid,
-                serial_no=self.config.merchant_serial_no,
-                private_key=self._private_key,
-                platform=self.platform,
-                tolerance_seconds=self.config.tolerance_seconds,
-            )
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+    def build_client(self) -> WeChatPayClient:
+        return WeChatPayClient(
+            self.ctx,
+            base_url=self.config.base_url,
+            mchid=self.config.mchid,
+            serial_no=self.config.merchant_serial_no,
+            private_key=self._private_key,
+            platform=self.platform,
+            tolerance_seconds=self.config.tolerance_seconds,
+        )
 
     # ---------------------------------------------------------------- PaymentGateway
     def issue_refund(self, order: RefundOrder) -> RefundResult:

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr, field_validator
 
-from connectors.base import ConnectorBase, ConnectorContext, ConnectorSettings
+from connectors.base import ClientConnector, ConnectorContext, ConnectorSettings
 from connectors.woocommerce import webhooks
 from connectors.woocommerce.client import WooCommerceClient
 from connectors.woocommerce.transformers import (
@@ -93,7 +93,7 @@ class WooCommerceSettings(ConnectorSettings, OrderMapping):
         return _status_slug(value)
 
 
-class WooCommerceConnector(ConnectorBase):
+class WooCommerceConnector(ClientConnector[WooCommerceClient]):
     name: ClassVar[str] = NAME
     roles: ClassVar[frozenset[Role]] = frozenset({Role.STOREFRONT, Role.PAYMENT})
     capabilities: ClassVar[frozenset[Capability]] = frozenset({
@@ -108,23 +108,13 @@ class WooCommerceConnector(ConnectorBase):
         if not isinstance(settings, WooCommerceSettings):
             raise TypeError(f"expected WooCommerceSettings, got {type(settings).__name__}")
         super().__init__(settings, ctx)
-        self._client: WooCommerceClient | None = None
 
-    @property
-    def client(self) -> WooCommerceClient:
-        # Built on first use, so constructing a connector (e.g. to check config) opens nothing.
-        if self._client is None:
-            self._client = WooCommerceClient(
-                self.ctx, base_url=self.settings.base_url,
-                consumer_key=self.settings.consumer_key,
-                consumer_secret=self.settings.consumer_secret,
-            )
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+    def build_client(self) -> WooCommerceClient:
+        return WooCommerceClient(
+            self.ctx, base_url=self.settings.base_url,
+            consumer_key=self.settings.consumer_key,
+            consumer_secret=self.settings.consumer_secret,
+        )
 
     # ---------------------------------------------------------------- WebhookReceiver
     def parse_webhook(self, headers: Mapping[str, str], body: bytes, now: datetime
