@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from core.errors import (
     ConfigError,
     ConnectorError,
+    InvalidRequest,
     NotSupported,
     PermanentProviderError,
     TransientProviderError,
@@ -234,6 +235,16 @@ class StockDestinations(Generic[D]):
         if self.evidence is not None:
             held["evidence"] = self.evidence
         return held
+
+
+def validation_error(exc: ValidationError, prefix: str = "") -> InvalidRequest:
+    """Every problem pydantic found in a provider's message, as one `InvalidRequest` naming
+    the first field (prefixed with where in the message the model sits)."""
+    errors: list[tuple[str, str]] = []
+    for error in exc.errors():
+        path = ".".join(str(part) for part in error["loc"])
+        errors.append((".".join(p for p in (prefix, path) if p) or "body", error["msg"]))
+    return InvalidRequest(errors[0][0], errors[0][1], errors)
 
 
 def header_value(headers: Mapping[str, str], name: str) -> str | None:

@@ -14,7 +14,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from core.errors import InvalidRequest, PermanentProviderError
 from core.model import RefundResult, RefundStatus
@@ -336,11 +336,3 @@ def notified_refund(note: AlipayNotification) -> RefundResult:
         provider_ref=note.out_biz_no,
         raw_status=note.trade_status,
     )
-
-
-def validation_error(exc: ValidationError, prefix: str = "") -> InvalidRequest:
-    """The first problem pydantic found, as an `InvalidRequest` naming the field."""
-    first = exc.errors()[0]
-    path = ".".join(str(part) for part in first["loc"])
-    field = ".".join(p for p in (prefix, path) if p) or "body"
-    return InvalidRequest(field, first["msg"])

@@ -25,8 +25,8 @@ from connectors.alipay.transformers import (
     NAME,
     AlipayNotification,
     notified_refund,
-    validation_error,
 )
+from connectors.base import validation_error
 from core.errors import WebhookRejected
 from core.ports import Ignored, RefundUpdate, WebhookEvent
 

@@ -25,6 +25,7 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
+from connectors.base import validation_error
 from core.errors import InvalidRequest, PermanentProviderError
 from core.model import RefundResult, RefundStatus
 from core.money import Money
@@ -864,18 +865,6 @@ def _sum(transactions: Sequence[WebhookTransaction], field: str) -> Money | None
 # ------------------------------------------------------------------ errors
 
 
-def validation_error(exc: ValidationError, prefix: str = "") -> InvalidRequest:
-    """Every problem pydantic found, as one `InvalidRequest` naming the first field."""
-    errors: list[tuple[str, str]] = []
-    for error in exc.errors():
-        path = ".".join(str(part) for part in error["loc"])
-        field = ".".join(p for p in (prefix, path) if p) or "body"
-        errors.append((field, error["msg"]))
-    first_field, first_message = errors[0]
-    return InvalidRequest(first_field, first_message, errors)
-
-
 def user_error_message(errors: Sequence[UserError]) -> str:
     return "; ".join(
         (f"{'.'.join(e.field)}: " if e.field else "") + e.message for e in errors)
-

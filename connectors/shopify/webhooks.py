@@ -21,12 +21,11 @@ from typing import Final
 
 from pydantic import ValidationError
 
-from connectors.base import check_freshness, header_value
+from connectors.base import check_freshness, header_value, validation_error
 from connectors.shopify.transformers import (
     NAME,
     WebhookRefund,
     WebhookReturn,
-    validation_error,
 )
 from core.errors import WebhookRejected
 

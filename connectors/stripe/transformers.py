@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.errors import InvalidRequest
 from core.model import RefundResult, RefundStatus
@@ -138,11 +138,3 @@ def to_refund_result(refund: StripeRefund) -> RefundResult:
         message=refund.failure_reason,
         raw_status=refund.status,
     )
-
-
-def validation_error(exc: ValidationError, prefix: str = "") -> InvalidRequest:
-    """The first problem pydantic found, as an `InvalidRequest` naming the field."""
-    first = exc.errors()[0]
-    path = ".".join(str(part) for part in first["loc"])
-    field = ".".join(p for p in (prefix, path) if p) or "body"
-    return InvalidRequest(field, first["msg"])

@@ -8,12 +8,11 @@ from typing import Final
 import stripe
 from pydantic import ValidationError
 
-from connectors.base import check_freshness
+from connectors.base import check_freshness, validation_error
 from connectors.stripe.transformers import (
     StripeEvent,
     StripeRefund,
     to_refund_result,
-    validation_error,
 )
 from core.errors import WebhookRejected
 from core.ports import Ignored, RefundUpdate, WebhookEvent

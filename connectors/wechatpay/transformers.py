@@ -243,11 +243,3 @@ def read_error(body: bytes) -> WeChatError | None:
         return WeChatError.model_validate_json(body)
     except ValidationError:  # not WeChat's error shape (a proxy, say)
         return None
-
-
-def validation_error(exc: ValidationError, prefix: str = "") -> InvalidRequest:
-    """The first problem pydantic found, as an `InvalidRequest` naming the field."""
-    first = exc.errors()[0]
-    path = ".".join(str(part) for part in first["loc"])
-    field = ".".join(p for p in (prefix, path) if p) or "body"
-    return InvalidRequest(field, first["msg"])

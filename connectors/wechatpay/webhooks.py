@@ -13,7 +13,7 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
-from connectors.base import check_freshness
+from connectors.base import check_freshness, validation_error
 from connectors.wechatpay import signing
 from connectors.wechatpay.transformers import (
     NAME,
@@ -21,7 +21,6 @@ from connectors.wechatpay.transformers import (
     Notification,
     RefundNotice,
     notice_to_refund_result,
-    validation_error,
 )
 from core.errors import WebhookRejected
 from core.ports import Ignored, RefundUpdate, WebhookEvent
