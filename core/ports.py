@@ -96,9 +96,15 @@ class Connector(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class RefundRequested:
-    """A storefront (or anyone) asks for a refund."""
+    """A storefront (or anyone) asks for a refund.
+
+    `fingerprint` tells a redelivery from a changed request with the same external id. By
+    default it is the request's own digest; a connector that builds the request from a thin
+    webhook plus a look-up sets it from the signed body instead, because the looked-up order
+    may have moved on between two deliveries of the very same webhook."""
 
     request: NormalizedRefundRequest
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -117,13 +117,15 @@ def _record(svc: Services, snapshot: RefundCase, step: Step,
 
 
 def receive_request(
-    svc: Services, shop_id: str, connector: str, request: NormalizedRefundRequest
+    svc: Services, shop_id: str, connector: str, request: NormalizedRefundRequest,
+    fingerprint: str | None = None,
 ) -> Received:
     """Open a case for a new request; a replay returns the first case.
 
-    Raises `DuplicateDelivery(same_body=False)` when the external id is known with another body.
+    Raises `DuplicateDelivery(same_body=False)` when the external id is known with another body
+    (`fingerprint`, by default the request's own digest, says which is which).
     """
-    fingerprint = request.fingerprint()
+    fingerprint = fingerprint or request.fingerprint()
     with svc.uow() as uow:
         # No look-up first: the inbox's unique key decides, also between concurrent copies.
         case = RefundCase.open(

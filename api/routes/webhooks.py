@@ -75,7 +75,7 @@ def _apply(container: Container, shop_id: str, connector: str,
            event: WebhookEvent) -> JSONResponse:
     if isinstance(event, RefundRequested):
         received = services.receive_request(container.api_services, shop_id, connector,
-                                            event.request)
+                                            event.request, event.fingerprint)
         status = 202 if received.created else 200
         return JSONResponse(
             {"case_id": received.case_id, "case_url": f"/v1/cases/{received.case_id}",

@@ -191,8 +191,10 @@ class ShopifyConnector(ClientConnector[ShopifyClient]):
         ret = webhooks.parse_return(body)
         # A transient failure here propagates, so the API answers 5xx and Shopify redelivers.
         order = self.client.get_order(ret.order.admin_graphql_api_id)
+        # The signed body, not the looked-up order, is what makes two deliveries the same.
         event = RefundRequested(to_request(ret, order, delivery.triggered_at or now,
-                                           self.config.locale))
+                                           self.config.locale),
+                                fingerprint="shopify:" + hashlib.sha256(body).hexdigest())
         if key is not None:
             with self._recent_lock:
                 self._recent[key] = event

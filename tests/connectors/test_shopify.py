@@ -218,6 +218,31 @@ def test_redelivery_gives_the_same_request_without_a_second_lookup(
     assert len(shop.bodies("RefundBridgeOrder")) == 1
 
 
+def test_a_redelivery_to_another_process_is_still_the_same_delivery(
+        shop: ShopifyFake) -> None:
+    # Another API process has not seen the first delivery, so it looks the order up again and
+    # finds it changed; the signed body, not the order, says it is the same webhook.
+    order_id = shop.add_order()
+    body = shop.return_webhook(shop.add_return(order_id))
+    headers = webhook_headers("returns/request", body, webhook_id="wh-1")
+    first, second = make_connector(), make_connector()
+    try:
+        one = first.parse_webhook(headers, body, NOW)
+        shop.orders[order_id]["email"] = "changed@example.com"
+        two = second.parse_webhook(headers, body, NOW + timedelta(minutes=5))
+    finally:
+        first.close()
+        second.close()
+
+    assert isinstance(one, RefundRequested) and isinstance(two, RefundRequested)
+    assert one.request.fingerprint() != two.request.fingerprint()
+    assert one.fingerprint is not None and one.fingerprint == two.fingerprint
+    other = shop.return_webhook(shop.add_return(order_id))
+    three = second.parse_webhook(webhook_headers("returns/request", other, webhook_id="wh-2"),
+                                 other, NOW)
+    assert isinstance(three, RefundRequested) and three.fingerprint != one.fingerprint
+
+
 def test_tampered_body_is_rejected(shop: ShopifyFake, connector: ShopifyConnector) -> None:
     order_id = shop.add_order()
     body = shop.return_webhook(shop.add_return(order_id))

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from typer.testing import CliRunner
 
+from core.errors import DuplicateDelivery
 from core.money import Money
 from core.ports import ExternalRefund
 from core.services import record_external_refund
@@ -240,3 +242,20 @@ def test_the_command_line_prints_the_same_decision(tmp_path: Path, monkeypatch):
     refused = CliRunner().invoke(cli, ["evaluate", str(bad)])
     assert refused.exit_code == 2
     assert "order.currency" in refused.output
+
+
+def test_a_connector_fingerprint_makes_a_redelivery_a_replay(container):
+    from core.request import NormalizedRefundRequest
+    from core.services import receive_request
+
+    body = request_body()
+    first = NormalizedRefundRequest.model_validate(body)
+    moved_on = NormalizedRefundRequest.model_validate(
+        {**body, "customer": {**body["customer"], "email": "changed@example.com"}})
+    svc = container.api_services
+    opened = receive_request(svc, SHOP, "shopify", first, "shopify:body-digest")
+    again = receive_request(svc, SHOP, "shopify", moved_on, "shopify:body-digest")
+    assert opened.created and not again.created and again.case_id == opened.case_id
+    with pytest.raises(DuplicateDelivery) as conflict:
+        receive_request(svc, SHOP, "shopify", moved_on, "shopify:another-body")
+    assert conflict.value.case_id == opened.case_id and not conflict.value.same_body
