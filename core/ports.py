@@ -104,7 +104,7 @@ class RefundRequested:
     may have moved on between two deliveries of the very same webhook."""
 
     request: NormalizedRefundRequest
-    fingerprint: str | None = None
+    fingerprint: str | None = None  # a hex SHA-256, like the request's own
 
 
 @dataclass(frozen=True, slots=True)

@@ -172,7 +172,7 @@ class ShopifyConnector(ClientConnector[ShopifyClient]):
                 return to_webhook_update(refund, marker, delivery.webhook_id)
             external = to_external_refund(refund)
             if external is None:
-                return Ignored(f"shopify refund {refund.gid} moved no money yet")
+                return Ignored(f"shopify refund {refund.gid} moved no money")
             return external
         if delivery.topic == webhooks.ORDERS_UPDATED:
             return Ignored("shopify orders/updated: returns and refunds arrive on their own "
@@ -194,7 +194,7 @@ class ShopifyConnector(ClientConnector[ShopifyClient]):
         # The signed body, not the looked-up order, is what makes two deliveries the same.
         event = RefundRequested(to_request(ret, order, delivery.triggered_at or now,
                                            self.config.locale),
-                                fingerprint="shopify:" + hashlib.sha256(body).hexdigest())
+                                fingerprint=hashlib.sha256(body).hexdigest())
         if key is not None:
             with self._recent_lock:
                 self._recent[key] = event

@@ -837,11 +837,16 @@ def to_webhook_update(refund: WebhookRefund, marker: NoteMarker, event_id: str |
     )
 
 
+# Refund transactions whose money has left or is on its way. `refunds/create` fires once, so
+# a pending one must count now or never: the guard errs towards refusing an over-refund.
+MONEY_OUT_STATUSES: Final = frozenset({"success", "pending", "awaiting_response"})
+
+
 def to_external_refund(refund: WebhookRefund) -> ExternalRefund | None:
-    """A refund made outside RefundBridge, for the over-refund guard: only money that has
-    left (successful refund transactions) counts. None if none has."""
+    """A refund made outside RefundBridge, for the over-refund guard: money that has left or
+    is leaving counts, a failed transaction does not. None if nothing moves."""
     succeeded = [tx for tx in refund.transactions
-                 if tx.kind.lower() == "refund" and tx.status.lower() == "success"]
+                 if tx.kind.lower() == "refund" and tx.status.lower() in MONEY_OUT_STATUSES]
     amount = _sum(succeeded, "transactions")
     if amount is None or not amount.is_positive():
         return None

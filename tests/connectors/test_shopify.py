@@ -358,12 +358,24 @@ def test_admin_refund_is_recorded_against_the_order(shop: ShopifyFake,
 def test_admin_refund_without_money_moved_is_ignored(shop: ShopifyFake,
                                                      connector: ShopifyConnector) -> None:
     order_id = shop.add_order()
-    body = shop.refund_webhook(shop.add_external_refund(order_id, "10.00", status="PENDING"))
+    body = shop.refund_webhook(shop.add_external_refund(order_id, "10.00", status="FAILURE"))
 
     event = connector.parse_webhook(webhook_headers("refunds/create", body), body, NOW)
 
     assert isinstance(event, Ignored)
     assert "no money" in event.reason
+
+
+def test_a_pending_admin_refund_counts_now(shop: ShopifyFake,
+                                           connector: ShopifyConnector) -> None:
+    # refunds/create fires once: money on its way out must hold against the order now.
+    order_id = shop.add_order()
+    body = shop.refund_webhook(shop.add_external_refund(order_id, "10.00", status="PENDING"))
+
+    event = connector.parse_webhook(webhook_headers("refunds/create", body), body, NOW)
+
+    assert isinstance(event, ExternalRefund)
+    assert event.amount == Money.parse("10.00", "USD")
 
 
 @pytest.mark.parametrize("topic", ["orders/updated", "returns/approve", "products/update"])
