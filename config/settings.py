@@ -42,6 +42,7 @@ from core.request import ReasonCode
 from core.udi import gtin14
 
 ROLE_KEYS = ("storefront", "payment", "erp", "notifier")
+DATABASE_BACKENDS = ("postgresql", "postgres", "sqlite")
 
 
 class SkuFlagSettings(BaseModel):
@@ -161,6 +162,36 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///refundbridge.db"
     redis_url: str | None = None  # None: an embedded in-process Redis (fakeredis)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            backend = make_url(value).get_backend_name()
+        except ArgumentError as exc:
+            raise ValueError("is not a database URL (postgresql://user:password@host:5432/"
+                             "name or sqlite:///path/to/file.db)") from exc
+        if backend not in DATABASE_BACKENDS:
+            raise ValueError(f"unknown scheme '{backend}': RefundBridge runs on PostgreSQL "
+                             "(postgresql://…) or SQLite (sqlite:///…)")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        from redis import ConnectionPool
+
+        if value is None:
+            return None
+        try:
+            ConnectionPool.from_url(value)  # parses only; connects on first use
+        except ValueError as exc:
+            # redis-py's message lists the schemes; it never contains the password.
+            raise ValueError(str(exc)) from exc
+        return value
     demo: bool = False
     queue_name: str = "refundbridge"
     operator_tokens: list[SecretStr] = Field(default_factory=list)
@@ -168,6 +199,11 @@ class Settings(BaseSettings):
     stale_after_seconds: float = 300.0
     # A refund the provider still reports pending is asked about again after this long.
     pending_refund_poll_seconds: float = 600.0
+    # A step's job handed to the queue this often without finishing is given up: the case
+    # fails for a person (a message is marked failed). Each re-dispatch waits twice as long.
+    max_dispatches: int = Field(default=8, ge=1, le=100)
+    # A case the reconciler found idle this often without a change of state fails likewise.
+    max_revivals: int = Field(default=5, ge=1, le=100)
     job_timeout_seconds: int = 120
     http_timeout_seconds: float = 10.0
     # Threads the API runs blocking work (database, signatures) on. More threads than the
@@ -192,33 +228,56 @@ class Settings(BaseSettings):
         return (env_settings, init_settings)
 
 
-def load_settings(config_path: str | os.PathLike[str] | None = None,
+def load_settings(config_path: str | os.PathLike[str] | None = None, *,
+                  config_origin: str | None = None, check_secrets: bool = True,
                   **overrides: Any) -> Settings:
     """Read the TOML file (argument, else REFUNDBRIDGE_CONFIG), apply the environment and
     `overrides`, validate, and refuse placeholder secrets outside demo mode.
 
-    Raises `ConfigError` naming the offending key."""
-    path = config_path or os.environ.get("REFUNDBRIDGE_CONFIG")
+    `config_origin` names where the path came from in an error about the file (the CLI
+    says `--config`); `check_secrets=False` leaves the placeholder check to the caller, who
+    reports it with the connectors' own (`refundbridge.bootstrap.check_settings`).
+
+    Raises `ConfigError` naming the offending key; several at once as `ConfigProblems`."""
+    from connectors.base import ConfigProblems
+
+    env_path = os.environ.get("REFUNDBRIDGE_CONFIG")
+    path = config_path or env_path
+    origin = config_origin or ("config_path" if config_path else "REFUNDBRIDGE_CONFIG")
     data: dict[str, Any] = {}
     if path:
         try:
             data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
-            raise ConfigError("REFUNDBRIDGE_CONFIG", f"no such file: {path}") from exc
+            raise ConfigError(origin, f"no such file: {path}") from exc
+        except IsADirectoryError as exc:
+            raise ConfigError(origin, f"is a directory, not a TOML file: {path}") from exc
+        except PermissionError as exc:
+            raise ConfigError(origin, f"cannot read {path}: permission denied") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(str(path), f"not UTF-8 text: {exc.reason}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(str(path), f"not valid TOML: {exc}") from exc
     data.update(overrides)
     try:
         settings = Settings(**data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(key, first["msg"]) from exc
-    if not settings.demo:
-        from connectors.base import is_placeholder
-
-        for index, token in enumerate(settings.operator_tokens):
-            if is_placeholder(token):
-                raise ConfigError(f"operator_tokens.{index}",
-                                  "is a placeholder; set a real token (demo mode only)")
+        raise ConfigProblems.combine([
+            ConfigError(".".join(str(p) for p in error["loc"]), error["msg"])
+            for error in exc.errors()]) from exc
+    if check_secrets:
+        placeholders = placeholder_tokens(settings)
+        if placeholders:
+            raise ConfigProblems.combine(placeholders)
     return settings
+
+
+def placeholder_tokens(settings: Settings) -> list[ConfigError]:
+    """Every operator token that is a placeholder (none in demo mode)."""
+    from connectors.base import is_placeholder
+
+    if settings.demo:
+        return []
+    return [ConfigError(f"operator_tokens.{index}",
+                        "is a placeholder; set a real token (demo mode only)")
+            for index, token in enumerate(settings.operator_tokens) if is_placeholder(token)]

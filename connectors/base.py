@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -29,6 +29,28 @@ T = TypeVar("T")
 
 PLACEHOLDER_MARKERS = ("changeme", "change-me", "change_me", "placeholder", "example", "xxxx",
                        "demo", "sandbox-secret", "todo")
+
+
+class ConfigProblems(ConfigError):
+    """Several refused settings, raised together so that one run names every one of them
+    (a newcomer fixing example.toml should not meet its placeholders one per start)."""
+
+    problems: tuple[ConfigError, ...]
+
+    def __init__(self, problems: Sequence[ConfigError]) -> None:
+        flat = tuple(p for problem in problems
+                     for p in (problem.problems if isinstance(problem, ConfigProblems)
+                               else (problem,)))
+        if not flat:
+            raise ValueError("ConfigProblems needs at least one problem")
+        Exception.__init__(self, "\n".join(str(p) for p in flat))
+        self.key = flat[0].key
+        self.problems = flat
+
+    @classmethod
+    def combine(cls, problems: Sequence[ConfigError]) -> ConfigError:
+        """The one problem as itself, several as one `ConfigProblems`."""
+        return problems[0] if len(problems) == 1 else cls(problems)
 
 
 def is_placeholder(secret: SecretStr | str | None) -> bool:
@@ -136,15 +158,15 @@ class ConnectorBase:
         try:
             settings = cls.Settings.model_validate(dict(raw))
         except ValidationError as exc:
-            first = exc.errors()[0]
-            key = ".".join(str(p) for p in first["loc"])
-            raise ConfigError(f"{prefix}.{key}", first["msg"]) from exc
-        if not ctx.demo:
-            for key, value in settings:
-                if isinstance(value, SecretStr) and is_placeholder(value):
-                    raise ConfigError(f"{prefix}.{key}",
-                                      "is a placeholder secret; set a real one (placeholders "
-                                      "are accepted only in demo mode)")
+            raise ConfigProblems.combine([
+                ConfigError(f"{prefix}.{'.'.join(str(p) for p in error['loc'])}",
+                            error["msg"]) for error in exc.errors()]) from exc
+        placeholders = [] if ctx.demo else [
+            ConfigError(f"{prefix}.{key}", "is a placeholder secret; set a real one "
+                                           "(placeholders are accepted only in demo mode)")
+            for key, value in settings if isinstance(value, SecretStr) and is_placeholder(value)]
+        if placeholders:
+            raise ConfigProblems.combine(placeholders)
         return settings
 
     @classmethod
@@ -319,6 +341,7 @@ def send(connector: str, client: httpx.Client, request: httpx.Request,
 
 __all__ = [
     "ClientConnector",
+    "ConfigProblems",
     "ConnectorBase",
     "ConnectorContext",
     "ConnectorError",

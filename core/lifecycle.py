@@ -68,8 +68,10 @@ TRANSITIONS: dict[Transition, tuple[frozenset[CaseState], CaseState | None]] = {
     Transition.START_REFUND: (frozenset({S.APPROVED, S.RECEIVED_GOODS}), S.REFUNDING),
     Transition.CONFIRM_REFUND: (frozenset({S.REFUNDING}), S.REFUNDED),
     Transition.CLOSE: (frozenset({S.REFUNDED, S.RECEIVED_GOODS}), S.CLOSED),
+    # Evaluation can fail before its first transition commits, hence `received`.
     Transition.FAIL: (
-        frozenset({S.EVALUATING, S.REFUNDING, S.REFUNDED, S.RECEIVED_GOODS, S.AWAITING_RETURN}),
+        frozenset({S.RECEIVED, S.EVALUATING, S.REFUNDING, S.REFUNDED, S.RECEIVED_GOODS,
+                   S.AWAITING_RETURN}),
         S.FAILED,
     ),
     Transition.REFUND_REVERSED: (
@@ -86,8 +88,20 @@ TRANSITIONS: dict[Transition, tuple[frozenset[CaseState], CaseState | None]] = {
 
 # The states an operator's retry may lead back to.
 RETRY_TARGETS = frozenset(
-    {S.EVALUATING, S.REFUNDING, S.REFUNDED, S.RECEIVED_GOODS, S.AWAITING_RETURN}
+    {S.RECEIVED, S.EVALUATING, S.REFUNDING, S.REFUNDED, S.RECEIVED_GOODS, S.AWAITING_RETURN}
 )
+
+# States in which a worker, not a person or the customer, must move the case on. Which step
+# each needs is decided in one place, `RefundCase.steps_needed`; the reconciler revives an
+# idle case in one of these states with it.
+MOVING_STATES = frozenset(
+    {S.RECEIVED, S.EVALUATING, S.REFUNDING, S.REFUNDED, S.RECEIVED_GOODS}
+)
+
+
+def allows(current: CaseState, transition: Transition) -> bool:
+    """Whether `transition` may start from `current`."""
+    return current in TRANSITIONS[transition][0]
 
 
 def next_state(

@@ -9,13 +9,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from core.audit import GENESIS, AuditEvent, chain_event
 from core.errors import DomainError, InvalidRequest
-from core.lifecycle import FINAL_STATES, CaseState, Transition, next_state
+from core.lifecycle import FINAL_STATES, CaseState, Transition, allows, next_state
 from core.money import Money
 from core.request import NormalizedRefundRequest, RequestKind
 
@@ -104,9 +104,14 @@ class Decision:
     rules: tuple[RuleResult, ...]
     decided_by: str
     at: datetime
-    note: str = ""
+    # Why, for the shop's own people: kept in the case and its audit trail, never sent to
+    # the customer or a storefront (it may name a colleague, a suspicion, a diagnosis).
+    internal_note: str = ""
     lines: tuple[LineDisposition, ...] = ()
     obligations: tuple[Obligation, ...] = ()
+    # What the customer is told with the decision (its email, the storefront's note); only
+    # a person writes one.
+    customer_message: str = ""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -118,7 +123,8 @@ class Decision:
             "obligations": [o.as_json() for o in self.obligations],
             "decided_by": self.decided_by,
             "at": self.at.isoformat(),
-            "note": self.note,
+            "internal_note": self.internal_note,
+            "customer_message": self.customer_message,
         }
 
 
@@ -159,9 +165,10 @@ class NotificationKind(StrEnum):
 
 
 class DeliveryStatus(StrEnum):
-    PENDING = "pending"
+    PENDING = "pending"  # to be sent; a transient failure leaves it here, with its error
     SENT = "sent"
-    FAILED = "failed"
+    FAILED = "failed"  # refused for good, or given up on: a person resends or waives it
+    WAIVED = "waived"  # a person decided the customer need not get it (notifications only)
 
 
 class StatusOutcome(StrEnum):
@@ -179,11 +186,28 @@ class WriteBack:
     message: str | None = None
 
 
+# What the customer is still owed: a case does not close while one of these is unsent.
+UNDELIVERED = frozenset({DeliveryStatus.PENDING, DeliveryStatus.FAILED})
+
+
 @dataclass(slots=True)
 class Notification:
+    """A message the case owes its customer (one per kind), and how sending it went."""
+
     kind: NotificationKind
     status: DeliveryStatus = DeliveryStatus.PENDING
-    message: str | None = None
+    last_error: str | None = None
+    attempts: int = 0  # sends tried, by notify runs (a transient failure counts too)
+    last_attempt_at: datetime | None = None
+    waived_by: str | None = None
+    waive_reason: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"kind": self.kind.value, "status": self.status.value,
+                "attempts": self.attempts, "last_error": self.last_error,
+                "last_attempt_at": (self.last_attempt_at.isoformat()
+                                    if self.last_attempt_at else None),
+                "waived_by": self.waived_by, "waive_reason": self.waive_reason}
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +236,28 @@ class StockMove:
     disposition: Disposition
     lot: str | None = None
     serial: str | None = None
+
+
+@dataclass(slots=True)
+class StockBooking:
+    """The case's one booking of its return in the ERP (the credit note and the stock moves),
+    reserved under the case's lock before the ERP is called, as a refund attempt is.
+
+    A job that claims it holds it for `lease`; while the lease runs, no other job calls the
+    ERP for this case (the ERP has no idempotency key, and two look-before-writes at once
+    both find nothing). A claim after the lease ran out (its job died) asks the ERP for
+    the earlier booking first: every ERP connector looks for the case's documents before
+    it creates one.
+    """
+
+    claims: int
+    claimed_at: datetime
+    reference: str | None = None
+    held: bool = True  # False once the claiming job's ERP call ended without a booking
+
+    def as_json(self) -> dict[str, Any]:
+        return {"claims": self.claims, "claimed_at": self.claimed_at.isoformat(),
+                "reference": self.reference, "held": self.held}
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,7 +324,11 @@ class RefundCase:
     writes_back: bool = False
     write_backs: list[WriteBack] = field(default_factory=list)
     erp_reference: str | None = None
+    stock_booking: StockBooking | None = None
     failure: Failure | None = None
+    # How often the reconciler has found the case idle and revived it since it last moved:
+    # bounded, so a step that never makes progress ends in `failed` instead of looping.
+    revivals: int = 0
     version: int = 0
     audit_seq: int = 0
     audit_head: str = GENESIS
@@ -384,6 +434,7 @@ class RefundCase:
     ) -> None:
         new = next_state(self.id, self.state, transition, target)
         old, self.state = self.state, new
+        self.revivals = 0
         self.record(transition.value, actor=actor, at=at, from_state=old, to_state=new,
                     data=data)
 
@@ -571,8 +622,37 @@ class RefundCase:
             self._begin_refund(at)
 
     def _request_stock_booking(self) -> None:
-        if not self.erp_booked and Step.STOCK not in self.new_steps:
+        if self.stock_booking_due and Step.STOCK not in self.new_steps:
             self.new_steps.append(Step.STOCK)
+
+    @property
+    def stock_booking_due(self) -> bool:
+        """Whether the ERP must still be told of this case: the one place that decides it.
+
+        A return is booked once its goods are back (with the refund, or while it is paid);
+        a refund without goods once the money is confirmed.
+        """
+        if self.erp_booked or self.state in FINAL_STATES or self.state is CaseState.FAILED:
+            return False
+        if self.is_return:
+            return self.goods_received
+        attempt = self.current_attempt
+        return attempt is not None and attempt.status is RefundStatus.SUCCEEDED
+
+    def claim_stock_booking(self, at: datetime, lease: timedelta) -> StockBooking | None:
+        """Reserve the booking for the calling job, or None when there is nothing to book or
+        another job holds a claim that has not run out."""
+        if not self.stock_booking_due:
+            return None
+        booking = self.stock_booking
+        if booking is not None and booking.held and at - booking.claimed_at < lease:
+            return None
+        claims = 1 if booking is None else booking.claims + 1
+        self.stock_booking = StockBooking(claims, at)
+        self.record("stock_booking_claimed", actor="system", at=at, from_state=self.state,
+                    to_state=self.state,
+                    data={"claim": claims, "looks_up_first": claims > 1})
+        return self.stock_booking
 
     def reassess(self, lines: Sequence[LineDisposition], obligations: Sequence[Obligation],
                  at: datetime, actor: str = "rules") -> None:
@@ -614,6 +694,8 @@ class RefundCase:
         if self.erp_booked:
             return
         self.erp_reference = reference
+        if self.stock_booking is not None:
+            self.stock_booking.reference = reference
         self.stock_moves = moves
         self.record("stock_booked", actor=actor, at=at, from_state=self.state,
                     to_state=self.state,
@@ -661,11 +743,75 @@ class RefundCase:
             return True
         return False
 
+    # ---------------------------------------------------------------- progress
+    def steps_needed(self) -> list[Step]:
+        """The steps a worker must still run for this case in its current state: the one
+        home of that rule, used when a step asks for the next, by a retry and by the
+        reconciler when it finds the case idle."""
+        steps: list[Step] = []
+        if self.state in {CaseState.RECEIVED, CaseState.EVALUATING}:
+            steps.append(Step.EVALUATE)
+        if self.state is CaseState.REFUNDING:
+            steps.append(Step.REFUND)
+        if self.stock_booking_due:
+            steps.append(Step.STOCK)
+        if self.pending_notifications():
+            steps.append(Step.NOTIFY)
+        if self.pending_write_backs():
+            steps.append(Step.WRITE_BACK)
+        return steps
+
+    def revive(self, at: datetime, limit: int) -> list[Step]:
+        """The reconciler found the case idle: queue what its state needs. After `limit`
+        revivals without a change of state the case fails for a person instead. Polling a
+        refund the provider left pending is waiting, not a lack of progress."""
+        steps = self.steps_needed()
+        if not steps:
+            return []
+        attempt = self.current_attempt
+        polling = (self.state is CaseState.REFUNDING and attempt is not None
+                   and attempt.status is RefundStatus.PENDING)
+        if not polling:
+            self.revivals += 1
+            if self.revivals > limit and allows(self.state, Transition.FAIL):
+                self.fail(steps[0], f"no progress after {limit} revivals by the reconciler",
+                          at, "no_progress")
+                return []
+        self.record("revived", actor="reconciler", at=at, from_state=self.state,
+                    to_state=self.state,
+                    data={"steps": [step.value for step in steps], "revival": self.revivals})
+        self.new_steps.extend(steps)
+        return steps
+
     # ---------------------------------------------------------------- failure
     def fail(self, step: Step, message: str, at: datetime, code: str | None = None) -> None:
+        if step is Step.STOCK and self.stock_booking is not None:
+            self.stock_booking.held = False  # the ERP said no: a retry may claim it at once
         self.failure = Failure(step, message, self.state, code)
         self._move(Transition.FAIL, actor="system", at=at,
                    data={"step": step.value, "message": message, "code": code})
+
+    def step_failed(self, step: Step, message: str, at: datetime,
+                    code: str | None = None) -> None:
+        """A step failed for a reason that retrying will not mend (or was given up on):
+        show it on the case. A message or a write-back that cannot go out is marked failed
+        and never fails the case; any other step fails it for a person, from any state that
+        can fail. A case that has moved on meanwhile (closed, cancelled) keeps the fact in
+        its trail."""
+        if step is Step.NOTIFY and self.pending_notifications():
+            self.record_notifications(
+                [(n.kind, DeliveryStatus.FAILED, message) for n in self.pending_notifications()],
+                at)
+        elif step is Step.WRITE_BACK and self.pending_write_backs():
+            self.record_write_backs([(outcome, message) for outcome in self.pending_write_backs()],
+                                    at)
+        elif step in {Step.EVALUATE, Step.REFUND, Step.STOCK} and (
+                allows(self.state, Transition.FAIL)):
+            self.fail(step, message, at, code)
+        else:
+            self.record("step_failed", actor="system", at=at, from_state=self.state,
+                        to_state=self.state,
+                        data={"step": step.value, "message": message, "code": code})
 
     def retry(self, at: datetime, actor: str) -> None:
         failure = self.failure
@@ -674,10 +820,12 @@ class RefundCase:
         self._move(Transition.RETRY, actor=actor, at=at, target=failure.resume_state,
                    data={"step": failure.step.value, "previous_error": failure.message})
         self.failure = None
-        self.new_steps.append(failure.step)
-        if failure.resume_state is CaseState.REFUNDING and failure.step is not Step.REFUND:
-            # The refund may have settled while the case was failed; let its step look again.
-            self.new_steps.append(Step.REFUND)
+        # What the state needs now, not only the step that failed: a booking or a refund may
+        # have been recorded while the case was failed. With nothing left to do it closes.
+        steps = self.steps_needed()
+        self.new_steps.extend(steps)
+        if not steps:
+            self.close_if_done(at)
 
     def cancel(self, at: datetime, actor: str, reason: str) -> None:
         attempt = self.current_attempt

@@ -79,12 +79,23 @@ class Services:
     gateways: Callable[[str], ShopGateways]
     rules: Callable[[str], RuleSet]
     clock: Callable[[], datetime]
+    # How long a job's claim on a case's ERP booking keeps other jobs from calling the ERP:
+    # longer than a job may run, so a live claim is never taken over.
+    booking_lease: timedelta = timedelta(minutes=5)
 
 
 @dataclass(frozen=True, slots=True)
 class Received:
     case_id: str
     created: bool
+
+
+def _nothing_to_do(svc: Services, uow: UnitOfWork, case: RefundCase, step: Step) -> None:
+    """A step found its work done already (by another job, or before a retry): mark its
+    work done, and close the case if this step was all that kept it open."""
+    case.close_if_done(svc.clock())
+    uow.outbox.complete(case.id, step)
+    uow.commit()
 
 
 def _record(svc: Services, snapshot: RefundCase, step: Step,
@@ -169,9 +180,8 @@ def evaluate(svc: Services, case_id: str) -> None:
     while True:
         with svc.uow() as uow:
             case = uow.cases.get(case_id)
-            if case.state not in {CaseState.RECEIVED, CaseState.EVALUATING}:
-                uow.outbox.complete(case_id, Step.EVALUATE)
-                uow.commit()
+            if Step.EVALUATE not in case.steps_needed():
+                _nothing_to_do(svc, uow, case, Step.EVALUATE)
                 return
             lookup = svc.gateways(case.shop_id).shipments
             if lookup is None or asked:
@@ -310,9 +320,8 @@ def issue_refund(svc: Services, case_id: str) -> None:
     """
     with svc.uow() as uow:
         case = uow.cases.get(case_id)
-        if case.state is not CaseState.REFUNDING:
-            uow.outbox.complete(case_id, Step.REFUND)
-            uow.commit()
+        if Step.REFUND not in case.steps_needed():
+            _nothing_to_do(svc, uow, case, Step.REFUND)
             return
         known_before = case.current_attempt is not None and case.current_attempt.status in {
             RefundStatus.STARTED, RefundStatus.PENDING, RefundStatus.SUCCEEDED,
@@ -424,8 +433,7 @@ def write_back(svc: Services, case_id: str) -> None:
         case = uow.cases.get(case_id)
         updates = case.pending_write_backs()
         if not updates:
-            uow.outbox.complete(case_id, Step.WRITE_BACK)
-            uow.commit()
+            _nothing_to_do(svc, uow, case, Step.WRITE_BACK)
             return
     storefront = svc.gateways(case.shop_id).storefront
     results: list[tuple[StatusOutcome, str | None]] = []
@@ -448,27 +456,41 @@ def write_back(svc: Services, case_id: str) -> None:
 
 
 def adjust_stock(svc: Services, case_id: str) -> None:
+    """Book the case's return in the ERP once, as `issue_refund` pays once:
+
+    1. Claim the booking under the case's lock and commit, before any call; a job that
+       finds a live claim of another job leaves the booking to it.
+    2. The ERP connector looks for the case's documents before it creates any, so a claim
+       taken over from a job that died finishes that job's booking instead of repeating it.
+    3. Record the answer; a refusal fails the case only if nobody booked it meanwhile.
+    """
     with svc.uow() as uow:
         case = uow.cases.get(case_id)
-        if case.erp_booked or case.is_final or case.state is CaseState.FAILED:
-            uow.outbox.complete(case_id, Step.STOCK)
-            uow.commit()
+        if case.claim_stock_booking(svc.clock(), svc.booking_lease) is None:
+            _nothing_to_do(svc, uow, case, Step.STOCK)
             return
         moves = case.planned_stock_moves()
         amount = case.approved or case.requested
         booking = ReturnBooking(case.id, case.request.order.id, amount, tuple(moves),
                                 case.request)
+        uow.commit()
     erp = svc.gateways(case.shop_id).erp
     try:
         reference = erp.book_return(booking)
     except PermanentProviderError as exc:
         refused = exc
-        _record(svc, case, Step.STOCK,
-                lambda c: c.fail(Step.STOCK, refused.message, svc.clock(), refused.code))
+        _record(svc, case, Step.STOCK, lambda c: _refused_booking(svc, c, refused))
         return
     actor = f"connector:{getattr(erp, 'name', 'erp')}"
     _record(svc, case, Step.STOCK,
             lambda c: c.record_stock_booked(reference, moves, svc.clock(), actor=actor))
+
+
+def _refused_booking(svc: Services, case: RefundCase, refused: PermanentProviderError) -> None:
+    if case.erp_booked:  # another job's booking landed first: the refusal was about that one
+        case.close_if_done(svc.clock())
+    else:
+        case.step_failed(Step.STOCK, refused.message, svc.clock(), refused.code)
 
 
 # ------------------------------------------------------------------ notifications
@@ -481,8 +503,7 @@ def send_notifications(svc: Services, case_id: str) -> None:
         pending = case.pending_notifications()
         messages = [_message(case, n.kind) for n in pending]
         if not messages:
-            uow.outbox.complete(case_id, Step.NOTIFY)
-            uow.commit()
+            _nothing_to_do(svc, uow, case, Step.NOTIFY)
             return
     notifier = svc.gateways(case.shop_id).notifier
     outcomes: list[tuple[OutgoingMessage, DeliveryStatus, str | None]] = []
@@ -519,6 +540,27 @@ def _message(case: RefundCase, kind: NotificationKind) -> OutgoingMessage:
 
 
 # ------------------------------------------------------------------ operator actions
+
+
+def fail_step(svc: Services, case_id: str, step: Step, message: str,
+              code: str | None = None) -> None:
+    """A job's step failed for a reason retrying will not mend, or the reconciler gave up on
+    it: show that on the case (`RefundCase.step_failed`) and close the step's work."""
+    with svc.uow() as uow:
+        case = uow.cases.get(case_id)
+        case.step_failed(step, message[:1000], svc.clock(), code)
+        uow.outbox.complete(case_id, step)
+        uow.commit()
+
+
+def revive(svc: Services, case_id: str, limit: int) -> list[Step]:
+    """The reconciler found the case idle: queue the steps its state needs (or fail it for a
+    person after `limit` revivals without progress). Returns the steps queued."""
+    with svc.uow() as uow:
+        case = uow.cases.get(case_id)
+        steps = case.revive(svc.clock(), limit)
+        uow.commit()
+        return steps
 
 
 def retry(svc: Services, case_id: str, actor: str) -> None:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 from redis import Redis
 from sqlalchemy import Engine
 
-from config.settings import Settings
-from connectors.base import ConnectorContext, RetryPolicy
+from config.settings import ROLE_KEYS, Settings, placeholder_tokens
+from connectors.base import ConfigProblems, ConnectorContext, RetryPolicy
 from connectors.registry import ConnectorRegistry
 from core.compliance import MedicalDeviceRuleSet
 from core.errors import ConfigError, NotFound
@@ -58,10 +59,7 @@ class Container:
     def close(self) -> None:
         self.engine.dispose()
         for shop in self.shops.values():
-            for connector in shop.by_name.values():
-                close = getattr(connector, "close", None)
-                if callable(close):
-                    close()
+            _close_connectors(shop)
 
 
 def make_redis(url: str | None) -> Redis:
@@ -76,6 +74,8 @@ def make_redis(url: str | None) -> Redis:
 def build_shops(settings: Settings, registry: ConnectorRegistry, retry: RetryPolicy,
                 transport: httpx.BaseTransport | None = None) -> dict[str, ShopRuntime]:
     shops: dict[str, ShopRuntime] = {}
+    # Every shop's every connector is tried, so one start names all refused settings.
+    problems: list[ConfigError] = []
     for shop_id, shop in settings.shops.items():
         ctx = ConnectorContext(shop_id=shop_id, demo=settings.demo, retry=retry,
                                transport=transport, timeout=settings.http_timeout_seconds)
@@ -83,10 +83,16 @@ def build_shops(settings: Settings, registry: ConnectorRegistry, retry: RetryPol
         by_role: dict[Role, Any] = {}
         for role_key, name in shop.connectors_by_role().items():
             role = Role(role_key)
-            cls = registry.get(name, role, f"shops.{shop_id}.{role_key}")
-            if name not in by_name:
-                by_name[name] = cls.from_config(shop.connector_config(name), ctx)
+            try:
+                cls = registry.get(name, role, f"shops.{shop_id}.{role_key}")
+                if name not in by_name:
+                    by_name[name] = cls.from_config(shop.connector_config(name), ctx)
+            except ConfigError as exc:
+                problems.append(exc)
+                continue
             by_role[role] = by_name[name]
+        if len(by_role) < len(ROLE_KEYS):
+            continue
         erp, storefront = by_role[Role.ERP], by_role[Role.STOREFRONT]
         writes_back = Capability.WRITE_BACK in storefront.capabilities
         gateways = ShopGateways(
@@ -97,7 +103,108 @@ def build_shops(settings: Settings, registry: ConnectorRegistry, retry: RetryPol
         )
         shops[shop_id] = ShopRuntime(shop_id, shop.policy.to_policy(), by_role, gateways,
                                      by_name)
+    if problems:
+        for runtime in shops.values():
+            _close_connectors(runtime)
+        raise ConfigProblems.combine(problems)
     return shops
+
+
+def _close_connectors(shop: ShopRuntime) -> None:
+    for connector in shop.by_name.values():
+        close = getattr(connector, "close", None)
+        if callable(close):
+            close()
+
+
+def check_settings(settings: Settings, registry: ConnectorRegistry | None = None) -> None:
+    """Refuse, all at once, what only a start would refuse one by one: placeholder operator
+    tokens and every shop's connector settings (building a connector opens nothing)."""
+    problems: list[ConfigError] = placeholder_tokens(settings)
+    try:
+        shops = build_shops(settings, registry or ConnectorRegistry.discover(), RetryPolicy())
+    except ConfigProblems as exc:
+        problems.extend(exc.problems)
+    except ConfigError as exc:
+        problems.append(exc)
+    else:
+        for runtime in shops.values():
+            _close_connectors(runtime)
+    if problems:
+        raise ConfigProblems.combine(problems)
+
+
+def check_database(url: str, *, require_schema: bool = True) -> None:
+    """Connect once and (unless `require_schema=False`, as before migrating) look for the
+    current schema; a refusal is a `ConfigError` naming `database_url`, with the driver's
+    one-line reason and the password hidden."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+    from store.db import alembic_config
+
+    parsed = make_url(url)
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() == "sqlite":
+        file = parsed.database or ""
+        if file and file != ":memory:" and not file.startswith("file:"):
+            path = Path(file)
+            if not path.parent.is_dir():
+                raise ConfigError("database_url", f"{shown}: no such directory {path.parent}")
+            if require_schema and not path.exists():
+                # Connecting would create an empty file and leave it behind.
+                raise ConfigError("database_url", f"{shown}: no such file (`refundbridge db "
+                                                  "upgrade` creates it)")
+    elif "connect_timeout" not in parsed.query:
+        # A host that drops packets would otherwise hold the check for minutes.
+        url = parsed.update_query_dict({"connect_timeout": "5"}).render_as_string(
+            hide_password=False)
+    engine = make_engine(url, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            revision = MigrationContext.configure(conn).get_current_revision()
+    except (DBAPIError, SQLAlchemyError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        raise ConfigError("database_url", f"cannot connect to {shown}: "
+                                          f"{reason[0] if reason else type(exc).__name__}"
+                          ) from exc
+    finally:
+        engine.dispose()
+    if not require_schema:
+        return
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    if revision != head:
+        found = f"at revision {revision}" if revision else "has no RefundBridge schema"
+        raise ConfigError("database_url", f"{shown} {found} (the code needs {head}): run "
+                                          "`refundbridge db upgrade`")
+
+
+def check_redis(url: str | None) -> None:
+    """Ping the configured Redis; no answer is a `ConfigError` naming `redis_url`."""
+    from redis.exceptions import RedisError
+
+    if url is None:
+        return
+    client = Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        client.ping()
+    except RedisError as exc:
+        raise ConfigError("redis_url", f"no answer from Redis at {_hide_password(url)}: "
+                                       f"{exc}") from exc
+    finally:
+        client.close()
+
+
+def _hide_password(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def bootstrap(
@@ -145,6 +252,7 @@ def bootstrap(
         gateways=lambda shop_id: shop(shop_id).gateways,
         rules=lambda shop_id: rule_set,
         clock=clock,
+        booking_lease=timedelta(seconds=2 * settings.job_timeout_seconds),
     )
     return Container(settings, engine, redis, dispatcher, registry, shops, services,
                      replace(services, uow=api_uow), rule_set, uow,

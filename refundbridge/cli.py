@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from config.settings import Settings, load_settings
+from connectors.base import ConfigProblems
 from core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -21,29 +23,73 @@ app.add_typer(db_app, name="db")
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="TOML settings file (default: $REFUNDBRIDGE_CONFIG)",
-                 envvar="REFUNDBRIDGE_CONFIG"),
+    # No envvar here: load_settings reads REFUNDBRIDGE_CONFIG itself, so an error about the
+    # file names where its path came from.
+    typer.Option("--config", "-c", help="TOML settings file (default: $REFUNDBRIDGE_CONFIG)"),
 ]
 
 
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"refundbridge {package_version('refundbridge')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True,
+        help="print the installed version and exit")] = False,
+) -> None:
+    """RefundBridge: refunds and returns for medical-device shops."""
+
+
+def _refuse(exc: ConfigError) -> NoReturn:
+    """Exit 2 naming every refused key, one a line, like every settings error."""
+    problems = exc.problems if isinstance(exc, ConfigProblems) else (exc,)
+    if len(problems) > 1:
+        typer.secho(f"configuration errors ({len(problems)}):", fg="red", err=True)
+    for problem in problems:
+        typer.secho(f"configuration error: {problem}", fg="red", err=True)
+    raise typer.Exit(2) from exc
+
+
 def _settings(config: Path | None) -> Settings:
+    """Settings, checked whole (placeholder tokens and every shop's connector settings
+    together), or exit 2 naming every refused key."""
+    from refundbridge.bootstrap import check_settings
+
     try:
-        return load_settings(config)
+        settings = load_settings(config, config_origin="--config" if config else None,
+                                 check_secrets=False)
+        check_settings(settings)
     except ConfigError as exc:
-        typer.secho(f"configuration error: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from exc
+        _refuse(exc)
+    return settings
 
 
-def _bootstrap(settings: Settings) -> Container:
-    """The container, or exit 2 naming the key when a shop's connector settings are refused
-    (only building the connectors checks those)."""
+def _check_services(settings: Settings, *, redis: bool) -> None:
+    """Exit 2 naming `database_url` (or `redis_url`) when it does not answer as it should."""
+    from refundbridge.bootstrap import check_database, check_redis
+
+    try:
+        check_database(settings.database_url)
+        if redis:
+            check_redis(settings.redis_url)
+    except ConfigError as exc:
+        _refuse(exc)
+
+
+def _bootstrap(settings: Settings, *, redis: bool = False) -> Container:
+    """The container once the database (and, for `redis=True`, Redis) answered; exit 2
+    naming the key otherwise."""
     from refundbridge.bootstrap import bootstrap
 
+    _check_services(settings, redis=redis)
     try:
         return bootstrap(settings)
     except ConfigError as exc:
-        typer.secho(f"configuration error: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from exc
+        _refuse(exc)
 
 
 @app.command()
@@ -57,7 +103,11 @@ def demo(
     """Run the whole system on embedded defaults against sandbox providers."""
     from refundbridge.demo import run_demo
 
-    raise typer.Exit(run_demo(cases=cases, serve=serve, port=port, database=database))
+    try:
+        code = run_demo(cases=cases, serve=serve, port=port, database=database)
+    except ConfigError as exc:
+        _refuse(exc)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -72,6 +122,7 @@ def serve(
 
     settings = _settings(config)
     if workers > 1:
+        _check_services(settings, redis=False)
         uvicorn.run("refundbridge.asgi:app", host=host, port=port, workers=workers,
                     log_level="info")
         return
@@ -94,7 +145,7 @@ def worker(
         typer.secho("a worker process needs redis_url; embedded Redis lives inside `demo`",
                     fg="red", err=True)
         raise typer.Exit(2)
-    run_worker(_bootstrap(settings), burst=burst)
+    run_worker(_bootstrap(settings, redis=True), burst=burst)
 
 
 @app.command()
@@ -108,7 +159,8 @@ def reconcile(
     """Find work whose queue job was lost and enqueue it again; poll pending refunds."""
     from workers.reconcile import reconcile as run
 
-    report = run(_bootstrap(_settings(config)), stale_after, pending_after=pending_after)
+    report = run(_bootstrap(_settings(config), redis=True), stale_after,
+                 pending_after=pending_after)
     typer.echo(f"requeued {len(report.requeued)} jobs, revived {len(report.revived)} cases")
 
 
@@ -175,11 +227,51 @@ def evaluate(
 def db_upgrade(config: ConfigOption = None,
                revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Apply Alembic migrations to the configured database."""
+    from refundbridge.bootstrap import check_database
     from store.db import upgrade
 
     settings = _settings(config)
+    try:
+        check_database(settings.database_url, require_schema=False)
+    except ConfigError as exc:
+        _refuse(exc)
     upgrade(settings.database_url, revision)
     typer.echo(f"database at {revision}")
+
+
+@app.command()
+def check(
+    config: ConfigOption = None,
+    worker: Annotated[bool, typer.Option(
+        "--worker", help="also require a live RQ worker on this host (a container's "
+                         "healthcheck)")] = False,
+) -> None:
+    """Check the settings, the database (reachable, schema current) and Redis; exit 0 if
+    all is well, 2 naming the key that is not."""
+    import socket
+
+    from rq import Worker
+
+    from refundbridge.bootstrap import make_redis
+
+    settings = _settings(config)
+    _check_services(settings, redis=True)
+    if worker:
+        if settings.redis_url is None:
+            typer.secho("--worker: workers need redis_url", fg="red", err=True)
+            raise typer.Exit(2)
+        redis = make_redis(settings.redis_url)
+        try:
+            host = socket.gethostname()
+            mine = [w for w in Worker.all(connection=redis) if w.hostname == host]
+        finally:
+            redis.close()
+        if not mine:
+            # Registrations expire without heartbeats, so none means no live worker here.
+            typer.secho(f"no RQ worker is registered from {host}", fg="red", err=True)
+            raise typer.Exit(1)
+    typer.echo("settings, database" + (", Redis" if settings.redis_url else "")
+               + (" and the worker" if worker else "") + ": ok")
 
 
 # ------------------------------------------------------------------ connectors

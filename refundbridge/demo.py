@@ -22,10 +22,12 @@ import logging
 import random
 import secrets
 import socket
+import sqlite3
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -42,6 +44,7 @@ from rich.table import Table
 from api.app import create_app
 from config.settings import load_settings
 from connectors.generic.webhooks import sign
+from core.errors import ConfigError
 from core.lifecycle import FINAL_STATES
 from refundbridge.bootstrap import bootstrap
 from store import queries
@@ -463,6 +466,38 @@ class DemoResult:
         return [r for r in self.findings.scenarios if not r.as_expected]
 
 
+# SQLite's header field for the application that owns a file ("RBdm"): the demo deletes
+# only a file that carries it, never a database someone made by other means.
+DEMO_APPLICATION_ID = 0x5242646D
+
+
+def is_demo_database(path: Path) -> bool:
+    """The file is a SQLite database that `refundbridge demo` made (opened read-only)."""
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            (application_id,) = db.execute("PRAGMA application_id").fetchone()
+    except sqlite3.Error:
+        return False  # not a database at all, or one SQLite cannot read
+    return bool(application_id == DEMO_APPLICATION_ID)
+
+
+def forget_demo_database(path: Path) -> None:
+    """Delete the previous demo's database, refusing (`ConfigError` naming `--database`)
+    any other file: the demo starts afresh, but must not destroy what it did not make."""
+    if path.exists() and not (path.is_file() and is_demo_database(path)):
+        raise ConfigError("--database", f"{path} exists and was not made by `refundbridge "
+                                        "demo`; it is left alone (name another file, or move "
+                                        "this one away yourself)")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def _mark_demo_database(path: Path) -> None:
+    with closing(sqlite3.connect(path)) as db:
+        db.execute(f"PRAGMA application_id = {DEMO_APPLICATION_ID}")
+        db.commit()
+
+
 def run_demo(*, cases: int = 50, serve: bool = False, port: int = 0,
              database: str = "refundbridge-demo.db") -> int:
     console = Console()
@@ -475,10 +510,10 @@ def run(*, cases: int = 50, serve: bool = False, port: int = 0,
     console = console or Console()
     logging.getLogger("rq.worker").setLevel(logging.WARNING)
     db_path = Path(database)
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+    forget_demo_database(db_path)
     url = f"sqlite:///{db_path}"
     upgrade(url)
+    _mark_demo_database(db_path)
 
     mailbox = Mailbox()
     smtp = Controller(mailbox, hostname="127.0.0.1", port=_free_port())

@@ -28,6 +28,7 @@ from core.model import (
     ShippedUnit,
     StatusOutcome,
     Step,
+    StockBooking,
     StockMove,
     WriteBack,
 )
@@ -103,6 +104,8 @@ def details_to_json(case: RefundCase) -> dict[str, Any]:
              "disposition": m.disposition.value, "lot": m.lot, "serial": m.serial}
             for m in case.stock_moves
         ],
+        "stock_booking": None if case.stock_booking is None else case.stock_booking.as_json(),
+        "revivals": case.revivals,
         "failure": None if case.failure is None else {
             "step": case.failure.step.value, "message": case.failure.message,
             "resume_state": case.failure.resume_state.value, "code": case.failure.code,
@@ -129,6 +132,13 @@ def _shipped(data: dict[str, Any]) -> ShippedUnit:
     expiry = data.get("expiry_date")
     return ShippedUnit(data["sku"], data["quantity"], data.get("lot"), data.get("serial"),
                        date.fromisoformat(expiry) if expiry else None, data.get("gtin"))
+
+
+def _stock_booking(data: dict[str, Any] | None) -> StockBooking | None:
+    if data is None:
+        return None
+    return StockBooking(data["claims"], datetime.fromisoformat(data["claimed_at"]),
+                        data.get("reference"), data.get("held", True))
 
 
 @lru_cache(maxsize=4096)
@@ -187,6 +197,8 @@ def case_from_row(row: Any) -> RefundCase:
             for m in details["stock_moves"]
         ],
         erp_reference=row.erp_reference,
+        stock_booking=_stock_booking(details.get("stock_booking")),
+        revivals=details.get("revivals", 0),
         failure=None if failure is None else Failure(
             Step(failure["step"]), failure["message"], CaseState(failure["resume_state"]),
             failure["code"]),

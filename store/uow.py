@@ -212,17 +212,20 @@ class SqlUnitOfWork:
         work: list[Work] = []
         if self.inbox_rows and not self._insert_inbox(conn):
             raise DuplicateDelivery(self.inbox_rows[0]["case_id"], same_body=True)
-        for case, is_new in self.seen.values():
-            if not is_new and not case.new_events and not case.new_steps:
-                continue
-            self._write_case(conn, case, is_new, now)
+        # Only the cases this transaction writes move on a version: a case it merely read
+        # keeps the version its row has, so a later save of it is still checked against
+        # every other writer.
+        written = [case for case, is_new in self.seen.values()
+                   if is_new or case.new_events or case.new_steps]
+        for case in written:
+            self._write_case(conn, case, self.seen[case.id][1], now)
         if self.completed:
             conn.execute(COMPLETE_WORK, [{**c, "now": now} for c in self.completed])
-        for case, _ in self.seen.values():
+        for case in written:
             if case.new_steps:
                 work.extend(self._write_work(conn, case, now))
         self.tx.commit()
-        for case, _ in self.seen.values():
+        for case in written:
             case.version += 1
             case.new_events.clear()
             case.new_steps.clear()

@@ -2,23 +2,57 @@
 
 The worker process installs its container (`workers.runtime.install`) before it starts
 working; jobs look it up there rather than building clients themselves.
+
+A step that raises a transient error (a provider or the database briefly away, a lost
+version race) leaves its outbox row open: the reconciler hands it out again, later each
+time and a bounded number of times. Any other error would fail the same way on every try,
+so the case is failed at once with the error, for a person to see in `GET /v1/cases/{id}`.
 """
 
 from __future__ import annotations
 
+import logging
+
+from redis.exceptions import RedisError
+from rq.timeouts import JobTimeoutException
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from core.errors import ConcurrencyConflict, TransientProviderError
 from core.model import Step
-from core.services import STEP_HANDLERS
+from core.services import STEP_HANDLERS, Services, fail_step
 from workers import runtime
 
+log = logging.getLogger("refundbridge.jobs")
+
 MAX_CHAIN = 8  # steps one job may run for its case before handing the rest to the queue
+
+# Errors that may not happen on the next try. A deadlock or a dropped connection is an
+# OperationalError; a value the database cannot store is a DataError, and is not here.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    TransientProviderError, ConcurrencyConflict, OperationalError, InterfaceError, RedisError,
+    JobTimeoutException, ConnectionError, TimeoutError,
+)
 
 
 def run_step(case_id: str, step: str) -> None:
     container = runtime.current()
     with container.dispatcher.chain() as chained:
-        STEP_HANDLERS[Step(step)](container.services, case_id)
+        run_one(container.services, case_id, Step(step))
         for _ in range(MAX_CHAIN):
             if not chained:
                 break
             work = chained.pop()
-            STEP_HANDLERS[work.step](container.services, work.case_id)
+            run_one(container.services, work.case_id, work.step)
+
+
+def run_one(svc: Services, case_id: str, step: Step) -> None:
+    """Run one step; fail the case when the step fails for a reason a retry won't mend."""
+    try:
+        STEP_HANDLERS[step](svc, case_id)
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as exc:  # the job's boundary: whatever it is, the case must show it
+        log.exception("step %s of case %s failed; failing the case", step.value, case_id)
+        # The first line only: a database error goes on with the statement and its values.
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        fail_step(svc, case_id, step, f"{type(exc).__name__}: {first_line}", code="step_error")

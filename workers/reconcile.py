@@ -1,38 +1,41 @@
-"""Find work whose queue job was lost, and enqueue it again.
+"""Find work whose queue job was lost, and enqueue it again; give up on work that never ends.
 
 RQ is at-least-once with gaps (a flushed Redis, a killed worker and work-horse): the database
 is the source of truth. Two passes:
-1. outbox rows not done whose job is no longer waiting in the queue and that were last handed
-   over more than `stale_after` seconds ago get a new job;
+1. outbox rows not done whose job is no longer waiting in the queue get a new job once they
+   have waited `stale_after` seconds, twice as long after each hand-over. After
+   `max_dispatches` hand-overs the step is given up: the case fails with the reason (a
+   message or write-back is marked failed instead), and the row is closed;
 2. cases that are still moving (not final, not waiting for a person or for goods), untouched
-   for `stale_after` seconds and with no open outbox row, get the step their state needs;
-   a refund the provider left pending is polled this way once it has waited
-   `pending_refund_poll_seconds`.
+   for `stale_after` seconds and with no open outbox row, get the steps their state needs
+   (`RefundCase.steps_needed`); after `max_revivals` revivals without a change of state the
+   case fails instead. A refund the provider left pending is polled this way once it has
+   waited `pending_refund_poll_seconds`.
 Every step is idempotent, so enqueueing something that was only slow costs a no-op run.
+Nothing is handed out forever.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
-from sqlalchemy import and_, exists, or_, select, update
 
-from core.lifecycle import CaseState
-from core.model import RefundCase, Step
-from store import tables as t
-from store.uow import Work
+from core import services
+from store.outbox import OpenWork, idle_cases, mark_dispatched, mark_done, open_work
 from workers.relay import relay_once
 
 if TYPE_CHECKING:
     from refundbridge.bootstrap import Container
 
+log = logging.getLogger("refundbridge.reconcile")
+
 WAITING = {JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
-MOVING_STATES = (CaseState.RECEIVED, CaseState.EVALUATING, CaseState.APPROVED,
-                 CaseState.REFUNDING, CaseState.REFUNDED, CaseState.RECEIVED_GOODS)
+MAX_BACKOFF = 64  # the longest wait between hand-overs, in multiples of `stale_after`
 
 
 @dataclass
@@ -40,21 +43,7 @@ class ReconcileReport:
     relayed: int = 0
     requeued: list[str] = field(default_factory=list)
     revived: list[str] = field(default_factory=list)
-
-
-def steps_needed(case: RefundCase) -> list[Step]:
-    steps: list[Step] = []
-    if case.state in {CaseState.RECEIVED, CaseState.EVALUATING}:
-        steps.append(Step.EVALUATE)
-    if case.state is CaseState.REFUNDING:
-        steps.append(Step.REFUND)
-    if case.state in {CaseState.REFUNDED, CaseState.RECEIVED_GOODS} and not case.erp_booked:
-        steps.append(Step.STOCK)
-    if case.pending_notifications():
-        steps.append(Step.NOTIFY)
-    if case.pending_write_backs():
-        steps.append(Step.WRITE_BACK)
-    return steps
+    given_up: list[str] = field(default_factory=list)
 
 
 def reconcile(container: Container, stale_after: float | None = None,
@@ -70,60 +59,69 @@ def reconcile(container: Container, stale_after: float | None = None,
     cutoff = now - timedelta(seconds=stale)
     report = ReconcileReport()
     report.relayed = relay_once(container)
-    _requeue_lost_jobs(container, cutoff, now, report)
+    _requeue_lost_jobs(container, stale, now, report)
     _revive_idle_cases(container, cutoff, now - timedelta(seconds=pending), report)
     return report
 
 
-def _job_waiting(container: Container, job_id: str) -> bool:
+def _job_id(row: OpenWork) -> str:
+    return row.work.job_id + ("" if row.dispatch_count <= 1 else f"-r{row.dispatch_count}")
+
+
+def _job(container: Container, job_id: str) -> Job | None:
     try:
-        job = Job.fetch(job_id, connection=container.redis)
+        return Job.fetch(job_id, connection=container.redis)
     except NoSuchJobError:
-        return False
-    return job.get_status(refresh=False) in WAITING
+        return None
 
 
-def _requeue_lost_jobs(container: Container, cutoff: datetime, now: datetime,
+def _requeue_lost_jobs(container: Container, stale: float, now: datetime,
                        report: ReconcileReport) -> None:
-    o = t.outbox.c
-    with container.engine.connect() as conn:
-        rows = conn.execute(
-            select(o.id, o.case_id, o.step, o.dispatch_count)
-            .where(o.done_at.is_(None), o.dispatched_at <= cutoff)
-            .order_by(o.id).limit(5000)
-        ).all()
-    for row in rows:
-        work = Work(int(row.id), row.case_id, Step(row.step))
-        suffix = "" if row.dispatch_count <= 1 else f"-r{row.dispatch_count}"
-        if _job_waiting(container, work.job_id + suffix):
+    limit = container.settings.max_dispatches
+    for row in open_work(container.engine, now - timedelta(seconds=stale)):
+        wait = stale * min(2 ** (row.dispatch_count - 1), MAX_BACKOFF)
+        if _aware(row.dispatched_at) > now - timedelta(seconds=wait):
             continue
-        with container.engine.begin() as conn:
-            conn.execute(update(t.outbox).where(o.id == row.id)
-                         .values(dispatched_at=now, dispatch_count=row.dispatch_count + 1))
-        container.dispatcher.enqueue([work], suffix=f"-r{row.dispatch_count + 1}")
+        job = _job(container, _job_id(row))
+        if job is not None and job.get_status(refresh=False) in WAITING:
+            continue
+        work = row.work
+        if row.dispatch_count >= limit:
+            _give_up(container, row, job, now)
+            report.given_up.append(work.job_id)
+            continue
+        count = row.dispatch_count + 1
+        mark_dispatched(container.engine, work.outbox_id, now, count)
+        container.dispatcher.enqueue([work], suffix=f"-r{count}")
         report.requeued.append(work.job_id)
+
+
+def _give_up(container: Container, row: OpenWork, job: Job | None, now: datetime) -> None:
+    result = job.latest_result() if job is not None else None
+    last_error = _last_line(result.exc_string if result is not None else None)
+    message = (f"gave up on the {row.work.step.value} step after {row.dispatch_count} tries"
+               + (f"; last error: {last_error}" if last_error else ""))
+    log.error("case %s: %s", row.work.case_id, message)
+    services.fail_step(container.services, row.work.case_id, row.work.step, message,
+                       code="gave_up")
+    # The step's own row, and any copy of it, is done with: nothing is handed out forever.
+    mark_done(container.engine, [row.work.outbox_id], now)
+
+
+def _last_line(text: str | None) -> str | None:
+    if not text:
+        return None
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:500] if lines else None
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _revive_idle_cases(container: Container, cutoff: datetime, pending_cutoff: datetime,
                        report: ReconcileReport) -> None:
-    c, o = t.cases.c, t.outbox.c
-    open_work = exists().where(and_(o.case_id == c.id, o.done_at.is_(None)))
-    # A refund the provider left pending is polled on its own clock: the payment connector's
-    # status read settles it, and a notification that arrives first makes the poll a no-op.
-    idle = or_(and_(c.state == CaseState.REFUNDING.value, c.updated_at <= pending_cutoff),
-               and_(c.state.in_([s.value for s in MOVING_STATES
-                                 if s is not CaseState.REFUNDING]),
-                    c.updated_at <= cutoff))
-    with container.engine.connect() as conn:
-        case_ids = conn.execute(
-            select(c.id).where(idle, ~open_work).limit(5000)
-        ).scalars().all()
-    for case_id in case_ids:
-        with container.uow() as uow:
-            case = uow.cases.get(case_id)
-            steps = steps_needed(case)
-            if not steps:
-                continue
-            case.new_steps.extend(steps)
-            uow.commit()
-        report.revived.append(case_id)
+    limit = container.settings.max_revivals
+    for case_id in idle_cases(container.engine, cutoff, pending_cutoff):
+        if services.revive(container.services, case_id, limit):
+            report.revived.append(case_id)

@@ -15,12 +15,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
-from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from core.model import Step
-from store import tables as t
-from store.uow import Work
+from store.outbox import relay_new_work
 
 if TYPE_CHECKING:
     from refundbridge.bootstrap import Container
@@ -29,19 +26,7 @@ log = logging.getLogger("refundbridge.relay")
 
 
 def relay_once(container: Container, limit: int = 500) -> int:
-    o = t.outbox.c
-    with container.engine.begin() as conn:
-        query = select(o.id, o.case_id, o.step).where(o.dispatched_at.is_(None)).order_by(
-            o.id).limit(limit)
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        rows = conn.execute(query).all()
-        if not rows:
-            return 0
-        conn.execute(update(t.outbox).where(o.id.in_([r.id for r in rows]))
-                     .values(dispatched_at=datetime.now(UTC)))
-        container.dispatcher([Work(int(r.id), r.case_id, Step(r.step)) for r in rows])
-    return len(rows)
+    return relay_new_work(container.engine, datetime.now(UTC), container.dispatcher, limit)
 
 
 class Relay(threading.Thread):

@@ -86,8 +86,9 @@ def test_erp_permanent_error_fails_the_case_after_the_refund_without_paying_agai
     assert len(stripe_fake.posts) == 1
 
 
-class WorkerCrashed(RuntimeError):
-    """Stands in for a worker dying after Stripe paid, before it heard the answer."""
+class WorkerCrashed(ConnectionError):
+    """Stands in for a worker dying after Stripe paid, before it heard the answer (a lost
+    connection: the job ends unfinished and its work is left for the reconciler)."""
 
 
 def test_unreadable_refund_status_fails_the_case_but_never_pays_twice(client, container,

@@ -400,7 +400,9 @@ def test_failure_after_success_reopens_the_case(state: CaseState) -> None:
 
     steps = queued_by(case, lambda: case.retry(at(31), "operator:alice"))
     assert case.state is S.REFUNDING
-    assert steps == [Step.REFUND]
+    # What the state needs: the refund, and the return's booking if its goods are back.
+    unbooked_goods = case.goods_received and not case.erp_booked
+    assert work(steps) == [Step.REFUND, *([Step.STOCK] if unbooked_goods else [])]
     assert case.reserve_attempt(at(32)).number == 2
 
 
@@ -462,7 +464,7 @@ def test_refund_failure_then_retry_returns_to_refunding_and_queues_the_refund() 
 
     steps = queued_by(case, lambda: case.retry(at(5), "operator:alice"))
     assert case.state is S.REFUNDING
-    assert steps == [Step.REFUND]
+    assert work(steps) == [Step.REFUND]
     assert case.failure is None
     last = case.new_events[-1]
     assert (last.name, last.from_state, last.to_state, last.actor) == (
@@ -482,10 +484,11 @@ def _evaluating() -> RefundCase:
     [
         (_evaluating, Step.EVALUATE, S.EVALUATING, [Step.EVALUATE]),
         (_refunded_refund_only, Step.STOCK, S.REFUNDED, [Step.STOCK]),
-        (_awaiting_return_after_refund, Step.STOCK, S.AWAITING_RETURN, [Step.STOCK]),
+        # The goods are not back yet: nothing to book, the case waits for them again.
+        (_awaiting_return_after_refund, Step.STOCK, S.AWAITING_RETURN, []),
         (_received_goods_after_refund, Step.STOCK, S.RECEIVED_GOODS, [Step.STOCK]),
         # A step other than the refund failed while refunding: the refund is looked at again.
-        (refunding_case, Step.STOCK, S.REFUNDING, [Step.STOCK, Step.REFUND]),
+        (refunding_case, Step.STOCK, S.REFUNDING, [Step.REFUND]),
     ],
     ids=["evaluate", "stock-refunded", "stock-awaiting_return", "stock-received_goods",
          "stock-refunding"],
@@ -500,7 +503,7 @@ def test_retry_returns_to_the_failed_state_and_queues_the_failed_step(
     assert case.failure is not None
     assert (case.failure.step, case.failure.resume_state, case.failure.code) == (
         step, state, "417")
-    assert queued_by(case, lambda: case.retry(at(21), "operator:alice")) == expected_steps
+    assert work(queued_by(case, lambda: case.retry(at(21), "operator:alice"))) == expected_steps
     assert case.state is state
     assert_audit_trail_is_sound(case)
 

@@ -1,0 +1,87 @@
+"""The outbox's own queries, for the relay and the reconciler (the unit of work writes rows).
+
+An outbox row is one step to run for a case. `dispatched_at` says when it was last handed
+to the queue (NULL: never), `dispatch_count` how often, `done_at` when its step finished.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine, and_, exists, or_, select, update
+
+from core.lifecycle import MOVING_STATES, CaseState
+from core.model import Step
+from store import tables as t
+from store.uow import Work
+
+
+@dataclass(frozen=True, slots=True)
+class OpenWork:
+    """An outbox row handed out but not done: its job may have been lost."""
+
+    work: Work
+    dispatched_at: datetime
+    dispatch_count: int
+
+
+def relay_new_work(engine: Engine, now: datetime, hand_over: Callable[[list[Work]], None],
+                   limit: int = 500) -> int:
+    """Claim rows never handed over, give them to `hand_over` and mark them, in one
+    transaction; on PostgreSQL `SKIP LOCKED` lets several relays run side by side."""
+    o = t.outbox.c
+    with engine.begin() as conn:
+        query = select(o.id, o.case_id, o.step).where(o.dispatched_at.is_(None)).order_by(
+            o.id).limit(limit)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        rows = conn.execute(query).all()
+        if not rows:
+            return 0
+        conn.execute(update(t.outbox).where(o.id.in_([r.id for r in rows]))
+                     .values(dispatched_at=now))
+        hand_over([Work(int(r.id), r.case_id, Step(r.step)) for r in rows])
+    return len(rows)
+
+
+def open_work(engine: Engine, handed_out_before: datetime, limit: int = 5000) -> list[OpenWork]:
+    o = t.outbox.c
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(o.id, o.case_id, o.step, o.dispatched_at, o.dispatch_count)
+            .where(o.done_at.is_(None), o.dispatched_at <= handed_out_before)
+            .order_by(o.id).limit(limit)
+        ).all()
+    return [OpenWork(Work(int(r.id), r.case_id, Step(r.step)), r.dispatched_at,
+                     int(r.dispatch_count)) for r in rows]
+
+
+def mark_dispatched(engine: Engine, outbox_id: int, now: datetime, count: int) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(t.outbox).where(t.outbox.c.id == outbox_id)
+                     .values(dispatched_at=now, dispatch_count=count))
+
+
+def mark_done(engine: Engine, outbox_ids: Sequence[int], now: datetime) -> None:
+    """Close rows whose step was given up on (the case already says so)."""
+    with engine.begin() as conn:
+        conn.execute(update(t.outbox).where(t.outbox.c.id.in_(list(outbox_ids)),
+                                            t.outbox.c.done_at.is_(None))
+                     .values(done_at=now))
+
+
+def idle_cases(engine: Engine, untouched_since: datetime, pending_untouched_since: datetime,
+               limit: int = 5000) -> list[str]:
+    """Cases still moving, with no open outbox row, untouched since the cut-off (a refund
+    the provider left pending: since its own cut-off, so it is polled on its own clock)."""
+    c, o = t.cases.c, t.outbox.c
+    open_row = exists().where(and_(o.case_id == c.id, o.done_at.is_(None)))
+    moving = [s.value for s in MOVING_STATES if s is not CaseState.REFUNDING]
+    idle = or_(and_(c.state == CaseState.REFUNDING.value,
+                    c.updated_at <= pending_untouched_since),
+               and_(c.state.in_(moving), c.updated_at <= untouched_since))
+    with engine.connect() as conn:
+        return list(conn.execute(select(c.id).where(idle, ~open_row).limit(limit))
+                    .scalars().all())
