@@ -10,7 +10,7 @@ from anyio import to_thread
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from api import errors
+from api import docs, errors
 from api.deps import token_is_valid
 from api.ops import OperatorGuard, build_dashboard
 from api.routes import cases, evaluate, health, recalls, webhooks
@@ -31,6 +31,8 @@ def create_app(container: Container, *, dashboard: bool = True) -> FastAPI:
         description="Refund and return middleware for shops that sell medical devices. "
                     "Webhooks are authenticated by their signatures; `/v1` and `/ops` need "
                     "an operator bearer token.",
+        docs_url=None,  # api/docs.py serves both pages from the package, not a CDN
+        redoc_url=None,
     )
     app.state.container = container
     errors.install(app)
@@ -39,6 +41,7 @@ def create_app(container: Container, *, dashboard: bool = True) -> FastAPI:
     app.include_router(cases.router)
     app.include_router(recalls.router)
     app.include_router(evaluate.router)
+    docs.install(app)
     if dashboard:
         guard = OperatorGuard(
             build_dashboard(container.settings.redis_url, container.redis),

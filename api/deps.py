@@ -6,6 +6,7 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from refundbridge.bootstrap import Container
 
@@ -29,7 +30,15 @@ def token_is_valid(container: Container, authorization: str | None) -> bool:
     return valid
 
 
-def require_operator(request: Request, container: ContainerDep) -> str:
+# Declares the scheme in OpenAPI (so /docs has "Authorize"); the check stays ours, below.
+operator_bearer = HTTPBearer(auto_error=False, scheme_name="operatorToken",
+                             description="An operator token from the `operator_tokens` "
+                                         "setting, sent as `Authorization: Bearer <token>`.")
+
+
+def require_operator(request: Request, container: ContainerDep,
+                     _: Annotated[HTTPAuthorizationCredentials | None,
+                                  Depends(operator_bearer)]) -> str:
     if not token_is_valid(container, request.headers.get("authorization")):
         raise HTTPException(401, "Unauthorized")
     return "operator"

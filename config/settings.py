@@ -57,6 +57,7 @@ class SkuFlagSettings(BaseModel):
     shelf_life: bool = False
     professional_only: bool = False
     gtin: str | None = None
+    open_box_resale: bool | None = None  # R12; unset: the shop's `open_box_resale`
 
     @field_validator("gtin")
     @classmethod
@@ -94,7 +95,22 @@ class PolicySettings(BaseModel):
     jurisdiction: Jurisdiction = _DEFAULT.jurisdiction
     timezone: str = _DEFAULT.timezone
     refund_deadline_days: int = Field(default=_DEFAULT.refund_deadline_days, ge=1, le=15)
+    open_box_resale: bool = _DEFAULT.open_box_resale
+    injury_terms: list[str] = Field(default_factory=list, max_length=500)
     skus: dict[str, SkuFlagSettings] = Field(default_factory=dict)
+
+    @field_validator("injury_terms")
+    @classmethod
+    def _injury_terms(cls, value: list[str]) -> list[str]:
+        terms = []
+        for index, term in enumerate(value):
+            word = term.strip()
+            # A blank term would match every reason; a control character none.
+            if not word or len(word) > 64 or any(not c.isprintable() for c in word):
+                raise ValueError(f"entry {index} ({term!r}) must be 1–64 printable "
+                                 "characters")
+            terms.append(word)
+        return terms
 
     @field_validator("auto_approve_limits")
     @classmethod
@@ -132,6 +148,8 @@ class PolicySettings(BaseModel):
             timezone=self.timezone,
             refund_deadline_days=self.refund_deadline_days,
             sku_flags={sku: flags.to_flags() for sku, flags in self.skus.items()},
+            open_box_resale=self.open_box_resale,
+            injury_terms=tuple(self.injury_terms),
         )
 
 

@@ -8,7 +8,8 @@ policy, recall list, the customer's earlier requests, shipment records, inspecti
 How the rules combine (README "Compliance rules" says the same in prose):
 
 1. The reason is put in a group: no_reason, quality, recall, adverse_event or other. Free
-   text that mentions an injury makes it adverse_event whatever the code says.
+   text in which core/injury.py finds a word for an injury, certain or doubtful, makes it
+   adverse_event whatever the code says: when in doubt, a person reads it.
 2. Only the no-reason path can be denied automatically (R02, R03, R04 when the buyer confirmed
    the exclusion at purchase, R05). Quality, recall and adverse-event claims never are.
 3. A possible adverse event (R14) always goes to a person.
@@ -24,13 +25,14 @@ quarantine; identity in doubt (R01/R16) → quarantine; expired, or expiry unkno
 device with a shelf life → scrap; sterile and (opened, or returned by a consumer) → scrap;
 seal broken → scrap; cold chain without a continuous temperature record → quarantine; quality
 defect → return_to_manufacturer; failed inspection or not as new → scrap; excluded from
-no-reason return → scrap; no inspection yet → pending_inspection; else restock. A refund
+no-reason return (by the policy, or confirmed by the buyer on the order line) → scrap; no
+inspection yet → pending_inspection; outer box opened and the shop does not resell open-box
+devices (R12, `open_box_resale`) → quarantine; else restock. A refund
 without goods leaves the unit with the customer (not_returned) unless a rule needs it back.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -38,6 +40,7 @@ from enum import StrEnum
 from typing import Any
 
 from core.errors import InvalidUdi
+from core.injury import NO_INJURY, InjuryFinding, InjuryLevel, detect_injury
 from core.model import (
     Disposition,
     Inspection,
@@ -69,22 +72,6 @@ class ReasonGroup(StrEnum):
     OTHER = "other"
 
 
-# Words that make a free-text reason a possible adverse event, whatever its code says.
-# Lower-case stems, so "burns", "burned" and "bleeding" all match.
-INJURY_WORDS: tuple[str, ...] = (
-    "受伤", "伤口", "过敏", "烫伤", "灼伤", "出血", "流血", "感染", "红肿", "皮疹", "起疹",
-    "疼痛", "刺痛", "休克", "昏迷", "死亡", "去世", "住院", "急诊", "伤到", "划伤", "割伤",
-    # Not "blood": these shops sell blood-pressure monitors and blood-glucose meters.
-    "injur", "hurt", "burn", "bleed", "allerg", "rash", "infect", "swell",
-    "wound", "shock", "hospital", "emergency room", "died", "death", "fatal", "unconscious",
-    "cut my", "cut his", "cut her",
-)
-# Chinese has no spaces between words, so its words match anywhere. An English stem must
-# start a word: "rash" is not in "trash", nor "died" in "studied". A lookbehind rather than
-# \b, because \b sees no boundary between a Chinese character and a Latin letter ("被burn了").
-_INJURY = re.compile("|".join(
-    (r"(?<![a-z])" if word.isascii() else "") + re.escape(word) for word in INJURY_WORDS))
-
 # Quality reasons that say the device itself may be at fault: back to the manufacturer.
 MANUFACTURER_FAULT_CODES = frozenset(
     {ReasonCode.DEFECTIVE, ReasonCode.DAMAGED_ON_ARRIVAL, ReasonCode.NOT_AS_DESCRIBED})
@@ -108,12 +95,14 @@ IDENTITY_RULES = frozenset({"R01", "R15", "R16"})
 DENIABLE_RULES = frozenset({"R02", "R03", "R04", "R05"})
 
 
-def mentions_injury(text: str) -> bool:
-    return _INJURY.search(text.casefold()) is not None
+def mentions_injury(text: str, extra_terms: Iterable[str] = ()) -> bool:
+    """The text may say someone was hurt (core/injury.py): a person must read it."""
+    return detect_injury(text, extra_terms).needs_person
 
 
-def reason_group(code: ReasonCode, text: str, injury: bool) -> ReasonGroup:
-    if code in ADVERSE_EVENT_CODES or injury or mentions_injury(text):
+def reason_group(code: ReasonCode, text: str, injury: bool,
+                 extra_terms: Iterable[str] = ()) -> ReasonGroup:
+    if code in ADVERSE_EVENT_CODES or injury or mentions_injury(text, extra_terms):
         return ReasonGroup.ADVERSE_EVENT
     if code is ReasonCode.RECALL:
         return ReasonGroup.RECALL
@@ -162,6 +151,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
                    "is never restocked.",
                    "第{line}行（{sku}）属于不适用无理由退货的商品，但买家购买时未确认：必须接受退货，"
                    "且该件不得重新入库销售。"),
+    "R04.deny_order_line": ("Line {line} ({sku}): the order records that the buyer "
+                            "confirmed at purchase that it is excluded from no-reason "
+                            "return, so it is (the shop's policy does not list this SKU).",
+                            "第{line}行（{sku}）：订单记录显示买家在购买时已确认该商品不适用"
+                            "无理由退货，故不予无理由退货（本店政策未列出该 SKU）。"),
     "R04.pass": ("No line is excluded from no-reason return.", "无不适用无理由退货的商品。"),
     "R05.deny": ("Line {line} ({sku}): its single-use seal is broken, so it is not intact "
                  "for a no-reason return.",
@@ -210,6 +204,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "R12.not_restorable": ("Line {line}: condition '{condition}' cannot be restored to its "
                            "first-sale state; it is not sold as new.",
                            "第{line}行：状态为“{condition}”，无法恢复原状，不得作为新品销售。"),
+    "R12.open_box": ("Line {line} ({sku}): its outer box was opened, and this shop does not "
+                     "resell opened devices as new; it waits in quarantine for a person to "
+                     "decide where it goes.",
+                     "第{line}行（{sku}）：外包装已开启，本店不将已开封器械作为新品销售；"
+                     "该件置于待处理区，由人工决定去向。"),
     "R13.approve": ("Line {line}: lot/serial is under recall {reference} (class {cls}): "
                     "refund without question, quarantine the unit and notify the registrant.",
                     "第{line}行：批号/序列号在召回 {reference}（{cls}级）范围内：无条件退款，"
@@ -221,6 +220,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "R14.review": ("The reason suggests someone was harmed: a possible adverse event. A "
                    "person must review it; the unit is kept as evidence.",
                    "退货原因提示可能有人受到伤害，属可疑不良事件：须人工审核，该件留存作为证据。"),
+    "R14.words": ("The reason says someone may have been harmed ({terms}): a possible "
+                  "adverse event. A person must review it; the unit is kept as evidence.",
+                  "退货原因提到可能有人受到伤害（{terms}），属可疑不良事件：须人工审核，"
+                  "该件留存作为证据。"),
+    "R14.possible": ("The reason may describe someone being harmed ({terms}): a person "
+                     "reads it and decides whether it is an adverse event; until then the "
+                     "unit is kept as evidence.",
+                     "退货原因可能涉及人身伤害（{terms}）：须人工判断是否属于不良事件，"
+                     "在此之前该件留存作为证据。"),
     "R14.pass": ("Nothing in the reason suggests an injury.", "退货原因未提示有人受伤。"),
     "R15.no_licence": ("A business buyer with no licence on file.",
                        "企业客户未提供经营许可或备案。"),
@@ -306,18 +314,38 @@ class LineFacts:
         return self.flags.shelf_life or self.expiry is not None or self.sterile
 
     @property
+    def has_necessary_seal(self) -> bool:
+        """A sterile or single-use pack: its seal is what "intact" means for R05."""
+        return self.sterile or self.single_use
+
+    @property
     def seal_broken(self) -> bool:
         """The necessary single-use seal is broken (R05): the inspector's finding when there
         is one, else the buyer's word that a sterile or single-use pack was opened. Opening
-        the outer box to look inside does not count."""
+        the outer box to look inside does not count ([7D] Arts 8, 9): a device with no
+        single-use seal has none to break, so `seal_intact: false` on its inspection says
+        only that its outer pack was opened (R12, `box_opened`)."""
+        if not self.has_necessary_seal:
+            return False
         if self.inspection is not None:
             return not self.inspection.seal_intact
-        return self.line.package_opened and (self.sterile or self.single_use)
+        return self.line.package_opened
 
     @property
     def opened(self) -> bool:
         return self.line.package_opened or (
             self.inspection is not None and not self.inspection.seal_intact)
+
+    @property
+    def box_opened(self) -> bool:
+        """The outer box was opened, by the buyer's word or the inspector's (R12)."""
+        return self.opened
+
+    @property
+    def no_reason_excluded(self) -> bool:
+        """Excluded from no-reason return (R04): by the shop's policy, or because the order
+        line records that the buyer confirmed the exclusion at purchase."""
+        return self.flags.no_reason_excluded or self.line.no_reason_exclusion_confirmed
 
 
 def _first_unit(units: Sequence[ShippedUnit], sku: str) -> ShippedUnit | None:
@@ -369,6 +397,8 @@ class _Assessment:
     # Line -> the rule that doubts the unit is ours; R16 (the scan) names it over R01.
     identity_doubts: dict[int, str] = field(default_factory=dict)
     obligations: list[Obligation] = field(default_factory=list)
+    # What core/injury.py read in the reason's text (R14).
+    injury: InjuryFinding = NO_INJURY
 
     @property
     def locale(self) -> str:
@@ -396,8 +426,10 @@ class MedicalDeviceRuleSet:
 
     def evaluate(self, ctx: EvaluationContext) -> Verdict:
         reason = ctx.request.reason
-        a = _Assessment(ctx, reason_group(reason.code, reason.text, reason.injury),
-                        line_facts(ctx))
+        injury = detect_injury(reason.text, ctx.policy.injury_terms)
+        group = (ReasonGroup.ADVERSE_EVENT if injury.needs_person
+                 else reason_group(reason.code, "", reason.injury))
+        a = _Assessment(ctx, group, line_facts(ctx), injury=injury)
         for rule in RULES:
             rule(a)
         outcome = _combine(a)
@@ -493,11 +525,14 @@ def r03_custom_made(a: _Assessment) -> None:
 def r04_exclusion(a: _Assessment) -> None:
     found = False
     for f in a.facts:
-        if not (f.flags.no_reason_excluded and a.no_reason):
+        if not (f.no_reason_excluded and a.no_reason):
             continue
         found = True
         if f.line.no_reason_exclusion_confirmed:
-            a.add("R04", Outcome.DENY, "R04.deny", f.index, sku=f.sku)
+            # The order line is the record of what the buyer confirmed at checkout; the
+            # message says so when the shop's policy does not list the SKU itself.
+            key = "R04.deny" if f.flags.no_reason_excluded else "R04.deny_order_line"
+            a.add("R04", Outcome.DENY, key, f.index, sku=f.sku)
         else:
             a.add("R04", Outcome.PASS, "R04.accept", f.index, sku=f.sku)
     if not found:
@@ -573,6 +608,9 @@ def r10_r11_r12_storage(a: _Assessment) -> None:
         if f.inspection is not None and f.inspection.condition != "as_new":
             a.add("R12", Outcome.PASS, "R12.not_restorable", f.index,
                   condition=f.inspection.condition)
+        elif (a.is_return and f.box_opened
+              and not a.ctx.policy.open_box_resale_for(f.sku)):
+            a.add("R12", Outcome.PASS, "R12.open_box", f.index, sku=f.sku)
 
 
 def r13_recall(a: _Assessment) -> None:
@@ -605,17 +643,29 @@ def r14_adverse_event(a: _Assessment) -> None:
     if a.group is not ReasonGroup.ADVERSE_EVENT:
         a.add("R14", Outcome.PASS, "R14.pass")
         return
-    a.add("R14", Outcome.REVIEW, "R14.review")
+    reason = a.ctx.request.reason
+    said = reason.code in ADVERSE_EVENT_CODES or reason.injury
+    # Only the customer's own words (a code, the injury flag, or a certain term) make it an
+    # adverse event outright; a doubtful word asks a person to decide, with the same hold on
+    # the unit and the same deadline, since the clock runs from the day we were told.
+    doubtful = not said and a.injury.level is InjuryLevel.POSSIBLE
+    if said or not a.injury.terms:
+        a.add("R14", Outcome.REVIEW, "R14.review")
+    else:
+        terms = "、".join(f"“{t}”" for t in a.injury.terms[:5])
+        a.add("R14", Outcome.REVIEW, "R14.possible" if doubtful else "R14.words", terms=terms)
     jurisdiction = a.ctx.policy.jurisdiction
-    severity = a.ctx.request.reason.severity
+    severity = reason.severity
     deadlines = AE_DEADLINE_DAYS[jurisdiction]
     days = deadlines[severity] if severity else min(deadlines.values())
     what = (severity.value.replace("_", " ") if severity
             else "severity not known, so the deadline for a death applies")
     aware = a.ctx.local_date(a.ctx.request.requested_at)
+    first = ("If a person finds that someone was harmed, report" if doubtful
+             else "Report")
     a.obligations.append(Obligation(
         ObligationKind.ADVERSE_EVENT_REPORT, aware + timedelta(days=days),
-        f"Report the possible adverse event ({what}) within {days} days of learning of it "
+        f"{first} the possible adverse event ({what}) within {days} days of learning of it "
         f"({AE_SOURCE[jurisdiction]}).", "R14"))
 
 
@@ -727,10 +777,12 @@ def _where(a: _Assessment, f: LineFacts) -> tuple[Disposition, str]:
     if f.inspection is not None and (not f.inspection.passed
                                      or f.inspection.condition != "as_new"):
         return Disposition.SCRAP, "R08" if not f.inspection.passed else "R12"
-    if f.flags.no_reason_excluded:
+    if f.no_reason_excluded:
         return Disposition.SCRAP, "R04"
     if f.inspection is None:
         return Disposition.PENDING_INSPECTION, "R08"
+    if f.box_opened and not a.ctx.policy.open_box_resale_for(f.sku):
+        return Disposition.QUARANTINE, "R12"
     return Disposition.RESTOCK, "R08"
 
 
@@ -751,5 +803,5 @@ def _refund_deadline(a: _Assessment, outcome: Outcome) -> Iterable[Obligation]:
                          message("en", "R07.waiting", days=days), "R07")
 
 
-__all__ = ["INJURY_WORDS", "MedicalDeviceRuleSet", "ReasonGroup", "mentions_injury",
+__all__ = ["MedicalDeviceRuleSet", "ReasonGroup", "mentions_injury",
            "reason_group"]

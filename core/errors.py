@@ -15,6 +15,7 @@
         ├── NotSupported             the connector does not do this flow
         ├── TransientProviderError   timeouts, 429, 5xx: retry with the same idempotency key
         └── PermanentProviderError   the provider said no (4xx): retrying will not help
+            └── AmountNotRepresentable  the provider's currency table cannot express it
 
 Adapters translate library errors into these with ``raise ... from exc``; the API maps them
 to HTTP status codes in one place (``api.errors``).
@@ -113,3 +114,18 @@ class PermanentProviderError(ConnectorError):
     def __init__(self, connector: str, message: str, code: str | None = None) -> None:
         super().__init__(connector, message)
         self.code = code
+
+
+class AmountNotRepresentable(PermanentProviderError):
+    """An amount a provider cannot express in its own minor units (a fraction of its unit, a
+    step it refuses, a currency it does not take). Raised before any call, so no money moves;
+    retrying cannot help because the amount, not the provider's mood, is the problem."""
+
+    CODE = "amount_not_representable"
+
+    def __init__(self, connector: str, amount: str, currency: str, reason: str) -> None:
+        super().__init__(connector, f"{amount} {currency} cannot be sent to {connector}: {reason}",
+                         code=self.CODE)
+        self.amount = amount
+        self.currency = currency
+        self.reason = reason

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from core.audit import GENESIS, AuditEvent, chain_event
-from core.errors import DomainError, InvalidRequest
+from core.errors import DomainError, InvalidRequest, NotFound
 from core.lifecycle import FINAL_STATES, CaseState, Transition, allows, next_state
 from core.money import Money
 from core.request import NormalizedRefundRequest, RequestKind
@@ -707,37 +707,117 @@ class RefundCase:
 
     # ---------------------------------------------------------------- notifications
     def pending_notifications(self) -> list[Notification]:
+        """The messages a notify run must (still, or again) try to send."""
         return [n for n in self.notifications if n.status is DeliveryStatus.PENDING]
+
+    def undelivered_notifications(self) -> list[Notification]:
+        """What the customer is owed and has not got: pending, or failed and neither resent
+        nor waived. Only a customer with an email address is owed any (`queue_notification`)."""
+        return [n for n in self.notifications if n.status in UNDELIVERED]
 
     def record_notifications(
         self,
         outcomes: Sequence[tuple[NotificationKind, DeliveryStatus, str | None]],
         at: datetime,
+        *,
+        attempted: bool = False,
     ) -> None:
-        """Record what one notify run sent (or could not send, and why)."""
-        for kind, status, message in outcomes:
-            for notification in self.notifications:
-                if notification.kind is kind and notification.status is DeliveryStatus.PENDING:
-                    notification.status = status
-                    notification.message = message
-                    self.record(f"notification_{status.value}", actor="system", at=at,
-                                from_state=self.state, to_state=self.state,
-                                data={"kind": kind.value, "message": message})
-        if self.pending_notifications():
+        """Record what a notify run sent, or could not send and why; `attempted`: the outcomes
+        are sends just tried (not a verdict such as the reconciler giving up).
+
+        `PENDING` with an error is a transient failure: the message stays owed and its run
+        is tried again later, by the reconciler, so no new run is asked for here. `FAILED`
+        keeps the case from closing until a person resends or waives the message.
+        """
+        retrying: set[NotificationKind] = set()
+        for kind, status, error in outcomes:
+            notification = self._notification_to_settle(kind, status)
+            if notification is None:
+                continue
+            if attempted:
+                notification.attempts += 1
+                notification.last_attempt_at = at
+            notification.last_error = error
+            if status is DeliveryStatus.PENDING:
+                retrying.add(kind)
+                self.record("notification_attempt_failed", actor="system", at=at,
+                            from_state=self.state, to_state=self.state,
+                            data={"kind": kind.value, "attempt": notification.attempts,
+                                  "message": error})
+                continue
+            notification.status = status
+            self.record(f"notification_{status.value}", actor="system", at=at,
+                        from_state=self.state, to_state=self.state,
+                        data={"kind": kind.value, "message": error,
+                              "attempts": notification.attempts})
+        if any(n.kind not in retrying for n in self.pending_notifications()):
             # Queued by another step while this one was sending: it needs its own run.
             self._request_notify()
         self.close_if_done(at)
 
+    def _notification_to_settle(self, kind: NotificationKind,
+                                status: DeliveryStatus) -> Notification | None:
+        # A send that was under way when a person waived the message still reached the
+        # customer: the trail says so. Nothing else changes a settled message.
+        open_to = ({DeliveryStatus.PENDING, DeliveryStatus.WAIVED}
+                   if status is DeliveryStatus.SENT else {DeliveryStatus.PENDING})
+        return next((n for n in self.notifications
+                     if n.kind is kind and n.status in open_to), None)
+
+    def _notification(self, kind: NotificationKind) -> Notification:
+        found = next((n for n in self.notifications if n.kind is kind), None)
+        if found is None:
+            raise NotFound(f"case {self.id} owes its customer no '{kind.value}' message")
+        return found
+
+    def waive_notification(self, kind: NotificationKind, at: datetime, actor: str,
+                           reason: str) -> None:
+        """A person decides the customer need not get this message (told by phone, a wrong
+        address): it no longer keeps the case open."""
+        if not reason.strip():
+            raise InvalidRequest("reason", "say why the customer need not get this message")
+        notification = self._notification(kind)
+        if notification.status not in UNDELIVERED:
+            raise DomainError(f"case {self.id}: the '{kind.value}' message is "
+                              f"{notification.status.value}; there is nothing to waive")
+        previous = notification.status
+        notification.status = DeliveryStatus.WAIVED
+        notification.waived_by, notification.waive_reason = actor, reason
+        self.record("notification_waived", actor=actor, at=at, from_state=self.state,
+                    to_state=self.state,
+                    data={"kind": kind.value, "reason": reason, "previous": previous.value,
+                          "last_error": notification.last_error,
+                          "attempts": notification.attempts})
+        self.close_if_done(at)
+
+    def resend_notification(self, kind: NotificationKind, at: datetime, actor: str) -> None:
+        """A person asks for a failed (or waived) message to be sent again."""
+        notification = self._notification(kind)
+        if notification.status not in {DeliveryStatus.FAILED, DeliveryStatus.WAIVED}:
+            raise DomainError(f"case {self.id}: the '{kind.value}' message is "
+                              f"{notification.status.value}; only a failed or waived one "
+                              "is sent again")
+        previous = notification.status
+        notification.status = DeliveryStatus.PENDING
+        notification.waived_by = notification.waive_reason = None
+        self.record("notification_resend_requested", actor=actor, at=at,
+                    from_state=self.state, to_state=self.state,
+                    data={"kind": kind.value, "previous": previous.value,
+                          "last_error": notification.last_error,
+                          "attempts": notification.attempts})
+        self._request_notify()
+
     # ---------------------------------------------------------------- closing
     def close_if_done(self, at: datetime) -> bool:
-        """Close once the money is confirmed, the ERP booked and the customer told."""
+        """Close once the money is confirmed, the ERP booked and the customer told (every
+        message it is owed sent, or waived by a person)."""
         attempt = self.current_attempt
         refunded = attempt is not None and attempt.status is RefundStatus.SUCCEEDED
         goods_done = not self.is_return or self.goods_received
         if (
             self.state in {CaseState.REFUNDED, CaseState.RECEIVED_GOODS}
             and refunded and goods_done and self.erp_booked
-            and not self.pending_notifications()
+            and not self.undelivered_notifications()
         ):
             self._move(Transition.CLOSE, actor="system", at=at)
             return True

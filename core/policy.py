@@ -55,6 +55,9 @@ class SkuFlags:
     shelf_life: bool = False  # has an expiry date, so an unknown expiry means scrap (R09)
     professional_only: bool = False  # not for consumer self-use (R15)
     gtin: str | None = None  # the SKU's GTIN, to check scans against (R16)
+    # R12: may a unit whose outer box was opened go back on the shelf as new? None: as the
+    # shop's `open_box_resale` says.
+    open_box_resale: bool | None = None
 
 
 NO_FLAGS = SkuFlags()
@@ -74,6 +77,16 @@ class ShopPolicy:
     timezone: str = "Asia/Shanghai"  # the shop's calendar: which day a timestamp falls on
     refund_deadline_days: int = 7  # R07: refund within this many days of receipt
     sku_flags: Mapping[str, SkuFlags] = field(default_factory=dict)
+    # R12: a returned device whose outer box was opened is not sold as new (compliance.md:
+    # "default: no open-box resale of devices"); it waits in quarantine for a person.
+    open_box_resale: bool = False
+    # R14: the shop's own words for an injury, on top of core/injury.py's; each one found in
+    # a reason's text makes the request a possible adverse event. A shop can only add words.
+    injury_terms: tuple[str, ...] = ()
 
     def flags(self, sku: str) -> SkuFlags:
         return self.sku_flags.get(sku, NO_FLAGS)
+
+    def open_box_resale_for(self, sku: str) -> bool:
+        override = self.flags(sku).open_box_resale
+        return self.open_box_resale if override is None else override

@@ -250,6 +250,8 @@ class StatusUpdate:
     order_id: str
     external_id: str  # the storefront's id of the request (a Shopify return id, say)
     outcome: StatusOutcome
+    # The storefront may show it to the customer: the decision's customer message, never
+    # a reviewer's internal note.
     note: str = ""
     amount: Money | None = None
 
@@ -305,6 +307,21 @@ class CaseRepository(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class HeldUnits:
+    """Units of one line of another case on the same order: what that case asks to have
+    refunded (and maybe returned), so the units guard (G03) can count them against what was
+    shipped. `pending` marks a case still waiting for a person: it holds nothing yet, but a
+    person deciding this one should know of it."""
+
+    case_id: str
+    sku: str
+    quantity: int
+    lot: str | None = None
+    serial: str | None = None
+    pending: bool = False
+
+
 class OrderLedger(Protocol):
     def lock(self, shop_id: str, order_id: str, paid_total: Money) -> Money:
         """Lock the order for this unit of work (creating it on first sight) and return
@@ -319,6 +336,12 @@ class OrderLedger(Protocol):
     def record_external(self, shop_id: str, refund: ExternalRefund) -> bool:
         """Count a refund made outside RefundBridge against its order; False if it was
         recorded before (the same `external_id`)."""
+        ...
+
+    def held_units(self, shop_id: str, order_id: str, excluding: str) -> list[HeldUnits]:
+        """The request lines of the order's cases other than `excluding` that hold units:
+        approved ones not denied or cancelled (the cases `reserved` counts the money of),
+        and, marked `pending`, ones waiting for a person."""
         ...
 
 

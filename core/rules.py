@@ -3,7 +3,8 @@ can switch off.
 
 A `RuleSet` turns an `EvaluationContext` into a `Verdict`. The services only know this
 protocol; `core.compliance.MedicalDeviceRuleSet` is the rule set RefundBridge ships. The
-over-refund guard is not a rule: `services.evaluate` applies it before any rule set.
+over-refund guard (G01, money) and the units guard (G03, units) are not rules: the services
+apply them around any rule set, and a reviewer cannot approve past them either.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from zoneinfo import ZoneInfo
 from core.model import Inspection, LineDisposition, Obligation, Outcome, RuleResult
 from core.money import Money
 from core.policy import ShopPolicy
-from core.ports import ShippedUnit
+from core.ports import HeldUnits, ShippedUnit
 from core.recalls import RecallList
 from core.request import NormalizedRefundRequest
 
@@ -37,6 +38,8 @@ class EvaluationContext:
     # What the ERP says it shipped for the order; None when it could not say (R01).
     shipments: tuple[ShippedUnit, ...] | None = None
     inspections: tuple[Inspection, ...] = ()
+    # The lines of the order's other cases that hold units, or wait for a person (G03).
+    held_units: tuple[HeldUnits, ...] = ()
     # The case's decision when it is already taken (a reviewer's approval; an approved case
     # whose goods came back): what the shop then owes follows it, not the rules' own outcome.
     decided: Outcome | None = None
@@ -75,6 +78,33 @@ GUARD_MESSAGES: dict[str, tuple[str, str]] = {
                  "（实付金额减去其他申请已占用的金额）。"),
     "G01.pass": ("{requested} is within what the order can refund.",
                  "{requested} 未超出该订单可退金额。"),
+    "G03.deny": ("{unit}: {requested} asked for, but only {remaining} of the {shipped} "
+                 "shipped on this order remain (its other requests hold {held}).",
+                 "{unit}：申请 {requested} 件，但本订单发货 {shipped} 件中仅剩 {remaining} 件可退"
+                 "（其他申请已占用 {held} 件）。"),
+    "G03.deny_serial": ("{unit}: a serial number names one unit; {requested} asked for "
+                        "here, {held} held by other requests on this order.",
+                        "{unit}：一个序列号只对应一件；本申请要 {requested} 件，"
+                        "本订单其他申请已占用 {held} 件。"),
+    "G03.review_pending": ("{unit}: {remaining} of the {shipped} shipped remain and "
+                           "{requested} are asked for, but requests on this order waiting "
+                           "for a person ask for {pending} more; a person decides which.",
+                           "{unit}：发货 {shipped} 件中剩 {remaining} 件，本申请要 {requested} "
+                           "件，但本订单其他待人工审核的申请还要 {pending} 件，需人工决定。"),
+    "G03.review_unknown": ("{unit}: other requests on this order hold or ask for {held} and "
+                           "this one asks for {requested}, but the ERP's shipment record "
+                           "does not say how many were shipped; a person must confirm.",
+                           "{unit}：本订单其他申请已占用或申请 {held} 件，本申请又要 "
+                           "{requested} 件，但 ERP 发货记录无法确认发货数量，需人工确认。"),
+    "G03.pass": ("Every unit asked for is within what the order shipped, less what its "
+                 "other requests hold.",
+                 "申请件数未超出本订单发货数量减去其他申请已占用的件数。"),
+    "G03.unchecked": ("No shipment record of these SKUs to count units against; no other "
+                      "request on this order asks for them.",
+                      "没有这些商品的发货记录可核对件数；本订单无其他申请涉及这些商品。"),
+    "G03.unit.sku": ("SKU {sku}", "SKU {sku}"),
+    "G03.unit.lot": ("SKU {sku} lot {lot}", "SKU {sku} 批号 {lot}"),
+    "G03.unit.serial": ("SKU {sku} serial {serial}", "SKU {sku} 序列号 {serial}"),
     "G02.pass": ("Refunded through {payment}, as the order was paid.",
                  "按原支付渠道 {payment} 退款。"),
     "G02.review": ("The order was paid through '{provider}', but this shop refunds through "
@@ -83,11 +113,15 @@ GUARD_MESSAGES: dict[str, tuple[str, str]] = {
 }
 
 
-def _guard(rule: str, outcome: Outcome, request: NormalizedRefundRequest, key: str,
-           **values: object) -> RuleResult:
+def _text(request: NormalizedRefundRequest, key: str, **values: object) -> str:
     english, chinese = GUARD_MESSAGES[key]
     template = chinese if request.customer.locale.lower().startswith("zh") else english
-    return RuleResult(rule, outcome, template.format(**values))
+    return template.format(**values)
+
+
+def _guard(rule: str, outcome: Outcome, request: NormalizedRefundRequest, key: str,
+           **values: object) -> RuleResult:
+    return RuleResult(rule, outcome, _text(request, key, **values))
 
 
 def over_refund_guard(ctx: EvaluationContext) -> RuleResult:
@@ -96,6 +130,103 @@ def over_refund_guard(ctx: EvaluationContext) -> RuleResult:
         return _guard("G01", Outcome.DENY, ctx.request, "G01.deny", requested=requested,
                       refundable=ctx.refundable)
     return _guard("G01", Outcome.PASS, ctx.request, "G01.pass", requested=requested)
+
+
+# What G03 counts units of: a SKU, or one lot or one serial of it ("sku", sku, None) /
+# ("lot", sku, lot) / ("serial", sku, serial).
+_UnitKey = tuple[str, str, str | None]
+
+
+def _unit_keys(sku: str, lot: str | None, serial: str | None) -> list[_UnitKey]:
+    keys: list[_UnitKey] = [("sku", sku, None)]
+    if lot:
+        keys.append(("lot", sku, lot))
+    if serial:
+        keys.append(("serial", sku, serial))
+    return keys
+
+
+def _count(key: _UnitKey, quantity: int) -> int:
+    # A serial number names one unit, whatever quantity its line says.
+    return 1 if key[0] == "serial" else quantity
+
+
+def _shipped(key: _UnitKey, shipments: tuple[ShippedUnit, ...] | None) -> int | None:
+    """How many units of `key` left for the order, or None when nobody can say.
+
+    Only the ERP's record counts (the request carries the returned lines, not the order's).
+    A lot the record does not name is for R01 to question, not a bound of 0; a serial it
+    does not name is still one unit.
+    """
+    kind, sku, value = key
+    units = [u for u in shipments or () if u.sku == sku]
+    if kind == "lot":
+        units = [u for u in units if u.lot == value]
+    elif kind == "serial":
+        units = [u for u in units if u.serial == value]
+    if units:
+        return sum(u.quantity for u in units)
+    return 1 if kind == "serial" else None
+
+
+def units_guard(ctx: EvaluationContext) -> RuleResult:
+    """G03: no more units are refunded than the order shipped.
+
+    For each SKU the request names (and each lot or serial it names), the units asked for
+    plus those the order's other live cases hold must not exceed what the ERP shipped;
+    over that it denies, naming the SKU, what remains and what was asked for. It sends the
+    case to a person instead when that is uncertain: the units fit only without the other
+    requests waiting for a person, or the ERP cannot say what was shipped while other
+    requests ask for the same SKU. A person deciding (`ctx.decided`) is not sent to
+    themselves: only a denial binds them.
+    """
+    request = ctx.request
+    asked: dict[_UnitKey, int] = {}
+    for line in request.lines:
+        for key in _unit_keys(line.sku, line.lot, line.serial):
+            asked[key] = asked.get(key, 0) + _count(key, line.quantity)
+    held: dict[_UnitKey, int] = {}
+    pending: dict[_UnitKey, int] = {}
+    for unit in ctx.held_units:
+        if unit.pending and ctx.decided is not None:
+            continue
+        into = pending if unit.pending else held
+        for key in _unit_keys(unit.sku, unit.lot, unit.serial):
+            into[key] = into.get(key, 0) + _count(key, unit.quantity)
+    denials: dict[str, str] = {}  # SKU -> why: one reason per SKU, the worst found
+    reviews: dict[str, str] = {}
+    unchecked = False
+    for key, requested in asked.items():
+        kind, sku, value = key
+        if sku in denials:
+            continue
+        label = _text(request, f"G03.unit.{kind}", sku=sku, lot=value, serial=value)
+        others, waiting = held.get(key, 0), pending.get(key, 0)
+        shipped = _shipped(key, ctx.shipments)
+        if shipped is None:
+            if kind != "sku":
+                continue  # a lot the ERP did not record: its SKU's count still binds
+            unchecked = True
+            if others + waiting:
+                reviews.setdefault(sku, _text(request, "G03.review_unknown", unit=label,
+                                              held=others + waiting, requested=requested))
+            continue
+        remaining = max(shipped - others, 0)
+        if requested > remaining:
+            by_definition = kind == "serial" and not any(
+                u.serial == value and u.sku == sku for u in ctx.shipments or ())
+            denials[sku] = _text(request, "G03.deny_serial" if by_definition else "G03.deny",
+                                 unit=label, requested=requested, remaining=remaining,
+                                 shipped=shipped, held=others)
+        elif requested + waiting > remaining:
+            reviews.setdefault(sku, _text(request, "G03.review_pending", unit=label,
+                                          remaining=remaining, shipped=shipped,
+                                          requested=requested, pending=waiting))
+    if denials:
+        return RuleResult("G03", Outcome.DENY, " ".join(denials.values()))
+    if reviews:
+        return RuleResult("G03", Outcome.REVIEW, " ".join(reviews.values()))
+    return _guard("G03", Outcome.PASS, request, "G03.unchecked" if unchecked else "G03.pass")
 
 
 def _plain(name: str) -> str:
@@ -117,4 +248,4 @@ def payment_route_guard(request: NormalizedRefundRequest, payment_connector: str
 
 
 __all__ = ["EvaluationContext", "RuleSet", "ShopPolicy", "Verdict", "over_refund_guard",
-           "payment_route_guard"]
+           "payment_route_guard", "units_guard"]

@@ -16,6 +16,7 @@ from core.errors import (
     DuplicateDelivery,
     NotSupported,
     PermanentProviderError,
+    TransientProviderError,
 )
 from core.lifecycle import CaseState
 from core.model import (
@@ -56,6 +57,7 @@ from core.rules import (
     ShopPolicy,
     over_refund_guard,
     payment_route_guard,
+    units_guard,
 )
 
 
@@ -219,15 +221,22 @@ def _decide(svc: Services, uow: UnitOfWork, case: RefundCase,
 
 def rules_decision(rules: RuleSet, ctx: EvaluationContext,
                    route: RuleResult | None = None) -> Decision:
-    """The over-refund guard, then the shop's rules; `route` (G02) can only send an
-    approval to a person."""
+    """The over-refund guard, then the units guard and the shop's rules; `route` (G02) can
+    only send an approval to a person."""
     guard = over_refund_guard(ctx)
     if guard.outcome is Outcome.DENY:
         return Decision(Outcome.DENY, ctx.request.requested, (guard,), "rules", ctx.now)
+    units = units_guard(ctx)
     verdict = rules.evaluate(ctx)
-    guards = (guard,) if route is None else (guard, route)
+    guards = (guard, units) if route is None else (guard, units, route)
     outcome = verdict.outcome
-    if route is not None and route.outcome is Outcome.REVIEW and outcome is Outcome.APPROVE:
+    if units.outcome is Outcome.DENY:
+        # Nothing is paid for units the order no longer has; but a claim the rules send to
+        # a person anyway (an adverse event, a quality claim) still reaches one, who then
+        # sees the reason first and can only deny the money (`review`).
+        outcome = Outcome.REVIEW if outcome is Outcome.REVIEW else Outcome.DENY
+    elif outcome is Outcome.APPROVE and any(
+            g.outcome is Outcome.REVIEW for g in guards):
         outcome = Outcome.REVIEW
     return Decision(outcome, verdict.amount, (*guards, *verdict.rules), "rules",
                     ctx.now, lines=verdict.lines, obligations=verdict.obligations)
@@ -250,10 +259,11 @@ def preview(svc: Services, shop_id: str, request: NormalizedRefundRequest, now: 
         since = now - timedelta(days=policy.frequent_refund_days)
         earlier = uow.cases.earlier_requests(shop_id, request.customer.id, since, "")
         held = uow.orders.reserved(shop_id, request.order.id, request.currency, "")
+        units = tuple(uow.orders.held_units(shop_id, request.order.id, ""))
         recalls = uow.recalls.for_shop(shop_id)
     ctx = EvaluationContext(request, policy, request.paid - held, now, recalls=recalls,
                             previous_requests=tuple(at for at in earlier if at <= now),
-                            inspections=tuple(inspections))
+                            inspections=tuple(inspections), held_units=units)
     return rules_decision(svc.rules(shop_id), ctx, _route(svc, shop_id, request, source))
 
 
@@ -270,6 +280,8 @@ def _context(svc: Services, uow: UnitOfWork, case: RefundCase, now: datetime,
         previous_requests=tuple(at for at in earlier if at < case.created_at),
         shipments=None if case.shipments is None else tuple(case.shipments),
         inspections=tuple(case.inspections),
+        held_units=tuple(uow.orders.held_units(case.shop_id, case.request.order.id,
+                                               case.id)),
         decided=decided,
     )
 
@@ -281,8 +293,15 @@ def _queue_write_back(svc: Services, case: RefundCase) -> None:
         case.request_write_back()
 
 
-def review(svc: Services, case_id: str, outcome: Outcome, reviewer: str, note: str) -> None:
-    """A person decides a case the rules sent to review. The over-refund guard still holds."""
+def review(svc: Services, case_id: str, outcome: Outcome, reviewer: str, internal_note: str,
+           customer_message: str = "") -> None:
+    """A person decides a case the rules sent to review. The over-refund and units guards
+    still hold.
+
+    `internal_note` is kept in the case and its trail and never leaves RefundBridge;
+    `customer_message` goes to the customer with the decision (email, storefront note).
+    """
+    chosen = outcome
     with svc.uow() as uow:
         case = uow.cases.get(case_id)
         request = case.request
@@ -294,16 +313,18 @@ def review(svc: Services, case_id: str, outcome: Outcome, reviewer: str, note: s
         if outcome is Outcome.APPROVE:
             held = uow.orders.reserved(case.shop_id, request.order.id, case.currency, case.id)
             ctx = _context(svc, uow, case, now, paid - held, decided=Outcome.APPROVE)
-            guard = over_refund_guard(ctx)
-            rules = (guard,)
-            if guard.outcome is Outcome.DENY:
+            rules = (over_refund_guard(ctx), units_guard(ctx))
+            if any(guard.outcome is Outcome.DENY for guard in rules):
                 outcome = Outcome.DENY
             else:
                 # What the approval starts (R07: a refund without goods is due from today).
                 verdict = svc.rules(case.shop_id).evaluate(ctx)
                 lines, obligations = verdict.lines, verdict.obligations
+        # A message written for the reviewer's outcome is not sent with another (an approval
+        # the guard turned into a denial): the customer gets the plain message of that one.
+        message = customer_message if outcome is chosen else ""
         case.decide(Decision(outcome, request.requested, rules, f"operator:{reviewer}", now,
-                             note, lines, obligations))
+                             internal_note, lines, obligations, message))
         _queue_write_back(svc, case)
         uow.commit()
 
@@ -443,8 +464,10 @@ def write_back(svc: Services, case_id: str) -> None:
             continue
         amount = case.refunded if outcome is StatusOutcome.REFUNDED else case.approved
         decision = case.decisions[-1] if case.decisions else None
+        # The storefront may show its note to the customer (Shopify's decline note, a
+        # WooCommerce customer note): only the customer message goes, never the internal one.
         update = StatusUpdate(case.id, case.request.order.id, case.request.external_id,
-                              outcome, decision.note if decision else "", amount)
+                              outcome, decision.customer_message if decision else "", amount)
         try:
             storefront.write_back(update)
         except (PermanentProviderError, NotSupported) as exc:
@@ -497,7 +520,14 @@ def _refused_booking(svc: Services, case: RefundCase, refused: PermanentProvider
 
 
 def send_notifications(svc: Services, case_id: str) -> None:
-    """Send what the customer has not been told yet. A failed email never undoes a refund."""
+    """Send what the customer has not been told yet. A failed email never undoes a refund,
+    but the case stays open until every message it owes is sent (or waived by a person).
+
+    A refusal for good marks the message failed, for a person to resend or waive. A
+    transient failure (after the connector's own retries) is recorded as an attempt and
+    raised, so the step's work stays open and the reconciler hands it out again, later
+    each time and a bounded number of times.
+    """
     with svc.uow() as uow:
         case = uow.cases.get(case_id)
         pending = case.pending_notifications()
@@ -506,19 +536,49 @@ def send_notifications(svc: Services, case_id: str) -> None:
             _nothing_to_do(svc, uow, case, Step.NOTIFY)
             return
     notifier = svc.gateways(case.shop_id).notifier
-    outcomes: list[tuple[OutgoingMessage, DeliveryStatus, str | None]] = []
+    outcomes: list[tuple[NotificationKind, DeliveryStatus, str | None]] = []
+    transient: TransientProviderError | None = None
     for message in messages:
         try:
             notifier.send(message)
         except PermanentProviderError as exc:
-            outcomes.append((message, DeliveryStatus.FAILED, exc.message))
+            outcomes.append((message.kind, DeliveryStatus.FAILED, exc.message))
+        except TransientProviderError as exc:
+            outcomes.append((message.kind, DeliveryStatus.PENDING, exc.message))
+            transient = transient or exc
         else:
-            outcomes.append((message, DeliveryStatus.SENT, None))
-    sent = [(message.kind, status, error) for message, status, error in outcomes]
-    _record(svc, case, Step.NOTIFY, lambda c: c.record_notifications(sent, svc.clock()))
+            outcomes.append((message.kind, DeliveryStatus.SENT, None))
+
+    def settle(c: RefundCase) -> None:
+        c.record_notifications(outcomes, svc.clock(), attempted=True)
+
+    if transient is None:
+        _record(svc, case, Step.NOTIFY, settle)
+        return
+    _record_attempts(svc, case, settle)
+    raise transient
+
+
+def _record_attempts(svc: Services, snapshot: RefundCase,
+                     change: Callable[[RefundCase], None]) -> None:
+    """Like `_record`, but the step's work stays open: it is to be tried again."""
+    try:
+        with svc.uow() as uow:
+            uow.cases.attach(snapshot)
+            change(snapshot)
+            uow.commit()
+        return
+    except ConcurrencyConflict:
+        pass
+    with svc.uow() as uow:
+        case = uow.cases.get(snapshot.id)
+        change(case)
+        uow.commit()
 
 
 def _message(case: RefundCase, kind: NotificationKind) -> OutgoingMessage:
+    """What a notifier gets for one message. Only what the customer may read goes in: a
+    decision's internal note never does, its customer message does."""
     request = case.request
     decision = case.decisions[-1] if case.decisions else None
     amount = case.refunded if kind is NotificationKind.REFUNDED and case.refunded else (
@@ -534,9 +594,29 @@ def _message(case: RefundCase, kind: NotificationKind) -> OutgoingMessage:
             "lines": [{"sku": li.sku, "name": li.name, "quantity": li.quantity}
                       for li in request.lines],
             "is_return": case.is_return,
-            "decision_note": decision.note if decision else "",
+            "customer_message": decision.customer_message if decision else "",
         },
     )
+
+
+def waive_notification(svc: Services, case_id: str, kind: NotificationKind, actor: str,
+                       reason: str) -> None:
+    """A person decides the customer need not get a message; the case then closes if that
+    was all it waited for."""
+    with svc.uow() as uow:
+        case = uow.cases.get(case_id)
+        case.waive_notification(kind, svc.clock(), actor, reason)
+        uow.commit()
+
+
+def resend_notification(svc: Services, case_id: str, kind: NotificationKind,
+                        actor: str) -> None:
+    """A person asks for a failed (or waived) message to go out again: a notify step is
+    queued, and the case closes once it is sent if nothing else is left."""
+    with svc.uow() as uow:
+        case = uow.cases.get(case_id)
+        case.resend_notification(kind, svc.clock(), actor)
+        uow.commit()
 
 
 # ------------------------------------------------------------------ operator actions

@@ -10,8 +10,8 @@ an implantable screw). The demo imports a recall list as CSV through `POST /v1/r
 previews two decisions with `POST /v1/evaluate`, then sends signed requests through the real
 webhook path: scripted scenarios (`scenarios()`), each exercising part of the compliance
 rules, mixed with ordinary requests. It plays the warehouse (receipts with inspections, UDI
-scans and temperature records) and the reviewer (a decision with a note on every case the
-rules sent to a person). It exits non-zero if a case is stuck or a scenario did not end
+scans and temperature records) and the reviewer (a decision with an internal note on every
+case the rules sent to a person, and a message to the customer with a refusal). It exits non-zero if a case is stuck or a scenario did not end
 where the rules say it should: the demo doubles as an end-to-end check of the rule set.
 """
 
@@ -484,6 +484,8 @@ def is_demo_database(path: Path) -> bool:
 def forget_demo_database(path: Path) -> None:
     """Delete the previous demo's database, refusing (`ConfigError` naming `--database`)
     any other file: the demo starts afresh, but must not destroy what it did not make."""
+    if not path.parent.is_dir():
+        raise ConfigError("--database", f"no such directory: {path.parent}")
     if path.exists() and not (path.is_file() and is_demo_database(path)):
         raise ConfigError("--database", f"{path} exists and was not made by `refundbridge "
                                         "demo`; it is left alone (name another file, or move "
@@ -726,6 +728,13 @@ DENY_NOTES: dict[str, str] = {
            "Asked for the renewed licence; they may ask again with it.",
     "R19": "Fourth request within 30 days; refused, and offered an exchange instead.",
 }
+# What the customer reads of a refusal: the internal notes above stay with the shop.
+DENY_MESSAGES: dict[str, str] = {
+    "R15": "We can take devices back only from a licensed buyer. Please send us your renewed "
+           "licence and ask again.",
+    "R19": "We cannot take back another item this month, but we are glad to offer you an "
+           "exchange.",
+}
 
 
 def _rules_that(outcome: str, detail: Mapping[str, Any]) -> frozenset[str]:
@@ -742,12 +751,16 @@ def review_rules(detail: Mapping[str, Any]) -> frozenset[str]:
 
 
 def review_decision(detail: Mapping[str, Any]) -> dict[str, str]:
+    """The reviewer's decision: an internal note on every case (why), and a message to the
+    customer with a refusal."""
     rules = sorted(review_rules(detail))
-    refusals = [DENY_NOTES[r] for r in rules if r in DENY_NOTES]
-    if refusals:
-        return {"decision": "deny", "reviewer": REVIEWER, "note": " ".join(refusals)}
+    refused = [r for r in rules if r in DENY_NOTES]
+    if refused:
+        return {"decision": "deny", "reviewer": REVIEWER,
+                "internal_note": " ".join(DENY_NOTES[r] for r in refused),
+                "customer_message": " ".join(DENY_MESSAGES[r] for r in refused)}
     notes = [REVIEW_NOTES.get(r, f"{r} checked.") for r in rules] or ["Checked; approved."]
-    return {"decision": "approve", "reviewer": REVIEWER, "note": " ".join(notes)}
+    return {"decision": "approve", "reviewer": REVIEWER, "internal_note": " ".join(notes)}
 
 
 def inspections(detail: Mapping[str, Any], scenario: Scenario | None) -> list[dict[str, Any]]:

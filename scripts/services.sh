@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start PostgreSQL and Redis on 127.0.0.1 when they are not already running.
-# Installs them from Debian's packages on a machine that has neither.
+# Installs them from Debian's packages on a machine that lacks them, and Chromium for the
+# browser tests of /docs and /redoc (Playwright drives /usr/bin/chromium; no browser download).
 set -euo pipefail
 
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -8,14 +9,15 @@ have() { command -v "$1" >/dev/null 2>&1; }
 pg_up() { have pg_isready && pg_isready -q -h 127.0.0.1 -p 5432; }
 redis_up() { have redis-cli && [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = "PONG" ]; }
 
+missing=()
 if ! pg_up || ! redis_up; then
-  missing=()
   ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
   have redis-server || missing+=(redis-server)
-  if [ ${#missing[@]} -gt 0 ]; then
-    echo "installing ${missing[*]}" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-  fi
+fi
+[ -x /usr/bin/chromium ] || missing+=(chromium fonts-noto-cjk)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]}" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 if ! pg_up; then

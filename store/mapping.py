@@ -75,7 +75,8 @@ def details_to_json(case: RefundCase) -> dict[str, Any]:
         "decisions": [
             {"outcome": d.outcome.value, "amount": d.amount.as_json(),
              "rules": [r.as_json() for r in d.rules], "decided_by": d.decided_by,
-             "at": d.at.isoformat(), "note": d.note,
+             "at": d.at.isoformat(), "internal_note": d.internal_note,
+             "customer_message": d.customer_message,
              "lines": [x.as_json() for x in d.lines],
              "obligations": [o.as_json() for o in d.obligations]}
             for d in case.decisions
@@ -94,10 +95,7 @@ def details_to_json(case: RefundCase) -> dict[str, Any]:
              "status": a.status.value, "provider_ref": a.provider_ref, "message": a.message}
             for a in case.attempts
         ],
-        "notifications": [
-            {"kind": n.kind.value, "status": n.status.value, "message": n.message}
-            for n in case.notifications
-        ],
+        "notifications": [n.as_json() for n in case.notifications],
         "inspections": [i.as_json() for i in case.inspections],
         "stock_moves": [
             {"line": m.line, "sku": m.sku, "quantity": m.quantity,
@@ -141,6 +139,15 @@ def _stock_booking(data: dict[str, Any] | None) -> StockBooking | None:
                         data.get("reference"), data.get("held", True))
 
 
+def _notification(data: dict[str, Any]) -> Notification:
+    last = data.get("last_attempt_at")
+    return Notification(
+        NotificationKind(data["kind"]), DeliveryStatus(data["status"]),
+        data.get("last_error", data.get("message")),  # "message": stored before attempts
+        data.get("attempts", 0), datetime.fromisoformat(last) if last else None,
+        data.get("waived_by"), data.get("waive_reason"))
+
+
 @lru_cache(maxsize=4096)
 def _request(case_id: str, raw: str) -> NormalizedRefundRequest:
     # A case's request never changes after it is stored, so one parse per process will do.
@@ -167,9 +174,12 @@ def case_from_row(row: Any) -> RefundCase:
             Decision(Outcome(d["outcome"]), _money(d["amount"]),
                      tuple(RuleResult(r["id"], Outcome(r["outcome"]), r["message"], r["line"])
                            for r in d["rules"]),
-                     d["decided_by"], datetime.fromisoformat(d["at"]), d.get("note", ""),
+                     # "note": a case stored before the note was split in two
+                     d["decided_by"], datetime.fromisoformat(d["at"]),
+                     d.get("internal_note", d.get("note", "")),
                      tuple(_line(x) for x in d.get("lines", ())),
-                     tuple(_obligation(o) for o in d.get("obligations", ())))
+                     tuple(_obligation(o) for o in d.get("obligations", ())),
+                     d.get("customer_message", ""))
             for d in details["decisions"]
         ],
         dispositions=[_line(x) for x in details.get("dispositions", ())],
@@ -186,10 +196,7 @@ def case_from_row(row: Any) -> RefundCase:
                           a["provider_ref"], a["message"])
             for a in details["attempts"]
         ],
-        notifications=[
-            Notification(NotificationKind(n["kind"]), DeliveryStatus(n["status"]), n["message"])
-            for n in details["notifications"]
-        ],
+        notifications=[_notification(n) for n in details["notifications"]],
         inspections=[Inspection(**i) for i in details["inspections"]],
         stock_moves=[
             StockMove(m["line"], m["sku"], m["quantity"], Disposition(m["disposition"]),

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine, select
 
 from core.audit import verify_chain
 from core.errors import NotFound
+from core.model import Step
 from core.money import Money
 from store import tables as t
 from store.mapping import aware, event_from_row
@@ -47,7 +49,39 @@ def _case_and_events(engine: Engine, case_id: str) -> tuple[Any, list[Any]]:
     return row, list(events)
 
 
-def case_detail(engine: Engine, case_id: str) -> dict[str, Any]:
+# The reconciler's wait before it hands out a step's work again, in multiples of
+# `stale_after`: doubling per hand-over, at most this (workers/reconcile.py).
+MAX_BACKOFF = 64
+
+
+def _notifications(engine: Engine, case_id: str, stored: list[dict[str, Any]],
+                   stale_after: float | None, max_dispatches: int | None
+                   ) -> list[dict[str, Any]]:
+    """The case's messages, each pending one that failed before with its next try: when
+    the reconciler will hand the open notify step out again (None: not known, or no tries
+    left, after which the message is marked failed)."""
+    if stale_after is None or not any(
+            n["status"] == "pending" and n.get("attempts") for n in stored):
+        return [{**n, "next_attempt_at": None} for n in stored]
+    o = t.outbox.c
+    with engine.connect() as conn:
+        work = conn.execute(
+            select(o.dispatched_at, o.dispatch_count)
+            .where(o.case_id == case_id, o.step == Step.NOTIFY.value, o.done_at.is_(None))
+            .order_by(o.id.desc()).limit(1)).first()
+    next_at: str | None = None
+    if work is not None and work.dispatched_at is not None and (
+            max_dispatches is None or work.dispatch_count < max_dispatches):
+        wait = stale_after * min(2 ** (work.dispatch_count - 1), MAX_BACKOFF)
+        next_at = (aware(work.dispatched_at) + timedelta(seconds=wait)).isoformat()
+    return [{**n, "next_attempt_at": next_at if n["status"] == "pending" and n.get("attempts")
+             else None} for n in stored]
+
+
+def case_detail(engine: Engine, case_id: str, *, stale_after: float | None = None,
+                max_dispatches: int | None = None) -> dict[str, Any]:
+    """`stale_after` and `max_dispatches`: the reconciler's settings, to show when a message
+    that failed for now is tried next."""
     row, events = _case_and_events(engine, case_id)
     details = row.details
     request = row.request
@@ -60,7 +94,8 @@ def case_detail(engine: Engine, case_id: str) -> dict[str, Any]:
         "requested_at": request["requested_at"],
         "decisions": details["decisions"],
         "refund_attempts": details["attempts"],
-        "notifications": details["notifications"],
+        "notifications": _notifications(engine, case_id, details["notifications"],
+                                        stale_after, max_dispatches),
         "inspections": details["inspections"],
         "stock_moves": details["stock_moves"],
         "dispositions": details.get("dispositions", []),

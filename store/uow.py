@@ -18,11 +18,13 @@ from typing import Any, Self
 from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 
 from core.errors import ConcurrencyConflict, DuplicateDelivery, NotFound
+from core.lifecycle import CaseState
 from core.model import MONEY_RELEASED_STATES, RefundCase, Step
 from core.money import Money
 from core.ports import (
     CaseRepository,
     ExternalRefund,
+    HeldUnits,
     Inbox,
     InboxEntry,
     OrderLedger,
@@ -139,6 +141,24 @@ class SqlOrderLedger:
             "currency": refund.amount.currency, "amount_minor": refund.amount.minor,
             "note": refund.note[:500], "created_at": datetime.now(UTC)}).first()
         return inserted is not None
+
+    def held_units(self, shop_id: str, order_id: str, excluding: str) -> list[HeldUnits]:
+        # Units have no ledger of their own: an order has few cases, and each case's request
+        # (stored whole, never changed) names its lines, so they are read from there.
+        c = t.cases.c
+        rows = self._uow.conn.execute(
+            select(c.id, c.state, c.request).where(
+                c.shop_id == shop_id, c.order_id == order_id, c.id != excluding,
+                c.state.not_in([s.value for s in MONEY_RELEASED_STATES]),
+                (c.approved_minor.is_not(None)) | (c.state == CaseState.AWAITING_REVIEW.value),
+            ).order_by(c.seq)
+        ).all()
+        return [
+            HeldUnits(row.id, str(line["sku"]), int(line["quantity"]), line.get("lot"),
+                      line.get("serial"),
+                      pending=row.state == CaseState.AWAITING_REVIEW.value)
+            for row in rows for line in row.request["lines"]
+        ]
 
 
 class SqlInbox:

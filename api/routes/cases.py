@@ -6,15 +6,28 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from api.deps import ContainerDep, Operator
 from core import services
 from core.lifecycle import CaseState
-from core.model import Inspection, Outcome
+from core.model import Inspection, NotificationKind, Outcome
+from refundbridge.bootstrap import Container
 from store import queries
 
 router = APIRouter(prefix="/v1", tags=["cases"])
+
+# Free text a person writes: line breaks and tabs, but no other control character (a NUL
+# cannot be stored, and none belongs in an audit trail or an email).
+TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+
+
+async def _detail(container: Container, case_id: str) -> dict[str, Any]:
+    settings = container.settings
+    return await run_in_threadpool(
+        queries.case_detail, container.engine, case_id,
+        stale_after=settings.stale_after_seconds, max_dispatches=settings.max_dispatches)
 
 
 class InspectionIn(BaseModel):
@@ -43,7 +56,33 @@ class ReviewIn(BaseModel):
 
     decision: Literal["approve", "deny"]
     reviewer: str = Field(min_length=1, max_length=128)
-    note: str = Field(min_length=1, max_length=4000, description="Why: kept as evidence")
+    internal_note: str = Field(
+        min_length=1, max_length=4000, pattern=TEXT,
+        description="Why, for the shop's people: kept in the case and its audit trail, never "
+                    "sent to the customer or the storefront")
+    customer_message: str = Field(
+        default="", max_length=2000, pattern=TEXT,
+        description="Sent to the customer with the decision (its email, and the storefront's "
+                    "note where it shows one); empty: the plain message")
+    # Refused rather than read as either field: only its writer knows whether it was meant
+    # for the customer, and guessing wrong either leaks a note or drops a message.
+    note: SkipJsonSchema[str | None] = Field(default=None, exclude=True)
+
+    @field_validator("note", mode="before")
+    @classmethod
+    def _note_was_split(cls, value: object) -> object:
+        raise ValueError("no longer taken: write 'internal_note' (kept, never sent) and, "
+                         "if the customer should read something, 'customer_message'")
+
+
+class WaiveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    actor: str = Field(min_length=1, max_length=128, pattern=TEXT,
+                       description="The operator waiving it")
+    reason: str = Field(min_length=1, max_length=4000, pattern=TEXT,
+                        description="Why the customer need not get the message (kept in "
+                                    "the audit trail)")
 
 
 class ActionIn(BaseModel):
@@ -69,7 +108,7 @@ async def list_cases(
 
 @router.get("/cases/{case_id}")
 async def get_case(case_id: str, container: ContainerDep, _: Operator) -> dict[str, Any]:
-    return await run_in_threadpool(queries.case_detail, container.engine, case_id)
+    return await _detail(container, case_id)
 
 
 @router.get("/cases/{case_id}/evidence")
@@ -84,15 +123,16 @@ async def receive_goods(case_id: str, body: ReceiptIn, container: ContainerDep,
     actor = f"operator:{body.lines[0].inspector}"
     await run_in_threadpool(services.record_receipt, container.api_services, case_id,
                             inspections, actor)
-    return await run_in_threadpool(queries.case_detail, container.engine, case_id)
+    return await _detail(container, case_id)
 
 
 @router.post("/cases/{case_id}/review")
 async def review(case_id: str, body: ReviewIn, container: ContainerDep,
                  _: Operator) -> dict[str, Any]:
     await run_in_threadpool(services.review, container.api_services, case_id,
-                            Outcome(body.decision), body.reviewer, body.note)
-    return await run_in_threadpool(queries.case_detail, container.engine, case_id)
+                            Outcome(body.decision), body.reviewer, body.internal_note,
+                            body.customer_message)
+    return await _detail(container, case_id)
 
 
 @router.post("/cases/{case_id}/retry")
@@ -100,7 +140,7 @@ async def retry(case_id: str, container: ContainerDep, _: Operator,
                 body: ActionIn | None = None) -> dict[str, Any]:
     actor = f"operator:{(body or ActionIn()).actor}"
     await run_in_threadpool(services.retry, container.api_services, case_id, actor)
-    return await run_in_threadpool(queries.case_detail, container.engine, case_id)
+    return await _detail(container, case_id)
 
 
 @router.post("/cases/{case_id}/cancel")
@@ -108,4 +148,25 @@ async def cancel(case_id: str, body: ActionIn, container: ContainerDep,
                  _: Operator) -> dict[str, Any]:
     await run_in_threadpool(services.cancel, container.api_services, case_id,
                             f"operator:{body.actor}", body.reason)
-    return await run_in_threadpool(queries.case_detail, container.engine, case_id)
+    return await _detail(container, case_id)
+
+
+@router.post("/cases/{case_id}/notifications/{kind}/waive")
+async def waive_notification(case_id: str, kind: NotificationKind, body: WaiveIn,
+                             container: ContainerDep, _: Operator) -> dict[str, Any]:
+    """The customer need not get this message (a failed or pending one): it no longer keeps
+    the case open. Recorded in the audit trail with the operator and the reason."""
+    await run_in_threadpool(services.waive_notification, container.api_services, case_id,
+                            kind, f"operator:{body.actor}", body.reason)
+    return await _detail(container, case_id)
+
+
+@router.post("/cases/{case_id}/notifications/{kind}/resend")
+async def resend_notification(case_id: str, kind: NotificationKind, container: ContainerDep,
+                              _: Operator, body: ActionIn | None = None) -> dict[str, Any]:
+    """Send a failed (or waived) message again; the case closes once it is sent, if that
+    was all it waited for."""
+    actor = f"operator:{(body or ActionIn()).actor}"
+    await run_in_threadpool(services.resend_notification, container.api_services, case_id,
+                            kind, actor)
+    return await _detail(container, case_id)

@@ -16,6 +16,7 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from connectors.minor_units import MinorUnit, MinorUnitTable
 from core.errors import InvalidRequest, PermanentProviderError
 from core.model import RefundResult, RefundStatus
 from core.money import Money
@@ -30,6 +31,13 @@ QUERY_METHOD: Final = "alipay.trade.fastpay.refund.query"
 CURRENCY: Final = "CNY"  # the domestic OpenAPI refunds in yuan only
 MAX_NO_LENGTH: Final = 64  # out_trade_no, trade_no and out_request_no alike
 MAX_REASON_LENGTH: Final = 256
+# `refund_amount` is a decimal string in yuan with at most two decimals ("单位为元，支持两位
+# 小数"), in CNY only.
+ALIPAY_UNITS: Final = MinorUnitTable(
+    provider=NAME,
+    source="https://opendocs.alipay.com/open/02ekfk",
+    currencies={CURRENCY: MinorUnit(2, why="yuan with two decimals")},
+)
 
 ReferenceKind = Literal["auto", "out_trade_no", "trade_no"]
 
@@ -240,9 +248,9 @@ def yuan(amount: Money) -> str:
         raise PermanentProviderError(
             NAME, f"Alipay refunds only in {CURRENCY}; this refund is {amount}",
             code="unsupported_currency")
-    if not amount.is_positive():
+    if not amount.amount > 0:
         raise InvalidRequest("amount", f"a refund must be positive, got {amount}")
-    return f"{amount.amount:.2f}"
+    return ALIPAY_UNITS.to_decimal(amount)
 
 
 def _checked_numbers(order: RefundOrder) -> None:
@@ -315,7 +323,8 @@ def queried_refund(order: RefundOrder, answer: AlipayRefundQueryAnswer) -> Refun
     amount: Money | None = None
     if answer.refund_amount is not None:
         try:
-            amount = Money.parse(answer.refund_amount, CURRENCY, field="refund_amount")
+            amount = ALIPAY_UNITS.from_decimal(answer.refund_amount, CURRENCY,
+                                               field="refund_amount")
         except InvalidRequest as exc:
             raise PermanentProviderError(NAME, f"unreadable refund_amount: {exc.message}",
                                          code="invalid_response") from exc

@@ -6,12 +6,17 @@ import hashlib
 import random
 import threading
 import time
-from collections.abc import Callable
-from typing import ClassVar, TypeVar
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import ClassVar, Final, Literal, TypeVar
 
 from pydantic import Field
 
+from connectors.alipay.transformers import ALIPAY_UNITS
 from connectors.base import ConnectorBase, ConnectorContext, ConnectorSettings
+from connectors.minor_units import MinorUnitTable
+from connectors.stripe.transformers import STRIPE_UNITS
+from connectors.wechatpay.transformers import WECHATPAY_UNITS
 from core.errors import TransientProviderError
 from core.model import RefundResult, RefundStatus
 from core.ports import Capability, OutgoingMessage, RefundOrder, ReturnBooking, Role
@@ -23,6 +28,18 @@ class SandboxSettings(ConnectorSettings):
     latency_ms: float = Field(default=0.0, ge=0)
     transient_failure_rate: float = Field(default=0.0, ge=0, le=0.9)
     seed: int | None = None
+
+
+# The provider whose currency table the sandbox payment plays: it refuses what that provider
+# would refuse (a KWD amount Stripe cannot take, a USD refund through WeChat Pay), so a demo
+# meets the same limits a live shop will.
+PLAYED_TABLES: Final[Mapping[str, MinorUnitTable]] = MappingProxyType({
+    "stripe": STRIPE_UNITS, "wechatpay": WECHATPAY_UNITS, "alipay": ALIPAY_UNITS,
+})
+
+
+class SandboxPaymentSettings(SandboxSettings):
+    minor_units: Literal["stripe", "wechatpay", "alipay"] = "stripe"
 
 
 class _Sandbox(ConnectorBase):
@@ -53,20 +70,30 @@ class SandboxPaymentConnector(_Sandbox):
     roles: ClassVar[frozenset[Role]] = frozenset({Role.PAYMENT})
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {Capability.ISSUE_REFUND, Capability.REFUND_STATUS})
+    Settings = SandboxPaymentSettings
+    settings: SandboxPaymentSettings
 
-    def __init__(self, settings: SandboxSettings, ctx: ConnectorContext) -> None:
+    def __init__(self, settings: SandboxPaymentSettings, ctx: ConnectorContext) -> None:
         super().__init__(settings, ctx)
+        self.units = PLAYED_TABLES[settings.minor_units]
         self.refunds: dict[str, RefundResult] = {}
+        self.paid_minor: dict[str, int] = {}  # what went "over the wire", in the table's units
 
     def issue_refund(self, order: RefundOrder) -> RefundResult:
+        # Converted before the call, as a real connector does: a refused amount moves nothing.
+        minor = self.units.to_minor(order.amount)
+
         def refund() -> RefundResult:
             with self._lock:
                 # Like a real provider: the same key pays once and replays the answer.
                 if order.idempotency_key not in self.refunds:
                     digest = hashlib.sha256(order.idempotency_key.encode()).hexdigest()
                     ref = "sbx_re_" + digest[:16]
+                    self.paid_minor[order.idempotency_key] = minor
                     self.refunds[order.idempotency_key] = RefundResult(
-                        RefundStatus.SUCCEEDED, ref, order.amount, raw_status="succeeded")
+                        RefundStatus.SUCCEEDED, ref,
+                        self.units.from_minor(minor, order.amount.currency),
+                        raw_status="succeeded")
                 return self.refunds[order.idempotency_key]
 
         return self._call("refund", refund)

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from connectors.base import validation_error
+from connectors.minor_units import held_decimal
 from core.errors import InvalidRequest, PermanentProviderError
 from core.model import RefundResult, RefundStatus
 from core.money import Money
@@ -787,7 +788,7 @@ def refund_transactions(order: RefundOrder, shop_order: GqlOrder) -> list[dict[s
             "parentId": tx.id,
             "kind": "REFUND",
             "gateway": tx.gateway or "manual",
-            "amount": str(share.amount),
+            "amount": held_decimal(share, NAME),
         })
         remaining = remaining - share
     if remaining.is_positive():

@@ -13,9 +13,10 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from connectors.minor_units import MinorUnit, MinorUnitTable
 from core.errors import InvalidRequest
 from core.model import RefundResult, RefundStatus
-from core.money import Money, check_currency
+from core.money import check_currency
 from core.ports import RefundOrder
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,32 @@ STATUS_MAP: Final[Mapping[str, RefundStatus]] = MappingProxyType({
     "failed": RefundStatus.FAILED,
     "canceled": RefundStatus.FAILED,
 })
+
+# Stripe's own table (https://docs.stripe.com/currencies, "Specify amounts in API requests"),
+# which is not CLDR's: "currencies are two-decimal currencies unless otherwise specified".
+_ZERO = MinorUnit(0, why="zero-decimal in Stripe")
+_THREE = MinorUnit(3, multiple=10, why="Stripe takes three-decimal amounts only with a last "
+                                       "digit of 0 (5.124 KWD must be 5.120 or 5.130)")
+_WHOLE_IN_TWO = MinorUnit(2, multiple=100, why="zero-decimal, but Stripe still writes it with two "
+                                               "decimals that must be 00 (5 units = 500)")
+STRIPE_UNITS: Final = MinorUnitTable(
+    provider="stripe",
+    source="https://docs.stripe.com/currencies",
+    default=MinorUnit(2),
+    currencies={
+        **{code: _ZERO for code in ("BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA",
+                                    "PYG", "RWF", "VND", "VUV", "XAF", "XOF", "XPF")},
+        **{code: _THREE for code in ("BHD", "JOD", "KWD", "OMR", "TND")},
+        # Special cases. UGX is also in Stripe's zero-decimal list, but its special-case
+        # entry (the specific rule, about charges and refunds) says two decimals of 00.
+        "ISK": _WHOLE_IN_TWO,
+        "UGX": _WHOLE_IN_TWO,
+        # HUF and TWD are zero-decimal for payouts only; charges and refunds take two
+        # decimals, with no step.
+        "HUF": MinorUnit(2, why="two-decimal for refunds (zero-decimal only for payouts)"),
+        "TWD": MinorUnit(2, why="two-decimal for refunds (zero-decimal only for payouts)"),
+    },
+)
 
 # Only `duplicate`, `fraudulent` and `requested_by_customer` are accepted by Stripe; every
 # refund we issue was asked for by a customer.
@@ -107,10 +134,10 @@ def reference_field(payment_reference: str) -> Literal["charge", "payment_intent
 
 def refund_form(order: RefundOrder) -> dict[str, str]:
     """The form fields of `POST /v1/refunds` for this order."""
-    minor = order.amount.minor
-    if minor <= 0:
+    if not order.amount.amount > 0:
         # Stripe reads a missing amount as "refund everything"; never let a zero get near that.
         raise InvalidRequest("amount", f"a refund must be positive, got {order.amount}")
+    minor = STRIPE_UNITS.to_minor(order.amount)
     return {
         reference_field(order.payment_reference): order.payment_reference,
         "amount": str(minor),
@@ -130,11 +157,12 @@ def map_status(raw: str | None) -> RefundStatus:
     return status
 
 
-def to_refund_result(refund: StripeRefund) -> RefundResult:
+def to_refund_result(refund: StripeRefund, where: str = "") -> RefundResult:
+    """`where`: the refund object's place in the message, to name a bad amount by its path."""
     return RefundResult(
         status=map_status(refund.status),
         provider_ref=refund.id,
-        amount=Money.from_minor(refund.amount, refund.currency),
+        amount=STRIPE_UNITS.from_minor(refund.amount, refund.currency, f"{where}amount"),
         message=refund.failure_reason,
         raw_status=refund.status,
     )

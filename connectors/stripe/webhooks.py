@@ -69,7 +69,7 @@ def parse_event(body: bytes) -> WebhookEvent:
     except ValidationError as exc:
         raise validation_error(exc, prefix="data.object") from exc
     return RefundUpdate(
-        result=to_refund_result(refund),
+        result=to_refund_result(refund, where="data.object."),
         idempotency_key=refund.metadata.get("idempotency_key"),
         case_id=refund.metadata.get("case_id"),
         event_id=event.id,

@@ -15,9 +15,10 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from core.errors import InvalidRequest, PermanentProviderError
+from connectors.minor_units import MinorUnit, MinorUnitTable
+from core.errors import AmountNotRepresentable, InvalidRequest, PermanentProviderError
 from core.model import RefundResult, RefundStatus
-from core.money import Money, check_currency
+from core.money import check_currency
 from core.ports import RefundOrder
 from core.request import ReasonCode
 
@@ -27,6 +28,13 @@ NAME: Final = "wechatpay"
 REFUNDS_PATH: Final = "/v3/refund/domestic/refunds"
 # Domestic refunds are in renminbi only ("目前只支持人民币：CNY").
 CURRENCY: Final = "CNY"
+# `amount.refund` and `amount.total` are integers in fen ("单位为分，只能为整数"), and CNY is
+# the only currency of domestic refunds; anything else is refused before calling.
+WECHATPAY_UNITS: Final = MinorUnitTable(
+    provider=NAME,
+    source="https://pay.weixin.qq.com/wiki/doc/apiv3/apis/chapter3_1_9.shtml",
+    currencies={CURRENCY: MinorUnit(2, why="fen")},
+)
 
 # Every refund status WeChat Pay documents, for the refund object (`status`) and for the
 # decrypted notification (`refund_status`). ABNORMAL means the money could not reach the
@@ -192,14 +200,15 @@ def refund_body(order: RefundOrder, *, notify_url: str | None,
             raise PermanentProviderError(
                 NAME, f"WeChat Pay refunds only {CURRENCY}; {name} is {money}",
                 code="UNSUPPORTED_CURRENCY")
-    if not order.amount.is_positive():
+    if not order.amount.amount > 0:
         raise PermanentProviderError(NAME, f"a refund must be positive, got {order.amount}",
                                      code="PARAM_ERROR")
     body: dict[str, Any] = {
         reference_field: order.payment_reference,
         "out_refund_no": order.idempotency_key,
         "reason": REASON_TEXT[order.reason],
-        "amount": {"refund": order.amount.minor, "total": order.paid_total.minor,
+        "amount": {"refund": WECHATPAY_UNITS.to_minor(order.amount),
+                   "total": WECHATPAY_UNITS.to_minor(order.paid_total),
                    "currency": CURRENCY},
     }
     if notify_url:
@@ -220,22 +229,27 @@ def map_status(raw: str | None) -> RefundStatus:
     return status
 
 
-def _result(raw: str, refund_id: str, amount: RefundAmount) -> RefundResult:
+def _result(raw: str, refund_id: str, amount: RefundAmount, where: str) -> RefundResult:
+    try:
+        money = WECHATPAY_UNITS.from_minor(amount.refund, amount.currency,
+                                           f"{where}amount.refund")
+    except AmountNotRepresentable as exc:  # WeChat's message is wrong, not our request
+        raise InvalidRequest(f"{where}amount.currency", exc.reason) from exc
     return RefundResult(
         status=map_status(raw),
         provider_ref=refund_id,
-        amount=Money.from_minor(amount.refund, amount.currency),
+        amount=money,
         message=STATUS_MESSAGES.get(raw),
         raw_status=raw,
     )
 
 
 def to_refund_result(refund: WeChatRefund) -> RefundResult:
-    return _result(refund.status, refund.refund_id, refund.amount)
+    return _result(refund.status, refund.refund_id, refund.amount, "")
 
 
 def notice_to_refund_result(notice: RefundNotice) -> RefundResult:
-    return _result(notice.refund_status, notice.refund_id, notice.amount)
+    return _result(notice.refund_status, notice.refund_id, notice.amount, "resource.")
 
 
 def read_error(body: bytes) -> WeChatError | None:

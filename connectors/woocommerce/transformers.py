@@ -22,6 +22,7 @@ from typing import Any, Final, TypeVar
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from connectors.minor_units import held_decimal
 from core.errors import InvalidRequest, PermanentProviderError
 from core.model import RefundResult, RefundStatus
 from core.money import Money, check_currency, minor_units
@@ -602,7 +603,7 @@ def refund_body(order: RefundOrder, line_items: Sequence[Mapping[str, Any]]) -> 
     if not order.amount.is_positive():
         raise InvalidRequest("amount", f"a refund must be positive, got {order.amount}")
     return {
-        "amount": str(order.amount.amount),
+        "amount": held_decimal(order.amount, NAME),
         "reason": refund_reason(order),
         "api_refund": True,
         "api_restock": False,

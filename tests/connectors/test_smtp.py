@@ -151,7 +151,7 @@ def context(**overrides: Any) -> dict[str, Any]:
             {"sku": "TS-50", "name": "Test strips, 50 pcs", "quantity": 2},
         ],
         "is_return": False,
-        "decision_note": "",
+        "customer_message": "",
     }
     values.update(overrides)
     return values
@@ -318,7 +318,7 @@ def test_every_kind_and_locale_renders_with_the_full_context(
     kind: NotificationKind, locale: str, is_return: bool
 ) -> None:
     rendered = TemplateRenderer().render(
-        kind, locale, context(is_return=is_return, decision_note="Checked by QA"), "Acme"
+        kind, locale, context(is_return=is_return, customer_message="Checked by QA"), "Acme"
     )
 
     assert rendered.locale == locale
@@ -338,14 +338,21 @@ def test_templates_exist_for_every_kind_and_locale_and_nothing_else() -> None:
     assert found == expected
 
 
-def test_decision_note_appears_only_when_given() -> None:
+@pytest.mark.parametrize(("kind", "locale", "label"), [
+    (NotificationKind.APPROVED, "en", "A message from us: "),
+    (NotificationKind.DENIED, "en", "A message from us: "),
+    (NotificationKind.APPROVED, "zh-CN", "客服留言："),
+    (NotificationKind.DENIED, "zh-CN", "客服留言："),
+])
+def test_the_customer_message_appears_only_when_given(kind: NotificationKind, locale: str,
+                                                      label: str) -> None:
     renderer = TemplateRenderer()
-    with_note = renderer.render(NotificationKind.DENIED, "en",
-                                context(decision_note="Sterile pack opened"), "Acme")
-    without = renderer.render(NotificationKind.DENIED, "en", context(), "Acme")
+    with_message = renderer.render(kind, locale,
+                                   context(customer_message="Sterile pack opened"), "Acme")
+    without = renderer.render(kind, locale, context(), "Acme")
 
-    assert "Reason: Sterile pack opened" in with_note.body
-    assert "Reason:" not in without.body
+    assert f"{label}Sterile pack opened" in with_message.body
+    assert label not in without.body
 
 
 def test_missing_context_key_is_permanent_and_named(server: Server) -> None:

@@ -20,6 +20,7 @@ from connectors.base import ConnectorContext, RetryPolicy
 from connectors.stripe import StripeConnector
 from connectors.stripe.transformers import StripeRefund, to_refund_result
 from core.errors import (
+    AmountNotRepresentable,
     InvalidRequest,
     PermanentProviderError,
     TransientProviderError,
@@ -29,6 +30,7 @@ from core.model import RefundStatus
 from core.money import Money
 from core.ports import Ignored, RefundOrder, RefundUpdate
 from core.request import ReasonCode
+from tests.fakes.stripe import StripeFake
 
 BASE_URL = "https://api.stripe.com"
 API_KEY = "sk_test_51PqRsTuVwXyZ0123456789abcdef"
@@ -564,3 +566,94 @@ def test_signed_body_that_is_not_json(connector: StripeConnector) -> None:
         connector.parse_webhook(signed(body, at(NOW)), body, NOW)
 
     assert info.value.field == "body"
+
+
+# ---------------------------------------------------------------- Stripe's own minor units
+
+
+def isk_order(amount: str | Decimal = "500") -> RefundOrder:
+    value = Money(amount, "ISK") if isinstance(amount, Decimal) else Money.parse(amount, "ISK")
+    return RefundOrder(
+        case_id="rc_8f14e45fceea167a5a36dedd4bea2543", attempt=1,
+        idempotency_key=IDEMPOTENCY_KEY, amount=value,
+        payment_reference="pi_3PqRsT2eZvKYlo2C1vWxYz01", order_id="1001",
+        reason=ReasonCode.DEFECTIVE, paid_total=Money.parse("7960", "ISK"),
+    )
+
+
+@pytest.fixture
+def stripe_fake() -> Any:
+    fake = StripeFake()
+    with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
+        fake.install(router)
+        yield fake
+
+
+def test_isk_goes_over_the_wire_in_stripes_units(stripe_fake: StripeFake,
+                                                 connector: StripeConnector) -> None:
+    # CLDR gives ISK no decimals; Stripe writes it with two (500 ISK = 50000). Sending 500
+    # refunded a hundredth.
+    stripe_fake.currency = "isk"
+
+    result = connector.issue_refund(isk_order("500"))
+
+    [request] = stripe_fake.posts
+    assert form_of(request)["amount"] == "50000"
+    assert stripe_fake.paid()[0]["amount"] == 50000
+    assert result.amount == Money.parse("500", "ISK")
+    assert result.status is RefundStatus.SUCCEEDED
+
+
+def test_stripes_answer_in_its_units_maps_back(stripe_fake: StripeFake,
+                                               connector: StripeConnector) -> None:
+    stripe_fake.currency = "isk"
+    issued = connector.issue_refund(isk_order("7960"))
+    assert issued.provider_ref is not None
+
+    polled = connector.refund_status(issued.provider_ref, isk_order("7960"))
+    found = connector.find_refund(isk_order("7960"))
+
+    assert polled.amount == Money.parse("7960", "ISK")
+    assert found is not None and found.amount == Money.parse("7960", "ISK")
+
+
+def test_an_amount_stripe_cannot_take_is_refused_before_any_call(
+        stripe_fake: StripeFake, connector: StripeConnector) -> None:
+    stripe_fake.currency = "kwd"
+    kwd = RefundOrder(
+        case_id="rc_8f14e45fceea167a5a36dedd4bea2543", attempt=1,
+        idempotency_key=IDEMPOTENCY_KEY, amount=Money.parse("1.234", "KWD"),
+        payment_reference="pi_3PqRsT2eZvKYlo2C1vWxYz01", order_id="1001",
+        reason=ReasonCode.DEFECTIVE, paid_total=Money.parse("10.000", "KWD"),
+    )
+
+    with pytest.raises(AmountNotRepresentable) as info:
+        connector.issue_refund(kwd)
+
+    assert isinstance(info.value, PermanentProviderError)
+    assert info.value.code == "amount_not_representable"
+    assert "1.234 KWD" in str(info.value)
+    assert stripe_fake.posts == []
+
+
+def test_isk_refund_event_is_read_in_stripes_units(connector: StripeConnector) -> None:
+    body = event("refund.updated", refund(amount=796000, currency="isk", status="succeeded"))
+    headers = signed(body)
+    # Stripe's own SDK reads the same body: the amount on the wire is in its units.
+    assert stripe.Webhook.construct_event(body, headers["Stripe-Signature"],
+                                          WEBHOOK_SECRET).data.object.amount == 796000
+
+    update = connector.parse_webhook(headers, body, datetime.now(UTC))
+
+    assert isinstance(update, RefundUpdate)
+    assert update.result.amount == Money.parse("7960", "ISK")
+
+
+def test_refund_event_with_a_fraction_of_a_krona_names_the_field(
+        connector: StripeConnector) -> None:
+    body = event("refund.updated", refund(amount=50050, currency="isk"))
+
+    with pytest.raises(InvalidRequest) as info:
+        connector.parse_webhook(signed(body), body, datetime.now(UTC))
+
+    assert info.value.field == "data.object.amount"

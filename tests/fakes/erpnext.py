@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -72,6 +73,9 @@ class ERPNextFake:
         self.batches: dict[str, dict[str, Any]] = {}
         self.bundles: dict[str, dict[str, Any]] = {}
         self.requests: list[httpx.Request] = []
+        # Called with (doctype, document) as an insert arrives, before it is checked: a test
+        # can hold one caller there to race another against it.
+        self.before_insert: list[Callable[[str, dict[str, Any]], None]] = []
 
     # ---------------------------------------------------------------- set-up
 
@@ -220,6 +224,8 @@ class ERPNextFake:
         self.requests.append(request)
         doctype = request.url.path.removeprefix("/api/resource/")
         doc = json.loads(request.content)
+        for hook in list(self.before_insert):
+            hook(doctype, doc)
         refusal = self._validate_return(doctype, doc)
         if refusal is not None:
             return _refusal(refusal)

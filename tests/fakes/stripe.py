@@ -25,6 +25,22 @@ import respx
 BASE = "https://api.stripe.com"
 
 
+def _refused_amount(amount: int, currency: str) -> httpx.Response | None:
+    """Stripe's documented amount rules (https://docs.stripe.com/currencies): ISK and UGX in
+    whole units written with two decimals, three-decimal currencies with a last digit of 0."""
+    if currency in {"isk", "ugx"} and amount % 100:
+        return httpx.Response(400, json={"error": {
+            "type": "invalid_request_error", "code": "invalid_charge_amount_no_decimal_compatible",
+            "message": f"Invalid amount. Currency {currency.upper()} has become effectively "
+                       "zero-decimal and charged amounts must be evenly divisible by 100."}})
+    if currency in {"bhd", "jod", "kwd", "omr", "tnd"} and amount % 10:
+        # Stripe documents the rule, not its error code: the fake sends none.
+        return httpx.Response(400, json={"error": {
+            "type": "invalid_request_error",
+            "message": "Invalid amount: the last digit of a three-decimal amount must be 0."}})
+    return None
+
+
 class StripeFake:
     def __init__(self, state_file: Path | None = None) -> None:
         self.state_file = state_file
@@ -38,6 +54,8 @@ class StripeFake:
         self.after_pay: list[Callable[[dict[str, Any]], None]] = []
         self.keys_log: list[str] = []  # every POST's key, across processes when file-backed
         self.next_status = "succeeded"
+        # The charge's currency: a refund takes it from the charge, the form has none.
+        self.currency = "cny"
 
     # ------------------------------------------------------------- state
     def _load(self) -> None:
@@ -91,10 +109,13 @@ class StripeFake:
             refund = self.refunds[self.by_key[key]]
             return httpx.Response(200, json=refund, headers={"Idempotent-Replayed": "true"})
         form = {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
+        refused = _refused_amount(int(form["amount"]), self.currency)
+        if refused is not None:
+            return refused
         refund_id = "re_" + secrets.token_hex(12)
         refund = {
             "id": refund_id, "object": "refund", "amount": int(form["amount"]),
-            "currency": "cny", "charge": "ch_" + secrets.token_hex(8),
+            "currency": self.currency, "charge": "ch_" + secrets.token_hex(8),
             "created": int(time.time()), "payment_intent": form.get("payment_intent"),
             "reason": form.get("reason"), "status": self.next_status,
             "metadata": {k[9:-1]: v for k, v in form.items() if k.startswith("metadata[")},

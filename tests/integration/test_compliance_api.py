@@ -95,7 +95,7 @@ def test_an_adverse_event_waits_for_a_person_and_the_unit_is_kept_as_evidence(
     assert stripe_fake.posts == []
 
     decided = client.post(f"/v1/cases/{case_id}/review", headers=AUTH, json={
-        "decision": "approve", "reviewer": "dr.zhou", "note": "按不良事件上报；先退款"})
+        "decision": "approve", "reviewer": "dr.zhou", "internal_note": "按不良事件上报；先退款"})
     assert decided.status_code == 200, decided.text
     client.post(f"/v1/cases/{case_id}/receipt", headers=AUTH, json={"lines": [
         {"line": 0, "seal_intact": True, "condition": "used", "inspector": "wang.fang"}]})
@@ -140,7 +140,7 @@ def test_a_refund_without_goods_approved_by_a_person_is_due_from_the_approval(
     assert [o for o in case["obligations"] if o["kind"] == "refund_deadline"] == []
 
     decided = client.post(f"/v1/cases/{case_id}/review", headers=AUTH, json={
-        "decision": "approve", "reviewer": "li.na", "note": "customer called; refund"})
+        "decision": "approve", "reviewer": "li.na", "internal_note": "customer called; refund"})
     assert decided.status_code == 200, decided.text
     case = _case(client, case_id)
     approved_on = datetime.fromisoformat(case["decisions"][-1]["at"]).astimezone(SHANGHAI)

@@ -85,13 +85,17 @@ def _detail(review: list[str]) -> dict[str, object]:
 
 def test_the_reviewer_refuses_a_lapsed_licence_or_a_fourth_request_and_approves_the_rest(
 ) -> None:
-    assert review_decision(_detail(["R15", "R20"]))["decision"] == "deny"
-    assert "licence" in review_decision(_detail(["R15", "R20"]))["note"]
+    refused = review_decision(_detail(["R15", "R20"]))
+    assert refused["decision"] == "deny"
+    assert "lapsed" in refused["internal_note"]
+    # The customer reads why, not the reviewer's working notes.
+    assert "licence" in refused["customer_message"]
+    assert "lapsed" not in refused["customer_message"]
     assert review_decision(_detail(["R19"]))["decision"] == "deny"
     approved = review_decision(_detail(["R14", "R20"]))
     assert approved["decision"] == "approve"
-    assert "adverse event" in approved["note"] and "Amount" in approved["note"]
-    assert approved["reviewer"] and approved["note"]
+    assert "adverse event" in approved["internal_note"] and "Amount" in approved["internal_note"]
+    assert approved["reviewer"] and "customer_message" not in approved
 
 
 def test_the_warehouse_inspects_every_line_with_what_the_scenario_found() -> None:

@@ -227,7 +227,7 @@ def test_a_defective_shopify_return_waits_for_a_person_and_then_is_approved_in_s
         assert shop.returns[return_id]["status"] == "REQUESTED"
 
         decided = client.post(f"/v1/cases/{case_id}/review", headers=AUTH, json={
-            "decision": "approve", "reviewer": "dr.chen", "note": "known display fault"})
+            "decision": "approve", "reviewer": "dr.chen", "internal_note": "known display fault"})
         assert decided.status_code == 200, decided.text
         drain(container)
 

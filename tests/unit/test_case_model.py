@@ -8,9 +8,10 @@ from datetime import datetime
 import pytest
 
 from core.audit import verify_chain
-from core.errors import DomainError, IllegalTransition, InvalidRequest
+from core.errors import DomainError, IllegalTransition, InvalidRequest, NotFound
 from core.lifecycle import CaseState, Transition
 from core.model import (
+    Decision,
     DeliveryStatus,
     Disposition,
     LineDisposition,
@@ -666,3 +667,173 @@ def test_a_denied_request_is_written_back_as_declined_and_a_failure_is_kept() ->
     assert case.write_backs[0].status is DeliveryStatus.FAILED
     assert case.write_backs[0].message == "shopify: return is CLOSED"
     assert case.state is S.DENIED  # a failed write-back never changes the decision
+
+
+# ------------------------------------------------------------------ what the customer is owed
+
+K = NotificationKind
+D = DeliveryStatus
+
+
+def paid_and_booked(*, failing: NotificationKind | None = None) -> RefundCase:
+    """A refund-only case paid and booked; every message sent except `failing`, which the
+    mail server refused for good."""
+    case = refunding_case()
+    case.reserve_attempt(at(3))
+    case.apply_refund_result(succeeded(case), at(4), "connector:stripe")
+    case.record_stock_booked("ERP-RET-1", [], at(5), "connector:erpnext")
+    case.record_notifications(
+        [(n.kind, D.FAILED if n.kind is failing else D.SENT,
+          "smtp: 550 mailbox unavailable" if n.kind is failing else None)
+         for n in case.pending_notifications()], at(6), attempted=True)
+    case.new_steps.clear()  # as committing the unit of work does
+    return case
+
+
+def test_a_case_does_not_close_while_a_message_it_owes_failed() -> None:
+    case = paid_and_booked(failing=K.APPROVED)
+    assert case.state is S.REFUNDED
+    approved = next(n for n in case.notifications if n.kind is K.APPROVED)
+    assert (approved.status, approved.attempts, approved.last_error) == (
+        D.FAILED, 1, "smtp: 550 mailbox unavailable")
+    assert [n.kind for n in case.undelivered_notifications()] == [K.APPROVED]
+    # Nothing a worker could do about it: the case waits for a person, not in a loop.
+    assert case.steps_needed() == []
+    assert not case.close_if_done(at(7))
+    assert_audit_trail_is_sound(case)
+
+
+def test_a_resend_queues_the_message_and_the_case_closes_once_it_is_sent() -> None:
+    case = paid_and_booked(failing=K.REFUNDED)
+    steps = queued_by(case, lambda: case.resend_notification(K.REFUNDED, at(8),
+                                                             "operator:li.na"))
+    assert steps == [Step.NOTIFY]
+    assert [n.kind for n in case.pending_notifications()] == [K.REFUNDED]
+    assert case.new_events[-1].name == "notification_resend_requested"
+    assert case.new_events[-1].actor == "operator:li.na"
+    assert case.state is S.REFUNDED
+
+    case.record_notifications([(K.REFUNDED, D.SENT, None)], at(9), attempted=True)
+    assert case.state is S.CLOSED
+    refunded = next(n for n in case.notifications if n.kind is K.REFUNDED)
+    assert (refunded.status, refunded.attempts, refunded.last_error) == (D.SENT, 2, None)
+    assert_audit_trail_is_sound(case)
+
+
+def test_a_waiver_with_a_reason_closes_the_case_and_is_in_the_trail() -> None:
+    case = paid_and_booked(failing=K.APPROVED)
+    case.waive_notification(K.APPROVED, at(8), "operator:li.na", "told the customer by phone")
+    assert case.state is S.CLOSED
+    waived = next(e for e in case.new_events if e.name == "notification_waived")
+    assert waived.actor == "operator:li.na"
+    assert waived.data["kind"] == "approved"
+    assert waived.data["reason"] == "told the customer by phone"
+    assert waived.data["last_error"] == "smtp: 550 mailbox unavailable"
+    approved = next(n for n in case.notifications if n.kind is K.APPROVED)
+    assert (approved.status, approved.waived_by, approved.waive_reason) == (
+        D.WAIVED, "operator:li.na", "told the customer by phone")
+    assert_audit_trail_is_sound(case)
+
+
+def test_a_waiver_needs_a_reason_and_an_unsent_message() -> None:
+    case = paid_and_booked(failing=K.APPROVED)
+    with pytest.raises(InvalidRequest) as blank:
+        case.waive_notification(K.APPROVED, at(8), "operator:li.na", "  ")
+    assert blank.value.field == "reason"
+    with pytest.raises(DomainError, match="sent"):
+        case.waive_notification(K.RECEIVED, at(8), "operator:li.na", "no need")
+    with pytest.raises(NotFound):
+        case.waive_notification(K.DENIED, at(8), "operator:li.na", "no need")
+    assert case.state is S.REFUNDED
+
+
+@pytest.mark.parametrize("status", [D.SENT, D.PENDING])
+def test_only_a_failed_or_waived_message_is_sent_again(status: DeliveryStatus) -> None:
+    case = paid_and_booked(failing=K.APPROVED)
+    next(n for n in case.notifications if n.kind is K.APPROVED).status = status
+    with pytest.raises(DomainError, match=status.value):
+        case.resend_notification(K.APPROVED, at(8), "operator:li.na")
+
+
+def test_a_waived_message_can_still_be_sent_again() -> None:
+    case = open_case()
+    case.start_evaluation(at(1))
+    case.decide(decision(Outcome.DENY, case.requested))
+    case.record_notifications([(K.RECEIVED, D.SENT, None), (K.DENIED, D.FAILED, "550")],
+                              at(3), attempted=True)
+    case.waive_notification(K.DENIED, at(4), "operator:li.na", "wrong address")
+    case.new_steps.clear()
+    assert queued_by(case, lambda: case.resend_notification(
+        K.DENIED, at(5), "operator:li.na")) == [Step.NOTIFY]
+    denied = next(n for n in case.notifications if n.kind is K.DENIED)
+    assert (denied.status, denied.waived_by, denied.waive_reason) == (D.PENDING, None, None)
+
+
+def test_a_transient_failure_is_an_attempt_and_the_message_stays_owed() -> None:
+    case = refunding_case()
+    case.reserve_attempt(at(3))
+    case.apply_refund_result(succeeded(case), at(4), "connector:stripe")
+    case.record_stock_booked("ERP-RET-1", [], at(5), "connector:erpnext")
+    case.new_steps.clear()
+    outcomes = [(n.kind, D.PENDING, "smtp: 421 try later") for n in case.pending_notifications()]
+    steps = queued_by(case, lambda: case.record_notifications(outcomes, at(6), attempted=True))
+    # The run that failed stays open and is handed out again by the reconciler, with
+    # backoff: a new run now would retry at once.
+    assert steps == []
+    assert case.state is S.REFUNDED
+    assert all((n.status, n.attempts, n.last_error, n.last_attempt_at)
+               == (D.PENDING, 1, "smtp: 421 try later", at(6)) for n in case.notifications)
+    assert case.new_events[-1].name == "notification_attempt_failed"
+
+    case.record_notifications([(n.kind, D.SENT, None) for n in case.pending_notifications()],
+                              at(7), attempted=True)
+    assert case.state is S.CLOSED
+    assert all(n.attempts == 2 for n in case.notifications)
+
+
+def test_giving_up_on_a_message_is_no_attempt_and_keeps_the_case_open() -> None:
+    case = refunding_case()
+    case.reserve_attempt(at(3))
+    case.apply_refund_result(succeeded(case), at(4), "connector:stripe")
+    case.record_stock_booked("ERP-RET-1", [], at(5), "connector:erpnext")
+    case.record_notifications([(n.kind, D.PENDING, "smtp: timed out")
+                               for n in case.pending_notifications()], at(6), attempted=True)
+    case.step_failed(Step.NOTIFY, "gave up on the notify step after 8 tries", at(9), "gave_up")
+    assert case.state is S.REFUNDED
+    assert all((n.status, n.attempts) == (D.FAILED, 1) for n in case.notifications)
+
+
+def test_a_send_that_ends_after_a_waiver_is_recorded_as_sent() -> None:
+    case = refunding_case()
+    case.record_notifications([(K.RECEIVED, D.SENT, None)], at(3), attempted=True)
+    case.waive_notification(K.APPROVED, at(4), "operator:li.na", "customer asked us not to")
+    case.record_notifications([(K.APPROVED, D.SENT, None)], at(5), attempted=True)
+    approved = next(n for n in case.notifications if n.kind is K.APPROVED)
+    assert approved.status is D.SENT
+    assert case.new_events[-1].name == "notification_sent"
+
+
+def test_a_denied_case_whose_email_failed_can_be_resent_and_stays_denied() -> None:
+    case = open_case()
+    case.start_evaluation(at(1))
+    case.decide(decision(Outcome.DENY, case.requested))
+    case.record_notifications([(K.RECEIVED, D.SENT, None), (K.DENIED, D.FAILED, "550")],
+                              at(3), attempted=True)
+    assert case.steps_needed() == []
+    case.resend_notification(K.DENIED, at(4), "operator:li.na")
+    assert case.steps_needed() == [Step.NOTIFY]
+    case.record_notifications([(K.DENIED, D.SENT, None)], at(5), attempted=True)
+    assert case.state is S.DENIED and case.undelivered_notifications() == []
+    assert_audit_trail_is_sound(case)
+
+
+def test_a_reviewers_decision_keeps_the_note_and_the_message_apart_in_the_trail() -> None:
+    case = open_case()
+    case.start_evaluation(at(1))
+    case.decide(decision(Outcome.REVIEW, case.requested))
+    case.decide(Decision(Outcome.DENY, case.requested, (), "operator:li.na", at(3),
+                         internal_note="customer sounded rehearsed",
+                         customer_message="We cannot take back an opened sterile pack."))
+    denied = case.new_events[-1]
+    assert denied.data["internal_note"] == "customer sounded rehearsed"
+    assert denied.data["customer_message"] == "We cannot take back an opened sterile pack."

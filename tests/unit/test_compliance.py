@@ -219,9 +219,21 @@ def test_r05_a_broken_single_use_seal_denies_a_no_reason_return(
 
 
 def test_r05_the_inspectors_finding_outranks_the_buyers_word() -> None:
-    verdict = evaluate(inspections=(passed(seal_intact=False),))
+    # The buyer says the single-use pack is unopened; the inspector finds its seal broken.
+    verdict = evaluate(inspections=(passed(seal_intact=False),),
+                       **{"lines.0.single_use": True})
     assert verdict.outcome is Outcome.DENY
     assert outcomes(verdict, "R05") == [Outcome.DENY]
+
+
+def test_r05_a_device_without_a_single_use_seal_has_none_to_break() -> None:
+    # An inspector's "seal not intact" on a reusable meter only says its outer box was
+    # opened: that does not bar a no-reason return ([7D] Arts 8, 9), and it is not sold as
+    # new either (R12).
+    verdict = evaluate(inspections=(passed(seal_intact=False),))
+    assert verdict.outcome is Outcome.APPROVE
+    assert outcomes(verdict, "R05") == [Outcome.PASS]
+    assert (disposition(verdict), verdict.lines[0].rule) == (Disposition.QUARANTINE, "R12")
 
 
 # ------------------------------------------------------------------ R06 quality

@@ -12,12 +12,22 @@ import pytest
 from pydantic import SecretStr
 
 from config.settings import load_settings
-from connectors.base import ConnectorBase, ConnectorContext, ConnectorSettings, is_placeholder
+from connectors.base import (
+    ConfigProblems,
+    ConnectorBase,
+    ConnectorContext,
+    ConnectorSettings,
+    RetryPolicy,
+    is_placeholder,
+)
 from connectors.generic.webhooks import GenericSettings, GenericStorefrontConnector
+from connectors.registry import ConnectorRegistry
 from core.errors import ConfigError
 from core.ports import Role
+from refundbridge.bootstrap import build_shops, check_settings
 
 REAL_TOKEN = "op_7f3a9c1e5b2d4f60"
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "example.toml"
 
 BASE_TOML = f"""
 operator_tokens = ["{REAL_TOKEN}"]
@@ -138,10 +148,95 @@ def test_invalid_settings_raise_config_error_naming_the_key(
     assert caught.value.key == key
 
 
-def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
+def test_a_missing_file_names_where_its_path_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError) as given:
+        load_settings(missing)
+    assert given.value.key == "config_path"
+    with pytest.raises(ConfigError) as typed:
+        load_settings(missing, config_origin="--config")
+    assert typed.value.key == "--config"
+    assert str(missing) in str(typed.value)
+    monkeypatch.setenv("REFUNDBRIDGE_CONFIG", str(missing))
+    with pytest.raises(ConfigError) as from_environment:
+        load_settings()
+    assert from_environment.value.key == "REFUNDBRIDGE_CONFIG"
+
+
+def test_a_directory_is_not_a_settings_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
-        load_settings(tmp_path / "nope.toml")
-    assert caught.value.key == "REFUNDBRIDGE_CONFIG"
+        load_settings(tmp_path, config_origin="--config")
+    assert caught.value.key == "--config"
+    assert "directory" in str(caught.value)
+
+
+def test_every_invalid_key_is_named_at_once(tmp_path: Path) -> None:
+    text = (BASE_TOML.replace('refund_timing = "on_receipt"', 'refund_timing = "later"')
+            .replace('queue_name = "from-toml"', 'queue_name = "from-toml"\nretry_attempts = "x"'))
+    with pytest.raises(ConfigProblems) as caught:
+        load_settings(_write(tmp_path, text))
+    assert {p.key for p in caught.value.problems} == {"shops.acme.policy.refund_timing",
+                                                      "retry_attempts"}
+    assert "shops.acme.policy.refund_timing" in str(caught.value)
+    assert "retry_attempts" in str(caught.value)
+
+
+def test_every_placeholder_token_is_named_at_once(tmp_path: Path) -> None:
+    tokens = 'operator_tokens = ["changeme", "op_example_token_12", "op_7f3a9c1e5b2d4f61"]'
+    text = BASE_TOML.replace(f'operator_tokens = ["{REAL_TOKEN}"]', tokens)
+    with pytest.raises(ConfigProblems) as caught:
+        load_settings(_write(tmp_path, text))
+    assert [p.key for p in caught.value.problems] == ["operator_tokens.0", "operator_tokens.1"]
+
+
+@pytest.mark.parametrize("url", ["mysql://rb:pw@127.0.0.1/rb", "mongodb://127.0.0.1/rb",
+                                 "127.0.0.1:5432/refundbridge", "postgresql//oops", ""])
+def test_a_database_url_we_cannot_run_on_is_refused_naming_the_key(url: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, database_url=url)
+    assert caught.value.key == "database_url"
+    assert "pw" not in str(caught.value)
+
+
+@pytest.mark.parametrize("url", ["postgresql://rb@127.0.0.1:5432/rb", "postgres://rb@db/rb",
+                                 "postgresql+psycopg://rb:pw@db/rb", "sqlite:///rb.db",
+                                 "sqlite://"])
+def test_postgresql_and_sqlite_urls_are_accepted(url: str) -> None:
+    assert load_settings(None, database_url=url).database_url == url
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:6379/0", "127.0.0.1:6379", "redis//x"])
+def test_a_redis_url_without_a_redis_scheme_is_refused_naming_the_key(url: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, redis_url=url)
+    assert caught.value.key == "redis_url"
+
+
+def test_example_toml_names_every_placeholder_in_one_go() -> None:
+    """A newcomer who copies config/example.toml learns every secret to set from one run."""
+    settings = load_settings(EXAMPLE, check_secrets=False)
+    with pytest.raises(ConfigProblems) as caught:
+        check_settings(settings)
+    assert [p.key for p in caught.value.problems] == [
+        "operator_tokens.0", "operator_tokens.1", "shops.acme.generic.secret",
+        "shops.acme.stripe.api_key", "shops.acme.stripe.webhook_secret",
+        "shops.acme.erpnext.api_key", "shops.acme.erpnext.api_secret",
+        "shops.acme.smtp.password"]
+    check_settings(load_settings(EXAMPLE, demo=True))  # demo mode takes them all
+
+
+def test_every_shops_connector_problems_are_named_at_once() -> None:
+    shop = {"payment": "sandbox_payment", "erp": "sandbox_erp", "notifier": "sandbox_notifier"}
+    settings = load_settings(None, shops={
+        "north": {**shop, "generic": {"secret": "changeme"}},
+        "south": {**shop, "erp": "no_such_erp", "generic": {"secret": "gsec_51c0ffee9d2a",
+                                                            "tolerance": 3}}})
+    with pytest.raises(ConfigProblems) as caught:
+        build_shops(settings, ConnectorRegistry.discover(), RetryPolicy())
+    assert {p.key for p in caught.value.problems} == {
+        "shops.north.generic.secret", "shops.south.erp", "shops.south.generic.tolerance"}
 
 
 def test_invalid_toml_is_a_config_error(tmp_path: Path) -> None:
@@ -232,6 +327,16 @@ def test_connector_placeholder_secret_is_accepted_in_demo() -> None:
     settings = GenericStorefrontConnector.parse_settings(
         {"secret": "changeme"}, ConnectorContext("acme", demo=True))
     assert isinstance(settings, GenericSettings)
+
+
+def test_every_placeholder_secret_of_a_connector_is_named_at_once() -> None:
+    raw = {"api_key": "sk_live_CHANGEME", "webhook_secret": "whsec_example"}
+    with pytest.raises(ConfigProblems) as caught:
+        _TwoSecretConnector.parse_settings(raw, ConnectorContext("clinic-7"))
+    assert [p.key for p in caught.value.problems] == ["shops.clinic-7.paybox.api_key",
+                                                      "shops.clinic-7.paybox.webhook_secret"]
+    assert caught.value.key == "shops.clinic-7.paybox.api_key"
+    assert "CHANGEME" not in str(caught.value) and "whsec_example" not in str(caught.value)
 
 
 def test_the_offending_secret_of_several_is_named() -> None:

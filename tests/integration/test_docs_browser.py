@@ -1,0 +1,120 @@
+"""A real browser opens `/docs` and `/redoc` with every request off this machine refused: the
+pages must render from the app's own assets, and "Authorize" must offer the bearer token."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from playwright.sync_api import Browser, Page, Route, sync_playwright
+
+from api.app import create_app
+from refundbridge.bootstrap import Container
+from tests.factories import OPERATOR_TOKEN
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason="needs Debian's chromium (scripts/services.sh installs it)")
+LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# Where a screenshot goes for a person to look at; the test's tmp_path otherwise.
+SHOTS = os.environ.get("REFUNDBRIDGE_SCREENSHOTS")
+
+
+@pytest.fixture
+def base_url(container: Container) -> Iterator[str]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(container, dashboard=False),
+                                           host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        yield browser
+        browser.close()
+
+
+def _offline_page(browser: Browser, base_url: str, elsewhere: list[str]) -> Page:
+    """A page that may reach only our server; every other request is refused and noted."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(10_000)
+
+    def route(r: Route) -> None:
+        if r.request.url.startswith(base_url):
+            r.continue_()
+        else:
+            elsewhere.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    return page
+
+
+def _shot(page: Page, tmp_path: Path, name: str) -> None:
+    folder = Path(SHOTS) if SHOTS else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / name), full_page=False)
+
+
+def test_swagger_ui_renders_offline_and_authorize_offers_the_bearer_token(
+        browser: Browser, base_url: str, tmp_path: Path) -> None:
+    elsewhere: list[str] = []
+    errors: list[str] = []
+    page = _offline_page(browser, base_url, elsewhere)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{base_url}/docs")
+    page.wait_for_selector(".opblock-summary-path", timeout=20_000)
+    paths = page.locator(".opblock-summary-path").all_inner_texts()
+    assert any("/v1/cases/{case_id}" in p.replace("\u200b", "") for p in paths), paths
+    page.locator("button.authorize").first.click()
+    dialog = page.locator(".dialog-ux .modal-ux")
+    dialog.wait_for(timeout=5_000)
+    assert "operatorToken" in dialog.inner_text()
+    assert "Bearer" in dialog.inner_text()
+    _shot(page, tmp_path, "docs-authorize.png")
+    dialog.locator("input").fill(OPERATOR_TOKEN)
+    dialog.locator("button.modal-btn.authorize").click()
+    dialog.locator("button.modal-btn.btn-done").click()
+
+    # "Try it out" on an operator route now sends the token: 200, where none is a 401.
+    operation = page.locator("#operations-cases-list_cases_v1_cases_get")
+    operation.locator(".opblock-summary").click()
+    operation.get_by_role("button", name="Try it out").click()
+    operation.get_by_role("button", name="Execute").click()
+    status = operation.locator(".live-responses-table tbody .response-col_status").first
+    status.wait_for(timeout=10_000)
+    assert status.inner_text().strip() == "200", operation.locator(
+        ".live-responses-table").inner_text()
+    _shot(page, tmp_path, "docs-try-it-out.png")
+    assert elsewhere == [], f"/docs reached outside the app: {elsewhere}"
+    assert errors == []
+
+
+def test_redoc_renders_offline(browser: Browser, base_url: str, tmp_path: Path) -> None:
+    elsewhere: list[str] = []
+    page = _offline_page(browser, base_url, elsewhere)
+    page.goto(f"{base_url}/redoc")
+    page.wait_for_selector("h1", timeout=20_000)
+    assert "RefundBridge" in page.locator("h1").first.inner_text()
+    page.get_by_text("operatorToken").first.wait_for(timeout=5_000)
+    _shot(page, tmp_path, "redoc.png")
+    assert elsewhere == [], f"/redoc reached outside the app: {elsewhere}"
