@@ -103,6 +103,8 @@ def case_detail(engine: Engine, case_id: str, *, stale_after: float | None = Non
         "shipments": details.get("shipments"),
         "storefront_updates": details.get("write_backs", []),
         "erp_reference": row.erp_reference,
+        "stock_booking": details.get("stock_booking"),
+        "revivals": details.get("revivals", 0),
         "failure": details["failure"],
         "timeline": [
             {"seq": e.seq, "at": e.at, "name": e.name, "from_state": e.from_state,

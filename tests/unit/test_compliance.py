@@ -584,8 +584,9 @@ def test_r07_deadlines_follow_a_decision_already_taken() -> None:
     # … and an approved return whose seal turns out broken at receipt is still owed its
     # refund: the rules' own outcome (deny) does not take the deadline away.
     broken = (passed(seal_intact=False),)
-    assert evaluate(inspections=broken).outcome is Outcome.DENY
-    assert deadline(evaluate(inspections=broken, decided=Outcome.APPROVE)) == [
+    single_use = {"lines.0.single_use": True}
+    assert evaluate(inspections=broken, **single_use).outcome is Outcome.DENY
+    assert deadline(evaluate(inspections=broken, decided=Outcome.APPROVE, **single_use)) == [
         date(2026, 3, 17)]
 
 
