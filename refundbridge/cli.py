@@ -246,8 +246,9 @@ def check(
         "--worker", help="also require a live RQ worker on this host (a container's "
                          "healthcheck)")] = False,
 ) -> None:
-    """Check the settings, the database (reachable, schema current) and Redis; exit 0 if
-    all is well, 2 naming the key that is not."""
+    """Check the settings, the database (reachable, schema current) and Redis.
+
+    Exit 0 if all is well, 2 naming the key that is not, 1 if `--worker` finds no worker."""
     import socket
 
     from rq import Worker
