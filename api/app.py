@@ -12,6 +12,7 @@ from fastapi.openapi.utils import get_openapi
 
 from api import docs, errors
 from api.deps import token_is_valid
+from api.middleware import Hardening
 from api.ops import OperatorGuard, build_dashboard
 from api.routes import cases, evaluate, health, recalls, webhooks
 from refundbridge.bootstrap import Container
@@ -36,6 +37,7 @@ def create_app(container: Container, *, dashboard: bool = True) -> FastAPI:
     )
     app.state.container = container
     errors.install(app)
+    app.add_middleware(Hardening, max_body_bytes=container.settings.max_body_bytes)
     app.include_router(health.router)
     app.include_router(webhooks.router)
     app.include_router(cases.router)

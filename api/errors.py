@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
 from math import ceil
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import (
@@ -20,18 +24,40 @@ from core.errors import (
     NotFound,
     NotSupported,
     PermanentProviderError,
+    StoreUnavailable,
     TransientProviderError,
     WebhookRejected,
 )
 
+log = logging.getLogger("refundbridge.api")
+
 PROBLEM = "application/problem+json"
 RETRY_AFTER = 30  # seconds, when a briefly unavailable provider named no time
+STORE_RETRY_AFTER = 5  # seconds: a database restart or fail-over
 
 
-def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+class BodyTooLarge(StarletteHTTPException):
+    """The request's body is longer than `max_body_bytes`. An HTTPException, so that FastAPI
+    passes it on as it is when it is raised while FastAPI reads a body for a model."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"body: larger than {limit} bytes")
+        self.limit = limit
+
+
+def problem(status: int, title: str, detail: str, headers: Mapping[str, str] | None = None,
+            **extra: Any) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def too_large(limit: int) -> JSONResponse:
+    message = f"larger than {limit} bytes"
+    return problem(413, "Request body too large", f"body: {message}",
+                   errors=[{"field": "body", "message": message}])
 
 
 # Our errors, most specific first: status, title, and what else the client gets to see.
@@ -46,6 +72,7 @@ STATUS: list[tuple[type[Exception], int, str]] = [
     # A provider we had to ask (a storefront's order look-up) is briefly unavailable: the
     # sender keeps the webhook and delivers it again.
     (TransientProviderError, 503, "Provider unavailable; send again later"),
+    (StoreUnavailable, 503, "Database unavailable; send again later"),
     (PermanentProviderError, 502, "Provider refused"),
     (ConfigError, 500, "Configuration error"),
 ]
@@ -79,11 +106,29 @@ def install(app: FastAPI) -> None:
         if isinstance(exc, TransientProviderError):
             # The provider's own Retry-After when it gave one, else half a minute.
             response.headers["Retry-After"] = str(ceil(exc.retry_after or RETRY_AFTER))
+        if isinstance(exc, StoreUnavailable):
+            response.headers["Retry-After"] = str(STORE_RETRY_AFTER)
         return response
 
     for kind, _status, _title in STATUS:
         app.add_exception_handler(kind, _ours)
 
+    async def _store(request: Request, exc: Exception) -> JSONResponse:
+        # The driver's message names hosts and ports: it goes to the log, not the caller.
+        log.warning("database unavailable [request %s]: %s",
+                    getattr(request.state, "request_id", "-"), exc)
+        unavailable = StoreUnavailable("the database cannot be reached; nothing was stored")
+        return await _ours(request, unavailable)
+
+    app.add_exception_handler(OperationalError, _store)
+    app.add_exception_handler(InterfaceError, _store)
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem(exc.status_code, str(exc.detail), str(exc.detail))
+        if isinstance(exc, BodyTooLarge):
+            return too_large(exc.limit)
+        try:
+            title = HTTPStatus(exc.status_code).phrase
+        except ValueError:
+            title = str(exc.detail)
+        return problem(exc.status_code, title, str(exc.detail), headers=exc.headers)

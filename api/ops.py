@@ -1,8 +1,9 @@
 """The RQ dashboard at /ops/rq, behind the operator token.
 
 rq-dashboard has no auth and no CSRF protection (a plain GET can requeue a whole registry),
-so an ASGI guard in front of it requires the bearer token, refuses GETs to its action
-endpoints, and requires its own `X-Requested-With` header on POSTs (a cross-site form can't
+so an ASGI guard in front of it requires the bearer token, lets only GET and HEAD reach its
+pages and only POST its action endpoints, and requires its own `X-Requested-With` header on
+those POSTs (a cross-site form can't
 set it). See shared/design/runtime.md.
 """
 
@@ -16,6 +17,35 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api.errors import problem
 
 MUTATING_SEGMENTS = ("/requeue", "/delete", "/empty", "/compact", "/cancel", "/enqueue")
+READ_METHODS = ("GET", "HEAD")
+
+
+def is_action(path: str) -> bool:
+    """rq-dashboard's action endpoints, matched loosely: a read path that looks like one is
+    refused to GET (harmless), an action that looked like a read would run on a GET."""
+    return any(segment in path for segment in MUTATING_SEGMENTS)
+
+
+def refusal(method: str, path: str, requested_with: str | None) -> Any:
+    """Reads take GET or HEAD (Starlette answers a HEAD by running the GET, so HEAD is a read
+    only where GET is); actions take only POST, with the header a cross-site form cannot set."""
+    if is_action(path):
+        if method != "POST":
+            return problem(405, "Method not allowed", "actions must be POSTed",
+                           headers={"Allow": "POST"})
+        if requested_with != "XMLHttpRequest":
+            return problem(403, "Forbidden", "POSTs need X-Requested-With: XMLHttpRequest")
+        return None
+    if method not in READ_METHODS:
+        return problem(405, "Method not allowed", "this page is read-only",
+                       headers={"Allow": "GET, HEAD"})
+    return None
+
+
+def _relative(scope: Scope) -> str:
+    path: str = scope.get("path", "")
+    root: str = scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
 
 
 def build_dashboard(redis_url: str | None, redis: Any) -> ASGIApp:
@@ -54,17 +84,14 @@ class OperatorGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
-        path = scope.get("path", "")
-        method = scope.get("method", "GET")
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                   for k, v in scope.get("headers", [])}
         response = None
         if not self.is_operator(headers.get("authorization")):
             response = problem(401, "Unauthorized", "an operator bearer token is required")
-        elif method == "GET" and any(seg in path for seg in MUTATING_SEGMENTS):
-            response = problem(405, "Method not allowed", "actions must be POSTed")
-        elif method not in ("GET", "HEAD") and headers.get("x-requested-with") != (
-                "XMLHttpRequest"):
-            response = problem(403, "Forbidden", "POSTs need X-Requested-With: XMLHttpRequest")
+        else:
+            response = refusal(scope.get("method", "GET"), _relative(scope),
+                               headers.get("x-requested-with"))
         if response is not None:
             await response(scope, receive, send)
             return

@@ -227,6 +227,10 @@ class Settings(BaseSettings):
     # Threads the API runs blocking work (database, signatures) on. More threads than the
     # database pool, or than Python can keep busy on one core, only add contention.
     api_threads: int = Field(default=8, ge=1, le=200)
+    # The largest request body any route reads (webhooks, imports, operator calls); a larger
+    # one is refused with 413 before more than this is read. 1 MiB holds the largest real
+    # webhook (a Shopify or WooCommerce order with hundreds of lines) many times over.
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=1_073_741_824)
     database_pool_size: int = Field(default=16, ge=1, le=200)
     retry_attempts: int = 5
     retry_initial_wait: float = 0.25

@@ -278,9 +278,17 @@ def header_value(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
+SIGNED_AT_LIMIT = 10**12  # unix seconds: year 33658, far past any real clock
+
+
 def check_freshness(connector: str, signed_at: float, now: datetime, tolerance: float) -> None:
     """Refuse a signature made more than `tolerance` seconds before or after `now`: a
     captured message can't be replayed later, nor one from a skewed clock used early."""
+    # A header may carry any number of digits: one far beyond any clock is simply not fresh
+    # (as a float it would not even convert).
+    if not isinstance(signed_at, int | float) or not -SIGNED_AT_LIMIT < signed_at < (
+            SIGNED_AT_LIMIT) or signed_at != signed_at:
+        raise WebhookRejected(connector, "the signature's timestamp is not a time")
     age = now.timestamp() - signed_at
     if age > tolerance:
         raise WebhookRejected(connector, f"signed {age:.0f} s ago, more than {tolerance} s "

@@ -10,6 +10,7 @@
     ├── DuplicateDelivery            an external id arrived again (same body: replay; else conflict)
     ├── ConcurrencyConflict          another writer changed the record first; safe to retry
     ├── ConfigError                  settings are invalid (names the key)
+    ├── StoreUnavailable             the database refused or dropped the connection; retry
     └── ConnectorError               a provider call or message failed
         ├── WebhookRejected          signature bad or stale, or the body is not the provider's
         ├── NotSupported             the connector does not do this flow
@@ -85,6 +86,11 @@ class ConfigError(RefundBridgeError):
     def __init__(self, key: str, message: str) -> None:
         super().__init__(f"{key}: {message}")
         self.key = key
+
+
+class StoreUnavailable(RefundBridgeError):
+    """The database cannot be reached (refused, dropped, timed out): nothing was decided, so
+    the caller may send the same thing again later."""
 
 
 class ConnectorError(RefundBridgeError):

@@ -11,7 +11,7 @@ Each term is one of three strengths:
 
 - certain (`LIKELY`): the word alone says someone was harmed (出血, 过敏, 住院, "rash");
 - doubtful (`POSSIBLE`): it may describe harm, or a device fault that could have harmed
-  someone (扎到, 很烫, 冒烟, "died", "hospital"): a person reads it;
+  someone (扎到, 很烫, 冒烟, "died", "in hospital"): a person reads it;
 - contextual: it is harm only next to a body part (手指破了, 皮肤发红, "cut my finger"), and
   nothing at all otherwise ("arrived cut open", 盒子破了).
 
@@ -43,8 +43,8 @@ class InjuryLevel(IntEnum):
 
 # Traditional forms a customer may type, mapped to the simplified characters below.
 _TRADITIONAL = str.maketrans(
-    "傷腫燙過膿暈醫診紅瘡潰爛癢劃燒發膚頭臉腳擊電濕難護車搶嘔壓儀計煩機燥療瘀疤",
-    "伤肿烫过脓晕医诊红疮溃烂痒划烧发肤头脸脚击电湿难护车抢呕压仪计烦机燥疗瘀疤")
+    "傷腫燙過膿暈醫診紅瘡潰爛癢劃燒發膚頭臉腳擊電濕難護車搶嘔壓儀計煩機療",
+    "伤肿烫过脓晕医诊红疮溃烂痒划烧发肤头脸脚击电湿难护车抢呕压仪计烦机疗")
 
 # Compounds that contain an injury morpheme and are harmless: the devices these shops sell,
 # their measurements, and everyday idioms. Blanked out before any term is looked for.

@@ -333,6 +333,11 @@ class OrderLedger(Protocol):
         refunded on it outside RefundBridge."""
         ...
 
+    def known_currency(self, shop_id: str, order_id: str) -> str | None:
+        """The currency the order is known in (its ledger entry, else an earlier case on
+        it), or None for an order not seen before. Reads only; takes no lock."""
+        ...
+
     def record_external(self, shop_id: str, refund: ExternalRefund) -> bool:
         """Count a refund made outside RefundBridge against its order; False if it was
         recorded before (the same `external_id`)."""

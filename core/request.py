@@ -8,46 +8,201 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from functools import cached_property
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
     PlainSerializer,
+    field_validator,
     model_validator,
 )
 
 from core.errors import InvalidRequest
 from core.money import Money, check_currency
 
+# ------------------------------------------------------------------ limits
+# What the store's columns hold (store/tables.py); tests/unit/test_intake_limits.py checks
+# that the two agree. A value that cannot be stored is refused here, at intake, never found
+# out by a worker that then fails on every try.
+
+BIGINT_MAX = 2**63 - 1  # every *_minor column is a BIGINT
+# 14 digits before the point and at most 4 after (no ISO 4217 currency has more): the
+# largest amount, 99 999 999 999 999.9999, is 10^18 minor units at most, inside a BIGINT.
+AMOUNT_INTEGER_DIGITS = 14
+AMOUNT_FRACTION_DIGITS = 4
+AMOUNT_PATTERN = (rf"^[0-9]{{1,{AMOUNT_INTEGER_DIGITS}}}"
+                  rf"(\.[0-9]{{1,{AMOUNT_FRACTION_DIGITS}}})?$")
+EXTERNAL_ID_MAX = 255  # inbox.external_id, cases.external_id, external_refunds.external_id
+ORDER_ID_MAX = 128  # cases.order_id, orders.order_id, external_refunds.order_id
+CUSTOMER_ID_MAX = 128  # cases.customer_id
+PROVIDER_REF_MAX = 255  # cases.refund_ref: a payment provider's refund id
+REFUND_KEY_MAX = 80  # cases.refund_key: our idempotency key
+ACTOR_MAX = 128  # case_events.actor: "operator:<name>", "connector:<name>"
+ACTOR_PREFIX_MAX = len("connector:")
+PERSON_NAME_MAX = ACTOR_MAX - ACTOR_PREFIX_MAX  # a reviewer's or inspector's name
+
+_AMOUNT = re.compile(AMOUNT_PATTERN)
+# Control characters (C0, DEL, C1) and lone surrogates: PostgreSQL cannot store NUL, a
+# surrogate cannot be encoded as UTF-8, and the rest only hide what a person reads.
+_C0_BUT_BREAKS = r"\x00-\x08\x0b\x0c\x0e-\x1f"
+_OTHER_CONTROLS = r"\x7f-\x9f\ud800-\udfff"
+_BREAKS = r"\t\n\r\u2028\u2029"
+_IN_TEXT = re.compile(f"[{_C0_BUT_BREAKS}{_OTHER_CONTROLS}]")  # text keeps tab, line breaks
+_IN_LINE = re.compile(f"[{_C0_BUT_BREAKS}{_OTHER_CONTROLS}{_BREAKS}]")
+# A GS1 UDI scan carries FNC1 as the group separator (\x1d); no other control character.
+_IN_UDI = re.compile(rf"[\x00-\x08\x0b\x0c\x0e-\x1c\x1e\x1f{_OTHER_CONTROLS}{_BREAKS}]")
+
+
+def _refuse(pattern: re.Pattern[str], what: str) -> Any:
+    def check(value: str) -> str:
+        found = pattern.search(value)
+        if found is not None:
+            raise ValueError(f"contains the control character U+{ord(found.group()):04X} at "
+                             f"position {found.start()} ({what})")
+        return value
+    return check
+
+
+# Every string of a request is one of these three.
+Line = Annotated[str, AfterValidator(_refuse(_IN_LINE, "not allowed in a one-line value"))]
+Text = Annotated[str, AfterValidator(_refuse(_IN_TEXT, "only tab and line breaks are "
+                                                        "allowed in text"))]
+UdiScan = Annotated[str, AfterValidator(_refuse(_IN_UDI, "only the GS1 group separator "
+                                                          "is allowed in a UDI"))]
+
+
+def check_text(value: str, field: str, *, multiline: bool = False) -> str:
+    """`Text`/`Line`'s check for code outside a model; raises `InvalidRequest`."""
+    try:
+        return str(_refuse(_IN_TEXT if multiline else _IN_LINE, "not allowed")(value))
+    except ValueError as exc:
+        raise InvalidRequest(field, str(exc)) from exc
+
+
+def parse_amount_text(value: str, fraction_digits: int = AMOUNT_FRACTION_DIGITS) -> Decimal:
+    """An amount exactly as documented (`AMOUNT_PATTERN`): ASCII digits, one optional point,
+    nothing around them. A provider's wire format may write more zeros after the point
+    (`fraction_digits`); the currency's own decimal places are checked by `Money`.
+    Raises `ValueError` saying what is wrong, never echoing a huge value back."""
+    pattern = _AMOUNT if fraction_digits == AMOUNT_FRACTION_DIGITS else re.compile(
+        rf"^[0-9]{{1,{AMOUNT_INTEGER_DIGITS}}}(\.[0-9]{{1,{fraction_digits}}})?$")
+    if value.startswith("-") and pattern.match(value[1:]):
+        raise ValueError("must not be negative")
+    if not pattern.match(value):
+        raise ValueError(
+            f"must be a decimal string such as \"12.50\": ASCII digits, at most "
+            f"{AMOUNT_INTEGER_DIGITS} before the point and {fraction_digits} after, "
+            "no sign, exponent, separator or spaces")
+    return Decimal(value)
+
+
+WIRE_FRACTION_DIGITS = 8  # "1000.000000" JPY from a shop that shows six decimals
+
 
 def _decimal_string(value: object) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, str | Decimal):
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError("is not a finite amount")
+        value = format(value, "f")
+    if isinstance(value, bool) or not isinstance(value, str):
         raise ValueError("amounts are decimal strings such as \"12.50\", not JSON numbers")
-    try:
-        amount = Decimal(str(value).strip())
-    except ArithmeticError as exc:
-        raise ValueError(f"'{value}' is not a decimal amount") from exc
-    if not amount.is_finite():
-        raise ValueError(f"'{value}' is not a finite amount")
-    if amount < 0:
-        raise ValueError("must not be negative")
-    return amount
+    return parse_amount_text(value)
 
 
 DecimalString = Annotated[
     Decimal,
     BeforeValidator(_decimal_string),
-    PlainSerializer(lambda d: str(d), return_type=str, when_used="json"),
-    Field(json_schema_extra={"type": "string", "pattern": r"^\d+(\.\d+)?$"}),
+    PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json"),
+    Field(json_schema_extra={"type": "string", "pattern": AMOUNT_PATTERN}),
 ]
+
+MinorUnits = Annotated[int, Field(ge=-BIGINT_MAX, le=BIGINT_MAX)]
+
+
+class WireModel(BaseModel):
+    """Base of a provider's wire models: whatever a signed body says, no string in it holds
+    a control character (free text keeps tab and line breaks) and no integer is beyond
+    what a BIGINT column holds. Subclasses set their own `model_config`."""
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        _check_wire(value, 0)
+        return value
+
+
+def _check_wire(value: Any, depth: int) -> None:
+    if isinstance(value, bool | BaseModel):
+        return  # a nested wire model checks its own fields
+    if isinstance(value, str):
+        _refuse(_IN_TEXT, "only tab and line breaks are allowed")(value)
+    elif isinstance(value, int):
+        if not -BIGINT_MAX <= value <= BIGINT_MAX:
+            raise ValueError(f"must be between -{BIGINT_MAX} and {BIGINT_MAX}")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_wire(key, depth + 1)
+            _check_wire(item, depth + 1)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_wire(item, depth + 1)
+
+
+# ------------------------------------------------------------------ strict JSON
+
+JSON_MAX_DEPTH = 32
+
+
+class _Pairs(list[tuple[str, Any]]):
+    """A JSON object as its key/value pairs in order, before duplicates are looked for."""
+
+
+def loads_strict(raw: bytes | str, field: str = "body") -> Any:
+    """Parse a signed JSON body strictly: UTF-8, no key twice in one object (which copy did
+    the sender mean?), no NaN/Infinity, nesting at most `JSON_MAX_DEPTH` deep.
+
+    Raises `InvalidRequest` naming `field`, or the repeated key's path."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(field, f"not UTF-8 text (byte {exc.start})") from exc
+    try:
+        document = json.loads(text, object_pairs_hook=_Pairs, parse_constant=_no_constant)
+    except RecursionError as exc:
+        raise InvalidRequest(field, f"nested more than {JSON_MAX_DEPTH} levels deep") from exc
+    except ValueError as exc:
+        raise InvalidRequest(field, f"malformed JSON: {exc}") from exc
+    return _unpair(document, [], field)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _unpair(value: Any, path: list[str], field: str) -> Any:
+    if len(path) > JSON_MAX_DEPTH:
+        raise InvalidRequest(field, f"nested more than {JSON_MAX_DEPTH} levels deep")
+    if isinstance(value, _Pairs):
+        result: dict[str, Any] = {}
+        for key, item in value:
+            if key in result:
+                name = ".".join([*path, key])
+                raise InvalidRequest(name, f"'{key}' appears twice in one JSON object")
+            result[key] = _unpair(item, [*path, key], field)
+        return result
+    if isinstance(value, list):
+        return [_unpair(item, [*path, str(index)], field) for index, item in enumerate(value)]
+    return value
 
 
 def _currency(value: object) -> str:
@@ -93,14 +248,14 @@ class _Strict(BaseModel):
 
 
 class PaymentRef(_Strict):
-    provider: str = Field(min_length=1, max_length=64, examples=["stripe"])
-    reference: str = Field(
+    provider: Line = Field(min_length=1, max_length=64, examples=["stripe"])
+    reference: Line = Field(
         min_length=1, max_length=255, description="The provider's id of the original payment"
     )
 
 
 class OrderInfo(_Strict):
-    id: str = Field(min_length=1, max_length=128)
+    id: Line = Field(min_length=1, max_length=ORDER_ID_MAX)
     currency: CurrencyCode
     paid_total: DecimalString
     placed_at: datetime
@@ -114,32 +269,32 @@ DeviceClass = Literal["I", "II", "IIa", "IIb", "III"]
 class Licence(_Strict):
     """A business buyer's medical-device trading licence or filing (R15)."""
 
-    number: str = Field(min_length=1, max_length=64)
+    number: Line = Field(min_length=1, max_length=64)
     expires_on: date | None = Field(default=None, description="null: no expiry (a filing)")
     scope_classes: list[DeviceClass] = Field(
         default_factory=list, description="Device classes the licence allows it to buy")
 
 
 class CustomerInfo(_Strict):
-    id: str = Field(min_length=1, max_length=128)
+    id: Line = Field(min_length=1, max_length=CUSTOMER_ID_MAX)
     type: CustomerType = CustomerType.CONSUMER
     email: EmailStr | None = None
-    phone: str | None = Field(default=None, max_length=32)
+    phone: Line | None = Field(default=None, max_length=32)
     locale: str = Field(default="en", pattern=r"^[a-z]{2}(-[A-Za-z]{2,4})?$")
     licence: Licence | None = Field(default=None, description="Business buyers only (R15)")
 
 
 class RequestLine(_Strict):
-    sku: str = Field(min_length=1, max_length=128)
-    name: str = Field(min_length=1, max_length=512)
+    sku: Line = Field(min_length=1, max_length=128)
+    name: Line = Field(min_length=1, max_length=512)
     quantity: int = Field(gt=0, le=100_000)
     unit_price: DecimalString
     device_class: DeviceClass | None = None
-    gtin: str | None = Field(default=None, max_length=14, pattern=r"^\d{8,14}$")
-    lot: str | None = Field(default=None, max_length=64)
-    serial: str | None = Field(default=None, max_length=64)
+    gtin: str | None = Field(default=None, max_length=14, pattern=r"^[0-9]{8,14}$")
+    lot: Line | None = Field(default=None, max_length=64)
+    serial: Line | None = Field(default=None, max_length=64)
     expiry_date: date | None = None
-    udi: str | None = Field(default=None, max_length=512)
+    udi: UdiScan | None = Field(default=None, max_length=512)
     sterile: bool = False
     package_opened: bool = False
     cold_chain: bool = False
@@ -162,7 +317,7 @@ class Severity(StrEnum):
 
 class Reason(_Strict):
     code: ReasonCode
-    text: str = Field(default="", max_length=4000)
+    text: Text = Field(default="", max_length=4000)
     injury: bool = Field(default=False, description="The customer says someone was hurt")
     severity: Severity | None = Field(
         default=None, description="null: not known; deadlines then assume the worst")
@@ -171,8 +326,9 @@ class Reason(_Strict):
 class NormalizedRefundRequest(_Strict):
     """One customer's request for money back (and maybe goods back) on one order."""
 
-    external_id: str = Field(
-        min_length=1, max_length=255, description="The sender's id; unique per shop and connector"
+    external_id: Line = Field(
+        min_length=1, max_length=EXTERNAL_ID_MAX,
+        description="The sender's id; unique per shop and connector",
     )
     kind: RequestKind
     order: OrderInfo

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from core.errors import (
     ConcurrencyConflict,
     DuplicateDelivery,
+    InvalidRequest,
     NotSupported,
     PermanentProviderError,
     TransientProviderError,
@@ -136,10 +137,17 @@ def receive_request(
     """Open a case for a new request; a replay returns the first case.
 
     Raises `DuplicateDelivery(same_body=False)` when the external id is known with another body
-    (`fingerprint`, by default the request's own digest, says which is which).
+    (`fingerprint`, by default the request's own digest, says which is which), and
+    `InvalidRequest` on `order.currency` when the order is known in another currency: no
+    worker could evaluate that case against the order's ledger.
     """
     fingerprint = fingerprint or request.fingerprint()
     with svc.uow() as uow:
+        known = uow.orders.known_currency(shop_id, request.order.id)
+        if known is not None and known != request.currency:
+            raise InvalidRequest(
+                "order.currency", f"order {request.order.id} is known in {known}; a request "
+                                  f"on it in {request.currency} cannot be refunded")
         # No look-up first: the inbox's unique key decides, also between concurrent copies.
         case = RefundCase.open(
             request, shop_id=shop_id, source=connector,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -80,11 +81,18 @@ def _check_services(settings: Settings, *, redis: bool) -> None:
         _refuse(exc)
 
 
+def _require_shops(settings: Settings) -> None:
+    # bootstrap() says so too, but only after the database check has had its say.
+    if not settings.shops:
+        _refuse(ConfigError("shops", "configure at least one shop"))
+
+
 def _bootstrap(settings: Settings, *, redis: bool = False) -> Container:
     """The container once the database (and, for `redis=True`, Redis) answered; exit 2
     naming the key otherwise."""
     from refundbridge.bootstrap import bootstrap
 
+    _require_shops(settings)
     _check_services(settings, redis=redis)
     try:
         return bootstrap(settings)
@@ -122,7 +130,10 @@ def serve(
 
     settings = _settings(config)
     if workers > 1:
+        _require_shops(settings)
         _check_services(settings, redis=False)
+        if config is not None:  # the worker processes read their settings afresh
+            os.environ["REFUNDBRIDGE_CONFIG"] = str(config.resolve())
         uvicorn.run("refundbridge.asgi:app", host=host, port=port, workers=workers,
                     log_level="info")
         return
@@ -256,6 +267,7 @@ def check(
     from refundbridge.bootstrap import make_redis
 
     settings = _settings(config)
+    _require_shops(settings)
     _check_services(settings, redis=True)
     if worker:
         if settings.redis_url is None:

@@ -11,8 +11,9 @@ previews two decisions with `POST /v1/evaluate`, then sends signed requests thro
 webhook path: scripted scenarios (`scenarios()`), each exercising part of the compliance
 rules, mixed with ordinary requests. It plays the warehouse (receipts with inspections, UDI
 scans and temperature records) and the reviewer (a decision with an internal note on every
-case the rules sent to a person, and a message to the customer with a refusal). It exits non-zero if a case is stuck or a scenario did not end
-where the rules say it should: the demo doubles as an end-to-end check of the rule set.
+case the rules sent to a person, and a message to the customer with a refusal). It exits
+non-zero if a case is stuck or a scenario did not end where the rules say it should: the
+demo doubles as an end-to-end check of the rule set.
 """
 
 from __future__ import annotations

@@ -17,6 +17,14 @@ from core.model import Step
 from store import tables as t
 from store.uow import Work
 
+MAX_BACKOFF = 64  # the longest wait between hand-overs, in multiples of `stale_after`
+
+
+def redispatch_wait(stale_after: float, dispatch_count: int) -> float:
+    """Seconds an open row waits after its last hand-over before the reconciler hands it out
+    again: `stale_after`, twice as long after each hand-over, at most 64 times as long."""
+    return stale_after * float(min(2 ** (dispatch_count - 1), MAX_BACKOFF))
+
 
 @dataclass(frozen=True, slots=True)
 class OpenWork:

@@ -14,6 +14,7 @@ from core.model import Step
 from core.money import Money
 from store import tables as t
 from store.mapping import aware, event_from_row
+from store.outbox import redispatch_wait
 
 
 def _money(minor: int | None, currency: str) -> dict[str, str] | None:
@@ -51,9 +52,6 @@ def _case_and_events(engine: Engine, case_id: str) -> tuple[Any, list[Any]]:
 
 # The reconciler's wait before it hands out a step's work again, in multiples of
 # `stale_after`: doubling per hand-over, at most this (workers/reconcile.py).
-MAX_BACKOFF = 64
-
-
 def _notifications(engine: Engine, case_id: str, stored: list[dict[str, Any]],
                    stale_after: float | None, max_dispatches: int | None
                    ) -> list[dict[str, Any]]:
@@ -72,7 +70,7 @@ def _notifications(engine: Engine, case_id: str, stored: list[dict[str, Any]],
     next_at: str | None = None
     if work is not None and work.dispatched_at is not None and (
             max_dispatches is None or work.dispatch_count < max_dispatches):
-        wait = stale_after * min(2 ** (work.dispatch_count - 1), MAX_BACKOFF)
+        wait = redispatch_wait(stale_after, work.dispatch_count)
         next_at = (aware(work.dispatched_at) + timedelta(seconds=wait)).isoformat()
     return [{**n, "next_attempt_at": next_at if n["status"] == "pending" and n.get("attempts")
              else None} for n in stored]

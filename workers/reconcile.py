@@ -26,7 +26,14 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from core import services
-from store.outbox import OpenWork, idle_cases, mark_dispatched, mark_done, open_work
+from store.outbox import (
+    OpenWork,
+    idle_cases,
+    mark_dispatched,
+    mark_done,
+    open_work,
+    redispatch_wait,
+)
 from workers.relay import relay_once
 
 if TYPE_CHECKING:
@@ -35,7 +42,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("refundbridge.reconcile")
 
 WAITING = {JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
-MAX_BACKOFF = 64  # the longest wait between hand-overs, in multiples of `stale_after`
 
 
 @dataclass
@@ -79,7 +85,7 @@ def _requeue_lost_jobs(container: Container, stale: float, now: datetime,
                        report: ReconcileReport) -> None:
     limit = container.settings.max_dispatches
     for row in open_work(container.engine, now - timedelta(seconds=stale)):
-        wait = stale * min(2 ** (row.dispatch_count - 1), MAX_BACKOFF)
+        wait = redispatch_wait(stale, row.dispatch_count)
         if _aware(row.dispatched_at) > now - timedelta(seconds=wait):
             continue
         job = _job(container, _job_id(row))

@@ -11,8 +11,10 @@ from pydantic.json_schema import SkipJsonSchema
 
 from api.deps import ContainerDep, Operator
 from core import services
+from core.errors import InvalidRequest
 from core.lifecycle import CaseState
 from core.model import Inspection, NotificationKind, Outcome
+from core.request import BIGINT_MAX, PERSON_NAME_MAX, Line, Text, UdiScan
 from refundbridge.bootstrap import Container
 from store import queries
 
@@ -36,8 +38,8 @@ class InspectionIn(BaseModel):
     line: int = Field(ge=0, description="Index of the line in the request")
     seal_intact: bool
     condition: Literal["as_new", "damaged", "used"]
-    inspector: str = Field(min_length=1, max_length=128)
-    udi_scan: str | None = Field(default=None, max_length=512)
+    inspector: Line = Field(min_length=1, max_length=PERSON_NAME_MAX)
+    udi_scan: UdiScan | None = Field(default=None, max_length=512)
     passed: bool = True
     quantity: int | None = Field(default=None, gt=0)
     temperature_log_ok: bool | None = Field(
@@ -55,7 +57,7 @@ class ReviewIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     decision: Literal["approve", "deny"]
-    reviewer: str = Field(min_length=1, max_length=128)
+    reviewer: Line = Field(min_length=1, max_length=PERSON_NAME_MAX)
     internal_note: str = Field(
         min_length=1, max_length=4000, pattern=TEXT,
         description="Why, for the shop's people: kept in the case and its audit trail, never "
@@ -78,7 +80,7 @@ class ReviewIn(BaseModel):
 class WaiveIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    actor: str = Field(min_length=1, max_length=128, pattern=TEXT,
+    actor: Line = Field(min_length=1, max_length=PERSON_NAME_MAX,
                        description="The operator waiving it")
     reason: str = Field(min_length=1, max_length=4000, pattern=TEXT,
                         description="Why the customer need not get the message (kept in "
@@ -88,8 +90,8 @@ class WaiveIn(BaseModel):
 class ActionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    actor: str = Field(default="operator", min_length=1, max_length=128)
-    reason: str = Field(default="", max_length=4000)
+    actor: Line = Field(default="operator", min_length=1, max_length=PERSON_NAME_MAX)
+    reason: Text = Field(default="", max_length=4000)
 
 
 @router.get("/cases")
@@ -98,8 +100,12 @@ async def list_cases(
     shop: str | None = None,
     state: CaseState | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(pattern=r"^\d+$")] = None,
+    cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,19}$", description=(
+        "`next_cursor` of the page before"))] = None,
 ) -> dict[str, Any]:
+    # Nineteen digits may still be past a BIGINT: such a cursor names no page.
+    if cursor is not None and int(cursor) > BIGINT_MAX:
+        raise InvalidRequest("query.cursor", "is not a cursor this API gave out")
     return await run_in_threadpool(
         queries.list_cases, container.engine, shop=shop,
         state=state.value if state else None, limit=limit,

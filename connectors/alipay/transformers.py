@@ -14,14 +14,14 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import ConfigDict, field_validator
 
 from connectors.minor_units import MinorUnit, MinorUnitTable
 from core.errors import InvalidRequest, PermanentProviderError
 from core.model import RefundResult, RefundStatus
 from core.money import Money
 from core.ports import RefundOrder
-from core.request import ReasonCode
+from core.request import ReasonCode, WireModel, parse_amount_text
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def map_status(raw: str | None) -> RefundStatus:
 # --------------------------------------------------------------------- wire models
 
 
-class _Wire(BaseModel):
+class _Wire(WireModel):
     # Alipay adds response fields without notice; unknown ones must not break parsing.
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -204,6 +204,12 @@ class AlipayNotification(_Wire):
     def _blank_is_missing(cls, value: object) -> object:
         # Form fields arrive as strings; Alipay sends an empty one for "not set".
         return None if value == "" else value
+
+    @field_validator("total_amount", "refund_fee", mode="before")
+    @classmethod
+    def _documented_amount(cls, value: object) -> object:
+        # Yuan as Alipay writes them ("88.88"): "1e999999" or padding is no amount of money.
+        return parse_amount_text(value) if isinstance(value, str) else value
 
     @property
     def is_refund(self) -> bool:

@@ -20,10 +20,11 @@ from pydantic import SecretStr, ValidationError
 from connectors.base import ConnectorBase, ConnectorSettings, check_freshness, header_value
 from core.errors import InvalidRequest, WebhookRejected
 from core.ports import Capability, RefundRequested, Role, WebhookEvent
-from core.request import NormalizedRefundRequest
+from core.request import NormalizedRefundRequest, loads_strict
 
 SIGNATURE_HEADER = "x-refundbridge-signature"
 FIELD_PREFIX = re.compile(r"^([A-Za-z_][\w.]*): (.+)$", re.DOTALL)
+TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 
 class GenericSettings(ConnectorSettings):
@@ -45,7 +46,8 @@ def verify_signature(header: str | None, body: bytes, secret: str, now: datetime
     candidates: list[str] = []
     for part in header.split(","):
         key, _, value = part.strip().partition("=")
-        if key == "t" and value.isdigit():
+        # ASCII digits, as many as a unix time has: a 4,000-digit "timestamp" is no time.
+        if key == "t" and TIMESTAMP.fullmatch(value):
             timestamp = int(value)
         elif key == "v1":
             candidates.append(value)
@@ -59,6 +61,8 @@ def verify_signature(header: str | None, body: bytes, secret: str, now: datetime
 
 
 def parse_request(body: bytes) -> NormalizedRefundRequest:
+    # Strict first (a key twice, NaN, too deep, not UTF-8); then pydantic reads the same text.
+    loads_strict(body)
     try:
         return NormalizedRefundRequest.model_validate_json(body)
     except ValidationError as exc:

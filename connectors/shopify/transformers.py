@@ -18,11 +18,11 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from connectors.base import validation_error
@@ -31,7 +31,13 @@ from core.errors import InvalidRequest, PermanentProviderError
 from core.model import RefundResult, RefundStatus
 from core.money import Money
 from core.ports import ExternalRefund, OrderLine, OrderSnapshot, RefundOrder, RefundUpdate
-from core.request import NormalizedRefundRequest, ReasonCode
+from core.request import (
+    WIRE_FRACTION_DIGITS,
+    NormalizedRefundRequest,
+    ReasonCode,
+    WireModel,
+    parse_amount_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +244,7 @@ def operation_name(document: str) -> str:
 # ------------------------------------------------------------------ GraphQL wire models
 
 
-class _Gql(BaseModel):
+class _Gql(WireModel):
     # Shopify adds fields in every version; unknown ones must not break parsing.
     model_config = ConfigDict(extra="ignore", frozen=True, alias_generator=to_camel,
                               populate_by_name=True)
@@ -393,7 +399,7 @@ class GraphQLResponse(_Gql):
 # ------------------------------------------------------------------ webhook wire models
 
 
-class _Hook(BaseModel):
+class _Hook(WireModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
@@ -511,11 +517,9 @@ def wire_money(amount: str, currency: str, field: str) -> Money:
     """Shopify writes "16.99", "0.0" and, for yen, "1000.0": trailing zeros are not extra
     precision, so they are dropped before the currency's decimal places are checked."""
     try:
-        value = Decimal(amount.strip())
-    except (InvalidOperation, AttributeError) as exc:
-        raise InvalidRequest(field, f"'{amount}' is not a decimal amount") from exc
-    if not value.is_finite():
-        raise InvalidRequest(field, f"'{amount}' is not a finite amount")
+        value = parse_amount_text(amount, WIRE_FRACTION_DIGITS)
+    except (ValueError, TypeError) as exc:
+        raise InvalidRequest(field, str(exc)) from exc
     return Money.parse(value.normalize() if value else Decimal(0), currency, field)
 
 

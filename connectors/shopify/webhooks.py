@@ -28,6 +28,7 @@ from connectors.shopify.transformers import (
     WebhookReturn,
 )
 from core.errors import WebhookRejected
+from core.request import loads_strict
 
 HMAC_HEADER: Final = "X-Shopify-Hmac-Sha256"
 TOPIC_HEADER: Final = "X-Shopify-Topic"
@@ -103,6 +104,7 @@ def check(headers: Mapping[str, str], body: bytes, secret: str, shop_domain: str
 
 
 def parse_return(body: bytes) -> WebhookReturn:
+    loads_strict(body)
     try:
         return WebhookReturn.model_validate_json(body)
     except ValidationError as exc:
@@ -110,6 +112,7 @@ def parse_return(body: bytes) -> WebhookReturn:
 
 
 def parse_refund(body: bytes) -> WebhookRefund:
+    loads_strict(body)
     try:
         return WebhookRefund.model_validate_json(body)
     except ValidationError as exc:

@@ -11,13 +11,14 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from connectors.minor_units import MinorUnit, MinorUnitTable
 from core.errors import InvalidRequest
 from core.model import RefundResult, RefundStatus
 from core.money import check_currency
 from core.ports import RefundOrder
+from core.request import PROVIDER_REF_MAX, WireModel
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ STRIPE_UNITS: Final = MinorUnitTable(
 REFUND_REASON: Final = "requested_by_customer"
 
 
-class _Wire(BaseModel):
+class _Wire(WireModel):
     # Stripe adds fields without a version bump; unknown ones must not break parsing.
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -71,7 +72,7 @@ class _Wire(BaseModel):
 class StripeRefund(_Wire):
     """The Refund object (https://docs.stripe.com/api/refunds/object), the fields we use."""
 
-    id: str
+    id: str = Field(max_length=PROVIDER_REF_MAX)
     object: Literal["refund"] = "refund"
     amount: int
     currency: str

@@ -16,6 +16,7 @@ from connectors.stripe.transformers import (
 )
 from core.errors import WebhookRejected
 from core.ports import Ignored, RefundUpdate, WebhookEvent
+from core.request import loads_strict
 
 NAME = "stripe"
 SIGNATURE_HEADER: Final = "Stripe-Signature"
@@ -30,8 +31,12 @@ def _signed_at(header: str) -> int:
     for item in header.split(","):
         key, _, value = item.partition("=")
         if key == "t":
-            return int(value)
-    raise ValueError("no timestamp")
+            try:
+                return int(value)
+            except ValueError as exc:  # the SDK accepted it, so this is not reached
+                raise WebhookRejected(NAME, "the signature's timestamp is not a number"
+                                      ) from exc
+    raise WebhookRejected(NAME, "the signature has no timestamp")
 
 
 def verify(body: bytes, header: str | None, secret: str, tolerance: int, now: datetime) -> None:
@@ -58,6 +63,7 @@ def verify(body: bytes, header: str | None, secret: str, tolerance: int, now: da
 
 def parse_event(body: bytes) -> WebhookEvent:
     """Translate a verified event body; raises `InvalidRequest` naming the bad field."""
+    loads_strict(body)  # a key twice: which copy did Stripe sign? Neither is read.
     try:
         event = StripeEvent.model_validate_json(body)
     except ValidationError as exc:

@@ -13,14 +13,14 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from connectors.minor_units import MinorUnit, MinorUnitTable
 from core.errors import AmountNotRepresentable, InvalidRequest, PermanentProviderError
 from core.model import RefundResult, RefundStatus
 from core.money import check_currency
 from core.ports import RefundOrder
-from core.request import ReasonCode
+from core.request import ReasonCode, WireModel
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ REASON_TEXT: Final[Mapping[ReasonCode, str]] = MappingProxyType({
 })
 
 
-class _Wire(BaseModel):
+class _Wire(WireModel):
     # WeChat Pay adds fields without notice; unknown ones must not break parsing.
     model_config = ConfigDict(extra="ignore", frozen=True)
 

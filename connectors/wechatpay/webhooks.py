@@ -24,6 +24,7 @@ from connectors.wechatpay.transformers import (
 )
 from core.errors import WebhookRejected
 from core.ports import Ignored, RefundUpdate, WebhookEvent
+from core.request import loads_strict
 
 
 def verify(headers: Mapping[str, str], body: bytes, keys: signing.PlatformKeys,
@@ -42,6 +43,7 @@ def verify(headers: Mapping[str, str], body: bytes, keys: signing.PlatformKeys,
 
 def parse_event(body: bytes, apiv3_key: bytes, mchid: str) -> WebhookEvent:
     """Translate a verified notification; raises `InvalidRequest` naming the bad field."""
+    loads_strict(body)
     try:
         notification = Notification.model_validate_json(body)
     except ValidationError as exc:
@@ -58,6 +60,7 @@ def parse_event(body: bytes, apiv3_key: bytes, mchid: str) -> WebhookEvent:
         # Signed by WeChat Pay yet not sealed with our key: meant for another merchant, or
         # our APIv3 key is wrong. Either way nothing in it may be believed.
         raise WebhookRejected(NAME, f"resource.ciphertext: {exc}") from exc
+    loads_strict(plaintext, "resource")
     try:
         notice = RefundNotice.model_validate_json(plaintext)
     except ValidationError as exc:

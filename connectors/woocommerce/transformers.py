@@ -16,7 +16,7 @@ import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal
 from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
@@ -27,7 +27,14 @@ from core.errors import InvalidRequest, PermanentProviderError
 from core.model import RefundResult, RefundStatus
 from core.money import Money, check_currency, minor_units
 from core.ports import ExternalRefund, OrderLine, OrderSnapshot, RefundOrder, StatusOutcome
-from core.request import NormalizedRefundRequest, ReasonCode, RequestKind
+from core.request import (
+    WIRE_FRACTION_DIGITS,
+    NormalizedRefundRequest,
+    ReasonCode,
+    RequestKind,
+    WireModel,
+    parse_amount_text,
+)
 
 NAME: Final = "woocommerce"
 API_PREFIX: Final = "/wp-json/wc/v3"
@@ -68,7 +75,7 @@ M = TypeVar("M", bound=BaseModel)
 # ------------------------------------------------------------------ wire models
 
 
-class _Wire(BaseModel):
+class _Wire(WireModel):
     # WooCommerce and its plugins add fields freely; we read only what we need.
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -243,11 +250,9 @@ def wc_money(value: str | int, currency: str, field: str) -> Money:
     """A WooCommerce amount. Shops may show more decimals than the currency has ("1000.00"
     JPY); trailing zeros are fine, a real fraction of the minor unit is not."""
     try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation as exc:
-        raise InvalidRequest(field, f"'{value}' is not a decimal amount") from exc
-    if not amount.is_finite():
-        raise InvalidRequest(field, f"'{value}' is not a finite amount")
+        amount = parse_amount_text(str(value), WIRE_FRACTION_DIGITS)
+    except ValueError as exc:
+        raise InvalidRequest(field, str(exc)) from exc
     quantum = Decimal(1).scaleb(-minor_units(currency))
     exact = amount.quantize(quantum)
     if exact != amount:

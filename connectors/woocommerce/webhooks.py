@@ -40,6 +40,7 @@ from connectors.woocommerce.transformers import (
 )
 from core.errors import InvalidRequest, WebhookRejected
 from core.ports import Ignored, RefundRequested, WebhookEvent
+from core.request import loads_strict
 
 SIGNATURE_HEADER: Final = "X-WC-Webhook-Signature"
 TOPIC_HEADER: Final = "X-WC-Webhook-Topic"
@@ -101,6 +102,7 @@ def parse_delivery(headers: Mapping[str, str], body: bytes, secret: str,
         raise InvalidRequest(TOPIC_HEADER, "missing: every WooCommerce delivery names its topic")
     if topic not in ORDER_TOPICS:
         return Ignored(f"WooCommerce topic '{topic}' is not about an order's refunds")
+    loads_strict(body)
     try:
         order = WCOrder.model_validate_json(body)
     except ValidationError as exc:

@@ -146,6 +146,14 @@ def test_a_wrong_database_url_exits_2_naming_the_key(
     assert "s3cret-pw" not in result.output
 
 
+@pytest.mark.parametrize("command", [["reconcile"], ["check"]])
+def test_no_shop_is_named_before_the_database(tmp_path: Path, command: list[str]) -> None:
+    config = tmp_path / "refundbridge.toml"
+    config.write_text(f'database_url = "sqlite:///{tmp_path / "missing.db"}"\n',
+                      encoding="utf-8")
+    _refused_cleanly(CliRunner().invoke(cli, [*command, "--config", str(config)]), "shops")
+
+
 def test_a_database_without_the_schema_says_to_upgrade(tmp_path: Path) -> None:
     database = tmp_path / "rb.db"
     sqlite3.connect(database).close()  # exists, empty

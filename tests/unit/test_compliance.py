@@ -430,6 +430,128 @@ def test_r14_a_refund_only_adverse_event_asks_for_the_unit_as_evidence() -> None
     assert disposition(verdict) is Disposition.KEEP_AS_EVIDENCE
 
 
+def _message(verdict: Verdict, rule: str) -> str:
+    return " ".join(r.message for r in verdict.rules if r.rule_id == rule)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # The two ways of describing an injury that the fixed word list approved, and kin.
+        "用了之后手上起了一片红疹",
+        "针头扎进去流了好多血",
+        "贴了两天皮肤又红又痒",
+        "护膝戴了一晚上，腿肿得厉害",
+        "my kid got a rash from the patch",
+    ],
+)
+def test_r14_an_injury_in_free_text_is_never_a_plain_no_reason_return(text: str) -> None:
+    # Asked on day 9: the no-reason path alone would be denied, and with no text approved.
+    late = {"requested_at": "2026-03-10T10:00:00+08:00", "reason.text": text}
+    verdict = evaluate(inspections=(passed(),), **late)
+    assert verdict.outcome is Outcome.REVIEW
+    assert outcomes(verdict, "R14") == [Outcome.REVIEW]
+    assert disposition(verdict) is Disposition.KEEP_AS_EVIDENCE
+    assert [o.kind for o in verdict.obligations].count(ObligationKind.ADVERSE_EVENT_REPORT) == 1
+    assert evaluate(**{"reason.text": "不想要了"}).outcome is Outcome.APPROVE
+
+
+def test_r14_names_the_words_it_read_and_a_doubtful_word_still_reaches_a_person() -> None:
+    certain = evaluate(**{"reason.text": "用了以后手上过敏"})
+    assert "过敏" in _message(certain, "R14")
+    doubtful = evaluate(inspections=(passed(),), **{"reason.text": "不小心扎到了"})
+    assert doubtful.outcome is Outcome.REVIEW
+    assert disposition(doubtful) is Disposition.KEEP_AS_EVIDENCE
+    assert "扎到" in _message(doubtful, "R14")
+    report = [o for o in doubtful.obligations
+              if o.kind is ObligationKind.ADVERSE_EVENT_REPORT]
+    assert len(report) == 1 and report[0].detail.startswith("If a person finds")
+    assert report[0].due == date(2026, 3, 12)  # the deadline for a death, from the request
+
+
+@pytest.mark.parametrize("text", ["血糖仪读数不准", "血压计袖带漏气", "血氧仪数值乱跳",
+                                  "采血笔弹簧卡住了", "让人很伤心，不想要了"])
+def test_r14_the_devices_own_names_in_chinese_are_not_injuries(text: str) -> None:
+    verdict = evaluate(**{"reason.text": text})
+    assert outcomes(verdict, "R14") == [Outcome.PASS]
+    assert verdict.outcome is Outcome.APPROVE
+
+
+def test_r14_a_shops_own_injury_terms_count() -> None:
+    text = "用了以后视物模糊"
+    assert evaluate(**{"reason.text": text}).outcome is Outcome.APPROVE
+    shop = policy(injury_terms=("视物模糊",))
+    verdict = evaluate(rules_policy=shop, **{"reason.text": text})
+    assert verdict.outcome is Outcome.REVIEW
+    assert outcomes(verdict, "R14") == [Outcome.REVIEW]
+    assert reason_group(ReasonCode.CHANGED_MIND, text, False, ("视物模糊",)) \
+        is ReasonGroup.ADVERSE_EVENT
+
+
+# ------------------------------------------------------------------ R12 open box
+
+
+BP = "BP-MONITOR-01"
+
+
+@pytest.mark.parametrize(
+    ("shop", "line_opened", "seal_intact", "where", "rule"),
+    [
+        # The blood-pressure monitor whose outer box was opened is not sold as new …
+        (policy(), True, True, Disposition.QUARANTINE, "R12"),
+        (policy(), False, False, Disposition.QUARANTINE, "R12"),  # the inspector saw it
+        # … unless the shop resells open-box units, for all SKUs or this one …
+        (policy(open_box_resale=True), True, True, Disposition.RESTOCK, "R08"),
+        (policy(sku_flags={BP: SkuFlags(open_box_resale=True)}), True, True,
+         Disposition.RESTOCK, "R08"),
+        # … and a SKU may be held back where the shop otherwise allows it.
+        (policy(open_box_resale=True, sku_flags={BP: SkuFlags(open_box_resale=False)}), True,
+         True, Disposition.QUARANTINE, "R12"),
+        # A box that was never opened goes back on the shelf after a pass.
+        (policy(), False, True, Disposition.RESTOCK, "R08"),
+    ],
+)
+def test_r12_an_opened_box_is_not_sold_as_new_by_default(
+        shop: ShopPolicy, line_opened: bool, seal_intact: bool, where: Disposition,
+        rule: str) -> None:
+    verdict = evaluate(rules_policy=shop, inspections=(passed(seal_intact=seal_intact),),
+                       **{"lines.0.sku": BP, "lines.0.package_opened": line_opened})
+    assert (disposition(verdict), verdict.lines[0].rule) == (where, rule)
+    # Opening the outer box never bars the no-reason return itself (R05).
+    assert verdict.outcome is Outcome.APPROVE
+    assert ("外包装已开启" in _message(verdict, "R12")) is (where is Disposition.QUARANTINE)
+
+
+def test_r12_open_box_comes_after_the_rules_that_scrap_or_wait() -> None:
+    opened = {"lines.0.sku": BP, "lines.0.package_opened": True}
+    # Before the inspection the unit waits for it, whatever the buyer said.
+    assert disposition(evaluate(**opened)) is Disposition.PENDING_INSPECTION
+    # Sterile and opened, or not as new: scrapped, not merely held.
+    sterile = evaluate(inspections=(passed(),), **opened, **{"lines.0.sterile": True})
+    assert (disposition(sterile), sterile.lines[0].rule) == (Disposition.SCRAP, "R10")
+    used = evaluate(inspections=(passed(condition="used"),), **opened)
+    assert (disposition(used), used.lines[0].rule) == (Disposition.SCRAP, "R12")
+    # A refund without goods leaves the unit with the customer.
+    assert disposition(evaluate(kind="refund_only", **opened)) is Disposition.NOT_RETURNED
+
+
+# ------------------------------------------------------------------ R04 on the order line
+
+
+def test_r04_a_confirmation_on_the_order_line_is_honoured_without_a_policy_flag() -> None:
+    confirmed = {"lines.0.no_reason_exclusion_confirmed": True}
+    verdict = evaluate(**confirmed)
+    assert verdict.outcome is Outcome.DENY
+    assert outcomes(verdict, "R04") == [Outcome.DENY]
+    assert "本店政策未列出" in _message(verdict, "R04")
+    # Only the no-reason path: a quality claim or an injury is never denied for it …
+    assert evaluate(**confirmed, **{"reason.code": "wrong_item"}).outcome is Outcome.APPROVE
+    assert evaluate(**confirmed, **{"reason.text": "手上起了红疹"}).outcome is Outcome.REVIEW
+    # … and a unit excluded for safety or hygiene never goes back on the shelf.
+    quality = evaluate(inspections=(passed(),), **confirmed, **{"reason.code": "wrong_item"})
+    assert (disposition(quality), quality.lines[0].rule) == (Disposition.SCRAP, "R04")
+
+
 # ------------------------------------------------------------------ R15 qualification
 
 

@@ -195,7 +195,8 @@ def test_units_guard_names_the_sku_what_remains_and_what_was_asked() -> None:
     chinese = units_guard(_units_ctx([{"quantity": 2, "lot": None}], locale="zh-CN",
                                      shipped=(ShippedUnit(GLU, 3),),
                                      held=(_held(quantity=2),))).message
-    assert chinese == "SKU GLU-METER-01：申请 2 件，但本订单发货 3 件中仅剩 1 件可退（其他申请已占用 2 件）。"
+    assert chinese == ("SKU GLU-METER-01：申请 2 件，但本订单发货 3 件中仅剩 1 件可退"
+                       "（其他申请已占用 2 件）。")
 
 
 def test_units_guard_gives_one_reason_per_sku() -> None:
