@@ -33,6 +33,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from core.errors import ConfigError, InvalidRequest, InvalidUdi
@@ -285,13 +286,20 @@ def load_settings(config_path: str | os.PathLike[str] | None = None, *,
         settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigProblems.combine([
-            ConfigError(".".join(str(p) for p in error["loc"]), error["msg"])
+            ConfigError(".".join(str(p) for p in error["loc"]), _message(error))
             for error in exc.errors()]) from exc
     if check_secrets:
         placeholders = placeholder_tokens(settings)
         if placeholders:
             raise ConfigProblems.combine(placeholders)
     return settings
+
+
+def _message(error: ErrorDetails) -> str:
+    # Our validators' own words, without pydantic's "Value error, " in front of them.
+    if error["type"] == "value_error" and "error" in error.get("ctx", {}):
+        return str(error["ctx"]["error"])
+    return error["msg"]
 
 
 def placeholder_tokens(settings: Settings) -> list[ConfigError]:

@@ -205,10 +205,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
                            "first-sale state; it is not sold as new.",
                            "第{line}行：状态为“{condition}”，无法恢复原状，不得作为新品销售。"),
     "R12.open_box": ("Line {line} ({sku}): its outer box was opened, and this shop does not "
-                     "resell opened devices as new; it waits in quarantine for a person to "
-                     "decide where it goes.",
-                     "第{line}行（{sku}）：外包装已开启，本店不将已开封器械作为新品销售；"
-                     "该件置于待处理区，由人工决定去向。"),
+                     "resell opened devices as new: it is not restocked; if nothing else "
+                     "decides where it goes, it waits in quarantine for a person.",
+                     "第{line}行（{sku}）：外包装已开启，本店不将已开封器械作为新品销售，"
+                     "不得重新入库；如无其他规则决定去向，则置于待处理区由人工处理。"),
     "R13.approve": ("Line {line}: lot/serial is under recall {reference} (class {cls}): "
                     "refund without question, quarantine the unit and notify the registrant.",
                     "第{line}行：批号/序列号在召回 {reference}（{cls}级）范围内：无条件退款，"

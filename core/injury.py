@@ -78,7 +78,7 @@ _DEVICE_PARTS = ("屏幕|显示屏|屏|外壳|机身|表面|外观|外包装|包
                  "边框|镜片|镜面|探头|袖带|表盘|按键|按钮|贴膜|瓶身|瓶子|管子|指示灯|灯|图标|"
                  "数字|字")
 _DEVICE_DAMAGE = ("划伤|刮伤|碰伤|损伤|压伤|磨伤|擦伤|划痕|划破|刮花|破损|破了|起泡|烧坏|"
-                  "烫坏|发红|红了|变红|泛红")
+                  "烫坏|发红|红了|变红|泛红|口子|开口|裂口")
 _DEVICE_DAMAGE_RE = re.compile(
     rf"(?:{_DEVICE_PARTS})[^，。,.!！?？;；\s]{{0,8}}?(?:{_DEVICE_DAMAGE})")
 
@@ -90,7 +90,7 @@ LIKELY_ZH: tuple[str, ...] = (
     "血泡", "破皮", "皮破", "乌青", "青紫", "红斑", "触电", "电击", "被电", "电到",
     "电了一下", "误吞", "吞下", "吞了", "误食", "住院", "急诊", "送医", "就医", "就诊",
     "抢救", "救护车", "包扎", "高烧", "死亡", "身亡", "去世", "过世", "病故", "致死",
-    "死者", "猝死", "丧命", "脱皮", "失明", "失聪",
+    "死者", "猝死", "丧命", "脱皮", "失明", "失聪", "昏了",
 )
 # Doubtful: a person reads the case.
 POSSIBLE_ZH: tuple[str, ...] = (
@@ -100,17 +100,18 @@ POSSIBLE_ZH: tuple[str, ...] = (
     "着火", "爆炸", "炸了", "烧焦", "漏电", "火花", "过热", "想吐", "反胃", "恶心", "发烧",
     "疙瘩", "起包", "起了包", "起了小包", "起了个包", "鼓包", "砸到", "砸了", "磕到", "磕破",
     "撞到", "摔倒", "摔了", "出事", "出了事", "死", "去医院", "上医院", "进医院", "看医生",
-    "医院看",
+    "医院看", "口子", "划了一道", "划了个", "心慌", "心悸", "胸闷", "焦味", "糊味",
 )
 # Harm only next to a body part.
 CONTEXT_ZH: tuple[str, ...] = (
-    "破了", "破", "烂", "发紫", "紫了", "发青", "青", "麻", "不舒服", "难受", "勒", "口子",
+    "破了", "破", "烂", "发紫", "紫了", "发青", "青", "麻", "不舒服", "难受", "勒", "大包",
+    "个包", "小包", "红红",
     "刺激", "撕", "夹", "断在", "断进", "卡在", "塞进", "脱", "看不清", "听不见", "听不清",
     "视力", "磕", "撞", "摔",
 )
 BODY_ZH = ("手指|指头|指尖|指甲|手掌|手背|手臂|手腕|手上|手心|双手|左手|右手|手|胳膊|臂|腕|"
            "腿|脚|膝盖|脸|眼睛|眼|嘴|唇|耳|额头|头部|头上|头皮|脖子|颈|背部|后背|腰|胸|肚子|"
-           "腹|皮肤|皮|肉|身上|身体|身子|全身|喉咙|嗓子|舌|牙|鼻|心脏|心口|屁股|臀")
+           "腹|皮肤|皮|肉|身上|身体|身子|全身|喉咙|嗓子|舌|牙|鼻|心脏|心口|屁股|屁屁|臀")
 # Words with a body-part character that name no body part: they give no context.
 _NOT_BODY_ZH = ("手机|手册|手续|手动|二手|到手|手感|手柄|手环|手提|手工|手写|手表|手套|手电|"
                 "动手|新手|上手|顺手|手把手|手法|手段|手头|拿手|联手|皮套|橡皮|皮带|皮筋|"
@@ -203,6 +204,7 @@ _HARMLESS = _alternation(HARMLESS_ZH, HARMLESS_EN)
 _EARLY = _alternation(EARLY_POSSIBLE_ZH, ())
 _BODY = re.compile(rf"{BODY_ZH}|{_en(BODY_EN)}")
 _NOT_BODY = re.compile(_NOT_BODY_ZH)
+_WORD_REST = re.compile(r"[a-z'-]*")
 _SENTENCE_END = re.compile(r"[。！？!?;；\n]|\.\s")
 _CJK_SPACE = re.compile(r"(?<=[\u4e00-\u9fff])\s+(?=[\u4e00-\u9fff])")
 _INVISIBLE = re.compile(r"[\u200b-\u200f\u2060\ufeff\u00ad]")
@@ -251,14 +253,19 @@ def detect_injury(text: str, extra_terms: Iterable[str] = ()) -> InjuryFinding:
         term = m.group()
         if m.group("zh") is not None:
             level = _ZH_LEVEL[term]
+            shown = term
         elif m.group("likely") is not None:
             level = InjuryLevel.LIKELY
         else:
             level = InjuryLevel.POSSIBLE if m.group("possible") is not None else None
+        if m.group("zh") is None:
+            # A stem is shown as the word it starts ("injur" → "injured").
+            rest = _WORD_REST.match(normal, m.end())
+            shown = term + (rest.group() if rest else "")
         if level is not InjuryLevel.LIKELY and _near_body(m, body_text):
             level = InjuryLevel.LIKELY
         if level is not None:
-            found.append((level, term))
+            found.append((level, shown))
     if not found:
         return NO_INJURY
     strongest = max(level for level, _ in found)
