@@ -47,8 +47,9 @@ def _open_outbox_rows(engine: Any, case_id: str) -> int:
 
 
 def _poison_order(engine: Any, order_id: str) -> None:
-    """The ledger knows the order in another currency (as one stored before intake checked
-    currencies): evaluating the case fails on every try with a non-transient error."""
+    """The ledger learns the order in another currency after the request was accepted (two
+    first requests of one order, in two currencies, passing intake at the same moment):
+    evaluating the case then fails on every try with a non-transient error."""
     with engine.begin() as conn:
         conn.execute(text(
             "INSERT INTO orders (shop_id, order_id, currency, paid_minor, created_at) "
@@ -66,8 +67,8 @@ def test_a_step_failing_for_good_fails_the_case_with_its_error(client, container
     _, stripe_fake, erp = providers
     body = request_body()
     erp.add_invoice(body["order"]["id"], [("GLU-METER-01", 2, "199.00")])
-    _poison_order(db, body["order"]["id"])
     case_id = _post(client, body)
+    _poison_order(db, body["order"]["id"])
     drain(container)
 
     case = _case(client, case_id)
@@ -159,8 +160,8 @@ def _fail_evaluation(client: Any, container: Any, providers: Any, db: Any) -> tu
     _, _, erp = providers
     body = request_body()
     erp.add_invoice(body["order"]["id"], [("GLU-METER-01", 2, "199.00")])
-    _poison_order(db, body["order"]["id"])
     case_id = _post(client, body)
+    _poison_order(db, body["order"]["id"])
     drain(container)
     return case_id, lambda: _heal_order(db, body["order"]["id"])
 
