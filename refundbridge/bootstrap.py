@@ -22,8 +22,9 @@ from core.recalls import RecallRegister
 from core.rules import RuleSet, ShopPolicy
 from core.services import Services, ShopGateways
 from store.db import make_engine
+from store.outbox import Dispatch
 from store.recalls import SqlRecallRegister
-from store.uow import Dispatch, SqlUnitOfWork
+from store.uow import SqlUnitOfWork
 from workers.queue import RqDispatcher
 
 

@@ -9,8 +9,15 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+# The store's errors, for callers that must not know the driver. "Unavailable" may pass on
+# the next try (a dropped connection, a deadlock, a server restarting); any other database
+# error (a value a column cannot hold, a broken constraint) will not.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
+DATABASE_ERROR = SQLAlchemyError
 
 
 def dialect_insert(conn: Connection | Engine) -> Any:

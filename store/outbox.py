@@ -15,7 +15,19 @@ from sqlalchemy import Engine, and_, exists, or_, select, update
 from core.lifecycle import MOVING_STATES, CaseState
 from core.model import Step
 from store import tables as t
-from store.uow import Work
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """One outbox row: a step to run for a case."""
+
+    outbox_id: int
+    case_id: str
+    step: Step
+
+
+# Hands committed work to the queue (`workers.queue.RqDispatcher` in workers).
+Dispatch = Callable[[Sequence[Work]], None]
 
 MAX_BACKOFF = 64  # the longest wait between hand-overs, in multiples of `stale_after`
 

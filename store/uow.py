@@ -9,8 +9,6 @@ If a hand-over fails, the reconciler finds the outbox rows and enqueues them aga
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
@@ -35,23 +33,8 @@ from core.recalls import RecallList
 from store import tables as t
 from store.db import dialect_insert
 from store.mapping import aware, case_from_row, case_to_row, event_to_row
+from store.outbox import Dispatch, Work
 from store.recalls import recalls_for_shop
-
-
-@dataclass(frozen=True, slots=True)
-class Work:
-    """One outbox row: a step to run for a case."""
-
-    outbox_id: int
-    case_id: str
-    step: Step
-
-    @property
-    def job_id(self) -> str:
-        return f"{self.step.value}-{self.case_id}-{self.outbox_id}"
-
-
-Dispatch = Callable[[Sequence[Work]], None]
 
 
 class SqlCaseRepository:

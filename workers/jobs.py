@@ -15,11 +15,11 @@ import logging
 
 from redis.exceptions import RedisError
 from rq.timeouts import JobTimeoutException
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from core.errors import ConcurrencyConflict, TransientProviderError
 from core.model import Step
 from core.services import STEP_HANDLERS, Services, fail_step
+from store.db import DATABASE_UNAVAILABLE
 from workers import runtime
 
 log = logging.getLogger("refundbridge.jobs")
@@ -29,7 +29,7 @@ MAX_CHAIN = 8  # steps one job may run for its case before handing the rest to t
 # Errors that may not happen on the next try. A deadlock or a dropped connection is an
 # OperationalError; a value the database cannot store is a DataError, and is not here.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    TransientProviderError, ConcurrencyConflict, OperationalError, InterfaceError, RedisError,
+    TransientProviderError, ConcurrencyConflict, *DATABASE_UNAVAILABLE, RedisError,
     JobTimeoutException, ConnectionError, TimeoutError,
 )
 

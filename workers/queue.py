@@ -10,9 +10,17 @@ from redis import Redis
 from rq import Queue
 
 from core.model import Step
-from store.uow import Work
+from store.outbox import Work
 
 JOB_FUNCTION = "workers.jobs.run_step"
+
+
+def job_id(work: Work, dispatch: int = 1) -> str:
+    """The RQ job id of one hand-over of an outbox row: stable, so the same row handed out
+    twice in a row is one job, and suffixed after the first, so a re-dispatch never collides
+    with a job of the same row still known to Redis."""
+    base = f"{work.step.value}-{work.case_id}-{work.outbox_id}"
+    return base if dispatch <= 1 else f"{base}-r{dispatch}"
 
 
 class RqDispatcher:
@@ -56,10 +64,11 @@ class RqDispatcher:
         if pending:
             self.enqueue(pending)
 
-    def enqueue(self, work: Sequence[Work], suffix: str = "") -> None:
+    def enqueue(self, work: Sequence[Work], dispatch: int = 1) -> None:
+        """`dispatch`: how often this work has been handed out, this time included."""
         jobs = [
             Queue.prepare_data(
-                JOB_FUNCTION, args=(w.case_id, w.step.value), job_id=w.job_id + suffix,
+                JOB_FUNCTION, args=(w.case_id, w.step.value), job_id=job_id(w, dispatch),
                 timeout=self.job_timeout, result_ttl=0, failure_ttl=7 * 24 * 3600,
             )
             for w in work

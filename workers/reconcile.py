@@ -34,6 +34,7 @@ from store.outbox import (
     open_work,
     redispatch_wait,
 )
+from workers.queue import job_id
 from workers.relay import relay_once
 
 if TYPE_CHECKING:
@@ -70,10 +71,6 @@ def reconcile(container: Container, stale_after: float | None = None,
     return report
 
 
-def _job_id(row: OpenWork) -> str:
-    return row.work.job_id + ("" if row.dispatch_count <= 1 else f"-r{row.dispatch_count}")
-
-
 def _job(container: Container, job_id: str) -> Job | None:
     try:
         return Job.fetch(job_id, connection=container.redis)
@@ -88,18 +85,18 @@ def _requeue_lost_jobs(container: Container, stale: float, now: datetime,
         wait = redispatch_wait(stale, row.dispatch_count)
         if _aware(row.dispatched_at) > now - timedelta(seconds=wait):
             continue
-        job = _job(container, _job_id(row))
+        job = _job(container, job_id(row.work, row.dispatch_count))
         if job is not None and job.get_status(refresh=False) in WAITING:
             continue
         work = row.work
         if row.dispatch_count >= limit:
             _give_up(container, row, job, now)
-            report.given_up.append(work.job_id)
+            report.given_up.append(job_id(work))
             continue
         count = row.dispatch_count + 1
         mark_dispatched(container.engine, work.outbox_id, now, count)
-        container.dispatcher.enqueue([work], suffix=f"-r{count}")
-        report.requeued.append(work.job_id)
+        container.dispatcher.enqueue([work], dispatch=count)
+        report.requeued.append(job_id(work))
 
 
 def _give_up(container: Container, row: OpenWork, job: Job | None, now: datetime) -> None:

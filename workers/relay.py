@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
-from sqlalchemy.exc import SQLAlchemyError
 
+from store.db import DATABASE_ERROR
 from store.outbox import relay_new_work
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ class Relay(threading.Thread):
         while not self.stopped.is_set():
             try:
                 moved = relay_once(self.container)
-            except (SQLAlchemyError, RedisError):
+            except (DATABASE_ERROR, RedisError):
                 # The database or Redis is away; what is not relayed stays in the outbox.
                 log.exception("outbox relay failed; trying again in a second")
                 moved = 0
