@@ -1,0 +1,30 @@
+"""Which layer may import which, beyond the core's purity (`test_core_is_pure.py`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.unit.test_core_is_pure import imported_top_level_modules
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# folder -> top-level modules none of its files may import
+RULES = {
+    # Workers run steps and hand work to the queue; every query is the store's.
+    "workers": frozenset({"sqlalchemy", "psycopg"}),
+    # The store and the connectors are adapters: they know the core, not the queue or the web.
+    "store": frozenset({"fastapi", "starlette", "rq", "redis", "workers", "api", "connectors"}),
+    "connectors": frozenset({"fastapi", "starlette", "rq", "sqlalchemy", "store", "workers",
+                             "api"}),
+}
+
+FILES = [(folder, path) for folder in RULES for path in sorted((ROOT / folder).rglob("*.py"))]
+
+
+@pytest.mark.parametrize(("folder", "path"), FILES,
+                         ids=[str(p.relative_to(ROOT)) for _, p in FILES])
+def test_a_layer_imports_only_what_it_may(folder: str, path: Path) -> None:
+    imported = imported_top_level_modules(path.read_text(encoding="utf-8"))
+    assert imported & RULES[folder] == set()
