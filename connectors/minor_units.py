@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from types import MappingProxyType
 
 from core.errors import AmountNotRepresentable, InvalidRequest
-from core.money import Money, check_currency, minor_units
+from core.money import Money, check_currency, minor_units, parse_decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +107,7 @@ class MinorUnitTable:
     def from_decimal(self, value: str | Decimal, currency: str, field: str = "amount"
                      ) -> Money:
         """A provider's decimal string ("12.50") as `Money`, checked against the table."""
-        try:
-            amount = Decimal(str(value).strip())
-        except InvalidOperation as exc:
-            raise InvalidRequest(field, f"'{value}' is not a decimal amount") from exc
-        if not amount.is_finite():
-            raise InvalidRequest(field, f"'{value}' is not a finite amount")
+        amount = parse_decimal(value, field)
         rule = self.unit(currency, str(value))
         scaled = amount.scaleb(rule.exponent)
         if scaled != scaled.to_integral_value():

@@ -30,6 +30,20 @@ def minor_units(currency: str) -> int:
     return int(get_currency_precision(check_currency(currency)))
 
 
+def parse_decimal(value: str | Decimal | int, field: str = "amount") -> Decimal:
+    """A finite decimal from a string or number, exactly; a float or anything else is an
+    `InvalidRequest` naming `field`."""
+    if isinstance(value, float):
+        raise InvalidRequest(field, "amounts are decimal strings, not floats")
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation as exc:
+        raise InvalidRequest(field, f"'{value}' is not a decimal amount") from exc
+    if not amount.is_finite():
+        raise InvalidRequest(field, f"'{value}' is not a finite amount")
+    return amount
+
+
 @dataclass(frozen=True, slots=True)
 class Money:
     amount: Decimal
@@ -43,14 +57,7 @@ class Money:
     @classmethod
     def parse(cls, value: str | Decimal | int, currency: str, field: str = "amount") -> Money:
         """Parse a decimal string exactly; more digits than the currency allows is an error."""
-        if isinstance(value, float):
-            raise InvalidRequest(field, "amounts are decimal strings, not floats")
-        try:
-            amount = Decimal(str(value).strip())
-        except InvalidOperation as exc:
-            raise InvalidRequest(field, f"'{value}' is not a decimal amount") from exc
-        if not amount.is_finite():
-            raise InvalidRequest(field, f"'{value}' is not a finite amount")
+        amount = parse_decimal(value, field)
         digits = minor_units(currency)
         exponent = amount.as_tuple().exponent
         if isinstance(exponent, int) and -exponent > digits:

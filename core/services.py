@@ -102,9 +102,9 @@ def _nothing_to_do(svc: Services, uow: UnitOfWork, case: RefundCase, step: Step)
 
 
 def _record(svc: Services, snapshot: RefundCase, step: Step,
-            change: Callable[[RefundCase], None]) -> None:
+            change: Callable[[RefundCase], None], *, done: bool = True) -> None:
     """Phase two of a step: apply `change` to the case as phase one read it, mark the step's
-    work done, and commit.
+    work done (unless `done` is False: it is to be tried again), and commit.
 
     Saving checks the case's version, so if anyone wrote the case while the provider was
     being called, this raises `ConcurrencyConflict` inside; then the case is read again (and
@@ -115,7 +115,8 @@ def _record(svc: Services, snapshot: RefundCase, step: Step,
         with svc.uow() as uow:
             uow.cases.attach(snapshot)
             change(snapshot)
-            uow.outbox.complete(snapshot.id, step)
+            if done:
+                uow.outbox.complete(snapshot.id, step)
             uow.commit()
         return
     except ConcurrencyConflict:
@@ -123,7 +124,8 @@ def _record(svc: Services, snapshot: RefundCase, step: Step,
     with svc.uow() as uow:
         case = uow.cases.get(snapshot.id)
         change(case)
-        uow.outbox.complete(case.id, step)
+        if done:
+            uow.outbox.complete(case.id, step)
         uow.commit()
 
 
@@ -563,25 +565,8 @@ def send_notifications(svc: Services, case_id: str) -> None:
     if transient is None:
         _record(svc, case, Step.NOTIFY, settle)
         return
-    _record_attempts(svc, case, settle)
+    _record(svc, case, Step.NOTIFY, settle, done=False)
     raise transient
-
-
-def _record_attempts(svc: Services, snapshot: RefundCase,
-                     change: Callable[[RefundCase], None]) -> None:
-    """Like `_record`, but the step's work stays open: it is to be tried again."""
-    try:
-        with svc.uow() as uow:
-            uow.cases.attach(snapshot)
-            change(snapshot)
-            uow.commit()
-        return
-    except ConcurrencyConflict:
-        pass
-    with svc.uow() as uow:
-        case = uow.cases.get(snapshot.id)
-        change(case)
-        uow.commit()
 
 
 def _message(case: RefundCase, kind: NotificationKind) -> OutgoingMessage:
