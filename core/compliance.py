@@ -4,6 +4,8 @@ returned unit goes.
 `MedicalDeviceRuleSet.evaluate` is a pure function of the `EvaluationContext` (request,
 policy, recall list, the customer's earlier requests, shipment records, inspections and
 "now"): no I/O, so the same inputs always give the same decision, and tests need no database.
+What each rule says, in its reasons and in the obligations it sets, is worded in
+core/messages.py, in the customer's language.
 
 How the rules combine (README "Compliance rules" says the same in prose):
 
@@ -41,6 +43,7 @@ from typing import Any
 
 from core.errors import InvalidUdi
 from core.injury import NO_INJURY, InjuryFinding, InjuryLevel, detect_injury
+from core.messages import text
 from core.model import (
     Disposition,
     Inspection,
@@ -111,161 +114,6 @@ def reason_group(code: ReasonCode, text: str, injury: bool,
     if code in NO_REASON_CODES:
         return ReasonGroup.NO_REASON
     return ReasonGroup.OTHER
-
-
-# ------------------------------------------------------------------ messages
-
-MESSAGES: dict[str, tuple[str, str]] = {
-    # key: (English, 简体中文)
-    "R01.pass": ("Line {line}: lot/serial match what was shipped on this order.",
-                 "第{line}行：批号/序列号与本订单发货记录一致。"),
-    "R01.unchecked": ("The ERP has no shipment record for this order, so lots and serials "
-                      "could not be checked against it.",
-                      "ERP 中没有本订单的发货记录，无法核对批号和序列号。"),
-    "R01.no_sku": ("Line {line}: no unit of SKU {sku} was shipped on this order; a person "
-                   "must confirm this is our unit.",
-                   "第{line}行：本订单未发出 SKU {sku}，需人工确认是否为本店售出的产品。"),
-    "R01.mismatch": ("Line {line}: {field} {value} is not among the units shipped on this "
-                     "order ({shipped}); a person must confirm this is our unit.",
-                     "第{line}行：{field} {value} 不在本订单发货记录中（{shipped}），需人工确认。"),
-    "R02.pass": ("Asked on day {day} after delivery, within the {window}-day no-reason "
-                 "window.", "在签收后第{day}天申请，处于{window}天无理由退货期内。"),
-    "R02.undelivered": ("Not delivered yet, so the no-reason window has not started.",
-                        "尚未签收，无理由退货期尚未开始。"),
-    "R02.late": ("Asked on day {day} after delivery; the no-reason window is {window} days "
-                 "counted from the day after delivery.",
-                 "在签收后第{day}天申请，超过自签收次日起算的{window}天无理由退货期。"),
-    "R02.business": ("No-reason return is for consumers; this buyer is a business.",
-                     "无理由退货仅适用于消费者，该买家为企业客户。"),
-    "R02.na": ("Not a no-reason return: the no-reason window does not apply.",
-               "非无理由退货，不适用无理由退货期限。"),
-    "R03.deny": ("Line {line} ({sku}) is custom-made and excluded from no-reason return.",
-                 "第{line}行（{sku}）为定制器械，不适用无理由退货。"),
-    "R03.pass": ("No custom-made device is returned without a reason.",
-                 "无定制器械以无理由方式退货。"),
-    "R04.deny": ("Line {line} ({sku}) is excluded from no-reason return, and the buyer "
-                 "confirmed that at purchase.",
-                 "第{line}行（{sku}）不适用无理由退货，且买家在购买时已确认。"),
-    "R04.accept": ("Line {line} ({sku}) is excluded from no-reason return, but the buyer did "
-                   "not confirm that at purchase: the return must be accepted, and the unit "
-                   "is never restocked.",
-                   "第{line}行（{sku}）属于不适用无理由退货的商品，但买家购买时未确认：必须接受退货，"
-                   "且该件不得重新入库销售。"),
-    "R04.deny_order_line": ("Line {line} ({sku}): the order records that the buyer "
-                            "confirmed at purchase that it is excluded from no-reason "
-                            "return, so it is (the shop's policy does not list this SKU).",
-                            "第{line}行（{sku}）：订单记录显示买家在购买时已确认该商品不适用"
-                            "无理由退货，故不予无理由退货（本店政策未列出该 SKU）。"),
-    "R04.pass": ("No line is excluded from no-reason return.", "无不适用无理由退货的商品。"),
-    "R05.deny": ("Line {line} ({sku}): its single-use seal is broken, so it is not intact "
-                 "for a no-reason return.",
-                 "第{line}行（{sku}）：一次性密封已破损，不符合无理由退货的完好要求。"),
-    "R05.pass": ("No necessary seal is reported broken.", "未发现必要的密封破损。"),
-    "R05.noted": ("Line {line} ({sku}): its single-use seal is broken; that bars only a "
-                  "no-reason return, not this claim.",
-                  "第{line}行（{sku}）：一次性密封已破损；这只影响无理由退货，不影响本次申请。"),
-    "R06.review": ("A quality claim ({code}): a person reviews it, and the unit goes back to "
-                   "the manufacturer after inspection.",
-                   "质量问题（{code}）：需人工审核，验收后退回生产企业。"),
-    "R06.auto": ("A quality claim ({code}) the shop approves without review.",
-                 "质量问题（{code}），本店允许自动审批。"),
-    "R06.pass": ("Not a quality claim.", "非质量问题。"),
-    "R07.received": ("Refund due within {days} days of receiving the goods.",
-                     "须在收到退货后{days}天内退款。"),
-    "R07.approved": ("Refund due within {days} days of approval (no goods to wait for).",
-                     "无需退货，须在批准后{days}天内退款。"),
-    "R07.waiting": ("Refund due within {days} days of receiving the goods; the clock starts "
-                    "at receipt.", "须在收到退货后{days}天内退款，自收货时起算。"),
-    "R08.pending": ("Line {line}: not inspected yet; returned units wait in quarantine until "
-                    "an inspection passes.",
-                    "第{line}行：尚未验收，退回商品在验收合格前置于待验区。"),
-    "R08.pass": ("Line {line}: inspection by {inspector} passed.",
-                 "第{line}行：{inspector} 验收合格。"),
-    "R08.fail": ("Line {line}: inspection by {inspector} did not pass ({condition}); the unit "
-                 "is nonconforming.",
-                 "第{line}行：{inspector} 验收不合格（{condition}），按不合格品处理。"),
-    "R09.expired": ("Line {line}: expired on {expiry}; it must not be sold again.",
-                    "第{line}行：已于{expiry}过期，不得再销售。"),
-    "R09.unknown": ("Line {line} ({sku}) has a shelf life but no known expiry; it must not be "
-                    "sold again.", "第{line}行（{sku}）有效期未知，不得再销售。"),
-    "R09.near": ("Line {line}: expires on {expiry}, within {days} days.",
-                 "第{line}行：将于{expiry}过期（{days}天内），近效期需人工审核。"),
-    "R09.pass": ("Line {line}: expires on {expiry}.", "第{line}行：有效期至{expiry}。"),
-    "R10.scrap": ("Line {line} ({sku}) is sterile and {why}: it is never restocked.",
-                  "第{line}行（{sku}）为无菌产品且{why}，不得重新入库。"),
-    "R10.opened": ("its pack was opened", "包装已开启"),
-    "R10.consumer": ("was returned by a consumer", "由消费者退回"),
-    "R11.quarantine": ("Line {line} ({sku}) needs the cold chain, and no continuous "
-                       "temperature record came back with it.",
-                       "第{line}行（{sku}）为冷链产品，退回途中无完整温度记录。"),
-    "R11.pending": ("Line {line} ({sku}) needs the cold chain: restock only with a continuous "
-                    "temperature record for the return.",
-                    "第{line}行（{sku}）为冷链产品，须有完整的退货温度记录方可入库。"),
-    "R12.not_restorable": ("Line {line}: condition '{condition}' cannot be restored to its "
-                           "first-sale state; it is not sold as new.",
-                           "第{line}行：状态为“{condition}”，无法恢复原状，不得作为新品销售。"),
-    "R12.open_box": ("Line {line} ({sku}): its outer box was opened, and this shop does not "
-                     "resell opened devices as new: it is not restocked; if nothing else "
-                     "decides where it goes, it waits in quarantine for a person.",
-                     "第{line}行（{sku}）：外包装已开启，本店不将已开封器械作为新品销售，"
-                     "不得重新入库；如无其他规则决定去向，则置于待处理区由人工处理。"),
-    "R13.approve": ("Line {line}: lot/serial is under recall {reference} (class {cls}): "
-                    "refund without question, quarantine the unit and notify the registrant.",
-                    "第{line}行：批号/序列号在召回 {reference}（{cls}级）范围内：无条件退款，"
-                    "隔离该件并通知注册人。"),
-    "R13.pass": ("No returned lot or serial is under recall.", "退货批号/序列号不在召回范围内。"),
-    "R13.unknown": ("The customer cites a recall, but no returned lot or serial is on the "
-                    "shop's recall list; a person checks the notice.",
-                    "客户称产品被召回，但退货批号/序列号不在本店召回清单中，需人工核实召回通知。"),
-    "R14.review": ("The reason suggests someone was harmed: a possible adverse event. A "
-                   "person must review it; the unit is kept as evidence.",
-                   "退货原因提示可能有人受到伤害，属可疑不良事件：须人工审核，该件留存作为证据。"),
-    "R14.words": ("The reason says someone may have been harmed ({terms}): a possible "
-                  "adverse event. A person must review it; the unit is kept as evidence.",
-                  "退货原因提到可能有人受到伤害（{terms}），属可疑不良事件：须人工审核，"
-                  "该件留存作为证据。"),
-    "R14.possible": ("The reason may describe someone being harmed ({terms}): a person "
-                     "reads it and decides whether it is an adverse event; until then the "
-                     "unit is kept as evidence.",
-                     "退货原因可能涉及人身伤害（{terms}）：须人工判断是否属于不良事件，"
-                     "在此之前该件留存作为证据。"),
-    "R14.pass": ("Nothing in the reason suggests an injury.", "退货原因未提示有人受伤。"),
-    "R15.no_licence": ("A business buyer with no licence on file.",
-                       "企业客户未提供经营许可或备案。"),
-    "R15.expired": ("The buyer's licence {number} expired on {expires}.",
-                    "买家许可证 {number} 已于{expires}过期。"),
-    "R15.scope": ("Line {line}: class {cls} is outside the buyer's licence scope.",
-                  "第{line}行：{cls}类器械超出买家许可范围。"),
-    "R15.professional": ("Line {line} ({sku}) is not for consumer self-use, yet a consumer "
-                         "bought it.", "第{line}行（{sku}）非消费者自用器械，却售予了消费者。"),
-    "R15.pass": ("The buyer may hold these devices.", "买家资质符合。"),
-    "R16.invalid": ("Line {line}: the UDI {scan!r} does not parse ({error}): possible "
-                    "counterfeit.",
-                    "第{line}行：UDI {scan!r} 无法解析（{error}），可能为假冒产品。"),
-    "R16.mismatch": ("Line {line}: the UDI's {field} does not match the sales record "
-                     "({detail}).", "第{line}行：UDI 中的{field}与销售记录不符（{detail}）。"),
-    "R16.pass": ("Line {line}: the UDI parses and matches the sales record.",
-                 "第{line}行：UDI 解析正常，与销售记录一致。"),
-    "R17.permanent": ("Line {line} ({sku}) is implantable: its records are kept permanently.",
-                      "第{line}行（{sku}）为植入器械，记录永久保存。"),
-    "R19.review": ("The customer made {count} refund requests in the last {days} days (limit "
-                   "{limit}).", "该客户近{days}天内已有{count}次退款申请（上限{limit}次）。"),
-    "R19.pass": ("{count} earlier refund requests in the last {days} days.",
-                 "近{days}天内有{count}次退款申请。"),
-    "R20.no_limit": ("No auto-approval limit is set for {currency}.",
-                     "未设置{currency}的自动审批限额。"),
-    "R20.over": ("{amount} is above the auto-approval limit of {limit} {currency}.",
-                 "{amount} 超过自动审批限额 {limit} {currency}。"),
-    "R20.pass": ("{amount} is within the auto-approval limit.", "{amount} 在自动审批限额内。"),
-    "A00.other": ("Reason '{code}' is not one the rules can decide; a person reviews it.",
-                  "退货原因“{code}”无法自动判断，需人工审核。"),
-}
-
-
-def message(locale: str, key: str, **values: Any) -> str:
-    english, chinese = MESSAGES[key]
-    template = chinese if locale.lower().startswith("zh") else english
-    return template.format(**values)
 
 
 # ------------------------------------------------------------------ facts
@@ -404,12 +252,15 @@ class _Assessment:
     def locale(self) -> str:
         return self.ctx.request.customer.locale
 
-    def add(self, rule: str, outcome: Outcome, key: str, line: int | None = None,
+    def add(self, rule: str, outcome: Outcome, message_id: str, line: int | None = None,
             **values: Any) -> None:
         if line is not None:
             values.setdefault("line", line + 1)  # people count lines from 1
-        self.results.append(RuleResult(rule, outcome, message(self.locale, key, **values),
-                                       line))
+        self.results.append(RuleResult(rule, outcome, self.text(message_id, **values), line))
+
+    def text(self, message_id: str, **values: Any) -> str:
+        """A message in the customer's language: reasons and obligations alike."""
+        return text(message_id, self.locale, **values)
 
     @property
     def no_reason(self) -> bool:
@@ -598,7 +449,7 @@ def r10_r11_r12_storage(a: _Assessment) -> None:
     consumer = a.ctx.request.customer.type is CustomerType.CONSUMER
     for f in a.facts:
         if f.sterile and (f.opened or consumer) and a.is_return:
-            why = message(a.locale, "R10.opened" if f.opened else "R10.consumer")
+            why = a.text("R10.opened" if f.opened else "R10.consumer")
             a.add("R10", Outcome.PASS, "R10.scrap", f.index, sku=f.sku, why=why)
         if f.cold_chain and a.is_return:
             if f.inspection is None:
@@ -628,8 +479,8 @@ def r13_recall(a: _Assessment) -> None:
             a.obligations.append(Obligation(
                 ObligationKind.RECALL_NOTICE,
                 today + timedelta(days=recall.recall_class.notice_days),
-                f"Notify the registrant that a unit under recall {recall.reference} (class "
-                f"{recall.recall_class.value}) came back; keep it in quarantine.",
+                a.text("R13.notice", reference=recall.reference,
+                       cls=recall.recall_class.value),
                 "R13"))
     if not a.recalls:
         if a.group is ReasonGroup.RECALL:
@@ -658,15 +509,12 @@ def r14_adverse_event(a: _Assessment) -> None:
     severity = reason.severity
     deadlines = AE_DEADLINE_DAYS[jurisdiction]
     days = deadlines[severity] if severity else min(deadlines.values())
-    what = (severity.value.replace("_", " ") if severity
-            else "severity not known, so the deadline for a death applies")
+    what = a.text(f"R14.severity.{severity.value if severity else 'unknown'}")
     aware = a.ctx.local_date(a.ctx.request.requested_at)
-    first = ("If a person finds that someone was harmed, report" if doubtful
-             else "Report")
     a.obligations.append(Obligation(
         ObligationKind.ADVERSE_EVENT_REPORT, aware + timedelta(days=days),
-        f"{first} the possible adverse event ({what}) within {days} days of learning of it "
-        f"({AE_SOURCE[jurisdiction]}).", "R14"))
+        a.text("R14.report_if_harmed" if doubtful else "R14.report", severity=what, days=days,
+               source=AE_SOURCE[jurisdiction]), "R14"))
 
 
 def r15_qualification(a: _Assessment) -> None:
@@ -793,14 +641,14 @@ def _refund_deadline(a: _Assessment, outcome: Outcome) -> Iterable[Obligation]:
     if not a.is_return:
         if outcome is Outcome.APPROVE:
             yield Obligation(ObligationKind.REFUND_DEADLINE, a.ctx.today + timedelta(days=days),
-                             message("en", "R07.approved", days=days), "R07")
+                             a.text("R07.approved", days=days), "R07")
         return
     if a.ctx.inspections:
         yield Obligation(ObligationKind.REFUND_DEADLINE, a.ctx.today + timedelta(days=days),
-                         message("en", "R07.received", days=days), "R07")
+                         a.text("R07.received", days=days), "R07")
     else:
         yield Obligation(ObligationKind.REFUND_DEADLINE, None,
-                         message("en", "R07.waiting", days=days), "R07")
+                         a.text("R07.waiting", days=days), "R07")
 
 
 __all__ = ["MedicalDeviceRuleSet", "ReasonGroup", "mentions_injury",

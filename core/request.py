@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from functools import cached_property
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -23,6 +23,7 @@ from pydantic import (
     EmailStr,
     Field,
     PlainSerializer,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -50,6 +51,8 @@ REFUND_KEY_MAX = 80  # cases.refund_key: our idempotency key
 ACTOR_MAX = 128  # case_events.actor: "operator:<name>", "connector:<name>"
 ACTOR_PREFIX_MAX = len("connector:")
 PERSON_NAME_MAX = ACTOR_MAX - ACTOR_PREFIX_MAX  # a reviewer's or inspector's name
+MAX_LINES = 500  # lines in one request
+MAX_QUANTITY = 100_000  # units on one line
 
 _AMOUNT = re.compile(AMOUNT_PATTERN)
 # Control characters (C0, DEL, C1) and lone surrogates: PostgreSQL cannot store NUL, a
@@ -96,9 +99,9 @@ def parse_amount_text(value: str, fraction_digits: int = AMOUNT_FRACTION_DIGITS)
     Raises `ValueError` saying what is wrong, never echoing a huge value back."""
     pattern = _AMOUNT if fraction_digits == AMOUNT_FRACTION_DIGITS else re.compile(
         rf"^[0-9]{{1,{AMOUNT_INTEGER_DIGITS}}}(\.[0-9]{{1,{fraction_digits}}})?$")
-    if value.startswith("-") and pattern.match(value[1:]):
+    if value.startswith("-") and pattern.fullmatch(value[1:]):
         raise ValueError("must not be negative")
-    if not pattern.match(value):
+    if not pattern.fullmatch(value):  # not match(): "$" would let a trailing newline by
         raise ValueError(
             f"must be a decimal string such as \"12.50\": ASCII digits, at most "
             f"{AMOUNT_INTEGER_DIGITS} before the point and {fraction_digits} after, "
@@ -136,9 +139,17 @@ class WireModel(BaseModel):
 
     @field_validator("*", mode="after")
     @classmethod
-    def _storable(cls, value: Any) -> Any:
-        _check_wire(value, 0)
+    def _storable(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        # A loose part (`dict[str, Any]`) is read through its own model later, which names
+        # the exact field; until then nothing in it is used.
+        if field is None or not _is_loose(field.annotation):
+            _check_wire(value, 0)
         return value
+
+
+def _is_loose(annotation: Any) -> bool:
+    return annotation is Any or any(_is_loose(arg) for arg in get_args(annotation))
 
 
 def _check_wire(value: Any, depth: int) -> None:
@@ -287,7 +298,7 @@ class CustomerInfo(_Strict):
 class RequestLine(_Strict):
     sku: Line = Field(min_length=1, max_length=128)
     name: Line = Field(min_length=1, max_length=512)
-    quantity: int = Field(gt=0, le=100_000)
+    quantity: int = Field(gt=0, le=MAX_QUANTITY)
     unit_price: DecimalString
     device_class: DeviceClass | None = None
     gtin: str | None = Field(default=None, max_length=14, pattern=r"^[0-9]{8,14}$")
@@ -333,7 +344,7 @@ class NormalizedRefundRequest(_Strict):
     kind: RequestKind
     order: OrderInfo
     customer: CustomerInfo
-    lines: list[RequestLine] = Field(min_length=1, max_length=500)
+    lines: list[RequestLine] = Field(min_length=1, max_length=MAX_LINES)
     reason: Reason
     requested_amount: DecimalString
     requested_at: datetime

@@ -4,7 +4,8 @@ can switch off.
 A `RuleSet` turns an `EvaluationContext` into a `Verdict`. The services only know this
 protocol; `core.compliance.MedicalDeviceRuleSet` is the rule set RefundBridge ships. The
 over-refund guard (G01, money) and the units guard (G03, units) are not rules: the services
-apply them around any rule set, and a reviewer cannot approve past them either.
+apply them around any rule set, and a reviewer cannot approve past them either. Their
+sentences are in core/messages.py, with the rules'.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from functools import cached_property
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from core.messages import text
 from core.model import Inspection, LineDisposition, Obligation, Outcome, RuleResult
 from core.money import Money
 from core.policy import ShopPolicy
@@ -70,58 +72,13 @@ class RuleSet(Protocol):
     def evaluate(self, ctx: EvaluationContext) -> Verdict: ...
 
 
-# The guards' messages, in English and Chinese like the rule set's (core/compliance.py).
-GUARD_MESSAGES: dict[str, tuple[str, str]] = {
-    "G01.deny": ("Refusing to refund {requested}: the order can refund at most {refundable} "
-                 "more (paid total minus what other requests already hold).",
-                 "拒绝退款 {requested}：该订单最多还能退 {refundable}"
-                 "（实付金额减去其他申请已占用的金额）。"),
-    "G01.pass": ("{requested} is within what the order can refund.",
-                 "{requested} 未超出该订单可退金额。"),
-    "G03.deny": ("{unit}: {requested} asked for, but only {remaining} of the {shipped} "
-                 "shipped on this order remain (its other requests hold {held}).",
-                 "{unit}：申请 {requested} 件，但本订单发货 {shipped} 件中仅剩 {remaining} 件可退"
-                 "（其他申请已占用 {held} 件）。"),
-    "G03.deny_serial": ("{unit}: a serial number names one unit; {requested} asked for "
-                        "here, {held} held by other requests on this order.",
-                        "{unit}：一个序列号只对应一件；本申请要 {requested} 件，"
-                        "本订单其他申请已占用 {held} 件。"),
-    "G03.review_pending": ("{unit}: {remaining} of the {shipped} shipped remain and "
-                           "{requested} are asked for, but requests on this order waiting "
-                           "for a person ask for {pending} more; a person decides which.",
-                           "{unit}：发货 {shipped} 件中剩 {remaining} 件，本申请要 {requested} "
-                           "件，但本订单其他待人工审核的申请还要 {pending} 件，需人工决定。"),
-    "G03.review_unknown": ("{unit}: other requests on this order hold or ask for {held} and "
-                           "this one asks for {requested}, but the ERP's shipment record "
-                           "does not say how many were shipped; a person must confirm.",
-                           "{unit}：本订单其他申请已占用或申请 {held} 件，本申请又要 "
-                           "{requested} 件，但 ERP 发货记录无法确认发货数量，需人工确认。"),
-    "G03.pass": ("Every unit asked for is within what the order shipped, less what its "
-                 "other requests hold.",
-                 "申请件数未超出本订单发货数量减去其他申请已占用的件数。"),
-    "G03.unchecked": ("No shipment record of these SKUs to count units against; no other "
-                      "request on this order asks for them.",
-                      "没有这些商品的发货记录可核对件数；本订单无其他申请涉及这些商品。"),
-    "G03.unit.sku": ("SKU {sku}", "SKU {sku}"),
-    "G03.unit.lot": ("SKU {sku} lot {lot}", "SKU {sku} 批号 {lot}"),
-    "G03.unit.serial": ("SKU {sku} serial {serial}", "SKU {sku} 序列号 {serial}"),
-    "G02.pass": ("Refunded through {payment}, as the order was paid.",
-                 "按原支付渠道 {payment} 退款。"),
-    "G02.review": ("The order was paid through '{provider}', but this shop refunds through "
-                   "'{payment}': a person must confirm where the money goes.",
-                   "订单通过“{provider}”支付，但本店经“{payment}”退款：需人工确认退款去向。"),
-}
+def _text(request: NormalizedRefundRequest, message_id: str, **values: object) -> str:
+    return text(message_id, request.customer.locale, **values)
 
 
-def _text(request: NormalizedRefundRequest, key: str, **values: object) -> str:
-    english, chinese = GUARD_MESSAGES[key]
-    template = chinese if request.customer.locale.lower().startswith("zh") else english
-    return template.format(**values)
-
-
-def _guard(rule: str, outcome: Outcome, request: NormalizedRefundRequest, key: str,
+def _guard(rule: str, outcome: Outcome, request: NormalizedRefundRequest, message_id: str,
            **values: object) -> RuleResult:
-    return RuleResult(rule, outcome, _text(request, key, **values))
+    return RuleResult(rule, outcome, _text(request, message_id, **values))
 
 
 def over_refund_guard(ctx: EvaluationContext) -> RuleResult:

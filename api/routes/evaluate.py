@@ -17,7 +17,7 @@ from connectors.generic.webhooks import parse_request
 from core import services
 from core.errors import InvalidRequest
 from core.model import Inspection
-from core.request import NormalizedRefundRequest
+from core.request import NormalizedRefundRequest, loads_strict
 
 router = APIRouter(prefix="/v1", tags=["evaluate"])
 
@@ -69,10 +69,7 @@ async def evaluate(
 def read_evaluation(raw: bytes) -> tuple[NormalizedRefundRequest, list[Inspection]]:
     """A normalized request, or `{"request": …, "inspections": […]}`, as the API and the
     `refundbridge evaluate` command take it. Raises `InvalidRequest` naming the field."""
-    try:
-        document = json.loads(raw)
-    except ValueError as exc:
-        raise InvalidRequest("body", f"malformed JSON: {exc}") from exc
+    document = loads_strict(raw)
     if not (isinstance(document, dict) and "request" in document):
         return parse_request(raw), []
     try:

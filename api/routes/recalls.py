@@ -20,6 +20,7 @@ from core.recalls import (
     parse_recall_csv,
     recall_from_fields,
 )
+from core.request import Line, check_text
 
 router = APIRouter(prefix="/v1", tags=["recalls"])
 
@@ -32,17 +33,18 @@ class RecallIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    gtin: str | None = Field(default=None, max_length=64,
+    gtin: Line | None = Field(default=None, max_length=64,
                              description="GTIN-8/12/13/14; stored as GTIN-14")
-    sku: str | None = Field(default=None, max_length=SKU_MAX,
+    sku: Line | None = Field(default=None, max_length=SKU_MAX,
                             description="The shop's SKU; a gtin or a sku is required")
-    lot: str | None = Field(default=None, max_length=LOT_MAX,
+    lot: Line | None = Field(default=None, max_length=LOT_MAX,
                             description="Blank or absent: every lot")
-    serial: str | None = Field(default=None, max_length=SERIAL_MAX,
+    serial: Line | None = Field(default=None, max_length=SERIAL_MAX,
                                description="Blank or absent: every serial")
-    recall_class: str = Field(alias="class", examples=["II"], description="I, II or III")
-    notice_date: str = Field(examples=["2026-11-20"], description="YYYY-MM-DD")
-    reference: str = Field(max_length=REFERENCE_MAX, description="The notice's reference")
+    recall_class: Line = Field(alias="class", max_length=8, examples=["II"],
+                               description="I, II or III")
+    notice_date: Line = Field(max_length=32, examples=["2026-11-20"], description="YYYY-MM-DD")
+    reference: Line = Field(max_length=REFERENCE_MAX, description="The notice's reference")
 
 
 class RecallsIn(BaseModel):
@@ -87,7 +89,10 @@ def _from_json(raw: bytes) -> list[Recall]:
 def _parse(raw: bytes, media_type: str) -> list[Recall]:
     if media_type == "application/json" or media_type.endswith("+json"):
         return _from_json(raw)
-    return parse_recall_csv(decode_csv(raw))
+    text = decode_csv(raw)
+    for number, line in enumerate(text.splitlines(), start=1):
+        check_text(line, f"line {number}")
+    return parse_recall_csv(text)
 
 
 @router.post("/recalls", openapi_extra=_request_schemas())
@@ -100,7 +105,7 @@ async def import_recalls(request: Request, shop: str, container: ContainerDep,
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json" and not media_type.endswith("+json") \
             and media_type not in CSV_TYPES:
-        raise HTTPException(415, "Send application/json or text/csv")
+        raise HTTPException(415, "Content-Type: send application/json or text/csv")
     recalls = await run_in_threadpool(_parse, await request.body(), media_type)
     added = await run_in_threadpool(container.recalls.add, shop, recalls)
     total = len(await run_in_threadpool(container.recalls.for_shop, shop))

@@ -52,7 +52,8 @@ def verify_signature(header: str | None, body: bytes, secret: str, now: datetime
         elif key == "v1":
             candidates.append(value)
     if timestamp is None or not candidates:
-        raise WebhookRejected(connector, "signature header needs t=<unix seconds> and v1=<hex>")
+        raise WebhookRejected(connector, "X-RefundBridge-Signature needs t=<unix seconds> "
+                                         "and v1=<hex>")
     check_freshness(connector, timestamp, now, tolerance)
     expected = sign(secret, body, timestamp).split("v1=", 1)[1].encode()
     # Bytes, not str: compare_digest refuses non-ASCII str, and headers are any latin-1.

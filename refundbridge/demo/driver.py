@@ -1,0 +1,275 @@
+"""The demo's driver: it sends the requests and plays the people the cases wait on.
+
+It imports the recall list as CSV through `POST /v1/recalls`, previews two decisions with
+`POST /v1/evaluate`, then sends signed requests through the real webhook path (replaying
+some, as storefronts do). It plays the warehouse (receipts with inspections, UDI scans and
+temperature records) and the reviewer (a decision with an internal note on every case the
+rules sent to a person, and a message to the customer with a refusal).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from connectors.generic.webhooks import sign
+from core.lifecycle import FINAL_STATES
+from refundbridge.demo.catalogue import SHOP, recall_csv
+from refundbridge.demo.report import (
+    DemoResult,
+    findings,
+    print_previews,
+    print_report,
+    review_rules,
+)
+from refundbridge.demo.scripted import Scenario, demo_requests
+from refundbridge.demo.stack import EmbeddedStack
+from store import queries
+
+INSPECTOR = "warehouse.wang"
+REVIEWER = "reviewer.li"
+
+# What the reviewer concludes about each kind of doubt. A licence that has lapsed, or a
+# fourth request within a month, is refused; every other doubt is settled and approved.
+REVIEW_NOTES: dict[str, str] = {
+    "R01": "Checked the unit against the shipment by hand.",
+    "R06": "Defect is plausible from the customer's photos; the unit goes back to the "
+           "manufacturer.",
+    "R09": "Near-expiry unit checked; it will not go back on the shelf.",
+    "R14": "Possible adverse event logged for the vigilance report, unit kept as evidence; "
+           "the refund does not wait for the investigation.",
+    "R16": "Checked the label and the sales record by hand.",
+    "R20": "Amount checked against the order and the payment.",
+    "A00": "Read the customer's explanation; accepted.",
+}
+DENY_NOTES: dict[str, str] = {
+    "R15": "The clinic's licence has lapsed: we take devices back only from a licensed buyer. "
+           "Asked for the renewed licence; they may ask again with it.",
+    "R19": "Fourth request within 30 days; refused, and offered an exchange instead.",
+}
+# What the customer reads of a refusal: the internal notes above stay with the shop.
+DENY_MESSAGES: dict[str, str] = {
+    "R15": "We can take devices back only from a licensed buyer. Please send us your renewed "
+           "licence and ask again.",
+    "R19": "We cannot take back another item this month, but we are glad to offer you an "
+           "exchange.",
+}
+
+
+def review_decision(detail: Mapping[str, Any]) -> dict[str, str]:
+    """The reviewer's decision: an internal note on every case (why), and a message to the
+    customer with a refusal."""
+    rules = sorted(review_rules(detail))
+    refused = [r for r in rules if r in DENY_NOTES]
+    if refused:
+        return {"decision": "deny", "reviewer": REVIEWER,
+                "internal_note": " ".join(DENY_NOTES[r] for r in refused),
+                "customer_message": " ".join(DENY_MESSAGES[r] for r in refused)}
+    notes = [REVIEW_NOTES.get(r, f"{r} checked.") for r in rules] or ["Checked; approved."]
+    return {"decision": "approve", "reviewer": REVIEWER, "internal_note": " ".join(notes)}
+
+
+def inspections(detail: Mapping[str, Any], scenario: Scenario | None) -> list[dict[str, Any]]:
+    """The warehouse's inspection of each returned line: an opened pack is used and fails,
+    anything else looks new, unless the scenario says what the inspector found."""
+    found: Sequence[Mapping[str, Any]] = scenario.receipt if scenario else ()
+    result = []
+    for index, line in enumerate(detail["lines"]):
+        opened = bool(line.get("package_opened"))
+        inspection: dict[str, Any] = {
+            "line": index, "seal_intact": not opened,
+            "condition": "used" if opened else "as_new", "inspector": INSPECTOR,
+            "passed": not opened}
+        if index < len(found):
+            inspection.update(found[index])
+        result.append(inspection)
+    return result
+
+
+# ------------------------------------------------------------------ talking to the API
+
+
+def _import_recalls(http: httpx.Client, auth: dict[str, str], today: date) -> tuple[int, int]:
+    """Import the recall CSV twice: the second import must add nothing."""
+    counts = []
+    for _ in range(2):
+        answer = http.post("/v1/recalls", params={"shop": SHOP},
+                           content=recall_csv(today).encode(),
+                           headers={**auth, "Content-Type": "text/csv; charset=utf-8"})
+        counts.append(int(answer.raise_for_status().json()["added"]))
+    return counts[0], counts[1]
+
+
+PREVIEWED = ("sc-recall", "sc-day8")
+
+
+def _preview(http: httpx.Client, auth: dict[str, str], scripted: Sequence[Scenario]
+             ) -> list[tuple[str, dict[str, Any]]]:
+    """What the rules would decide for two requests, before they are sent (stores nothing)."""
+    previews = []
+    for scenario in scripted:
+        if scenario.body["external_id"] in PREVIEWED:
+            answer = http.post("/v1/evaluate", params={"shop": SHOP}, headers=auth,
+                               json=scenario.body)
+            previews.append((scenario.title, answer.raise_for_status().json()))
+    return previews
+
+
+@dataclass
+class Sent:
+    """What the webhook answered: a case per request, and how many replays it took as such."""
+
+    cases: dict[str, str] = field(default_factory=dict)  # external id → case id
+    scripted: dict[str, Scenario] = field(default_factory=dict)  # case id → its scenario
+    duplicates: int = 0  # replays answered 200
+
+
+def _send(http: httpx.Client, shop_secret: str,
+          plan: Sequence[tuple[dict[str, Any], Scenario | None]],
+          progress: Progress, task: TaskID) -> Sent:
+    """Send every request as the storefront signs it."""
+    sent = Sent()
+    for index, (body, scenario) in enumerate(plan):
+        raw = json.dumps(body, ensure_ascii=False).encode()
+        headers = {"Content-Type": "application/json",
+                   "X-RefundBridge-Signature": sign(shop_secret, raw, int(time.time()))}
+        answer = http.post(f"/webhooks/{SHOP}/generic", content=raw, headers=headers)
+        answer.raise_for_status()
+        case_id = answer.json()["case_id"]
+        sent.cases[body["external_id"]] = case_id
+        if scenario is not None:
+            sent.scripted[case_id] = scenario
+        if index % 10 == 3:  # storefronts retry: a replay must not open a second case
+            again = http.post(f"/webhooks/{SHOP}/generic", content=raw, headers=headers)
+            sent.duplicates += again.status_code == 200
+        progress.advance(task)
+    return sent
+
+
+def _drive(http: httpx.Client, auth: dict[str, str], case_ids: set[str],
+           scripted: Mapping[str, Scenario]) -> int:
+    """Play warehouse and reviewer for the cases that wait on a person; count final ones."""
+    final = 0
+    for case in _all_cases(http, auth):
+        if case["id"] not in case_ids:
+            continue
+        state = case["state"]
+        url = f"/v1/cases/{case['id']}"
+        if state in FINAL_STATES:
+            final += 1
+        elif state == "awaiting_review":
+            detail = http.get(url, headers=auth).raise_for_status().json()
+            http.post(f"{url}/review", headers=auth,
+                      json=review_decision(detail)).raise_for_status()
+        elif state == "awaiting_return":
+            detail = http.get(url, headers=auth).raise_for_status().json()
+            http.post(f"{url}/receipt", headers=auth, json={"lines": inspections(
+                detail, scripted.get(case["id"]))}).raise_for_status()
+        elif state == "failed":
+            http.post(f"{url}/retry", headers=auth,
+                      json={"actor": "ops.zhao"}).raise_for_status()
+    return final
+
+
+def _drive_until_final(http: httpx.Client, auth: dict[str, str], sent: Sent,
+                       progress: Progress, task: TaskID) -> None:
+    """Drive the cases until every one is final, for three minutes at the most."""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        final = _drive(http, auth, set(sent.cases.values()), sent.scripted)
+        progress.update(task, completed=final)
+        if final == len(sent.cases):
+            break
+        time.sleep(0.2)
+
+
+def _all_cases(http: httpx.Client, auth: dict[str, str]) -> Iterator[dict[str, Any]]:
+    """Every case, page by page: `--cases` may ask for more than one page holds."""
+    params: dict[str, Any] = {"shop": SHOP, "limit": 500}
+    while True:
+        page = http.get("/v1/cases", params=params, headers=auth).raise_for_status().json()
+        yield from page["items"]
+        if page["next_cursor"] is None:
+            return
+        params["cursor"] = page["next_cursor"]
+
+
+# ------------------------------------------------------------------ the run
+
+
+def run_demo(*, cases: int = 50, serve: bool = False, port: int = 0,
+             database: str = "refundbridge-demo.db") -> int:
+    console = Console()
+    result = run(cases=cases, serve=serve, port=port, database=database, console=console)
+    return 1 if result.stuck or result.unexpected else 0
+
+
+def run(*, cases: int = 50, serve: bool = False, port: int = 0,
+        database: str = "refundbridge-demo.db", console: Console | None = None) -> DemoResult:
+    console = console or Console()
+    logging.getLogger("rq.worker").setLevel(logging.WARNING)
+    stack = EmbeddedStack(Path(database), port)
+    auth = {"Authorization": f"Bearer {stack.operator_token}"}
+    console.print(f"[bold]RefundBridge demo[/] API {stack.base_url}", soft_wrap=True)
+    now = datetime.now(UTC)
+    plan = list(demo_requests(cases, now))
+    started = time.monotonic()
+    with httpx.Client(base_url=stack.base_url, timeout=30) as http:
+        added, readded = _import_recalls(http, auth, now.date())
+        console.print(f"recall list: {added} notices imported from CSV through POST /v1/recalls"
+                      f" (importing the file again added {readded})")
+        previews = _preview(http, auth, [s for _, s in plan if s is not None])
+        print_previews(console, previews)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console) as progress:
+            task = progress.add_task("sending requests", total=len(plan))
+            sent = _send(http, stack.shop_secret, plan, progress, task)
+            progress.update(task, description="cases finished")
+            progress.update(task, completed=0)
+            _drive_until_final(http, auth, sent, progress, task)
+        details = [http.get(f"/v1/cases/{case_id}", headers=auth).raise_for_status().json()
+                   for case_id in sent.cases.values()]
+
+    elapsed = time.monotonic() - started
+    stack.stop_worker()
+    engine = stack.container.engine
+    result = DemoResult(
+        cases=len(sent.cases), duplicates=sent.duplicates, emails=len(stack.mailbox.messages),
+        verified=sum(queries.case_evidence(engine, case_id)["verifies"]
+                     for case_id in sent.cases.values()),
+        elapsed=elapsed, figures=queries.totals(engine),
+        findings=findings(details, sent.scripted), recalls_added=added,
+        recalls_readded=readded, previews=previews)
+    print_report(console, result)
+    if serve:
+        _serve_until_interrupted(console, stack)
+    stack.close()
+    return result
+
+
+def _serve_until_interrupted(console: Console, stack: EmbeddedStack) -> None:
+    console.print(f"API stays up: {stack.base_url}/docs, RQ dashboard {stack.base_url}/ops/rq/\n"
+                  f"Authorization: Bearer {stack.operator_token}\nCtrl-C to stop.",
+                  soft_wrap=True)
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
