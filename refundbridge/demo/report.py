@@ -143,7 +143,8 @@ def findings(details: Sequence[Mapping[str, Any]], scripted: Mapping[str, Scenar
 # ------------------------------------------------------------------ the tables
 
 RULE_NAMES = {
-    "G01": "over-refund guard", "R02": "no-reason window", "R03": "custom-made",
+    "G01": "over-refund guard", "G02": "refunded through another provider",
+    "G03": "units already returned or held", "R02": "no-reason window", "R03": "custom-made",
     "R04": "excluded, confirmed at purchase", "R05": "single-use seal broken",
     "R01": "unit not matched to the shipment", "R06": "quality claim",
     "R09": "near expiry", "R14": "possible adverse event", "R15": "buyer's qualification",

@@ -378,8 +378,8 @@ def test_r13_one_notice_per_recall_however_many_lines_and_references_alike() -> 
                                              recall(reference="NMPA-1", lot="L2402")])
     notices = [o.detail for o in verdict.obligations
                if o.kind is ObligationKind.RECALL_NOTICE]
-    assert len(notices) == 2
-    assert "recall NMPA-12 " in notices[0] and "recall NMPA-1 " in notices[1]
+    assert len(notices) == 2  # in the customer's language, zh-CN
+    assert "召回 NMPA-12（" in notices[0] and "召回 NMPA-1（" in notices[1]
 
 
 def test_r13_other_lots_are_not_recalled() -> None:
@@ -465,8 +465,12 @@ def test_r14_names_the_words_it_read_and_a_doubtful_word_still_reaches_a_person(
     assert "扎到" in _message(doubtful, "R14")
     report = [o for o in doubtful.obligations
               if o.kind is ObligationKind.ADVERSE_EVENT_REPORT]
-    assert len(report) == 1 and report[0].detail.startswith("If a person finds")
+    assert len(report) == 1 and report[0].detail.startswith("如经人工判断确有人受到伤害")
     assert report[0].due == date(2026, 3, 12)  # the deadline for a death, from the request
+    english = evaluate(inspections=(passed(),), **{"reason.text": "不小心扎到了",
+                                                   "customer.locale": "en"})
+    assert [o.detail for o in english.obligations
+            if o.kind is ObligationKind.ADVERSE_EVENT_REPORT][0].startswith("If a person finds")
 
 
 @pytest.mark.parametrize("text", ["血糖仪读数不准", "血压计袖带漏气", "血氧仪数值乱跳",
@@ -722,6 +726,36 @@ def test_messages_follow_the_customers_locale() -> None:
     zh_r10 = next(r.message for r in chinese.rules if r.rule_id == "R10")
     en_r10 = next(r.message for r in english.rules if r.rule_id == "R10")
     assert "由消费者退回" in zh_r10 and "was returned by a consumer" in en_r10
+
+
+def test_obligations_follow_the_customers_locale_like_the_reasons() -> None:
+    # A recalled unit whose reason also speaks of harm sets all three obligations.
+    case = {"reason.code": "defective", "reason.text": "用后皮肤红肿",
+            "reason.severity": "serious_injury"}
+    chinese = evaluate(recalls=[recall()], inspections=(passed(),),
+                       **{"customer.locale": "zh-CN", **case})
+    english = evaluate(recalls=[recall()], inspections=(passed(),),
+                       **{"customer.locale": "en", **case})
+    zh = {o.kind: o.detail for o in chinese.obligations}
+    en = {o.kind: o.detail for o in english.obligations}
+    assert zh == {
+        ObligationKind.RECALL_NOTICE:
+            "通知注册人：召回 NMPA-2026-017（II级）范围内的一件产品已退回；该件须隔离存放。",
+        ObligationKind.ADVERSE_EVENT_REPORT:
+            "须在获知之日起20天内报告该可疑不良事件（严重伤害；"
+            "依据：医疗器械不良事件监测和再评价管理办法）。",
+        ObligationKind.REFUND_DEADLINE: "须在收到退货后7天内退款。",
+    }
+    # The English wording is the one obligations always had.
+    assert en == {
+        ObligationKind.RECALL_NOTICE:
+            "Notify the registrant that a unit under recall NMPA-2026-017 (class II) came "
+            "back; keep it in quarantine.",
+        ObligationKind.ADVERSE_EVENT_REPORT:
+            "Report the possible adverse event (serious injury) within 20 days of learning "
+            "of it (医疗器械不良事件监测和再评价管理办法).",
+        ObligationKind.REFUND_DEADLINE: "Refund due within 7 days of receiving the goods.",
+    }
 
 
 def test_the_same_inputs_give_the_same_verdict() -> None:
