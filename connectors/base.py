@@ -140,9 +140,6 @@ class ConnectorBase:
     capabilities: ClassVar[frozenset[Capability]]
     Settings: ClassVar[type[ConnectorSettings]] = ConnectorSettings
 
-    def supports(self, capability: Capability) -> bool:
-        return capability in self.capabilities
-
     def lookup_order(self, order_id: str) -> OrderSnapshot:
         raise NotSupported(self.name, Capability.LOOKUP_ORDER.value)
 

@@ -238,10 +238,6 @@ class OrderSnapshot:
     lines: tuple[OrderLine, ...]
 
 
-class OrderLookup(Protocol):
-    def lookup_order(self, order_id: str) -> OrderSnapshot: ...
-
-
 @dataclass(frozen=True, slots=True)
 class StatusUpdate:
     """What we tell the storefront about its request (its return approved or declined)."""

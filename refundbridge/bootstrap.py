@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,6 +37,13 @@ class ShopRuntime:
     by_name: dict[str, Any] = field(default_factory=dict)
 
 
+def find_shop(shops: Mapping[str, ShopRuntime], shop_id: str) -> ShopRuntime:
+    try:
+        return shops[shop_id]
+    except KeyError:
+        raise NotFound(f"no shop '{shop_id}'") from None
+
+
 @dataclass
 class Container:
     settings: Settings
@@ -52,10 +59,7 @@ class Container:
     recalls: RecallRegister
 
     def shop(self, shop_id: str) -> ShopRuntime:
-        try:
-            return self.shops[shop_id]
-        except KeyError:
-            raise NotFound(f"no shop '{shop_id}'") from None
+        return find_shop(self.shops, shop_id)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -241,16 +245,10 @@ def bootstrap(
     def api_uow() -> SqlUnitOfWork:
         return SqlUnitOfWork(engine, None)
 
-    def shop(shop_id: str) -> ShopRuntime:
-        try:
-            return shops[shop_id]
-        except KeyError:
-            raise NotFound(f"no shop '{shop_id}'") from None
-
     services = Services(
         uow=uow,
-        policy=lambda shop_id: shop(shop_id).policy,
-        gateways=lambda shop_id: shop(shop_id).gateways,
+        policy=lambda shop_id: find_shop(shops, shop_id).policy,
+        gateways=lambda shop_id: find_shop(shops, shop_id).gateways,
         rules=lambda shop_id: rule_set,
         clock=clock,
         booking_lease=timedelta(seconds=2 * settings.job_timeout_seconds),

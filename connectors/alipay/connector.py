@@ -21,9 +21,30 @@ from connectors.alipay.transformers import (
     refund_not_seen,
     refund_paid,
 )
-from connectors.base import ClientConnector, ConnectorContext, ConnectorSettings
+from connectors.base import ClientConnector, ConnectorSettings
 from core.model import RefundResult, RefundStatus
 from core.ports import Capability, RefundOrder, Role, WebhookAck, WebhookEvent
+
+
+class AlipaySettings(ConnectorSettings):
+    app_id: str
+    app_private_key: SecretStr  # PEM (or the bare base64 Alipay's console shows)
+    alipay_public_key: str  # Alipay's key, from the console, to check what Alipay signs
+    gateway_url: str = "https://openapi.alipay.com/gateway.do"
+    # Which field `RefundOrder.payment_reference` is; see `transformers.reference_field`.
+    reference_kind: ReferenceKind = "auto"
+
+    @field_validator("app_private_key")
+    @classmethod
+    def _readable_private_key(cls, value: SecretStr) -> SecretStr:
+        # Checked at start-up so a broken key is a config error, not a failed refund.
+        return SecretStr(rsa_signing.private_key_pem(value.get_secret_value()))
+
+    @field_validator("alipay_public_key")
+    @classmethod
+    def _readable_public_key(cls, value: str) -> str:
+        rsa_signing.load_public_key(value)
+        return value
 
 
 class AlipayConnector(ClientConnector[AlipayClient]):
@@ -31,52 +52,29 @@ class AlipayConnector(ClientConnector[AlipayClient]):
     roles = frozenset({Role.PAYMENT})
     capabilities = frozenset({Capability.ISSUE_REFUND, Capability.REFUND_STATUS,
                               Capability.REFUND_NOTIFICATIONS})
+    Settings: ClassVar[type[ConnectorSettings]] = AlipaySettings
     # Alipay re-sends a notification until it reads exactly this.
     acknowledgement: ClassVar[WebhookAck] = WebhookAck(200, b"success", "text/plain")
 
-    class Settings(ConnectorSettings):
-        app_id: str
-        app_private_key: SecretStr  # PEM (or the bare base64 Alipay's console shows)
-        alipay_public_key: str  # Alipay's key, from the console, to check what Alipay signs
-        gateway_url: str = "https://openapi.alipay.com/gateway.do"
-        # Which field `RefundOrder.payment_reference` is; see `transformers.reference_field`.
-        reference_kind: ReferenceKind = "auto"
-
-        @field_validator("app_private_key")
-        @classmethod
-        def _readable_private_key(cls, value: SecretStr) -> SecretStr:
-            # Checked at start-up so a broken key is a config error, not a failed refund.
-            return SecretStr(rsa_signing.private_key_pem(value.get_secret_value()))
-
-        @field_validator("alipay_public_key")
-        @classmethod
-        def _readable_public_key(cls, value: str) -> str:
-            rsa_signing.load_public_key(value)
-            return value
-
-    def __init__(self, settings: ConnectorSettings, ctx: ConnectorContext) -> None:
-        if not isinstance(settings, AlipayConnector.Settings):
-            raise TypeError(f"expected AlipayConnector.Settings, got {type(settings).__name__}")
-        super().__init__(settings, ctx)
-        self.config = settings
+    settings: AlipaySettings
 
     @cached_property
     def _alipay_key(self) -> rsa.RSAPublicKey:
-        return rsa_signing.load_public_key(self.config.alipay_public_key)
+        return rsa_signing.load_public_key(self.settings.alipay_public_key)
 
     def build_client(self) -> AlipayClient:
         return AlipayClient(
             self.ctx,
-            gateway_url=self.config.gateway_url,
-            app_id=self.config.app_id,
+            gateway_url=self.settings.gateway_url,
+            app_id=self.settings.app_id,
             app_private_key=rsa_signing.load_private_key(
-                self.config.app_private_key.get_secret_value()),
+                self.settings.app_private_key.get_secret_value()),
             alipay_public_key=self._alipay_key,
         )
 
     # ---------------------------------------------------------------- PaymentGateway
     def issue_refund(self, order: RefundOrder) -> RefundResult:
-        answer = self.client.refund(refund_biz_content(order, self.config.reference_kind))
+        answer = self.client.refund(refund_biz_content(order, self.settings.reference_kind))
         if answer.fund_change == "Y":
             return refund_paid(order)
         # "N" (or nothing): this call moved no money. Either Alipay paid the number before (a
@@ -86,7 +84,7 @@ class AlipayConnector(ClientConnector[AlipayClient]):
         return found if found is not None else refund_not_seen(order)
 
     def find_refund(self, order: RefundOrder) -> RefundResult | None:
-        answer = self.client.query_refund(query_biz_content(order, self.config.reference_kind))
+        answer = self.client.query_refund(query_biz_content(order, self.settings.reference_kind))
         return queried_refund(order, answer)
 
     def refund_status(self, provider_ref: str, order: RefundOrder) -> RefundResult:
@@ -105,4 +103,4 @@ class AlipayConnector(ClientConnector[AlipayClient]):
                       ) -> WebhookEvent:
         params = webhooks.parse_form(body)
         webhooks.verify(params, self._alipay_key)
-        return webhooks.parse(params, self.config.app_id)
+        return webhooks.parse(params, self.settings.app_id)

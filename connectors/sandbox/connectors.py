@@ -43,7 +43,7 @@ class SandboxPaymentSettings(SandboxSettings):
 
 
 class _Sandbox(ConnectorBase):
-    Settings = SandboxSettings
+    Settings: ClassVar[type[ConnectorSettings]] = SandboxSettings
     settings: SandboxSettings
 
     def __init__(self, settings: SandboxSettings, ctx: ConnectorContext) -> None:
@@ -70,7 +70,7 @@ class SandboxPaymentConnector(_Sandbox):
     roles: ClassVar[frozenset[Role]] = frozenset({Role.PAYMENT})
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {Capability.ISSUE_REFUND, Capability.REFUND_STATUS})
-    Settings = SandboxPaymentSettings
+    Settings: ClassVar[type[ConnectorSettings]] = SandboxPaymentSettings
     settings: SandboxPaymentSettings
 
     def __init__(self, settings: SandboxPaymentSettings, ctx: ConnectorContext) -> None:

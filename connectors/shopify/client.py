@@ -16,10 +16,9 @@ import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from connectors.base import ConnectorContext, send
-from connectors.shopify.transformers import (
+from connectors.shopify.queries import (
     FULFILLMENT_LINES_QUERY,
     MAX_PAGES,
-    NAME,
     ORDER_LINES_QUERY,
     ORDER_QUERY,
     ORDER_REFUNDS_QUERY,
@@ -28,6 +27,10 @@ from connectors.shopify.transformers import (
     RETURN_APPROVE,
     RETURN_DECLINE,
     RETURN_QUERY,
+    operation_name,
+)
+from connectors.shopify.transformers import NAME, check_order_size, next_cursor
+from connectors.shopify.wire import (
     GqlFulfillment,
     GqlFulfillmentLineItem,
     GqlFulfillmentLineItems,
@@ -46,10 +49,6 @@ from connectors.shopify.transformers import (
     RefundCreatePayload,
     ReturnMutationPayload,
     UserError,
-    check_order_size,
-    next_cursor,
-    operation_name,
-    user_error_message,
 )
 from core.errors import PermanentProviderError, TransientProviderError
 
@@ -98,7 +97,8 @@ def raise_user_errors(errors: list[UserError], mutation: str) -> None:
     if not errors:
         return
     codes = {e.code for e in errors if e.code}
-    message = f"{mutation}: {user_error_message(errors)}"
+    message = f"{mutation}: " + "; ".join(
+        (f"{'.'.join(e.field)}: " if e.field else "") + e.message for e in errors)
     if codes & TRANSIENT_CODES:
         raise TransientProviderError(NAME, message)
     raise PermanentProviderError(NAME, message, code=next(iter(sorted(codes)), None))

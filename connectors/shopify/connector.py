@@ -8,7 +8,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Final
+from typing import ClassVar, Final
 
 from pydantic import Field, PositiveInt, SecretStr
 
@@ -20,7 +20,6 @@ from connectors.shopify.transformers import (
     NAME,
     RETURN_APPROVED_STATES,
     RETURN_DECLINED_STATES,
-    RETURN_GID,
     RETURN_REQUESTED,
     read_note,
     refund_input,
@@ -31,6 +30,7 @@ from connectors.shopify.transformers import (
     to_snapshot,
     to_webhook_update,
 )
+from connectors.shopify.wire import RETURN_GID
 from core.errors import PermanentProviderError
 from core.model import RefundResult
 from core.ports import (
@@ -51,6 +51,21 @@ RECENT_DELIVERIES: Final = 1024
 DECLINE_REASON: Final = "OTHER"  # ReturnDeclineReason; our reason goes in the note
 
 
+class ShopifySettings(ConnectorSettings):
+    shop_domain: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$",
+                             examples=["acme.myshopify.com"])
+    access_token: SecretStr  # Admin API token, sent as X-Shopify-Access-Token
+    client_secret: SecretStr  # the app's secret; it signs the webhooks
+    # 2026-01 is the first version with `@idempotent` on refundCreate.
+    api_version: str = Field(default="2026-01", pattern=r"^\d{4}-\d{2}$")
+    base_url: str | None = None  # default https://{shop_domain}
+    # Off by default: the signature does not cover X-Shopify-Triggered-At, and Shopify
+    # redelivers a failed webhook for hours, so only set this to refuse very old events.
+    tolerance_seconds: PositiveInt | None = None
+    locale: str = Field(default="en", pattern=r"^[a-z]{2}(-[A-Za-z]{2,4})?$")
+    notify_customer: bool = False  # RefundBridge writes to customers itself
+
+
 class ShopifyConnector(ClientConnector[ShopifyClient]):
     name = NAME
     roles = frozenset({Role.STOREFRONT, Role.PAYMENT})
@@ -58,40 +73,26 @@ class ShopifyConnector(ClientConnector[ShopifyClient]):
         Capability.RECEIVE_REQUESTS, Capability.LOOKUP_ORDER, Capability.WRITE_BACK,
         Capability.ISSUE_REFUND, Capability.REFUND_STATUS, Capability.REFUND_NOTIFICATIONS,
     })
+    Settings: ClassVar[type[ConnectorSettings]] = ShopifySettings
 
-    class Settings(ConnectorSettings):
-        shop_domain: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$",
-                                 examples=["acme.myshopify.com"])
-        access_token: SecretStr  # Admin API token, sent as X-Shopify-Access-Token
-        client_secret: SecretStr  # the app's secret; it signs the webhooks
-        # 2026-01 is the first version with `@idempotent` on refundCreate.
-        api_version: str = Field(default="2026-01", pattern=r"^\d{4}-\d{2}$")
-        base_url: str | None = None  # default https://{shop_domain}
-        # Off by default: the signature does not cover X-Shopify-Triggered-At, and Shopify
-        # redelivers a failed webhook for hours, so only set this to refuse very old events.
-        tolerance_seconds: PositiveInt | None = None
-        locale: str = Field(default="en", pattern=r"^[a-z]{2}(-[A-Za-z]{2,4})?$")
-        notify_customer: bool = False  # RefundBridge writes to customers itself
+    settings: ShopifySettings
 
-    def __init__(self, settings: ConnectorSettings, ctx: ConnectorContext) -> None:
-        if not isinstance(settings, ShopifyConnector.Settings):
-            raise TypeError(f"expected ShopifyConnector.Settings, got {type(settings).__name__}")
+    def __init__(self, settings: ShopifySettings, ctx: ConnectorContext) -> None:
         super().__init__(settings, ctx)
-        self.config = settings
         self._recent: OrderedDict[str, RefundRequested] = OrderedDict()
         self._recent_lock = threading.Lock()
 
     def build_client(self) -> ShopifyClient:
         return ShopifyClient(
             self.ctx,
-            base_url=self.config.base_url or f"https://{self.config.shop_domain}",
-            access_token=self.config.access_token,
-            api_version=self.config.api_version,
+            base_url=self.settings.base_url or f"https://{self.settings.shop_domain}",
+            access_token=self.settings.access_token,
+            api_version=self.settings.api_version,
         )
 
-    # ---------------------------------------------------------------- OrderLookup
+    # ---------------------------------------------------------------- storefront
     def lookup_order(self, order_id: str) -> OrderSnapshot:
-        return to_snapshot(self.client.get_order(order_id), self.config.locale)
+        return to_snapshot(self.client.get_order(order_id), self.settings.locale)
 
     # ---------------------------------------------------------------- StatusWriter
     def write_back(self, update: StatusUpdate) -> None:
@@ -115,12 +116,12 @@ class ShopifyConnector(ClientConnector[ShopifyClient]):
                 NAME, f"return {return_id} is {status}; it can no longer be "
                       f"{'approved' if approve else 'declined'}", code="return_state")
         if approve:
-            payload = self.client.approve_return(return_id, self.config.notify_customer)
+            payload = self.client.approve_return(return_id, self.settings.notify_customer)
             mutation = "returnApproveRequest"
         else:
             note = (update.note or "Declined by the shop's return policy")[:DECLINE_NOTE_MAX]
             payload = self.client.decline_return(return_id, DECLINE_REASON, note,
-                                                 self.config.notify_customer)
+                                                 self.settings.notify_customer)
             mutation = "returnDeclineRequest"
         if payload.user_errors:
             # An earlier attempt whose answer we lost, or a person in the admin, may have
@@ -161,8 +162,8 @@ class ShopifyConnector(ClientConnector[ShopifyClient]):
     # ---------------------------------------------------------------- WebhookReceiver
     def parse_webhook(self, headers: Mapping[str, str], body: bytes, now: datetime
                       ) -> WebhookEvent:
-        delivery = webhooks.check(headers, body, self.config.client_secret.get_secret_value(),
-                                  self.config.shop_domain, now, self.config.tolerance_seconds)
+        delivery = webhooks.check(headers, body, self.settings.client_secret.get_secret_value(),
+                                  self.settings.shop_domain, now, self.settings.tolerance_seconds)
         if delivery.topic == webhooks.RETURNS_REQUEST:
             return self._return_requested(delivery, body, now)
         if delivery.topic == webhooks.REFUNDS_CREATE:
@@ -193,7 +194,7 @@ class ShopifyConnector(ClientConnector[ShopifyClient]):
         order = self.client.get_order(ret.order.admin_graphql_api_id)
         # The signed body, not the looked-up order, is what makes two deliveries the same.
         event = RefundRequested(to_request(ret, order, delivery.triggered_at or now,
-                                           self.config.locale),
+                                           self.settings.locale),
                                 fingerprint=hashlib.sha256(body).hexdigest())
         if key is not None:
             with self._recent_lock:

@@ -1,14 +1,9 @@
-"""Shopify's wire format and its mapping to and from the core model. No I/O here.
-
-Two dialects meet in this connector:
-
-- the Admin GraphQL API (camelCase, GIDs such as `gid://shopify/Order/1`, money as decimal
-  strings in a `MoneyBag`), which `client.py` calls with the documents defined below;
-- webhooks, whose bodies are REST resources (snake_case, numeric ids plus
-  `admin_graphql_api_id`), which `webhooks.py` parses with the `Webhook*` models.
+"""The Shopify connector's mapping between its wire models (`wire.py`) and the core model:
+status and reason tables, the limits of what one answer holds, money, our marker in refund
+notes, a return and its order as a request, refunds both ways. No I/O here.
 
 Every id we hand the core is a GID, so a return's order and a refund's order name the order
-the same way whichever dialect they came from.
+the same way whichever dialect (GraphQL or webhook) it came from.
 """
 
 from __future__ import annotations
@@ -22,11 +17,24 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Final
 
-from pydantic import ConfigDict, Field, ValidationError
-from pydantic.alias_generators import to_camel
+from pydantic import ValidationError
 
 from connectors.base import validation_error
 from connectors.minor_units import held_decimal
+from connectors.shopify.queries import FULFILLMENTS_FIRST, REFUNDS_FIRST, TRANSACTIONS_FIRST
+from connectors.shopify.wire import (
+    GqlLineItem,
+    GqlOrder,
+    GqlOrderRefunds,
+    GqlRefund,
+    GqlRefundNote,
+    MoneyBag,
+    PageInfo,
+    WebhookRefund,
+    WebhookReturn,
+    WebhookReturnLineItem,
+    WebhookTransaction,
+)
 from core.errors import InvalidRequest, PermanentProviderError
 from core.model import RefundResult, RefundStatus
 from core.money import Money
@@ -35,7 +43,6 @@ from core.request import (
     WIRE_FRACTION_DIGITS,
     NormalizedRefundRequest,
     ReasonCode,
-    WireModel,
     parse_amount_text,
 )
 
@@ -43,9 +50,6 @@ log = logging.getLogger(__name__)
 
 NAME: Final = "shopify"
 PROVIDER: Final = "shopify"  # `order.payment.provider` of the requests we normalise
-ORDER_GID: Final = "gid://shopify/Order/"
-REFUND_GID: Final = "gid://shopify/Refund/"
-RETURN_GID: Final = "gid://shopify/Return/"
 
 # ------------------------------------------------------------------ status and reason maps
 
@@ -94,376 +98,6 @@ RETURN_REQUESTED: Final = "REQUESTED"
 
 DECLINE_NOTE_MAX = 500  # ReturnDecline.note: "Maximum length: 500 characters."
 REFUND_PARENT_KINDS: Final = frozenset({"SALE", "CAPTURE"})
-
-# ------------------------------------------------------------------ GraphQL documents
-# Operation names double as the `operationName` of each request, so a log (or a fake) can
-# tell the calls apart without parsing the document.
-#
-# Query cost. Shopify prices a query before running it and refuses it outright, with
-# `MAX_COST_EXCEEDED`, when the *requested* cost is over 1,000 points, however few items the
-# order really has. The documented prices: scalars and enums 0, objects 1, mutations 10, and a
-# connection (or a list taking `first`) 2 plus `first` times the cost of one item; nested
-# connections multiply. So no document here nests one page size inside another beyond a few
-# items, lists that can outgrow a page are paged with `pageInfo`, and lists Shopify does not
-# page (an order's fulfillments, transactions and refunds) are read up to a limit, past which
-# the order is refused as too large rather than read short. The cost each document comes to
-# is in the comment above it; tests/connectors/test_shopify.py prices them all again.
-
-ORDER_LINES_FIRST: Final = 50  # lines read with the order; the rest in pages of LINES_PAGE
-LINES_PAGE: Final = 100
-FULFILLMENTS_FIRST: Final = 20  # a full answer may hide more: such an order is refused
-FULFILLMENT_LINES_FIRST: Final = 5  # per fulfillment with the order; then FULFILLMENT_LINES_PAGE
-FULFILLMENT_LINES_PAGE: Final = 100
-TRANSACTIONS_FIRST: Final = 100  # as FULFILLMENTS_FIRST
-REFUNDS_FIRST: Final = 100  # as FULFILLMENTS_FIRST
-REFUND_TRANSACTIONS_PAGE: Final = 50
-MAX_PAGES: Final = 50  # of any one list: ends a loop on a server that never says "last page"
-
-_MONEY = "presentmentMoney { amount currencyCode }"
-_PAGE_INFO = "pageInfo { hasNextPage endCursor }"
-_TRANSACTION = (
-    f"id kind status gateway parentTransaction {{ id }} amountSet {{ {_MONEY} }}"
-)  # 1 + 1 + 2 = 4 points an item
-_LINE = f"id sku name quantity discountedUnitPriceAfterAllDiscountsSet {{ {_MONEY} }}"  # 3
-_FULFILLMENT_LINE = "id lineItem { id }"  # 2
-_REFUND_FIELDS = f"id note createdAt totalRefundedSet {{ {_MONEY} }}"  # 2
-
-
-def _refund(after: str = "") -> str:
-    # What is selected on a Refund: 2 + transactions (2 + 1 + 50 × 4) = 205
-    return (f"{_REFUND_FIELDS} transactions(first: {REFUND_TRANSACTIONS_PAGE}{after}) "
-            f"{{ {_PAGE_INFO} nodes {{ {_TRANSACTION} }} }}")
-
-
-# order 1 + customer 1 + lineItems (2 + 1 + 50 × 3 = 153)
-# + fulfillments (2 + 20 × (1 + 2 + 1 + 5 × 2) = 282) + transactions (2 + 100 × 4 = 402) = 839
-ORDER_QUERY: Final = f"""
-query RefundBridgeOrder($id: ID!) {{
-  order(id: $id) {{
-    id name createdAt processedAt email phone customerLocale presentmentCurrencyCode
-    customer {{ id locale }}
-    lineItems(first: {ORDER_LINES_FIRST}) {{ {_PAGE_INFO} nodes {{ {_LINE} }} }}
-    fulfillments(first: {FULFILLMENTS_FIRST}) {{
-      id deliveredAt
-      fulfillmentLineItems(first: {FULFILLMENT_LINES_FIRST}) {{
-        {_PAGE_INFO} nodes {{ {_FULFILLMENT_LINE} }} }}
-    }}
-    transactions(first: {TRANSACTIONS_FIRST}) {{ {_TRANSACTION} }}
-  }}
-}}
-""".strip()
-
-# order 1 + lineItems (2 + 1 + 100 × 3) = 304
-ORDER_LINES_QUERY: Final = f"""
-query RefundBridgeOrderLines($id: ID!, $after: String!) {{
-  order(id: $id) {{
-    id
-    lineItems(first: {LINES_PAGE}, after: $after) {{ {_PAGE_INFO} nodes {{ {_LINE} }} }}
-  }}
-}}
-""".strip()
-
-# fulfillment 1 + fulfillmentLineItems (2 + 1 + 100 × 2) = 204
-FULFILLMENT_LINES_QUERY: Final = f"""
-query RefundBridgeFulfillmentLines($id: ID!, $after: String!) {{
-  fulfillment(id: $id) {{
-    id
-    fulfillmentLineItems(first: {FULFILLMENT_LINES_PAGE}, after: $after) {{
-      {_PAGE_INFO} nodes {{ {_FULFILLMENT_LINE} }} }}
-  }}
-}}
-""".strip()
-
-# order 1 + refunds (2 + 100 × 1) = 103. Only what tells our refunds apart (the note); the
-# one that matches is then read whole with REFUND_QUERY.
-ORDER_REFUNDS_QUERY: Final = f"""
-query RefundBridgeOrderRefunds($id: ID!) {{
-  order(id: $id) {{ id refunds(first: {REFUNDS_FIRST}) {{ id note }} }}
-}}
-""".strip()
-
-# refund 1 + 205 = 206; `$after` is left out for the first page.
-REFUND_QUERY: Final = f"""
-query RefundBridgeRefund($id: ID!, $after: String) {{
-  refund(id: $id) {{ {_refund(", after: $after")} }}
-}}
-""".strip()
-
-# `@idempotent` on refundCreate exists from 2026-01 and is required from 2026-04: a retry
-# with the same key returns the first refund instead of paying again.
-# refundCreate 10 + refund (1 + 205) + userErrors 1 = 217; a refund with more transactions
-# than one page is read on with REFUND_QUERY.
-REFUND_CREATE: Final = f"""
-mutation RefundBridgeRefundCreate($input: RefundInput!, $idempotencyKey: String!) {{
-  refundCreate(input: $input) @idempotent(key: $idempotencyKey) {{
-    refund {{ {_refund()} }}
-    userErrors {{ field message }}
-  }}
-}}
-""".strip()
-
-RETURN_QUERY: Final = """
-query RefundBridgeReturn($id: ID!) {
-  return(id: $id) { id status }
-}
-""".strip()
-
-RETURN_APPROVE: Final = """
-mutation RefundBridgeReturnApprove($input: ReturnApproveRequestInput!) {
-  returnApproveRequest(input: $input) {
-    return { id status }
-    userErrors { field message code }
-  }
-}
-""".strip()
-
-RETURN_DECLINE: Final = """
-mutation RefundBridgeReturnDecline($input: ReturnDeclineRequestInput!) {
-  returnDeclineRequest(input: $input) {
-    return { id status }
-    userErrors { field message code }
-  }
-}
-""".strip()
-
-
-# Every document the connector sends, for the tests that price them.
-DOCUMENTS: Final = (
-    ORDER_QUERY, ORDER_LINES_QUERY, FULFILLMENT_LINES_QUERY, ORDER_REFUNDS_QUERY, REFUND_QUERY,
-    REFUND_CREATE, RETURN_QUERY, RETURN_APPROVE, RETURN_DECLINE,
-)
-
-
-def operation_name(document: str) -> str:
-    match = re.match(r"(?:query|mutation)\s+(\w+)", document)
-    if match is None:
-        raise ValueError("every document we send is a named operation")
-    return match.group(1)
-
-
-# ------------------------------------------------------------------ GraphQL wire models
-
-
-class _Gql(WireModel):
-    # Shopify adds fields in every version; unknown ones must not break parsing.
-    model_config = ConfigDict(extra="ignore", frozen=True, alias_generator=to_camel,
-                              populate_by_name=True)
-
-
-class MoneyV2(_Gql):
-    amount: str
-    currency_code: str
-
-
-class MoneyBag(_Gql):
-    presentment_money: MoneyV2
-
-
-class Ref(_Gql):
-    id: str
-
-
-class PageInfo(_Gql):
-    has_next_page: bool = False
-    end_cursor: str | None = None
-
-
-class GqlLineItem(_Gql):
-    id: str
-    sku: str | None = None
-    name: str
-    quantity: int
-    discounted_unit_price_after_all_discounts_set: MoneyBag
-
-
-class GqlLineItems(_Gql):
-    page_info: PageInfo = Field(default_factory=PageInfo)
-    nodes: list[GqlLineItem]
-
-
-class GqlFulfillmentLineItem(_Gql):
-    id: str
-    line_item: Ref
-
-
-class GqlFulfillmentLineItems(_Gql):
-    page_info: PageInfo = Field(default_factory=PageInfo)
-    nodes: list[GqlFulfillmentLineItem]
-
-
-class GqlFulfillment(_Gql):
-    id: str
-    delivered_at: datetime | None = None
-    fulfillment_line_items: GqlFulfillmentLineItems
-
-
-class GqlTransaction(_Gql):
-    id: str
-    kind: str
-    status: str
-    gateway: str | None = None
-    parent_transaction: Ref | None = None
-    amount_set: MoneyBag
-
-
-class GqlTransactions(_Gql):
-    page_info: PageInfo = Field(default_factory=PageInfo)
-    nodes: list[GqlTransaction]
-
-
-class GqlRefund(_Gql):
-    id: str
-    note: str | None = None
-    created_at: datetime | None = None
-    total_refunded_set: MoneyBag | None = None
-    transactions: GqlTransactions
-
-
-class GqlCustomer(_Gql):
-    id: str
-    locale: str | None = None
-
-
-class GqlOrder(_Gql):
-    id: str
-    name: str | None = None
-    created_at: datetime
-    processed_at: datetime | None = None
-    email: str | None = None
-    phone: str | None = None
-    customer_locale: str | None = None
-    presentment_currency_code: str
-    customer: GqlCustomer | None = None
-    line_items: GqlLineItems
-    fulfillments: list[GqlFulfillment] = Field(default_factory=list)
-    transactions: list[GqlTransaction] = Field(default_factory=list)
-
-
-class GqlRefundNote(_Gql):
-    id: str
-    note: str | None = None
-
-
-class GqlOrderRefunds(_Gql):
-    id: str
-    refunds: list[GqlRefundNote]
-
-
-class GqlOrderLines(_Gql):
-    id: str
-    line_items: GqlLineItems
-
-
-class GqlFulfillmentLines(_Gql):
-    id: str
-    fulfillment_line_items: GqlFulfillmentLineItems
-
-
-class GqlReturn(_Gql):
-    id: str
-    status: str
-
-
-class UserError(_Gql):
-    field: list[str] | None = None
-    message: str
-    code: str | None = None
-
-
-class RefundCreatePayload(_Gql):
-    refund: GqlRefund | None = None
-    user_errors: list[UserError]
-
-
-class ReturnMutationPayload(_Gql):
-    return_: GqlReturn | None = Field(default=None, alias="return")
-    user_errors: list[UserError]
-
-
-class GraphQLError(_Gql):
-    message: str
-    extensions: dict[str, Any] = Field(default_factory=dict)
-
-    @property
-    def code(self) -> str | None:
-        code = self.extensions.get("code")
-        return code if isinstance(code, str) else None
-
-
-class GraphQLResponse(_Gql):
-    data: dict[str, Any] | None = None
-    errors: list[GraphQLError] = Field(default_factory=list)
-    extensions: dict[str, Any] = Field(default_factory=dict)
-
-
-# ------------------------------------------------------------------ webhook wire models
-
-
-class _Hook(WireModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class WebhookRef(_Hook):
-    id: int
-    admin_graphql_api_id: str
-
-
-class WebhookFulfillmentLineItem(_Hook):
-    id: int
-    admin_graphql_api_id: str
-    line_item: WebhookRef | None = None
-
-
-class WebhookReturnLineItem(_Hook):
-    id: int
-    admin_graphql_api_id: str
-    fulfillment_line_item: WebhookFulfillmentLineItem
-    quantity: int = Field(gt=0)
-    return_reason: str | None = None
-    return_reason_note: str | None = None
-    customer_note: str | None = None
-
-
-class WebhookReturn(_Hook):
-    """The `returns/request` body: a REST Return, thin on purpose (no prices, no customer
-    contact we can rely on), so the order is looked up through GraphQL."""
-
-    id: int
-    admin_graphql_api_id: str
-    status: str | None = None
-    name: str | None = None
-    order: WebhookRef
-    return_line_items: list[WebhookReturnLineItem] = Field(min_length=1)
-
-
-class WebhookTransaction(_Hook):
-    id: int
-    kind: str
-    status: str
-    amount: str
-    currency: str
-    gateway: str | None = None
-    parent_id: int | None = None
-
-
-class WebhookRefund(_Hook):
-    """The `refunds/create` body: the REST Refund resource."""
-
-    id: int
-    order_id: int
-    admin_graphql_api_id: str | None = None
-    note: str | None = None
-    created_at: datetime | None = None
-    transactions: list[WebhookTransaction] = Field(default_factory=list)
-
-    @property
-    def gid(self) -> str:
-        return self.admin_graphql_api_id or f"{REFUND_GID}{self.id}"
-
-    @property
-    def order_gid(self) -> str:
-        return f"{ORDER_GID}{self.order_id}"
-
 
 # ------------------------------------------------------------------ pages and limits
 
@@ -870,11 +504,3 @@ def _sum(transactions: Sequence[WebhookTransaction], field: str) -> Money | None
     for index, tx in enumerate(transactions):
         total = total + wire_money(tx.amount, tx.currency, f"{field}.{index}.amount")
     return total
-
-
-# ------------------------------------------------------------------ errors
-
-
-def user_error_message(errors: Sequence[UserError]) -> str:
-    return "; ".join(
-        (f"{'.'.join(e.field)}: " if e.field else "") + e.message for e in errors)

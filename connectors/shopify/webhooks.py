@@ -22,11 +22,8 @@ from typing import Final
 from pydantic import ValidationError
 
 from connectors.base import check_freshness, header_value, validation_error
-from connectors.shopify.transformers import (
-    NAME,
-    WebhookRefund,
-    WebhookReturn,
-)
+from connectors.shopify.transformers import NAME
+from connectors.shopify.wire import WebhookRefund, WebhookReturn
 from core.errors import WebhookRejected
 from core.request import loads_strict
 

@@ -1,6 +1,6 @@
 """SMTP notifier: customer emails rendered from per-locale Jinja2 templates."""
 
 from connectors.smtp.notifier import SmtpNotifier
-from connectors.smtp.settings import Settings
+from connectors.smtp.settings import SmtpSettings
 
-__all__ = ["Settings", "SmtpNotifier"]
+__all__ = ["SmtpNotifier", "SmtpSettings"]

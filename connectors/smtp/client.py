@@ -7,7 +7,7 @@ import ssl
 from email.message import EmailMessage
 from typing import NoReturn
 
-from connectors.smtp.settings import Settings
+from connectors.smtp.settings import SmtpSettings
 from core.errors import PermanentProviderError, TransientProviderError
 
 
@@ -16,7 +16,7 @@ def _text(reply: bytes | str) -> str:
 
 
 class SmtpClient:
-    def __init__(self, settings: Settings, connector: str) -> None:
+    def __init__(self, settings: SmtpSettings, connector: str) -> None:
         self._settings = settings
         self._connector = connector
 

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from connectors.base import ConnectorBase, ConnectorContext, ConnectorSettings
 from connectors.smtp.client import SmtpClient
-from connectors.smtp.settings import Settings as SmtpSettings
+from connectors.smtp.settings import SmtpSettings
 from connectors.smtp.transformers import MessageError, TemplateRenderer, to_email
 from core.errors import PermanentProviderError
 from core.ports import Capability, OutgoingMessage, Role
@@ -20,12 +20,10 @@ class SmtpNotifier(ConnectorBase):
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.SEND_EMAIL})
     Settings: ClassVar[type[ConnectorSettings]] = SmtpSettings
 
-    def __init__(self, settings: ConnectorSettings, ctx: ConnectorContext) -> None:
-        if not isinstance(settings, SmtpSettings):
-            raise TypeError(f"{self.name} needs {SmtpSettings.__qualname__}, "
-                            f"got {type(settings).__qualname__}")
+    settings: SmtpSettings
+
+    def __init__(self, settings: SmtpSettings, ctx: ConnectorContext) -> None:
         super().__init__(settings, ctx)
-        self._settings = settings
         self._renderer = TemplateRenderer()
         self._client = SmtpClient(settings, connector=self.name)
 
@@ -36,7 +34,7 @@ class SmtpNotifier(ConnectorBase):
                 f"case {message.case_id}: no email address to send the "
                 f"'{message.kind.value}' message to",
             )
-        s = self._settings
+        s = self.settings
         try:
             rendered = self._renderer.render(
                 message.kind, message.locale, message.context, s.sender_name

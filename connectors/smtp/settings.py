@@ -10,7 +10,7 @@ from connectors.base import ConnectorSettings
 from connectors.smtp.transformers import MessageError, mailbox
 
 
-class Settings(ConnectorSettings):
+class SmtpSettings(ConnectorSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=25, ge=1, le=65535)
     username: str | None = None

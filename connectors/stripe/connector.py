@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from typing import ClassVar
 
 from pydantic import PositiveInt, SecretStr
 
-from connectors.base import ClientConnector, ConnectorContext, ConnectorSettings, header_value
+from connectors.base import ClientConnector, ConnectorSettings, header_value
 from connectors.stripe import webhooks
 from connectors.stripe.client import StripeClient
 from connectors.stripe.transformers import reference_field, refund_form, to_refund_result
@@ -15,31 +16,29 @@ from core.model import RefundResult
 from core.ports import Capability, RefundOrder, Role, WebhookEvent
 
 
+class StripeSettings(ConnectorSettings):
+    api_key: SecretStr
+    webhook_secret: SecretStr
+    base_url: str = "https://api.stripe.com"
+    api_version: str = "2024-06-20"
+    tolerance_seconds: PositiveInt = 300
+
+
 class StripeConnector(ClientConnector[StripeClient]):
     name = "stripe"
     roles = frozenset({Role.PAYMENT})
     capabilities = frozenset({Capability.ISSUE_REFUND, Capability.REFUND_STATUS,
                               Capability.REFUND_NOTIFICATIONS})
+    Settings: ClassVar[type[ConnectorSettings]] = StripeSettings
 
-    class Settings(ConnectorSettings):
-        api_key: SecretStr
-        webhook_secret: SecretStr
-        base_url: str = "https://api.stripe.com"
-        api_version: str = "2024-06-20"
-        tolerance_seconds: PositiveInt = 300
-
-    def __init__(self, settings: ConnectorSettings, ctx: ConnectorContext) -> None:
-        if not isinstance(settings, StripeConnector.Settings):
-            raise TypeError(f"expected StripeConnector.Settings, got {type(settings).__name__}")
-        super().__init__(settings, ctx)
-        self.config = settings
+    settings: StripeSettings
 
     def build_client(self) -> StripeClient:
         return StripeClient(
             self.ctx,
-            base_url=self.config.base_url,
-            api_key=self.config.api_key,
-            api_version=self.config.api_version,
+            base_url=self.settings.base_url,
+            api_key=self.settings.api_key,
+            api_version=self.settings.api_version,
         )
 
     # ---------------------------------------------------------------- PaymentGateway
@@ -65,8 +64,8 @@ class StripeConnector(ClientConnector[StripeClient]):
         webhooks.verify(
             body,
             header_value(headers, webhooks.SIGNATURE_HEADER),
-            self.config.webhook_secret.get_secret_value(),
-            self.config.tolerance_seconds,
+            self.settings.webhook_secret.get_secret_value(),
+            self.settings.tolerance_seconds,
             now,
         )
         return webhooks.parse_event(body)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Literal
+from typing import ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, PositiveInt, SecretStr, ValidationInfo, field_validator
@@ -18,86 +18,86 @@ from core.model import RefundResult
 from core.ports import Capability, RefundOrder, Role, WebhookEvent
 
 
+class WeChatPaySettings(ConnectorSettings):
+    mchid: str = Field(pattern=r"^\d{1,32}$")
+    merchant_serial_no: str = Field(pattern=r"^[0-9A-Fa-f]{1,64}$")
+    merchant_private_key: SecretStr  # PEM (apiclient_key.pem)
+    apiv3_key: SecretStr  # exactly 32 bytes
+    # Public-key mode: WeChat Pay's public key and its id "PUB_KEY_ID_…".
+    platform_public_key: str | None = None
+    platform_public_key_id: str | None = Field(default=None, pattern=r"^PUB_KEY_ID_\w+$",
+                                               validate_default=True)
+    # Platform-certificate mode: PEM certificates, matched by serial number.
+    platform_certificates: tuple[str, ...] = Field(default=(), validate_default=True)
+    # Where WeChat Pay posts refund results; unset, the merchant platform's setting.
+    notify_url: str | None = None
+    # What `payment_reference` holds: our order number at WeChat, or WeChat's own id.
+    payment_reference: Literal["out_trade_no", "transaction_id"] = "out_trade_no"
+    base_url: str = "https://api.mch.weixin.qq.com"
+    tolerance_seconds: PositiveInt = 300
+
+    @field_validator("merchant_private_key")
+    @classmethod
+    def _private_key(cls, value: SecretStr) -> SecretStr:
+        return SecretStr(rsa_signing.private_key_pem(value.get_secret_value()))
+
+    @field_validator("apiv3_key")
+    @classmethod
+    def _apiv3_key(cls, value: SecretStr) -> SecretStr:
+        signing.check_apiv3_key(value.get_secret_value())
+        return value
+
+    @field_validator("platform_public_key")
+    @classmethod
+    def _public_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            rsa_signing.load_public_key(value)
+        return value
+
+    @field_validator("platform_public_key_id")
+    @classmethod
+    def _public_key_pair(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if "platform_public_key" not in info.data:
+            return value  # the key itself failed; that error is reported
+        if (value is None) != (info.data["platform_public_key"] is None):
+            raise ValueError("platform_public_key and platform_public_key_id go together")
+        return value
+
+    @field_validator("platform_certificates")
+    @classmethod
+    def _certificates(cls, value: tuple[str, ...], info: ValidationInfo
+                      ) -> tuple[str, ...]:
+        signing.load_certificates(value)
+        if not value and info.data.get("platform_public_key") is None:
+            raise ValueError("set platform_public_key with platform_public_key_id, or "
+                             "platform_certificates: WeChat Pay's signatures must be "
+                             "verified")
+        return value
+
+    @field_validator("notify_url")
+    @classmethod
+    def _notify_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError("WeChat Pay needs an https URL without parameters")
+        if len(value) > 256:
+            raise ValueError("WeChat Pay takes at most 256 characters")
+        return value
+
+
 class WeChatPayConnector(ClientConnector[WeChatPayClient]):
     name = "wechatpay"
     roles = frozenset({Role.PAYMENT})
     capabilities = frozenset({Capability.ISSUE_REFUND, Capability.REFUND_STATUS,
                               Capability.REFUND_NOTIFICATIONS})
+    Settings: ClassVar[type[ConnectorSettings]] = WeChatPaySettings
 
-    class Settings(ConnectorSettings):
-        mchid: str = Field(pattern=r"^\d{1,32}$")
-        merchant_serial_no: str = Field(pattern=r"^[0-9A-Fa-f]{1,64}$")
-        merchant_private_key: SecretStr  # PEM (apiclient_key.pem)
-        apiv3_key: SecretStr  # exactly 32 bytes
-        # Public-key mode: WeChat Pay's public key and its id "PUB_KEY_ID_…".
-        platform_public_key: str | None = None
-        platform_public_key_id: str | None = Field(default=None, pattern=r"^PUB_KEY_ID_\w+$",
-                                                   validate_default=True)
-        # Platform-certificate mode: PEM certificates, matched by serial number.
-        platform_certificates: tuple[str, ...] = Field(default=(), validate_default=True)
-        # Where WeChat Pay posts refund results; unset, the merchant platform's setting.
-        notify_url: str | None = None
-        # What `payment_reference` holds: our order number at WeChat, or WeChat's own id.
-        payment_reference: Literal["out_trade_no", "transaction_id"] = "out_trade_no"
-        base_url: str = "https://api.mch.weixin.qq.com"
-        tolerance_seconds: PositiveInt = 300
+    settings: WeChatPaySettings
 
-        @field_validator("merchant_private_key")
-        @classmethod
-        def _private_key(cls, value: SecretStr) -> SecretStr:
-            return SecretStr(rsa_signing.private_key_pem(value.get_secret_value()))
-
-        @field_validator("apiv3_key")
-        @classmethod
-        def _apiv3_key(cls, value: SecretStr) -> SecretStr:
-            signing.check_apiv3_key(value.get_secret_value())
-            return value
-
-        @field_validator("platform_public_key")
-        @classmethod
-        def _public_key(cls, value: str | None) -> str | None:
-            if value is not None:
-                rsa_signing.load_public_key(value)
-            return value
-
-        @field_validator("platform_public_key_id")
-        @classmethod
-        def _public_key_pair(cls, value: str | None, info: ValidationInfo) -> str | None:
-            if "platform_public_key" not in info.data:
-                return value  # the key itself failed; that error is reported
-            if (value is None) != (info.data["platform_public_key"] is None):
-                raise ValueError("platform_public_key and platform_public_key_id go together")
-            return value
-
-        @field_validator("platform_certificates")
-        @classmethod
-        def _certificates(cls, value: tuple[str, ...], info: ValidationInfo
-                          ) -> tuple[str, ...]:
-            signing.load_certificates(value)
-            if not value and info.data.get("platform_public_key") is None:
-                raise ValueError("set platform_public_key with platform_public_key_id, or "
-                                 "platform_certificates: WeChat Pay's signatures must be "
-                                 "verified")
-            return value
-
-        @field_validator("notify_url")
-        @classmethod
-        def _notify_url(cls, value: str | None) -> str | None:
-            if value is None:
-                return None
-            parts = urlsplit(value)
-            if parts.scheme != "https" or not parts.netloc or parts.query or parts.fragment:
-                raise ValueError("WeChat Pay needs an https URL without parameters")
-            if len(value) > 256:
-                raise ValueError("WeChat Pay takes at most 256 characters")
-            return value
-
-    def __init__(self, settings: ConnectorSettings, ctx: ConnectorContext) -> None:
-        if not isinstance(settings, WeChatPayConnector.Settings):
-            raise TypeError(f"expected WeChatPayConnector.Settings, got "
-                            f"{type(settings).__name__}")
+    def __init__(self, settings: WeChatPaySettings, ctx: ConnectorContext) -> None:
         super().__init__(settings, ctx)
-        self.config = settings
         # Parsed once here (validated already), so a bad key stops start-up, not a refund.
         self._private_key = rsa_signing.load_private_key(
             settings.merchant_private_key.get_secret_value())
@@ -112,18 +112,18 @@ class WeChatPayConnector(ClientConnector[WeChatPayClient]):
     def build_client(self) -> WeChatPayClient:
         return WeChatPayClient(
             self.ctx,
-            base_url=self.config.base_url,
-            mchid=self.config.mchid,
-            serial_no=self.config.merchant_serial_no,
+            base_url=self.settings.base_url,
+            mchid=self.settings.mchid,
+            serial_no=self.settings.merchant_serial_no,
             private_key=self._private_key,
             platform=self.platform,
-            tolerance_seconds=self.config.tolerance_seconds,
+            tolerance_seconds=self.settings.tolerance_seconds,
         )
 
     # ---------------------------------------------------------------- PaymentGateway
     def issue_refund(self, order: RefundOrder) -> RefundResult:
-        body = encode(refund_body(order, notify_url=self.config.notify_url,
-                                  reference_field=self.config.payment_reference))
+        body = encode(refund_body(order, notify_url=self.settings.notify_url,
+                                  reference_field=self.settings.payment_reference))
         return to_refund_result(self.client.create_refund(body))
 
     def find_refund(self, order: RefundOrder) -> RefundResult | None:
@@ -138,5 +138,5 @@ class WeChatPayConnector(ClientConnector[WeChatPayClient]):
     # ---------------------------------------------------------------- WebhookReceiver
     def parse_webhook(self, headers: Mapping[str, str], body: bytes, now: datetime
                       ) -> WebhookEvent:
-        webhooks.verify(headers, body, self.platform, self.config.tolerance_seconds, now)
-        return webhooks.parse_event(body, self._apiv3_key, self.config.mchid)
+        webhooks.verify(headers, body, self.platform, self.settings.tolerance_seconds, now)
+        return webhooks.parse_event(body, self._apiv3_key, self.settings.mchid)

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr, field_validator
 
-from connectors.base import ClientConnector, ConnectorContext, ConnectorSettings
+from connectors.base import ClientConnector, ConnectorSettings
 from connectors.woocommerce import webhooks
 from connectors.woocommerce.client import WooCommerceClient
 from connectors.woocommerce.transformers import (
@@ -103,11 +103,6 @@ class WooCommerceConnector(ClientConnector[WooCommerceClient]):
     Settings: ClassVar[type[ConnectorSettings]] = WooCommerceSettings
 
     settings: WooCommerceSettings
-
-    def __init__(self, settings: ConnectorSettings, ctx: ConnectorContext) -> None:
-        if not isinstance(settings, WooCommerceSettings):
-            raise TypeError(f"expected WooCommerceSettings, got {type(settings).__name__}")
-        super().__init__(settings, ctx)
 
     def build_client(self) -> WooCommerceClient:
         return WooCommerceClient(

@@ -781,7 +781,7 @@ def test_a_bare_key_is_kept_as_pem_so_it_never_reads_as_a_placeholder() -> None:
     bare = "".join(line for line in keys().app_private.splitlines() if "-----" not in line)
     conn = make_connector(app_private_key=bare)
 
-    kept = conn.config.app_private_key
+    kept = conn.settings.app_private_key
     assert kept.get_secret_value().startswith("-----BEGIN PRIVATE KEY-----")
     assert not is_placeholder(kept)
     assert not conn.ctx.demo
@@ -802,8 +802,8 @@ def test_an_unusable_key_is_a_config_error_naming_it(key: str, value: str) -> No
 def test_the_private_key_is_never_shown() -> None:
     conn = make_connector()
 
-    assert keys().app_private not in repr(conn.config)
-    assert "PRIVATE KEY" not in str(conn.config)
+    assert keys().app_private not in repr(conn.settings)
+    assert "PRIVATE KEY" not in str(conn.settings)
 
 
 # ---------------------------------------------------------------- the shared contract

@@ -16,29 +16,34 @@ from typing import Any
 import httpx
 import pytest
 import respx
+from pydantic import BaseModel
 
 from connectors.base import ConnectorContext, RetryPolicy
 from connectors.registry import ConnectorRegistry, check_connector_class
 from connectors.shopify import ShopifyConnector
+from connectors.shopify import queries as shopify_queries
 from connectors.shopify import transformers as shopify_transformers
-from connectors.shopify.transformers import (
+from connectors.shopify import wire as shopify_wire
+from connectors.shopify.queries import (
     DOCUMENTS,
     FULFILLMENT_LINES_QUERY,
     ORDER_LINES_QUERY,
     ORDER_QUERY,
     ORDER_REFUNDS_QUERY,
-    REASON_MAP,
     REFUND_CREATE,
     REFUND_QUERY,
     RETURN_APPROVE,
     RETURN_DECLINE,
     RETURN_QUERY,
-    GqlRefund,
+    operation_name,
+)
+from connectors.shopify.transformers import (
+    REASON_MAP,
     combine_statuses,
     map_reason,
-    operation_name,
     to_refund_result,
 )
+from connectors.shopify.wire import GqlRefund
 from core.errors import (
     ConfigError,
     InvalidRequest,
@@ -767,12 +772,23 @@ def test_cost_is_worked_out_by_shopifys_documented_rules(
     assert query_cost(document, variables) == cost
 
 
+def _documents_in(module: Any) -> set[str]:
+    return {value for name, value in vars(module).items()
+            if name.isupper() and isinstance(value, str)
+            and value.startswith(("query ", "mutation "))}
+
+
 def test_every_document_is_listed_for_the_cost_check() -> None:
-    documents = {value for name, value in vars(shopify_transformers).items()
-                 if name.isupper() and isinstance(value, str)
-                 and value.startswith(("query ", "mutation "))}
+    documents = _documents_in(shopify_queries)
     assert documents == set(DOCUMENTS)
     assert {operation_name(d) for d in DOCUMENTS} == set(ShopifyFake.OPERATIONS)
+
+
+def test_the_graphql_documents_live_apart_from_the_wire_models_and_the_mapping() -> None:
+    assert _documents_in(shopify_transformers) == set()
+    assert _documents_in(shopify_wire) == set()
+    assert not [name for name, value in vars(shopify_queries).items()
+                if isinstance(value, type) and issubclass(value, BaseModel)]
 
 
 def test_every_document_the_connector_sends_is_accepted(shop: ShopifyFake) -> None:

@@ -845,7 +845,7 @@ def test_a_bare_base64_merchant_key_is_accepted_and_kept_as_pem(
                    if "-----" not in line)
     conn = make_connector(keys, merchant_private_key=bare)
 
-    assert conn.config.merchant_private_key.get_secret_value().startswith(
+    assert conn.settings.merchant_private_key.get_secret_value().startswith(
         "-----BEGIN PRIVATE KEY-----")
     conn.issue_refund(make_order())
     check_signed_by_merchant(fake.posts()[-1], keys)
@@ -870,7 +870,7 @@ def test_placeholder_apiv3_key_is_refused(keys: WeChatPayKeys) -> None:
 
 
 def test_secrets_are_not_shown(keys: WeChatPayKeys, connector: WeChatPayConnector) -> None:
-    shown = repr(connector.config)
+    shown = repr(connector.settings)
 
     assert keys.apiv3_key not in shown
     assert "PRIVATE KEY" not in shown

@@ -9,9 +9,11 @@ signature headers, query parameters and cursors.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,9 +21,14 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from rq.job import Job
+from rq.registry import FailedJobRegistry
+from sqlalchemy import text
 
-from connectors.generic.webhooks import sign
-from tests.conftest import STRIPE_WEBHOOK_SECRET, TABLES, stored_rows
+from api.app import create_app
+from refundbridge.bootstrap import bootstrap
+from store.db import make_engine
+from tests.conftest import STRIPE_WEBHOOK_SECRET, TABLES, drain, stored_rows, test_settings
 from tests.factories import AUTH, GENERIC_SECRET, SHOP, request_body, signed
 
 EMPTY = dict.fromkeys(TABLES, 0)
@@ -335,3 +342,176 @@ def test_hostile_input_is_a_clear_4xx_naming_the_field_and_stores_nothing(
     assert "Traceback" not in answer.text and "sqlalchemy" not in answer.text.lower()
     assert answer.headers.get("x-request-id")
     assert stored_rows(db) == EMPTY
+
+
+# ------------------------------------------------------------------ beyond the table
+
+
+def _problem(answer: Any, status: int) -> dict[str, Any]:
+    assert answer.status_code == status, answer.text[:2000]
+    assert answer.headers["content-type"] == PROBLEM
+    return dict(answer.json())
+
+
+def test_a_request_on_an_order_known_in_another_currency_is_refused_before_the_202(
+        client: TestClient, container: Any, providers: Any, db: Any) -> None:
+    _, _, erp = providers
+    first = request_body()
+    erp.add_invoice(first["order"]["id"], [("GLU-METER-01", 2, "199.00")])
+    assert _send(client, generic(first)).status_code == 202
+    in_usd = request_body(**{"order.id": first["order"]["id"], "order.currency": "USD",
+                             "order.paid_total": "100.00", "requested_amount": "50.00",
+                             "lines.0.unit_price": "50.00"})
+    before = stored_rows(db)
+    # Known only from the waiting case (not evaluated yet), then from the order's ledger.
+    problem = _problem(_send(client, generic(in_usd)), 422)
+    assert problem["errors"][0]["field"] == "order.currency"
+    assert "CNY" in problem["detail"]
+    assert stored_rows(db) == before
+    drain(container)
+    with db.connect() as conn:
+        assert conn.execute(text("SELECT currency FROM orders")).scalar_one() == "CNY"
+    after_evaluation = stored_rows(db)
+    in_usd["external_id"] = "ext-another"
+    assert _problem(_send(client, generic(in_usd)), 422)["errors"][0]["field"] == (
+        "order.currency")
+    assert stored_rows(db) == after_evaluation
+    # The same currency on the same order is still a request like any other.
+    second = request_body(**{"order": first["order"], "requested_amount": "10.00"})
+    assert _send(client, generic(second)).status_code == 202
+
+
+def test_a_database_that_refuses_connections_is_a_503_with_retry_after(
+        database_url: str, redis_conn: Any, smtp_server: Any) -> None:
+    refusing = make_engine("postgresql://postgres@127.0.0.1:1/nowhere")
+    container = bootstrap(test_settings(database_url, smtp_server[0].port), redis=redis_conn,
+                          engine=refusing)
+    with TestClient(create_app(container, dashboard=False)) as refused:
+        for answer in (refused.get("/v1/cases", headers=AUTH),
+                       refused.get("/v1/cases/rc_x", headers=AUTH),
+                       _send(refused, request())):
+            problem = _problem(answer, 503)
+            assert answer.headers["retry-after"].isdigit()
+            assert "127.0.0.1" not in answer.text and ":1" not in problem["detail"]
+    refusing.dispose()
+
+
+def test_an_unexpected_error_is_problem_json_without_internals_and_logged_with_its_id(
+        container: Any, caplog: pytest.LogCaptureFixture) -> None:
+    app = create_app(container, dashboard=False)
+
+    @app.get("/v1/explode")
+    def explode() -> None:
+        raise RuntimeError("secret internals: password=hunter2")
+
+    with TestClient(app, raise_server_exceptions=False) as bare:
+        answer = bare.get("/v1/explode", headers={"X-Request-ID": "req-42"})
+        fresh = bare.get("/v1/explode")
+    problem = _problem(answer, 500)
+    assert "hunter2" not in answer.text and "RuntimeError" not in answer.text
+    assert answer.headers["x-request-id"] == "req-42" == problem["request_id"]
+    assert fresh.headers["x-request-id"] == fresh.json()["request_id"] != "req-42"
+    logged = [r for r in caplog.records if "req-42" in r.getMessage()]
+    assert logged and logged[0].exc_info is not None  # the traceback is in the log only
+
+
+def test_a_caller_request_id_that_is_not_plain_is_replaced(client: TestClient, db: Any) -> None:
+    answer = client.get("/healthz", headers={"X-Request-ID": "a b<script>"})
+    assert answer.headers["x-request-id"] != "a b<script>"
+    assert len(answer.headers["x-request-id"]) == 32
+
+
+def test_a_stripe_event_for_a_case_this_deployment_does_not_have_is_acknowledged(
+        client: TestClient, db: Any, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="refundbridge.api"):
+        answer = _send(client, stripe_event({"metadata": {"case_id": "rc_elsewhere"}}))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["applied"] is False
+    assert any("rc_elsewhere" in r.getMessage() for r in caplog.records)
+    assert stored_rows(db) == EMPTY
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "status"),
+    [
+        ("HEAD", "/ops/rq/requeue/failed", {}, 405),  # HEAD used to run the action
+        ("GET", "/ops/rq/requeue/failed", {}, 405),
+        ("PUT", "/ops/rq/requeue/failed", {"X-Requested-With": "XMLHttpRequest"}, 405),
+        ("DELETE", "/ops/rq/job/abc/delete", {"X-Requested-With": "XMLHttpRequest"}, 405),
+        ("HEAD", "/ops/rq/queue/refundbridge/failed/empty", {}, 405),
+        ("POST", "/ops/rq/requeue/failed", {}, 403),
+        ("POST", "/ops/rq/0/data/queues.json", {"X-Requested-With": "XMLHttpRequest"}, 405),
+        ("PATCH", "/ops/rq/", {}, 405),
+    ],
+)
+def test_the_dashboard_guard_lets_only_reads_read_and_only_posts_act(
+        client: TestClient, container: Any, method: str, path: str, headers: dict[str, str],
+        status: int) -> None:
+    failed = FailedJobRegistry("refundbridge", connection=container.redis)
+    job = Job.create(print, connection=container.redis, id="failed-one")
+    job.save()
+    failed.add(job, ttl=600)
+    answer = client.request(method, path, headers={**AUTH, **headers})
+    assert answer.status_code == status
+    if method != "HEAD":
+        assert answer.headers["content-type"] == PROBLEM
+    assert failed.get_job_ids() == ["failed-one"]  # nothing was requeued or emptied
+
+
+def test_the_dashboard_guard_still_serves_reads_and_authorised_actions(
+        client: TestClient, container: Any) -> None:
+    assert client.head("/ops/rq/", headers=AUTH).status_code == 200
+    assert client.get("/ops/rq/0/data/queues.json", headers=AUTH).status_code == 200
+    posted = client.post("/ops/rq/requeue/failed",
+                         headers={**AUTH, "X-Requested-With": "XMLHttpRequest"})
+    assert posted.status_code == 200
+
+
+async def _asgi_post(app: Any, body_chunks: list[bytes], headers: list[tuple[bytes, bytes]]
+                     ) -> tuple[int, int]:
+    """POST straight into the ASGI app, one chunk per `receive`; returns the status and how
+    many chunks the app asked for."""
+    asked = 0
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal asked
+        asked += 1
+        if asked > len(body_chunks):
+            return {"type": "http.disconnect"}
+        return {"type": "http.request", "body": body_chunks[asked - 1],
+                "more_body": asked < len(body_chunks)}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": f"/webhooks/{SHOP}/generic",
+             "raw_path": f"/webhooks/{SHOP}/generic".encode(), "root_path": "",
+             "query_string": b"", "headers": headers, "client": ("127.0.0.1", 1),
+             "server": ("testserver", 80), "state": {}}
+    await app(scope, receive, send)
+    return statuses[0], asked
+
+
+def test_a_large_body_is_refused_without_reading_past_the_limit(
+        make_container: Any, db: Any) -> None:
+    container = make_container()
+    container.settings = container.settings.model_copy(update={"max_body_bytes": 4096})
+    app = create_app(container, dashboard=False)
+    chunk = b" " * 1024
+    # Streamed (no Content-Length): the app stops asking after the chunk past the limit.
+    status, asked = asyncio.run(_asgi_post(app, [chunk] * 1000, []))
+    assert status == 413 and asked == 5
+    # Announced: refused before a single chunk is read.
+    status, asked = asyncio.run(_asgi_post(app, [chunk] * 1000,
+                                           [(b"content-length", b"1024000")]))
+    assert status == 413 and asked == 0
+    # Under the limit, the same route reads the body and judges its signature.
+    raw, headers = signed(request_body())
+    with TestClient(app) as small:
+        assert len(raw) < 4096
+        assert small.post(f"/webhooks/{SHOP}/generic", content=raw,
+                          headers=headers).status_code == 202
+    assert stored_rows(db)["cases"] == 1

@@ -49,7 +49,7 @@ def test_no_generated_request_is_a_server_error(app: FastAPI) -> None:
             media_type = response.headers.get("content-type", [""])[0]
             if response.status_code >= 500 or (response.status_code >= 400
                                                and media_type != PROBLEM):
-                failures.append(f"{mode} {case.method} {case.formatted_path}: "
+                failures.append(f"{case.method} {case.formatted_path}: "
                                 f"{response.status_code} {response.text[:300]}")
 
         try:

@@ -469,8 +469,8 @@ def test_r14_names_the_words_it_read_and_a_doubtful_word_still_reaches_a_person(
     assert report[0].due == date(2026, 3, 12)  # the deadline for a death, from the request
     english = evaluate(inspections=(passed(),), **{"reason.text": "不小心扎到了",
                                                    "customer.locale": "en"})
-    assert [o.detail for o in english.obligations
-            if o.kind is ObligationKind.ADVERSE_EVENT_REPORT][0].startswith("If a person finds")
+    assert next(o.detail for o in english.obligations
+                if o.kind is ObligationKind.ADVERSE_EVENT_REPORT).startswith("If a person finds")
 
 
 @pytest.mark.parametrize("text", ["血糖仪读数不准", "血压计袖带漏气", "血氧仪数值乱跳",

@@ -23,16 +23,16 @@ class FileNotifier(ConnectorBase):
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.SEND_EMAIL})
     Settings: ClassVar[type[ConnectorSettings]] = FileNotifierSettings
 
-    def __init__(self, settings: ConnectorSettings, ctx: ConnectorContext) -> None:
-        if not isinstance(settings, FileNotifierSettings):
-            raise TypeError(f"expected FileNotifierSettings, got {type(settings).__name__}")
+
+    settings: FileNotifierSettings
+
+    def __init__(self, settings: FileNotifierSettings, ctx: ConnectorContext) -> None:
         super().__init__(settings, ctx)
-        self.path = settings.path
         self._lock = threading.Lock()
 
     def send(self, message: OutgoingMessage) -> None:
         line = json.dumps({"message_id": message.message_id, "case_id": message.case_id,
                            "kind": message.kind.value, "email": message.email,
                            "locale": message.locale}, ensure_ascii=False)
-        with self._lock, self.path.open("a", encoding="utf-8") as out:
+        with self._lock, self.settings.path.open("a", encoding="utf-8") as out:
             out.write(line + "\n")
