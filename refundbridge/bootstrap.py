@@ -22,7 +22,7 @@ from core.recalls import RecallRegister
 from core.rules import RuleSet, ShopPolicy
 from core.services import Services, ShopGateways
 from store.db import make_engine
-from store.outbox import Dispatch
+from store.outbox import Dispatch, OutboxStore
 from store.recalls import SqlRecallRegister
 from store.uow import SqlUnitOfWork
 from workers.queue import RqDispatcher
@@ -57,6 +57,7 @@ class Container:
     rules: RuleSet
     uow: Callable[[], SqlUnitOfWork]
     recalls: RecallRegister
+    outbox: OutboxStore
 
     def shop(self, shop_id: str) -> ShopRuntime:
         return find_shop(self.shops, shop_id)
@@ -255,4 +256,4 @@ def bootstrap(
     )
     return Container(settings, engine, redis, dispatcher, registry, shops, services,
                      replace(services, uow=api_uow), rule_set, uow,
-                     recalls=recalls)
+                     recalls=recalls, outbox=OutboxStore(engine))

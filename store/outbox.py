@@ -105,3 +105,27 @@ def idle_cases(engine: Engine, untouched_since: datetime, pending_untouched_sinc
     with engine.connect() as conn:
         return list(conn.execute(select(c.id).where(idle, ~open_row).limit(limit))
                     .scalars().all())
+
+
+class OutboxStore:
+    """The outbox queries bound to one database, for the relay and the reconciler."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def relay_new_work(self, now: datetime, hand_over: Callable[[list[Work]], None],
+                       limit: int = 500) -> int:
+        return relay_new_work(self._engine, now, hand_over, limit)
+
+    def open_work(self, handed_out_before: datetime) -> list[OpenWork]:
+        return open_work(self._engine, handed_out_before)
+
+    def mark_dispatched(self, outbox_id: int, now: datetime, count: int) -> None:
+        mark_dispatched(self._engine, outbox_id, now, count)
+
+    def mark_done(self, outbox_ids: Sequence[int], now: datetime) -> None:
+        mark_done(self._engine, outbox_ids, now)
+
+    def idle_cases(self, untouched_since: datetime, pending_untouched_since: datetime
+                   ) -> list[str]:
+        return idle_cases(self._engine, untouched_since, pending_untouched_since)

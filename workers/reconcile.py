@@ -26,19 +26,12 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from core import services
-from store.outbox import (
-    OpenWork,
-    idle_cases,
-    mark_dispatched,
-    mark_done,
-    open_work,
-    redispatch_wait,
-)
+from store.outbox import OpenWork, redispatch_wait
 from workers.queue import job_id
 from workers.relay import relay_once
 
 if TYPE_CHECKING:
-    from refundbridge.bootstrap import Container
+    from workers.deps import WorkerDeps
 
 log = logging.getLogger("refundbridge.reconcile")
 
@@ -53,7 +46,7 @@ class ReconcileReport:
     given_up: list[str] = field(default_factory=list)
 
 
-def reconcile(container: Container, stale_after: float | None = None,
+def reconcile(container: WorkerDeps, stale_after: float | None = None,
               now: datetime | None = None,
               pending_after: float | None = None) -> ReconcileReport:
     """`stale_after`: seconds without progress before work counts as lost; `pending_after`:
@@ -71,17 +64,17 @@ def reconcile(container: Container, stale_after: float | None = None,
     return report
 
 
-def _job(container: Container, job_id: str) -> Job | None:
+def _job(container: WorkerDeps, job_id: str) -> Job | None:
     try:
         return Job.fetch(job_id, connection=container.redis)
     except NoSuchJobError:
         return None
 
 
-def _requeue_lost_jobs(container: Container, stale: float, now: datetime,
+def _requeue_lost_jobs(container: WorkerDeps, stale: float, now: datetime,
                        report: ReconcileReport) -> None:
     limit = container.settings.max_dispatches
-    for row in open_work(container.engine, now - timedelta(seconds=stale)):
+    for row in container.outbox.open_work(now - timedelta(seconds=stale)):
         wait = redispatch_wait(stale, row.dispatch_count)
         if _aware(row.dispatched_at) > now - timedelta(seconds=wait):
             continue
@@ -94,12 +87,12 @@ def _requeue_lost_jobs(container: Container, stale: float, now: datetime,
             report.given_up.append(job_id(work))
             continue
         count = row.dispatch_count + 1
-        mark_dispatched(container.engine, work.outbox_id, now, count)
+        container.outbox.mark_dispatched(work.outbox_id, now, count)
         container.dispatcher.enqueue([work], dispatch=count)
         report.requeued.append(job_id(work))
 
 
-def _give_up(container: Container, row: OpenWork, job: Job | None, now: datetime) -> None:
+def _give_up(container: WorkerDeps, row: OpenWork, job: Job | None, now: datetime) -> None:
     result = job.latest_result() if job is not None else None
     last_error = _last_line(result.exc_string if result is not None else None)
     message = (f"gave up on the {row.work.step.value} step after {row.dispatch_count} tries"
@@ -108,7 +101,7 @@ def _give_up(container: Container, row: OpenWork, job: Job | None, now: datetime
     services.fail_step(container.services, row.work.case_id, row.work.step, message,
                        code="gave_up")
     # The step's own row, and any copy of it, is done with: nothing is handed out forever.
-    mark_done(container.engine, [row.work.outbox_id], now)
+    container.outbox.mark_done([row.work.outbox_id], now)
 
 
 def _last_line(text: str | None) -> str | None:
@@ -122,9 +115,9 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _revive_idle_cases(container: Container, cutoff: datetime, pending_cutoff: datetime,
+def _revive_idle_cases(container: WorkerDeps, cutoff: datetime, pending_cutoff: datetime,
                        report: ReconcileReport) -> None:
     limit = container.settings.max_revivals
-    for case_id in idle_cases(container.engine, cutoff, pending_cutoff):
+    for case_id in container.outbox.idle_cases(cutoff, pending_cutoff):
         if services.revive(container.services, case_id, limit):
             report.revived.append(case_id)

@@ -17,20 +17,19 @@ from typing import TYPE_CHECKING
 from redis.exceptions import RedisError
 
 from store.db import DATABASE_ERROR
-from store.outbox import relay_new_work
 
 if TYPE_CHECKING:
-    from refundbridge.bootstrap import Container
+    from workers.deps import WorkerDeps
 
 log = logging.getLogger("refundbridge.relay")
 
 
-def relay_once(container: Container, limit: int = 500) -> int:
-    return relay_new_work(container.engine, datetime.now(UTC), container.dispatcher, limit)
+def relay_once(container: WorkerDeps, limit: int = 500) -> int:
+    return container.outbox.relay_new_work(datetime.now(UTC), container.dispatcher, limit)
 
 
 class Relay(threading.Thread):
-    def __init__(self, container: Container, idle_wait: float = 0.05) -> None:
+    def __init__(self, container: WorkerDeps, idle_wait: float = 0.05) -> None:
         super().__init__(name="outbox-relay", daemon=True)
         self.container = container
         self.idle_wait = idle_wait

@@ -15,7 +15,7 @@ from workers.reconcile import reconcile
 from workers.relay import Relay, relay_once
 
 if TYPE_CHECKING:
-    from refundbridge.bootstrap import Container
+    from workers.deps import WorkerDeps
 
 log = logging.getLogger("refundbridge.worker")
 
@@ -32,7 +32,7 @@ class ThreadWorker(SimpleWorker):
         pass
 
 
-def make_worker(container: Container, *, threaded: bool = False) -> SimpleWorker:
+def make_worker(container: WorkerDeps, *, threaded: bool = False) -> SimpleWorker:
     # SimpleWorker runs jobs in the worker process: the forking Worker costs ~10 ms a job on
     # these machines, more than our jobs themselves. Crash isolation comes from the database:
     # every job is idempotent and the reconciler re-enqueues what a dead worker dropped.
@@ -40,7 +40,7 @@ def make_worker(container: Container, *, threaded: bool = False) -> SimpleWorker
     return cls([container.dispatcher.queue], connection=container.redis)
 
 
-def reconcile_once(container: Container, stale_after: float | None = None) -> Any:
+def reconcile_once(container: WorkerDeps, stale_after: float | None = None) -> Any:
     """Run the reconciler unless another process holds the lock right now."""
     lock = container.redis.lock(RECONCILE_LOCK, timeout=300, blocking=False)
     if not lock.acquire(blocking=False):
@@ -55,7 +55,7 @@ def reconcile_once(container: Container, stale_after: float | None = None) -> An
 
 
 class PeriodicReconciler(threading.Thread):
-    def __init__(self, container: Container, interval: float) -> None:
+    def __init__(self, container: WorkerDeps, interval: float) -> None:
         super().__init__(name="reconciler", daemon=True)
         self.container = container
         self.interval = interval
@@ -69,7 +69,7 @@ class PeriodicReconciler(threading.Thread):
                          len(report.requeued), len(report.revived))
 
 
-def drain(container: Container, worker: SimpleWorker | None = None,
+def drain(container: WorkerDeps, worker: SimpleWorker | None = None,
           max_jobs: int | None = None) -> None:
     """Relay and work until neither the outbox nor the queue has anything left."""
     runtime.install(container)
@@ -81,7 +81,7 @@ def drain(container: Container, worker: SimpleWorker | None = None,
             return
 
 
-def run_worker(container: Container, *, burst: bool = False, reconcile_every: float | None = None
+def run_worker(container: WorkerDeps, *, burst: bool = False, reconcile_every: float | None = None
                ) -> None:
     runtime.install(container)
     if burst:

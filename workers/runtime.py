@@ -5,17 +5,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from refundbridge.bootstrap import Container
+    from workers.deps import WorkerDeps
 
-_current: Container | None = None
+_current: WorkerDeps | None = None
 
 
-def install(container: Container) -> None:
+def install(container: WorkerDeps) -> None:
     global _current
     _current = container
 
 
-def current() -> Container:
+def current() -> WorkerDeps:
     if _current is None:
         raise RuntimeError("no container installed: start workers with `refundbridge worker`")
     return _current

@@ -12,8 +12,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # folder -> top-level modules none of its files may import
 RULES = {
-    # Workers run steps and hand work to the queue; every query is the store's.
-    "workers": frozenset({"sqlalchemy", "psycopg"}),
+    # Workers run steps and hand work to the queue; every query is the store's, and what
+    # they need of the process comes through `workers.deps`, not the composition root.
+    "workers": frozenset({"sqlalchemy", "psycopg", "refundbridge", "api"}),
     # The store and the connectors are adapters: they know the core, not the queue or the web.
     "store": frozenset({"fastapi", "starlette", "rq", "redis", "workers", "api", "connectors"}),
     "connectors": frozenset({"fastapi", "starlette", "rq", "sqlalchemy", "store", "workers",
