@@ -201,7 +201,7 @@ def _no_constant(name: str) -> Any:
 
 
 def _unpair(value: Any, path: list[str], field: str) -> Any:
-    if len(path) > JSON_MAX_DEPTH:
+    if len(path) >= JSON_MAX_DEPTH:  # the top level is level 1
         raise InvalidRequest(field, f"nested more than {JSON_MAX_DEPTH} levels deep")
     if isinstance(value, _Pairs):
         result: dict[str, Any] = {}

@@ -498,6 +498,7 @@ async def _asgi_post(app: Any, body_chunks: list[bytes], headers: list[tuple[byt
 def test_a_large_body_is_refused_without_reading_past_the_limit(
         make_container: Any, db: Any) -> None:
     container = make_container()
+    assert container.settings.max_body_bytes == MiB  # the default: 1 MiB on every route
     container.settings = container.settings.model_copy(update={"max_body_bytes": 4096})
     app = create_app(container, dashboard=False)
     chunk = b" " * 1024
