@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,10 +23,12 @@ from core.errors import (
     TransientProviderError,
     WebhookRejected,
 )
-from core.model import Disposition
-from core.ports import Capability, OrderSnapshot, Role, ShippedUnit, StatusUpdate
+from core.model import Disposition, RefundStatus
+from core.ports import Capability, OrderSnapshot, Role, ShippedUnit, StatusUpdate, WebhookAck
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 PLACEHOLDER_MARKERS = ("changeme", "change-me", "change_me", "placeholder", "example", "xxxx",
                        "demo", "sandbox-secret", "todo")
@@ -139,6 +142,10 @@ class ConnectorBase:
     roles: ClassVar[frozenset[Role]]
     capabilities: ClassVar[frozenset[Capability]]
     Settings: ClassVar[type[ConnectorSettings]] = ConnectorSettings
+    # The exact answer a provider wants to its notifications, where it wants one.
+    acknowledgement: ClassVar[WebhookAck | None] = None
+    # A payment connector that may refund what any provider took (the sandbox).
+    plays_any_provider: ClassVar[bool] = False
 
     def lookup_order(self, order_id: str) -> OrderSnapshot:
         raise NotSupported(self.name, Capability.LOOKUP_ORDER.value)
@@ -264,6 +271,17 @@ def validation_error(exc: ValidationError, prefix: str = "") -> InvalidRequest:
         path = ".".join(str(part) for part in error["loc"])
         errors.append((".".join(p for p in (prefix, path) if p) or "body", error["msg"]))
     return InvalidRequest(errors[0][0], errors[0][1], errors)
+
+
+def mapped_status(table: Mapping[str, RefundStatus], raw: str | None, connector: str,
+                  what: str = "refund status") -> RefundStatus:
+    """A provider's refund status by its table. A value the table lacks is UNKNOWN (recorded,
+    never acted on) and logged, so someone can add it."""
+    status = table.get(raw) if raw is not None else None
+    if status is None:
+        log.warning("%s: unmapped %s %r; recorded as unknown", connector, what, raw)
+        return RefundStatus.UNKNOWN
+    return status
 
 
 def header_value(headers: Mapping[str, str], name: str) -> str | None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime, time
 from decimal import Decimal
 from enum import StrEnum
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from core.request import ReasonCode
 
@@ -90,3 +92,8 @@ class ShopPolicy:
     def open_box_resale_for(self, sku: str) -> bool:
         override = self.flags(sku).open_box_resale
         return self.open_box_resale if override is None else override
+
+
+def at_noon(day: date, zone: str) -> datetime:
+    """'Today' fixed to a date: noon in the shop's calendar, far from either midnight."""
+    return datetime.combine(day, time(12), tzinfo=ZoneInfo(zone))

@@ -150,6 +150,10 @@ class WebhookAck:
 
 
 class WebhookReceiver(Protocol):
+    name: ClassVar[str]
+    # The exact answer the provider expects to a notification, or None for our JSON.
+    acknowledgement: ClassVar[WebhookAck | None]
+
     def parse_webhook(
         self, headers: Mapping[str, str], body: bytes, now: datetime
     ) -> WebhookEvent:
@@ -176,6 +180,10 @@ class RefundOrder:
 
 
 class PaymentGateway(Protocol):
+    name: ClassVar[str]
+    # True for a stand-in that may refund what any provider took (G02 lets it).
+    plays_any_provider: ClassVar[bool]
+
     def issue_refund(self, order: RefundOrder) -> RefundResult:
         """Pay back `order.amount` once; the same idempotency key never pays twice."""
         ...
@@ -199,6 +207,8 @@ class ReturnBooking:
 
 
 class ErpGateway(Protocol):
+    name: ClassVar[str]
+
     def book_return(self, booking: ReturnBooking) -> str:
         """Book the return; returns the ERP's document reference. Must be idempotent on
         `booking.case_id` (look for an earlier booking before creating one)."""

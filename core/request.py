@@ -23,6 +23,7 @@ from pydantic import (
     EmailStr,
     Field,
     PlainSerializer,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -413,3 +414,26 @@ def _money(value: Decimal, currency: str, field: str) -> Money:
         return Money.parse(value, currency, field)
     except InvalidRequest as exc:
         raise ValueError(str(exc)) from exc
+
+
+# A cross-field check runs on the whole model; its message starts with the field it means.
+_FIELD_PREFIX = re.compile(r"^([A-Za-z_][\w.]*): (.+)$", re.DOTALL)
+
+
+def parse_request(body: bytes) -> NormalizedRefundRequest:
+    """A normalized request from its JSON text, read strictly (`loads_strict`: a key twice,
+    NaN, too deep, not UTF-8), or an `InvalidRequest` naming every failing field."""
+    loads_strict(body)
+    try:
+        return NormalizedRefundRequest.model_validate_json(body)
+    except ValidationError as exc:
+        errors = []
+        for error in exc.errors():
+            field = ".".join(str(p) for p in error["loc"]) or "body"
+            message = str(error["msg"]).removeprefix("Value error, ")
+            if error["type"] == "json_invalid":
+                field, message = "body", f"malformed JSON: {error['ctx'].get('error', '')}"
+            elif not error["loc"] and (named := _FIELD_PREFIX.match(message)):
+                field, message = named.group(1), named.group(2)
+            errors.append((field, message))
+        raise InvalidRequest(errors[0][0], errors[0][1], errors) from exc

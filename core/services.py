@@ -7,6 +7,7 @@ after it (so the result is recorded with the work that follows from it).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,6 +16,7 @@ from core.errors import (
     ConcurrencyConflict,
     DuplicateDelivery,
     InvalidRequest,
+    NotFound,
     NotSupported,
     PermanentProviderError,
     TransientProviderError,
@@ -44,12 +46,15 @@ from core.ports import (
     OutgoingMessage,
     PaymentGateway,
     RefundOrder,
+    RefundRequested,
+    RefundUpdate,
     ReturnBooking,
     ShipmentLookup,
     StatusOutcome,
     StatusUpdate,
     StatusWriter,
     UnitOfWork,
+    WebhookEvent,
 )
 from core.request import NormalizedRefundRequest
 from core.rules import (
@@ -60,6 +65,8 @@ from core.rules import (
     payment_route_guard,
     units_guard,
 )
+
+log = logging.getLogger("refundbridge.services")
 
 
 @dataclass(frozen=True)
@@ -166,6 +173,55 @@ def receive_request(
     return _known_delivery(svc, shop_id, connector, request.external_id, fingerprint)
 
 
+@dataclass(frozen=True, slots=True)
+class RefundNewsApplied:
+    """A provider's news of a refund: `case_id` None when the refund is not one of ours."""
+
+    case_id: str | None
+    applied: bool
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalRefundRecorded:
+    order_id: str
+    external_id: str
+    recorded: bool  # False: recorded before
+
+
+@dataclass(frozen=True, slots=True)
+class NothingToDo:
+    reason: str
+
+
+WebhookOutcome = Received | RefundNewsApplied | ExternalRefundRecorded | NothingToDo
+
+
+def apply_webhook_event(svc: Services, shop_id: str, connector: str,
+                        event: WebhookEvent) -> WebhookOutcome:
+    """What a verified webhook asks for, done: a new case, a refund settled, an outside
+    refund counted, or nothing."""
+    if isinstance(event, RefundRequested):
+        return receive_request(svc, shop_id, connector, event.request, event.fingerprint)
+    if isinstance(event, RefundUpdate):
+        try:
+            case_id = apply_refund_update(svc, event.result, case_id=event.case_id,
+                                          idempotency_key=event.idempotency_key,
+                                          actor=f"connector:{connector}")
+        except NotFound:
+            # Signed, so genuine, but about a case this deployment does not have (another
+            # deployment on the same account, or test data). Acknowledged: refusing it
+            # would have the provider deliver it again for days.
+            log.warning("%s/%s: refund news for unknown case %r (event %s) acknowledged",
+                        shop_id, connector, event.case_id, event.event_id)
+            return RefundNewsApplied(None, False, "no such case here")
+        return RefundNewsApplied(case_id, case_id is not None)
+    if isinstance(event, ExternalRefund):
+        return ExternalRefundRecorded(event.order_id, event.external_id,
+                                      record_external_refund(svc, shop_id, event))
+    return NothingToDo(event.reason)
+
+
 def _known_delivery(svc: Services, shop_id: str, connector: str, external_id: str,
                     fingerprint: str) -> Received:
     with svc.uow() as uow:
@@ -255,8 +311,7 @@ def rules_decision(rules: RuleSet, ctx: EvaluationContext,
 def _route(svc: Services, shop_id: str, request: NormalizedRefundRequest,
            source: str) -> RuleResult:
     payment = svc.gateways(shop_id).payment
-    return payment_route_guard(request, _payment_name(payment), source,
-                               bool(getattr(payment, "plays_any_provider", False)))
+    return payment_route_guard(request, payment.name, source, payment.plays_any_provider)
 
 
 def preview(svc: Services, shop_id: str, request: NormalizedRefundRequest, now: datetime,
@@ -384,7 +439,7 @@ def issue_refund(svc: Services, case_id: str) -> None:
             result = payment.issue_refund(order)
         except PermanentProviderError as exc:  # the provider refused: no money moved
             result = RefundResult(RefundStatus.FAILED, None, message=exc.message)
-    answer, actor = result, f"connector:{_payment_name(payment)}"
+    answer, actor = result, f"connector:{payment.name}"
     _record(svc, case, Step.REFUND,
             lambda c: c.apply_refund_result(answer, svc.clock(), actor=actor))
 
@@ -423,10 +478,6 @@ def _refund_order(case: RefundCase) -> RefundOrder:
         order_id=request.order.id, reason=request.reason.code, paid_total=request.paid,
         lines=tuple(request.lines),
     )
-
-
-def _payment_name(payment: PaymentGateway) -> str:
-    return str(getattr(payment, "name", type(payment).__name__))
 
 
 # ------------------------------------------------------------------ goods and stock
@@ -514,7 +565,7 @@ def adjust_stock(svc: Services, case_id: str) -> None:
         refused = exc
         _record(svc, case, Step.STOCK, lambda c: _refused_booking(svc, c, refused))
         return
-    actor = f"connector:{getattr(erp, 'name', 'erp')}"
+    actor = f"connector:{erp.name}"
     _record(svc, case, Step.STOCK,
             lambda c: c.record_stock_booked(reference, moves, svc.clock(), actor=actor))
 

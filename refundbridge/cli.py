@@ -193,11 +193,12 @@ def evaluate(
     import json
     from datetime import UTC, date, datetime
 
-    from api.routes.evaluate import at_noon, read_evaluation
+    from api.schemas import read_evaluation
     from config.settings import PolicySettings
     from core import services
     from core.compliance import MedicalDeviceRuleSet
     from core.errors import InvalidRequest
+    from core.policy import at_noon
     from core.rules import EvaluationContext
 
     try:

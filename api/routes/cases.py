@@ -10,18 +10,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from api.deps import ContainerDep, Operator
+from api.schemas import InspectionIn
 from core import services
 from core.errors import InvalidRequest
 from core.lifecycle import CaseState
 from core.model import Inspection, NotificationKind, Outcome
 from core.request import (
     BIGINT_MAX,
-    MAX_LINES,
-    MAX_QUANTITY,
     PERSON_NAME_MAX,
     Line,
     Text,
-    UdiScan,
 )
 from refundbridge.bootstrap import Container
 from store import queries
@@ -38,21 +36,6 @@ async def _detail(container: Container, case_id: str) -> dict[str, Any]:
     return await run_in_threadpool(
         queries.case_detail, container.engine, case_id,
         stale_after=settings.stale_after_seconds, max_dispatches=settings.max_dispatches)
-
-
-class InspectionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    line: int = Field(ge=0, lt=MAX_LINES, description="Index of the line in the request")
-    seal_intact: bool
-    condition: Literal["as_new", "damaged", "used"]
-    inspector: Line = Field(min_length=1, max_length=PERSON_NAME_MAX)
-    udi_scan: UdiScan | None = Field(default=None, max_length=512)
-    passed: bool = True
-    quantity: int | None = Field(default=None, gt=0, le=MAX_QUANTITY)
-    temperature_log_ok: bool | None = Field(
-        default=None, description="Cold chain: a continuous temperature record came back "
-                                  "with the goods (null: none)")
 
 
 class ReceiptIn(BaseModel):

@@ -15,15 +15,14 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import ClassVar
 
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 
 from connectors.base import ConnectorBase, ConnectorSettings, check_freshness, header_value
-from core.errors import InvalidRequest, WebhookRejected
+from core.errors import WebhookRejected
 from core.ports import Capability, RefundRequested, Role, WebhookEvent
-from core.request import NormalizedRefundRequest, loads_strict
+from core.request import parse_request
 
 SIGNATURE_HEADER = "x-refundbridge-signature"
-FIELD_PREFIX = re.compile(r"^([A-Za-z_][\w.]*): (.+)$", re.DOTALL)
 TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 
@@ -59,25 +58,6 @@ def verify_signature(header: str | None, body: bytes, secret: str, now: datetime
     # Bytes, not str: compare_digest refuses non-ASCII str, and headers are any latin-1.
     if not any(hmac.compare_digest(expected, c.encode()) for c in candidates):
         raise WebhookRejected(connector, "signature does not match")
-
-
-def parse_request(body: bytes) -> NormalizedRefundRequest:
-    # Strict first (a key twice, NaN, too deep, not UTF-8); then pydantic reads the same text.
-    loads_strict(body)
-    try:
-        return NormalizedRefundRequest.model_validate_json(body)
-    except ValidationError as exc:
-        errors = []
-        for error in exc.errors():
-            field = ".".join(str(p) for p in error["loc"]) or "body"
-            message = str(error["msg"]).removeprefix("Value error, ")
-            if error["type"] == "json_invalid":
-                field, message = "body", f"malformed JSON: {error['ctx'].get('error', '')}"
-            elif not error["loc"] and (named := FIELD_PREFIX.match(message)):
-                # Cross-field checks run on the whole model; their message names the field.
-                field, message = named.group(1), named.group(2)
-            errors.append((field, message))
-        raise InvalidRequest(errors[0][0], errors[0][1], errors) from exc
 
 
 class GenericStorefrontConnector(ConnectorBase):

@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from connectors.generic.webhooks import parse_request
 from core.errors import InvalidRequest
-from core.request import NormalizedRefundRequest, RequestKind
+from core.request import NormalizedRefundRequest, RequestKind, parse_request
 from tests.unit.builders import DELETE, line, request_body
 
 
