@@ -1,4 +1,5 @@
-"""The FastAPI application, built around a container from `refundbridge.bootstrap`."""
+"""The FastAPI application, built around the ports in `api.deps` (the composition root,
+`refundbridge.bootstrap`, provides them)."""
 
 from __future__ import annotations
 
@@ -11,18 +12,17 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from api import docs, errors
-from api.deps import token_is_valid
+from api.deps import ApiDeps, token_is_valid
 from api.middleware import Hardening
 from api.ops import OperatorGuard, build_dashboard
 from api.routes import cases, evaluate, health, recalls, webhooks
-from refundbridge.bootstrap import Container
 
 
-def create_app(container: Container, *, dashboard: bool = True) -> FastAPI:
+def create_app(deps: ApiDeps, *, dashboard: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         to_thread.current_default_thread_limiter().total_tokens = (
-            container.settings.api_threads)
+            deps.settings.api_threads)
         yield
 
     app = FastAPI(
@@ -35,9 +35,9 @@ def create_app(container: Container, *, dashboard: bool = True) -> FastAPI:
         docs_url=None,  # api/docs.py serves both pages from the package, not a CDN
         redoc_url=None,
     )
-    app.state.container = container
+    app.state.deps = deps
     errors.install(app)
-    app.add_middleware(Hardening, max_body_bytes=container.settings.max_body_bytes)
+    app.add_middleware(Hardening, max_body_bytes=deps.settings.max_body_bytes)
     app.include_router(health.router)
     app.include_router(webhooks.router)
     app.include_router(cases.router)
@@ -46,8 +46,8 @@ def create_app(container: Container, *, dashboard: bool = True) -> FastAPI:
     docs.install(app)
     if dashboard:
         guard = OperatorGuard(
-            build_dashboard(container.settings.redis_url, container.redis),
-            lambda authorization: token_is_valid(container, authorization),
+            build_dashboard(deps.settings.redis_url, deps.redis),
+            lambda authorization: token_is_valid(deps.settings.operator_tokens, authorization),
         )
         app.mount("/ops/rq", guard)
 

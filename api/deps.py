@@ -1,31 +1,96 @@
-"""FastAPI dependencies: the container, and the operator's bearer token."""
+"""FastAPI dependencies: what the routes need, as ports, and the operator's bearer token.
+
+`ApiDeps` is what the app is built around; the composition root
+(`refundbridge.bootstrap.Container`) provides it, and nothing in `api/` imports that. Each
+route asks only for what it uses: the services, the case reads, the recall register, a
+shop's policy, a webhook receiver.
+"""
 
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Protocol
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import SecretStr
+from redis import Redis
 
-from refundbridge.bootstrap import Container
-
-
-def get_container(request: Request) -> Container:
-    container: Container = request.app.state.container
-    return container
-
-
-ContainerDep = Annotated[Container, Depends(get_container)]
+from core.ports import WebhookReceiver
+from core.recalls import RecallRegister
+from core.rules import ShopPolicy
+from core.services import Services
+from store.queries import CaseReads
 
 
-def token_is_valid(container: Container, authorization: str | None) -> bool:
+class ApiSettings(Protocol):
+    @property
+    def operator_tokens(self) -> Sequence[SecretStr]: ...
+
+    @property
+    def api_threads(self) -> int: ...
+
+    @property
+    def max_body_bytes(self) -> int: ...
+
+    @property
+    def redis_url(self) -> str | None: ...
+
+
+class ApiDeps(Protocol):
+    @property
+    def settings(self) -> ApiSettings: ...
+
+    @property
+    def api_services(self) -> Services: ...
+
+    @property
+    def reads(self) -> CaseReads: ...
+
+    @property
+    def recalls(self) -> RecallRegister: ...
+
+    @property
+    def redis(self) -> Redis: ...
+
+    def shop_policy(self, shop_id: str) -> ShopPolicy:
+        """The shop's policy; `NotFound` for a shop that is not configured."""
+        ...
+
+    def webhook_receiver(self, shop_id: str, connector: str) -> WebhookReceiver | None: ...
+
+
+def get_deps(request: Request) -> ApiDeps:
+    deps: ApiDeps = request.app.state.deps
+    return deps
+
+
+def get_services(request: Request) -> Services:
+    return get_deps(request).api_services
+
+
+def get_reads(request: Request) -> CaseReads:
+    return get_deps(request).reads
+
+
+def get_recalls(request: Request) -> RecallRegister:
+    return get_deps(request).recalls
+
+
+AppDeps = Annotated[ApiDeps, Depends(get_deps)]
+ServicesDep = Annotated[Services, Depends(get_services)]
+ReadsDep = Annotated[CaseReads, Depends(get_reads)]
+RecallsDep = Annotated[RecallRegister, Depends(get_recalls)]
+
+
+def token_is_valid(tokens: Sequence[SecretStr], authorization: str | None) -> bool:
     if not authorization or not authorization.startswith("Bearer "):
         return False
     offered = authorization.removeprefix("Bearer ").strip().encode()
     valid = False
     # Compare against every token (no early exit) so timing reveals nothing.
-    for token in container.settings.operator_tokens:
+    for token in tokens:
         valid |= hmac.compare_digest(offered, token.get_secret_value().encode())
     return valid
 
@@ -36,10 +101,10 @@ operator_bearer = HTTPBearer(auto_error=False, scheme_name="operatorToken",
                                          "setting, sent as `Authorization: Bearer <token>`.")
 
 
-def require_operator(request: Request, container: ContainerDep,
+def require_operator(request: Request, deps: AppDeps,
                      _: Annotated[HTTPAuthorizationCredentials | None,
                                   Depends(operator_bearer)]) -> str:
-    if not token_is_valid(container, request.headers.get("authorization")):
+    if not token_is_valid(deps.settings.operator_tokens, request.headers.get("authorization")):
         raise HTTPException(401, "Unauthorized")
     return "operator"
 

@@ -11,7 +11,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import (
@@ -28,6 +27,7 @@ from core.errors import (
     TransientProviderError,
     WebhookRejected,
 )
+from store.db import DATABASE_UNAVAILABLE
 
 log = logging.getLogger("refundbridge.api")
 
@@ -120,8 +120,8 @@ def install(app: FastAPI) -> None:
         unavailable = StoreUnavailable("the database cannot be reached; nothing was stored")
         return await _ours(request, unavailable)
 
-    app.add_exception_handler(OperationalError, _store)
-    app.add_exception_handler(InterfaceError, _store)
+    for unavailable in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(unavailable, _store)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

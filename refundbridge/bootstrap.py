@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from redis import Redis
@@ -17,12 +17,13 @@ from connectors.base import ConfigProblems, ConnectorContext, RetryPolicy
 from connectors.registry import ConnectorRegistry
 from core.compliance import MedicalDeviceRuleSet
 from core.errors import ConfigError, NotFound
-from core.ports import Capability, Role
+from core.ports import Capability, Role, WebhookReceiver
 from core.recalls import RecallRegister
 from core.rules import RuleSet, ShopPolicy
 from core.services import Services, ShopGateways
 from store.db import make_engine
 from store.outbox import Dispatch, OutboxStore
+from store.queries import CaseReads
 from store.recalls import SqlRecallRegister
 from store.uow import SqlUnitOfWork
 from workers.queue import RqDispatcher
@@ -58,9 +59,23 @@ class Container:
     uow: Callable[[], SqlUnitOfWork]
     recalls: RecallRegister
     outbox: OutboxStore
+    reads: CaseReads
 
     def shop(self, shop_id: str) -> ShopRuntime:
         return find_shop(self.shops, shop_id)
+
+    def shop_policy(self, shop_id: str) -> ShopPolicy:
+        return find_shop(self.shops, shop_id).policy
+
+    def webhook_receiver(self, shop_id: str, connector: str) -> WebhookReceiver | None:
+        """The shop's storefront or payment connector of that name, if it takes webhooks."""
+        shop = self.shops.get(shop_id)
+        for role in (Role.STOREFRONT, Role.PAYMENT):
+            candidate = shop.connectors.get(role) if shop else None
+            if candidate is not None and candidate.name == connector and hasattr(
+                    candidate, "parse_webhook"):
+                return cast(WebhookReceiver, candidate)
+        return None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -256,4 +271,6 @@ def bootstrap(
     )
     return Container(settings, engine, redis, dispatcher, registry, shops, services,
                      replace(services, uow=api_uow), rule_set, uow,
-                     recalls=recalls, outbox=OutboxStore(engine))
+                     recalls=recalls, outbox=OutboxStore(engine),
+                     reads=CaseReads(engine, stale_after=settings.stale_after_seconds,
+                                     max_dispatches=settings.max_dispatches))

@@ -6,7 +6,7 @@ from collections import Counter
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 
 from core.audit import verify_chain
 from core.errors import NotFound
@@ -168,3 +168,28 @@ def totals(engine: Engine) -> dict[str, Any]:
             emails[note["status"]] += 1
     return {"states": dict(states), "refunded": refunded, "stock_moves": dict(moves),
             "notifications": dict(emails)}
+
+
+class CaseReads:
+    """The operator API's reads, bound to one database."""
+
+    def __init__(self, engine: Engine, *, stale_after: float, max_dispatches: int) -> None:
+        self._engine = engine
+        self._stale_after = stale_after
+        self._max_dispatches = max_dispatches
+
+    def case_detail(self, case_id: str) -> dict[str, Any]:
+        return case_detail(self._engine, case_id, stale_after=self._stale_after,
+                           max_dispatches=self._max_dispatches)
+
+    def case_evidence(self, case_id: str) -> dict[str, Any]:
+        return case_evidence(self._engine, case_id)
+
+    def list_cases(self, *, shop: str | None, state: str | None, limit: int,
+                   cursor: int | None) -> dict[str, Any]:
+        return list_cases(self._engine, shop=shop, state=state, limit=limit, cursor=cursor)
+
+    def ping(self) -> None:
+        """Raise the store's error if the database does not answer."""
+        with self._engine.connect() as conn:
+            conn.execute(text("SELECT 1"))

@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from api.deps import ContainerDep, Operator
+from api.deps import Operator, ReadsDep, ServicesDep
 from api.schemas import InspectionIn
 from core import services
 from core.errors import InvalidRequest
@@ -21,8 +21,7 @@ from core.request import (
     Line,
     Text,
 )
-from refundbridge.bootstrap import Container
-from store import queries
+from store.queries import CaseReads
 
 router = APIRouter(prefix="/v1", tags=["cases"])
 
@@ -31,13 +30,8 @@ router = APIRouter(prefix="/v1", tags=["cases"])
 TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 
 
-async def _detail(container: Container, case_id: str) -> dict[str, Any]:
-    settings = container.settings
-    return await run_in_threadpool(
-        queries.case_detail, container.engine, case_id,
-        stale_after=settings.stale_after_seconds, max_dispatches=settings.max_dispatches)
-
-
+async def _detail(reads: CaseReads, case_id: str) -> dict[str, Any]:
+    return await run_in_threadpool(reads.case_detail, case_id)
 class ReceiptIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -87,7 +81,7 @@ class ActionIn(BaseModel):
 
 @router.get("/cases")
 async def list_cases(
-    container: ContainerDep, _: Operator,
+    reads: ReadsDep, _: Operator,
     shop: str | None = None,
     state: CaseState | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -98,72 +92,73 @@ async def list_cases(
     if cursor is not None and int(cursor) > BIGINT_MAX:
         raise InvalidRequest("query.cursor", "is not a cursor this API gave out")
     return await run_in_threadpool(
-        queries.list_cases, container.engine, shop=shop,
+        reads.list_cases, shop=shop,
         state=state.value if state else None, limit=limit,
         cursor=int(cursor) if cursor else None)
 
 
 @router.get("/cases/{case_id}")
-async def get_case(case_id: str, container: ContainerDep, _: Operator) -> dict[str, Any]:
-    return await _detail(container, case_id)
+async def get_case(case_id: str, reads: ReadsDep, _: Operator) -> dict[str, Any]:
+    return await _detail(reads, case_id)
 
 
 @router.get("/cases/{case_id}/evidence")
-async def get_evidence(case_id: str, container: ContainerDep, _: Operator) -> dict[str, Any]:
-    return await run_in_threadpool(queries.case_evidence, container.engine, case_id)
+async def get_evidence(case_id: str, reads: ReadsDep, _: Operator) -> dict[str, Any]:
+    return await run_in_threadpool(reads.case_evidence, case_id)
 
 
 @router.post("/cases/{case_id}/receipt")
-async def receive_goods(case_id: str, body: ReceiptIn, container: ContainerDep,
+async def receive_goods(case_id: str, body: ReceiptIn, svc: ServicesDep, reads: ReadsDep,
                         _: Operator) -> dict[str, Any]:
     inspections = [Inspection(**line.model_dump()) for line in body.lines]
     actor = f"operator:{body.lines[0].inspector}"
-    await run_in_threadpool(services.record_receipt, container.api_services, case_id,
+    await run_in_threadpool(services.record_receipt, svc, case_id,
                             inspections, actor)
-    return await _detail(container, case_id)
+    return await _detail(reads, case_id)
 
 
 @router.post("/cases/{case_id}/review")
-async def review(case_id: str, body: ReviewIn, container: ContainerDep,
+async def review(case_id: str, body: ReviewIn, svc: ServicesDep, reads: ReadsDep,
                  _: Operator) -> dict[str, Any]:
-    await run_in_threadpool(services.review, container.api_services, case_id,
+    await run_in_threadpool(services.review, svc, case_id,
                             Outcome(body.decision), body.reviewer, body.internal_note,
                             body.customer_message)
-    return await _detail(container, case_id)
+    return await _detail(reads, case_id)
 
 
 @router.post("/cases/{case_id}/retry")
-async def retry(case_id: str, container: ContainerDep, _: Operator,
+async def retry(case_id: str, svc: ServicesDep, reads: ReadsDep, _: Operator,
                 body: ActionIn | None = None) -> dict[str, Any]:
     actor = f"operator:{(body or ActionIn()).actor}"
-    await run_in_threadpool(services.retry, container.api_services, case_id, actor)
-    return await _detail(container, case_id)
+    await run_in_threadpool(services.retry, svc, case_id, actor)
+    return await _detail(reads, case_id)
 
 
 @router.post("/cases/{case_id}/cancel")
-async def cancel(case_id: str, body: ActionIn, container: ContainerDep,
+async def cancel(case_id: str, body: ActionIn, svc: ServicesDep, reads: ReadsDep,
                  _: Operator) -> dict[str, Any]:
-    await run_in_threadpool(services.cancel, container.api_services, case_id,
+    await run_in_threadpool(services.cancel, svc, case_id,
                             f"operator:{body.actor}", body.reason)
-    return await _detail(container, case_id)
+    return await _detail(reads, case_id)
 
 
 @router.post("/cases/{case_id}/notifications/{kind}/waive")
 async def waive_notification(case_id: str, kind: NotificationKind, body: WaiveIn,
-                             container: ContainerDep, _: Operator) -> dict[str, Any]:
+                             svc: ServicesDep, reads: ReadsDep, _: Operator) -> dict[str, Any]:
     """The customer need not get this message (a failed or pending one): it no longer keeps
     the case open. Recorded in the audit trail with the operator and the reason."""
-    await run_in_threadpool(services.waive_notification, container.api_services, case_id,
+    await run_in_threadpool(services.waive_notification, svc, case_id,
                             kind, f"operator:{body.actor}", body.reason)
-    return await _detail(container, case_id)
+    return await _detail(reads, case_id)
 
 
 @router.post("/cases/{case_id}/notifications/{kind}/resend")
-async def resend_notification(case_id: str, kind: NotificationKind, container: ContainerDep,
-                              _: Operator, body: ActionIn | None = None) -> dict[str, Any]:
+async def resend_notification(case_id: str, kind: NotificationKind, svc: ServicesDep,
+                              reads: ReadsDep, _: Operator,
+                              body: ActionIn | None = None) -> dict[str, Any]:
     """Send a failed (or waived) message again; the case closes once it is sent, if that
     was all it waited for."""
     actor = f"operator:{(body or ActionIn()).actor}"
-    await run_in_threadpool(services.resend_notification, container.api_services, case_id,
+    await run_in_threadpool(services.resend_notification, svc, case_id,
                             kind, actor)
-    return await _detail(container, case_id)
+    return await _detail(reads, case_id)

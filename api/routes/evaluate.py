@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
-from api.deps import ContainerDep, Operator
+from api.deps import AppDeps, Operator
 from api.schemas import read_evaluation
 from core import services
 from core.policy import at_noon
@@ -34,16 +34,16 @@ DOC: dict[str, Any] = {
 
 @router.post("/evaluate", openapi_extra=DOC, summary="Preview the rules' decision")
 async def evaluate(
-    request: Request, container: ContainerDep, _: Operator,
+    request: Request, deps: AppDeps, _: Operator,
     shop: Annotated[str, Query(min_length=1, description="The shop whose policy applies")],
     at: Annotated[date | None, Query(description="Evaluate as of this day "
                                                  "(default: now)")] = None,
 ) -> dict[str, Any]:
-    runtime = container.shop(shop)
+    policy = deps.shop_policy(shop)
     raw = await request.body()
     refund_request, inspections = read_evaluation(raw)
-    svc = container.api_services
-    now = at_noon(at, runtime.policy.timezone) if at else svc.clock()
+    svc = deps.api_services
+    now = at_noon(at, policy.timezone) if at else svc.clock()
     decision = await run_in_threadpool(services.preview, svc, shop, refund_request, now,
                                        inspections)
     return {**decision.as_json(), "shop": shop, "evaluated_at": now.isoformat()}

@@ -6,11 +6,9 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 
-from api.deps import ContainerDep
-from refundbridge.bootstrap import Container
+from api.deps import ApiDeps, AppDeps
+from store.db import DATABASE_ERROR
 
 router = APIRouter(tags=["health"])
 
@@ -20,16 +18,15 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def _checks(container: Container) -> dict[str, str]:
+def _checks(deps: ApiDeps) -> dict[str, str]:
     checks = {}
     try:
-        with container.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        deps.reads.ping()
         checks["database"] = "ok"
-    except SQLAlchemyError as exc:
+    except DATABASE_ERROR as exc:
         checks["database"] = f"error: {type(exc).__name__}"
     try:
-        container.redis.ping()
+        deps.redis.ping()
         checks["redis"] = "ok"
     except RedisError as exc:
         checks["redis"] = f"error: {type(exc).__name__}"
@@ -37,7 +34,7 @@ def _checks(container: Container) -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(container: ContainerDep) -> JSONResponse:
-    checks = await run_in_threadpool(_checks, container)
+async def readyz(deps: AppDeps) -> JSONResponse:
+    checks = await run_in_threadpool(_checks, deps)
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from api.deps import ContainerDep, Operator
+from api.deps import AppDeps, Operator
 from core.errors import InvalidRequest
 from core.recalls import (
     LOT_MAX,
@@ -96,25 +96,25 @@ def _parse(raw: bytes, media_type: str) -> list[Recall]:
 
 
 @router.post("/recalls", openapi_extra=_request_schemas())
-async def import_recalls(request: Request, shop: str, container: ContainerDep,
+async def import_recalls(request: Request, shop: str, deps: AppDeps,
                          _: Operator) -> dict[str, int]:
     """Import recall notices as JSON (`{"recalls": [...]}`) or as a CSV file (`text/csv`).
     All or nothing: one bad row imports nothing (422 naming the row and column). A recall
     already known is skipped, so importing a file twice changes nothing."""
-    container.shop(shop)
+    deps.shop_policy(shop)
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json" and not media_type.endswith("+json") \
             and media_type not in CSV_TYPES:
         raise HTTPException(415, "Content-Type: send application/json or text/csv")
     recalls = await run_in_threadpool(_parse, await request.body(), media_type)
-    added = await run_in_threadpool(container.recalls.add, shop, recalls)
-    total = len(await run_in_threadpool(container.recalls.for_shop, shop))
+    added = await run_in_threadpool(deps.recalls.add, shop, recalls)
+    total = len(await run_in_threadpool(deps.recalls.for_shop, shop))
     return {"added": added, "total": total}
 
 
 @router.get("/recalls")
-async def list_recalls(shop: str, container: ContainerDep, _: Operator) -> dict[str, Any]:
+async def list_recalls(shop: str, deps: AppDeps, _: Operator) -> dict[str, Any]:
     """The shop's recall list, the newest notice first."""
-    container.shop(shop)
-    recalls = await run_in_threadpool(container.recalls.for_shop, shop)
+    deps.shop_policy(shop)
+    recalls = await run_in_threadpool(deps.recalls.for_shop, shop)
     return {"shop": shop, "total": len(recalls), "recalls": [r.as_json() for r in recalls]}

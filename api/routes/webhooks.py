@@ -9,18 +9,17 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from api.deps import ContainerDep
+from api.deps import ApiDeps, AppDeps
 from core import services
 from core.errors import InvalidRequest, NotFound
 from core.money import Money
 from core.ports import (
     ExternalRefund,
-    Ignored,
     RefundRequested,
     RefundUpdate,
     Role,
-    WebhookAck,
     WebhookEvent,
+    WebhookReceiver,
 )
 from core.request import (
     BIGINT_MAX,
@@ -30,7 +29,6 @@ from core.request import (
     NormalizedRefundRequest,
     check_text,
 )
-from refundbridge.bootstrap import Container
 
 log = logging.getLogger("refundbridge.api")
 
@@ -66,60 +64,44 @@ REQUEST_BODY_DOC: dict[str, Any] = {
 NO_RECEIVER = "no webhook receiver at this address"
 
 
-def receiver_for(container: Container, shop_id: str, connector: str) -> Any:
-    shop = container.shops.get(shop_id)
-    candidates = [shop.connectors.get(role) for role in WEBHOOK_ROLES] if shop else []
-    for candidate in candidates:
-        if candidate is not None and candidate.name == connector and hasattr(
-                candidate, "parse_webhook"):
-            return candidate
-    raise NotFound(NO_RECEIVER)
+def receiver_for(deps: ApiDeps, shop_id: str, connector: str) -> WebhookReceiver:
+    receiver = deps.webhook_receiver(shop_id, connector)
+    if receiver is None:
+        raise NotFound(NO_RECEIVER)
+    return receiver
 
 
-def handle(container: Container, shop_id: str, connector: str, headers: dict[str, str],
+def handle(deps: ApiDeps, shop_id: str, connector: str, headers: dict[str, str],
            body: bytes) -> Response:
-    receiver = receiver_for(container, shop_id, connector)
-    event = receiver.parse_webhook(headers, body, container.api_services.clock())
+    receiver = receiver_for(deps, shop_id, connector)
+    svc = deps.api_services
+    event = receiver.parse_webhook(headers, body, svc.clock())
     check_storable(event)
-    answer = _apply(container, shop_id, connector, event)
+    outcome = services.apply_webhook_event(svc, shop_id, connector, event)
     # Some providers retry until they read their own word for "received" (Alipay: success).
-    ack: WebhookAck | None = getattr(receiver, "acknowledgement", None)
+    ack = receiver.acknowledgement
     if ack is not None and not isinstance(event, RefundRequested):
         return Response(ack.body, status_code=ack.status, media_type=ack.media_type)
-    return answer
+    return answer_for(outcome)
 
 
-def _apply(container: Container, shop_id: str, connector: str,
-           event: WebhookEvent) -> JSONResponse:
-    if isinstance(event, RefundRequested):
-        received = services.receive_request(container.api_services, shop_id, connector,
-                                            event.request, event.fingerprint)
-        status = 202 if received.created else 200
+def answer_for(outcome: services.WebhookOutcome) -> JSONResponse:
+    """The HTTP answer to what a webhook did."""
+    if isinstance(outcome, services.Received):
+        url = f"/v1/cases/{outcome.case_id}"
         return JSONResponse(
-            {"case_id": received.case_id, "case_url": f"/v1/cases/{received.case_id}",
-             "duplicate": not received.created},
-            status_code=status, headers={"Location": f"/v1/cases/{received.case_id}"},
-        )
-    if isinstance(event, RefundUpdate):
-        try:
-            case_id = services.apply_refund_update(
-                container.api_services, event.result, case_id=event.case_id,
-                idempotency_key=event.idempotency_key, actor=f"connector:{connector}")
-        except NotFound:
-            # Signed, so genuine, but about a case this deployment does not have (another
-            # deployment on the same account, or test data). Acknowledged: a 404 would be
-            # delivered again for days.
-            log.warning("%s/%s: refund news for unknown case %r (event %s) acknowledged",
-                        shop_id, connector, event.case_id, event.event_id)
-            return JSONResponse({"case_id": None, "applied": False,
-                                 "reason": "no such case here"})
-        return JSONResponse({"case_id": case_id, "applied": case_id is not None})
-    if isinstance(event, ExternalRefund):
-        recorded = services.record_external_refund(container.api_services, shop_id, event)
-        return JSONResponse({"order_id": event.order_id, "external_refund": event.external_id,
-                             "recorded": recorded})
-    assert isinstance(event, Ignored)
-    return JSONResponse({"ignored": event.reason})
+            {"case_id": outcome.case_id, "case_url": url, "duplicate": not outcome.created},
+            status_code=202 if outcome.created else 200, headers={"Location": url})
+    if isinstance(outcome, services.RefundNewsApplied):
+        answer: dict[str, Any] = {"case_id": outcome.case_id, "applied": outcome.applied}
+        if outcome.reason:
+            answer["reason"] = outcome.reason
+        return JSONResponse(answer)
+    if isinstance(outcome, services.ExternalRefundRecorded):
+        return JSONResponse({"order_id": outcome.order_id,
+                             "external_refund": outcome.external_id,
+                             "recorded": outcome.recorded})
+    return JSONResponse({"ignored": outcome.reason})
 
 
 def check_storable(event: WebhookEvent) -> None:
@@ -146,13 +128,13 @@ def check_storable(event: WebhookEvent) -> None:
 @router.post("/webhooks/{shop}/{connector}", openapi_extra=REQUEST_BODY_DOC,
              summary="Receive a signed webhook")
 async def receive_webhook(shop: str, connector: str, request: Request,
-                          container: ContainerDep) -> Response:
+                          deps: AppDeps) -> Response:
     # Who receives it is known before a byte of the body is read; the body itself is
     # bounded by `max_body_bytes` (api.middleware).
-    receiver_for(container, shop, connector)
+    receiver_for(deps, shop, connector)
     body = await request.body()
     headers = dict(request.headers)
-    return await run_in_threadpool(handle, container, shop, connector, headers, body)
+    return await run_in_threadpool(handle, deps, shop, connector, headers, body)
 
 
 def openapi_schemas() -> dict[str, Any]:

@@ -15,6 +15,9 @@ RULES = {
     # Workers run steps and hand work to the queue; every query is the store's, and what
     # they need of the process comes through `workers.deps`, not the composition root.
     "workers": frozenset({"sqlalchemy", "psycopg", "refundbridge", "api"}),
+    # Routes translate HTTP: what they need comes through `api.deps`, not the composition
+    # root, and no provider package is theirs to know; the database only through the store.
+    "api": frozenset({"refundbridge", "connectors", "workers", "sqlalchemy", "psycopg"}),
     # The store and the connectors are adapters: they know the core, not the queue or the web.
     "store": frozenset({"fastapi", "starlette", "rq", "redis", "workers", "api", "connectors"}),
     "connectors": frozenset({"fastapi", "starlette", "rq", "sqlalchemy", "store", "workers",
