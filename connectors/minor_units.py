@@ -17,9 +17,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from types import MappingProxyType
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 from core.errors import AmountNotRepresentable, InvalidRequest
 from core.money import Money, check_currency, minor_units, parse_decimal
+
+
+def _wire_currency(value: str) -> str:
+    try:
+        return check_currency(value)
+    except InvalidRequest as exc:
+        raise ValueError(exc.message) from exc
+
+
+# A currency code in a provider's message, upper-cased. Checked in the wire model, so a bad
+# code is reported as a field of the message, not later inside `Money`.
+WireCurrency = Annotated[str, AfterValidator(_wire_currency)]
 
 
 @dataclass(frozen=True, slots=True)

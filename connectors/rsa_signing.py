@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Final
+from typing import Annotated, Final
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from pydantic import AfterValidator, SecretStr
 
 MIN_KEY_BITS: Final = 2048  # both providers issue, and sign with, 2048-bit keys
 
@@ -74,6 +75,21 @@ def load_public_key(text: str) -> rsa.RSAPublicKey:
         raise KeyFormatError("is not an RSA key")
     _checked_size(key)
     return key
+
+
+def _private_key_setting(value: SecretStr) -> SecretStr:
+    return SecretStr(private_key_pem(value.get_secret_value()))
+
+
+def _public_key_setting(value: str) -> str:
+    load_public_key(value)
+    return value
+
+
+# Settings fields for keys, checked when the settings are read, so a broken key stops the
+# start, not a refund. The private key is kept as PKCS#8 PEM (see `private_key_pem`).
+PrivateKeySetting = Annotated[SecretStr, AfterValidator(_private_key_setting)]
+PublicKeySetting = Annotated[str, AfterValidator(_public_key_setting)]
 
 
 def sign(key: rsa.RSAPrivateKey, message: bytes) -> str:

@@ -8,7 +8,6 @@ from functools import cached_property
 from typing import ClassVar
 
 from cryptography.hazmat.primitives.asymmetric import rsa
-from pydantic import SecretStr, field_validator
 
 from connectors import rsa_signing
 from connectors.alipay import webhooks
@@ -22,29 +21,19 @@ from connectors.alipay.transformers import (
     refund_paid,
 )
 from connectors.base import ClientConnector, ConnectorSettings
+from connectors.rsa_signing import PrivateKeySetting, PublicKeySetting
 from core.model import RefundResult, RefundStatus
 from core.ports import Capability, RefundOrder, Role, WebhookAck, WebhookEvent
 
 
 class AlipaySettings(ConnectorSettings):
     app_id: str
-    app_private_key: SecretStr  # PEM (or the bare base64 Alipay's console shows)
-    alipay_public_key: str  # Alipay's key, from the console, to check what Alipay signs
+    app_private_key: PrivateKeySetting  # PEM (or the bare base64 Alipay's console shows)
+    # Alipay's key, from the console, to check what Alipay signs
+    alipay_public_key: PublicKeySetting
     gateway_url: str = "https://openapi.alipay.com/gateway.do"
     # Which field `RefundOrder.payment_reference` is; see `transformers.reference_field`.
     reference_kind: ReferenceKind = "auto"
-
-    @field_validator("app_private_key")
-    @classmethod
-    def _readable_private_key(cls, value: SecretStr) -> SecretStr:
-        # Checked at start-up so a broken key is a config error, not a failed refund.
-        return SecretStr(rsa_signing.private_key_pem(value.get_secret_value()))
-
-    @field_validator("alipay_public_key")
-    @classmethod
-    def _readable_public_key(cls, value: str) -> str:
-        rsa_signing.load_public_key(value)
-        return value
 
 
 class AlipayConnector(ClientConnector[AlipayClient]):

@@ -16,6 +16,7 @@ from typing import Final, Literal
 
 from pydantic import ConfigDict, field_validator
 
+from connectors.base import mapped_status
 from connectors.minor_units import MinorUnit, MinorUnitTable
 from core.errors import InvalidRequest, PermanentProviderError
 from core.model import RefundResult, RefundStatus
@@ -129,11 +130,7 @@ STATUS_MAP: Final[Mapping[str, RefundStatus]] = MappingProxyType({
 
 
 def map_status(raw: str | None) -> RefundStatus:
-    status = STATUS_MAP.get(raw) if raw is not None else None
-    if status is None:
-        log.warning("alipay: unmapped refund_status %r; recorded as unknown", raw)
-        return RefundStatus.UNKNOWN
-    return status
+    return mapped_status(STATUS_MAP, raw, "alipay", "refund_status")
 
 
 # --------------------------------------------------------------------- wire models

@@ -10,6 +10,13 @@ from pydantic import SecretStr, field_validator
 
 from connectors.base import ClientConnector, ConnectorContext, ConnectorSettings
 from connectors.erpnext.client import ERPNextClient
+from connectors.erpnext.returns import (
+    Warehouses,
+    credit_note,
+    delivery_return,
+    returned_moves,
+    still_to_return,
+)
 from connectors.erpnext.transformers import (
     BATCH,
     BUNDLE,
@@ -26,17 +33,12 @@ from connectors.erpnext.transformers import (
     ReturnRow,
     StockDocResult,
     StockDocument,
-    Warehouses,
     batches_of,
-    credit_note,
-    delivery_return,
     delivery_return_filter,
     order_filter,
     original_invoice_filter,
     return_filter,
-    returned_moves,
     shipment_filter,
-    still_to_return,
     to_shipped_units,
 )
 from core.errors import ConfigError, PermanentProviderError

@@ -18,6 +18,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from connectors.base import ConnectorContext, send
 from connectors.shopify.queries import (
     FULFILLMENT_LINES_QUERY,
+    FULFILLMENTS_FIRST,
     MAX_PAGES,
     ORDER_LINES_QUERY,
     ORDER_QUERY,
@@ -27,9 +28,10 @@ from connectors.shopify.queries import (
     RETURN_APPROVE,
     RETURN_DECLINE,
     RETURN_QUERY,
+    TRANSACTIONS_FIRST,
     operation_name,
 )
-from connectors.shopify.transformers import NAME, check_order_size, next_cursor
+from connectors.shopify.transformers import NAME, too_large
 from connectors.shopify.wire import (
     GqlFulfillment,
     GqlFulfillmentLineItem,
@@ -91,6 +93,26 @@ def _throttle_wait(extensions: dict[str, Any]) -> float | None:
     return max(0.0, needed / rate) if rate > 0 else None
 
 
+def next_cursor(page: PageInfo, what: str) -> str | None:
+    """Where the next page of `what` starts, or None after the last one."""
+    if not page.has_next_page:
+        return None
+    if not page.end_cursor:
+        raise PermanentProviderError(NAME, f"{what}: Shopify says there is more but gives no "
+                                           "cursor to read it from", code="invalid_response")
+    return page.end_cursor
+
+
+def check_order_size(order: GqlOrder) -> None:
+    """Shopify does not page an order's fulfillments or transactions, so an answer as long as
+    the `first` we asked for may have left some out. Read short, the paid total, the refund
+    split or the delivery date could be wrong: such an order is refused instead."""
+    if len(order.fulfillments) >= FULFILLMENTS_FIRST:
+        raise too_large(f"order {order.id}", "fulfillments", FULFILLMENTS_FIRST)
+    if len(order.transactions) >= TRANSACTIONS_FIRST:
+        raise too_large(f"order {order.id}", "transactions", TRANSACTIONS_FIRST)
+
+
 def raise_user_errors(errors: list[UserError], mutation: str) -> None:
     """A mutation's `userErrors` are Shopify saying no, in its own words: permanent, except a
     concurrent request under the same idempotency key, which is still running."""
@@ -122,7 +144,7 @@ class ShopifyClient:
 
     # ---------------------------------------------------------------- reads
     # Each page is its own request (and its own retries), so every request stays under
-    # Shopify's cost limit however long the order is; see transformers.py.
+    # Shopify's cost limit however long the order is; see queries.py.
     def get_order(self, order_id: str) -> GqlOrder:
         """The order with all its lines, fulfillments, fulfillment lines and transactions,
         or PermanentProviderError if it has more than RefundBridge can read whole."""

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from connectors.base import validation_error
 from connectors.minor_units import held_decimal
-from connectors.shopify.queries import FULFILLMENTS_FIRST, REFUNDS_FIRST, TRANSACTIONS_FIRST
+from connectors.shopify.queries import REFUNDS_FIRST
 from connectors.shopify.wire import (
     GqlLineItem,
     GqlOrder,
@@ -29,7 +29,6 @@ from connectors.shopify.wire import (
     GqlRefund,
     GqlRefundNote,
     MoneyBag,
-    PageInfo,
     WebhookRefund,
     WebhookReturn,
     WebhookReturnLineItem,
@@ -99,34 +98,14 @@ RETURN_REQUESTED: Final = "REQUESTED"
 DECLINE_NOTE_MAX = 500  # ReturnDecline.note: "Maximum length: 500 characters."
 REFUND_PARENT_KINDS: Final = frozenset({"SALE", "CAPTURE"})
 
-# ------------------------------------------------------------------ pages and limits
+# ------------------------------------------------------------------ limits of one answer
 
 
-def next_cursor(page: PageInfo, what: str) -> str | None:
-    """Where the next page of `what` starts, or None after the last one."""
-    if not page.has_next_page:
-        return None
-    if not page.end_cursor:
-        raise PermanentProviderError(NAME, f"{what}: Shopify says there is more but gives no "
-                                           "cursor to read it from", code="invalid_response")
-    return page.end_cursor
-
-
-def _too_large(owner: str, what: str, limit: int) -> PermanentProviderError:
+def too_large(owner: str, what: str, limit: int) -> PermanentProviderError:
     return PermanentProviderError(
         NAME, f"{owner} has {limit} or more {what}, more than RefundBridge reads from Shopify "
               "in one query; it cannot be handled here without risking a wrong amount, so "
               "handle it in the Shopify admin", code="order_too_large")
-
-
-def check_order_size(order: GqlOrder) -> None:
-    """Shopify does not page an order's fulfillments or transactions, so an answer as long as
-    the `first` we asked for may have left some out. Read short, the paid total, the refund
-    split or the delivery date could be wrong: such an order is refused instead."""
-    if len(order.fulfillments) >= FULFILLMENTS_FIRST:
-        raise _too_large(f"order {order.id}", "fulfillments", FULFILLMENTS_FIRST)
-    if len(order.transactions) >= TRANSACTIONS_FIRST:
-        raise _too_large(f"order {order.id}", "transactions", TRANSACTIONS_FIRST)
 
 
 def refund_with_key(order_refunds: GqlOrderRefunds, idempotency_key: str
@@ -140,7 +119,7 @@ def refund_with_key(order_refunds: GqlOrderRefunds, idempotency_key: str
         if marker is not None and marker.idempotency_key == idempotency_key:
             return refund
     if len(order_refunds.refunds) >= REFUNDS_FIRST:
-        raise _too_large(f"order {order_refunds.id}", "refunds", REFUNDS_FIRST)
+        raise too_large(f"order {order_refunds.id}", "refunds", REFUNDS_FIRST)
     return None
 
 

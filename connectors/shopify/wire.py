@@ -11,7 +11,7 @@ Both ignore fields they do not name: Shopify adds fields in every version.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 from pydantic import ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -21,6 +21,8 @@ from core.request import WireModel
 ORDER_GID: Final = "gid://shopify/Order/"
 REFUND_GID: Final = "gid://shopify/Refund/"
 RETURN_GID: Final = "gid://shopify/Return/"
+
+N = TypeVar("N")
 
 # ------------------------------------------------------------------ GraphQL wire models
 
@@ -49,6 +51,13 @@ class PageInfo(_Gql):
     end_cursor: str | None = None
 
 
+class Page(_Gql, Generic[N]):
+    """One page of a connection: `{ pageInfo { … } nodes { … } }`."""
+
+    page_info: PageInfo = Field(default_factory=PageInfo)
+    nodes: list[N]
+
+
 class GqlLineItem(_Gql):
     id: str
     sku: str | None = None
@@ -57,9 +66,7 @@ class GqlLineItem(_Gql):
     discounted_unit_price_after_all_discounts_set: MoneyBag
 
 
-class GqlLineItems(_Gql):
-    page_info: PageInfo = Field(default_factory=PageInfo)
-    nodes: list[GqlLineItem]
+GqlLineItems = Page[GqlLineItem]
 
 
 class GqlFulfillmentLineItem(_Gql):
@@ -67,9 +74,7 @@ class GqlFulfillmentLineItem(_Gql):
     line_item: Ref
 
 
-class GqlFulfillmentLineItems(_Gql):
-    page_info: PageInfo = Field(default_factory=PageInfo)
-    nodes: list[GqlFulfillmentLineItem]
+GqlFulfillmentLineItems = Page[GqlFulfillmentLineItem]
 
 
 class GqlFulfillment(_Gql):
@@ -87,9 +92,7 @@ class GqlTransaction(_Gql):
     amount_set: MoneyBag
 
 
-class GqlTransactions(_Gql):
-    page_info: PageInfo = Field(default_factory=PageInfo)
-    nodes: list[GqlTransaction]
+GqlTransactions = Page[GqlTransaction]
 
 
 class GqlRefund(_Gql):

@@ -6,21 +6,18 @@ with these models.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field
 
-from connectors.minor_units import MinorUnit, MinorUnitTable
+from connectors.base import mapped_status
+from connectors.minor_units import MinorUnit, MinorUnitTable, WireCurrency
 from core.errors import InvalidRequest
 from core.model import RefundResult, RefundStatus
-from core.money import check_currency
 from core.ports import RefundOrder
 from core.request import PROVIDER_REF_MAX, WireModel
-
-log = logging.getLogger(__name__)
 
 # Every refund status Stripe documents (API 2024-06-20). Anything else becomes UNKNOWN, which
 # the core records but never acts on: a status Stripe adds later must not move money or close
@@ -75,7 +72,7 @@ class StripeRefund(_Wire):
     id: str = Field(max_length=PROVIDER_REF_MAX)
     object: Literal["refund"] = "refund"
     amount: int
-    currency: str
+    currency: WireCurrency
     status: str | None = None  # documented as nullable
     payment_intent: str | None = None
     charge: str | None = None
@@ -83,15 +80,6 @@ class StripeRefund(_Wire):
     failure_reason: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
     created: int | None = None
-
-    @field_validator("currency")
-    @classmethod
-    def _known_currency(cls, value: str) -> str:
-        # Checked here so a bad code is reported as a wire field, not later inside `Money`.
-        try:
-            return check_currency(value)
-        except InvalidRequest as exc:
-            raise ValueError(exc.message) from exc
 
 
 class StripeRefundList(_Wire):
@@ -151,11 +139,7 @@ def refund_form(order: RefundOrder) -> dict[str, str]:
 
 
 def map_status(raw: str | None) -> RefundStatus:
-    status = STATUS_MAP.get(raw) if raw is not None else None
-    if status is None:
-        log.warning("stripe: unmapped refund status %r; recorded as unknown", raw)
-        return RefundStatus.UNKNOWN
-    return status
+    return mapped_status(STATUS_MAP, raw, "stripe")
 
 
 def to_refund_result(refund: StripeRefund, where: str = "") -> RefundResult:

@@ -11,6 +11,7 @@ from pydantic import Field, PositiveInt, SecretStr, ValidationInfo, field_valida
 
 from connectors import rsa_signing
 from connectors.base import ClientConnector, ConnectorContext, ConnectorSettings
+from connectors.rsa_signing import PrivateKeySetting, PublicKeySetting
 from connectors.wechatpay import signing, webhooks
 from connectors.wechatpay.client import WeChatPayClient
 from connectors.wechatpay.transformers import encode, refund_body, to_refund_result
@@ -21,10 +22,10 @@ from core.ports import Capability, RefundOrder, Role, WebhookEvent
 class WeChatPaySettings(ConnectorSettings):
     mchid: str = Field(pattern=r"^\d{1,32}$")
     merchant_serial_no: str = Field(pattern=r"^[0-9A-Fa-f]{1,64}$")
-    merchant_private_key: SecretStr  # PEM (apiclient_key.pem)
+    merchant_private_key: PrivateKeySetting  # PEM (apiclient_key.pem)
     apiv3_key: SecretStr  # exactly 32 bytes
     # Public-key mode: WeChat Pay's public key and its id "PUB_KEY_ID_…".
-    platform_public_key: str | None = None
+    platform_public_key: PublicKeySetting | None = None
     platform_public_key_id: str | None = Field(default=None, pattern=r"^PUB_KEY_ID_\w+$",
                                                validate_default=True)
     # Platform-certificate mode: PEM certificates, matched by serial number.
@@ -36,22 +37,10 @@ class WeChatPaySettings(ConnectorSettings):
     base_url: str = "https://api.mch.weixin.qq.com"
     tolerance_seconds: PositiveInt = 300
 
-    @field_validator("merchant_private_key")
-    @classmethod
-    def _private_key(cls, value: SecretStr) -> SecretStr:
-        return SecretStr(rsa_signing.private_key_pem(value.get_secret_value()))
-
     @field_validator("apiv3_key")
     @classmethod
     def _apiv3_key(cls, value: SecretStr) -> SecretStr:
         signing.check_apiv3_key(value.get_secret_value())
-        return value
-
-    @field_validator("platform_public_key")
-    @classmethod
-    def _public_key(cls, value: str | None) -> str | None:
-        if value is not None:
-            rsa_signing.load_public_key(value)
         return value
 
     @field_validator("platform_public_key_id")

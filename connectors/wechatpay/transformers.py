@@ -13,12 +13,12 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
-from pydantic import ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, ValidationError
 
-from connectors.minor_units import MinorUnit, MinorUnitTable
+from connectors.base import mapped_status
+from connectors.minor_units import MinorUnit, MinorUnitTable, WireCurrency
 from core.errors import AmountNotRepresentable, InvalidRequest, PermanentProviderError
 from core.model import RefundResult, RefundStatus
-from core.money import check_currency
 from core.ports import RefundOrder
 from core.request import ReasonCode, WireModel
 
@@ -119,17 +119,9 @@ class _Wire(WireModel):
 class RefundAmount(_Wire):
     refund: int
     total: int
-    currency: str = CURRENCY
+    currency: WireCurrency = CURRENCY
     payer_refund: int | None = None
     payer_total: int | None = None
-
-    @field_validator("currency")
-    @classmethod
-    def _known_currency(cls, value: str) -> str:
-        try:
-            return check_currency(value)
-        except InvalidRequest as exc:
-            raise ValueError(exc.message) from exc
 
 
 class WeChatRefund(_Wire):
@@ -222,11 +214,7 @@ def encode(body: Mapping[str, Any]) -> bytes:
 
 
 def map_status(raw: str | None) -> RefundStatus:
-    status = STATUS_MAP.get(raw) if raw is not None else None
-    if status is None:
-        log.warning("wechatpay: unmapped refund status %r; recorded as unknown", raw)
-        return RefundStatus.UNKNOWN
-    return status
+    return mapped_status(STATUS_MAP, raw, "wechatpay")
 
 
 def _result(raw: str, refund_id: str, amount: RefundAmount, where: str) -> RefundResult:

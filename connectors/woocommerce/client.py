@@ -16,13 +16,11 @@ from connectors.woocommerce.transformers import (
     API_PREFIX,
     NAME,
     REFUND_MISSING_CODES,
-    WCNote,
-    WCOrder,
-    WCRefund,
     parse_wire,
     parse_wire_list,
     read_error,
 )
+from connectors.woocommerce.wire import WCNote, WCOrder, WCRefund
 from core.errors import PermanentProviderError, TransientProviderError
 
 PAGE_SIZE: Final = 100  # the REST API's maximum per_page

@@ -13,11 +13,7 @@ from pydantic import SecretStr, field_validator
 from connectors.base import ClientConnector, ConnectorSettings
 from connectors.woocommerce import webhooks
 from connectors.woocommerce.client import WooCommerceClient
-from connectors.woocommerce.transformers import (
-    NAME,
-    OrderMapping,
-    WCNote,
-    WCRefund,
+from connectors.woocommerce.refunds import (
     belongs_to,
     deleted_refund_result,
     note_marker,
@@ -25,8 +21,9 @@ from connectors.woocommerce.transformers import (
     refund_body,
     refund_line_items,
     to_refund_result,
-    to_snapshot,
 )
+from connectors.woocommerce.transformers import NAME, OrderMapping, to_snapshot
+from connectors.woocommerce.wire import WCNote, WCRefund
 from core.errors import InvalidRequest, PermanentProviderError
 from core.model import RefundResult
 from core.ports import (

@@ -1,6 +1,6 @@
-"""WooCommerce's wire format (REST API v3, pydantic models) and its mapping to and from the
-core model. No I/O: `client.py` sends what these functions build, and `webhooks.py` parses
-deliveries with them.
+"""WooCommerce's order as our request: the mapping from its wire models (`wire.py`) to the
+core model, and the helpers that read its answers. No I/O: `client.py` sends what is built
+here and in `refunds.py`, and `webhooks.py` parses deliveries with these functions.
 
 Sources for the shapes: WooCommerce's own REST controllers (`class-wc-rest-orders-v2-controller`,
 `class-wc-rest-order-refunds-controller` v2/v3, `RestApiUtil::adjust_create_refund_request_
@@ -14,25 +14,22 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import ROUND_DOWN, Decimal
-from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from connectors.minor_units import held_decimal
+from connectors.woocommerce.wire import WCError, WCLineItem, WCOrder
 from core.errors import InvalidRequest, PermanentProviderError
-from core.model import RefundResult, RefundStatus
 from core.money import Money, check_currency, minor_units
-from core.ports import ExternalRefund, OrderLine, OrderSnapshot, RefundOrder, StatusOutcome
+from core.ports import ExternalRefund, OrderLine, OrderSnapshot
 from core.request import (
     WIRE_FRACTION_DIGITS,
     NormalizedRefundRequest,
     ReasonCode,
     RequestKind,
-    WireModel,
     parse_amount_text,
 )
 
@@ -47,21 +44,6 @@ REFUND_MARKER: Final = "RefundBridge"
 META_IDEMPOTENCY_KEY: Final = "_refundbridge_idempotency_key"
 META_CASE_ID: Final = "_refundbridge_case_id"
 
-# A refund object has no status field. What it has is `refunded_payment`: WooCommerce saves
-# the refund, calls the gateway, and sets `refunded_payment: true` only once the gateway said
-# yes; if the gateway says no it deletes the refund again. So for a refund we asked the
-# gateway to pay (`api_refund: true`, always, for ours):
-#   true   → the gateway paid;
-#   false  → the gateway call has not returned (or PHP died during it): pending, polled, and
-#            a person looks if it stays so;
-#   gone   → WooCommerce deleted it because the gateway refused: failed.
-# Anything else (null, a string, the field missing) is unknown: recorded, never acted on.
-STATUS_MAP: Final[Mapping[str, RefundStatus]] = MappingProxyType({
-    "refunded_payment=true": RefundStatus.SUCCEEDED,
-    "refunded_payment=false": RefundStatus.PENDING,
-    "deleted": RefundStatus.FAILED,
-})
-
 # WooCommerce answers "refund not found" with one of these (404), depending on whether the
 # id is unknown or belongs to another order.
 REFUND_MISSING_CODES: Final = frozenset({"woocommerce_rest_shop_order_refund_invalid_id",
@@ -70,123 +52,6 @@ REFUND_MISSING_CODES: Final = frozenset({"woocommerce_rest_shop_order_refund_inv
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
-
-
-# ------------------------------------------------------------------ wire models
-
-
-class _Wire(WireModel):
-    # WooCommerce and its plugins add fields freely; we read only what we need.
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class WCMeta(_Wire):
-    id: int | None = None
-    key: str
-    value: Any = None
-
-
-class WCTax(_Wire):
-    id: int
-    total: str = ""
-    subtotal: str = ""
-
-
-class WCLineItem(_Wire):
-    id: int
-    name: str = ""
-    product_id: int = 0
-    variation_id: int = 0
-    quantity: int
-    sku: str | None = None
-    subtotal: str = "0"
-    subtotal_tax: str = "0"
-    total: str = "0"
-    total_tax: str = "0"
-    taxes: list[WCTax] = Field(default_factory=list)
-    meta_data: list[WCMeta] = Field(default_factory=list)
-
-
-class WCAddress(_Wire):
-    first_name: str = ""
-    last_name: str = ""
-    company: str = ""
-    email: str | None = None
-    phone: str | None = None
-
-
-class WCOrderRefundRef(_Wire):
-    """An entry of an order's `refunds` list. WooCommerce before 3.0 called `reason` `refund`."""
-
-    id: int
-    reason: str = Field(default="", validation_alias=AliasChoices("reason", "refund"))
-    total: str  # negative: "-10.00"
-
-
-class WCOrder(_Wire):
-    id: int
-    status: str
-    currency: str
-    date_created_gmt: str | None = None
-    date_modified_gmt: str | None = None
-    date_completed_gmt: str | None = None
-    date_paid_gmt: str | None = None
-    total: str
-    total_tax: str = "0"
-    customer_id: int = 0
-    billing: WCAddress = Field(default_factory=WCAddress)
-    payment_method: str = ""
-    payment_method_title: str = ""
-    transaction_id: str = ""
-    meta_data: list[WCMeta] = Field(default_factory=list)
-    line_items: list[WCLineItem] = Field(default_factory=list)
-    refunds: list[WCOrderRefundRef] = Field(default_factory=list)
-
-    def meta(self, key: str) -> Any:
-        return _meta(self.meta_data, key)
-
-
-class WCRefund(_Wire):
-    """`GET /orders/<id>/refunds/<refund id>` and the items of the refunds list."""
-
-    id: int
-    date_created_gmt: str | None = None
-    amount: str
-    reason: str = ""
-    refunded_by: int | None = None
-    # Read as-is: a value WooCommerce does not document must become UNKNOWN, not a 422.
-    refunded_payment: Any = None
-    meta_data: list[WCMeta] = Field(default_factory=list)
-
-    def meta(self, key: str) -> Any:
-        return _meta(self.meta_data, key)
-
-
-class WCErrorData(_Wire):
-    status: int | None = None
-
-
-class WCError(_Wire):
-    """Every WordPress REST error: `{"code": ..., "message": ..., "data": {"status": ...}}`."""
-
-    code: str
-    message: str = ""
-    data: WCErrorData | None = None
-
-
-class WCNote(_Wire):
-    id: int
-    note: str = ""
-    customer_note: bool = False
-
-
-def _meta(items: Iterable[WCMeta], key: str) -> Any:
-    # WooCommerce allows several entries with one key; the last one written wins in its UI.
-    found: Any = None
-    for item in items:
-        if item.key == key:
-            found = item.value
-    return found
 
 
 def read_error(body: bytes) -> WCError | None:
@@ -274,8 +139,12 @@ def wc_datetime(value: str | None, field: str) -> datetime | None:
 def _meta_datetime(value: Any, field: str) -> datetime | None:
     if value in (None, ""):
         return None
-    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
-        return datetime.fromtimestamp(int(value), UTC)
+    if isinstance(value, int) or (isinstance(value, str) and value.isascii()
+                                  and value.isdigit()):
+        try:
+            return datetime.fromtimestamp(int(value), UTC)
+        except (OverflowError, OSError, ValueError) as exc:  # a "time" past year 9999
+            raise InvalidRequest(field, "is not a time") from exc
     if isinstance(value, str):
         return wc_datetime(value, field)
     raise InvalidRequest(field, "must be an ISO 8601 date-time or unix seconds")
@@ -382,11 +251,11 @@ def _request_line(item: WCLineItem, index: int, currency: str, prefix: str) -> d
         "unit_price": str(unit_gross(item, currency, index).amount),
     }
     for field in LINE_TEXT_FIELDS:
-        value = _text(_meta(item.meta_data, prefix + field))
+        value = _text(item.meta(prefix + field))
         if value:
             line[field] = value
     for field in LINE_FLAG_FIELDS:
-        value = _text(_meta(item.meta_data, prefix + field)).lower()
+        value = _text(item.meta(prefix + field)).lower()
         if value:
             line[field] = value in TRUE_WORDS
     return line
@@ -399,6 +268,39 @@ def external_request_id(order: WCOrder, mapping: OrderMapping) -> str:
     own = _text(order.meta(mapping.request_id_meta_key))
     base = f"order-{order.id}-refund-request"
     return f"{base}-{own}" if own else base
+
+
+def _requested_amount(order: WCOrder, mapping: OrderMapping, lines: Sequence[Mapping[str, Any]],
+                      paid: Money) -> Money:
+    asked = _text(order.meta(mapping.requested_amount_meta_key))
+    if asked:
+        return wc_money(asked, paid.currency, f"meta_data.{mapping.requested_amount_meta_key}")
+    worth = Money.zero(paid.currency)
+    for line in lines:
+        unit = Money.parse(line["unit_price"], paid.currency)
+        worth = worth + Money.from_minor(unit.minor * line["quantity"], paid.currency)
+    return min(worth, paid)
+
+
+def _request_kind(order: WCOrder, mapping: OrderMapping) -> RequestKind:
+    kind_raw = _text(order.meta(mapping.kind_meta_key)).lower()
+    try:
+        return RequestKind(kind_raw) if kind_raw else mapping.request_kind
+    except ValueError as exc:
+        raise InvalidRequest(f"meta_data.{mapping.kind_meta_key}",
+                             f"'{kind_raw}' is not one of "
+                             f"{', '.join(k.value for k in RequestKind)}") from exc
+
+
+def _reason(order: WCOrder, mapping: OrderMapping) -> tuple[ReasonCode, str]:
+    code_raw = _text(order.meta(mapping.reason_code_meta_key)).lower()
+    text = _text(order.meta(mapping.reason_text_meta_key))
+    try:
+        return ReasonCode(code_raw), text
+    except ValueError:
+        # A plugin's own code we don't know: "other" sends the case to a person (rule A02),
+        # and the code is kept as evidence in the text.
+        return ReasonCode.OTHER, f"[{code_raw}] {text}".strip() if code_raw else text
 
 
 def to_refund_request(order: WCOrder, mapping: OrderMapping) -> NormalizedRefundRequest:
@@ -414,30 +316,9 @@ def to_refund_request(order: WCOrder, mapping: OrderMapping) -> NormalizedRefund
     lines = [_request_line(item, i, currency, mapping.line_meta_prefix)
              for i, item in enumerate(order.line_items) if item.quantity > 0]
     paid = wc_money(order.total, currency, "total")
-    worth = Money.zero(currency)
-    for line in lines:
-        unit = Money.parse(line["unit_price"], currency)
-        worth = worth + Money.from_minor(unit.minor * line["quantity"], currency)
-    asked = _text(order.meta(mapping.requested_amount_meta_key))
-    requested = (wc_money(asked, currency, f"meta_data.{mapping.requested_amount_meta_key}")
-                 if asked else min(worth, paid))
-    kind_raw = _text(order.meta(mapping.kind_meta_key)).lower()
-    try:
-        kind = RequestKind(kind_raw) if kind_raw else mapping.request_kind
-    except ValueError as exc:
-        raise InvalidRequest(f"meta_data.{mapping.kind_meta_key}",
-                             f"'{kind_raw}' is not one of "
-                             f"{', '.join(k.value for k in RequestKind)}") from exc
-    code_raw = _text(order.meta(mapping.reason_code_meta_key)).lower()
-    text = _text(order.meta(mapping.reason_text_meta_key))
-    try:
-        code = ReasonCode(code_raw)
-    except ValueError:
-        # A plugin's own code we don't know: "other" sends the case to a person (rule A02),
-        # and the code is kept as evidence in the text.
-        code = ReasonCode.OTHER
-        if code_raw:
-            text = f"[{code_raw}] {text}".strip()
+    requested = _requested_amount(order, mapping, lines, paid)
+    kind = _request_kind(order, mapping)
+    code, text = _reason(order, mapping)
     placed_at = wc_datetime(order.date_created_gmt, "date_created_gmt")
     if placed_at is None:
         raise InvalidRequest("date_created_gmt", "the order has no creation date")
@@ -531,164 +412,3 @@ def external_refund(order: WCOrder) -> ExternalRefund | None:
     amount = wc_money(newest.total.lstrip("-"), currency, f"refunds.{index}.total")
     return ExternalRefund(order_id=str(order.id), external_id=str(newest.id), amount=amount,
                           note=newest.reason)
-
-
-# ------------------------------------------------------------------ refunds
-
-
-def refund_reason(order: RefundOrder) -> str:
-    # WooCommerce passes the reason to the gateway too (e.g. as the refund's description),
-    # so it stays short. The marker and key are how we recognise the refund later.
-    return f"{order.reason.value} ({REFUND_MARKER} {order.idempotency_key})"
-
-
-def _scaled(amount: Decimal, fraction: Decimal, quantum: Decimal) -> Decimal:
-    return (amount * fraction).quantize(quantum, rounding=ROUND_DOWN)
-
-
-def refund_line_items(order: RefundOrder, wc_order: WCOrder) -> list[dict[str, Any]]:
-    """`line_items` of the refund: the order's line item ids matched by SKU, with quantity,
-    `refund_total` (excluding tax) and `refund_tax` per tax rate, both in proportion to the
-    quantity returned and, if less than the lines' worth was approved, scaled down to it.
-
-    Returns [] (refund by amount only, which pays the same) if any line can't be matched:
-    a half-matched refund would misstate what was returned.
-    """
-    currency = order.amount.currency
-    quantum = Decimal(1).scaleb(-minor_units(currency))
-    remaining = {item.id: item.quantity for item in wc_order.line_items}
-    picked: list[tuple[WCLineItem, int]] = []
-    for line in order.lines:
-        wanted = line.quantity
-        for item in wc_order.line_items:
-            if wanted == 0:
-                break
-            if line_sku(item) != line.sku or remaining[item.id] <= 0:
-                continue
-            take = min(wanted, remaining[item.id])
-            remaining[item.id] -= take
-            wanted -= take
-            picked.append((item, take))
-        if wanted:
-            log.warning("woocommerce: order %s has no line with %d more of SKU %s; refunding "
-                        "case %s by amount only", wc_order.id, wanted, line.sku, order.case_id)
-            return []
-    rows: list[tuple[WCLineItem, int, Decimal, list[tuple[int, Decimal]]]] = []
-    gross = Decimal(0)
-    for item, quantity in picked:
-        fraction = Decimal(quantity) / Decimal(item.quantity)
-        total = _scaled(Decimal(item.total), fraction, quantum)
-        taxes = [(tax.id, _scaled(Decimal(tax.total or "0"), fraction, quantum))
-                 for tax in item.taxes]
-        gross += total + sum((t for _, t in taxes), Decimal(0))
-        rows.append((item, quantity, total, taxes))
-    factor = min(Decimal(1), order.amount.amount / gross) if gross else Decimal(1)
-    body: list[dict[str, Any]] = []
-    for item, quantity, total, taxes in rows:
-        entry: dict[str, Any] = {
-            "id": item.id,
-            "quantity": quantity,
-            "refund_total": str(_scaled(total, factor, quantum)),
-        }
-        if taxes:
-            entry["refund_tax"] = [{"id": tax_id, "refund_total": str(_scaled(t, factor, quantum))}
-                                   for tax_id, t in taxes]
-        body.append(entry)
-    return body
-
-
-def refund_body(order: RefundOrder, line_items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The JSON of `POST /orders/<id>/refunds`.
-
-    `api_refund: true`: the gateway pays the money back. `api_restock: false`: goods are
-    booked back into stock in the ERP after inspection, never on the shop's word alone
-    (a returned sterile device may not be sellable). WooCommerce's own name for that switch
-    inside `wc_create_refund()` is `restock_items`; the REST API calls it `api_restock`.
-    """
-    if not order.amount.is_positive():
-        raise InvalidRequest("amount", f"a refund must be positive, got {order.amount}")
-    return {
-        "amount": held_decimal(order.amount, NAME),
-        "reason": refund_reason(order),
-        "api_refund": True,
-        "api_restock": False,
-        "line_items": list(line_items),
-        "meta_data": [
-            {"key": META_IDEMPOTENCY_KEY, "value": order.idempotency_key},
-            {"key": META_CASE_ID, "value": order.case_id},
-        ],
-    }
-
-
-def belongs_to(refund: WCRefund, order: RefundOrder) -> bool:
-    """Is this the refund made under `order`'s idempotency key? The meta is written after the
-    gateway returned; the reason before it, so either will do."""
-    return (refund.meta(META_IDEMPOTENCY_KEY) == order.idempotency_key
-            or f"{REFUND_MARKER} {order.idempotency_key})" in refund.reason)
-
-
-def raw_status(refund: WCRefund | None) -> str | None:
-    if refund is None:
-        return "deleted"
-    value = refund.refunded_payment
-    if isinstance(value, bool):
-        return f"refunded_payment={'true' if value else 'false'}"
-    return None if value is None else f"refunded_payment={value!r}"
-
-
-def map_status(raw: str | None) -> RefundStatus:
-    status = STATUS_MAP.get(raw) if raw is not None else None
-    if status is None:
-        log.warning("woocommerce: unmapped refund state %r; recorded as unknown", raw)
-        return RefundStatus.UNKNOWN
-    return status
-
-
-def to_refund_result(refund: WCRefund, currency: str) -> RefundResult:
-    raw = raw_status(refund)
-    status = map_status(raw)
-    try:
-        amount = wc_money(refund.amount, currency, "amount")
-    except InvalidRequest as exc:  # the shop's answer, not our caller's request, is wrong
-        raise PermanentProviderError(NAME, f"refund {refund.id}: {exc}",
-                                     code="invalid_response") from exc
-    return RefundResult(
-        status=status,
-        provider_ref=str(refund.id),
-        amount=amount,
-        message="the gateway has not confirmed the refund yet"
-        if status is RefundStatus.PENDING else None,
-        raw_status=raw,
-    )
-
-
-def deleted_refund_result(refund_id: str) -> RefundResult:
-    return RefundResult(
-        status=map_status("deleted"),
-        provider_ref=refund_id,
-        message=f"refund #{refund_id} no longer exists in WooCommerce, which deletes a refund "
-                "when the payment gateway refuses it; check the order before retrying",
-        raw_status="deleted",
-    )
-
-
-# ------------------------------------------------------------------ write-back
-
-
-def note_marker(case_id: str, outcome: StatusOutcome) -> str:
-    return f"[{REFUND_MARKER} {case_id} {outcome.value}]"
-
-
-def note_text(case_id: str, outcome: StatusOutcome, note: str, amount: Money | None) -> str:
-    what = {
-        StatusOutcome.APPROVED: "refund approved",
-        StatusOutcome.DECLINED: "refund declined",
-        StatusOutcome.REFUNDED: "refund paid",
-    }[outcome]
-    parts = [f"{REFUND_MARKER}: {what}"]
-    if amount is not None:
-        parts.append(f"({amount})")
-    text = " ".join(parts) + "."
-    if note:
-        text += f" {note}"
-    return f"{text} {note_marker(case_id, outcome)}"

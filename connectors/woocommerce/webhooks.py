@@ -33,11 +33,11 @@ from connectors.base import header_value
 from connectors.woocommerce.transformers import (
     NAME,
     OrderMapping,
-    WCOrder,
     external_refund,
     to_refund_request,
     validation_error,
 )
+from connectors.woocommerce.wire import WCOrder
 from core.errors import InvalidRequest, WebhookRejected
 from core.ports import Ignored, RefundRequested, WebhookEvent
 from core.request import loads_strict

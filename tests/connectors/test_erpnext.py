@@ -14,7 +14,8 @@ import respx
 
 from connectors.base import ConnectorContext, RetryPolicy
 from connectors.erpnext import ERPNextConnector, ERPNextSettings
-from connectors.erpnext.transformers import Warehouses, credit_note, error_message
+from connectors.erpnext.returns import Warehouses, credit_note
+from connectors.erpnext.transformers import error_message
 from connectors.testing.contract import route_for
 from core.errors import ConfigError, PermanentProviderError
 from core.model import Disposition, StockMove

@@ -22,7 +22,7 @@ from connectors.wechatpay.transformers import (
     refund_body,
 )
 from connectors.wechatpay.transformers import to_refund_result as wechat_result
-from connectors.woocommerce.transformers import refund_body as woocommerce_body
+from connectors.woocommerce.refunds import refund_body as woocommerce_body
 from core.errors import AmountNotRepresentable, InvalidRequest, PermanentProviderError
 from core.model import RefundStatus
 from core.money import Money

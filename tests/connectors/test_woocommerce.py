@@ -23,15 +23,10 @@ from api.app import create_app
 from connectors.base import ConnectorContext, RetryPolicy
 from connectors.registry import ConnectorRegistry, check_connector_class
 from connectors.woocommerce import WooCommerceConnector
-from connectors.woocommerce.transformers import (
-    META_CASE_ID,
-    META_IDEMPOTENCY_KEY,
-    STATUS_MAP,
-    WCRefund,
-    map_status,
-    to_refund_result,
-)
+from connectors.woocommerce.refunds import STATUS_MAP, map_status, to_refund_result
+from connectors.woocommerce.transformers import META_CASE_ID, META_IDEMPOTENCY_KEY
 from connectors.woocommerce.webhooks import sign
+from connectors.woocommerce.wire import WCRefund
 from core.errors import (
     ConfigError,
     InvalidRequest,
