@@ -49,7 +49,7 @@ def test_a_step_records_on_a_fresh_read_when_its_snapshot_went_stale(container):
         uow.cases.get(case_id).start_evaluation(NOW)
         uow.commit()
 
-    services._record(container.services, stale, Step.NOTIFY, lambda c: c.record_notifications(
+    services.record_step(container.services, stale, Step.NOTIFY, lambda c: c.record_notifications(
         [(NotificationKind.RECEIVED, DeliveryStatus.SENT, None)], NOW))
 
     with container.uow() as uow:

@@ -1,0 +1,63 @@
+"""The service layer: one function per use case, each a single unit of work.
+
+Functions take ids and the dependencies they need (`Services`), never globals. The ones that
+call a provider commit before the call (so the idempotency key, or the claim on a booking, is
+stored first) and again after it (so the result is recorded with the work that follows from
+it). Use cases live by subject:
+
+    intake         a request opens a case once; a verified webhook does what it asks
+    decisions      the rules' decision under the order's lock, a preview, a reviewer's
+    money          paying back once; a provider's news of a refund
+    goods          receipt and inspection, the ERP booking, the storefront write-back
+    notifications  telling the customer; an operator's resend or waiver
+    operator       failing, reviving, retrying, cancelling
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from core.model import Step
+from core.services.common import (
+    Received,
+    Services,
+    ShopGateways,
+    finish_idle_step,
+    record_step,
+)
+from core.services.decisions import evaluate, evaluation_context, preview, review, rules_decision
+from core.services.goods import adjust_stock, record_receipt, write_back
+from core.services.intake import (
+    ExternalRefundRecorded,
+    NothingToDo,
+    RefundNewsApplied,
+    WebhookOutcome,
+    apply_webhook_event,
+    receive_request,
+    record_external_refund,
+)
+from core.services.money import apply_refund_update, issue_refund
+from core.services.notifications import (
+    resend_notification,
+    send_notifications,
+    waive_notification,
+)
+from core.services.operator import cancel, fail_step, retry, revive
+
+# The step a job runs, by name: each is idempotent and takes the case's id.
+STEP_HANDLERS: dict[Step, Callable[[Services, str], None]] = {
+    Step.EVALUATE: evaluate,
+    Step.REFUND: issue_refund,
+    Step.STOCK: adjust_stock,
+    Step.NOTIFY: send_notifications,
+    Step.WRITE_BACK: write_back,
+}
+
+__all__ = [
+    "STEP_HANDLERS", "ExternalRefundRecorded", "NothingToDo", "Received", "RefundNewsApplied",
+    "Services", "ShopGateways", "WebhookOutcome", "adjust_stock", "apply_refund_update",
+    "apply_webhook_event", "cancel", "evaluate", "evaluation_context", "fail_step",
+    "finish_idle_step", "issue_refund", "preview", "receive_request", "record_external_refund",
+    "record_receipt", "record_step", "resend_notification", "retry", "review", "revive",
+    "rules_decision", "send_notifications", "waive_notification", "write_back",
+]

@@ -1,0 +1,194 @@
+"""Deciding a case: the rules (under a lock on its order), a preview, a reviewer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from core.errors import (
+    NotSupported,
+    PermanentProviderError,
+)
+from core.lifecycle import CaseState
+from core.model import (
+    Decision,
+    Inspection,
+    LineDisposition,
+    Obligation,
+    Outcome,
+    RefundCase,
+    RuleResult,
+    ShippedUnit,
+    Step,
+)
+from core.money import Money
+from core.ports import (
+    UnitOfWork,
+)
+from core.request import NormalizedRefundRequest
+from core.rules import (
+    EvaluationContext,
+    RuleSet,
+    over_refund_guard,
+    payment_route_guard,
+    units_guard,
+)
+from core.services.common import Services, finish_idle_step
+
+
+def evaluate(svc: Services, case_id: str) -> None:
+    """Decide a new case by the shop's rules, under a lock on its order.
+
+    If the shop's ERP can say what was shipped (R01), it is asked first, outside any
+    transaction: a slow ERP must not hold the case's lock.
+    """
+    shipments: list[ShippedUnit] | None = None
+    unknown_because: str | None = None
+    asked = False
+    while True:
+        with svc.uow() as uow:
+            case = uow.cases.get(case_id)
+            if Step.EVALUATE not in case.steps_needed():
+                finish_idle_step(svc, uow, case, Step.EVALUATE)
+                return
+            lookup = svc.gateways(case.shop_id).shipments
+            if lookup is None or asked:
+                _decide(svc, uow, case, shipments, asked, unknown_because)
+                return
+        try:
+            shipments = list(lookup.shipped_units(case.request.order.id))
+        except (PermanentProviderError, NotSupported) as exc:
+            # The ERP does not know the order: R01 says it could not check, and the case's
+            # trail keeps the ERP's answer (a rejected credential must not pass unseen).
+            # Transient errors propagate, so the job is tried again.
+            unknown_because = exc.message
+        asked = True
+
+
+def _decide(svc: Services, uow: UnitOfWork, case: RefundCase,
+            shipments: list[ShippedUnit] | None, asked: bool,
+            unknown_because: str | None) -> None:
+    request = case.request
+    # Locks are always taken case first, then order: no deadlocks between cases.
+    paid = uow.orders.lock(case.shop_id, request.order.id, request.paid)
+    now = svc.clock()
+    if case.state is CaseState.RECEIVED:
+        case.start_evaluation(now)
+    if asked:
+        case.record_shipments(shipments, now, unknown_because)
+    held = uow.orders.reserved(case.shop_id, request.order.id, case.currency, case.id)
+    ctx = evaluation_context(svc, uow, case, now, paid - held)
+    route = _route(svc, case.shop_id, request, case.source)
+    case.decide(rules_decision(svc.rules(case.shop_id), ctx, route))
+    _queue_write_back(svc, case)
+    uow.outbox.complete(case.id, Step.EVALUATE)
+    uow.commit()
+
+
+def rules_decision(rules: RuleSet, ctx: EvaluationContext,
+                   route: RuleResult | None = None) -> Decision:
+    """The over-refund guard, then the units guard and the shop's rules; `route` (G02) can
+    only send an approval to a person."""
+    guard = over_refund_guard(ctx)
+    if guard.outcome is Outcome.DENY:
+        return Decision(Outcome.DENY, ctx.request.requested, (guard,), "rules", ctx.now)
+    units = units_guard(ctx)
+    verdict = rules.evaluate(ctx)
+    guards = (guard, units) if route is None else (guard, units, route)
+    outcome = verdict.outcome
+    if units.outcome is Outcome.DENY:
+        # Nothing is paid for units the order no longer has; but a claim the rules send to
+        # a person anyway (an adverse event, a quality claim) still reaches one, who then
+        # sees the reason first and can only deny the money (`review`).
+        outcome = Outcome.REVIEW if outcome is Outcome.REVIEW else Outcome.DENY
+    elif outcome is Outcome.APPROVE and any(
+            g.outcome is Outcome.REVIEW for g in guards):
+        outcome = Outcome.REVIEW
+    return Decision(outcome, verdict.amount, (*guards, *verdict.rules), "rules",
+                    ctx.now, lines=verdict.lines, obligations=verdict.obligations)
+
+
+def _route(svc: Services, shop_id: str, request: NormalizedRefundRequest,
+           source: str) -> RuleResult:
+    payment = svc.gateways(shop_id).payment
+    return payment_route_guard(request, payment.name, source, payment.plays_any_provider)
+
+
+def preview(svc: Services, shop_id: str, request: NormalizedRefundRequest, now: datetime,
+            inspections: Sequence[Inspection] = (), source: str = "generic") -> Decision:
+    """What the rules would decide for `request` at `now`, storing nothing: the same inputs
+    a case would get (the shop's policy and recall list, the customer's earlier requests,
+    what the order's other cases hold), except that the ERP is not asked what it shipped."""
+    policy = svc.policy(shop_id)
+    with svc.uow() as uow:
+        since = now - timedelta(days=policy.frequent_refund_days)
+        earlier = uow.cases.earlier_requests(shop_id, request.customer.id, since, "")
+        held = uow.orders.reserved(shop_id, request.order.id, request.currency, "")
+        units = tuple(uow.orders.held_units(shop_id, request.order.id, ""))
+        recalls = uow.recalls.for_shop(shop_id)
+    ctx = EvaluationContext(request, policy, request.paid - held, now, recalls=recalls,
+                            previous_requests=tuple(at for at in earlier if at <= now),
+                            inspections=tuple(inspections), held_units=units)
+    return rules_decision(svc.rules(shop_id), ctx, _route(svc, shop_id, request, source))
+
+
+def evaluation_context(svc: Services, uow: UnitOfWork, case: RefundCase, now: datetime,
+             refundable: Money, decided: Outcome | None = None) -> EvaluationContext:
+    """Everything the rules may read about a case, gathered in the case's unit of work."""
+    policy = svc.policy(case.shop_id)
+    since = now - timedelta(days=policy.frequent_refund_days)
+    earlier = uow.cases.earlier_requests(case.shop_id, case.request.customer.id, since,
+                                         case.id)
+    return EvaluationContext(
+        case.request, policy, refundable, now,
+        recalls=uow.recalls.for_shop(case.shop_id),
+        previous_requests=tuple(at for at in earlier if at < case.created_at),
+        shipments=None if case.shipments is None else tuple(case.shipments),
+        inspections=tuple(case.inspections),
+        held_units=tuple(uow.orders.held_units(case.shop_id, case.request.order.id,
+                                               case.id)),
+        decided=decided,
+    )
+
+
+def _queue_write_back(svc: Services, case: RefundCase) -> None:
+    """Tell the storefront the request was decided, if it came from one that listens."""
+    gateways = svc.gateways(case.shop_id)
+    if gateways.storefront is not None and gateways.storefront_name == case.source:
+        case.request_write_back()
+
+
+def review(svc: Services, case_id: str, outcome: Outcome, reviewer: str, internal_note: str,
+           customer_message: str = "") -> None:
+    """A person decides a case the rules sent to review. The over-refund and units guards
+    still hold.
+
+    `internal_note` is kept in the case and its trail and never leaves RefundBridge;
+    `customer_message` goes to the customer with the decision (email, storefront note).
+    """
+    chosen = outcome
+    with svc.uow() as uow:
+        case = uow.cases.get(case_id)
+        request = case.request
+        paid = uow.orders.lock(case.shop_id, request.order.id, request.paid)
+        now = svc.clock()
+        rules: tuple[RuleResult, ...] = ()
+        lines: tuple[LineDisposition, ...] = ()
+        obligations: tuple[Obligation, ...] = ()
+        if outcome is Outcome.APPROVE:
+            held = uow.orders.reserved(case.shop_id, request.order.id, case.currency, case.id)
+            ctx = evaluation_context(svc, uow, case, now, paid - held, decided=Outcome.APPROVE)
+            rules = (over_refund_guard(ctx), units_guard(ctx))
+            if any(guard.outcome is Outcome.DENY for guard in rules):
+                outcome = Outcome.DENY
+            else:
+                # What the approval starts (R07: a refund without goods is due from today).
+                verdict = svc.rules(case.shop_id).evaluate(ctx)
+                lines, obligations = verdict.lines, verdict.obligations
+        # A message written for the reviewer's outcome is not sent with another (an approval
+        # the guard turned into a denial): the customer gets the plain message of that one.
+        message = customer_message if outcome is chosen else ""
+        case.decide(Decision(outcome, request.requested, rules, f"operator:{reviewer}", now,
+                             internal_note, lines, obligations, message))
+        _queue_write_back(svc, case)
+        uow.commit()
