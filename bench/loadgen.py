@@ -152,6 +152,26 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
+def cpu_use(run: Run, measured: int, window: float
+            ) -> tuple[dict[str, float | None], float | None]:
+    """CPU ms per request of each watched process, and the cores this generator used."""
+    before = run._snap_before
+    after = run.cpu_after_snap  # type: ignore[attr-defined]
+    cpu: dict[str, float | None] = {}
+    if before and measured:
+        for key, value in after.items():
+            if key == "self":
+                continue
+            old = before.get(key)
+            if isinstance(value, dict):
+                delta = cpu_delta(old if isinstance(old, dict) else {}, value)
+            else:
+                delta = float(value) - float(old or 0.0)  # type: ignore[arg-type]
+            cpu[key] = delta / measured * 1000
+    gen_cpu = (float(after["self"]) - float(before.get("self", 0.0))) / window if before else None  # type: ignore[arg-type]
+    return cpu, gen_cpu
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
@@ -187,21 +207,8 @@ def main() -> None:
     end = min(run.measure_to, run.last_done) if run.exhausted else run.measure_to
     window = max(1e-9, end - run.measure_from)
     latencies = sorted(run.latencies)
-    before = run._snap_before
-    after = run.cpu_after_snap  # type: ignore[attr-defined]
     measured = len(latencies)
-    cpu: dict[str, float | None] = {}
-    if before and measured:
-        for key, value in after.items():
-            if key == "self":
-                continue
-            old = before.get(key)
-            if isinstance(value, dict):
-                delta = cpu_delta(old if isinstance(old, dict) else {}, value)
-            else:
-                delta = float(value) - float(old or 0.0)  # type: ignore[arg-type]
-            cpu[key] = delta / measured * 1000  # CPU ms per request
-    gen_cpu = (float(after["self"]) - float(before.get("self", 0.0))) / window if before else None  # type: ignore[arg-type]
+    cpu, gen_cpu = cpu_use(run, measured, window)
     result = {
         "loop": loop_name,
         "connections": args.connections,

@@ -1,5 +1,8 @@
 """Pipeline benchmark: cases per second from signed webhook to `closed`.
 
+One file on purpose (a little over 500 lines): the baseline and the measured run are set up,
+timed and reported side by side, so what differs between them is visible in one read.
+
 (a) Baseline: N no-op jobs (bench.noop.noop) drained by 2 `rq worker` processes of the class
     RefundBridge uses (rq.SimpleWorker, see workers/runner.py) -> jobs/s. Optionally the
     same with the default forking rq.Worker (smaller N), to show why we don't use it.
