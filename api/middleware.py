@@ -25,6 +25,12 @@ _CALLER_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
+def scope_headers(scope: Scope) -> dict[str, str]:
+    """An ASGI request's headers by lower-case name (the last of a repeated one wins)."""
+    return {k.decode("latin-1").lower(): v.decode("latin-1")
+            for k, v in scope.get("headers", [])}
+
+
 class Hardening:
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
@@ -34,8 +40,7 @@ class Hardening:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                   for k, v in scope.get("headers", [])}
+        headers = scope_headers(scope)
         offered = headers.get(REQUEST_ID_HEADER, "")
         request_id = offered if _CALLER_ID.fullmatch(offered) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id

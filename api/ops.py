@@ -15,6 +15,7 @@ from typing import Any, cast
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.errors import problem
+from api.middleware import scope_headers
 
 MUTATING_SEGMENTS = ("/requeue", "/delete", "/empty", "/compact", "/cancel", "/enqueue")
 READ_METHODS = ("GET", "HEAD")
@@ -84,8 +85,7 @@ class OperatorGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                   for k, v in scope.get("headers", [])}
+        headers = scope_headers(scope)
         response = None
         if not self.is_operator(headers.get("authorization")):
             response = problem(401, "Unauthorized", "an operator bearer token is required")
