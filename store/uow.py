@@ -101,15 +101,13 @@ class SqlOrderLedger:
         return Money.from_minor(row.paid_minor, row.currency)
 
     def known_currency(self, shop_id: str, order_id: str) -> str | None:
-        o, c = t.orders.c, t.cases.c
-        ledger = self._uow.conn.execute(
-            select(o.currency).where(o.shop_id == shop_id, o.order_id == order_id)).scalar()
-        if ledger is not None:
-            return str(ledger)
-        # Not evaluated yet: the first case on the order says what it was paid in.
+        # One round trip on the intake path: the ledger's row is made by evaluating a case of
+        # the order, and intake lets no case in another currency in, so any case of the order
+        # says what it was paid in (any one: the (shop, order) index answers at once).
+        c = t.cases.c
         earlier = self._uow.conn.execute(
             select(c.currency).where(c.shop_id == shop_id, c.order_id == order_id)
-            .order_by(c.seq).limit(1)).scalar()
+            .limit(1)).scalar()
         return None if earlier is None else str(earlier)
 
     def reserved(self, shop_id: str, order_id: str, currency: str, excluding: str) -> Money:
