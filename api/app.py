@@ -11,11 +11,11 @@ from anyio import to_thread
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from api import docs, errors
-from api.deps import ApiDeps, token_is_valid
-from api.middleware import Hardening
-from api.ops import OperatorGuard, build_dashboard
-from api.routes import cases, evaluate, health, recalls, webhooks
+from refundbridge.api import docs, errors
+from refundbridge.api.deps import ApiDeps, token_is_valid
+from refundbridge.api.middleware import Hardening
+from refundbridge.api.ops import OperatorGuard, build_dashboard
+from refundbridge.api.routes import cases, evaluate, health, recalls, webhooks
 
 
 def create_app(deps: ApiDeps, *, dashboard: bool = True) -> FastAPI:

@@ -17,11 +17,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 from redis import Redis
 
-from core.ports import WebhookReceiver
-from core.recalls import RecallRegister
-from core.rules import ShopPolicy
-from core.services import Services
-from store.queries import CaseReads
+from refundbridge.core.ports import WebhookReceiver
+from refundbridge.core.recalls import RecallRegister
+from refundbridge.core.rules import ShopPolicy
+from refundbridge.core.services import Services
+from refundbridge.store.queries import CaseReads
 
 
 class ApiSettings(Protocol):

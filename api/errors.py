@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core.errors import (
+from refundbridge.core.errors import (
     ConcurrencyConflict,
     ConfigError,
     DomainError,
@@ -27,7 +27,7 @@ from core.errors import (
     TransientProviderError,
     WebhookRejected,
 )
-from store.db import DATABASE_UNAVAILABLE
+from refundbridge.store.db import DATABASE_UNAVAILABLE
 
 log = logging.getLogger("refundbridge.api")
 

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import BodyTooLarge, problem, too_large
+from refundbridge.api.errors import BodyTooLarge, problem, too_large
 
 log = logging.getLogger("refundbridge.api")
 

@@ -14,8 +14,8 @@ from typing import Any, cast
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.errors import problem
-from api.middleware import scope_headers
+from refundbridge.api.errors import problem
+from refundbridge.api.middleware import scope_headers
 
 MUTATING_SEGMENTS = ("/requeue", "/delete", "/empty", "/compact", "/cancel", "/enqueue")
 READ_METHODS = ("GET", "HEAD")

@@ -7,9 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core.errors import InvalidRequest
-from core.model import Inspection
-from core.request import (
+from refundbridge.core.errors import InvalidRequest
+from refundbridge.core.model import Inspection
+from refundbridge.core.request import (
     MAX_LINES,
     MAX_QUANTITY,
     PERSON_NAME_MAX,

@@ -250,7 +250,7 @@ def _template(shape: int, tag: str, kind: str, size: int) -> bytes:
 
 
 def signed_headers(secret: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
-    from connectors.generic.webhooks import sign
+    from refundbridge.connectors.generic.webhooks import sign
 
     return {"Content-Type": "application/json",
             "X-RefundBridge-Signature": sign(secret, body, timestamp or int(time.time()))}

@@ -69,7 +69,7 @@ def run_load(port: int, secret: str, args: argparse.Namespace, watch_pids: list[
 def count_cases(database_url: str) -> int:
     from sqlalchemy import create_engine, text
 
-    from store.db import normalize_url
+    from refundbridge.store.db import normalize_url
 
     engine = create_engine(normalize_url(database_url))
     try:
@@ -156,11 +156,11 @@ def profile_ingest(requests: int, work: Path, top: int) -> dict[str, Any]:
     import cProfile
     import time
 
-    from api.routes.webhooks import handle
     from bench.common import CONNECTOR, SHOP, build_body, signed_headers
     from bench.pipeline import print_profile
-    from config.settings import load_settings
+    from refundbridge.api.routes.webhooks import handle
     from refundbridge.bootstrap import bootstrap
+    from refundbridge.config.settings import load_settings
 
     flush_redis()
     reset_postgres()

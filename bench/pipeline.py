@@ -196,7 +196,7 @@ class CaseWatcher:
     def __init__(self, base: str, config: BenchConfig) -> None:
         from sqlalchemy import create_engine
 
-        from store.db import normalize_url
+        from refundbridge.store.db import normalize_url
 
         self.engine = create_engine(normalize_url(config.database_url))
         self.http = httpx.Client(base_url=base, timeout=30,
@@ -378,10 +378,10 @@ def profile_pipeline(cases: int, returns: float, work: Path, timeout: float,
     """Webhooks first (through the API, no worker running), then one in-process SimpleWorker
     under cProfile relays and drains everything; between bursts this script receives
     returned goods."""
-    from config.settings import load_settings
     from refundbridge.bootstrap import bootstrap
-    from workers import runtime
-    from workers.runner import drain, make_worker
+    from refundbridge.config.settings import load_settings
+    from refundbridge.workers import runtime
+    from refundbridge.workers.runner import drain, make_worker
 
     config = setup_refundbridge(work, "profile")
     port = free_port()

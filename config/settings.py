@@ -36,11 +36,16 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from core.errors import ConfigError, InvalidRequest, InvalidUdi
-from core.money import check_currency
-from core.policy import DEFAULT_AUTO_APPROVE_REASONS, Jurisdiction, ShopPolicy, SkuFlags
-from core.request import ReasonCode
-from core.udi import gtin14
+from refundbridge.core.errors import ConfigError, InvalidRequest, InvalidUdi
+from refundbridge.core.money import check_currency
+from refundbridge.core.policy import (
+    DEFAULT_AUTO_APPROVE_REASONS,
+    Jurisdiction,
+    ShopPolicy,
+    SkuFlags,
+)
+from refundbridge.core.request import ReasonCode
+from refundbridge.core.udi import gtin14
 
 ROLE_KEYS = ("storefront", "payment", "erp", "notifier")
 DATABASE_BACKENDS = ("postgresql", "postgres", "sqlite")
@@ -262,7 +267,7 @@ def load_settings(config_path: str | os.PathLike[str] | None = None, *,
     reports it with the connectors' own (`refundbridge.bootstrap.check_settings`).
 
     Raises `ConfigError` naming the offending key; several at once as `ConfigProblems`."""
-    from connectors.base import ConfigProblems
+    from refundbridge.connectors.base import ConfigProblems
 
     env_path = os.environ.get("REFUNDBRIDGE_CONFIG")
     path = config_path or env_path
@@ -304,7 +309,7 @@ def _message(error: ErrorDetails) -> str:
 
 def placeholder_tokens(settings: Settings) -> list[ConfigError]:
     """Every operator token that is a placeholder (none in demo mode)."""
-    from connectors.base import is_placeholder
+    from refundbridge.connectors.base import is_placeholder
 
     if settings.demo:
         return []

@@ -14,7 +14,7 @@ import httpx
 import tenacity
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
-from core.errors import (
+from refundbridge.core.errors import (
     ConfigError,
     ConnectorError,
     InvalidRequest,
@@ -23,8 +23,15 @@ from core.errors import (
     TransientProviderError,
     WebhookRejected,
 )
-from core.model import Disposition, RefundStatus
-from core.ports import Capability, OrderSnapshot, Role, ShippedUnit, StatusUpdate, WebhookAck
+from refundbridge.core.model import Disposition, RefundStatus
+from refundbridge.core.ports import (
+    Capability,
+    OrderSnapshot,
+    Role,
+    ShippedUnit,
+    StatusUpdate,
+    WebhookAck,
+)
 
 T = TypeVar("T")
 

@@ -21,8 +21,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator
 
-from core.errors import AmountNotRepresentable, InvalidRequest
-from core.money import Money, check_currency, minor_units, parse_decimal
+from refundbridge.core.errors import AmountNotRepresentable, InvalidRequest
+from refundbridge.core.money import Money, check_currency, minor_units, parse_decimal
 
 
 def _wire_currency(value: str) -> str:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from core.errors import ConfigError
-from core.ports import CAPABILITY_METHODS, ROLE_NEEDS, Capability, Role
+from refundbridge.core.errors import ConfigError
+from refundbridge.core.ports import CAPABILITY_METHODS, ROLE_NEEDS, Capability, Role
 
 GROUP = "refundbridge.connectors"
 

@@ -44,10 +44,10 @@ from datetime import date, timedelta
 from enum import StrEnum
 from typing import Any
 
-from core.errors import InvalidUdi
-from core.injury import NO_INJURY, InjuryFinding, InjuryLevel, detect_injury
-from core.messages import text
-from core.model import (
+from refundbridge.core.errors import InvalidUdi
+from refundbridge.core.injury import NO_INJURY, InjuryFinding, InjuryLevel, detect_injury
+from refundbridge.core.messages import text
+from refundbridge.core.model import (
     Disposition,
     Inspection,
     LineDisposition,
@@ -56,18 +56,18 @@ from core.model import (
     Outcome,
     RuleResult,
 )
-from core.policy import (
+from refundbridge.core.policy import (
     ADVERSE_EVENT_CODES,
     NO_REASON_CODES,
     QUALITY_CODES,
     Jurisdiction,
     SkuFlags,
 )
-from core.ports import ShippedUnit
-from core.recalls import Recall
-from core.request import CustomerType, ReasonCode, RequestKind, RequestLine, Severity
-from core.rules import EvaluationContext, Verdict
-from core.udi import UdiData, parse_udi, udi_mismatches
+from refundbridge.core.ports import ShippedUnit
+from refundbridge.core.recalls import Recall
+from refundbridge.core.request import CustomerType, ReasonCode, RequestKind, RequestLine, Severity
+from refundbridge.core.rules import EvaluationContext, Verdict
+from refundbridge.core.udi import UdiData, parse_udi, udi_mismatches
 
 
 class ReasonGroup(StrEnum):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from core.errors import IllegalTransition
+from refundbridge.core.errors import IllegalTransition
 
 
 class CaseState(StrEnum):

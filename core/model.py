@@ -18,11 +18,11 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from core.audit import GENESIS, AuditEvent, chain_event
-from core.errors import DomainError, InvalidRequest, NotFound
-from core.lifecycle import FINAL_STATES, CaseState, Transition, allows, next_state
-from core.money import Money
-from core.request import NormalizedRefundRequest, RequestKind
+from refundbridge.core.audit import GENESIS, AuditEvent, chain_event
+from refundbridge.core.errors import DomainError, InvalidRequest, NotFound
+from refundbridge.core.lifecycle import FINAL_STATES, CaseState, Transition, allows, next_state
+from refundbridge.core.money import Money
+from refundbridge.core.request import NormalizedRefundRequest, RequestKind
 
 
 class Step(StrEnum):

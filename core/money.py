@@ -8,7 +8,7 @@ from functools import lru_cache
 
 from babel.numbers import get_currency_precision, is_currency
 
-from core.errors import CurrencyMismatch, InvalidRequest
+from refundbridge.core.errors import CurrencyMismatch, InvalidRequest
 
 # ISO 4217 codes that are not money a shop is paid in: metals, funds units, test, "no currency".
 NOT_MONEY = frozenset({"XXX", "XTS", "XAU", "XAG", "XPT", "XPD", "XDR", "XBA", "XBB", "XBC",

@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from core.request import ReasonCode
+from refundbridge.core.request import ReasonCode
 
 RefundTiming = Literal["on_approval", "on_receipt"]
 

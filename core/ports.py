@@ -13,7 +13,7 @@ from enum import StrEnum
 from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
-from core.model import (
+from refundbridge.core.model import (
     NotificationKind,
     RefundCase,
     RefundResult,
@@ -22,11 +22,11 @@ from core.model import (
 )
 
 # Re-exported: connectors use these as port types.
-from core.model import ShippedUnit as ShippedUnit
-from core.model import StatusOutcome as StatusOutcome
-from core.money import Money
-from core.recalls import RecallList
-from core.request import NormalizedRefundRequest, ReasonCode, RequestLine
+from refundbridge.core.model import ShippedUnit as ShippedUnit
+from refundbridge.core.model import StatusOutcome as StatusOutcome
+from refundbridge.core.money import Money
+from refundbridge.core.recalls import RecallList
+from refundbridge.core.request import NormalizedRefundRequest, ReasonCode, RequestLine
 
 # ------------------------------------------------------------------ connectors
 

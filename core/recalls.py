@@ -31,8 +31,8 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Protocol
 
-from core.errors import InvalidRequest, InvalidUdi
-from core.udi import gtin14
+from refundbridge.core.errors import InvalidRequest, InvalidUdi
+from refundbridge.core.udi import gtin14
 
 Problems = list[tuple[str, str]]
 

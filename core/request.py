@@ -29,8 +29,8 @@ from pydantic import (
     model_validator,
 )
 
-from core.errors import InvalidRequest
-from core.money import Money, check_currency
+from refundbridge.core.errors import InvalidRequest
+from refundbridge.core.money import Money, check_currency
 
 # ------------------------------------------------------------------ limits
 # What the store's columns hold (store/tables.py); tests/unit/test_intake_limits.py checks

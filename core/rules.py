@@ -16,13 +16,13 @@ from functools import cached_property
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from core.messages import text
-from core.model import Inspection, LineDisposition, Obligation, Outcome, RuleResult
-from core.money import Money
-from core.policy import ShopPolicy
-from core.ports import HeldUnits, ShippedUnit
-from core.recalls import RecallList
-from core.request import NormalizedRefundRequest
+from refundbridge.core.messages import text
+from refundbridge.core.model import Inspection, LineDisposition, Obligation, Outcome, RuleResult
+from refundbridge.core.money import Money
+from refundbridge.core.policy import ShopPolicy
+from refundbridge.core.ports import HeldUnits, ShippedUnit
+from refundbridge.core.recalls import RecallList
+from refundbridge.core.request import NormalizedRefundRequest
 
 
 @dataclass(frozen=True)

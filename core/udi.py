@@ -97,7 +97,7 @@ from biip.gs1_element_strings import GS1ElementString
 from biip.gs1_messages import GS1Message
 from biip.gtin import Gtin
 
-from core.errors import InvalidUdi
+from refundbridge.core.errors import InvalidUdi
 
 
 class UdiScheme(StrEnum):

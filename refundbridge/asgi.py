@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from api.app import create_app
-from config.settings import load_settings
+from refundbridge.api.app import create_app
 from refundbridge.bootstrap import bootstrap
+from refundbridge.config.settings import load_settings
 
 
 def make_app() -> FastAPI:

@@ -12,21 +12,21 @@ import httpx
 from redis import Redis
 from sqlalchemy import Engine
 
-from config.settings import ROLE_KEYS, Settings, placeholder_tokens
-from connectors.base import ConfigProblems, ConnectorContext, RetryPolicy
-from connectors.registry import ConnectorRegistry
-from core.compliance import MedicalDeviceRuleSet
-from core.errors import ConfigError, NotFound
-from core.ports import Capability, Role, WebhookReceiver
-from core.recalls import RecallRegister
-from core.rules import RuleSet, ShopPolicy
-from core.services import Services, ShopGateways
-from store.db import make_engine
-from store.outbox import Dispatch, OutboxStore
-from store.queries import CaseReads
-from store.recalls import SqlRecallRegister
-from store.uow import SqlUnitOfWork
-from workers.queue import RqDispatcher
+from refundbridge.config.settings import ROLE_KEYS, Settings, placeholder_tokens
+from refundbridge.connectors.base import ConfigProblems, ConnectorContext, RetryPolicy
+from refundbridge.connectors.registry import ConnectorRegistry
+from refundbridge.core.compliance import MedicalDeviceRuleSet
+from refundbridge.core.errors import ConfigError, NotFound
+from refundbridge.core.ports import Capability, Role, WebhookReceiver
+from refundbridge.core.recalls import RecallRegister
+from refundbridge.core.rules import RuleSet, ShopPolicy
+from refundbridge.core.services import Services, ShopGateways
+from refundbridge.store.db import make_engine
+from refundbridge.store.outbox import Dispatch, OutboxStore
+from refundbridge.store.queries import CaseReads
+from refundbridge.store.recalls import SqlRecallRegister
+from refundbridge.store.uow import SqlUnitOfWork
+from refundbridge.workers.queue import RqDispatcher
 
 
 @dataclass
@@ -164,7 +164,7 @@ def check_database(url: str, *, require_schema: bool = True) -> None:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-    from store.db import alembic_config
+    from refundbridge.store.db import alembic_config
 
     parsed = make_url(url)
     shown = parsed.render_as_string(hide_password=True)

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from config.settings import Settings, load_settings
-from connectors.base import ConfigProblems
-from core.errors import ConfigError
+from refundbridge.config.settings import Settings, load_settings
+from refundbridge.connectors.base import ConfigProblems
+from refundbridge.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from refundbridge.bootstrap import Container
@@ -137,7 +137,7 @@ def serve(
         uvicorn.run("refundbridge.asgi:app", host=host, port=port, workers=workers,
                     log_level="info")
         return
-    from api.app import create_app
+    from refundbridge.api.app import create_app
 
     uvicorn.run(create_app(_bootstrap(settings)), host=host, port=port, log_level="info")
 
@@ -148,7 +148,7 @@ def worker(
     burst: Annotated[bool, typer.Option(help="stop when the queue is empty")] = False,
 ) -> None:
     """Run one RQ worker process (start as many as you need, on as many machines)."""
-    from workers.runner import run_worker
+    from refundbridge.workers.runner import run_worker
 
     logging.basicConfig(level=logging.INFO)
     settings = _settings(config)
@@ -168,7 +168,7 @@ def reconcile(
         help="seconds a refund may stay pending before its provider is asked")] = None,
 ) -> None:
     """Find work whose queue job was lost and enqueue it again; poll pending refunds."""
-    from workers.reconcile import reconcile as run
+    from refundbridge.workers.reconcile import reconcile as run
 
     report = run(_bootstrap(_settings(config), redis=True), stale_after,
                  pending_after=pending_after)
@@ -193,13 +193,13 @@ def evaluate(
     import json
     from datetime import UTC, date, datetime
 
-    from api.schemas import read_evaluation
-    from config.settings import PolicySettings
-    from core import services
-    from core.compliance import MedicalDeviceRuleSet
-    from core.errors import InvalidRequest
-    from core.policy import at_noon
-    from core.rules import EvaluationContext
+    from refundbridge.api.schemas import read_evaluation
+    from refundbridge.config.settings import PolicySettings
+    from refundbridge.core import services
+    from refundbridge.core.compliance import MedicalDeviceRuleSet
+    from refundbridge.core.errors import InvalidRequest
+    from refundbridge.core.policy import at_noon
+    from refundbridge.core.rules import EvaluationContext
 
     try:
         day = date.fromisoformat(at) if at else None
@@ -240,7 +240,7 @@ def db_upgrade(config: ConfigOption = None,
                revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Apply Alembic migrations to the configured database."""
     from refundbridge.bootstrap import check_database
-    from store.db import upgrade
+    from refundbridge.store.db import upgrade
 
     settings = _settings(config)
     try:
@@ -307,7 +307,7 @@ def list_connectors(
     from rich.console import Console
     from rich.table import Table
 
-    from connectors.registry import ConnectorRegistry
+    from refundbridge.connectors.registry import ConnectorRegistry
 
     infos = ConnectorRegistry.discover().describe()
     if as_json:
@@ -352,8 +352,8 @@ def recalls_import(
     config: ConfigOption = None,
 ) -> None:
     """Import recall notices from a CSV file; all or nothing, and known ones are skipped."""
-    from core.errors import InvalidRequest, NotFound
-    from core.recalls import decode_csv, parse_recall_csv
+    from refundbridge.core.errors import InvalidRequest, NotFound
+    from refundbridge.core.recalls import decode_csv, parse_recall_csv
 
     container = _bootstrap(_settings(config))
     try:
@@ -381,8 +381,8 @@ def recalls_list(shop: ShopOption, config: ConfigOption = None) -> None:
     import csv
     import sys
 
-    from core.errors import NotFound
-    from core.recalls import COLUMNS
+    from refundbridge.core.errors import NotFound
+    from refundbridge.core.recalls import COLUMNS
 
     container = _bootstrap(_settings(config))
     try:

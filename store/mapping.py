@@ -7,9 +7,9 @@ from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
 
-from core.audit import AuditEvent
-from core.lifecycle import CaseState
-from core.model import (
+from refundbridge.core.audit import AuditEvent
+from refundbridge.core.lifecycle import CaseState
+from refundbridge.core.model import (
     Decision,
     DeliveryStatus,
     Disposition,
@@ -32,8 +32,8 @@ from core.model import (
     StockMove,
     WriteBack,
 )
-from core.money import Money
-from core.request import NormalizedRefundRequest
+from refundbridge.core.money import Money
+from refundbridge.core.request import NormalizedRefundRequest
 
 
 def aware(value: datetime) -> datetime:

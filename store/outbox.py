@@ -12,9 +12,9 @@ from datetime import datetime
 
 from sqlalchemy import Engine, and_, exists, or_, select, update
 
-from core.lifecycle import MOVING_STATES, CaseState
-from core.model import Step
-from store import tables as t
+from refundbridge.core.lifecycle import MOVING_STATES, CaseState
+from refundbridge.core.model import Step
+from refundbridge.store import tables as t
 
 
 @dataclass(frozen=True, slots=True)

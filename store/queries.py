@@ -8,13 +8,13 @@ from typing import Any
 
 from sqlalchemy import Engine, select, text
 
-from core.audit import verify_chain
-from core.errors import NotFound
-from core.model import Step
-from core.money import Money
-from store import tables as t
-from store.mapping import aware, event_from_row
-from store.outbox import redispatch_wait
+from refundbridge.core.audit import verify_chain
+from refundbridge.core.errors import NotFound
+from refundbridge.core.model import Step
+from refundbridge.core.money import Money
+from refundbridge.store import tables as t
+from refundbridge.store.mapping import aware, event_from_row
+from refundbridge.store.outbox import redispatch_wait
 
 
 def _money(minor: int | None, currency: str) -> dict[str, str] | None:

@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
-from core.recalls import Recall, RecallClass, RecallList
-from store import tables as t
-from store.db import dialect_insert
+from refundbridge.core.recalls import Recall, RecallClass, RecallList
+from refundbridge.store import tables as t
+from refundbridge.store.db import dialect_insert
 
 
 def _row(shop_id: str, recall: Recall, now: datetime) -> dict[str, Any]:

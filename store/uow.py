@@ -15,11 +15,11 @@ from typing import Any, Self
 
 from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 
-from core.errors import ConcurrencyConflict, DuplicateDelivery, NotFound
-from core.lifecycle import CaseState
-from core.model import MONEY_RELEASED_STATES, RefundCase, Step
-from core.money import Money
-from core.ports import (
+from refundbridge.core.errors import ConcurrencyConflict, DuplicateDelivery, NotFound
+from refundbridge.core.lifecycle import CaseState
+from refundbridge.core.model import MONEY_RELEASED_STATES, RefundCase, Step
+from refundbridge.core.money import Money
+from refundbridge.core.ports import (
     CaseRepository,
     ExternalRefund,
     HeldUnits,
@@ -29,12 +29,12 @@ from core.ports import (
     Outbox,
     RecallSource,
 )
-from core.recalls import RecallList
-from store import tables as t
-from store.db import dialect_insert
-from store.mapping import aware, case_from_row, case_to_row, event_to_row
-from store.outbox import Dispatch, Work
-from store.recalls import recalls_for_shop
+from refundbridge.core.recalls import RecallList
+from refundbridge.store import tables as t
+from refundbridge.store.db import dialect_insert
+from refundbridge.store.mapping import aware, case_from_row, case_to_row, event_to_row
+from refundbridge.store.outbox import Dispatch, Work
+from refundbridge.store.recalls import recalls_for_shop
 
 
 class SqlCaseRepository:

@@ -21,17 +21,17 @@ from fastapi.testclient import TestClient
 from redis import Redis
 from sqlalchemy import Engine, text
 
-from api.app import create_app
-from config.settings import load_settings
+from refundbridge.api.app import create_app
 from refundbridge.bootstrap import Container, bootstrap
+from refundbridge.config.settings import load_settings
 from refundbridge.demo import Mailbox
-from store.db import make_engine, upgrade
+from refundbridge.store.db import make_engine, upgrade
+from refundbridge.workers.runner import drain as run_until_idle
 from tests.factories import GENERIC_SECRET, OPERATOR_TOKEN, SHOP, request_body, signed
 from tests.fakes.erpnext import BASE as ERP_BASE
 from tests.fakes.erpnext import ERPNextFake
 from tests.fakes.stripe import BASE as STRIPE_BASE
 from tests.fakes.stripe import StripeFake
-from workers.runner import drain as run_until_idle
 
 PG_ADMIN = os.environ.get("REFUNDBRIDGE_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 PG_DATABASE = os.environ.get("REFUNDBRIDGE_TEST_PG_DB", f"refundbridge_test_{os.getpid()}")

@@ -9,7 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from connectors.generic.webhooks import sign
+from refundbridge.connectors.generic.webhooks import sign
 
 SHOP = "acme-medical"
 GENERIC_SECRET = "gsec_" + secrets.token_hex(16)

@@ -7,9 +7,9 @@ from typing import Protocol
 
 from redis import Redis
 
-from core.services import Services
-from store.outbox import OutboxStore
-from workers.queue import RqDispatcher
+from refundbridge.core.services import Services
+from refundbridge.store.outbox import OutboxStore
+from refundbridge.workers.queue import RqDispatcher
 
 
 class WorkerSettings(Protocol):

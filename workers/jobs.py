@@ -16,11 +16,11 @@ import logging
 from redis.exceptions import RedisError
 from rq.timeouts import JobTimeoutException
 
-from core.errors import ConcurrencyConflict, TransientProviderError
-from core.model import Step
-from core.services import STEP_HANDLERS, Services, fail_step
-from store.db import DATABASE_UNAVAILABLE
-from workers import runtime
+from refundbridge.core.errors import ConcurrencyConflict, TransientProviderError
+from refundbridge.core.model import Step
+from refundbridge.core.services import STEP_HANDLERS, Services, fail_step
+from refundbridge.store.db import DATABASE_UNAVAILABLE
+from refundbridge.workers import runtime
 
 log = logging.getLogger("refundbridge.jobs")
 

@@ -9,10 +9,10 @@ from contextlib import contextmanager
 from redis import Redis
 from rq import Queue
 
-from core.model import Step
-from store.outbox import Work
+from refundbridge.core.model import Step
+from refundbridge.store.outbox import Work
 
-JOB_FUNCTION = "workers.jobs.run_step"
+JOB_FUNCTION = "refundbridge.workers.jobs.run_step"
 
 
 def job_id(work: Work, dispatch: int = 1) -> str:

@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
-from core import services
-from store.outbox import OpenWork, redispatch_wait
-from workers.queue import job_id
-from workers.relay import relay_once
+from refundbridge.core import services
+from refundbridge.store.outbox import OpenWork, redispatch_wait
+from refundbridge.workers.queue import job_id
+from refundbridge.workers.relay import relay_once
 
 if TYPE_CHECKING:
-    from workers.deps import WorkerDeps
+    from refundbridge.workers.deps import WorkerDeps
 
 log = logging.getLogger("refundbridge.reconcile")
 

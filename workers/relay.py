@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 
-from store.db import DATABASE_ERROR
+from refundbridge.store.db import DATABASE_ERROR
 
 if TYPE_CHECKING:
-    from workers.deps import WorkerDeps
+    from refundbridge.workers.deps import WorkerDeps
 
 log = logging.getLogger("refundbridge.relay")
 

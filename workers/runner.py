@@ -10,12 +10,12 @@ from redis.exceptions import LockError
 from rq import SimpleWorker
 from rq.timeouts import TimerDeathPenalty
 
-from workers import runtime
-from workers.reconcile import reconcile
-from workers.relay import Relay, relay_once
+from refundbridge.workers import runtime
+from refundbridge.workers.reconcile import reconcile
+from refundbridge.workers.relay import Relay, relay_once
 
 if TYPE_CHECKING:
-    from workers.deps import WorkerDeps
+    from refundbridge.workers.deps import WorkerDeps
 
 log = logging.getLogger("refundbridge.worker")
 

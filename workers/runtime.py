@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from workers.deps import WorkerDeps
+    from refundbridge.workers.deps import WorkerDeps
 
 _current: WorkerDeps | None = None
 

@@ -9,19 +9,19 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from api.deps import Operator, ReadsDep, ServicesDep
-from api.schemas import InspectionIn
-from core import services
-from core.errors import InvalidRequest
-from core.lifecycle import CaseState
-from core.model import Inspection, NotificationKind, Outcome
-from core.request import (
+from refundbridge.api.deps import Operator, ReadsDep, ServicesDep
+from refundbridge.api.schemas import InspectionIn
+from refundbridge.core import services
+from refundbridge.core.errors import InvalidRequest
+from refundbridge.core.lifecycle import CaseState
+from refundbridge.core.model import Inspection, NotificationKind, Outcome
+from refundbridge.core.request import (
     BIGINT_MAX,
     PERSON_NAME_MAX,
     Line,
     Text,
 )
-from store.queries import CaseReads
+from refundbridge.store.queries import CaseReads
 
 router = APIRouter(prefix="/v1", tags=["cases"])
 

@@ -8,10 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
-from api.deps import AppDeps, Operator
-from api.schemas import read_evaluation
-from core import services
-from core.policy import at_noon
+from refundbridge.api.deps import AppDeps, Operator
+from refundbridge.api.schemas import read_evaluation
+from refundbridge.core import services
+from refundbridge.core.policy import at_noon
 
 router = APIRouter(prefix="/v1", tags=["evaluate"])
 

@@ -7,8 +7,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
-from api.deps import ApiDeps, AppDeps
-from store.db import DATABASE_ERROR
+from refundbridge.api.deps import ApiDeps, AppDeps
+from refundbridge.store.db import DATABASE_ERROR
 
 router = APIRouter(tags=["health"])
 

@@ -8,9 +8,9 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from api.deps import AppDeps, Operator
-from core.errors import InvalidRequest
-from core.recalls import (
+from refundbridge.api.deps import AppDeps, Operator
+from refundbridge.core.errors import InvalidRequest
+from refundbridge.core.recalls import (
     LOT_MAX,
     REFERENCE_MAX,
     SERIAL_MAX,
@@ -20,7 +20,7 @@ from core.recalls import (
     parse_recall_csv,
     recall_from_fields,
 )
-from core.request import Line, check_text
+from refundbridge.core.request import Line, check_text
 
 router = APIRouter(prefix="/v1", tags=["recalls"])
 

@@ -9,11 +9,11 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from api.deps import ApiDeps, AppDeps
-from core import services
-from core.errors import InvalidRequest, NotFound
-from core.money import Money
-from core.ports import (
+from refundbridge.api.deps import ApiDeps, AppDeps
+from refundbridge.core import services
+from refundbridge.core.errors import InvalidRequest, NotFound
+from refundbridge.core.money import Money
+from refundbridge.core.ports import (
     ExternalRefund,
     RefundRequested,
     RefundUpdate,
@@ -21,7 +21,7 @@ from core.ports import (
     WebhookEvent,
     WebhookReceiver,
 )
-from core.request import (
+from refundbridge.core.request import (
     BIGINT_MAX,
     EXTERNAL_ID_MAX,
     ORDER_ID_MAX,

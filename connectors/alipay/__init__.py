@@ -1,6 +1,6 @@
 """Alipay payment connector: refunds over the OpenAPI gateway (RSA2-signed), refund news
 over asynchronous notifications."""
 
-from connectors.alipay.connector import AlipayConnector, AlipaySettings
+from refundbridge.connectors.alipay.connector import AlipayConnector, AlipaySettings
 
 __all__ = ["AlipayConnector", "AlipaySettings"]

@@ -20,9 +20,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import ValidationError
 
-from connectors import rsa_signing
-from connectors.alipay import signing
-from connectors.alipay.transformers import (
+from refundbridge.connectors import rsa_signing
+from refundbridge.connectors.alipay import signing
+from refundbridge.connectors.alipay.transformers import (
     NAME,
     QUERY_METHOD,
     REFUND_METHOD,
@@ -32,8 +32,8 @@ from connectors.alipay.transformers import (
     Verdict,
     classify,
 )
-from connectors.base import ConnectorContext, send
-from core.errors import ConnectorError, PermanentProviderError, TransientProviderError
+from refundbridge.connectors.base import ConnectorContext, send
+from refundbridge.core.errors import ConnectorError, PermanentProviderError, TransientProviderError
 
 log = logging.getLogger(__name__)
 

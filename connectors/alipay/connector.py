@@ -9,10 +9,10 @@ from typing import ClassVar
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from connectors import rsa_signing
-from connectors.alipay import webhooks
-from connectors.alipay.client import AlipayClient
-from connectors.alipay.transformers import (
+from refundbridge.connectors import rsa_signing
+from refundbridge.connectors.alipay import webhooks
+from refundbridge.connectors.alipay.client import AlipayClient
+from refundbridge.connectors.alipay.transformers import (
     ReferenceKind,
     queried_refund,
     query_biz_content,
@@ -20,10 +20,10 @@ from connectors.alipay.transformers import (
     refund_not_seen,
     refund_paid,
 )
-from connectors.base import ClientConnector, ConnectorSettings
-from connectors.rsa_signing import PrivateKeySetting, PublicKeySetting
-from core.model import RefundResult, RefundStatus
-from core.ports import Capability, RefundOrder, Role, WebhookAck, WebhookEvent
+from refundbridge.connectors.base import ClientConnector, ConnectorSettings
+from refundbridge.connectors.rsa_signing import PrivateKeySetting, PublicKeySetting
+from refundbridge.core.model import RefundResult, RefundStatus
+from refundbridge.core.ports import Capability, RefundOrder, Role, WebhookAck, WebhookEvent
 
 
 class AlipaySettings(ConnectorSettings):

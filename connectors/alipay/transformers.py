@@ -16,13 +16,13 @@ from typing import Final, Literal
 
 from pydantic import ConfigDict, field_validator
 
-from connectors.base import mapped_status
-from connectors.minor_units import MinorUnit, MinorUnitTable
-from core.errors import InvalidRequest, PermanentProviderError
-from core.model import RefundResult, RefundStatus
-from core.money import Money
-from core.ports import RefundOrder
-from core.request import ReasonCode, WireModel, parse_amount_text
+from refundbridge.connectors.base import mapped_status
+from refundbridge.connectors.minor_units import MinorUnit, MinorUnitTable
+from refundbridge.core.errors import InvalidRequest, PermanentProviderError
+from refundbridge.core.model import RefundResult, RefundStatus
+from refundbridge.core.money import Money
+from refundbridge.core.ports import RefundOrder
+from refundbridge.core.request import ReasonCode, WireModel, parse_amount_text
 
 log = logging.getLogger(__name__)
 

@@ -19,16 +19,16 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import ValidationError
 
-from connectors import rsa_signing
-from connectors.alipay import signing
-from connectors.alipay.transformers import (
+from refundbridge.connectors import rsa_signing
+from refundbridge.connectors.alipay import signing
+from refundbridge.connectors.alipay.transformers import (
     NAME,
     AlipayNotification,
     notified_refund,
 )
-from connectors.base import validation_error
-from core.errors import WebhookRejected
-from core.ports import Ignored, RefundUpdate, WebhookEvent
+from refundbridge.connectors.base import validation_error
+from refundbridge.core.errors import WebhookRejected
+from refundbridge.core.ports import Ignored, RefundUpdate, WebhookEvent
 
 DEFAULT_CHARSET: Final = "utf-8"
 

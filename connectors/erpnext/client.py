@@ -11,8 +11,8 @@ from urllib.parse import quote
 import httpx
 from pydantic import SecretStr
 
-from connectors.base import ConnectorContext, send
-from connectors.erpnext.transformers import (
+from refundbridge.connectors.base import ConnectorContext, send
+from refundbridge.connectors.erpnext.transformers import (
     NAME,
     DocResult,
     M,
@@ -20,7 +20,7 @@ from connectors.erpnext.transformers import (
     error_message,
     parse,
 )
-from core.errors import PermanentProviderError
+from refundbridge.core.errors import PermanentProviderError
 
 MAKE_SALES_RETURN = {
     "Sales Invoice":

@@ -8,16 +8,16 @@ from typing import ClassVar
 
 from pydantic import SecretStr, field_validator
 
-from connectors.base import ClientConnector, ConnectorContext, ConnectorSettings
-from connectors.erpnext.client import ERPNextClient
-from connectors.erpnext.returns import (
+from refundbridge.connectors.base import ClientConnector, ConnectorContext, ConnectorSettings
+from refundbridge.connectors.erpnext.client import ERPNextClient
+from refundbridge.connectors.erpnext.returns import (
     Warehouses,
     credit_note,
     delivery_return,
     returned_moves,
     still_to_return,
 )
-from connectors.erpnext.transformers import (
+from refundbridge.connectors.erpnext.transformers import (
     BATCH,
     BUNDLE,
     DELIVERY_NOTE,
@@ -41,9 +41,9 @@ from connectors.erpnext.transformers import (
     shipment_filter,
     to_shipped_units,
 )
-from core.errors import ConfigError, PermanentProviderError
-from core.model import StockMove
-from core.ports import Capability, ReturnBooking, Role, ShippedUnit
+from refundbridge.core.errors import ConfigError, PermanentProviderError
+from refundbridge.core.model import StockMove
+from refundbridge.core.ports import Capability, ReturnBooking, Role, ShippedUnit
 
 log = logging.getLogger(__name__)
 

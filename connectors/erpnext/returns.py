@@ -25,12 +25,12 @@ from dataclasses import dataclass, replace
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from connectors.base import StockDestinations
-from connectors.erpnext.transformers import NAME, ReturnedItem, remarks
-from core.errors import PermanentProviderError
-from core.model import Disposition, StockMove
-from core.money import minor_units
-from core.ports import ReturnBooking
+from refundbridge.connectors.base import StockDestinations
+from refundbridge.connectors.erpnext.transformers import NAME, ReturnedItem, remarks
+from refundbridge.core.errors import PermanentProviderError
+from refundbridge.core.model import Disposition, StockMove
+from refundbridge.core.money import minor_units
+from refundbridge.core.ports import ReturnBooking
 
 # ------------------------------------------------------------------ warehouses
 

@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from core.errors import PermanentProviderError
-from core.ports import ShippedUnit
+from refundbridge.core.errors import PermanentProviderError
+from refundbridge.core.ports import ShippedUnit
 
 NAME = "erpnext"
 

@@ -1,5 +1,5 @@
 """`generic`: any shop's own site posts the normalized request JSON, HMAC-signed."""
 
-from connectors.generic.webhooks import GenericStorefrontConnector
+from refundbridge.connectors.generic.webhooks import GenericStorefrontConnector
 
 __all__ = ["GenericStorefrontConnector"]

@@ -17,10 +17,15 @@ from typing import ClassVar
 
 from pydantic import SecretStr
 
-from connectors.base import ConnectorBase, ConnectorSettings, check_freshness, header_value
-from core.errors import WebhookRejected
-from core.ports import Capability, RefundRequested, Role, WebhookEvent
-from core.request import parse_request
+from refundbridge.connectors.base import (
+    ConnectorBase,
+    ConnectorSettings,
+    check_freshness,
+    header_value,
+)
+from refundbridge.core.errors import WebhookRejected
+from refundbridge.core.ports import Capability, RefundRequested, Role, WebhookEvent
+from refundbridge.core.request import parse_request
 
 SIGNATURE_HEADER = "x-refundbridge-signature"
 TIMESTAMP = re.compile(r"[0-9]{1,12}")

@@ -1,5 +1,5 @@
 """Odoo as the ERP: shipped lots and serials, return pickings per disposition, credit notes."""
 
-from connectors.odoo.connector import OdooConnector, OdooSettings
+from refundbridge.connectors.odoo.connector import OdooConnector, OdooSettings
 
 __all__ = ["OdooConnector", "OdooSettings"]

@@ -18,8 +18,8 @@ from urllib.parse import quote
 import httpx
 from pydantic import SecretStr, ValidationError
 
-from connectors.base import ConnectorContext, send
-from connectors.odoo.transformers import (
+from refundbridge.connectors.base import ConnectorContext, send
+from refundbridge.connectors.odoo.transformers import (
     NAME,
     ErrorKind,
     Json2Error,
@@ -28,7 +28,7 @@ from connectors.odoo.transformers import (
     error_code,
     parse,
 )
-from core.errors import PermanentProviderError, TransientProviderError
+from refundbridge.core.errors import PermanentProviderError, TransientProviderError
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import PositiveInt, SecretStr, field_validator, model_validator
 
-from connectors.base import ClientConnector, ConnectorContext, ConnectorSettings
-from connectors.odoo.client import OdooClient, build_transport
-from connectors.odoo.transformers import (
+from refundbridge.connectors.base import ClientConnector, ConnectorContext, ConnectorSettings
+from refundbridge.connectors.odoo.client import OdooClient, build_transport
+from refundbridge.connectors.odoo.transformers import (
     NAME,
     Action,
     Invoice,
@@ -38,9 +38,9 @@ from connectors.odoo.transformers import (
     to_shipped_units,
     wizard_lines,
 )
-from core.errors import PermanentProviderError
-from core.model import Disposition
-from core.ports import Capability, ReturnBooking, Role, ShippedUnit
+from refundbridge.core.errors import PermanentProviderError
+from refundbridge.core.model import Disposition
+from refundbridge.core.ports import Capability, ReturnBooking, Role, ShippedUnit
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
-from connectors.base import StockDestinations
-from core.errors import PermanentProviderError
-from core.model import Disposition, StockMove
-from core.money import Money, minor_units
-from core.ports import ShippedUnit
+from refundbridge.connectors.base import StockDestinations
+from refundbridge.core.errors import PermanentProviderError
+from refundbridge.core.model import Disposition, StockMove
+from refundbridge.core.money import Money, minor_units
+from refundbridge.core.ports import ShippedUnit
 
 NAME = "odoo"
 

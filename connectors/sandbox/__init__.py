@@ -4,7 +4,7 @@ They answer like a provider would (idempotent by key, with configurable latency 
 of transient failures) so the whole pipeline, retries included, can run on one machine.
 """
 
-from connectors.sandbox.connectors import (
+from refundbridge.connectors.sandbox.connectors import (
     SandboxErpConnector,
     SandboxNotifier,
     SandboxPaymentConnector,

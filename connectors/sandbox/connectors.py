@@ -12,14 +12,14 @@ from typing import ClassVar, Final, Literal, TypeVar
 
 from pydantic import Field
 
-from connectors.alipay.transformers import ALIPAY_UNITS
-from connectors.base import ConnectorBase, ConnectorContext, ConnectorSettings
-from connectors.minor_units import MinorUnitTable
-from connectors.stripe.transformers import STRIPE_UNITS
-from connectors.wechatpay.transformers import WECHATPAY_UNITS
-from core.errors import TransientProviderError
-from core.model import RefundResult, RefundStatus
-from core.ports import Capability, OutgoingMessage, RefundOrder, ReturnBooking, Role
+from refundbridge.connectors.alipay.transformers import ALIPAY_UNITS
+from refundbridge.connectors.base import ConnectorBase, ConnectorContext, ConnectorSettings
+from refundbridge.connectors.minor_units import MinorUnitTable
+from refundbridge.connectors.stripe.transformers import STRIPE_UNITS
+from refundbridge.connectors.wechatpay.transformers import WECHATPAY_UNITS
+from refundbridge.core.errors import TransientProviderError
+from refundbridge.core.model import RefundResult, RefundStatus
+from refundbridge.core.ports import Capability, OutgoingMessage, RefundOrder, ReturnBooking, Role
 
 T = TypeVar("T")
 

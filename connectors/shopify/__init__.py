@@ -1,5 +1,5 @@
 """Shopify connector: returns from the storefront, refunds through the Admin GraphQL API."""
 
-from connectors.shopify.connector import ShopifyConnector, ShopifySettings
+from refundbridge.connectors.shopify.connector import ShopifyConnector, ShopifySettings
 
 __all__ = ["ShopifyConnector", "ShopifySettings"]

@@ -15,8 +15,8 @@ from typing import Any, Final, TypeVar
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from connectors.base import ConnectorContext, send
-from connectors.shopify.queries import (
+from refundbridge.connectors.base import ConnectorContext, send
+from refundbridge.connectors.shopify.queries import (
     FULFILLMENT_LINES_QUERY,
     FULFILLMENTS_FIRST,
     MAX_PAGES,
@@ -31,8 +31,8 @@ from connectors.shopify.queries import (
     TRANSACTIONS_FIRST,
     operation_name,
 )
-from connectors.shopify.transformers import NAME, too_large
-from connectors.shopify.wire import (
+from refundbridge.connectors.shopify.transformers import NAME, too_large
+from refundbridge.connectors.shopify.wire import (
     GqlFulfillment,
     GqlFulfillmentLineItem,
     GqlFulfillmentLineItems,
@@ -52,7 +52,7 @@ from connectors.shopify.wire import (
     ReturnMutationPayload,
     UserError,
 )
-from core.errors import PermanentProviderError, TransientProviderError
+from refundbridge.core.errors import PermanentProviderError, TransientProviderError
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")

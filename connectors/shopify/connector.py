@@ -12,10 +12,10 @@ from typing import ClassVar, Final
 
 from pydantic import Field, PositiveInt, SecretStr
 
-from connectors.base import ClientConnector, ConnectorContext, ConnectorSettings
-from connectors.shopify import webhooks
-from connectors.shopify.client import ShopifyClient, raise_user_errors
-from connectors.shopify.transformers import (
+from refundbridge.connectors.base import ClientConnector, ConnectorContext, ConnectorSettings
+from refundbridge.connectors.shopify import webhooks
+from refundbridge.connectors.shopify.client import ShopifyClient, raise_user_errors
+from refundbridge.connectors.shopify.transformers import (
     DECLINE_NOTE_MAX,
     NAME,
     RETURN_APPROVED_STATES,
@@ -30,10 +30,10 @@ from connectors.shopify.transformers import (
     to_snapshot,
     to_webhook_update,
 )
-from connectors.shopify.wire import RETURN_GID
-from core.errors import PermanentProviderError
-from core.model import RefundResult
-from core.ports import (
+from refundbridge.connectors.shopify.wire import RETURN_GID
+from refundbridge.core.errors import PermanentProviderError
+from refundbridge.core.model import RefundResult
+from refundbridge.core.ports import (
     Capability,
     Ignored,
     OrderSnapshot,

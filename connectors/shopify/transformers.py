@@ -19,10 +19,10 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from connectors.base import validation_error
-from connectors.minor_units import held_decimal
-from connectors.shopify.queries import REFUNDS_FIRST
-from connectors.shopify.wire import (
+from refundbridge.connectors.base import validation_error
+from refundbridge.connectors.minor_units import held_decimal
+from refundbridge.connectors.shopify.queries import REFUNDS_FIRST
+from refundbridge.connectors.shopify.wire import (
     GqlLineItem,
     GqlOrder,
     GqlOrderRefunds,
@@ -34,11 +34,17 @@ from connectors.shopify.wire import (
     WebhookReturnLineItem,
     WebhookTransaction,
 )
-from core.errors import InvalidRequest, PermanentProviderError
-from core.model import RefundResult, RefundStatus
-from core.money import Money
-from core.ports import ExternalRefund, OrderLine, OrderSnapshot, RefundOrder, RefundUpdate
-from core.request import (
+from refundbridge.core.errors import InvalidRequest, PermanentProviderError
+from refundbridge.core.model import RefundResult, RefundStatus
+from refundbridge.core.money import Money
+from refundbridge.core.ports import (
+    ExternalRefund,
+    OrderLine,
+    OrderSnapshot,
+    RefundOrder,
+    RefundUpdate,
+)
+from refundbridge.core.request import (
     WIRE_FRACTION_DIGITS,
     NormalizedRefundRequest,
     ReasonCode,

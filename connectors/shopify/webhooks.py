@@ -21,11 +21,11 @@ from typing import Final
 
 from pydantic import ValidationError
 
-from connectors.base import check_freshness, header_value, validation_error
-from connectors.shopify.transformers import NAME
-from connectors.shopify.wire import WebhookRefund, WebhookReturn
-from core.errors import WebhookRejected
-from core.request import loads_strict
+from refundbridge.connectors.base import check_freshness, header_value, validation_error
+from refundbridge.connectors.shopify.transformers import NAME
+from refundbridge.connectors.shopify.wire import WebhookRefund, WebhookReturn
+from refundbridge.core.errors import WebhookRejected
+from refundbridge.core.request import loads_strict
 
 HMAC_HEADER: Final = "X-Shopify-Hmac-Sha256"
 TOPIC_HEADER: Final = "X-Shopify-Topic"

@@ -16,7 +16,7 @@ from typing import Any, Final, Generic, TypeVar
 from pydantic import ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from core.request import WireModel
+from refundbridge.core.request import WireModel
 
 ORDER_GID: Final = "gid://shopify/Order/"
 REFUND_GID: Final = "gid://shopify/Refund/"

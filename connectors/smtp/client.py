@@ -7,8 +7,8 @@ import ssl
 from email.message import EmailMessage
 from typing import NoReturn
 
-from connectors.smtp.settings import SmtpSettings
-from core.errors import PermanentProviderError, TransientProviderError
+from refundbridge.connectors.smtp.settings import SmtpSettings
+from refundbridge.core.errors import PermanentProviderError, TransientProviderError
 
 
 def _text(reply: bytes | str) -> str:

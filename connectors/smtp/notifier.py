@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from connectors.base import ConnectorBase, ConnectorContext, ConnectorSettings
-from connectors.smtp.client import SmtpClient
-from connectors.smtp.settings import SmtpSettings
-from connectors.smtp.transformers import MessageError, TemplateRenderer, to_email
-from core.errors import PermanentProviderError
-from core.ports import Capability, OutgoingMessage, Role
+from refundbridge.connectors.base import ConnectorBase, ConnectorContext, ConnectorSettings
+from refundbridge.connectors.smtp.client import SmtpClient
+from refundbridge.connectors.smtp.settings import SmtpSettings
+from refundbridge.connectors.smtp.transformers import MessageError, TemplateRenderer, to_email
+from refundbridge.core.errors import PermanentProviderError
+from refundbridge.core.ports import Capability, OutgoingMessage, Role
 
 
 class SmtpNotifier(ConnectorBase):

@@ -6,8 +6,8 @@ from typing import Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from connectors.base import ConnectorSettings
-from connectors.smtp.transformers import MessageError, mailbox
+from refundbridge.connectors.base import ConnectorSettings
+from refundbridge.connectors.smtp.transformers import MessageError, mailbox
 
 
 class SmtpSettings(ConnectorSettings):

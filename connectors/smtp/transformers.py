@@ -21,8 +21,8 @@ import jinja2
 from babel.core import UnknownLocaleError
 from babel.numbers import format_currency
 
-from core.model import NotificationKind
-from core.ports import OutgoingMessage
+from refundbridge.core.model import NotificationKind
+from refundbridge.core.ports import OutgoingMessage
 
 DEFAULT_LOCALE = "en"
 
@@ -93,7 +93,7 @@ class TemplateRenderer:
 
     def __init__(self) -> None:
         self._env = jinja2.Environment(
-            loader=jinja2.PackageLoader("connectors.smtp", "templates"),
+            loader=jinja2.PackageLoader("refundbridge.connectors.smtp", "templates"),
             undefined=jinja2.StrictUndefined,
             # plain-text mail: escaping would put "&amp;" into a customer's product names
             autoescape=False,

@@ -1,5 +1,5 @@
 """Stripe payment connector: refunds over the REST API, refund events over webhooks."""
 
-from connectors.stripe.connector import StripeConnector, StripeSettings
+from refundbridge.connectors.stripe.connector import StripeConnector, StripeSettings
 
 __all__ = ["StripeConnector", "StripeSettings"]

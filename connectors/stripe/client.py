@@ -9,9 +9,13 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from connectors.base import ConnectorContext, send
-from connectors.stripe.transformers import StripeErrorBody, StripeRefund, StripeRefundList
-from core.errors import PermanentProviderError
+from refundbridge.connectors.base import ConnectorContext, send
+from refundbridge.connectors.stripe.transformers import (
+    StripeErrorBody,
+    StripeRefund,
+    StripeRefundList,
+)
+from refundbridge.core.errors import PermanentProviderError
 
 NAME = "stripe"
 PAGE_SIZE = 100

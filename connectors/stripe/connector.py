@@ -8,12 +8,16 @@ from typing import ClassVar
 
 from pydantic import PositiveInt, SecretStr
 
-from connectors.base import ClientConnector, ConnectorSettings, header_value
-from connectors.stripe import webhooks
-from connectors.stripe.client import StripeClient
-from connectors.stripe.transformers import reference_field, refund_form, to_refund_result
-from core.model import RefundResult
-from core.ports import Capability, RefundOrder, Role, WebhookEvent
+from refundbridge.connectors.base import ClientConnector, ConnectorSettings, header_value
+from refundbridge.connectors.stripe import webhooks
+from refundbridge.connectors.stripe.client import StripeClient
+from refundbridge.connectors.stripe.transformers import (
+    reference_field,
+    refund_form,
+    to_refund_result,
+)
+from refundbridge.core.model import RefundResult
+from refundbridge.core.ports import Capability, RefundOrder, Role, WebhookEvent
 
 
 class StripeSettings(ConnectorSettings):

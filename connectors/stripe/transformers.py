@@ -12,12 +12,12 @@ from typing import Any, Final, Literal
 
 from pydantic import ConfigDict, Field
 
-from connectors.base import mapped_status
-from connectors.minor_units import MinorUnit, MinorUnitTable, WireCurrency
-from core.errors import InvalidRequest
-from core.model import RefundResult, RefundStatus
-from core.ports import RefundOrder
-from core.request import PROVIDER_REF_MAX, WireModel
+from refundbridge.connectors.base import mapped_status
+from refundbridge.connectors.minor_units import MinorUnit, MinorUnitTable, WireCurrency
+from refundbridge.core.errors import InvalidRequest
+from refundbridge.core.model import RefundResult, RefundStatus
+from refundbridge.core.ports import RefundOrder
+from refundbridge.core.request import PROVIDER_REF_MAX, WireModel
 
 # Every refund status Stripe documents (API 2024-06-20). Anything else becomes UNKNOWN, which
 # the core records but never acts on: a status Stripe adds later must not move money or close

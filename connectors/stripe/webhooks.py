@@ -8,15 +8,15 @@ from typing import Final
 import stripe
 from pydantic import ValidationError
 
-from connectors.base import check_freshness, validation_error
-from connectors.stripe.transformers import (
+from refundbridge.connectors.base import check_freshness, validation_error
+from refundbridge.connectors.stripe.transformers import (
     StripeEvent,
     StripeRefund,
     to_refund_result,
 )
-from core.errors import WebhookRejected
-from core.ports import Ignored, RefundUpdate, WebhookEvent
-from core.request import loads_strict
+from refundbridge.core.errors import WebhookRejected
+from refundbridge.core.ports import Ignored, RefundUpdate, WebhookEvent
+from refundbridge.core.request import loads_strict
 
 NAME = "stripe"
 SIGNATURE_HEADER: Final = "Stripe-Signature"

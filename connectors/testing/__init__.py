@@ -84,7 +84,7 @@ status is reported as `RefundStatus.UNKNOWN` with the provider's raw status.
 Checks: booking the same case twice books it once (the same reference comes back).
 """
 
-from connectors.testing.contract import (
+from refundbridge.connectors.testing.contract import (
     CONTRACT_RETRY,
     OPTIONAL_FLOWS,
     ConnectorContract,

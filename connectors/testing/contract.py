@@ -12,9 +12,9 @@ import httpx
 import pytest
 import respx
 
-from connectors.base import ConnectorContext, RetryPolicy
-from connectors.registry import check_connector_class
-from core.errors import (
+from refundbridge.connectors.base import ConnectorContext, RetryPolicy
+from refundbridge.connectors.registry import check_connector_class
+from refundbridge.core.errors import (
     ConfigError,
     InvalidRequest,
     NotSupported,
@@ -22,9 +22,9 @@ from core.errors import (
     TransientProviderError,
     WebhookRejected,
 )
-from core.model import RefundResult, RefundStatus
-from core.money import Money
-from core.ports import (
+from refundbridge.core.model import RefundResult, RefundStatus
+from refundbridge.core.money import Money
+from refundbridge.core.ports import (
     CAPABILITY_METHODS,
     Capability,
     ExternalRefund,
@@ -37,7 +37,7 @@ from core.ports import (
     StatusUpdate,
     WebhookEvent,
 )
-from core.request import ReasonCode
+from refundbridge.core.request import ReasonCode
 
 Delivery = tuple[dict[str, str], bytes]
 SignedDelivery = Callable[..., Delivery]

@@ -15,9 +15,9 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import ValidationError
 
-from connectors.base import ConnectorContext, retry_after_seconds, send
-from connectors.wechatpay import signing
-from connectors.wechatpay.transformers import (
+from refundbridge.connectors.base import ConnectorContext, retry_after_seconds, send
+from refundbridge.connectors.wechatpay import signing
+from refundbridge.connectors.wechatpay.transformers import (
     NAME,
     NOT_FOUND,
     REFUNDS_PATH,
@@ -26,7 +26,7 @@ from connectors.wechatpay.transformers import (
     classify,
     read_error,
 )
-from core.errors import ConnectorError, PermanentProviderError, TransientProviderError
+from refundbridge.core.errors import ConnectorError, PermanentProviderError, TransientProviderError
 
 USER_AGENT: Final = "RefundBridge-wechatpay/1"
 

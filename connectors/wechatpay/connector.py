@@ -9,14 +9,14 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, PositiveInt, SecretStr, ValidationInfo, field_validator
 
-from connectors import rsa_signing
-from connectors.base import ClientConnector, ConnectorContext, ConnectorSettings
-from connectors.rsa_signing import PrivateKeySetting, PublicKeySetting
-from connectors.wechatpay import signing, webhooks
-from connectors.wechatpay.client import WeChatPayClient
-from connectors.wechatpay.transformers import encode, refund_body, to_refund_result
-from core.model import RefundResult
-from core.ports import Capability, RefundOrder, Role, WebhookEvent
+from refundbridge.connectors import rsa_signing
+from refundbridge.connectors.base import ClientConnector, ConnectorContext, ConnectorSettings
+from refundbridge.connectors.rsa_signing import PrivateKeySetting, PublicKeySetting
+from refundbridge.connectors.wechatpay import signing, webhooks
+from refundbridge.connectors.wechatpay.client import WeChatPayClient
+from refundbridge.connectors.wechatpay.transformers import encode, refund_body, to_refund_result
+from refundbridge.core.model import RefundResult
+from refundbridge.core.ports import Capability, RefundOrder, Role, WebhookEvent
 
 
 class WeChatPaySettings(ConnectorSettings):

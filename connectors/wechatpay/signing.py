@@ -26,8 +26,8 @@ from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from connectors import rsa_signing
-from connectors.base import header_value
+from refundbridge.connectors import rsa_signing
+from refundbridge.connectors.base import header_value
 
 SCHEME: Final = "WECHATPAY2-SHA256-RSA2048"
 APIV3_KEY_BYTES: Final = 32

@@ -15,12 +15,12 @@ from typing import Any, Final, Literal
 
 from pydantic import ConfigDict, Field, ValidationError
 
-from connectors.base import mapped_status
-from connectors.minor_units import MinorUnit, MinorUnitTable, WireCurrency
-from core.errors import AmountNotRepresentable, InvalidRequest, PermanentProviderError
-from core.model import RefundResult, RefundStatus
-from core.ports import RefundOrder
-from core.request import ReasonCode, WireModel
+from refundbridge.connectors.base import mapped_status
+from refundbridge.connectors.minor_units import MinorUnit, MinorUnitTable, WireCurrency
+from refundbridge.core.errors import AmountNotRepresentable, InvalidRequest, PermanentProviderError
+from refundbridge.core.model import RefundResult, RefundStatus
+from refundbridge.core.ports import RefundOrder
+from refundbridge.core.request import ReasonCode, WireModel
 
 log = logging.getLogger(__name__)
 

@@ -13,18 +13,18 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
-from connectors.base import check_freshness, validation_error
-from connectors.wechatpay import signing
-from connectors.wechatpay.transformers import (
+from refundbridge.connectors.base import check_freshness, validation_error
+from refundbridge.connectors.wechatpay import signing
+from refundbridge.connectors.wechatpay.transformers import (
     NAME,
     REFUND_EVENTS,
     Notification,
     RefundNotice,
     notice_to_refund_result,
 )
-from core.errors import WebhookRejected
-from core.ports import Ignored, RefundUpdate, WebhookEvent
-from core.request import loads_strict
+from refundbridge.core.errors import WebhookRejected
+from refundbridge.core.ports import Ignored, RefundUpdate, WebhookEvent
+from refundbridge.core.request import loads_strict
 
 
 def verify(headers: Mapping[str, str], body: bytes, keys: signing.PlatformKeys,

@@ -11,8 +11,8 @@ from typing import Any, Final, TypeVar
 import httpx
 from pydantic import BaseModel, SecretStr
 
-from connectors.base import ConnectorContext, send
-from connectors.woocommerce.transformers import (
+from refundbridge.connectors.base import ConnectorContext, send
+from refundbridge.connectors.woocommerce.transformers import (
     API_PREFIX,
     NAME,
     REFUND_MISSING_CODES,
@@ -20,8 +20,8 @@ from connectors.woocommerce.transformers import (
     parse_wire_list,
     read_error,
 )
-from connectors.woocommerce.wire import WCNote, WCOrder, WCRefund
-from core.errors import PermanentProviderError, TransientProviderError
+from refundbridge.connectors.woocommerce.wire import WCNote, WCOrder, WCRefund
+from refundbridge.core.errors import PermanentProviderError, TransientProviderError
 
 PAGE_SIZE: Final = 100  # the REST API's maximum per_page
 

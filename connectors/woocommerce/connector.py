@@ -10,10 +10,10 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr, field_validator
 
-from connectors.base import ClientConnector, ConnectorSettings
-from connectors.woocommerce import webhooks
-from connectors.woocommerce.client import WooCommerceClient
-from connectors.woocommerce.refunds import (
+from refundbridge.connectors.base import ClientConnector, ConnectorSettings
+from refundbridge.connectors.woocommerce import webhooks
+from refundbridge.connectors.woocommerce.client import WooCommerceClient
+from refundbridge.connectors.woocommerce.refunds import (
     belongs_to,
     deleted_refund_result,
     note_marker,
@@ -22,11 +22,11 @@ from connectors.woocommerce.refunds import (
     refund_line_items,
     to_refund_result,
 )
-from connectors.woocommerce.transformers import NAME, OrderMapping, to_snapshot
-from connectors.woocommerce.wire import WCNote, WCRefund
-from core.errors import InvalidRequest, PermanentProviderError
-from core.model import RefundResult
-from core.ports import (
+from refundbridge.connectors.woocommerce.transformers import NAME, OrderMapping, to_snapshot
+from refundbridge.connectors.woocommerce.wire import WCNote, WCRefund
+from refundbridge.core.errors import InvalidRequest, PermanentProviderError
+from refundbridge.core.model import RefundResult
+from refundbridge.core.ports import (
     Capability,
     OrderSnapshot,
     RefundOrder,

@@ -13,9 +13,9 @@ from decimal import ROUND_DOWN, Decimal
 from types import MappingProxyType
 from typing import Any, Final
 
-from connectors.base import mapped_status
-from connectors.minor_units import held_decimal
-from connectors.woocommerce.transformers import (
+from refundbridge.connectors.base import mapped_status
+from refundbridge.connectors.minor_units import held_decimal
+from refundbridge.connectors.woocommerce.transformers import (
     META_CASE_ID,
     META_IDEMPOTENCY_KEY,
     NAME,
@@ -23,11 +23,11 @@ from connectors.woocommerce.transformers import (
     line_sku,
     wc_money,
 )
-from connectors.woocommerce.wire import WCLineItem, WCOrder, WCRefund
-from core.errors import InvalidRequest, PermanentProviderError
-from core.model import RefundResult, RefundStatus
-from core.money import Money, minor_units
-from core.ports import RefundOrder, StatusOutcome
+from refundbridge.connectors.woocommerce.wire import WCLineItem, WCOrder, WCRefund
+from refundbridge.core.errors import InvalidRequest, PermanentProviderError
+from refundbridge.core.model import RefundResult, RefundStatus
+from refundbridge.core.money import Money, minor_units
+from refundbridge.core.ports import RefundOrder, StatusOutcome
 
 log = logging.getLogger(__name__)
 

@@ -21,11 +21,11 @@ from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from connectors.woocommerce.wire import WCError, WCLineItem, WCOrder
-from core.errors import InvalidRequest, PermanentProviderError
-from core.money import Money, check_currency, minor_units
-from core.ports import ExternalRefund, OrderLine, OrderSnapshot
-from core.request import (
+from refundbridge.connectors.woocommerce.wire import WCError, WCLineItem, WCOrder
+from refundbridge.core.errors import InvalidRequest, PermanentProviderError
+from refundbridge.core.money import Money, check_currency, minor_units
+from refundbridge.core.ports import ExternalRefund, OrderLine, OrderSnapshot
+from refundbridge.core.request import (
     WIRE_FRACTION_DIGITS,
     NormalizedRefundRequest,
     ReasonCode,

@@ -29,18 +29,18 @@ from typing import Final
 
 from pydantic import ValidationError
 
-from connectors.base import header_value
-from connectors.woocommerce.transformers import (
+from refundbridge.connectors.base import header_value
+from refundbridge.connectors.woocommerce.transformers import (
     NAME,
     OrderMapping,
     external_refund,
     to_refund_request,
     validation_error,
 )
-from connectors.woocommerce.wire import WCOrder
-from core.errors import InvalidRequest, WebhookRejected
-from core.ports import Ignored, RefundRequested, WebhookEvent
-from core.request import loads_strict
+from refundbridge.connectors.woocommerce.wire import WCOrder
+from refundbridge.core.errors import InvalidRequest, WebhookRejected
+from refundbridge.core.ports import Ignored, RefundRequested, WebhookEvent
+from refundbridge.core.request import loads_strict
 
 SIGNATURE_HEADER: Final = "X-WC-Webhook-Signature"
 TOPIC_HEADER: Final = "X-WC-Webhook-Topic"

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import AliasChoices, ConfigDict, Field
 
-from core.request import (
+from refundbridge.core.request import (
     WireModel,
 )
 

@@ -17,17 +17,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from core.model import Step
-from core.services.common import (
+from refundbridge.core.model import Step
+from refundbridge.core.services.common import (
     Received,
     Services,
     ShopGateways,
     finish_idle_step,
     record_step,
 )
-from core.services.decisions import evaluate, evaluation_context, preview, review, rules_decision
-from core.services.goods import adjust_stock, record_receipt, write_back
-from core.services.intake import (
+from refundbridge.core.services.decisions import (
+    evaluate,
+    evaluation_context,
+    preview,
+    review,
+    rules_decision,
+)
+from refundbridge.core.services.goods import adjust_stock, record_receipt, write_back
+from refundbridge.core.services.intake import (
     ExternalRefundRecorded,
     NothingToDo,
     RefundNewsApplied,
@@ -36,13 +42,13 @@ from core.services.intake import (
     receive_request,
     record_external_refund,
 )
-from core.services.money import apply_refund_update, issue_refund
-from core.services.notifications import (
+from refundbridge.core.services.money import apply_refund_update, issue_refund
+from refundbridge.core.services.notifications import (
     resend_notification,
     send_notifications,
     waive_notification,
 )
-from core.services.operator import cancel, fail_step, retry, revive
+from refundbridge.core.services.operator import cancel, fail_step, retry, revive
 
 # The step a job runs, by name: each is idempotent and takes the case's id.
 STEP_HANDLERS: dict[Step, Callable[[Services, str], None]] = {

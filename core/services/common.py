@@ -8,14 +8,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from core.errors import (
+from refundbridge.core.errors import (
     ConcurrencyConflict,
 )
-from core.model import (
+from refundbridge.core.model import (
     RefundCase,
     Step,
 )
-from core.ports import (
+from refundbridge.core.ports import (
     ErpGateway,
     Notifier,
     PaymentGateway,
@@ -23,7 +23,7 @@ from core.ports import (
     StatusWriter,
     UnitOfWork,
 )
-from core.rules import (
+from refundbridge.core.rules import (
     RuleSet,
     ShopPolicy,
 )

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from core.errors import (
+from refundbridge.core.errors import (
     NotSupported,
     PermanentProviderError,
 )
-from core.lifecycle import CaseState
-from core.model import (
+from refundbridge.core.lifecycle import CaseState
+from refundbridge.core.model import (
     Decision,
     Inspection,
     LineDisposition,
@@ -21,19 +21,19 @@ from core.model import (
     ShippedUnit,
     Step,
 )
-from core.money import Money
-from core.ports import (
+from refundbridge.core.money import Money
+from refundbridge.core.ports import (
     UnitOfWork,
 )
-from core.request import NormalizedRefundRequest
-from core.rules import (
+from refundbridge.core.request import NormalizedRefundRequest
+from refundbridge.core.rules import (
     EvaluationContext,
     RuleSet,
     over_refund_guard,
     payment_route_guard,
     units_guard,
 )
-from core.services.common import Services, finish_idle_step
+from refundbridge.core.services.common import Services, finish_idle_step
 
 
 def evaluate(svc: Services, case_id: str) -> None:

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from core.errors import (
+from refundbridge.core.errors import (
     NotSupported,
     PermanentProviderError,
 )
-from core.model import (
+from refundbridge.core.model import (
     Inspection,
     Outcome,
     RefundCase,
     Step,
 )
-from core.ports import (
+from refundbridge.core.ports import (
     ReturnBooking,
     StatusOutcome,
     StatusUpdate,
 )
-from core.services.common import Services, finish_idle_step, record_step
-from core.services.decisions import evaluation_context
+from refundbridge.core.services.common import Services, finish_idle_step, record_step
+from refundbridge.core.services.decisions import evaluation_context
 
 
 def record_receipt(svc: Services, case_id: str, inspections: list[Inspection],

@@ -4,24 +4,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.errors import (
+from refundbridge.core.errors import (
     DuplicateDelivery,
     InvalidRequest,
     NotFound,
 )
-from core.model import (
+from refundbridge.core.model import (
     RefundCase,
 )
-from core.ports import (
+from refundbridge.core.ports import (
     ExternalRefund,
     InboxEntry,
     RefundRequested,
     RefundUpdate,
     WebhookEvent,
 )
-from core.request import NormalizedRefundRequest
-from core.services.common import Received, Services, log
-from core.services.money import apply_refund_update
+from refundbridge.core.request import NormalizedRefundRequest
+from refundbridge.core.services.common import Received, Services, log
+from refundbridge.core.services.money import apply_refund_update
 
 
 def receive_request(

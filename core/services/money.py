@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from core.errors import (
+from refundbridge.core.errors import (
     PermanentProviderError,
 )
-from core.model import (
+from refundbridge.core.model import (
     RefundCase,
     RefundResult,
     RefundStatus,
     Step,
 )
-from core.ports import (
+from refundbridge.core.ports import (
     RefundOrder,
 )
-from core.services.common import Services, finish_idle_step, record_step
+from refundbridge.core.services.common import Services, finish_idle_step, record_step
 
 
 def issue_refund(svc: Services, case_id: str) -> None:

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from core.errors import (
+from refundbridge.core.errors import (
     PermanentProviderError,
     TransientProviderError,
 )
-from core.model import (
+from refundbridge.core.model import (
     DeliveryStatus,
     NotificationKind,
     RefundCase,
     Step,
 )
-from core.ports import (
+from refundbridge.core.ports import (
     OutgoingMessage,
 )
-from core.services.common import Services, finish_idle_step, record_step
+from refundbridge.core.services.common import Services, finish_idle_step, record_step
 
 
 def send_notifications(svc: Services, case_id: str) -> None:

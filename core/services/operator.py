@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from core.model import (
+from refundbridge.core.model import (
     Step,
 )
-from core.services.common import Services
+from refundbridge.core.services.common import Services
 
 
 def fail_step(svc: Services, case_id: str, step: Step, message: str,

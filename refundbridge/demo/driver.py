@@ -29,8 +29,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from connectors.generic.webhooks import sign
-from core.lifecycle import FINAL_STATES
+from refundbridge.connectors.generic.webhooks import sign
+from refundbridge.core.lifecycle import FINAL_STATES
 from refundbridge.demo.catalogue import SHOP, recall_csv
 from refundbridge.demo.report import (
     DemoResult,
@@ -41,7 +41,7 @@ from refundbridge.demo.report import (
 )
 from refundbridge.demo.scripted import Scenario, demo_requests
 from refundbridge.demo.stack import EmbeddedStack
-from store import queries
+from refundbridge.store import queries
 
 INSPECTOR = "warehouse.wang"
 REVIEWER = "reviewer.li"

@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from core.lifecycle import FINAL_STATES
+from refundbridge.core.lifecycle import FINAL_STATES
 from refundbridge.demo.scripted import Scenario
 
 

@@ -21,14 +21,14 @@ import uvicorn
 from aiosmtpd.controller import Controller
 from rq import SimpleWorker
 
-from api.app import create_app
-from config.settings import Settings, load_settings
-from core.errors import ConfigError
+from refundbridge.api.app import create_app
 from refundbridge.bootstrap import Container, bootstrap
+from refundbridge.config.settings import Settings, load_settings
+from refundbridge.core.errors import ConfigError
 from refundbridge.demo.catalogue import SHOP, shop_policy
-from store.db import upgrade
-from workers import runtime
-from workers.runner import drain, make_worker
+from refundbridge.store.db import upgrade
+from refundbridge.workers import runtime
+from refundbridge.workers.runner import drain, make_worker
 
 # SQLite's header field for the application that owns a file ("RBdm"): the demo deletes
 # only a file that carries it, never a database someone made by other means.

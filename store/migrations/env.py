@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from store.db import make_engine
-from store.tables import metadata
+from refundbridge.store.db import make_engine
+from refundbridge.store.tables import metadata
 
 config = context.config
 

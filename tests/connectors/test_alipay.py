@@ -20,8 +20,8 @@ from alipay import AliPay
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from connectors.alipay import AlipayConnector
-from connectors.alipay.transformers import (
+from refundbridge.connectors.alipay import AlipayConnector
+from refundbridge.connectors.alipay.transformers import (
     PERMANENT_SUB_CODES,
     REASON_TEXT,
     TRANSIENT_SUB_CODES,
@@ -30,10 +30,10 @@ from connectors.alipay.transformers import (
     map_status,
     reference_field,
 )
-from connectors.base import ConnectorContext, RetryPolicy, is_placeholder
-from connectors.registry import ConnectorRegistry, check_connector_class
-from connectors.testing import Delivery, PaymentContract, WebhookContract, route_for
-from core.errors import (
+from refundbridge.connectors.base import ConnectorContext, RetryPolicy, is_placeholder
+from refundbridge.connectors.registry import ConnectorRegistry, check_connector_class
+from refundbridge.connectors.testing import Delivery, PaymentContract, WebhookContract, route_for
+from refundbridge.core.errors import (
     ConfigError,
     ConnectorError,
     InvalidRequest,
@@ -42,9 +42,9 @@ from core.errors import (
     TransientProviderError,
     WebhookRejected,
 )
-from core.model import RefundStatus, new_case_id
-from core.money import Money
-from core.ports import (
+from refundbridge.core.model import RefundStatus, new_case_id
+from refundbridge.core.money import Money
+from refundbridge.core.ports import (
     Capability,
     Ignored,
     RefundOrder,
@@ -54,7 +54,7 @@ from core.ports import (
     StatusUpdate,
     WebhookAck,
 )
-from core.request import ReasonCode
+from refundbridge.core.request import ReasonCode
 from tests.fakes.alipay import APP_ID, GATEWAY, QUERY, REFUND, AlipayFake, AlipayKeys
 
 CASE_ID = "rc_8f14e45fceea167a5a36dedd4bea2543"

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 import respx
 
-from connectors.erpnext import ERPNextConnector
-from connectors.testing import ErpContract
-from core.model import Disposition, StockMove
-from core.money import Money
-from core.ports import ReturnBooking
+from refundbridge.connectors.erpnext import ERPNextConnector
+from refundbridge.connectors.testing import ErpContract
+from refundbridge.core.model import Disposition, StockMove
+from refundbridge.core.money import Money
+from refundbridge.core.ports import ReturnBooking
 from tests.fakes.erpnext import BASE, ERPNextFake
 from tests.unit.builders import make_request
 

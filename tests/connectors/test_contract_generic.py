@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from connectors.generic import GenericStorefrontConnector
-from connectors.testing import Delivery, WebhookContract
+from refundbridge.connectors.generic import GenericStorefrontConnector
+from refundbridge.connectors.testing import Delivery, WebhookContract
 from tests.factories import GENERIC_SECRET, request_body, signed
 
 

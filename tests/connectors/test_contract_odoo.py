@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 import respx
 
-from connectors.odoo import OdooConnector
-from connectors.testing import ErpContract
-from core.model import Disposition, StockMove
-from core.money import Money
-from core.ports import ReturnBooking
-from core.request import NormalizedRefundRequest
+from refundbridge.connectors.odoo import OdooConnector
+from refundbridge.connectors.testing import ErpContract
+from refundbridge.core.model import Disposition, StockMove
+from refundbridge.core.money import Money
+from refundbridge.core.ports import ReturnBooking
+from refundbridge.core.request import NormalizedRefundRequest
 from tests.fakes.odoo import API_KEY, BASE, DATABASE, LOGIN, OdooFake
 
 ORDER = "SO-contract-1"

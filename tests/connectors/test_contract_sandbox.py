@@ -7,8 +7,12 @@ from typing import Any
 
 import pytest
 
-from connectors.sandbox import SandboxErpConnector, SandboxNotifier, SandboxPaymentConnector
-from connectors.testing import ConnectorContract
+from refundbridge.connectors.sandbox import (
+    SandboxErpConnector,
+    SandboxNotifier,
+    SandboxPaymentConnector,
+)
+from refundbridge.connectors.testing import ConnectorContract
 
 
 class TestSandboxPaymentContract(ConnectorContract):

@@ -18,11 +18,11 @@ import httpx
 import pytest
 import respx
 
-from connectors.shopify import ShopifyConnector
-from connectors.testing import Delivery, PaymentContract, WebhookContract, route_for
-from core.money import Money
-from core.ports import RefundOrder, RefundUpdate
-from core.request import ReasonCode
+from refundbridge.connectors.shopify import ShopifyConnector
+from refundbridge.connectors.testing import Delivery, PaymentContract, WebhookContract, route_for
+from refundbridge.core.money import Money
+from refundbridge.core.ports import RefundOrder, RefundUpdate
+from refundbridge.core.request import ReasonCode
 from tests.fakes.shopify import (
     ACCESS_TOKEN,
     BASE,

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from connectors.smtp import SmtpNotifier
-from connectors.testing import ConnectorContract
+from refundbridge.connectors.smtp import SmtpNotifier
+from refundbridge.connectors.testing import ConnectorContract
 
 
 class TestSmtpContract(ConnectorContract):

@@ -12,8 +12,8 @@ import pytest
 import respx
 import stripe
 
-from connectors.stripe import StripeConnector
-from connectors.testing import Delivery, PaymentContract, WebhookContract, route_for
+from refundbridge.connectors.stripe import StripeConnector
+from refundbridge.connectors.testing import Delivery, PaymentContract, WebhookContract, route_for
 from tests.fakes.stripe import BASE, StripeFake
 
 API_KEY = "sk_test_51ContractSuite0123456789abcdef"

@@ -16,9 +16,9 @@ import pytest
 import respx
 from wechatpayv3 import WeChatPay, WeChatPayType
 
-from connectors.testing import Delivery, PaymentContract, WebhookContract, route_for
-from connectors.wechatpay import WeChatPayConnector
-from core.ports import RefundUpdate
+from refundbridge.connectors.testing import Delivery, PaymentContract, WebhookContract, route_for
+from refundbridge.connectors.wechatpay import WeChatPayConnector
+from refundbridge.core.ports import RefundUpdate
 from tests.fakes.wechatpay import BASE, REFUNDS, WeChatPayFake, WeChatPayKeys
 
 KEY = "rc_contract0001-refund-1"  # the contract's default refund order's key

@@ -15,12 +15,12 @@ import httpx
 import pytest
 import respx
 
-from connectors.testing import Delivery, PaymentContract, WebhookContract, route_for
-from connectors.woocommerce import WooCommerceConnector
-from connectors.woocommerce.transformers import META_IDEMPOTENCY_KEY
-from core.money import Money
-from core.ports import RefundOrder
-from core.request import ReasonCode
+from refundbridge.connectors.testing import Delivery, PaymentContract, WebhookContract, route_for
+from refundbridge.connectors.woocommerce import WooCommerceConnector
+from refundbridge.connectors.woocommerce.transformers import META_IDEMPOTENCY_KEY
+from refundbridge.core.money import Money
+from refundbridge.core.ports import RefundOrder
+from refundbridge.core.request import ReasonCode
 from tests.fakes.woocommerce import (
     API,
     BASE,

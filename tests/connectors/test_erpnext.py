@@ -12,16 +12,16 @@ import httpx
 import pytest
 import respx
 
-from connectors.base import ConnectorContext, RetryPolicy
-from connectors.erpnext import ERPNextConnector, ERPNextSettings
-from connectors.erpnext.returns import Warehouses, credit_note
-from connectors.erpnext.transformers import error_message
-from connectors.testing.contract import route_for
-from core.errors import ConfigError, PermanentProviderError
-from core.model import Disposition, StockMove
-from core.money import Money
-from core.ports import ReturnBooking, ShippedUnit
-from core.request import NormalizedRefundRequest
+from refundbridge.connectors.base import ConnectorContext, RetryPolicy
+from refundbridge.connectors.erpnext import ERPNextConnector, ERPNextSettings
+from refundbridge.connectors.erpnext.returns import Warehouses, credit_note
+from refundbridge.connectors.erpnext.transformers import error_message
+from refundbridge.connectors.testing.contract import route_for
+from refundbridge.core.errors import ConfigError, PermanentProviderError
+from refundbridge.core.model import Disposition, StockMove
+from refundbridge.core.money import Money
+from refundbridge.core.ports import ReturnBooking, ShippedUnit
+from refundbridge.core.request import NormalizedRefundRequest
 from tests.fakes.erpnext import BASE as FAKE_BASE
 from tests.fakes.erpnext import ERPNextFake
 

@@ -11,18 +11,22 @@ from typing import Any, get_type_hints
 
 import pytest
 
-import core.ports
-from connectors.alipay import AlipayConnector
-from connectors.base import ConnectorBase, ConnectorContext, ConnectorSettings
-from connectors.erpnext import ERPNextConnector
-from connectors.generic.webhooks import GenericStorefrontConnector
-from connectors.odoo import OdooConnector
-from connectors.sandbox import SandboxErpConnector, SandboxNotifier, SandboxPaymentConnector
-from connectors.shopify import ShopifyConnector
-from connectors.smtp import SmtpNotifier
-from connectors.stripe import StripeConnector
-from connectors.wechatpay import WeChatPayConnector
-from connectors.woocommerce import WooCommerceConnector
+from refundbridge.connectors.alipay import AlipayConnector
+from refundbridge.connectors.base import ConnectorBase, ConnectorContext, ConnectorSettings
+from refundbridge.connectors.erpnext import ERPNextConnector
+from refundbridge.connectors.generic.webhooks import GenericStorefrontConnector
+from refundbridge.connectors.odoo import OdooConnector
+from refundbridge.connectors.sandbox import (
+    SandboxErpConnector,
+    SandboxNotifier,
+    SandboxPaymentConnector,
+)
+from refundbridge.connectors.shopify import ShopifyConnector
+from refundbridge.connectors.smtp import SmtpNotifier
+from refundbridge.connectors.stripe import StripeConnector
+from refundbridge.connectors.wechatpay import WeChatPayConnector
+from refundbridge.connectors.woocommerce import WooCommerceConnector
+from refundbridge.core import ports as core_ports
 
 CONNECTORS = Path(__file__).resolve().parents[2] / "connectors"
 MAX_MODULE_LINES = 500
@@ -67,7 +71,7 @@ def test_no_connector_keeps_a_config_attribute_or_checks_the_type_of_its_setting
 
 def test_what_nothing_calls_is_gone() -> None:
     assert not hasattr(ConnectorBase, "supports")
-    assert not hasattr(core.ports, "OrderLookup")
+    assert not hasattr(core_ports, "OrderLookup")
 
 
 def _docstring_says_why_it_is_long(tree: ast.Module) -> bool:

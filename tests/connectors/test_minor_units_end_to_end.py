@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
+from refundbridge.api.app import create_app
 from refundbridge.bootstrap import Container
 from tests.conftest import drain
 from tests.factories import AUTH, SHOP, request_body, signed

@@ -14,20 +14,20 @@ import httpx
 import pytest
 import respx
 
-from connectors.base import ConnectorContext, RetryPolicy
-from connectors.odoo import OdooConnector, OdooSettings
-from connectors.odoo.transformers import ERROR_KINDS, ErrorKind, Locations, classify
-from connectors.registry import check_connector_class
-from core.errors import (
+from refundbridge.connectors.base import ConnectorContext, RetryPolicy
+from refundbridge.connectors.odoo import OdooConnector, OdooSettings
+from refundbridge.connectors.odoo.transformers import ERROR_KINDS, ErrorKind, Locations, classify
+from refundbridge.connectors.registry import check_connector_class
+from refundbridge.core.errors import (
     ConfigError,
     NotSupported,
     PermanentProviderError,
     TransientProviderError,
 )
-from core.model import Disposition, StockMove
-from core.money import Money
-from core.ports import ReturnBooking, ShippedUnit, StatusOutcome, StatusUpdate
-from core.request import NormalizedRefundRequest
+from refundbridge.core.model import Disposition, StockMove
+from refundbridge.core.money import Money
+from refundbridge.core.ports import ReturnBooking, ShippedUnit, StatusOutcome, StatusUpdate
+from refundbridge.core.request import NormalizedRefundRequest
 from tests.fakes.odoo import (
     API_KEY,
     BASE,

@@ -10,24 +10,33 @@ from typing import Any
 
 import pytest
 
-from connectors.alipay.transformers import AlipayRefundQueryAnswer, queried_refund, yuan
-from connectors.base import ConnectorContext
-from connectors.minor_units import MinorUnit, MinorUnitTable, held_decimal
-from connectors.sandbox import SandboxPaymentConnector
-from connectors.stripe.transformers import STRIPE_UNITS, StripeRefund, refund_form, to_refund_result
-from connectors.wechatpay.transformers import (
+from refundbridge.connectors.alipay.transformers import (
+    AlipayRefundQueryAnswer,
+    queried_refund,
+    yuan,
+)
+from refundbridge.connectors.base import ConnectorContext
+from refundbridge.connectors.minor_units import MinorUnit, MinorUnitTable, held_decimal
+from refundbridge.connectors.sandbox import SandboxPaymentConnector
+from refundbridge.connectors.stripe.transformers import (
+    STRIPE_UNITS,
+    StripeRefund,
+    refund_form,
+    to_refund_result,
+)
+from refundbridge.connectors.wechatpay.transformers import (
     RefundNotice,
     WeChatRefund,
     notice_to_refund_result,
     refund_body,
 )
-from connectors.wechatpay.transformers import to_refund_result as wechat_result
-from connectors.woocommerce.refunds import refund_body as woocommerce_body
-from core.errors import AmountNotRepresentable, InvalidRequest, PermanentProviderError
-from core.model import RefundStatus
-from core.money import Money
-from core.ports import RefundOrder
-from core.request import ReasonCode
+from refundbridge.connectors.wechatpay.transformers import to_refund_result as wechat_result
+from refundbridge.connectors.woocommerce.refunds import refund_body as woocommerce_body
+from refundbridge.core.errors import AmountNotRepresentable, InvalidRequest, PermanentProviderError
+from refundbridge.core.model import RefundStatus
+from refundbridge.core.money import Money
+from refundbridge.core.ports import RefundOrder
+from refundbridge.core.request import ReasonCode
 
 ROOT = Path(__file__).resolve().parents[2]
 

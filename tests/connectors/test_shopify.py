@@ -18,13 +18,13 @@ import pytest
 import respx
 from pydantic import BaseModel
 
-from connectors.base import ConnectorContext, RetryPolicy
-from connectors.registry import ConnectorRegistry, check_connector_class
-from connectors.shopify import ShopifyConnector
-from connectors.shopify import queries as shopify_queries
-from connectors.shopify import transformers as shopify_transformers
-from connectors.shopify import wire as shopify_wire
-from connectors.shopify.queries import (
+from refundbridge.connectors.base import ConnectorContext, RetryPolicy
+from refundbridge.connectors.registry import ConnectorRegistry, check_connector_class
+from refundbridge.connectors.shopify import ShopifyConnector
+from refundbridge.connectors.shopify import queries as shopify_queries
+from refundbridge.connectors.shopify import transformers as shopify_transformers
+from refundbridge.connectors.shopify import wire as shopify_wire
+from refundbridge.connectors.shopify.queries import (
     DOCUMENTS,
     FULFILLMENT_LINES_QUERY,
     ORDER_LINES_QUERY,
@@ -37,14 +37,14 @@ from connectors.shopify.queries import (
     RETURN_QUERY,
     operation_name,
 )
-from connectors.shopify.transformers import (
+from refundbridge.connectors.shopify.transformers import (
     REASON_MAP,
     combine_statuses,
     map_reason,
     to_refund_result,
 )
-from connectors.shopify.wire import GqlRefund
-from core.errors import (
+from refundbridge.connectors.shopify.wire import GqlRefund
+from refundbridge.core.errors import (
     ConfigError,
     InvalidRequest,
     NotSupported,
@@ -52,9 +52,9 @@ from core.errors import (
     TransientProviderError,
     WebhookRejected,
 )
-from core.model import RefundStatus
-from core.money import Money
-from core.ports import (
+from refundbridge.core.model import RefundStatus
+from refundbridge.core.money import Money
+from refundbridge.core.ports import (
     Capability,
     ExternalRefund,
     Ignored,
@@ -65,7 +65,7 @@ from core.ports import (
     StatusOutcome,
     StatusUpdate,
 )
-from core.request import ReasonCode, RequestKind
+from refundbridge.core.request import ReasonCode, RequestKind
 from tests.fakes.shopify import (
     ACCESS_TOKEN,
     API_VERSION,

@@ -16,12 +16,12 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from connectors.base import ConnectorContext, RetryPolicy
-from connectors.smtp import SmtpNotifier
-from connectors.smtp.transformers import TemplateRenderer, resolve_locale
-from core.errors import ConfigError, PermanentProviderError, TransientProviderError
-from core.model import NotificationKind
-from core.ports import OutgoingMessage
+from refundbridge.connectors.base import ConnectorContext, RetryPolicy
+from refundbridge.connectors.smtp import SmtpNotifier
+from refundbridge.connectors.smtp.transformers import TemplateRenderer, resolve_locale
+from refundbridge.core.errors import ConfigError, PermanentProviderError, TransientProviderError
+from refundbridge.core.model import NotificationKind
+from refundbridge.core.ports import OutgoingMessage
 
 LOCALES = ("en", "zh-CN")
 NOW = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
@@ -331,7 +331,7 @@ def test_every_kind_and_locale_renders_with_the_full_context(
 
 
 def test_templates_exist_for_every_kind_and_locale_and_nothing_else() -> None:
-    root = files("connectors.smtp") / "templates"
+    root = files("refundbridge.connectors.smtp") / "templates"
     found = {f"{d.name}/{f.name}" for d in root.iterdir() if d.is_dir() for f in d.iterdir()}
     expected = {f"{locale}/{kind.value}.{part}.j2"
                 for locale in LOCALES for kind in NotificationKind for part in ("subject", "txt")}

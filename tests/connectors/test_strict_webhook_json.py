@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.shopify.webhooks import parse_refund, parse_return
-from connectors.stripe.webhooks import parse_event as stripe_event
-from connectors.wechatpay.webhooks import parse_event as wechat_event
-from connectors.woocommerce.transformers import OrderMapping
-from connectors.woocommerce.webhooks import parse_delivery, sign
-from core.errors import InvalidRequest
+from refundbridge.connectors.shopify.webhooks import parse_refund, parse_return
+from refundbridge.connectors.stripe.webhooks import parse_event as stripe_event
+from refundbridge.connectors.wechatpay.webhooks import parse_event as wechat_event
+from refundbridge.connectors.woocommerce.transformers import OrderMapping
+from refundbridge.connectors.woocommerce.webhooks import parse_delivery, sign
+from refundbridge.core.errors import InvalidRequest
 
 WC_SECRET = "wc-secret-0123456789abcdef"
 

@@ -16,20 +16,20 @@ import respx
 import stripe
 import tenacity
 
-from connectors.base import ConnectorContext, RetryPolicy
-from connectors.stripe import StripeConnector
-from connectors.stripe.transformers import StripeRefund, to_refund_result
-from core.errors import (
+from refundbridge.connectors.base import ConnectorContext, RetryPolicy
+from refundbridge.connectors.stripe import StripeConnector
+from refundbridge.connectors.stripe.transformers import StripeRefund, to_refund_result
+from refundbridge.core.errors import (
     AmountNotRepresentable,
     InvalidRequest,
     PermanentProviderError,
     TransientProviderError,
     WebhookRejected,
 )
-from core.model import RefundStatus
-from core.money import Money
-from core.ports import Ignored, RefundOrder, RefundUpdate
-from core.request import ReasonCode
+from refundbridge.core.model import RefundStatus
+from refundbridge.core.money import Money
+from refundbridge.core.ports import Ignored, RefundOrder, RefundUpdate
+from refundbridge.core.request import ReasonCode
 from tests.fakes.stripe import StripeFake
 
 BASE_URL = "https://api.stripe.com"

@@ -22,11 +22,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from wechatpayv3 import WeChatPay, WeChatPayType
 
-from connectors.base import ConnectorContext, RetryPolicy
-from connectors.registry import ConnectorRegistry
-from connectors.wechatpay import WeChatPayConnector
-from connectors.wechatpay.client import UnverifiedRefundAnswer
-from connectors.wechatpay.transformers import (
+from refundbridge.connectors.base import ConnectorContext, RetryPolicy
+from refundbridge.connectors.registry import ConnectorRegistry
+from refundbridge.connectors.wechatpay import WeChatPayConnector
+from refundbridge.connectors.wechatpay.client import UnverifiedRefundAnswer
+from refundbridge.connectors.wechatpay.transformers import (
     ERROR_CODES,
     REASON_TEXT,
     STATUS_MAP,
@@ -35,7 +35,7 @@ from connectors.wechatpay.transformers import (
     classify,
     to_refund_result,
 )
-from core.errors import (
+from refundbridge.core.errors import (
     ConfigError,
     InvalidRequest,
     NotSupported,
@@ -43,9 +43,9 @@ from core.errors import (
     TransientProviderError,
     WebhookRejected,
 )
-from core.model import RefundStatus
-from core.money import Money
-from core.ports import (
+from refundbridge.core.model import RefundStatus
+from refundbridge.core.money import Money
+from refundbridge.core.ports import (
     Capability,
     Ignored,
     RefundOrder,
@@ -54,7 +54,7 @@ from core.ports import (
     StatusOutcome,
     StatusUpdate,
 )
-from core.request import ReasonCode
+from refundbridge.core.request import ReasonCode
 from tests.fakes.wechatpay import BASE, REFUNDS, WeChatPayFake, WeChatPayKeys
 
 NOW = datetime(2024, 7, 1, 12, 0, tzinfo=UTC)

@@ -19,15 +19,16 @@ import pytest
 import respx
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from connectors.base import ConnectorContext, RetryPolicy
-from connectors.registry import ConnectorRegistry, check_connector_class
-from connectors.woocommerce import WooCommerceConnector
-from connectors.woocommerce.refunds import STATUS_MAP, map_status, to_refund_result
-from connectors.woocommerce.transformers import META_CASE_ID, META_IDEMPOTENCY_KEY
-from connectors.woocommerce.webhooks import sign
-from connectors.woocommerce.wire import WCRefund
-from core.errors import (
+from refundbridge.api.app import create_app
+from refundbridge.bootstrap import Container
+from refundbridge.connectors.base import ConnectorContext, RetryPolicy
+from refundbridge.connectors.registry import ConnectorRegistry, check_connector_class
+from refundbridge.connectors.woocommerce import WooCommerceConnector
+from refundbridge.connectors.woocommerce.refunds import STATUS_MAP, map_status, to_refund_result
+from refundbridge.connectors.woocommerce.transformers import META_CASE_ID, META_IDEMPOTENCY_KEY
+from refundbridge.connectors.woocommerce.webhooks import sign
+from refundbridge.connectors.woocommerce.wire import WCRefund
+from refundbridge.core.errors import (
     ConfigError,
     InvalidRequest,
     NotSupported,
@@ -35,9 +36,9 @@ from core.errors import (
     TransientProviderError,
     WebhookRejected,
 )
-from core.model import RefundStatus
-from core.money import Money
-from core.ports import (
+from refundbridge.core.model import RefundStatus
+from refundbridge.core.money import Money
+from refundbridge.core.ports import (
     Capability,
     ExternalRefund,
     Ignored,
@@ -47,8 +48,7 @@ from core.ports import (
     StatusOutcome,
     StatusUpdate,
 )
-from core.request import ReasonCode, RequestKind, RequestLine
-from refundbridge.bootstrap import Container
+from refundbridge.core.request import ReasonCode, RequestKind, RequestLine
 from tests.factories import SHOP
 from tests.fakes.woocommerce import (
     API,

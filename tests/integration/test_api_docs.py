@@ -9,7 +9,7 @@ from urllib.parse import urljoin
 import pytest
 from fastapi.testclient import TestClient
 
-from api.docs import STATIC
+from refundbridge.api.docs import STATIC
 
 ASSET_TYPES = {".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
 

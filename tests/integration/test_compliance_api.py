@@ -14,11 +14,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from typer.testing import CliRunner
 
-from core.errors import DuplicateDelivery
-from core.money import Money
-from core.ports import ExternalRefund
-from core.services import record_external_refund
 from refundbridge.cli import app as cli
+from refundbridge.core.errors import DuplicateDelivery
+from refundbridge.core.money import Money
+from refundbridge.core.ports import ExternalRefund
+from refundbridge.core.services import record_external_refund
 from tests.conftest import drain, open_case, stored_rows
 from tests.factories import AUTH, SHOP, request_body, signed
 
@@ -245,8 +245,8 @@ def test_the_command_line_prints_the_same_decision(tmp_path: Path, monkeypatch):
 
 
 def test_a_connector_fingerprint_makes_a_redelivery_a_replay(container):
-    from core.request import NormalizedRefundRequest
-    from core.services import receive_request
+    from refundbridge.core.request import NormalizedRefundRequest
+    from refundbridge.core.services import receive_request
 
     body = request_body()
     first = NormalizedRefundRequest.model_validate(body)

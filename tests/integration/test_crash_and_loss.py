@@ -12,11 +12,11 @@ from pathlib import Path
 import respx
 from rq import Queue
 
+from refundbridge.workers.reconcile import reconcile
 from tests.conftest import GENERIC_SECRET, REDIS_URL, STRIPE_KEY, STRIPE_WEBHOOK_SECRET, drain
 from tests.factories import AUTH, OPERATOR_TOKEN, SHOP, request_body, signed
 from tests.fakes.stripe import BASE as STRIPE_BASE
 from tests.fakes.stripe import StripeFake
-from workers.reconcile import reconcile
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,7 +70,7 @@ def test_worker_killed_mid_refund_pays_once_and_the_case_closes(
     config.write_text(_toml(database_url))
     from fastapi.testclient import TestClient
 
-    from api.app import create_app
+    from refundbridge.api.app import create_app
 
     with TestClient(create_app(container, dashboard=False)) as client:
         case_id = client.post(f"/webhooks/{SHOP}/generic",
@@ -107,7 +107,7 @@ def test_redis_flushed_with_cases_in_flight_reconcile_finishes_every_case(
     stripe_fake = StripeFake()
     from fastapi.testclient import TestClient
 
-    from api.app import create_app
+    from refundbridge.api.app import create_app
 
     with respx.mock(assert_all_mocked=True, assert_all_called=False) as router, TestClient(
             create_app(container, dashboard=False)) as client:
@@ -138,7 +138,7 @@ def test_two_worker_processes_share_the_work_without_failures_or_double_payment(
     from fastapi.testclient import TestClient
     from rq.registry import FailedJobRegistry
 
-    from api.app import create_app
+    from refundbridge.api.app import create_app
 
     container = make_container(erp="sandbox_erp", notifier="sandbox_notifier")
     config, state = tmp_path / "rb.toml", tmp_path / "stripe.json"

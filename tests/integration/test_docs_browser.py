@@ -14,7 +14,7 @@ import pytest
 import uvicorn
 from playwright.sync_api import Browser, Page, Route, sync_playwright
 
-from api.app import create_app
+from refundbridge.api.app import create_app
 from refundbridge.bootstrap import Container
 from tests.factories import OPERATOR_TOKEN
 

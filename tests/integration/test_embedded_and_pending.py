@@ -12,14 +12,14 @@ import stripe
 from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from config.settings import load_settings
-from core.errors import ConfigError
+from refundbridge.api.app import create_app
 from refundbridge.bootstrap import bootstrap
-from store.db import alembic_config, current_revision, upgrade
+from refundbridge.config.settings import load_settings
+from refundbridge.core.errors import ConfigError
+from refundbridge.store.db import alembic_config, current_revision, upgrade
+from refundbridge.workers.reconcile import reconcile
 from tests.conftest import STRIPE_WEBHOOK_SECRET, drain, open_case
 from tests.factories import AUTH, GENERIC_SECRET, OPERATOR_TOKEN, SHOP, request_body, signed
-from workers.reconcile import reconcile
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -120,6 +120,6 @@ def test_webhooks_are_accepted_while_redis_is_down_and_relayed_once_it_is_back(
         ready = client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["checks"]["redis"].startswith("error")
     container.redis = redis_conn
-    from workers.relay import relay_once
+    from refundbridge.workers.relay import relay_once
 
     assert relay_once(container) == 1  # the evaluate step, handed over now

@@ -20,12 +20,12 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from core import services
-from core.lifecycle import CaseState
-from core.model import RefundStatus
+from refundbridge.core import services
+from refundbridge.core.lifecycle import CaseState
+from refundbridge.core.model import RefundStatus
+from refundbridge.workers.reconcile import reconcile
 from tests.conftest import drain, open_case
 from tests.factories import AUTH, SHOP, request_body, signed
-from workers.reconcile import reconcile
 
 
 def _case(client: Any, case_id: str) -> dict[str, Any]:
@@ -244,7 +244,7 @@ def test_a_retry_closes_a_case_whose_booking_landed_while_it_was_failed(client, 
         case = uow.cases.get(case_id)
         attempt = case.current_attempt
         assert attempt is not None
-        from core.model import RefundResult
+        from refundbridge.core.model import RefundResult
         case.apply_refund_result(RefundResult(RefundStatus.FAILED, attempt.provider_ref,
                                               message="card closed"),
                                  datetime.now(UTC), actor="connector:stripe")

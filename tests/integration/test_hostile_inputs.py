@@ -25,9 +25,9 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 from sqlalchemy import text
 
-from api.app import create_app
+from refundbridge.api.app import create_app
 from refundbridge.bootstrap import bootstrap
-from store.db import make_engine
+from refundbridge.store.db import make_engine
 from tests.conftest import STRIPE_WEBHOOK_SECRET, TABLES, drain, stored_rows, test_settings
 from tests.factories import AUTH, GENERIC_SECRET, SHOP, request_body, signed
 

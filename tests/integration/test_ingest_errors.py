@@ -9,11 +9,11 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api import errors
-from core.errors import PermanentProviderError, TransientProviderError
+from refundbridge.api import errors
+from refundbridge.core.errors import PermanentProviderError, TransientProviderError
+from refundbridge.workers.relay import relay_once
 from tests.conftest import TABLES, drain, stored_rows
 from tests.factories import AUTH, SHOP, request_body, signed
-from workers.relay import relay_once
 
 EMPTY = dict.fromkeys(TABLES, 0)
 

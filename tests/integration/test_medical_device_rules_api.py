@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from api.app import create_app
+from refundbridge.api.app import create_app
 from tests.conftest import drain, open_case
 from tests.factories import AUTH
 

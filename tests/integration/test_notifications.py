@@ -22,10 +22,11 @@ from aiosmtpd.controller import Controller
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from api.app import create_app
-from core.model import DeliveryStatus
+from refundbridge.api.app import create_app
 from refundbridge.bootstrap import Container
+from refundbridge.core.model import DeliveryStatus
 from refundbridge.demo import Mailbox
+from refundbridge.workers.reconcile import reconcile
 from tests.conftest import drain, open_case
 from tests.factories import AUTH
 from tests.fakes.erpnext import ERPNextFake
@@ -33,7 +34,6 @@ from tests.fakes.odoo import OdooFake
 from tests.fakes.shopify import ShopifyFake
 from tests.fakes.stripe import StripeFake
 from tests.integration.test_shop_setups import ODOO, SHOPIFY, post_shopify, shopify_order
-from workers.reconcile import reconcile
 
 INTERNAL = "客户疑似转卖，已内部标记 (suspected resale; flagged)"
 TO_CUSTOMER = "已为您安排退款，感谢耐心等待。"

@@ -13,9 +13,9 @@ from alembic import command
 from sqlalchemy import inspect
 from typer.testing import CliRunner
 
-from core.recalls import Recall, RecallClass
 from refundbridge.cli import app as cli
-from store.db import alembic_config, current_revision, make_engine
+from refundbridge.core.recalls import Recall, RecallClass
+from refundbridge.store.db import alembic_config, current_revision, make_engine
 from tests.factories import AUTH, GENERIC_SECRET, OPERATOR_TOKEN, SHOP
 
 GTIN13 = "6901234567892"

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import httpx
 
+from refundbridge.workers.reconcile import reconcile
 from tests.conftest import drain, open_case
 from tests.factories import AUTH, SHOP, request_body, signed
-from workers.reconcile import reconcile
 
 
 def test_stripe_503_twice_then_200_pays_once_with_one_key(client, container, providers):

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis.generation.modes import GenerationMode
 
-from api.app import create_app
+from refundbridge.api.app import create_app
 from tests.factories import AUTH
 
 PROBLEM = "application/problem+json"

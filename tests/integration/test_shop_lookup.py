@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from core.errors import NotFound
 from refundbridge.bootstrap import Container, find_shop
+from refundbridge.core.errors import NotFound
 from tests.factories import SHOP
 
 

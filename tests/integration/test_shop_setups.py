@@ -29,9 +29,10 @@ import respx
 from alipay import AliPay
 from fastapi.testclient import TestClient
 
-from api.app import create_app
+from refundbridge.api.app import create_app
 from refundbridge.bootstrap import Container
 from refundbridge.demo import Mailbox
+from refundbridge.workers.reconcile import reconcile
 from tests.conftest import drain
 from tests.factories import AUTH, GENERIC_SECRET, SHOP, request_body, signed
 from tests.fakes import odoo as odoo_fake
@@ -43,7 +44,6 @@ from tests.fakes.odoo import OdooFake
 from tests.fakes.shopify import ShopifyFake
 from tests.fakes.wechatpay import REFUNDS, WeChatPayFake, WeChatPayKeys
 from tests.fakes.woocommerce import WooCommerceFake
-from workers.reconcile import reconcile
 
 MakeContainer = Callable[..., Container]
 

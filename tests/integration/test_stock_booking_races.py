@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from core import services
+from refundbridge.core import services
+from refundbridge.workers import runtime
+from refundbridge.workers.jobs import run_step
 from tests.conftest import drain
 from tests.factories import AUTH, SHOP, request_body, signed
-from workers import runtime
-from workers.jobs import run_step
 
 HOLD_SECONDS = 20
 
@@ -184,7 +184,7 @@ class HeldOdooCall(HeldInsert):
 def test_two_stock_jobs_racing_book_the_return_once_in_odoo(make_container, providers):
     from fastapi.testclient import TestClient
 
-    from api.app import create_app
+    from refundbridge.api.app import create_app
     from tests.fakes import odoo as odoo_fake
 
     router, stripe_fake, _ = providers

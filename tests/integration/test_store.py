@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import text
 
-from core import services
-from core.errors import ConcurrencyConflict, PermanentProviderError
-from core.model import DeliveryStatus, NotificationKind, ShippedUnit, Step
-from core.request import NormalizedRefundRequest
+from refundbridge.core import services
+from refundbridge.core.errors import ConcurrencyConflict, PermanentProviderError
+from refundbridge.core.model import DeliveryStatus, NotificationKind, ShippedUnit, Step
+from refundbridge.core.request import NormalizedRefundRequest
 from tests.factories import SHOP, request_body
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)

@@ -15,10 +15,10 @@ from typing import Any
 
 import respx
 
-from config.settings import load_settings
 from refundbridge.bootstrap import bootstrap
+from refundbridge.config.settings import load_settings
+from refundbridge.workers.runner import run_worker
 from tests.fakes.stripe import StripeFake
-from workers.runner import run_worker
 
 
 def main() -> None:

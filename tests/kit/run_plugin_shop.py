@@ -16,13 +16,13 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from api.app import create_app
-from config.settings import load_settings
+from refundbridge.api.app import create_app
 from refundbridge.bootstrap import bootstrap
 from refundbridge.cli import app as cli
-from store.db import upgrade
+from refundbridge.config.settings import load_settings
+from refundbridge.store.db import upgrade
+from refundbridge.workers.runner import drain
 from tests.factories import request_body, signed
-from workers.runner import drain
 
 SHOP = "plugin-pharmacy"
 

@@ -12,12 +12,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from config.settings import load_settings
-from connectors.base import RetryPolicy
-from connectors.registry import ConnectorRegistry
-from core.errors import ConfigError
-from core.ports import Role
 from refundbridge.bootstrap import build_shops
+from refundbridge.config.settings import load_settings
+from refundbridge.connectors.base import RetryPolicy
+from refundbridge.connectors.registry import ConnectorRegistry
+from refundbridge.core.errors import ConfigError
+from refundbridge.core.ports import Role
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "connectors.md"
 EXPECTED = {

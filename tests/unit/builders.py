@@ -9,9 +9,9 @@ import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from core.model import Decision, Inspection, Outcome, RefundCase
-from core.money import Money
-from core.request import NormalizedRefundRequest
+from refundbridge.core.model import Decision, Inspection, Outcome, RefundCase
+from refundbridge.core.money import Money
+from refundbridge.core.request import NormalizedRefundRequest
 
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
 

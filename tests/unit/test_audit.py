@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from core.audit import GENESIS, AuditEvent, chain_event, verify_chain
+from refundbridge.core.audit import GENESIS, AuditEvent, chain_event, verify_chain
 from tests.unit.builders import at
 
 

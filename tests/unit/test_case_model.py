@@ -7,10 +7,10 @@ from datetime import datetime
 
 import pytest
 
-from core.audit import verify_chain
-from core.errors import DomainError, IllegalTransition, InvalidRequest, NotFound
-from core.lifecycle import CaseState, Transition
-from core.model import (
+from refundbridge.core.audit import verify_chain
+from refundbridge.core.errors import DomainError, IllegalTransition, InvalidRequest, NotFound
+from refundbridge.core.lifecycle import CaseState, Transition
+from refundbridge.core.model import (
     Decision,
     DeliveryStatus,
     Disposition,
@@ -23,7 +23,7 @@ from core.model import (
     StatusOutcome,
     Step,
 )
-from core.money import Money
+from refundbridge.core.money import Money
 from tests.unit.builders import approval, at, decision, inspection, line, open_case
 
 S = CaseState

@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from core.lifecycle import CaseState
-from core.model import (
+from refundbridge.core.lifecycle import CaseState
+from refundbridge.core.model import (
     DeliveryStatus,
     RefundCase,
     RefundResult,

@@ -15,7 +15,7 @@ from typer.testing import CliRunner, Result
 
 from refundbridge.cli import app as cli
 from refundbridge.demo import is_demo_database
-from store.db import upgrade
+from refundbridge.store.db import upgrade
 from tests.factories import request_body
 
 

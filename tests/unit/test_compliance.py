@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from core.compliance import MedicalDeviceRuleSet, ReasonGroup, reason_group
-from core.model import Disposition, Inspection, ObligationKind, Outcome, ShippedUnit
-from core.policy import Jurisdiction, ShopPolicy, SkuFlags
-from core.recalls import Recall, RecallClass, RecallList
-from core.request import ReasonCode
-from core.rules import EvaluationContext, Verdict
+from refundbridge.core.compliance import MedicalDeviceRuleSet, ReasonGroup, reason_group
+from refundbridge.core.model import Disposition, Inspection, ObligationKind, Outcome, ShippedUnit
+from refundbridge.core.policy import Jurisdiction, ShopPolicy, SkuFlags
+from refundbridge.core.recalls import Recall, RecallClass, RecallList
+from refundbridge.core.request import ReasonCode
+from refundbridge.core.rules import EvaluationContext, Verdict
 from tests.unit.builders import line, make_request
 
 NOW = datetime(2026, 3, 10, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai

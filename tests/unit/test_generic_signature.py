@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from connectors.generic.webhooks import sign, verify_signature
-from core.errors import WebhookRejected
+from refundbridge.connectors.generic.webhooks import sign, verify_signature
+from refundbridge.core.errors import WebhookRejected
 
 SECRET = "gsec_3b9f01d2c4e5a6b7"
 BODY = b'{"external_id":"ext-0001","requested_amount":"12.50"}'

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
 
-from tests.unit.test_core_is_pure import imported_top_level_modules
+from tests.unit.test_core_is_pure import LAYERS, imported_top_level_modules
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,3 +33,30 @@ FILES = [(folder, path) for folder in RULES for path in sorted((ROOT / folder).r
 def test_a_layer_imports_only_what_it_may(folder: str, path: Path) -> None:
     imported = imported_top_level_modules(path.read_text(encoding="utf-8"))
     assert imported & RULES[folder] == set()
+
+
+# Every Python file of the repository once (`refundbridge/core` and the like are links to the
+# layers at the top, not more files).
+SOURCES = sorted(
+    p for p in ROOT.rglob("*.py")
+    if not {".venv", "build"} & set(p.relative_to(ROOT).parts)
+    and not any((ROOT / parent).is_symlink() for parent in p.relative_to(ROOT).parents))
+
+
+def _bare_layer_imports(source: str) -> set[str]:
+    bare: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        names = ([alias.name for alias in node.names] if isinstance(node, ast.Import) else
+                 [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0
+                 and node.module else [])
+        bare.update(name for name in names if name.split(".")[0] in LAYERS)
+    return bare
+
+
+def test_every_import_names_the_one_installed_package() -> None:
+    """`core.model` and `refundbridge.core.model` would be two modules with two copies of
+    every class: everything imports the layers under `refundbridge`, the one top-level name
+    the wheel installs."""
+    offenders = {str(p.relative_to(ROOT)): bare for p in SOURCES
+                 if (bare := _bare_layer_imports(p.read_text(encoding="utf-8")))}
+    assert offenders == {}

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from config.settings import load_settings
-from core.errors import ConfigError
-from core.injury import InjuryLevel, detect_injury, normalize
-from core.policy import ShopPolicy
+from refundbridge.config.settings import load_settings
+from refundbridge.core.errors import ConfigError
+from refundbridge.core.injury import InjuryLevel, detect_injury, normalize
+from refundbridge.core.policy import ShopPolicy
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "injury_corpus.tsv"
 

@@ -8,11 +8,11 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import BigInteger, String
 
-from core import request as r
-from core.errors import InvalidRequest
-from core.money import Money
-from core.request import NormalizedRefundRequest, loads_strict, parse_amount_text
-from store import tables as t
+from refundbridge.core import request as r
+from refundbridge.core.errors import InvalidRequest
+from refundbridge.core.money import Money
+from refundbridge.core.request import NormalizedRefundRequest, loads_strict, parse_amount_text
+from refundbridge.store import tables as t
 
 
 def _length(column: object) -> int:

@@ -10,8 +10,8 @@ import itertools
 
 import pytest
 
-from core.errors import IllegalTransition
-from core.lifecycle import (
+from refundbridge.core.errors import IllegalTransition
+from refundbridge.core.lifecycle import (
     FINAL_STATES,
     RETRY_TARGETS,
     TRANSITIONS,

@@ -9,8 +9,8 @@ from string import Formatter
 
 import pytest
 
-from core.messages import CATALOGS, CHINESE, ENGLISH, language, text
-from core.request import Severity
+from refundbridge.core.messages import CATALOGS, CHINESE, ENGLISH, language, text
+from refundbridge.core.request import Severity
 
 ROOT = Path(__file__).resolve().parents[2]
 # The modules that say things through core/messages.py.

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from core.errors import CurrencyMismatch, InvalidRequest
-from core.money import Money, check_currency, minor_units
+from refundbridge.core.errors import CurrencyMismatch, InvalidRequest
+from refundbridge.core.money import Money, check_currency, minor_units
 
 
 @pytest.mark.parametrize(

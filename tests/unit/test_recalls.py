@@ -7,8 +7,8 @@ from datetime import date
 import pytest
 from biip.gtin import Gtin
 
-from core.errors import InvalidRequest
-from core.recalls import (
+from refundbridge.core.errors import InvalidRequest
+from refundbridge.core.recalls import (
     Recall,
     RecallClass,
     RecallList,

@@ -11,9 +11,9 @@ from typing import Any, ClassVar
 
 import pytest
 
-from connectors.registry import GROUP, ConnectorRegistry, check_connector_class
-from core.errors import ConfigError
-from core.ports import Capability, Role
+from refundbridge.connectors.registry import GROUP, ConnectorRegistry, check_connector_class
+from refundbridge.core.errors import ConfigError
+from refundbridge.core.ports import Capability, Role
 
 PLUGIN = textwrap.dedent('''
     class Plugin:

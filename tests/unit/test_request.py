@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from core.errors import InvalidRequest
-from core.request import NormalizedRefundRequest, RequestKind, parse_request
+from refundbridge.core.errors import InvalidRequest
+from refundbridge.core.request import NormalizedRefundRequest, RequestKind, parse_request
 from tests.unit.builders import DELETE, line, request_body
 
 

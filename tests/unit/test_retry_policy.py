@@ -8,8 +8,8 @@ import httpx
 import pytest
 import tenacity
 
-from connectors.base import RetryPolicy, retry_after_seconds
-from core.errors import ConnectorError, PermanentProviderError, TransientProviderError
+from refundbridge.connectors.base import RetryPolicy, retry_after_seconds
+from refundbridge.core.errors import ConnectorError, PermanentProviderError, TransientProviderError
 
 NO_WAIT = RetryPolicy(attempts=4, initial_wait=0.0, max_wait=0.0, max_retry_after=0.0)
 

@@ -7,19 +7,19 @@ from decimal import Decimal
 
 import pytest
 
-from core.compliance import MedicalDeviceRuleSet
-from core.model import Outcome, ShippedUnit
-from core.money import Money
-from core.ports import HeldUnits
-from core.request import NormalizedRefundRequest, ReasonCode
-from core.rules import (
+from refundbridge.core.compliance import MedicalDeviceRuleSet
+from refundbridge.core.model import Outcome, ShippedUnit
+from refundbridge.core.money import Money
+from refundbridge.core.ports import HeldUnits
+from refundbridge.core.request import NormalizedRefundRequest, ReasonCode
+from refundbridge.core.rules import (
     EvaluationContext,
     ShopPolicy,
     over_refund_guard,
     payment_route_guard,
     units_guard,
 )
-from core.services import rules_decision
+from refundbridge.core.services import rules_decision
 from tests.unit.builders import at, line, make_request
 
 

@@ -11,8 +11,9 @@ from typing import ClassVar
 import pytest
 from pydantic import SecretStr
 
-from config.settings import load_settings
-from connectors.base import (
+from refundbridge.bootstrap import build_shops, check_settings
+from refundbridge.config.settings import load_settings
+from refundbridge.connectors.base import (
     ConfigProblems,
     ConnectorBase,
     ConnectorContext,
@@ -20,11 +21,10 @@ from connectors.base import (
     RetryPolicy,
     is_placeholder,
 )
-from connectors.generic.webhooks import GenericSettings, GenericStorefrontConnector
-from connectors.registry import ConnectorRegistry
-from core.errors import ConfigError
-from core.ports import Role
-from refundbridge.bootstrap import build_shops, check_settings
+from refundbridge.connectors.generic.webhooks import GenericSettings, GenericStorefrontConnector
+from refundbridge.connectors.registry import ConnectorRegistry
+from refundbridge.core.errors import ConfigError
+from refundbridge.core.ports import Role
 
 REAL_TOKEN = "op_7f3a9c1e5b2d4f60"
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "example.toml"

@@ -9,8 +9,8 @@ import pytest
 from biip import ParseError
 from biip.gtin import Gtin
 
-from core.errors import InvalidUdi
-from core.udi import UdiData, UdiScheme, gtin14, parse_udi, udi_mismatches
+from refundbridge.core.errors import InvalidUdi
+from refundbridge.core.udi import UdiData, UdiScheme, gtin14, parse_udi, udi_mismatches
 
 GS = "\x1d"  # FNC1 as scanners transmit it
 GTIN = "09506000134352"  # GS1's own example GTIN; the check digit is 2

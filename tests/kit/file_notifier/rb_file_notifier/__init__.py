@@ -9,8 +9,8 @@ import threading
 from pathlib import Path
 from typing import ClassVar
 
-from connectors.base import ConnectorBase, ConnectorContext, ConnectorSettings
-from core.ports import Capability, OutgoingMessage, Role
+from refundbridge.connectors.base import ConnectorBase, ConnectorContext, ConnectorSettings
+from refundbridge.core.ports import Capability, OutgoingMessage, Role
 
 
 class FileNotifierSettings(ConnectorSettings):
