@@ -66,3 +66,22 @@ def signed(body: dict[str, Any] | bytes, secret: str = GENERIC_SECRET,
     ts = int(time.time()) if timestamp is None else timestamp
     return raw, {"Content-Type": "application/json",
                  "X-RefundBridge-Signature": sign(secret, raw, ts)}
+
+
+def config_toml(database_url: str, *, payment: str = "sandbox_payment", header: str = "",
+                sections: str = "") -> str:
+    """A settings file for one generic-storefront shop on the sandbox ERP and notifier, as
+    a process started by a test reads it; `header` adds top-level keys, `sections` tables."""
+    return f"""
+database_url = "{database_url}"
+operator_tokens = ["{OPERATOR_TOKEN}"]
+{header}
+[shops.{SHOP}]
+storefront = "generic"
+payment = "{payment}"
+erp = "sandbox_erp"
+notifier = "sandbox_notifier"
+
+[shops.{SHOP}.generic]
+secret = "{GENERIC_SECRET}"
+{sections}"""

@@ -13,8 +13,8 @@ import respx
 from rq import Queue
 
 from refundbridge.workers.reconcile import reconcile
-from tests.conftest import GENERIC_SECRET, REDIS_URL, STRIPE_KEY, STRIPE_WEBHOOK_SECRET, drain
-from tests.factories import AUTH, OPERATOR_TOKEN, SHOP, request_body, signed
+from tests.conftest import REDIS_URL, STRIPE_KEY, STRIPE_WEBHOOK_SECRET, drain
+from tests.factories import AUTH, SHOP, config_toml, request_body, signed
 from tests.fakes.stripe import BASE as STRIPE_BASE
 from tests.fakes.stripe import StripeFake
 
@@ -22,28 +22,19 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _toml(database_url: str) -> str:
-    return f"""
-database_url = "{database_url}"
-redis_url = "{REDIS_URL}"
-operator_tokens = ["{OPERATOR_TOKEN}"]
+    return config_toml(
+        database_url, payment="stripe",
+        header=f'''redis_url = "{REDIS_URL}"
 retry_attempts = 2
 retry_initial_wait = 0.0
 retry_max_wait = 0.0
-
-[shops.{SHOP}]
-storefront = "generic"
-payment = "stripe"
-erp = "sandbox_erp"
-notifier = "sandbox_notifier"
-
-[shops.{SHOP}.generic]
-secret = "{GENERIC_SECRET}"
-
+''',
+        sections=f'''
 [shops.{SHOP}.stripe]
 api_key = "{STRIPE_KEY}"
 webhook_secret = "{STRIPE_WEBHOOK_SECRET}"
 base_url = "{STRIPE_BASE}"
-"""
+''')
 
 
 def _worker(config: Path, state: Path, marker: Path, *, hang: bool) -> subprocess.Popen[bytes]:

@@ -46,6 +46,14 @@ def _open_outbox_rows(engine: Any, case_id: str) -> int:
             {"c": case_id}).scalar_one())
 
 
+def _reconcile_and_drain(container: Any, rounds: int = 1) -> None:
+    """What the periodic reconciler and the workers do, `rounds` times over, with nothing
+    counting as recent (so every lost or idle piece of work is due)."""
+    for _ in range(rounds):
+        reconcile(container, stale_after=0, pending_after=0)
+        drain(container)
+
+
 def _poison_order(engine: Any, order_id: str) -> None:
     """The ledger learns the order in another currency after the request was accepted (two
     first requests of one order, in two currencies, passing intake at the same moment):
@@ -101,8 +109,7 @@ def test_the_reconciler_gives_up_on_a_step_that_never_finishes(client, container
     while _case(client, case_id)["state"] == "refunding":
         rounds += 1
         assert rounds <= 5, "the reconciler never gave up"
-        reconcile(container, stale_after=0, pending_after=0)
-        drain(container)
+        _reconcile_and_drain(container)
 
     case = _case(client, case_id)
     assert case["state"] == "failed"
@@ -130,9 +137,7 @@ def test_a_case_revived_without_progress_fails_after_a_bounded_number(client, co
     drain(container)
     assert _case(client, case_id)["state"] == "refunding"  # unknown news is never acted on
 
-    for _ in range(4):
-        reconcile(container, stale_after=0, pending_after=0)
-        drain(container)
+    _reconcile_and_drain(container, rounds=4)
     case = _case(client, case_id)
     assert case["state"] == "failed"
     assert case["failure"]["code"] == "no_progress"
@@ -147,9 +152,7 @@ def test_a_pending_refund_is_polled_without_counting_as_no_progress(client, cont
     stripe_fake.next_status = "pending"
     case_id, _ = open_case(client, erp)
     drain(container)
-    for _ in range(3):
-        reconcile(container, stale_after=0, pending_after=0)
-        drain(container)
+    _reconcile_and_drain(container, rounds=3)
     assert _case(client, case_id)["state"] == "refunding"
 
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from refundbridge.cli import app as cli
 from refundbridge.core.recalls import Recall, RecallClass
 from refundbridge.store.db import alembic_config, current_revision, make_engine
-from tests.factories import AUTH, GENERIC_SECRET, OPERATOR_TOKEN, SHOP
+from tests.factories import AUTH, SHOP, config_toml
 
 GTIN13 = "6901234567892"
 GTIN14 = "06901234567892"
@@ -174,19 +174,8 @@ def test_recall_lists_are_per_shop(container):
 
 def _config(tmp_path: Path) -> Path:
     config = tmp_path / "refundbridge.toml"
-    config.write_text(f"""
-database_url = "sqlite:///{tmp_path / 'refundbridge.db'}"
-operator_tokens = ["{OPERATOR_TOKEN}"]
-
-[shops.{SHOP}]
-storefront = "generic"
-payment = "sandbox_payment"
-erp = "sandbox_erp"
-notifier = "sandbox_notifier"
-
-[shops.{SHOP}.generic]
-secret = "{GENERIC_SECRET}"
-""", encoding="utf-8")
+    config.write_text(config_toml(f"sqlite:///{tmp_path / 'refundbridge.db'}"),
+                      encoding="utf-8")
     return config
 
 

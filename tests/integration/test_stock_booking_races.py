@@ -10,6 +10,7 @@ runs, on real PostgreSQL, with the services and jobs production uses.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -72,18 +73,39 @@ def _case(client: Any, case_id: str) -> dict[str, Any]:
     return dict(client.get(f"/v1/cases/{case_id}", headers=AUTH).json())
 
 
-def _in_thread(target: Any, *args: Any) -> tuple[threading.Thread, list[BaseException]]:
+def _in_thread(target: Callable[[], object]) -> tuple[threading.Thread, list[BaseException]]:
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
-            target(*args)
+            target()
         except BaseException as exc:  # handed to the test thread, which fails on it
             errors.append(exc)
 
     thread = threading.Thread(target=run)
     thread.start()
     return thread, errors
+
+
+def _race(held: HeldInsert, first: Callable[[], object], second: Callable[[], object],
+          documents: Callable[[], int]) -> int:
+    """Run `first` in a thread until the fake ERP holds it inside its call, then `second` to
+    its end; release the first and wait for it. Returns how many documents the ERP had
+    made while the first was held."""
+    thread, errors = _in_thread(first)
+    assert held.inside.wait(HOLD_SECONDS)
+    second()
+    made_while_held = documents()
+    held.release()
+    thread.join(HOLD_SECONDS)
+    assert not thread.is_alive() and not errors
+    return made_while_held
+
+
+def _case_closed(client: Any, case_id: str) -> dict[str, Any]:
+    case = _case(client, case_id)
+    assert case["state"] == "closed", (case["failure"], case["notifications"])
+    return case
 
 
 def _assert_booked_once(erp: Any, case_id: str, *, update_stock: bool) -> None:
@@ -103,19 +125,14 @@ def test_two_stock_jobs_racing_book_the_return_once(client, container, providers
     held = HeldInsert()
     erp.before_insert.append(held)
 
-    first, first_errors = _in_thread(services.adjust_stock, container.services, case_id)
-    assert held.inside.wait(HOLD_SECONDS)
-    # The second job runs to its end while the first is inside the ERP: it must not book.
-    services.adjust_stock(container.services, case_id)
-    inserts_while_held = len(erp.returns) + len(erp.delivery_returns)
-    held.release()
-    first.join(HOLD_SECONDS)
-    assert not first.is_alive() and not first_errors
+    def stock_job() -> None:
+        services.adjust_stock(container.services, case_id)
 
-    assert inserts_while_held == 0
+    # The second job runs to its end while the first is inside the ERP: it must not book.
+    assert _race(held, stock_job, stock_job,
+                 lambda: len(erp.returns) + len(erp.delivery_returns)) == 0
     drain(container)
-    case = _case(client, case_id)
-    assert case["state"] == "closed", (case["failure"], case["notifications"])
+    _case_closed(client, case_id)
     _assert_booked_once(erp, case_id, update_stock=update_stock)
     assert len(stripe_fake.paid()) == 1
 
@@ -130,19 +147,13 @@ def test_refund_completion_racing_the_receipt_books_once(client, container, prov
     erp.before_insert.append(held)
     runtime.install(container)
 
-    booking, booking_errors = _in_thread(services.adjust_stock, container.services, case_id)
-    assert held.inside.wait(HOLD_SECONDS)
-    run_step(case_id, "refund")  # pays, then runs the stock step it queues in its chain
+    # The refund job pays, then runs the stock step it queues in its chain.
+    assert _race(held, lambda: services.adjust_stock(container.services, case_id),
+                 lambda: run_step(case_id, "refund"),
+                 lambda: len(erp.returns) + len(erp.delivery_returns)) == 0
     assert len(stripe_fake.paid()) == 1
-    inserts_while_held = len(erp.returns) + len(erp.delivery_returns)
-    held.release()
-    booking.join(HOLD_SECONDS)
-    assert not booking.is_alive() and not booking_errors
-
-    assert inserts_while_held == 0
     drain(container)
-    case = _case(client, case_id)
-    assert case["state"] == "closed", (case["failure"], case["notifications"])
+    _case_closed(client, case_id)
     _assert_booked_once(erp, case_id, update_stock=False)
 
 
@@ -158,17 +169,13 @@ def test_a_booked_case_is_not_failed_by_a_duplicate_the_erp_refused(client, cont
     held = HeldInsert()
     erp.before_insert.append(held)
 
-    slow, slow_errors = _in_thread(services.adjust_stock, impatient, case_id)
-    assert held.inside.wait(HOLD_SECONDS)
-    services.adjust_stock(impatient, case_id)  # takes the claim over and books
-    assert len(erp.returns) == 1
-    held.release()
-    slow.join(HOLD_SECONDS)
-    assert not slow.is_alive() and not slow_errors
+    def impatient_job() -> None:
+        services.adjust_stock(impatient, case_id)
 
+    # The second takes the claim over and books while the first is held.
+    assert _race(held, impatient_job, impatient_job, lambda: len(erp.returns)) == 1
     drain(container)
-    case = _case(client, case_id)
-    assert case["state"] == "closed", (case["failure"], case["notifications"])
+    case = _case_closed(client, case_id)
     assert case["erp_reference"] == erp.returns[0]["name"]
     _assert_booked_once(erp, case_id, update_stock=True)
 
@@ -205,18 +212,13 @@ def test_two_stock_jobs_racing_book_the_return_once_in_odoo(make_container, prov
         held = HeldOdooCall()
         odoo.hooks.append(held.odoo_hook)  # type: ignore[arg-type]
 
-        first, first_errors = _in_thread(services.adjust_stock, container.services, case_id)
-        assert held.inside.wait(HOLD_SECONDS)
-        services.adjust_stock(container.services, case_id)
-        made_while_held = len(odoo.return_pickings()) + len(odoo.credit_notes())
-        held.release()
-        first.join(HOLD_SECONDS)
-        assert not first.is_alive() and not first_errors
+        def stock_job() -> None:
+            services.adjust_stock(container.services, case_id)
 
-        assert made_while_held == 0
+        assert _race(held, stock_job, stock_job,
+                     lambda: len(odoo.return_pickings()) + len(odoo.credit_notes())) == 0
         drain(container)
-        case = _case(client, case_id)
-        assert case["state"] == "closed", (case["failure"], case["notifications"])
+        _case_closed(client, case_id)
         assert len(odoo.return_pickings()) == 1
         assert len(odoo.credit_notes()) == 1
         assert len(stripe_fake.paid()) == 1
