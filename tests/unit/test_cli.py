@@ -6,7 +6,6 @@ import json
 import os
 import socket
 import sqlite3
-from collections.abc import Iterator
 from importlib.metadata import version as package_version
 from pathlib import Path
 
@@ -18,13 +17,8 @@ from refundbridge.demo import is_demo_database
 from refundbridge.store.db import upgrade
 from tests.factories import request_body
 
-
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.upper().startswith("REFUNDBRIDGE_"):
-            monkeypatch.delenv(name)
-    yield
+# Settings come from the environment too: none of the caller's may leak in.
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 def test_a_placeholder_connector_secret_exits_2_naming_the_key(tmp_path: Path) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import ClassVar
@@ -49,12 +47,8 @@ webhook_secret = "whsec_from_toml"
 """
 
 
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.upper().startswith("REFUNDBRIDGE_"):
-            monkeypatch.delenv(name)
-    yield
+# Settings come from the environment too: none of the caller's may leak in.
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 def _write(tmp_path: Path, text: str = BASE_TOML) -> Path:
