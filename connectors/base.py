@@ -63,6 +63,14 @@ class ConfigProblems(ConfigError):
         return problems[0] if len(problems) == 1 else cls(problems)
 
 
+def http_address(value: str, example: str) -> str:
+    """A setting that must be a server's http(s) address; kept without its trailing slash
+    so that paths join onto it one way."""
+    if not value.startswith(("https://", "http://")):
+        raise ValueError(f"must be the {example}")
+    return value.rstrip("/")
+
+
 def is_placeholder(secret: SecretStr | str | None) -> bool:
     """Secrets nobody should run a real shop with: empty, short, or obviously a sample."""
     if secret is None:
@@ -220,6 +228,24 @@ class ClientConnector(ConnectorBase, Generic[C]):
             client.close()
 
 
+class PaymentConnector(ClientConnector[C]):
+    """A payment provider's connector: it refunds what the provider took, reads a refund
+    back, and takes the provider's refund notifications."""
+
+    roles: ClassVar[frozenset[Role]] = frozenset({Role.PAYMENT})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.ISSUE_REFUND, Capability.REFUND_STATUS, Capability.REFUND_NOTIFICATIONS})
+
+
+class ErpConnector(ClientConnector[C]):
+    """An ERP's connector: the units an order shipped, the return booked per disposition
+    (see `StockDestinations`), and the credit note."""
+
+    roles: ClassVar[frozenset[Role]] = frozenset({Role.ERP})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.SHIPPED_UNITS, Capability.BOOK_RETURN, Capability.CREDIT_NOTE})
+
+
 D = TypeVar("D")
 
 
@@ -270,14 +296,42 @@ class StockDestinations(Generic[D]):
         return held
 
 
+def _field(loc: Sequence[int | str], prefix: str) -> str:
+    """A pydantic error's place as a dotted path below `prefix`; "body" for the whole."""
+    return ".".join(str(part) for part in (prefix, *loc) if part != "") or "body"
+
+
 def validation_error(exc: ValidationError, prefix: str = "") -> InvalidRequest:
     """Every problem pydantic found in a provider's message, as one `InvalidRequest` naming
     the first field (prefixed with where in the message the model sits)."""
-    errors: list[tuple[str, str]] = []
-    for error in exc.errors():
-        path = ".".join(str(part) for part in error["loc"])
-        errors.append((".".join(p for p in (prefix, path) if p) or "body", error["msg"]))
+    errors = [(_field(error["loc"], prefix), error["msg"]) for error in exc.errors()]
     return InvalidRequest(errors[0][0], errors[0][1], errors)
+
+
+def first_problem(exc: ValidationError, prefix: str = "") -> str:
+    """The first field pydantic refused in a provider's answer, and why: `field: message`."""
+    first = exc.errors()[0]
+    return f"{_field(first['loc'], prefix)}: {first['msg']}"
+
+
+def unexpected_answer(connector: str, what: str, exc: ValidationError, prefix: str = ""
+                      ) -> PermanentProviderError:
+    """A 2xx answer that is not in the shape the provider documents: it will not improve on
+    retry, so it is permanent, and it names the first field that is off."""
+    return PermanentProviderError(connector, f"unexpected answer to {what}: "
+                                             f"{first_problem(exc, prefix)}",
+                                  code="invalid_response")
+
+
+W = TypeVar("W", bound=BaseModel)
+
+
+def parse_answer(connector: str, model: type[W], body: object, what: str) -> W:
+    """A provider's decoded 2xx answer as `model`, or `unexpected_answer`."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise unexpected_answer(connector, what, exc) from exc
 
 
 def mapped_status(table: Mapping[str, RefundStatus], raw: str | None, connector: str,

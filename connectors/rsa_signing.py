@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated, Final
+from collections.abc import Callable
+from functools import partial
+from typing import Annotated, Final, TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -32,23 +34,32 @@ def _der_of(text: str) -> bytes | None:
         raise KeyFormatError("is neither PEM nor base64-encoded DER") from exc
 
 
-def _checked_size(key: rsa.RSAPrivateKey | rsa.RSAPublicKey) -> None:
+K = TypeVar("K", rsa.RSAPrivateKey, rsa.RSAPublicKey)
+
+
+def _read_key(text: str, what: str, from_der: Callable[[bytes], object],
+              from_pem: Callable[[bytes], object]) -> object:
+    der = _der_of(text)
+    try:
+        return from_der(der) if der is not None else from_pem(text.strip().encode())
+    except (ValueError, TypeError) as exc:
+        raise KeyFormatError(f"is not a readable {what} ({exc})") from exc
+
+
+def _checked_size(key: K) -> K:
     if key.key_size < MIN_KEY_BITS:
         raise KeyFormatError(f"has {key.key_size} bits; at least {MIN_KEY_BITS} are needed")
+    return key
 
 
 def load_private_key(text: str) -> rsa.RSAPrivateKey:
     """An unencrypted RSA private key, PEM or bare base64 (PKCS#8 or PKCS#1)."""
-    der = _der_of(text)
-    try:
-        key = (serialization.load_der_private_key(der, password=None) if der is not None
-               else serialization.load_pem_private_key(text.strip().encode(), password=None))
-    except (ValueError, TypeError) as exc:
-        raise KeyFormatError(f"is not a readable unencrypted private key ({exc})") from exc
+    key = _read_key(text, "unencrypted private key",
+                    partial(serialization.load_der_private_key, password=None),
+                    partial(serialization.load_pem_private_key, password=None))
     if not isinstance(key, rsa.RSAPrivateKey):
         raise KeyFormatError("is not an RSA key")
-    _checked_size(key)
-    return key
+    return _checked_size(key)
 
 
 def private_key_pem(text: str) -> str:
@@ -65,16 +76,11 @@ def private_key_pem(text: str) -> str:
 
 def load_public_key(text: str) -> rsa.RSAPublicKey:
     """An RSA public key, PEM or bare base64 (SubjectPublicKeyInfo or PKCS#1)."""
-    der = _der_of(text)
-    try:
-        key = (serialization.load_der_public_key(der) if der is not None
-               else serialization.load_pem_public_key(text.strip().encode()))
-    except (ValueError, TypeError) as exc:
-        raise KeyFormatError(f"is not a readable public key ({exc})") from exc
+    key = _read_key(text, "public key", serialization.load_der_public_key,
+                    serialization.load_pem_public_key)
     if not isinstance(key, rsa.RSAPublicKey):
         raise KeyFormatError("is not an RSA key")
-    _checked_size(key)
-    return key
+    return _checked_size(key)
 
 
 def _private_key_setting(value: SecretStr) -> SecretStr:

@@ -20,10 +20,10 @@ from refundbridge.connectors.alipay.transformers import (
     refund_not_seen,
     refund_paid,
 )
-from refundbridge.connectors.base import ClientConnector, ConnectorSettings
+from refundbridge.connectors.base import ConnectorSettings, PaymentConnector
 from refundbridge.connectors.rsa_signing import PrivateKeySetting, PublicKeySetting
 from refundbridge.core.model import RefundResult, RefundStatus
-from refundbridge.core.ports import Capability, RefundOrder, Role, WebhookAck, WebhookEvent
+from refundbridge.core.ports import RefundOrder, WebhookAck, WebhookEvent
 
 
 class AlipaySettings(ConnectorSettings):
@@ -36,11 +36,8 @@ class AlipaySettings(ConnectorSettings):
     reference_kind: ReferenceKind = "auto"
 
 
-class AlipayConnector(ClientConnector[AlipayClient]):
+class AlipayConnector(PaymentConnector[AlipayClient]):
     name = "alipay"
-    roles = frozenset({Role.PAYMENT})
-    capabilities = frozenset({Capability.ISSUE_REFUND, Capability.REFUND_STATUS,
-                              Capability.REFUND_NOTIFICATIONS})
     Settings: ClassVar[type[ConnectorSettings]] = AlipaySettings
     # Alipay re-sends a notification until it reads exactly this.
     acknowledgement: ClassVar[WebhookAck] = WebhookAck(200, b"success", "text/plain")

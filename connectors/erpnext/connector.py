@@ -8,7 +8,12 @@ from typing import ClassVar
 
 from pydantic import SecretStr, field_validator
 
-from refundbridge.connectors.base import ClientConnector, ConnectorContext, ConnectorSettings
+from refundbridge.connectors.base import (
+    ConnectorContext,
+    ConnectorSettings,
+    ErpConnector,
+    http_address,
+)
 from refundbridge.connectors.erpnext.client import ERPNextClient
 from refundbridge.connectors.erpnext.returns import (
     Warehouses,
@@ -43,7 +48,7 @@ from refundbridge.connectors.erpnext.transformers import (
 )
 from refundbridge.core.errors import ConfigError, PermanentProviderError
 from refundbridge.core.model import StockMove
-from refundbridge.core.ports import Capability, ReturnBooking, Role, ShippedUnit
+from refundbridge.core.ports import ReturnBooking, ShippedUnit
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +71,7 @@ class ERPNextSettings(ConnectorSettings):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("must be the site's http(s) address, e.g. https://erp.example.com")
-        return value.rstrip("/")
+        return http_address(value, "site's http(s) address, e.g. https://erp.example.com")
 
     @field_validator("return_to_manufacturer_warehouse", "evidence_warehouse")
     @classmethod
@@ -86,11 +89,8 @@ class ERPNextSettings(ConnectorSettings):
         )
 
 
-class ERPNextConnector(ClientConnector[ERPNextClient]):
+class ERPNextConnector(ErpConnector[ERPNextClient]):
     name: ClassVar[str] = NAME
-    roles: ClassVar[frozenset[Role]] = frozenset({Role.ERP})
-    capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.BOOK_RETURN, Capability.CREDIT_NOTE, Capability.SHIPPED_UNITS})
     Settings: ClassVar[type[ConnectorSettings]] = ERPNextSettings
 
     settings: ERPNextSettings

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from refundbridge.connectors.base import parse_answer
 from refundbridge.core.errors import PermanentProviderError
 from refundbridge.core.ports import ShippedUnit
 
@@ -169,12 +170,7 @@ M = TypeVar("M", bound=_Wire)
 
 
 def parse(model: type[M], body: object, what: str) -> M:
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        # A 2xx that is not the shape Frappe documents will not improve on retry.
-        raise PermanentProviderError(NAME, f"{what}: unexpected answer ({exc.errors()[0]['msg']})"
-                                     ) from exc
+    return parse_answer(NAME, model, body, what)
 
 
 _TAG = re.compile(r"<[^>]+>")

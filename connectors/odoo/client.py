@@ -22,7 +22,7 @@ from refundbridge.connectors.base import ConnectorContext, send
 from refundbridge.connectors.odoo.transformers import (
     NAME,
     ErrorKind,
-    Json2Error,
+    OdooException,
     RpcResponse,
     classify,
     error_code,
@@ -166,7 +166,7 @@ def _json2_error(response: httpx.Response) -> tuple[str, str | None]:
     if isinstance(body, str):
         return body, str(response.status_code)
     try:
-        error = Json2Error.model_validate(body)
+        error = OdooException.model_validate(body)
     except ValidationError:
         return f"HTTP {response.status_code}: {response.text[:300]}", str(response.status_code)
     return error.message or error.name, error_code(error.name) if error.name else str(

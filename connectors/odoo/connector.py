@@ -9,7 +9,12 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import PositiveInt, SecretStr, field_validator, model_validator
 
-from refundbridge.connectors.base import ClientConnector, ConnectorContext, ConnectorSettings
+from refundbridge.connectors.base import (
+    ConnectorContext,
+    ConnectorSettings,
+    ErpConnector,
+    http_address,
+)
 from refundbridge.connectors.odoo.client import OdooClient, build_transport
 from refundbridge.connectors.odoo.transformers import (
     NAME,
@@ -31,6 +36,7 @@ from refundbridge.connectors.odoo.transformers import (
     group_returns,
     money,
     move_line_commands,
+    only_record,
     parse,
     parse_rows,
     return_origin,
@@ -40,7 +46,7 @@ from refundbridge.connectors.odoo.transformers import (
 )
 from refundbridge.core.errors import PermanentProviderError
 from refundbridge.core.model import Disposition
-from refundbridge.core.ports import Capability, ReturnBooking, Role, ShippedUnit
+from refundbridge.core.ports import ReturnBooking, ShippedUnit
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +83,7 @@ class OdooSettings(ConnectorSettings):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("must be the server's http(s) address, e.g. https://odoo.example.com")
-        return value.rstrip("/")
+        return http_address(value, "server's http(s) address, e.g. https://odoo.example.com")
 
     @model_validator(mode="after")
     def _who(self) -> OdooSettings:
@@ -88,11 +92,8 @@ class OdooSettings(ConnectorSettings):
         return self
 
 
-class OdooConnector(ClientConnector[OdooClient]):
+class OdooConnector(ErpConnector[OdooClient]):
     name: ClassVar[str] = NAME
-    roles: ClassVar[frozenset[Role]] = frozenset({Role.ERP})
-    capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.SHIPPED_UNITS, Capability.BOOK_RETURN, Capability.CREDIT_NOTE})
     Settings: ClassVar[type[ConnectorSettings]] = OdooSettings
 
     settings: OdooSettings
@@ -149,16 +150,9 @@ class OdooConnector(ClientConnector[OdooClient]):
             "sale.order", [[field, "=", order_id], ["state", "not in", ["draft", "sent",
                                                                           "cancel"]]],
             ["name", "picking_ids", "invoice_ids"], limit=2), "sale.order")
-        if not rows:
-            raise PermanentProviderError(
-                NAME, f"no confirmed sale.order has {field} = {order_id!r}",
-                code="order_not_found")
-        if len(rows) > 1:
-            raise PermanentProviderError(
-                NAME, f"several sale orders have {field} = {order_id!r} "
-                      f"({', '.join(r.name for r in rows)}); book this return by hand",
-                code="order_ambiguous")
-        return rows[0]
+        return only_record(rows, f"no confirmed sale.order has {field} = {order_id!r}",
+                           f"several sale orders have {field} = {order_id!r}",
+                           "book this return", "order")
 
     def _shipped_lines(self, order: SaleOrder) -> list[MoveLine]:
         if not order.picking_ids:
@@ -354,16 +348,9 @@ class OdooConnector(ClientConnector[OdooClient]):
             "account.move", [["id", "in", order.invoice_ids], ["move_type", "=", "out_invoice"],
                              ["state", "=", "posted"]],
             ["name", "state", "currency_id", "amount_total", "ref"]), "account.move")
-        if not rows:
-            raise PermanentProviderError(NAME, f"{order.name} has no posted customer invoice",
-                                         code="invoice_not_found")
-        if len(rows) > 1:
-            # Which invoice holds which line is for a person to decide, not a guess to book.
-            raise PermanentProviderError(
-                NAME, f"{order.name} has {len(rows)} posted invoices "
-                      f"({', '.join(r.name for r in rows)}); book this refund by hand",
-                code="invoice_ambiguous")
-        return rows[0]
+        return only_record(rows, f"{order.name} has no posted customer invoice",
+                           f"{order.name} has {len(rows)} posted invoices",
+                           "book this refund", "invoice")
 
     def _book_credit_note(self, booking: ReturnBooking, order: SaleOrder) -> str:
         found = self._credit_notes_of_case(booking.case_id)

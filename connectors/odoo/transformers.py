@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
-from refundbridge.connectors.base import StockDestinations
+from refundbridge.connectors.base import StockDestinations, parse_answer
 from refundbridge.core.errors import PermanentProviderError
 from refundbridge.core.model import Disposition, StockMove
 from refundbridge.core.money import Money, minor_units
@@ -35,22 +35,20 @@ class ErrorKind(StrEnum):
 
 # Odoo's exception classes as they appear in an error's `data.name` (JSON-RPC) or `name`
 # (/json/2). Anything not listed is a server-side bug for a person to read: permanent.
-ERROR_KINDS: Mapping[str, ErrorKind] = {
-    "odoo.exceptions.AccessDenied": ErrorKind.ACCESS_DENIED,
-    "werkzeug.exceptions.Unauthorized": ErrorKind.ACCESS_DENIED,
-    "odoo.exceptions.AccessError": ErrorKind.PERMANENT,
-    "odoo.exceptions.UserError": ErrorKind.PERMANENT,
-    "odoo.exceptions.ValidationError": ErrorKind.PERMANENT,
-    "odoo.exceptions.MissingError": ErrorKind.PERMANENT,
-    "odoo.exceptions.RedirectWarning": ErrorKind.PERMANENT,
+_EXCEPTIONS_BY_KIND: Mapping[ErrorKind, tuple[str, ...]] = {
+    ErrorKind.ACCESS_DENIED: ("odoo.exceptions.AccessDenied", "werkzeug.exceptions.Unauthorized"),
+    ErrorKind.PERMANENT: ("odoo.exceptions.AccessError", "odoo.exceptions.UserError",
+                          "odoo.exceptions.ValidationError", "odoo.exceptions.MissingError",
+                          "odoo.exceptions.RedirectWarning"),
     # Odoo retries these itself a few times (`service.model.retrying`); past that it gives up
     # and so may we, later, with the very same call.
-    "psycopg2.errors.SerializationFailure": ErrorKind.TRANSIENT,
-    "psycopg2.errors.DeadlockDetected": ErrorKind.TRANSIENT,
-    "psycopg2.errors.LockNotAvailable": ErrorKind.TRANSIENT,
-    "psycopg2.extensions.TransactionRollbackError": ErrorKind.TRANSIENT,
-    "psycopg2.OperationalError": ErrorKind.TRANSIENT,
+    ErrorKind.TRANSIENT: ("psycopg2.errors.SerializationFailure",
+                          "psycopg2.errors.DeadlockDetected", "psycopg2.errors.LockNotAvailable",
+                          "psycopg2.extensions.TransactionRollbackError",
+                          "psycopg2.OperationalError"),
 }
+ERROR_KINDS: Mapping[str, ErrorKind] = {
+    name: kind for kind, names in _EXCEPTIONS_BY_KIND.items() for name in names}
 
 _TRANSIENT_MESSAGES = ("could not serialize access", "deadlock detected",
                        "could not obtain lock")
@@ -98,7 +96,11 @@ class _Wire(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-class RpcErrorData(_Wire):
+class OdooException(_Wire):
+    """An Odoo exception as it travels: its class (`odoo.exceptions.UserError`) and text.
+    JSON-RPC puts it in an error's `data`; /json/2 sends it as the whole error body (or,
+    Odoo 19.0 for `UserError`s, a bare string)."""
+
     name: str = ""
     message: str = ""
 
@@ -106,7 +108,7 @@ class RpcErrorData(_Wire):
 class RpcError(_Wire):
     code: int
     message: str
-    data: RpcErrorData = RpcErrorData()
+    data: OdooException = OdooException()
 
 
 class RpcResponse(_Wire):
@@ -116,13 +118,6 @@ class RpcResponse(_Wire):
     id: int | str | None = None
     result: Any = None
     error: RpcError | None = None
-
-
-class Json2Error(_Wire):
-    """The body of a /json/2 error: an object, or (Odoo 19.0 for `UserError`s) a string."""
-
-    name: str = ""
-    message: str = ""
 
 
 class SaleOrder(_Wire):
@@ -202,14 +197,27 @@ M = TypeVar("M", bound=_Wire)
 
 
 def parse(model: type[M], body: object, what: str) -> M:
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        # A 2xx that is not the shape Odoo documents will not improve on retry.
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise PermanentProviderError(NAME, f"{what}: unexpected answer ({where}: "
-                                           f"{first['msg']})", code="invalid_response") from exc
+    return parse_answer(NAME, model, body, what)
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+N = TypeVar("N", bound=_Named)
+
+
+def only_record(rows: Sequence[N], missing: str, several: str, settle: str, code: str) -> N:
+    """The one record a search must find. None is `<code>_not_found`; several, named, are
+    `<code>_ambiguous`: which one is meant is for a person to decide, not a guess to book."""
+    if not rows:
+        raise PermanentProviderError(NAME, missing, code=f"{code}_not_found")
+    if len(rows) > 1:
+        raise PermanentProviderError(
+            NAME, f"{several} ({', '.join(r.name for r in rows)}); {settle} by hand",
+            code=f"{code}_ambiguous")
+    return rows[0]
 
 
 def parse_rows(model: type[M], rows: object, what: str) -> list[M]:

@@ -15,7 +15,7 @@ from typing import Any, Final, TypeVar
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from refundbridge.connectors.base import ConnectorContext, send
+from refundbridge.connectors.base import ConnectorContext, send, unexpected_answer
 from refundbridge.connectors.shopify.queries import (
     FULFILLMENT_LINES_QUERY,
     FULFILLMENTS_FIRST,
@@ -296,8 +296,4 @@ class ShopifyClient:
         try:
             return model.model_validate(value)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in (key, *first["loc"]))
-            raise PermanentProviderError(NAME, f"unexpected answer for {what}: {where}: "
-                                               f"{first['msg']}",
-                                         code="invalid_response") from exc
+            raise unexpected_answer(NAME, what, exc, prefix=key) from exc

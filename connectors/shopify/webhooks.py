@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Final, TypeVar
 
 from pydantic import ValidationError
 
@@ -100,17 +100,20 @@ def check(headers: Mapping[str, str], body: bytes, secret: str, shop_domain: str
                     triggered_at=triggered_at)
 
 
-def parse_return(body: bytes) -> WebhookReturn:
+B = TypeVar("B", WebhookReturn, WebhookRefund)
+
+
+def _parse(model: type[B], body: bytes) -> B:
     loads_strict(body)
     try:
-        return WebhookReturn.model_validate_json(body)
+        return model.model_validate_json(body)
     except ValidationError as exc:
         raise validation_error(exc) from exc
+
+
+def parse_return(body: bytes) -> WebhookReturn:
+    return _parse(WebhookReturn, body)
 
 
 def parse_refund(body: bytes) -> WebhookRefund:
-    loads_strict(body)
-    try:
-        return WebhookRefund.model_validate_json(body)
-    except ValidationError as exc:
-        raise validation_error(exc) from exc
+    return _parse(WebhookRefund, body)

@@ -9,13 +9,12 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from refundbridge.connectors.base import ConnectorContext, send
+from refundbridge.connectors.base import ConnectorContext, send, unexpected_answer
 from refundbridge.connectors.stripe.transformers import (
     StripeErrorBody,
     StripeRefund,
     StripeRefundList,
 )
-from refundbridge.core.errors import PermanentProviderError
 
 NAME = "stripe"
 PAGE_SIZE = 100
@@ -79,11 +78,5 @@ class StripeClient:
         try:
             return model.model_validate_json(response.content)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "body"
-            raise PermanentProviderError(
-                NAME,
-                f"unexpected response to {request.method} {request.url.path}: "
-                f"{where}: {first['msg']}",
-                code="invalid_response",
-            ) from exc
+            raise unexpected_answer(NAME, f"{request.method} {request.url.path}", exc
+                                    ) from exc

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from pydantic import PositiveInt, SecretStr
 
-from refundbridge.connectors.base import ClientConnector, ConnectorSettings, header_value
+from refundbridge.connectors.base import ConnectorSettings, PaymentConnector, header_value
 from refundbridge.connectors.stripe import webhooks
 from refundbridge.connectors.stripe.client import StripeClient
 from refundbridge.connectors.stripe.transformers import (
@@ -17,7 +17,7 @@ from refundbridge.connectors.stripe.transformers import (
     to_refund_result,
 )
 from refundbridge.core.model import RefundResult
-from refundbridge.core.ports import Capability, RefundOrder, Role, WebhookEvent
+from refundbridge.core.ports import RefundOrder, WebhookEvent
 
 
 class StripeSettings(ConnectorSettings):
@@ -28,11 +28,8 @@ class StripeSettings(ConnectorSettings):
     tolerance_seconds: PositiveInt = 300
 
 
-class StripeConnector(ClientConnector[StripeClient]):
+class StripeConnector(PaymentConnector[StripeClient]):
     name = "stripe"
-    roles = frozenset({Role.PAYMENT})
-    capabilities = frozenset({Capability.ISSUE_REFUND, Capability.REFUND_STATUS,
-                              Capability.REFUND_NOTIFICATIONS})
     Settings: ClassVar[type[ConnectorSettings]] = StripeSettings
 
     settings: StripeSettings

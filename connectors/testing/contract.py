@@ -315,6 +315,18 @@ class PaymentContract(ConnectorContract):
         keys = (key_of(call.request) for call in route.calls)
         return [key for key in keys if key is not None]
 
+    def assert_twice_is_one_refund(self, connector: Any, order: RefundOrder,
+                                   refund_route: respx.Route, key_of: KeyReader,
+                                   paid_refunds: Callable[[], int] | None) -> None:
+        """Asked twice for the same refund, the connector answers one refund, asked for
+        under one key, and the provider paid once."""
+        first = connector.issue_refund(order)
+        again = connector.issue_refund(order)
+
+        assert first.provider_ref and again.provider_ref == first.provider_ref
+        assert set(self.money_calls(refund_route, key_of)) == {order.idempotency_key}
+        self.assert_paid_once(paid_refunds)
+
     def test_refund_is_idempotent_under_retries(
             self, connector: Any, router: respx.MockRouter, refund_route: respx.Route,
             idempotency_key_of: KeyReader, refund_order: RefundOrder,
@@ -350,13 +362,8 @@ class PaymentContract(ConnectorContract):
             self, connector: Any, router: respx.MockRouter, refund_route: respx.Route,
             idempotency_key_of: KeyReader, refund_order: RefundOrder,
             paid_refunds: Callable[[], int] | None) -> None:
-        first = connector.issue_refund(refund_order)
-        again = connector.issue_refund(refund_order)
-
-        assert first.provider_ref and again.provider_ref == first.provider_ref
-        assert set(self.money_calls(refund_route, idempotency_key_of)) == {
-            refund_order.idempotency_key}
-        self.assert_paid_once(paid_refunds)
+        self.assert_twice_is_one_refund(connector, refund_order, refund_route,
+                                        idempotency_key_of, paid_refunds)
 
     def test_full_refund_twice_answers_the_same_refund(
             self, connector: Any, router: respx.MockRouter, refund_route: respx.Route,
@@ -365,14 +372,8 @@ class PaymentContract(ConnectorContract):
         # Once the whole payment is back, nothing is left to refund: a connector that works
         # out what is left before it asks must still answer with the refund under its key.
         full = dataclasses.replace(refund_order, amount=refund_order.paid_total)
-
-        first = connector.issue_refund(full)
-        again = connector.issue_refund(full)
-
-        assert first.provider_ref and again.provider_ref == first.provider_ref
-        assert set(self.money_calls(refund_route, idempotency_key_of)) == {
-            full.idempotency_key}
-        self.assert_paid_once(paid_refunds)
+        self.assert_twice_is_one_refund(connector, full, refund_route, idempotency_key_of,
+                                        paid_refunds)
 
     def test_refusal_is_permanent_and_not_retried(
             self, connector: Any, router: respx.MockRouter, refund_route: respx.Route,

@@ -15,7 +15,12 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import ValidationError
 
-from refundbridge.connectors.base import ConnectorContext, retry_after_seconds, send
+from refundbridge.connectors.base import (
+    ConnectorContext,
+    first_problem,
+    retry_after_seconds,
+    send,
+)
 from refundbridge.connectors.wechatpay import signing
 from refundbridge.connectors.wechatpay.transformers import (
     NAME,
@@ -107,10 +112,9 @@ class WeChatPayClient:
         try:
             return WeChatRefund.model_validate_json(response.content)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "body"
-            raise self._unusable(f"unexpected answer to {method} {path}: {where}: "
-                                 f"{first['msg']}", money_moving, "INVALID_RESPONSE") from exc
+            raise self._unusable(f"unexpected answer to {method} {path}: "
+                                 f"{first_problem(exc)}", money_moving, "INVALID_RESPONSE"
+                                 ) from exc
 
     def _verify(self, response: httpx.Response, money_moving: bool) -> None:
         now = self._clock()

@@ -10,13 +10,13 @@ from urllib.parse import urlsplit
 from pydantic import Field, PositiveInt, SecretStr, ValidationInfo, field_validator
 
 from refundbridge.connectors import rsa_signing
-from refundbridge.connectors.base import ClientConnector, ConnectorContext, ConnectorSettings
+from refundbridge.connectors.base import ConnectorContext, ConnectorSettings, PaymentConnector
 from refundbridge.connectors.rsa_signing import PrivateKeySetting, PublicKeySetting
 from refundbridge.connectors.wechatpay import signing, webhooks
 from refundbridge.connectors.wechatpay.client import WeChatPayClient
 from refundbridge.connectors.wechatpay.transformers import encode, refund_body, to_refund_result
 from refundbridge.core.model import RefundResult
-from refundbridge.core.ports import Capability, RefundOrder, Role, WebhookEvent
+from refundbridge.core.ports import RefundOrder, WebhookEvent
 
 
 class WeChatPaySettings(ConnectorSettings):
@@ -76,11 +76,8 @@ class WeChatPaySettings(ConnectorSettings):
         return value
 
 
-class WeChatPayConnector(ClientConnector[WeChatPayClient]):
+class WeChatPayConnector(PaymentConnector[WeChatPayClient]):
     name = "wechatpay"
-    roles = frozenset({Role.PAYMENT})
-    capabilities = frozenset({Capability.ISSUE_REFUND, Capability.REFUND_STATUS,
-                              Capability.REFUND_NOTIFICATIONS})
     Settings: ClassVar[type[ConnectorSettings]] = WeChatPaySettings
 
     settings: WeChatPaySettings

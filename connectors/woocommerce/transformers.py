@@ -21,8 +21,9 @@ from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
+from refundbridge.connectors.base import unexpected_answer
 from refundbridge.connectors.woocommerce.wire import WCError, WCLineItem, WCOrder
-from refundbridge.core.errors import InvalidRequest, PermanentProviderError
+from refundbridge.core.errors import InvalidRequest
 from refundbridge.core.money import Money, check_currency, minor_units
 from refundbridge.core.ports import ExternalRefund, OrderLine, OrderSnapshot
 from refundbridge.core.request import (
@@ -62,26 +63,19 @@ def read_error(body: bytes) -> WCError | None:
         return None
 
 
-def _unexpected_answer(exc: ValidationError, what: str) -> PermanentProviderError:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "body"
-    return PermanentProviderError(NAME, f"unexpected answer to {what}: {where}: "
-                                        f"{first['msg']}", code="invalid_response")
-
-
 def parse_wire(model: type[M], body: bytes, what: str) -> M:
     """A 2xx body in WooCommerce's shape, or `PermanentProviderError` naming the bad field."""
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
-        raise _unexpected_answer(exc, what) from exc
+        raise unexpected_answer(NAME, what, exc) from exc
 
 
 def parse_wire_list(model: type[M], body: bytes, what: str) -> list[M]:
     try:
         return TypeAdapter(list[model]).validate_json(body)  # type: ignore[valid-type]
     except ValidationError as exc:
-        raise _unexpected_answer(exc, what) from exc
+        raise unexpected_answer(NAME, what, exc) from exc
 
 
 _FIELD_PREFIX: Final = re.compile(r"^([A-Za-z_][\w.]*): (.+)$", re.DOTALL)

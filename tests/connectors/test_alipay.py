@@ -15,7 +15,6 @@ from urllib.parse import parse_qsl, urlencode
 
 import httpx
 import pytest
-import respx
 from alipay import AliPay
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -32,7 +31,7 @@ from refundbridge.connectors.alipay.transformers import (
 )
 from refundbridge.connectors.base import ConnectorContext, RetryPolicy, is_placeholder
 from refundbridge.connectors.registry import ConnectorRegistry, check_connector_class
-from refundbridge.connectors.testing import Delivery, PaymentContract, WebhookContract, route_for
+from refundbridge.connectors.testing import Delivery, PaymentContract, WebhookContract
 from refundbridge.core.errors import (
     ConfigError,
     ConnectorError,
@@ -55,13 +54,12 @@ from refundbridge.core.ports import (
     WebhookAck,
 )
 from refundbridge.core.request import ReasonCode
+from tests.connectors.helpers import CASE_ID, FAST, KEY, ContractFixtures, in_turn
 from tests.fakes.alipay import APP_ID, GATEWAY, QUERY, REFUND, AlipayFake, AlipayKeys
+from tests.fakes.common import installed
 
-CASE_ID = "rc_8f14e45fceea167a5a36dedd4bea2543"
-KEY = f"{CASE_ID}-refund-1"
 OUT_TRADE_NO = "ACME-20240701-0042"
 NOW = datetime(2024, 7, 1, 4, 30, 5, tzinfo=UTC)  # 12:30:05 in Beijing
-FAST = RetryPolicy(attempts=3, initial_wait=0, max_wait=0)
 PUBLIC_PARAMS = {"app_id", "method", "charset", "sign_type", "timestamp", "version",
                  "biz_content", "sign"}
 
@@ -100,8 +98,7 @@ def make_connector(retry: RetryPolicy = FAST, **changes: Any) -> AlipayConnector
 def fake() -> Iterator[AlipayFake]:
     gateway = AlipayFake(keys())
     gateway.add_trade(OUT_TRADE_NO, "80.00", trade_no="2024070122001455661412345678")
-    with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
-        gateway.install(router)
+    with installed(gateway):
         yield gateway
 
 
@@ -124,17 +121,8 @@ def answering(*responses: httpx.Response | Exception
               ) -> Callable[[httpx.Request], httpx.Response | None]:
     """A before_call hook that answers with each of `responses` in turn, then lets the fake
     answer."""
-    queue = list(responses)
-
-    def hook(request: httpx.Request) -> httpx.Response | None:
-        if not queue:
-            return None
-        item = queue.pop(0)
-        if isinstance(item, Exception):
-            raise item
-        return item
-
-    return hook
+    next_answer = in_turn(*responses)
+    return lambda request: next_answer()
 
 
 # ---------------------------------------------------------------- the request
@@ -809,15 +797,15 @@ def test_the_private_key_is_never_shown() -> None:
 # ---------------------------------------------------------------- the shared contract
 
 
-class TestAlipayContract(PaymentContract, WebhookContract):
+class TestAlipayContract(ContractFixtures, PaymentContract, WebhookContract):
     """The suite every payment connector runs, with the gateway fake and real signatures."""
 
-    @pytest.fixture
-    def connector_class(self) -> type[Any]:
-        return AlipayConnector
+    CONNECTOR_CLASS = AlipayConnector
+    REFUND_URL = GATEWAY
 
     @pytest.fixture
     def connector_settings(self) -> dict[str, Any]:
+        # Built when a test asks: the keys are generated then, not at import.
         return settings(gateway_url=GATEWAY)
 
     @pytest.fixture
@@ -829,16 +817,6 @@ class TestAlipayContract(PaymentContract, WebhookContract):
     @pytest.fixture
     def paid_refunds(self, fake: AlipayFake) -> Callable[[], int]:
         return lambda: sum(len(t["refunds"]) for t in fake.trades.values())
-
-    @pytest.fixture
-    def router(self, fake: AlipayFake) -> Iterator[respx.MockRouter]:
-        with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
-            fake.install(router)
-            yield router
-
-    @pytest.fixture
-    def refund_route(self, router: respx.MockRouter) -> respx.Route:
-        return route_for(router, "POST", GATEWAY)
 
     @pytest.fixture
     def idempotency_key_of(self) -> Callable[[httpx.Request], str | None]:

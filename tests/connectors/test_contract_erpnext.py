@@ -2,38 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
-import respx
 
 from refundbridge.connectors.erpnext import ERPNextConnector
 from refundbridge.connectors.testing import ErpContract
 from refundbridge.core.model import Disposition, StockMove
 from refundbridge.core.money import Money
 from refundbridge.core.ports import ReturnBooking
+from tests.connectors.helpers import ContractFixtures
 from tests.fakes.erpnext import BASE, ERPNextFake
 from tests.unit.builders import make_request
 
 
-class TestERPNextContract(ErpContract):
-    @pytest.fixture
-    def connector_class(self) -> type[Any]:
-        return ERPNextConnector
+class TestERPNextContract(ContractFixtures, ErpContract):
+    CONNECTOR_CLASS = ERPNextConnector
+    SETTINGS: ClassVar[dict[str, Any]] = {
+        "base_url": BASE, "api_key": "k3y-contract-0123456789",
+        "api_secret": "s3cret-contract-0123456789"}
 
     @pytest.fixture
-    def connector_settings(self) -> dict[str, Any]:
-        return {"base_url": BASE, "api_key": "k3y-contract-0123456789",
-                "api_secret": "s3cret-contract-0123456789"}
-
-    @pytest.fixture
-    def router(self) -> Iterator[respx.MockRouter]:
+    def fake(self) -> ERPNextFake:
         fake = ERPNextFake()
         fake.add_invoice("SO-1001", [("GLU-METER-01", 2, "199.00")])
-        with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
-            fake.install(router)
-            yield router
+        return fake
 
     @pytest.fixture
     def return_booking(self) -> ReturnBooking:

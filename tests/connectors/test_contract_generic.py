@@ -3,31 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 from refundbridge.connectors.generic import GenericStorefrontConnector
 from refundbridge.connectors.testing import Delivery, WebhookContract
+from tests.connectors.helpers import ContractFixtures
 from tests.factories import GENERIC_SECRET, request_body, signed
 
 
-class TestGenericContract(WebhookContract):
-    @pytest.fixture
-    def connector_class(self) -> type[Any]:
-        return GenericStorefrontConnector
-
-    @pytest.fixture
-    def connector_settings(self) -> dict[str, Any]:
-        return {"secret": GENERIC_SECRET}
-
-    @pytest.fixture
-    def freshness_tolerance(self) -> float:
-        return 300
-
-    @pytest.fixture
-    def signature_headers(self) -> tuple[str, ...]:
-        return ("X-RefundBridge-Signature",)
+class TestGenericContract(ContractFixtures, WebhookContract):
+    CONNECTOR_CLASS = GenericStorefrontConnector
+    SETTINGS: ClassVar[dict[str, Any]] = {"secret": GENERIC_SECRET}
+    SIGNATURE_HEADERS = ("X-RefundBridge-Signature",)
+    FRESHNESS_TOLERANCE = 300
 
     @pytest.fixture
     def signed_delivery(self) -> Callable[..., Delivery]:

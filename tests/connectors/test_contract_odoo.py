@@ -9,8 +9,6 @@ apply; `shipped_units` is declared, so the contract does not ask it for `NotSupp
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import date
 from typing import Any
 
 import pytest
@@ -21,7 +19,7 @@ from refundbridge.connectors.testing import ErpContract
 from refundbridge.core.model import Disposition, StockMove
 from refundbridge.core.money import Money
 from refundbridge.core.ports import ReturnBooking
-from refundbridge.core.request import NormalizedRefundRequest
+from tests.connectors.helpers import ContractFixtures, add_devices, device_request
 from tests.fakes.odoo import API_KEY, BASE, DATABASE, LOGIN, OdooFake
 
 ORDER = "SO-contract-1"
@@ -29,16 +27,14 @@ PRICES = {"BPM-200": "100.00", "GLU-STRIP-50": "59.00"}
 SHIP = [("BPM-200", "SN-0041", 1), ("BPM-200", "SN-0042", 1), ("GLU-STRIP-50", "B77", 2)]
 
 
-class TestOdooContract(ErpContract):
+class TestOdooContract(ContractFixtures, ErpContract):
+    CONNECTOR_CLASS = OdooConnector
+
     @pytest.fixture(params=[("jsonrpc", 16), ("jsonrpc", 17), ("json2", 19)],
                     ids=["jsonrpc-16", "jsonrpc-17", "json2-19"])
     def odoo_api(self, request: pytest.FixtureRequest) -> tuple[str, int]:
         api, version = request.param
         return str(api), int(version)
-
-    @pytest.fixture
-    def connector_class(self) -> type[Any]:
-        return OdooConnector
 
     @pytest.fixture
     def connector_settings(self, odoo_api: tuple[str, int]) -> dict[str, Any]:
@@ -52,41 +48,18 @@ class TestOdooContract(ErpContract):
     @pytest.fixture
     def fake(self, odoo_api: tuple[str, int]) -> OdooFake:
         _, version = odoo_api
-        odoo = OdooFake(version=version)
-        odoo.add_product("BPM-200", tracking="serial", barcode="6901234567892")
-        odoo.add_lot("BPM-200", "SN-0041")
-        odoo.add_lot("BPM-200", "SN-0042")
-        odoo.add_product("GLU-STRIP-50", tracking="lot")
-        odoo.add_lot("GLU-STRIP-50", "B77", expiry=date(2027, 3, 31))
+        odoo = add_devices(OdooFake(version=version))
         odoo.add_order(ORDER, SHIP, PRICES)
         return odoo
-
-    @pytest.fixture
-    def router(self, fake: OdooFake) -> Iterator[respx.MockRouter]:
-        with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
-            fake.install(router)
-            yield router
 
     @pytest.fixture(params=["return_and_refund", "refund_only"])
     def return_booking(self, request: pytest.FixtureRequest) -> ReturnBooking:
         # With goods: one unit back to stock, one kept as evidence, the strips scrapped (a
         # return picking per destination and a credit note). Refund only: the credit note.
         kind = str(request.param)
-        refund = NormalizedRefundRequest.model_validate({
-            "external_id": "ret-contract-1", "kind": kind,
-            "order": {"id": ORDER, "currency": "CNY", "paid_total": "318.00",
-                      "placed_at": "2026-02-01T10:00:00+08:00",
-                      "payment": {"provider": "stripe", "reference": "pi_contract"}},
-            "customer": {"id": "c-7", "email": "li@example.cn"},
-            "lines": [
-                {"sku": "BPM-200", "name": "Blood pressure monitor", "quantity": 2,
-                 "unit_price": "100.00", "device_class": "IIa"},
-                {"sku": "GLU-STRIP-50", "name": "Glucose test strips", "quantity": 2,
-                 "unit_price": "59.00", "lot": "B77"},
-            ],
-            "reason": {"code": "defective", "text": "cuff leaks"},
-            "requested_amount": "318.00", "requested_at": "2026-02-10T09:00:00+08:00",
-        })
+        refund = device_request(ORDER, kind=kind, strips=2, amount="318.00",
+                                paid_total="318.00", external_id="ret-contract-1",
+                                payment_reference="pi_contract")
         moves = (
             StockMove(line=0, sku="BPM-200", quantity=1, disposition=Disposition.RESTOCK,
                       serial="SN-0041"),

@@ -1,11 +1,7 @@
 """The sandbox connectors against the class-level contract: well-formed classes,
-`NotSupported` for every optional flow they leave out, strict settings."""
+`NotSupported` for every optional flow they leave out, strict settings (they take none)."""
 
 from __future__ import annotations
-
-from typing import Any
-
-import pytest
 
 from refundbridge.connectors.sandbox import (
     SandboxErpConnector,
@@ -13,33 +9,16 @@ from refundbridge.connectors.sandbox import (
     SandboxPaymentConnector,
 )
 from refundbridge.connectors.testing import ConnectorContract
+from tests.connectors.helpers import ContractFixtures
 
 
-class TestSandboxPaymentContract(ConnectorContract):
-    @pytest.fixture
-    def connector_class(self) -> type[Any]:
-        return SandboxPaymentConnector
-
-    @pytest.fixture
-    def connector_settings(self) -> dict[str, Any]:
-        return {}
+class TestSandboxPaymentContract(ContractFixtures, ConnectorContract):
+    CONNECTOR_CLASS = SandboxPaymentConnector
 
 
-class TestSandboxErpContract(ConnectorContract):
-    @pytest.fixture
-    def connector_class(self) -> type[Any]:
-        return SandboxErpConnector
-
-    @pytest.fixture
-    def connector_settings(self) -> dict[str, Any]:
-        return {}
+class TestSandboxErpContract(ContractFixtures, ConnectorContract):
+    CONNECTOR_CLASS = SandboxErpConnector
 
 
-class TestSandboxNotifierContract(ConnectorContract):
-    @pytest.fixture
-    def connector_class(self) -> type[Any]:
-        return SandboxNotifier
-
-    @pytest.fixture
-    def connector_settings(self) -> dict[str, Any]:
-        return {}
+class TestSandboxNotifierContract(ContractFixtures, ConnectorContract):
+    CONNECTOR_CLASS = SandboxNotifier

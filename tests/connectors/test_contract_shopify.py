@@ -10,19 +10,20 @@ first class.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
 import respx
 
 from refundbridge.connectors.shopify import ShopifyConnector
-from refundbridge.connectors.testing import Delivery, PaymentContract, WebhookContract, route_for
+from refundbridge.connectors.testing import Delivery, PaymentContract, WebhookContract
 from refundbridge.core.money import Money
 from refundbridge.core.ports import RefundOrder, RefundUpdate
 from refundbridge.core.request import ReasonCode
+from tests.connectors.helpers import ContractFixtures
 from tests.fakes.shopify import (
     ACCESS_TOKEN,
     BASE,
@@ -41,27 +42,18 @@ KEY = f"{CASE_ID}-refund-1"
 REFUND_CREATE = "RefundBridgeRefundCreate"
 
 
-class ShopifyFixtures:
+class ShopifyFixtures(ContractFixtures):
     """What both Shopify contract classes share: the connector, its settings and the fake."""
 
-    @pytest.fixture
-    def connector_class(self) -> type[Any]:
-        return ShopifyConnector
-
-    @pytest.fixture
-    def connector_settings(self) -> dict[str, Any]:
-        return {"shop_domain": SHOP_DOMAIN, "access_token": ACCESS_TOKEN,
-                "client_secret": CLIENT_SECRET}
+    CONNECTOR_CLASS = ShopifyConnector
+    SETTINGS: ClassVar[dict[str, Any]] = {"shop_domain": SHOP_DOMAIN,
+                                          "access_token": ACCESS_TOKEN,
+                                          "client_secret": CLIENT_SECRET}
+    SIGNATURE_HEADERS = ("X-Shopify-Hmac-Sha256",)
 
     @pytest.fixture
     def fake(self) -> ShopifyFake:
         return ShopifyFake()
-
-    @pytest.fixture
-    def router(self, fake: ShopifyFake) -> Iterator[respx.MockRouter]:
-        with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
-            fake.install(router)
-            yield router
 
     @pytest.fixture
     def shop_order(self, fake: ShopifyFake) -> str:
@@ -78,6 +70,8 @@ class ShopifyFixtures:
 class TestShopifyContract(ShopifyFixtures, PaymentContract, WebhookContract):
     """Payment through `refundCreate`, and `returns/request` webhooks opening cases."""
 
+    REFUND_URL = GRAPHQL_URL  # GraphQL: every operation goes there; only refundCreate pays
+
     # ------------------------------------------------------------ payment
     @pytest.fixture
     def refund_order(self, shop_order: str) -> RefundOrder:
@@ -88,11 +82,6 @@ class TestShopifyContract(ShopifyFixtures, PaymentContract, WebhookContract):
             order_id=shop_order, reason=ReasonCode.DEFECTIVE,
             paid_total=Money.parse("80.00", "CNY"),
         )
-
-    @pytest.fixture
-    def refund_route(self, router: respx.MockRouter) -> respx.Route:
-        # GraphQL: every operation goes to one URL; only refundCreate moves money.
-        return route_for(router, "POST", GRAPHQL_URL)
 
     @pytest.fixture
     def idempotency_key_of(self) -> Callable[[httpx.Request], str | None]:
@@ -144,10 +133,6 @@ class TestShopifyContract(ShopifyFixtures, PaymentContract, WebhookContract):
 
     # ------------------------------------------------------------ webhooks
     @pytest.fixture
-    def signature_headers(self) -> tuple[str, ...]:
-        return ("X-Shopify-Hmac-Sha256",)
-
-    @pytest.fixture
     def signed_delivery(self, fake: ShopifyFake, router: respx.MockRouter, shop_order: str
                         ) -> Callable[..., Delivery]:
         # `router` is active while the webhook tests run: a return request is completed
@@ -162,10 +147,6 @@ class TestShopifyContract(ShopifyFixtures, PaymentContract, WebhookContract):
 
 class TestShopifyRefundNotificationContract(ShopifyFixtures, WebhookContract):
     """`refunds/create` for a refund RefundBridge made: the payment notification."""
-
-    @pytest.fixture
-    def signature_headers(self) -> tuple[str, ...]:
-        return ("X-Shopify-Hmac-Sha256",)
 
     @pytest.fixture
     def signed_delivery(self, fake: ShopifyFake, router: respx.MockRouter, shop_order: str,

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import httpx
 import pytest
-import respx
 import stripe
 
 from refundbridge.connectors.stripe import StripeConnector
-from refundbridge.connectors.testing import Delivery, PaymentContract, WebhookContract, route_for
+from refundbridge.connectors.testing import Delivery, PaymentContract, WebhookContract
+from tests.connectors.helpers import ContractFixtures
 from tests.fakes.stripe import BASE, StripeFake
 
 API_KEY = "sk_test_51ContractSuite0123456789abcdef"
@@ -28,14 +28,13 @@ def refund_event(refund: dict[str, Any]) -> bytes:
     }).encode()
 
 
-class TestStripeContract(PaymentContract, WebhookContract):
-    @pytest.fixture
-    def connector_class(self) -> type[Any]:
-        return StripeConnector
-
-    @pytest.fixture
-    def connector_settings(self) -> dict[str, Any]:
-        return {"api_key": API_KEY, "webhook_secret": WEBHOOK_SECRET, "base_url": BASE}
+class TestStripeContract(ContractFixtures, PaymentContract, WebhookContract):
+    CONNECTOR_CLASS = StripeConnector
+    SETTINGS: ClassVar[dict[str, Any]] = {"api_key": API_KEY, "webhook_secret": WEBHOOK_SECRET,
+                                          "base_url": BASE}
+    SIGNATURE_HEADERS = ("Stripe-Signature",)
+    FRESHNESS_TOLERANCE = 300
+    REFUND_URL = f"{BASE}/v1/refunds"
 
     # ------------------------------------------------------------ payment
     @pytest.fixture
@@ -45,20 +44,6 @@ class TestStripeContract(PaymentContract, WebhookContract):
     @pytest.fixture
     def paid_refunds(self, fake: StripeFake) -> Callable[[], int]:
         return lambda: len(fake.paid())
-
-    @pytest.fixture
-    def freshness_tolerance(self) -> float:
-        return 300
-
-    @pytest.fixture
-    def router(self, fake: StripeFake) -> Iterator[respx.MockRouter]:
-        with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
-            fake.install(router)
-            yield router
-
-    @pytest.fixture
-    def refund_route(self, router: respx.MockRouter) -> respx.Route:
-        return route_for(router, "POST", f"{BASE}/v1/refunds")
 
     @pytest.fixture
     def idempotency_key_of(self) -> Callable[[httpx.Request], str | None]:
@@ -74,10 +59,6 @@ class TestStripeContract(PaymentContract, WebhookContract):
         return answer
 
     # ------------------------------------------------------------ webhooks
-    @pytest.fixture
-    def signature_headers(self) -> tuple[str, ...]:
-        return ("Stripe-Signature",)
-
     @pytest.fixture
     def signed_delivery(self) -> Callable[..., Delivery]:
         def deliver(body: bytes | None = None, *, forged: bool = False) -> Delivery:

@@ -7,33 +7,33 @@ used here, so the contract runs on the real protocol.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import httpx
 import pytest
-import respx
 from wechatpayv3 import WeChatPay, WeChatPayType
 
-from refundbridge.connectors.testing import Delivery, PaymentContract, WebhookContract, route_for
+from refundbridge.connectors.testing import Delivery, PaymentContract, WebhookContract
 from refundbridge.connectors.wechatpay import WeChatPayConnector
 from refundbridge.core.ports import RefundUpdate
+from tests.connectors.helpers import ContractFixtures
 from tests.fakes.wechatpay import BASE, REFUNDS, WeChatPayFake, WeChatPayKeys
 
 KEY = "rc_contract0001-refund-1"  # the contract's default refund order's key
-SIGNATURE_HEADERS = ("Wechatpay-Signature", "Wechatpay-Timestamp", "Wechatpay-Nonce",
-                     "Wechatpay-Serial", "Wechatpay-Signature-Type")
 
 
-class TestWeChatPayContract(PaymentContract, WebhookContract):
+class TestWeChatPayContract(ContractFixtures, PaymentContract, WebhookContract):
+    CONNECTOR_CLASS = WeChatPayConnector
+    SIGNATURE_HEADERS = ("Wechatpay-Signature", "Wechatpay-Timestamp", "Wechatpay-Nonce",
+                         "Wechatpay-Serial", "Wechatpay-Signature-Type")
+    FRESHNESS_TOLERANCE = 300  # the default `tolerance_seconds`; WeChat's SDKs check no age
+    REFUND_URL = f"{BASE}{REFUNDS}"
+
     @pytest.fixture
     def keys(self) -> WeChatPayKeys:
         return WeChatPayKeys.generate("contract")
-
-    @pytest.fixture
-    def connector_class(self) -> type[Any]:
-        return WeChatPayConnector
 
     @pytest.fixture
     def connector_settings(self, keys: WeChatPayKeys) -> dict[str, Any]:
@@ -43,16 +43,6 @@ class TestWeChatPayContract(PaymentContract, WebhookContract):
     @pytest.fixture
     def fake(self, keys: WeChatPayKeys) -> WeChatPayFake:
         return WeChatPayFake(keys)
-
-    @pytest.fixture
-    def router(self, fake: WeChatPayFake) -> Iterator[respx.MockRouter]:
-        with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
-            fake.install(router)
-            yield router
-
-    @pytest.fixture
-    def refund_route(self, router: respx.MockRouter) -> respx.Route:
-        return route_for(router, "POST", f"{BASE}{REFUNDS}")
 
     @pytest.fixture
     def idempotency_key_of(self) -> Callable[[httpx.Request], str | None]:
@@ -80,14 +70,6 @@ class TestWeChatPayContract(PaymentContract, WebhookContract):
         return lambda: len(fake.refunds)
 
     # ------------------------------------------------------------ notifications
-    @pytest.fixture
-    def signature_headers(self) -> tuple[str, ...]:
-        return SIGNATURE_HEADERS
-
-    @pytest.fixture
-    def freshness_tolerance(self) -> float:
-        return 300  # the default `tolerance_seconds`; WeChat Pay's SDKs check no age at all
-
     @pytest.fixture
     def signed_delivery(self, keys: WeChatPayKeys) -> Callable[..., Delivery]:
         # A forger with its own platform key, who knows which key id the merchant expects.

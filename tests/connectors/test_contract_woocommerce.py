@@ -8,8 +8,8 @@ data (and reason) and looks for it before posting, so that is where the contract
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -21,6 +21,7 @@ from refundbridge.connectors.woocommerce.transformers import META_IDEMPOTENCY_KE
 from refundbridge.core.money import Money
 from refundbridge.core.ports import RefundOrder
 from refundbridge.core.request import ReasonCode
+from tests.connectors.helpers import ContractFixtures
 from tests.fakes.woocommerce import (
     API,
     BASE,
@@ -43,15 +44,13 @@ REQUEST_META = {
 }
 
 
-class TestWooCommerceContract(PaymentContract, WebhookContract):
-    @pytest.fixture
-    def connector_class(self) -> type[Any]:
-        return WooCommerceConnector
-
-    @pytest.fixture
-    def connector_settings(self) -> dict[str, Any]:
-        return {"base_url": BASE, "consumer_key": CONSUMER_KEY,
-                "consumer_secret": CONSUMER_SECRET, "webhook_secret": WEBHOOK_SECRET}
+class TestWooCommerceContract(ContractFixtures, PaymentContract,
+                              WebhookContract):
+    CONNECTOR_CLASS = WooCommerceConnector
+    SETTINGS: ClassVar[dict[str, Any]] = {
+        "base_url": BASE, "consumer_key": CONSUMER_KEY, "consumer_secret": CONSUMER_SECRET,
+        "webhook_secret": WEBHOOK_SECRET}
+    SIGNATURE_HEADERS = ("X-WC-Webhook-Signature",)
 
     @pytest.fixture
     def fake(self) -> WooCommerceFake:
@@ -64,12 +63,6 @@ class TestWooCommerceContract(PaymentContract, WebhookContract):
             [Line("GLU-METER-01", "血糖仪 Glucose meter / Set", 2, "80.00",
                   meta={"_rb_lot": "L2405A", "_rb_device_class": "IIb"})],
             status="refund-requested", currency="CNY", meta=REQUEST_META)
-
-    @pytest.fixture
-    def router(self, fake: WooCommerceFake) -> Iterator[respx.MockRouter]:
-        with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
-            fake.install(router)
-            yield router
 
     # ------------------------------------------------------------ payment
     @pytest.fixture
@@ -117,10 +110,6 @@ class TestWooCommerceContract(PaymentContract, WebhookContract):
         return lambda: len(fake.refunds)
 
     # ------------------------------------------------------------ webhooks
-    @pytest.fixture
-    def signature_headers(self) -> tuple[str, ...]:
-        return ("X-WC-Webhook-Signature",)
-
     @pytest.fixture
     def signed_delivery(self, shop_order: dict[str, Any]) -> Callable[..., Delivery]:
         def deliver(body: bytes | None = None, *, forged: bool = False) -> Delivery:

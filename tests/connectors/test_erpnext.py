@@ -22,6 +22,7 @@ from refundbridge.core.model import Disposition, StockMove
 from refundbridge.core.money import Money
 from refundbridge.core.ports import ReturnBooking, ShippedUnit
 from refundbridge.core.request import NormalizedRefundRequest
+from tests.fakes.common import installed
 from tests.fakes.erpnext import BASE as FAKE_BASE
 from tests.fakes.erpnext import ERPNextFake
 
@@ -407,8 +408,7 @@ FAKE_SETTINGS = {"base_url": FAKE_BASE, "api_key": "k3y-0123456789ab",
 @pytest.fixture
 def fake() -> Iterator[tuple[ERPNextFake, respx.MockRouter]]:
     site = ERPNextFake()
-    with respx.mock(assert_all_mocked=True, assert_all_called=False) as router:
-        site.install(router)
+    with installed(site) as router:
         yield site, router
 
 

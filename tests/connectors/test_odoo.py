@@ -12,9 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-import respx
 
-from refundbridge.connectors.base import ConnectorContext, RetryPolicy
+from refundbridge.connectors.base import ConnectorContext
 from refundbridge.connectors.odoo import OdooConnector, OdooSettings
 from refundbridge.connectors.odoo.transformers import ERROR_KINDS, ErrorKind, Locations, classify
 from refundbridge.connectors.registry import check_connector_class
@@ -28,6 +27,8 @@ from refundbridge.core.model import Disposition, StockMove
 from refundbridge.core.money import Money
 from refundbridge.core.ports import ReturnBooking, ShippedUnit, StatusOutcome, StatusUpdate
 from refundbridge.core.request import NormalizedRefundRequest
+from tests.connectors.helpers import FAST, add_devices, device_request, in_turn
+from tests.fakes.common import installed
 from tests.fakes.odoo import (
     API_KEY,
     BASE,
@@ -43,7 +44,6 @@ from tests.fakes.odoo import (
 )
 
 CASE = "rc_0f3c9a7e5d2b4c1a8e6f0a9b8c7d6e5f"
-FAST = RetryPolicy(attempts=3, initial_wait=0, max_wait=0)
 PRICES = {"BPM-200": "100.00", "GLU-STRIP-50": "59.00", "THERM-10": "20.00"}
 SHIP = [("BPM-200", "SN-0041", 1), ("BPM-200", "SN-0042", 1), ("GLU-STRIP-50", "B77", 1),
         ("THERM-10", None, 3)]
@@ -58,21 +58,8 @@ def settings(**changes: Any) -> dict[str, Any]:
 
 def make_request(kind: str = "return_and_refund", amount: str = "259.00"
                  ) -> NormalizedRefundRequest:
-    return NormalizedRefundRequest.model_validate({
-        "external_id": "ret-1001", "kind": kind,
-        "order": {"id": "SO-1001", "currency": "CNY", "paid_total": "319.00",
-                  "placed_at": "2026-02-01T10:00:00+08:00",
-                  "payment": {"provider": "stripe", "reference": "pi_123"}},
-        "customer": {"id": "c-7", "email": "li@example.cn"},
-        "lines": [
-            {"sku": "BPM-200", "name": "Blood pressure monitor", "quantity": 2,
-             "unit_price": "100.00", "device_class": "IIa"},
-            {"sku": "GLU-STRIP-50", "name": "Glucose test strips", "quantity": 1,
-             "unit_price": "59.00", "lot": "B77"},
-        ],
-        "reason": {"code": "defective", "text": "cuff leaks"},
-        "requested_amount": amount, "requested_at": "2026-02-10T09:00:00+08:00",
-    })
+    return device_request("SO-1001", kind=kind, strips=1, amount=amount, paid_total="319.00",
+                          external_id="ret-1001", payment_reference="pi_123")
 
 
 MOVES = (
@@ -97,14 +84,8 @@ def ctx() -> ConnectorContext:
 
 @pytest.fixture
 def fake() -> Iterator[OdooFake]:
-    odoo = OdooFake(version=17)
-    odoo.add_product("BPM-200", tracking="serial", barcode="6901234567892")
-    odoo.add_lot("BPM-200", "SN-0041")
-    odoo.add_lot("BPM-200", "SN-0042")
-    odoo.add_product("GLU-STRIP-50", tracking="lot")
-    odoo.add_lot("GLU-STRIP-50", "B77", expiry=date(2027, 3, 31))
-    with respx.mock(assert_all_mocked=True, assert_all_called=False) as router:
-        odoo.install(router)
+    odoo = add_devices(OdooFake(version=17))
+    with installed(odoo):
         yield odoo
 
 
@@ -135,11 +116,11 @@ def rpc_bodies(fake: OdooFake) -> list[dict[str, Any]]:
 def fail(fake: OdooFake, phase: str, model: str, method: str, *answers: httpx.Response
          ) -> None:
     """Answer the next calls of model.method with `answers` (before or after Odoo did it)."""
-    queue = list(answers)
+    next_answer = in_turn(*answers)
 
     def hook(at: str, called_model: str, called_method: str) -> httpx.Response | None:
-        if (at, called_model, called_method) == (phase, model, method) and queue:
-            return queue.pop(0)
+        if (at, called_model, called_method) == (phase, model, method):
+            return next_answer()
         return None
 
     fake.hooks.append(hook)
@@ -223,8 +204,7 @@ def test_json2_headers_and_bodies(make: Callable[..., OdooConnector]) -> None:
     fake = OdooFake(version=19)
     fake.add_product("BPM-200", tracking="serial")
     fake.add_product("GLU-STRIP-50", tracking="lot")
-    with respx.mock(assert_all_mocked=True, assert_all_called=False) as router:
-        fake.install(router)
+    with installed(fake):
         fake.add_order("SO-1001", SHIP, PRICES)
         reference = make(api="json2", username=None).book_return(booking())
 
@@ -253,8 +233,7 @@ def test_json2_headers_and_bodies(make: Callable[..., OdooConnector]) -> None:
 
 def test_json2_errors_are_mapped_by_status(make: Callable[..., OdooConnector]) -> None:
     fake = OdooFake(version=19)
-    with respx.mock(assert_all_mocked=True, assert_all_called=False) as router:
-        fake.install(router)
+    with installed(fake):
         fake.add_order("SO-1001", SHIP, PRICES)
         with pytest.raises(PermanentProviderError) as refused:
             make(api="json2", api_key="ffffffffffffffffffffffff").shipped_units("SO-1001")
@@ -287,8 +266,7 @@ def test_shipped_units_without_product_expiry_on_odoo_16(
         make: Callable[..., OdooConnector]) -> None:
     fake = OdooFake(version=16, product_expiry=False)
     fake.add_product("GLU-STRIP-50", tracking="lot")
-    with respx.mock(assert_all_mocked=True, assert_all_called=False) as router:
-        fake.install(router)
+    with installed(fake):
         fake.add_order("SO-1001", [("GLU-STRIP-50", "B77", 2)], PRICES)
         units = make().shipped_units("SO-1001")
     assert units == [ShippedUnit("GLU-STRIP-50", 2, lot="B77")]
@@ -394,8 +372,7 @@ def test_odoo_16_uses_create_returns_reverse_moves_and_qty_done(
         make: Callable[..., OdooConnector]) -> None:
     fake = OdooFake(version=16)
     fake.add_product("BPM-200", tracking="serial")
-    with respx.mock(assert_all_mocked=True, assert_all_called=False) as router:
-        fake.install(router)
+    with installed(fake):
         fake.add_order("SO-1001", SHIP, PRICES)
         make().book_return(booking())
     called = fake.executed()

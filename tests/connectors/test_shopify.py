@@ -24,19 +24,7 @@ from refundbridge.connectors.shopify import ShopifyConnector
 from refundbridge.connectors.shopify import queries as shopify_queries
 from refundbridge.connectors.shopify import transformers as shopify_transformers
 from refundbridge.connectors.shopify import wire as shopify_wire
-from refundbridge.connectors.shopify.queries import (
-    DOCUMENTS,
-    FULFILLMENT_LINES_QUERY,
-    ORDER_LINES_QUERY,
-    ORDER_QUERY,
-    ORDER_REFUNDS_QUERY,
-    REFUND_CREATE,
-    REFUND_QUERY,
-    RETURN_APPROVE,
-    RETURN_DECLINE,
-    RETURN_QUERY,
-    operation_name,
-)
+from refundbridge.connectors.shopify.queries import DOCUMENTS, operation_name
 from refundbridge.connectors.shopify.transformers import (
     REASON_MAP,
     combine_statuses,
@@ -64,8 +52,11 @@ from refundbridge.core.ports import (
     RefundUpdate,
     StatusOutcome,
     StatusUpdate,
+    WebhookEvent,
 )
 from refundbridge.core.request import ReasonCode, RequestKind
+from tests.connectors.helpers import CASE_ID, KEY, in_turn
+from tests.fakes.common import installed
 from tests.fakes.shopify import (
     ACCESS_TOKEN,
     API_VERSION,
@@ -83,8 +74,6 @@ from tests.fakes.shopify import (
 
 FAST = RetryPolicy(attempts=3, initial_wait=0, max_wait=0, max_retry_after=0)
 NOW = datetime(2024, 7, 1, 12, 0, tzinfo=UTC)
-CASE_ID = "rc_8f14e45fceea167a5a36dedd4bea2543"
-KEY = f"{CASE_ID}-refund-1"
 GRAPHQL_URL = f"{BASE}{GRAPHQL_PATH}"
 
 LINES = (
@@ -103,9 +92,13 @@ def make_connector(retry: RetryPolicy = FAST, **settings: Any) -> ShopifyConnect
 @pytest.fixture
 def shop() -> Any:
     fake = ShopifyFake()
-    with respx.mock(assert_all_called=False) as router:
-        fake.install(router)
+    with installed(fake):
         yield fake
+
+
+def delivered(connector: ShopifyConnector, topic: str, body: bytes) -> WebhookEvent:
+    """What the connector makes of `body`, delivered as Shopify delivers `topic`, now."""
+    return connector.parse_webhook(webhook_headers(topic, body), body, NOW)
 
 
 @pytest.fixture
@@ -128,23 +121,18 @@ def bodies(route_calls: Any) -> list[dict[str, Any]]:
     return [json.loads(call.request.content) for call in route_calls]
 
 
-def fail_first(shop: ShopifyFake, operation: str, *answers: Any) -> list[dict[str, Any]]:
+def fail_first(shop: ShopifyFake, operation: str, *answers: httpx.Response | Exception
+               ) -> list[dict[str, Any]]:
     """Answer the first calls of `operation` with `answers` (a Response, or an exception to
     raise at the transport), then let the fake answer. Returns the bodies seen."""
     seen: list[dict[str, Any]] = []
-    pending = list(answers)
+    next_answer = in_turn(*answers)
 
     def hook(request: httpx.Request, body: dict[str, Any]) -> httpx.Response | None:
         if body.get("operationName") != operation:
             return None
         seen.append(body)
-        if not pending:
-            return None
-        answer = pending.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        assert isinstance(answer, httpx.Response)
-        return answer
+        return next_answer()
 
     shop.before.append(hook)
     return seen
@@ -349,23 +337,26 @@ def test_admin_refund_is_recorded_against_the_order(shop: ShopifyFake,
                                 "amount": "99.00"})
     body = json.dumps(raw).encode()
 
-    event = connector.parse_webhook(webhook_headers("refunds/create", body), body, NOW)
+    event = delivered(connector, "refunds/create", body)
 
     assert event == ExternalRefund(order_id=order_id, external_id=refund_id,
                                    amount=Money.parse("30.00", "USD"), note="goodwill")
     # The same order id our normalized requests use, so the over-refund guard adds up.
     ret_body = shop.return_webhook(shop.add_return(order_id))
-    request = connector.parse_webhook(webhook_headers("returns/request", ret_body), ret_body,
-                                      NOW)
+    request = delivered(connector, "returns/request", ret_body)
     assert isinstance(request, RefundRequested) and request.request.order.id == event.order_id
+
+
+def admin_refund_webhook(shop: ShopifyFake, status: str) -> bytes:
+    """refunds/create for a 10.00 refund made in Shopify's admin, whose transaction is
+    `status`."""
+    return shop.refund_webhook(shop.add_external_refund(shop.add_order(), "10.00",
+                                                        status=status))
 
 
 def test_admin_refund_without_money_moved_is_ignored(shop: ShopifyFake,
                                                      connector: ShopifyConnector) -> None:
-    order_id = shop.add_order()
-    body = shop.refund_webhook(shop.add_external_refund(order_id, "10.00", status="FAILURE"))
-
-    event = connector.parse_webhook(webhook_headers("refunds/create", body), body, NOW)
+    event = delivered(connector, "refunds/create", admin_refund_webhook(shop, "FAILURE"))
 
     assert isinstance(event, Ignored)
     assert "no money" in event.reason
@@ -374,10 +365,7 @@ def test_admin_refund_without_money_moved_is_ignored(shop: ShopifyFake,
 def test_a_pending_admin_refund_counts_now(shop: ShopifyFake,
                                            connector: ShopifyConnector) -> None:
     # refunds/create fires once: money on its way out must hold against the order now.
-    order_id = shop.add_order()
-    body = shop.refund_webhook(shop.add_external_refund(order_id, "10.00", status="PENDING"))
-
-    event = connector.parse_webhook(webhook_headers("refunds/create", body), body, NOW)
+    event = delivered(connector, "refunds/create", admin_refund_webhook(shop, "PENDING"))
 
     assert isinstance(event, ExternalRefund)
     assert event.amount == Money.parse("10.00", "USD")
@@ -388,7 +376,7 @@ def test_other_topics_are_ignored_with_a_reason(connector: ShopifyConnector, top
     body = json.dumps({"id": 820982911946154508, "admin_graphql_api_id":
                        "gid://shopify/Order/820982911946154508"}).encode()
 
-    event = connector.parse_webhook(webhook_headers(topic, body), body, NOW)
+    event = delivered(connector, topic, body)
 
     assert isinstance(event, Ignored)
     assert topic in event.reason
@@ -400,7 +388,7 @@ def test_return_body_without_lines_names_the_field(connector: ShopifyConnector) 
                       ).encode()
 
     with pytest.raises(InvalidRequest) as info:
-        connector.parse_webhook(webhook_headers("returns/request", body), body, NOW)
+        delivered(connector, "returns/request", body)
 
     assert info.value.field == "return_line_items"
 
@@ -409,7 +397,7 @@ def test_refund_body_without_order_names_the_field(connector: ShopifyConnector) 
     body = json.dumps({"id": 1, "note": None, "transactions": []}).encode()
 
     with pytest.raises(InvalidRequest) as info:
-        connector.parse_webhook(webhook_headers("refunds/create", body), body, NOW)
+        delivered(connector, "refunds/create", body)
 
     assert info.value.field == "order_id"
 
@@ -418,7 +406,7 @@ def test_signed_body_that_is_not_json(connector: ShopifyConnector) -> None:
     body = b"not json"
 
     with pytest.raises(InvalidRequest) as info:
-        connector.parse_webhook(webhook_headers("refunds/create", body), body, NOW)
+        delivered(connector, "refunds/create", body)
 
     assert info.value.field == "body"
 
@@ -479,7 +467,7 @@ def test_lookup_outage_is_transient_so_shopify_redelivers(shop: ShopifyFake,
     seen = fail_first(shop, "RefundBridgeOrder", *[httpx.Response(503)] * 3)
 
     with pytest.raises(TransientProviderError):
-        connector.parse_webhook(webhook_headers("returns/request", body), body, NOW)
+        delivered(connector, "returns/request", body)
 
     assert len(seen) == 3  # bounded
 
@@ -795,26 +783,26 @@ def test_every_document_the_connector_sends_is_accepted(shop: ShopifyFake) -> No
     order_id = shop.add_order(LINES, paid="137.40")
     return_id = shop.add_return(order_id)
     refund_id = shop.add_external_refund(order_id, "5.00")
-    first = post_graphql(ORDER_QUERY, {"id": order_id})["data"]["order"]
+    first = post_graphql(shopify_queries.ORDER_QUERY, {"id": order_id})["data"]["order"]
     fulfillment = first["fulfillments"][0]
     sale = first["transactions"][0]
     variables = {
-        ORDER_QUERY: {"id": order_id},
-        ORDER_LINES_QUERY: {"id": order_id,
-                            "after": first["lineItems"]["pageInfo"]["endCursor"]},
-        FULFILLMENT_LINES_QUERY: {
+        shopify_queries.ORDER_QUERY: {"id": order_id},
+        shopify_queries.ORDER_LINES_QUERY: {
+            "id": order_id, "after": first["lineItems"]["pageInfo"]["endCursor"]},
+        shopify_queries.FULFILLMENT_LINES_QUERY: {
             "id": fulfillment["id"],
             "after": fulfillment["fulfillmentLineItems"]["pageInfo"]["endCursor"]},
-        ORDER_REFUNDS_QUERY: {"id": order_id},
-        REFUND_QUERY: {"id": refund_id},
-        REFUND_CREATE: {"idempotencyKey": KEY, "input": {
+        shopify_queries.ORDER_REFUNDS_QUERY: {"id": order_id},
+        shopify_queries.REFUND_QUERY: {"id": refund_id},
+        shopify_queries.REFUND_CREATE: {"idempotencyKey": KEY, "input": {
             "orderId": order_id, "currency": "USD", "note": "n", "notify": False,
             "transactions": [{"orderId": order_id, "parentId": sale["id"], "kind": "REFUND",
                               "gateway": sale["gateway"], "amount": "1.00"}]}},
-        RETURN_QUERY: {"id": return_id},
-        RETURN_APPROVE: {"input": {"id": return_id, "notifyCustomer": False}},
-        RETURN_DECLINE: {"input": {"id": return_id, "declineReason": "OTHER",
-                                   "notifyCustomer": False}},
+        shopify_queries.RETURN_QUERY: {"id": return_id},
+        shopify_queries.RETURN_APPROVE: {"input": {"id": return_id, "notifyCustomer": False}},
+        shopify_queries.RETURN_DECLINE: {"input": {"id": return_id, "declineReason": "OTHER",
+                                                   "notifyCustomer": False}},
     }
     assert set(variables) == set(DOCUMENTS)
 
@@ -907,7 +895,7 @@ def test_a_return_on_a_later_page_of_fulfillment_lines(shop: ShopifyFake,
     del raw["return_line_items"][0]["fulfillment_line_item"]["line_item"]
     body = json.dumps(raw).encode()
 
-    event = connector.parse_webhook(webhook_headers("returns/request", body), body, NOW)
+    event = delivered(connector, "returns/request", body)
 
     assert isinstance(event, RefundRequested)
     assert [(line.sku, line.quantity) for line in event.request.lines] == [("SKU-11", 1)]

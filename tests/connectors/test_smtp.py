@@ -6,6 +6,7 @@ import email
 import email.policy
 import socket
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -95,31 +96,30 @@ class Server:
     recorder: Recorder
 
 
-def start_server(**smtp_options: Any) -> tuple[Controller, Recorder]:
+@contextmanager
+def serving(**smtp_options: Any) -> Iterator[Server]:
+    """A running SMTP server on loopback, stopped afterwards."""
     recorder = Recorder()
     if smtp_options.get("auth_require_tls") is False:
         smtp_options["authenticator"] = recorder.authenticate
     controller = Controller(recorder, hostname="127.0.0.1", port=free_port(), **smtp_options)
     controller.start()
-    return controller, recorder
+    try:
+        yield Server(controller.port, recorder)
+    finally:
+        controller.stop()
 
 
 @pytest.fixture(scope="module")
 def _smtp_server() -> Iterator[Server]:
-    controller, recorder = start_server(enable_SMTPUTF8=True)
-    try:
-        yield Server(controller.port, recorder)
-    finally:
-        controller.stop()
+    with serving(enable_SMTPUTF8=True) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def _auth_server() -> Iterator[Server]:
-    controller, recorder = start_server(auth_require_tls=False)
-    try:
-        yield Server(controller.port, recorder)
-    finally:
-        controller.stop()
+    with serving(auth_require_tls=False) as server:
+        yield server
 
 
 @pytest.fixture
@@ -276,13 +276,10 @@ def test_non_ascii_address_uses_smtputf8_once(server: Server) -> None:
 
 
 def test_non_ascii_address_on_server_without_smtputf8_is_permanent() -> None:
-    controller, recorder = start_server(enable_SMTPUTF8=False)  # Controller's default is on
-    try:
-        with pytest.raises(PermanentProviderError, match="SMTPUTF8"):
-            notifier(controller.port).send(outgoing(email_address="用户@例子.中国"))
-    finally:
-        controller.stop()
-    assert recorder.envelopes == []
+    with (serving(enable_SMTPUTF8=False) as server,  # Controller's default is on
+          pytest.raises(PermanentProviderError, match="SMTPUTF8")):
+        notifier(server.port).send(outgoing(email_address="用户@例子.中国"))
+    assert server.recorder.envelopes == []
 
 
 def test_login_with_credentials(auth_server: Server) -> None:

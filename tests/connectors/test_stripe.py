@@ -30,6 +30,8 @@ from refundbridge.core.model import RefundStatus
 from refundbridge.core.money import Money
 from refundbridge.core.ports import Ignored, RefundOrder, RefundUpdate
 from refundbridge.core.request import ReasonCode
+from tests.connectors.helpers import FAST
+from tests.fakes.common import installed
 from tests.fakes.stripe import StripeFake
 
 BASE_URL = "https://api.stripe.com"
@@ -38,7 +40,6 @@ WEBHOOK_SECRET = "whsec_3b9c0e5d1f7a4c2e8b6d0f1a2c3e4b5d"
 IDEMPOTENCY_KEY = "rc_8f14e45fceea167a5a36dedd4bea2543:refund:1"
 NOW = datetime(2024, 7, 1, 12, 0, tzinfo=UTC)
 
-FAST = RetryPolicy(attempts=3, initial_wait=0, max_wait=0)
 
 # A Refund as Stripe documents it (https://docs.stripe.com/api/refunds/object), as created
 # by the POST below.
@@ -584,8 +585,7 @@ def isk_order(amount: str | Decimal = "500") -> RefundOrder:
 @pytest.fixture
 def stripe_fake() -> Any:
     fake = StripeFake()
-    with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
-        fake.install(router)
+    with installed(fake):
         yield fake
 
 

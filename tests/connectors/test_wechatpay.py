@@ -55,12 +55,11 @@ from refundbridge.core.ports import (
     StatusUpdate,
 )
 from refundbridge.core.request import ReasonCode
+from tests.connectors.helpers import CASE_ID, FAST, KEY
+from tests.fakes.common import installed
 from tests.fakes.wechatpay import BASE, REFUNDS, WeChatPayFake, WeChatPayKeys
 
 NOW = datetime(2024, 7, 1, 12, 0, tzinfo=UTC)
-FAST = RetryPolicy(attempts=3, initial_wait=0, max_wait=0)
-CASE_ID = "rc_8f14e45fceea167a5a36dedd4bea2543"
-KEY = f"{CASE_ID}-refund-1"
 TRADE_NO = "ACME20240701000123"
 AUTH_RE = re.compile(
     r'^WECHATPAY2-SHA256-RSA2048 mchid="(?P<mchid>\d+)",nonce_str="(?P<nonce>[0-9A-F]{32})",'
@@ -91,8 +90,7 @@ def make_connector(keys: WeChatPayKeys, retry: RetryPolicy = FAST,
 @pytest.fixture
 def fake(keys: WeChatPayKeys) -> Iterator[WeChatPayFake]:
     wechat = WeChatPayFake(keys, clock=NOW.timestamp)
-    with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
-        wechat.install(router)
+    with installed(wechat):
         yield wechat
 
 

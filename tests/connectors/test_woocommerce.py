@@ -49,7 +49,9 @@ from refundbridge.core.ports import (
     StatusUpdate,
 )
 from refundbridge.core.request import ReasonCode, RequestKind, RequestLine
+from tests.connectors.helpers import CASE_ID, FAST, KEY
 from tests.factories import SHOP
+from tests.fakes.common import installed
 from tests.fakes.woocommerce import (
     API,
     BASE,
@@ -65,9 +67,6 @@ from tests.fakes.woocommerce import (
 )
 
 NOW = datetime(2024, 7, 1, 12, 0, tzinfo=UTC)
-FAST = RetryPolicy(attempts=3, initial_wait=0, max_wait=0)
-CASE_ID = "rc_8f14e45fceea167a5a36dedd4bea2543"
-KEY = f"{CASE_ID}-refund-1"
 
 SETTINGS: dict[str, Any] = {
     "base_url": BASE,
@@ -92,8 +91,7 @@ def make_connector(retry: RetryPolicy = FAST, **overrides: Any) -> WooCommerceCo
 @pytest.fixture
 def shop() -> Iterator[WooCommerceFake]:
     fake = WooCommerceFake()
-    with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
-        fake.install(router)
+    with installed(fake):
         yield fake
 
 

@@ -17,12 +17,10 @@ State can live in a JSON file so several processes see the same "provider".
 from __future__ import annotations
 
 import base64
-import fcntl
 import json
-import os
 import secrets
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
@@ -35,6 +33,15 @@ import respx
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from tests.fakes.common import (
+    exclusive,
+    hooked_answer,
+    private_key_pem,
+    public_key_pem,
+    read_state,
+    write_state,
+)
 
 GATEWAY = "https://openapi.alipay.com/gateway.do"
 APP_ID = "2021004123456789"
@@ -60,18 +67,8 @@ class AlipayKeys:
     def generate(cls) -> AlipayKeys:
         app, platform = (rsa.generate_private_key(public_exponent=65537, key_size=2048)
                          for _ in range(2))
-        return cls(_private_pem(app), _public_pem(app), _private_pem(platform),
-                   _public_pem(platform))
-
-
-def _private_pem(key: rsa.RSAPrivateKey) -> str:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
-
-
-def _public_pem(key: rsa.RSAPrivateKey) -> str:
-    return key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        return cls(private_key_pem(app), public_key_pem(app.public_key()),
+                   private_key_pem(platform), public_key_pem(platform.public_key()))
 
 
 def rsa2_sign(message: str, private_pem: str) -> str:
@@ -133,26 +130,15 @@ class AlipayFake:
 
     # ------------------------------------------------------------- state
     def _load(self) -> None:
-        if self.state_file and self.state_file.exists():
-            self.trades = json.loads(self.state_file.read_text())["trades"]
+        state = read_state(self.state_file)
+        if state is not None:
+            self.trades = state["trades"]
 
     def _save(self) -> None:
-        if self.state_file:
-            tmp = self.state_file.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"trades": self.trades}))
-            tmp.replace(self.state_file)
+        write_state(self.state_file, {"trades": self.trades})
 
-    @contextmanager
-    def _exclusive(self) -> Iterator[None]:
-        if self.state_file is None:
-            yield
-            return
-        with self.state_file.with_suffix(".lock").open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+    def _exclusive(self) -> AbstractContextManager[None]:
+        return exclusive(self.state_file)
 
     # ------------------------------------------------------------- answers
     def answer(self, method: str, inner: Mapping[str, Any] | None = None, *,
@@ -186,10 +172,8 @@ class AlipayFake:
 
     def _handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
-        for hook in self.before_call:
-            response = hook(request)
-            if response is not None:
-                return response
+        if (response := hooked_answer(self.before_call, request)) is not None:
+            return response
         params = self._params(request)
         method = (params or {}).get("method", "")
         if params is None:

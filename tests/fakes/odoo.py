@@ -24,6 +24,8 @@ from typing import Any
 import httpx
 import respx
 
+from tests.fakes.common import hooked_answer
+
 BASE = "https://odoo.acme-medical.test"
 DATABASE = "acme-medical"
 LOGIN = "refundbridge-bot"
@@ -223,11 +225,7 @@ class OdooFake:
                      ).mock(side_effect=self._json2)
 
     def _hooks(self, phase: str, model: str, method: str) -> httpx.Response | None:
-        for hook in self.hooks:
-            answer = hook(phase, model, method)
-            if answer is not None:
-                return answer
-        return None
+        return hooked_answer(self.hooks, phase, model, method)
 
     def _jsonrpc(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)

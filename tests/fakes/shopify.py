@@ -35,6 +35,8 @@ from typing import Any, ClassVar
 import httpx
 import respx
 
+from tests.fakes.common import hooked_answer
+
 SHOP_DOMAIN = "acme-medical.myshopify.com"
 BASE = f"https://{SHOP_DOMAIN}"
 API_VERSION = "2026-01"
@@ -225,15 +227,18 @@ class _Parser:
         return Field(name, alias, args, selections)
 
     def arguments(self) -> dict[str, Any]:
-        args: dict[str, Any] = {}
-        if self.peek("("):
-            self.take("(")
-            while not self.peek(")"):
-                name = self.take(kind="name")
-                self.take(":")
-                args[name] = self.value()
-            self.take(")")
-        return args
+        return self.named_values("(", ")") if self.peek("(") else {}
+
+    def named_values(self, opening: str, closing: str) -> dict[str, Any]:
+        """`name: value` pairs up to `closing`: a field's arguments, or an input object."""
+        self.take(opening)
+        values: dict[str, Any] = {}
+        while not self.peek(closing):
+            name = self.take(kind="name")
+            self.take(":")
+            values[name] = self.value()
+        self.take(closing)
+        return values
 
     def directives(self) -> None:
         while self.peek("@"):
@@ -253,14 +258,7 @@ class _Parser:
             self.take("]")
             return items
         if self.peek("{"):
-            self.take("{")
-            fields = {}
-            while not self.peek("}"):
-                name = self.take(kind="name")
-                self.take(":")
-                fields[name] = self.value()
-            self.take("}")
-            return fields
+            return self.named_values("{", "}")
         kind, token = self.tokens[self.at] if self.peek() else ("", "")
         self.take()
         if kind == "string":
@@ -561,10 +559,8 @@ class ShopifyFake:
     def _handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         body = json.loads(request.content)
-        for hook in self.before:
-            hooked = hook(request, body)
-            if hooked is not None:
-                return hooked
+        if (hooked := hooked_answer(self.before, request, body)) is not None:
+            return hooked
         if request.headers.get("X-Shopify-Access-Token") != ACCESS_TOKEN:
             return httpx.Response(401, json={
                 "errors": "[API] Invalid API key or access token (unrecognized login or "
@@ -712,29 +708,33 @@ class ShopifyFake:
         ret = self.returns.get(variables["id"])
         return {"return": {"id": ret["id"], "status": ret["status"]} if ret else None}
 
-    def _return_approve(self, variables: dict[str, Any], _: str) -> dict[str, Any]:
-        ret = self.returns.get(variables["input"]["id"])
+    def _answer_request(self, mutation: str, return_id: str, status: str, refusal: str
+                        ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """A requested return moved to `status`, and the mutation's answer; a return in any
+        other state stays as it is and the answer is `refusal` (no return then)."""
+        ret = self.returns.get(return_id)
         if ret is None or ret["status"] != "REQUESTED":
-            return {"returnApproveRequest": {"return": None, "userErrors": [{
-                "field": ["input", "id"], "code": "INVALID_STATE",
-                "message": "Return is not approvable. Only returns with status REQUESTED "
-                           "can be approved."}]}}
-        ret["status"] = "OPEN"
-        return {"returnApproveRequest": {"return": {"id": ret["id"], "status": "OPEN"},
-                                         "userErrors": []}}
+            return None, {mutation: {"return": None, "userErrors": [{
+                "field": ["input", "id"], "code": "INVALID_STATE", "message": refusal}]}}
+        ret["status"] = status
+        return ret, {mutation: {"return": {"id": ret["id"], "status": status},
+                                "userErrors": []}}
+
+    def _return_approve(self, variables: dict[str, Any], _: str) -> dict[str, Any]:
+        _, answer = self._answer_request(
+            "returnApproveRequest", variables["input"]["id"], "OPEN",
+            "Return is not approvable. Only returns with status REQUESTED can be approved.")
+        return answer
 
     def _return_decline(self, variables: dict[str, Any], _: str) -> dict[str, Any]:
         given = variables["input"]
-        ret = self.returns.get(given["id"])
-        if ret is None or ret["status"] != "REQUESTED":
-            return {"returnDeclineRequest": {"return": None, "userErrors": [{
-                "field": ["input", "id"], "code": "INVALID_STATE",
-                "message": "Return is not declinable. Only non-refunded returns with status "
-                           "REQUESTED can be declined."}]}}
-        ret["status"] = "DECLINED"
-        ret["decline"] = {"reason": given["declineReason"], "note": given.get("declineNote")}
-        return {"returnDeclineRequest": {"return": {"id": ret["id"], "status": "DECLINED"},
-                                         "userErrors": []}}
+        ret, answer = self._answer_request(
+            "returnDeclineRequest", given["id"], "DECLINED",
+            "Return is not declinable. Only non-refunded returns with status REQUESTED can be "
+            "declined.")
+        if ret is not None:
+            ret["decline"] = {"reason": given["declineReason"], "note": given.get("declineNote")}
+        return answer
 
     # ------------------------------------------------------------- helpers and inspection
     @staticmethod

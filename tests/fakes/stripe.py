@@ -8,19 +8,18 @@ successor) see the same "provider".
 
 from __future__ import annotations
 
-import fcntl
-import json
-import os
 import secrets
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
 import respx
+
+from tests.fakes.common import exclusive, hooked_answer, read_state, write_state
 
 BASE = "https://api.stripe.com"
 
@@ -59,30 +58,17 @@ class StripeFake:
 
     # ------------------------------------------------------------- state
     def _load(self) -> None:
-        if self.state_file and self.state_file.exists():
-            data = json.loads(self.state_file.read_text())
-            self.refunds, self.by_key = data["refunds"], data["by_key"]
-            self.keys_log = data["keys_log"]
+        state = read_state(self.state_file)
+        if state is not None:
+            self.refunds, self.by_key = state["refunds"], state["by_key"]
+            self.keys_log = state["keys_log"]
 
     def _save(self) -> None:
-        if self.state_file:
-            tmp = self.state_file.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"refunds": self.refunds, "by_key": self.by_key,
-                                       "keys_log": self.keys_log}))
-            tmp.replace(self.state_file)
+        write_state(self.state_file, {"refunds": self.refunds, "by_key": self.by_key,
+                                      "keys_log": self.keys_log})
 
-    @contextmanager
-    def _exclusive(self) -> Iterator[None]:
-        """One process at a time reads and writes the shared state, as one provider would."""
-        if self.state_file is None:
-            yield
-            return
-        with self.state_file.with_suffix(".lock").open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+    def _exclusive(self) -> AbstractContextManager[None]:
+        return exclusive(self.state_file)
 
     # ------------------------------------------------------------- routes
     def install(self, router: respx.MockRouter) -> None:
@@ -93,10 +79,8 @@ class StripeFake:
 
     def _create(self, request: httpx.Request) -> httpx.Response:
         self.posts.append(request)
-        for hook in self.before_post:
-            answer = hook(request)
-            if answer is not None:
-                return answer
+        if (answer := hooked_answer(self.before_post, request)) is not None:
+            return answer
         with self._exclusive():
             return self._pay(request)
 
@@ -139,10 +123,8 @@ class StripeFake:
         return httpx.Response(200, json=refund)
 
     def _list(self, request: httpx.Request) -> httpx.Response:
-        for hook in self.before_get:
-            answer = hook(request)
-            if answer is not None:
-                return answer
+        if (answer := hooked_answer(self.before_get, request)) is not None:
+            return answer
         with self._exclusive():
             self._load()
         intent = request.url.params.get("payment_intent")

@@ -34,20 +34,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.x509.oid import NameOID
 from wechatpayv3.utils import rsa_sign
 
+from tests.fakes.common import hooked_answer, private_key_pem, public_key_pem
+
 BASE = "https://api.mch.weixin.qq.com"
 REFUNDS = "/v3/refund/domestic/refunds"
 AUTH = re.compile(r'^WECHATPAY2-SHA256-RSA2048 (?P<params>.+)$')
 PARAM = re.compile(r'(\w+)="([^"]*)"')
-
-
-def _pem_private(key: rsa.RSAPrivateKey) -> str:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
-
-
-def _pem_public(key: rsa.RSAPublicKey) -> str:
-    return key.public_bytes(serialization.Encoding.PEM,
-                            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
 def _digits(count: int) -> str:
@@ -105,11 +97,11 @@ class WeChatPayKeys:
 
     @property
     def merchant_private_pem(self) -> str:
-        return _pem_private(self.merchant_key)
+        return private_key_pem(self.merchant_key)
 
     @property
     def platform_public_pem(self) -> str:
-        return _pem_public(self.platform_key.public_key())
+        return public_key_pem(self.platform_key.public_key())
 
     @property
     def certificate_pem(self) -> str:
@@ -203,10 +195,8 @@ class WeChatPayFake:
         refused = self._check_auth(request)
         if refused is not None:
             return refused
-        for hook in self.before_post:
-            answer = hook(request)
-            if answer is not None:
-                return answer
+        if (answer := hooked_answer(self.before_post, request)) is not None:
+            return answer
         try:
             body = json.loads(request.content)
             number = body["out_refund_no"]

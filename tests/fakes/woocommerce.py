@@ -32,6 +32,8 @@ from typing import Any
 import httpx
 import respx
 
+from tests.fakes.common import hooked_answer
+
 BASE = "https://shop.acme-medical.example.com"
 API = f"{BASE}/wp-json/wc/v3"
 CONSUMER_KEY = "ck_4f1c2b9e8d7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e"
@@ -335,10 +337,8 @@ class WooCommerceFake:
                                for m in body.get("meta_data") or []]
         if Decimal(order["total"]) - refunded - amount <= 0:
             order["status"] = "refunded"
-        for hook in self.after_refund:
-            answer = hook(refund)
-            if answer is not None:
-                return answer
+        if (answer := hooked_answer(self.after_refund, refund)) is not None:
+            return answer
         return httpx.Response(201, json=self._public(refund))
 
     def _store_refund(self, order: dict[str, Any], amount: Decimal, reason: str,
