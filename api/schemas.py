@@ -18,6 +18,7 @@ from refundbridge.core.request import (
     UdiScan,
     loads_strict,
     parse_request,
+    validation_error,
 )
 
 
@@ -52,8 +53,7 @@ def read_evaluation(raw: bytes) -> tuple[NormalizedRefundRequest, list[Inspectio
         extra = Inspections.model_validate(
             {k: v for k, v in document.items() if k != "request"})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise InvalidRequest(".".join(str(p) for p in first["loc"]), first["msg"]) from exc
+        raise validation_error(exc) from exc
     # Back to JSON text, so the request is validated exactly as a webhook body would be.
     inner = json.dumps(document["request"]).encode()
     try:

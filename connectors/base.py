@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from refundbridge.core.errors import (
     ConfigError,
     ConnectorError,
-    InvalidRequest,
     NotSupported,
     PermanentProviderError,
     TransientProviderError,
@@ -32,6 +31,8 @@ from refundbridge.core.ports import (
     StatusUpdate,
     WebhookAck,
 )
+from refundbridge.core.request import field_path
+from refundbridge.core.request import validation_error as validation_error
 
 T = TypeVar("T")
 
@@ -296,22 +297,10 @@ class StockDestinations(Generic[D]):
         return held
 
 
-def _field(loc: Sequence[int | str], prefix: str) -> str:
-    """A pydantic error's place as a dotted path below `prefix`; "body" for the whole."""
-    return ".".join(str(part) for part in (prefix, *loc) if part != "") or "body"
-
-
-def validation_error(exc: ValidationError, prefix: str = "") -> InvalidRequest:
-    """Every problem pydantic found in a provider's message, as one `InvalidRequest` naming
-    the first field (prefixed with where in the message the model sits)."""
-    errors = [(_field(error["loc"], prefix), error["msg"]) for error in exc.errors()]
-    return InvalidRequest(errors[0][0], errors[0][1], errors)
-
-
 def first_problem(exc: ValidationError, prefix: str = "") -> str:
     """The first field pydantic refused in a provider's answer, and why: `field: message`."""
     first = exc.errors()[0]
-    return f"{_field(first['loc'], prefix)}: {first['msg']}"
+    return f"{field_path(first['loc'], prefix)}: {first['msg']}"
 
 
 def unexpected_answer(connector: str, what: str, exc: ValidationError, prefix: str = ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -414,6 +415,18 @@ def _money(value: Decimal, currency: str, field: str) -> Money:
         return Money.parse(value, currency, field)
     except InvalidRequest as exc:
         raise ValueError(str(exc)) from exc
+
+
+def field_path(loc: Sequence[int | str], prefix: str = "") -> str:
+    """A pydantic error's place as a dotted path below `prefix`; "body" for the whole."""
+    return ".".join(str(part) for part in (prefix, *loc) if part != "") or "body"
+
+
+def validation_error(exc: ValidationError, prefix: str = "") -> InvalidRequest:
+    """Every problem pydantic found, as one `InvalidRequest` naming the first field
+    (prefixed with where in the message the model sits)."""
+    errors = [(field_path(error["loc"], prefix), error["msg"]) for error in exc.errors()]
+    return InvalidRequest(errors[0][0], errors[0][1], errors)
 
 
 # A cross-field check runs on the whole model; its message starts with the field it means.
