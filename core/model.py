@@ -257,12 +257,11 @@ class StockBooking:
 
     claims: int
     claimed_at: datetime
-    reference: str | None = None
     held: bool = True  # False once the claiming job's ERP call ended without a booking
 
     def as_json(self) -> dict[str, Any]:
         return {"claims": self.claims, "claimed_at": self.claimed_at.isoformat(),
-                "reference": self.reference, "held": self.held}
+                "held": self.held}
 
 
 @dataclass(frozen=True, slots=True)
@@ -699,8 +698,6 @@ class RefundCase:
         if self.erp_booked:
             return
         self.erp_reference = reference
-        if self.stock_booking is not None:
-            self.stock_booking.reference = reference
         self.stock_moves = moves
         self.record("stock_booked", actor=actor, at=at, from_state=self.state,
                     to_state=self.state,

@@ -136,7 +136,7 @@ def _stock_booking(data: dict[str, Any] | None) -> StockBooking | None:
     if data is None:
         return None
     return StockBooking(data["claims"], datetime.fromisoformat(data["claimed_at"]),
-                        data.get("reference"), data.get("held", True))
+                        data.get("held", True))
 
 
 def _notification(data: dict[str, Any]) -> Notification:

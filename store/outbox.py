@@ -15,6 +15,7 @@ from sqlalchemy import Engine, and_, exists, or_, select, update
 from refundbridge.core.lifecycle import MOVING_STATES, CaseState
 from refundbridge.core.model import Step
 from refundbridge.store import tables as t
+from refundbridge.store.mapping import aware
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +75,7 @@ def open_work(engine: Engine, handed_out_before: datetime, limit: int = 5000) ->
             .where(o.done_at.is_(None), o.dispatched_at <= handed_out_before)
             .order_by(o.id).limit(limit)
         ).all()
-    return [OpenWork(Work(int(r.id), r.case_id, Step(r.step)), r.dispatched_at,
+    return [OpenWork(Work(int(r.id), r.case_id, Step(r.step)), aware(r.dispatched_at),
                      int(r.dispatch_count)) for r in rows]
 
 

@@ -76,7 +76,7 @@ def _requeue_lost_jobs(container: WorkerDeps, stale: float, now: datetime,
     limit = container.settings.max_dispatches
     for row in container.outbox.open_work(now - timedelta(seconds=stale)):
         wait = redispatch_wait(stale, row.dispatch_count)
-        if _aware(row.dispatched_at) > now - timedelta(seconds=wait):
+        if row.dispatched_at > now - timedelta(seconds=wait):
             continue
         job = _job(container, job_id(row.work, row.dispatch_count))
         if job is not None and job.get_status(refresh=False) in WAITING:
@@ -109,10 +109,6 @@ def _last_line(text: str | None) -> str | None:
         return None
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1][:500] if lines else None
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _revive_idle_cases(container: WorkerDeps, cutoff: datetime, pending_cutoff: datetime,

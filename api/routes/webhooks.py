@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -17,7 +16,6 @@ from refundbridge.core.ports import (
     ExternalRefund,
     RefundRequested,
     RefundUpdate,
-    Role,
     WebhookEvent,
     WebhookReceiver,
 )
@@ -30,11 +28,7 @@ from refundbridge.core.request import (
     check_text,
 )
 
-log = logging.getLogger("refundbridge.api")
-
 router = APIRouter(tags=["webhooks"])
-
-WEBHOOK_ROLES = (Role.STOREFRONT, Role.PAYMENT)
 
 REQUEST_BODY_DOC: dict[str, Any] = {
     "requestBody": {
