@@ -11,11 +11,18 @@ from anyio import to_thread
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from refundbridge.api import docs, errors
-from refundbridge.api.deps import ApiDeps, token_is_valid
+from refundbridge.api import console, docs, errors
+from refundbridge.api.deps import ApiDeps, token_principal
 from refundbridge.api.middleware import Hardening
 from refundbridge.api.ops import OperatorGuard, build_dashboard
 from refundbridge.api.routes import cases, evaluate, health, recalls, webhooks
+from refundbridge.core.access import Permission, Principal
+
+
+def _may_run_jobs(principal: Principal | None) -> bool:
+    # The queue holds every shop's jobs: only a caller who sees every shop may work it.
+    return principal is not None and principal.shops is None and principal.may(
+        Permission.OPERATE)
 
 
 def create_app(deps: ApiDeps, *, dashboard: bool = True) -> FastAPI:
@@ -44,10 +51,11 @@ def create_app(deps: ApiDeps, *, dashboard: bool = True) -> FastAPI:
     app.include_router(recalls.router)
     app.include_router(evaluate.router)
     docs.install(app)
+    console.install(app)
     if dashboard:
         guard = OperatorGuard(
             build_dashboard(deps.settings.redis_url, deps.redis),
-            lambda authorization: token_is_valid(deps.settings.operator_tokens, authorization),
+            lambda authorization: _may_run_jobs(token_principal(deps.settings, authorization)),
         )
         app.mount("/ops/rq", guard)
 

@@ -17,6 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 from redis import Redis
 
+from refundbridge.core.access import OperatorDirectory, OperatorRole, Principal
 from refundbridge.core.ports import WebhookReceiver
 from refundbridge.core.recalls import RecallRegister
 from refundbridge.core.rules import ShopPolicy
@@ -24,9 +25,43 @@ from refundbridge.core.services import Services
 from refundbridge.store.queries import CaseReads
 
 
+class TokenSettings(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def token(self) -> SecretStr: ...
+
+    @property
+    def role(self) -> OperatorRole: ...
+
+    @property
+    def shops(self) -> Sequence[str]: ...
+
+
+class ConsoleSettings(Protocol):
+    @property
+    def session_hours(self) -> float: ...
+
+    @property
+    def secure_cookies(self) -> bool: ...
+
+    @property
+    def login_failures_per_name(self) -> int: ...
+
+    @property
+    def login_failures_per_address(self) -> int: ...
+
+
 class ApiSettings(Protocol):
     @property
     def operator_tokens(self) -> Sequence[SecretStr]: ...
+
+    @property
+    def api_tokens(self) -> Sequence[TokenSettings]: ...
+
+    @property
+    def console(self) -> ConsoleSettings: ...
 
     @property
     def api_threads(self) -> int: ...
@@ -53,6 +88,14 @@ class ApiDeps(Protocol):
 
     @property
     def redis(self) -> Redis: ...
+
+    @property
+    def operators(self) -> OperatorDirectory: ...
+
+    @property
+    def shop_ids(self) -> Sequence[str]:
+        """Every configured shop."""
+        ...
 
     def shop_policy(self, shop_id: str) -> ShopPolicy:
         """The shop's policy; `NotFound` for a shop that is not configured."""
@@ -84,29 +127,36 @@ ReadsDep = Annotated[CaseReads, Depends(get_reads)]
 RecallsDep = Annotated[RecallRegister, Depends(get_recalls)]
 
 
-def token_is_valid(tokens: Sequence[SecretStr], authorization: str | None) -> bool:
+def token_principal(settings: ApiSettings, authorization: str | None) -> Principal | None:
+    """Whose bearer token this is, or None."""
     if not authorization or not authorization.startswith("Bearer "):
-        return False
+        return None
     offered = authorization.removeprefix("Bearer ").strip().encode()
-    valid = False
+    found: Principal | None = None
     # Compare against every token (no early exit) so timing reveals nothing.
-    for token in tokens:
-        valid |= hmac.compare_digest(offered, token.get_secret_value().encode())
-    return valid
+    for index, token in enumerate(settings.operator_tokens):
+        if hmac.compare_digest(offered, token.get_secret_value().encode()):
+            found = Principal(f"operator_tokens.{index}", OperatorRole.ADMIN, None, "token")
+    for entry in settings.api_tokens:
+        if hmac.compare_digest(offered, entry.token.get_secret_value().encode()):
+            shops = None if "*" in entry.shops else frozenset(entry.shops)
+            found = Principal(entry.name, entry.role, shops, "token")
+    return found
 
 
 # Declares the scheme in OpenAPI (so /docs has "Authorize"); the check stays ours, below.
 operator_bearer = HTTPBearer(auto_error=False, scheme_name="operatorToken",
-                             description="An operator token from the `operator_tokens` "
-                                         "setting, sent as `Authorization: Bearer <token>`.")
+                             description="A token from the `operator_tokens` or `api_tokens` "
+                                         "settings, sent as `Authorization: Bearer <token>`.")
 
 
 def require_operator(request: Request, deps: AppDeps,
                      _: Annotated[HTTPAuthorizationCredentials | None,
-                                  Depends(operator_bearer)]) -> str:
-    if not token_is_valid(deps.settings.operator_tokens, request.headers.get("authorization")):
+                                  Depends(operator_bearer)]) -> Principal:
+    principal = token_principal(deps.settings, request.headers.get("authorization"))
+    if principal is None:
         raise HTTPException(401, "Unauthorized")
-    return "operator"
+    return principal
 
 
-Operator = Annotated[str, Depends(require_operator)]
+Operator = Annotated[Principal, Depends(require_operator)]

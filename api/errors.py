@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from math import ceil
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from refundbridge.core.errors import (
@@ -18,6 +18,7 @@ from refundbridge.core.errors import (
     ConfigError,
     DomainError,
     DuplicateDelivery,
+    Forbidden,
     IllegalTransition,
     InvalidRequest,
     NotFound,
@@ -64,6 +65,7 @@ def too_large(limit: int) -> JSONResponse:
 STATUS: list[tuple[type[Exception], int, str]] = [
     (WebhookRejected, 401, "Webhook rejected"),
     (NotFound, 404, "Not found"),
+    (Forbidden, 403, "Forbidden"),
     (NotSupported, 404, "Not supported"),
     (DuplicateDelivery, 409, "External id already used"),
     (IllegalTransition, 409, "Not allowed in this state"),
@@ -86,6 +88,18 @@ def _extra(exc: Exception) -> dict[str, Any]:
     return {}
 
 
+# Pages for people (the console, the customer's status page) answer errors with a page, not
+# problem+json: the console installs its renderer for the paths it owns.
+HtmlErrors = Callable[[Request, int, str, str], Response]
+
+
+def _html_errors(request: Request) -> HtmlErrors | None:
+    for prefix, render in getattr(request.app.state, "html_errors", {}).items():
+        if request.url.path.startswith(prefix):
+            return render  # type: ignore[no-any-return]
+    return None
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(InvalidRequest)
     async def _invalid(_: Request, exc: InvalidRequest) -> JSONResponse:
@@ -99,9 +113,12 @@ def install(app: FastAPI) -> None:
         return problem(422, "Invalid request",
                        "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors)
 
-    async def _ours(_: Request, exc: Exception) -> JSONResponse:
+    async def _ours(request: Request, exc: Exception) -> Response:
         status, title = next((s, t) for kind, s, t in STATUS if isinstance(exc, kind))
         detail = exc.message if isinstance(exc, WebhookRejected) else str(exc)
+        html = _html_errors(request)
+        if html is not None:
+            return html(request, status, title, detail)
         response = problem(status, title, detail, **_extra(exc))
         if isinstance(exc, TransientProviderError):
             # The provider's own Retry-After when it gave one, else half a minute.
@@ -113,7 +130,7 @@ def install(app: FastAPI) -> None:
     for kind, _status, _title in STATUS:
         app.add_exception_handler(kind, _ours)
 
-    async def _store(request: Request, exc: Exception) -> JSONResponse:
+    async def _store(request: Request, exc: Exception) -> Response:
         # The driver's message names hosts and ports: it goes to the log, not the caller.
         log.warning("database unavailable [request %s]: %s",
                     getattr(request.state, "request_id", "-"), exc)
@@ -124,11 +141,14 @@ def install(app: FastAPI) -> None:
         app.add_exception_handler(unavailable, _store)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         if isinstance(exc, BodyTooLarge):
             return too_large(exc.limit)
         try:
             title = HTTPStatus(exc.status_code).phrase
         except ValueError:
             title = str(exc.detail)
+        html = _html_errors(request)
+        if html is not None:
+            return html(request, exc.status_code, title, str(exc.detail))
         return problem(exc.status_code, title, str(exc.detail), headers=exc.headers)

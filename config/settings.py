@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from refundbridge.core.access import OperatorRole
 from refundbridge.core.errors import ConfigError, InvalidRequest, InvalidUdi
 from refundbridge.core.money import check_currency
 from refundbridge.core.policy import (
@@ -180,6 +181,38 @@ class ShopSettings(BaseModel):
         return {role: getattr(self, role) for role in ROLE_KEYS}
 
 
+class ApiTokenSettings(BaseModel):
+    """A machine's bearer token for `/v1`: its name is what the audit trail records, its
+    role what it may do, `shops` what it may reach ("*": every shop)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    token: SecretStr
+    role: OperatorRole = OperatorRole.ADMIN
+    shops: list[str] = Field(min_length=1)
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("at least 16 characters")
+        return value
+
+
+class ConsoleSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # A console login lasts this long (then the operator logs in again).
+    session_hours: float = Field(default=10.0, gt=0, le=24 * 7)
+    # Mark the session cookie Secure even when the request did not arrive over HTTPS (set
+    # it behind a proxy that ends TLS without passing X-Forwarded-Proto).
+    secure_cookies: bool = False
+    # Failed logins allowed per 15 minutes for one name, and from one address.
+    login_failures_per_name: int = Field(default=5, ge=1, le=1000)
+    login_failures_per_address: int = Field(default=30, ge=1, le=100000)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REFUNDBRIDGE_", env_nested_delimiter="__",
                                       extra="forbid")
@@ -218,7 +251,11 @@ class Settings(BaseSettings):
         return value
     demo: bool = False
     queue_name: str = "refundbridge"
+    # Tokens with every permission on every shop (the audit trail names them by position);
+    # `api_tokens` gives each machine a name, a role and its shops.
     operator_tokens: list[SecretStr] = Field(default_factory=list)
+    api_tokens: list[ApiTokenSettings] = Field(default_factory=list)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     reconcile_interval_seconds: float = 60.0
     stale_after_seconds: float = 300.0
     # A refund the provider still reports pending is asked about again after this long.
@@ -315,4 +352,8 @@ def placeholder_tokens(settings: Settings) -> list[ConfigError]:
         return []
     return [ConfigError(f"operator_tokens.{index}",
                         "is a placeholder; set a real token (demo mode only)")
-            for index, token in enumerate(settings.operator_tokens) if is_placeholder(token)]
+            for index, token in enumerate(settings.operator_tokens) if is_placeholder(token)
+            ] + [ConfigError(f"api_tokens.{index}.token",
+                             "is a placeholder; set a real token (demo mode only)")
+                 for index, entry in enumerate(settings.api_tokens)
+                 if is_placeholder(entry.token)]

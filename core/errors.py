@@ -70,6 +70,11 @@ class NotFound(RefundBridgeError):
     pass
 
 
+class Forbidden(RefundBridgeError):
+    """The caller is known but its role may not do this (a case of a shop it may not see is
+    `NotFound` instead: it must not learn that the case exists)."""
+
+
 class DuplicateDelivery(RefundBridgeError):
     def __init__(self, case_id: str, same_body: bool) -> None:
         kind = "duplicate delivery" if same_body else "external id reused with a different body"

@@ -22,6 +22,7 @@ from refundbridge.core.recalls import RecallRegister
 from refundbridge.core.rules import RuleSet, ShopPolicy
 from refundbridge.core.services import Services, ShopGateways
 from refundbridge.store.db import make_engine
+from refundbridge.store.operators import SqlOperatorDirectory
 from refundbridge.store.outbox import Dispatch, OutboxStore
 from refundbridge.store.queries import CaseReads
 from refundbridge.store.recalls import SqlRecallRegister
@@ -60,6 +61,11 @@ class Container:
     recalls: RecallRegister
     outbox: OutboxStore
     reads: CaseReads
+    operators: SqlOperatorDirectory
+
+    @property
+    def shop_ids(self) -> list[str]:
+        return sorted(self.shops)
 
     def shop(self, shop_id: str) -> ShopRuntime:
         return find_shop(self.shops, shop_id)
@@ -273,4 +279,5 @@ def bootstrap(
                      replace(services, uow=api_uow), rule_set, uow,
                      recalls=recalls, outbox=OutboxStore(engine),
                      reads=CaseReads(engine, stale_after=settings.stale_after_seconds,
-                                     max_dispatches=settings.max_dispatches))
+                                     max_dispatches=settings.max_dispatches),
+                     operators=SqlOperatorDirectory(engine))

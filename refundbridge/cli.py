@@ -398,5 +398,9 @@ def recalls_list(shop: ShopOption, config: ConfigOption = None) -> None:
     writer.writerows({k: v or "" for k, v in r.as_json().items()} for r in recalls)
 
 
+from refundbridge.cli_operators import operators_app  # noqa: E402
+
+app.add_typer(operators_app, name="operators")
+
 if __name__ == "__main__":
     app()

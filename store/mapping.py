@@ -67,7 +67,14 @@ def case_to_row(case: RefundCase, now: datetime) -> dict[str, Any]:
         "audit_head": case.audit_head,
         "created_at": case.created_at,
         "updated_at": now,
+        "due_on": min((o.due for o in case.obligations if o.due is not None), default=None),
     }
+
+
+def units_to_rows(case: RefundCase) -> list[dict[str, Any]]:
+    return [{"case_id": case.id, "line": index, "shop_id": case.shop_id, "sku": line.sku,
+             "gtin": line.gtin or "", "lot": line.lot or "", "serial": line.serial or ""}
+            for index, line in enumerate(case.request.lines)]
 
 
 def details_to_json(case: RefundCase) -> dict[str, Any]:

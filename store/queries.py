@@ -128,11 +128,14 @@ def case_evidence(engine: Engine, case_id: str) -> dict[str, Any]:
 
 
 def list_cases(engine: Engine, *, shop: str | None, state: str | None, limit: int,
-               cursor: int | None) -> dict[str, Any]:
+               cursor: int | None, shops: frozenset[str] | None = None) -> dict[str, Any]:
+    """`shops`: the only shops the caller may see (None: every shop)."""
     c = t.cases.c
     query = select(t.cases).order_by(c.seq.desc()).limit(limit + 1)
     if shop:
         query = query.where(c.shop_id == shop)
+    if shops is not None:
+        query = query.where(c.shop_id.in_(sorted(shops)))
     if state:
         query = query.where(c.state == state)
     if cursor is not None:
@@ -186,8 +189,18 @@ class CaseReads:
         return case_evidence(self._engine, case_id)
 
     def list_cases(self, *, shop: str | None, state: str | None, limit: int,
-                   cursor: int | None) -> dict[str, Any]:
-        return list_cases(self._engine, shop=shop, state=state, limit=limit, cursor=cursor)
+                   cursor: int | None, shops: frozenset[str] | None = None) -> dict[str, Any]:
+        return list_cases(self._engine, shop=shop, state=state, limit=limit, cursor=cursor,
+                          shops=shops)
+
+    def case_shop(self, case_id: str) -> str:
+        """The shop a case belongs to; `NotFound` if there is no such case."""
+        with self._engine.connect() as conn:
+            shop = conn.execute(select(t.cases.c.shop_id)
+                                .where(t.cases.c.id == case_id)).scalar()
+        if shop is None:
+            raise NotFound(f"no case {case_id}")
+        return str(shop)
 
     def ping(self) -> None:
         """Raise the store's error if the database does not answer."""

@@ -52,7 +52,10 @@ cases = Table(
     Column("audit_head", String(64), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("assignee", String(64)),  # the operator who claimed it
+    Column("due_on", Date),  # its earliest dated obligation: the review queue's order
     Index("ix_cases_shop_state", "shop_id", "state"),
+    Index("ix_cases_shop_state_due", "shop_id", "state", "due_on"),
     Index("ix_cases_shop_order", "shop_id", "order_id"),
     Index("ix_cases_shop_customer", "shop_id", "customer_id", "created_at"),
     Index("ix_cases_refund_ref", "refund_ref"),
@@ -149,5 +152,47 @@ external_refunds = Table(
     Index("ix_external_refunds_shop_order", "shop_id", "order_id"),
 )
 
-__all__ = ["case_events", "cases", "external_refunds", "inbox", "metadata", "orders",
-           "outbox", "recalls"]
+# The devices a case is about, one row per request line ('' where the line names none):
+# to find every case touching a lot (evidence per lot, recalls) or a scanned unit.
+case_units = Table(
+    "case_units",
+    metadata,
+    Column("case_id", String(40), primary_key=True),
+    Column("line", Integer, primary_key=True),
+    Column("shop_id", String(64), nullable=False),
+    Column("sku", String(128), nullable=False),
+    Column("gtin", String(14), nullable=False),
+    Column("lot", String(64), nullable=False),
+    Column("serial", String(64), nullable=False),
+    Index("ix_case_units_shop_lot", "shop_id", "lot"),
+    Index("ix_case_units_shop_gtin_serial", "shop_id", "gtin", "serial"),
+)
+
+# Console operators (core/access.py). `shops` is a JSON list; an admin's is empty.
+operators = Table(
+    "operators",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("shops", JSON, nullable=False),
+    Column("password_hash", String(255), nullable=False),  # argon2id, with its parameters
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("password_changed_at", DateTime(timezone=True), nullable=False),
+    Column("disabled_at", DateTime(timezone=True)),
+)
+
+# A console login. Only the SHA-256 of the cookie's value is stored: a copy of this table
+# opens no session.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("operator", String(64), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("ix_console_sessions_operator", "operator"),
+)
+
+__all__ = ["case_events", "case_units", "cases", "console_sessions", "external_refunds", "inbox", "metadata",
+           "operators", "orders", "outbox", "recalls"]

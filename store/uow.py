@@ -32,7 +32,13 @@ from refundbridge.core.ports import (
 from refundbridge.core.recalls import RecallList
 from refundbridge.store import tables as t
 from refundbridge.store.db import dialect_insert
-from refundbridge.store.mapping import aware, case_from_row, case_to_row, event_to_row
+from refundbridge.store.mapping import (
+    aware,
+    case_from_row,
+    case_to_row,
+    event_to_row,
+    units_to_rows,
+)
 from refundbridge.store.outbox import Dispatch, Work
 from refundbridge.store.recalls import recalls_for_shop
 
@@ -257,6 +263,7 @@ class SqlUnitOfWork:
         row = case_to_row(case, now)
         if is_new:
             conn.execute(INSERT_CASE, row)
+            conn.execute(INSERT_UNITS, units_to_rows(case))
         else:
             changing = {k: v for k, v in row.items() if k not in IMMUTABLE_COLUMNS}
             result = conn.execute(UPDATE_CASE, {**changing, "_id": case.id,
@@ -291,6 +298,7 @@ INSERT_CASE = insert(t.cases)
 UPDATE_CASE = update(t.cases).where(t.cases.c.id == bindparam("_id"),
                                     t.cases.c.version == bindparam("_version"))
 INSERT_EVENT = insert(t.case_events)
+INSERT_UNITS = insert(t.case_units)
 COMPLETE_WORK = update(t.outbox).where(
     t.outbox.c.case_id == bindparam("done_case"), t.outbox.c.step == bindparam("done_step"),
     t.outbox.c.done_at.is_(None)).values(done_at=bindparam("now"))

@@ -38,7 +38,8 @@ PG_DATABASE = os.environ.get("REFUNDBRIDGE_TEST_PG_DB", f"refundbridge_test_{os.
 REDIS_URL = os.environ.get("REFUNDBRIDGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
 STRIPE_KEY = "sk_test_" + secrets.token_hex(16)
 STRIPE_WEBHOOK_SECRET = "whsec_" + secrets.token_hex(16)
-TABLES = ("cases", "case_events", "inbox", "outbox", "orders", "recalls", "external_refunds")
+TABLES = ("cases", "case_events", "inbox", "outbox", "orders", "recalls", "external_refunds",
+          "operators", "console_sessions", "case_units")
 
 
 @pytest.fixture(scope="session")

@@ -12,13 +12,12 @@ from pydantic.json_schema import SkipJsonSchema
 from refundbridge.api.deps import Operator, ReadsDep, ServicesDep
 from refundbridge.api.schemas import InspectionIn
 from refundbridge.core import services
+from refundbridge.core.access import Permission, Principal
 from refundbridge.core.errors import InvalidRequest
 from refundbridge.core.lifecycle import CaseState
 from refundbridge.core.model import Inspection, NotificationKind, Outcome
 from refundbridge.core.request import (
     BIGINT_MAX,
-    PERSON_NAME_MAX,
-    Line,
     Text,
 )
 from refundbridge.store.queries import CaseReads
@@ -32,6 +31,20 @@ TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 
 async def _detail(reads: CaseReads, case_id: str) -> dict[str, Any]:
     return await run_in_threadpool(reads.case_detail, case_id)
+
+
+async def _visible(reads: CaseReads, operator: Principal, case_id: str,
+                   permission: Permission) -> None:
+    """The case is one of the caller's shops (else 404, as if it did not exist) and the
+    caller's role may do this to it (else 403)."""
+    shop = await run_in_threadpool(reads.case_shop, case_id)
+    operator.require_shop(shop, f"case {case_id}")
+    operator.require(permission)
+
+
+def _typed_name(value: object) -> object:
+    raise ValueError("no longer taken: the audit trail records the caller's own name (the "
+                     "console operator, or the API token's name)")
 class ReceiptIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -42,7 +55,6 @@ class ReviewIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     decision: Literal["approve", "deny"]
-    reviewer: Line = Field(min_length=1, max_length=PERSON_NAME_MAX)
     internal_note: str = Field(
         min_length=1, max_length=4000, pattern=TEXT,
         description="Why, for the shop's people: kept in the case and its audit trail, never "
@@ -54,6 +66,7 @@ class ReviewIn(BaseModel):
     # Refused rather than read as either field: only its writer knows whether it was meant
     # for the customer, and guessing wrong either leaks a note or drops a message.
     note: SkipJsonSchema[str | None] = Field(default=None, exclude=True)
+    reviewer: SkipJsonSchema[str | None] = Field(default=None, exclude=True)
 
     @field_validator("note", mode="before")
     @classmethod
@@ -61,27 +74,32 @@ class ReviewIn(BaseModel):
         raise ValueError("no longer taken: write 'internal_note' (kept, never sent) and, "
                          "if the customer should read something, 'customer_message'")
 
+    _reviewer = field_validator("reviewer", mode="before")(_typed_name)
+
 
 class WaiveIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    actor: Line = Field(min_length=1, max_length=PERSON_NAME_MAX,
-                       description="The operator waiving it")
+    actor: SkipJsonSchema[str | None] = Field(default=None, exclude=True)
     reason: str = Field(min_length=1, max_length=4000, pattern=TEXT,
                         description="Why the customer need not get the message (kept in "
                                     "the audit trail)")
+
+    _actor = field_validator("actor", mode="before")(_typed_name)
 
 
 class ActionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    actor: Line = Field(default="operator", min_length=1, max_length=PERSON_NAME_MAX)
+    actor: SkipJsonSchema[str | None] = Field(default=None, exclude=True)
     reason: Text = Field(default="", max_length=4000)
+
+    _actor = field_validator("actor", mode="before")(_typed_name)
 
 
 @router.get("/cases")
 async def list_cases(
-    reads: ReadsDep, _: Operator,
+    reads: ReadsDep, operator: Operator,
     shop: str | None = None,
     state: CaseState | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -91,74 +109,82 @@ async def list_cases(
     # Nineteen digits may still be past a BIGINT: such a cursor names no page.
     if cursor is not None and int(cursor) > BIGINT_MAX:
         raise InvalidRequest("query.cursor", "is not a cursor this API gave out")
+    if shop is not None and not operator.sees(shop):
+        return {"items": [], "next_cursor": None}
     return await run_in_threadpool(
-        reads.list_cases, shop=shop,
+        reads.list_cases, shop=shop, shops=operator.shops,
         state=state.value if state else None, limit=limit,
         cursor=int(cursor) if cursor else None)
 
 
 @router.get("/cases/{case_id}")
-async def get_case(case_id: str, reads: ReadsDep, _: Operator) -> dict[str, Any]:
+async def get_case(case_id: str, reads: ReadsDep, operator: Operator) -> dict[str, Any]:
+    await _visible(reads, operator, case_id, Permission.READ)
     return await _detail(reads, case_id)
 
 
 @router.get("/cases/{case_id}/evidence")
-async def get_evidence(case_id: str, reads: ReadsDep, _: Operator) -> dict[str, Any]:
+async def get_evidence(case_id: str, reads: ReadsDep, operator: Operator) -> dict[str, Any]:
+    await _visible(reads, operator, case_id, Permission.EXPORT)
     return await run_in_threadpool(reads.case_evidence, case_id)
 
 
 @router.post("/cases/{case_id}/receipt")
 async def receive_goods(case_id: str, body: ReceiptIn, svc: ServicesDep, reads: ReadsDep,
-                        _: Operator) -> dict[str, Any]:
+                        operator: Operator) -> dict[str, Any]:
+    await _visible(reads, operator, case_id, Permission.RECEIVE)
     inspections = [Inspection(**line.model_dump()) for line in body.lines]
-    actor = f"operator:{body.lines[0].inspector}"
     await run_in_threadpool(services.record_receipt, svc, case_id,
-                            inspections, actor)
+                            inspections, operator.actor)
     return await _detail(reads, case_id)
 
 
 @router.post("/cases/{case_id}/review")
 async def review(case_id: str, body: ReviewIn, svc: ServicesDep, reads: ReadsDep,
-                 _: Operator) -> dict[str, Any]:
+                 operator: Operator) -> dict[str, Any]:
+    await _visible(reads, operator, case_id, Permission.DECIDE)
     await run_in_threadpool(services.review, svc, case_id,
-                            Outcome(body.decision), body.reviewer, body.internal_note,
+                            Outcome(body.decision), operator.actor, body.internal_note,
                             body.customer_message)
     return await _detail(reads, case_id)
 
 
 @router.post("/cases/{case_id}/retry")
-async def retry(case_id: str, svc: ServicesDep, reads: ReadsDep, _: Operator,
+async def retry(case_id: str, svc: ServicesDep, reads: ReadsDep, operator: Operator,
                 body: ActionIn | None = None) -> dict[str, Any]:
-    actor = f"operator:{(body or ActionIn()).actor}"
-    await run_in_threadpool(services.retry, svc, case_id, actor)
+    await _visible(reads, operator, case_id, Permission.OPERATE)
+    await run_in_threadpool(services.retry, svc, case_id, operator.actor)
     return await _detail(reads, case_id)
 
 
 @router.post("/cases/{case_id}/cancel")
 async def cancel(case_id: str, body: ActionIn, svc: ServicesDep, reads: ReadsDep,
-                 _: Operator) -> dict[str, Any]:
+                 operator: Operator) -> dict[str, Any]:
+    await _visible(reads, operator, case_id, Permission.OPERATE)
     await run_in_threadpool(services.cancel, svc, case_id,
-                            f"operator:{body.actor}", body.reason)
+                            operator.actor, body.reason)
     return await _detail(reads, case_id)
 
 
 @router.post("/cases/{case_id}/notifications/{kind}/waive")
 async def waive_notification(case_id: str, kind: NotificationKind, body: WaiveIn,
-                             svc: ServicesDep, reads: ReadsDep, _: Operator) -> dict[str, Any]:
+                             svc: ServicesDep, reads: ReadsDep, operator: Operator
+                             ) -> dict[str, Any]:
     """The customer need not get this message (a failed or pending one): it no longer keeps
     the case open. Recorded in the audit trail with the operator and the reason."""
+    await _visible(reads, operator, case_id, Permission.OPERATE)
     await run_in_threadpool(services.waive_notification, svc, case_id,
-                            kind, f"operator:{body.actor}", body.reason)
+                            kind, operator.actor, body.reason)
     return await _detail(reads, case_id)
 
 
 @router.post("/cases/{case_id}/notifications/{kind}/resend")
 async def resend_notification(case_id: str, kind: NotificationKind, svc: ServicesDep,
-                              reads: ReadsDep, _: Operator,
+                              reads: ReadsDep, operator: Operator,
                               body: ActionIn | None = None) -> dict[str, Any]:
     """Send a failed (or waived) message again; the case closes once it is sent, if that
     was all it waited for."""
-    actor = f"operator:{(body or ActionIn()).actor}"
+    await _visible(reads, operator, case_id, Permission.OPERATE)
     await run_in_threadpool(services.resend_notification, svc, case_id,
-                            kind, actor)
+                            kind, operator.actor)
     return await _detail(reads, case_id)

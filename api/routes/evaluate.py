@@ -34,11 +34,12 @@ DOC: dict[str, Any] = {
 
 @router.post("/evaluate", openapi_extra=DOC, summary="Preview the rules' decision")
 async def evaluate(
-    request: Request, deps: AppDeps, _: Operator,
+    request: Request, deps: AppDeps, operator: Operator,
     shop: Annotated[str, Query(min_length=1, description="The shop whose policy applies")],
     at: Annotated[date | None, Query(description="Evaluate as of this day "
                                                  "(default: now)")] = None,
 ) -> dict[str, Any]:
+    operator.require_shop(shop, f"shop '{shop}'")
     policy = deps.shop_policy(shop)
     raw = await request.body()
     refund_request, inspections = read_evaluation(raw)

@@ -158,7 +158,7 @@ def _queue_write_back(svc: Services, case: RefundCase) -> None:
         case.request_write_back()
 
 
-def review(svc: Services, case_id: str, outcome: Outcome, reviewer: str, internal_note: str,
+def review(svc: Services, case_id: str, outcome: Outcome, actor: str, internal_note: str,
            customer_message: str = "") -> None:
     """A person decides a case the rules sent to review. The over-refund and units guards
     still hold.
@@ -188,7 +188,7 @@ def review(svc: Services, case_id: str, outcome: Outcome, reviewer: str, interna
         # A message written for the reviewer's outcome is not sent with another (an approval
         # the guard turned into a denial): the customer gets the plain message of that one.
         message = customer_message if outcome is chosen else ""
-        case.decide(Decision(outcome, request.requested, rules, f"operator:{reviewer}", now,
+        case.decide(Decision(outcome, request.requested, rules, actor, now,
                              internal_note, lines, obligations, message))
         _queue_write_back(svc, case)
         uow.commit()
