@@ -194,5 +194,5 @@ console_sessions = Table(
     Index("ix_console_sessions_operator", "operator"),
 )
 
-__all__ = ["case_events", "case_units", "cases", "console_sessions", "external_refunds", "inbox", "metadata",
-           "operators", "orders", "outbox", "recalls"]
+__all__ = ["case_events", "case_units", "cases", "console_sessions", "external_refunds",
+           "inbox", "metadata", "operators", "orders", "outbox", "recalls"]
