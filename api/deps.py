@@ -9,7 +9,7 @@ shop's policy, a webhook receiver.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Protocol
 
 from fastapi import Depends, HTTPException, Request
@@ -53,6 +53,10 @@ class ConsoleSettings(Protocol):
     def login_failures_per_address(self) -> int: ...
 
 
+class ShopConnectorNames(Protocol):
+    def connectors_by_role(self) -> dict[str, str]: ...
+
+
 class ApiSettings(Protocol):
     @property
     def operator_tokens(self) -> Sequence[SecretStr]: ...
@@ -71,6 +75,17 @@ class ApiSettings(Protocol):
 
     @property
     def redis_url(self) -> str | None: ...
+
+    @property
+    def queue_name(self) -> str: ...
+
+    @property
+    def max_dispatches(self) -> int: ...
+
+    @property
+    def shops(self) -> Mapping[str, ShopConnectorNames]:
+        """Each shop's connector per role (the console's Jobs and KPIs name them)."""
+        ...
 
 
 class ApiDeps(Protocol):

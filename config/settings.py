@@ -104,6 +104,9 @@ class PolicySettings(BaseModel):
     refund_deadline_days: int = Field(default=_DEFAULT.refund_deadline_days, ge=1, le=15)
     open_box_resale: bool = _DEFAULT.open_box_resale
     injury_terms: list[str] = Field(default_factory=list, max_length=500)
+    # Four eyes: `four_eyes_above = { CNY = "2000" }` — a reviewer's decision on a request
+    # above this needs a second reviewer (adverse events always do). Empty: never by amount.
+    four_eyes_above: dict[str, Decimal] = Field(default_factory=dict)
     skus: dict[str, SkuFlagSettings] = Field(default_factory=dict)
 
     @field_validator("injury_terms")
@@ -119,7 +122,7 @@ class PolicySettings(BaseModel):
             terms.append(word)
         return terms
 
-    @field_validator("auto_approve_limits")
+    @field_validator("auto_approve_limits", "four_eyes_above")
     @classmethod
     def _currencies(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
         checked = {}
@@ -157,6 +160,7 @@ class PolicySettings(BaseModel):
             sku_flags={sku: flags.to_flags() for sku, flags in self.skus.items()},
             open_box_resale=self.open_box_resale,
             injury_terms=tuple(self.injury_terms),
+            four_eyes_above=dict(self.four_eyes_above),
         )
 
 

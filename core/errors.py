@@ -121,6 +121,11 @@ class TransientProviderError(ConnectorError):
         self.retry_after = retry_after
 
 
+class SendDeferred(TransientProviderError):
+    """The provider holds a message back for now (Aliyun's per-number limit,
+    `isv.BUSINESS_LIMIT_CONTROL`): send it later; it is not a failure of the case."""
+
+
 class PermanentProviderError(ConnectorError):
     def __init__(self, connector: str, message: str, code: str | None = None) -> None:
         super().__init__(connector, message)

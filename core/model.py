@@ -19,7 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from refundbridge.core.audit import GENESIS, AuditEvent, chain_event
-from refundbridge.core.errors import DomainError, InvalidRequest, NotFound
+from refundbridge.core.errors import DomainError, IllegalTransition, InvalidRequest, NotFound
 from refundbridge.core.lifecycle import FINAL_STATES, CaseState, Transition, allows, next_state
 from refundbridge.core.money import Money
 from refundbridge.core.request import NormalizedRefundRequest, RequestKind
@@ -117,9 +117,13 @@ class Decision:
     # What the customer is told with the decision (its email, the storefront's note); only
     # a person writes one.
     customer_message: str = ""
+    # Four eyes: the first reviewer, whose proposal `decided_by` confirmed, and the second
+    # reviewer's own note (empty for a decision one person made).
+    proposed_by: str = ""
+    confirm_note: str = ""
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "decision": self.outcome.value,
             "refund_amount": str(self.amount.amount),
             "currency": self.amount.currency,
@@ -131,6 +135,70 @@ class Decision:
             "internal_note": self.internal_note,
             "customer_message": self.customer_message,
         }
+        if self.proposed_by:
+            data.update(proposed_by=self.proposed_by, confirm_note=self.confirm_note)
+        return data
+
+
+class FourEyesReason(StrEnum):
+    """Why a reviewer's decision waits for a second person (`services.four_eyes_reasons`)."""
+
+    AMOUNT = "amount"  # above the shop's `four_eyes_above` for the currency
+    ADVERSE_EVENT = "adverse_event"  # a possible adverse event (R14, or a report is due)
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewProposal:
+    """A first reviewer's decision on a case that needs a second one (four eyes): kept on
+    the case, which stays `awaiting_review` until another person confirms or rejects it."""
+
+    outcome: Outcome
+    proposed_by: str
+    at: datetime
+    internal_note: str
+    customer_message: str = ""
+    reasons: tuple[FourEyesReason, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        return {"outcome": self.outcome.value, "proposed_by": self.proposed_by,
+                "at": self.at.isoformat(), "internal_note": self.internal_note,
+                "customer_message": self.customer_message,
+                "reasons": [r.value for r in self.reasons]}
+
+
+class ClaimedByAnother(DomainError):
+    """The case is claimed by someone else (claim it with `take_over`, or leave it)."""
+
+    def __init__(self, case_id: str, assignee: str) -> None:
+        super().__init__(f"case {case_id} is claimed by {assignee}")
+        self.case_id = case_id
+        self.assignee = assignee
+
+
+class ProposalPending(DomainError):
+    """Another reviewer's proposal waits for a second person: confirm or reject it."""
+
+    def __init__(self, case_id: str, proposed_by: str) -> None:
+        super().__init__(f"case {case_id}: {proposed_by} proposed a decision that waits for a "
+                         "second reviewer; confirm it or send it back instead")
+        self.case_id = case_id
+        self.proposed_by = proposed_by
+
+
+class NoProposal(DomainError):
+    def __init__(self, case_id: str) -> None:
+        super().__init__(f"case {case_id} has no proposed decision to confirm or reject")
+        self.case_id = case_id
+
+
+class SameReviewer(DomainError):
+    """Four eyes: the person who proposed a decision cannot also confirm or reject it."""
+
+    def __init__(self, case_id: str, actor: str) -> None:
+        super().__init__(f"case {case_id}: four eyes — {actor} proposed this decision, so "
+                         "another reviewer must confirm or reject it")
+        self.case_id = case_id
+        self.actor = actor
 
 
 class RefundStatus(StrEnum):
@@ -330,6 +398,10 @@ class RefundCase:
     erp_reference: str | None = None
     stock_booking: StockBooking | None = None
     failure: Failure | None = None
+    # The review desk: who claimed the case, and a first reviewer's decision that waits
+    # for a second person (four eyes).
+    assignee: str | None = None
+    proposal: ReviewProposal | None = None
     # How often the reconciler has found the case idle and revived it since it last moved:
     # bounded, so a step that never makes progress ends in `failed` instead of looping.
     revivals: int = 0
@@ -462,6 +534,7 @@ class RefundCase:
     def decide(self, decision: Decision) -> None:
         """Apply a decision by the rules (from `evaluating`) or by a reviewer."""
         self.decisions.append(decision)
+        self.proposal = None
         if decision.lines or decision.obligations:
             self.dispositions = list(decision.lines)
             self.obligations = list(decision.obligations)
@@ -491,6 +564,69 @@ class RefundCase:
             self._move(Transition.AWAIT_RETURN, actor="system", at=at)
         else:
             self._begin_refund(at)
+
+    # ---------------------------------------------------------------- review desk
+    @property
+    def possible_adverse_event(self) -> bool:
+        """A report may be due (R14's obligation), or R14 sent the case to a person."""
+        return any(o.kind is ObligationKind.ADVERSE_EVENT_REPORT for o in self.obligations) \
+            or any(r.rule_id == "R14" and r.outcome is Outcome.REVIEW
+                   for d in self.decisions for r in d.rules)
+
+    def claim(self, actor: str, at: datetime, *, take_over: bool = False) -> None:
+        """`actor` works this case now; another's claim is taken over only on purpose."""
+        if self.is_final:
+            raise DomainError(f"case {self.id} is {self.state.value}; there is nothing to "
+                              "claim")
+        if self.assignee == actor:
+            return
+        if self.assignee is not None and not take_over:
+            raise ClaimedByAnother(self.id, self.assignee)
+        previous, self.assignee = self.assignee, actor
+        self.record("claimed", actor=actor, at=at, from_state=self.state, to_state=self.state,
+                    data={"assignee": actor, "previous": previous})
+
+    def release(self, actor: str, at: datetime) -> None:
+        """Give the case back to the queue; only its assignee may."""
+        if self.assignee is None:
+            return
+        if self.assignee != actor:
+            raise ClaimedByAnother(self.id, self.assignee)
+        self.assignee = None
+        self.record("released", actor=actor, at=at, from_state=self.state,
+                    to_state=self.state, data={"previous": actor})
+
+    def propose_review(self, proposal: ReviewProposal) -> None:
+        """A first reviewer's decision, kept until a second person confirms or rejects it.
+        Its author may replace it; anyone else must confirm or reject it first."""
+        if self.state is not CaseState.AWAITING_REVIEW:
+            raise IllegalTransition(self.id, self.state, "propose_review")
+        replaces = self.proposal
+        if replaces is not None and replaces.proposed_by != proposal.proposed_by:
+            raise ProposalPending(self.id, replaces.proposed_by)
+        self.proposal = proposal
+        self.record("review_proposed", actor=proposal.proposed_by, at=proposal.at,
+                    from_state=self.state, to_state=self.state,
+                    data={**proposal.as_json(), "replaces": replaces is not None})
+
+    def proposal_for(self, actor: str) -> ReviewProposal:
+        """The proposal `actor` may confirm or reject: never their own."""
+        proposal = self.proposal
+        if proposal is None or self.state is not CaseState.AWAITING_REVIEW:
+            raise NoProposal(self.id)
+        if proposal.proposed_by == actor:
+            raise SameReviewer(self.id, actor)
+        return proposal
+
+    def reject_proposal(self, actor: str, at: datetime, note: str) -> None:
+        """A second reviewer sends the proposal back: the case waits for a new decision."""
+        proposal = self.proposal_for(actor)
+        if not note.strip():
+            raise InvalidRequest("internal_note", "say why the proposed decision is sent back")
+        self.proposal = None
+        self.record("review_rejected", actor=actor, at=at, from_state=self.state,
+                    to_state=self.state,
+                    data={"proposal": proposal.as_json(), "internal_note": note})
 
     def record_shipments(self, units: Sequence[ShippedUnit] | None, at: datetime,
                          error: str | None = None) -> None:

@@ -85,6 +85,15 @@ class ShopPolicy:
     # R14: the shop's own words for an injury, on top of core/injury.py's; each one found in
     # a reason's text makes the request a possible adverse event. A shop can only add words.
     injury_terms: tuple[str, ...] = ()
+    # Four eyes: currency -> amount above which a reviewer's decision waits for a second
+    # reviewer. A currency not listed (the default: none) never needs one by amount; a
+    # possible adverse event always does.
+    four_eyes_above: Mapping[str, Decimal] = field(default_factory=dict)
+
+    def four_eyes_for(self, amount: Decimal, currency: str) -> bool:
+        """Whether a reviewer's decision on this amount needs a second reviewer."""
+        limit = self.four_eyes_above.get(currency)
+        return limit is not None and amount > limit
 
     def flags(self, sku: str) -> SkuFlags:
         return self.sku_flags.get(sku, NO_FLAGS)

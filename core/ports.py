@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
@@ -73,7 +73,7 @@ CAPABILITY_METHODS: Mapping[Capability, tuple[str, ...]] = {
     Capability.BOOK_RETURN: ("book_return",),
     Capability.CREDIT_NOTE: ("book_return",),
     Capability.SEND_EMAIL: ("send",),
-    Capability.SEND_SMS: ("send",),
+    Capability.SEND_SMS: ("send_sms", "find_sms", "parse_callback"),
 }
 
 # What a connector must be able to do to fill a role in a shop's config.
@@ -281,6 +281,76 @@ class OutgoingMessage:
 
 class Notifier(Protocol):
     def send(self, message: OutgoingMessage) -> None: ...
+
+
+# ---- SMS: a send has a provider id and a later delivery state, and may be deferred ----
+
+class DeliveryState(StrEnum):
+    QUEUED = "queued"  # the provider took it
+    SENT = "sent"  # handed to the carrier
+    DELIVERED = "delivered"  # the handset has it
+    FAILED = "failed"  # refused for good (a bad number, a template the provider rejected)
+    DEFERRED = "deferred"  # held back for now (a provider's per-number limit, quiet hours)
+
+
+@dataclass(frozen=True, slots=True)
+class SmsReceipt:
+    """The provider's answer to one send."""
+
+    provider_id: str  # Twilio's Message SID, Aliyun's BizId, Tencent's SerialNo
+    state: DeliveryState
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """A provider's later word on one send. `message_id` is ours where the provider echoes
+    it (Aliyun's OutId, Tencent's SessionContext); else the send is found by `provider_id`."""
+
+    provider_id: str | None
+    message_id: str | None
+    phone: str | None
+    state: DeliveryState
+    error: str = ""
+    at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundSms:
+    """A customer's reply: "STOP" or "退订" opts the number out of the shop's SMS."""
+
+    phone: str
+    text: str
+    at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SmsCallback:
+    reports: tuple[DeliveryReport, ...] = ()
+    replies: tuple[InboundSms, ...] = ()
+
+
+class SmsSender(Protocol):
+    """An SMS provider (the `notifier.sms` capability). `message.phone` is E.164."""
+
+    name: ClassVar[str]
+
+    def send_sms(self, message: OutgoingMessage) -> SmsReceipt:
+        """Send one message. Raises `SendDeferred` when the provider holds it back for
+        now (try later, the case does not fail), `TransientProviderError` for a call worth
+        repeating, `PermanentProviderError` for a refusal."""
+        ...
+
+    def find_sms(self, message: OutgoingMessage, sent_on: date) -> SmsReceipt | None:
+        """The provider's record of a send of this message on that day, if any: asked
+        before sending again after a crash mid-call, where a send is not idempotent."""
+        ...
+
+    def parse_callback(self, url: str, headers: Mapping[str, str], body: bytes,
+                       now: datetime) -> SmsCallback:
+        """Verify a delivery report or reply pushed to us (`url`: the full URL it was sent
+        to, as the provider signed it), then translate it. Raises `WebhookRejected`."""
+        ...
 
 
 # ------------------------------------------------------------------ storage

@@ -100,15 +100,25 @@ def _bootstrap(settings: Settings, *, redis: bool = False) -> Container:
         _refuse(exc)
 
 
-@app.command()
+demo_app = typer.Typer(help="Run the whole system on embedded defaults against sandbox "
+                             "providers.", invoke_without_command=True)
+app.add_typer(demo_app, name="demo")
+
+
+@demo_app.callback()
 def demo(
-    serve: Annotated[bool, typer.Option("--serve", help="keep the API up afterwards")] = False,
+    ctx: typer.Context,
+    serve: Annotated[bool, typer.Option(
+        "--serve", help="afterwards keep the API, the console and the worker up, with "
+                        "console logins for the demo shop")] = False,
     cases: Annotated[int, typer.Option(help="how many refund requests to send")] = 50,
     port: Annotated[int, typer.Option(help="API port (0: any free port)")] = 0,
     database: Annotated[str, typer.Option(help="SQLite file for the demo")] = (
         "refundbridge-demo.db"),
 ) -> None:
     """Run the whole system on embedded defaults against sandbox providers."""
+    if ctx.invoked_subcommand is not None:
+        return
     from refundbridge.demo import run_demo
 
     try:
@@ -116,6 +126,32 @@ def demo(
     except ConfigError as exc:
         _refuse(exc)
     raise typer.Exit(code)
+
+
+@demo_app.command("send")
+def demo_send(
+    url: Annotated[str, typer.Option(help="the running demo's API, as `demo --serve` prints")],
+    secret: Annotated[str, typer.Option(help="the demo shop's webhook secret, as printed")],
+    reason: Annotated[str, typer.Option(help="the customer's reason code")] = "defective",
+    kind: Annotated[str, typer.Option(help="return_and_refund or refund_only")] = (
+        "return_and_refund"),
+) -> None:
+    """Send one new signed request to a running `demo --serve`, as the storefront would."""
+    import httpx
+
+    from refundbridge.demo import send_request
+
+    try:
+        answer = send_request(url, secret, reason=reason, kind=kind)
+    except httpx.HTTPStatusError as exc:
+        typer.secho(f"{exc.response.status_code}: {exc.response.text}", err=True,
+                    fg=typer.colors.RED)
+        raise typer.Exit(1) from exc
+    except httpx.HTTPError as exc:
+        typer.secho(f"cannot reach {url}: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1) from exc
+    case_id = answer["case_id"]
+    typer.echo(f"case {case_id}: {url.rstrip('/')}/console/cases/{case_id}")
 
 
 @app.command()
@@ -401,6 +437,10 @@ def recalls_list(shop: ShopOption, config: ConfigOption = None) -> None:
 from refundbridge.cli_operators import operators_app  # noqa: E402
 
 app.add_typer(operators_app, name="operators")
+
+from refundbridge.cli_evidence import evidence_app  # noqa: E402
+
+app.add_typer(evidence_app, name="evidence")
 
 if __name__ == "__main__":
     app()

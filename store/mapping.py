@@ -14,6 +14,7 @@ from refundbridge.core.model import (
     DeliveryStatus,
     Disposition,
     Failure,
+    FourEyesReason,
     Inspection,
     LineDisposition,
     Notification,
@@ -24,6 +25,7 @@ from refundbridge.core.model import (
     RefundAttempt,
     RefundCase,
     RefundStatus,
+    ReviewProposal,
     RuleResult,
     ShippedUnit,
     StatusOutcome,
@@ -68,6 +70,7 @@ def case_to_row(case: RefundCase, now: datetime) -> dict[str, Any]:
         "created_at": case.created_at,
         "updated_at": now,
         "due_on": min((o.due for o in case.obligations if o.due is not None), default=None),
+        "assignee": case.assignee,
     }
 
 
@@ -75,6 +78,15 @@ def units_to_rows(case: RefundCase) -> list[dict[str, Any]]:
     return [{"case_id": case.id, "line": index, "shop_id": case.shop_id, "sku": line.sku,
              "gtin": line.gtin or "", "lot": line.lot or "", "serial": line.serial or ""}
             for index, line in enumerate(case.request.lines)]
+
+
+def rules_to_rows(case: RefundCase) -> list[dict[str, Any]]:
+    """The rules that said anything but "pass" in any of the case's decisions, once each
+    per outcome (the `case_rules` table)."""
+    spoke = dict.fromkeys((r.rule_id, r.outcome.value) for d in case.decisions
+                          for r in d.rules if r.outcome is not Outcome.PASS)
+    return [{"case_id": case.id, "rule_id": rule, "outcome": outcome}
+            for rule, outcome in spoke]
 
 
 def details_to_json(case: RefundCase) -> dict[str, Any]:
@@ -85,9 +97,12 @@ def details_to_json(case: RefundCase) -> dict[str, Any]:
              "at": d.at.isoformat(), "internal_note": d.internal_note,
              "customer_message": d.customer_message,
              "lines": [x.as_json() for x in d.lines],
-             "obligations": [o.as_json() for o in d.obligations]}
+             "obligations": [o.as_json() for o in d.obligations],
+             **({"proposed_by": d.proposed_by, "confirm_note": d.confirm_note}
+                if d.proposed_by else {})}
             for d in case.decisions
         ],
+        "proposal": None if case.proposal is None else case.proposal.as_json(),
         "dispositions": [x.as_json() for x in case.dispositions],
         "obligations": [o.as_json() for o in case.obligations],
         "shipments": None if case.shipments is None else [
@@ -155,6 +170,15 @@ def _notification(data: dict[str, Any]) -> Notification:
         data.get("waived_by"), data.get("waive_reason"))
 
 
+def _proposal(data: dict[str, Any] | None) -> ReviewProposal | None:
+    if data is None:
+        return None
+    return ReviewProposal(Outcome(data["outcome"]), data["proposed_by"],
+                          datetime.fromisoformat(data["at"]), data["internal_note"],
+                          data.get("customer_message", ""),
+                          tuple(FourEyesReason(r) for r in data.get("reasons", ())))
+
+
 @lru_cache(maxsize=4096)
 def _request(case_id: str, raw: str) -> NormalizedRefundRequest:
     # A case's request never changes after it is stored, so one parse per process will do.
@@ -186,7 +210,8 @@ def case_from_row(row: Any) -> RefundCase:
                      d.get("internal_note", d.get("note", "")),
                      tuple(_line(x) for x in d.get("lines", ())),
                      tuple(_obligation(o) for o in d.get("obligations", ())),
-                     d.get("customer_message", ""))
+                     d.get("customer_message", ""), d.get("proposed_by", ""),
+                     d.get("confirm_note", ""))
             for d in details["decisions"]
         ],
         dispositions=[_line(x) for x in details.get("dispositions", ())],
@@ -213,6 +238,8 @@ def case_from_row(row: Any) -> RefundCase:
         erp_reference=row.erp_reference,
         stock_booking=_stock_booking(details.get("stock_booking")),
         revivals=details.get("revivals", 0),
+        assignee=row.assignee,
+        proposal=_proposal(details.get("proposal")),
         failure=None if failure is None else Failure(
             Step(failure["step"]), failure["message"], CaseState(failure["resume_state"]),
             failure["code"]),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, select, text
 
@@ -15,6 +15,10 @@ from refundbridge.core.money import Money
 from refundbridge.store import tables as t
 from refundbridge.store.mapping import aware, event_from_row
 from refundbridge.store.outbox import redispatch_wait
+from refundbridge.store.review_queue import ReviewDesk
+
+if TYPE_CHECKING:
+    from refundbridge.store.evidence import EvidenceReads
 
 
 def _money(minor: int | None, currency: str) -> dict[str, str] | None:
@@ -104,6 +108,8 @@ def case_detail(engine: Engine, case_id: str, *, stale_after: float | None = Non
         "stock_booking": details.get("stock_booking"),
         "revivals": details.get("revivals", 0),
         "failure": details["failure"],
+        "assignee": row.assignee,
+        "pending_review": details.get("proposal"),
         "timeline": [
             {"seq": e.seq, "at": e.at, "name": e.name, "from_state": e.from_state,
              "to_state": e.to_state, "actor": e.actor}
@@ -181,6 +187,11 @@ class CaseReads:
         self._stale_after = stale_after
         self._max_dispatches = max_dispatches
 
+    @property
+    def engine(self) -> Engine:
+        """The database, for the console's read models (store/console_reads.py, store/kpis.py)."""
+        return self._engine
+
     def case_detail(self, case_id: str) -> dict[str, Any]:
         return case_detail(self._engine, case_id, stale_after=self._stale_after,
                            max_dispatches=self._max_dispatches)
@@ -188,10 +199,23 @@ class CaseReads:
     def case_evidence(self, case_id: str) -> dict[str, Any]:
         return case_evidence(self._engine, case_id)
 
+    @property
+    def evidence(self) -> EvidenceReads:
+        """What evidence packages are built from: lots' cases, cases' audit trails."""
+        from refundbridge.store.evidence import EvidenceReads
+
+        return EvidenceReads(self._engine, stale_after=self._stale_after,
+                             max_dispatches=self._max_dispatches)
+
     def list_cases(self, *, shop: str | None, state: str | None, limit: int,
                    cursor: int | None, shops: frozenset[str] | None = None) -> dict[str, Any]:
         return list_cases(self._engine, shop=shop, state=state, limit=limit, cursor=cursor,
                           shops=shops)
+
+    @property
+    def review_desk(self) -> ReviewDesk:
+        """The console's review queue (store/review_queue.py)."""
+        return ReviewDesk(self._engine)
 
     def case_shop(self, case_id: str) -> str:
         """The shop a case belongs to; `NotFound` if there is no such case."""

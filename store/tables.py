@@ -57,6 +57,8 @@ cases = Table(
     Index("ix_cases_shop_state", "shop_id", "state"),
     Index("ix_cases_shop_state_due", "shop_id", "state", "due_on"),
     Index("ix_cases_shop_order", "shop_id", "order_id"),
+    Index("ix_cases_shop_external", "shop_id", "external_id"),  # the console's search
+    Index("ix_cases_shop_created", "shop_id", "created_at"),  # its filter by date
     Index("ix_cases_shop_customer", "shop_id", "customer_id", "created_at"),
     Index("ix_cases_refund_ref", "refund_ref"),
     Index("ix_cases_refund_key", "refund_key"),
@@ -168,6 +170,18 @@ case_units = Table(
     Index("ix_case_units_shop_gtin_serial", "shop_id", "gtin", "serial"),
 )
 
+# The rules that spoke up on a case: each decision's results other than "pass", one row per
+# rule and outcome, rewritten when the case's decisions change (store/uow.py). The console's
+# case list filters by rule through it (store/console_reads.py).
+case_rules = Table(
+    "case_rules",
+    metadata,
+    Column("case_id", String(40), primary_key=True),
+    Column("rule_id", String(64), primary_key=True),
+    Column("outcome", String(16), primary_key=True),
+    Index("ix_case_rules_rule_case", "rule_id", "case_id"),
+)
+
 # Console operators (core/access.py). `shops` is a JSON list; an admin's is empty.
 operators = Table(
     "operators",
@@ -194,5 +208,5 @@ console_sessions = Table(
     Index("ix_console_sessions_operator", "operator"),
 )
 
-__all__ = ["case_events", "case_units", "cases", "console_sessions", "external_refunds",
-           "inbox", "metadata", "operators", "orders", "outbox", "recalls"]
+__all__ = ["case_events", "case_rules", "case_units", "cases", "console_sessions",
+           "external_refunds", "inbox", "metadata", "operators", "orders", "outbox", "recalls"]

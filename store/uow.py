@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
-from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 
 from refundbridge.core.errors import ConcurrencyConflict, DuplicateDelivery, NotFound
-from refundbridge.core.lifecycle import CaseState
+from refundbridge.core.lifecycle import CaseState, Transition
 from refundbridge.core.model import MONEY_RELEASED_STATES, RefundCase, Step
 from refundbridge.core.money import Money
 from refundbridge.core.ports import (
@@ -37,6 +37,7 @@ from refundbridge.store.mapping import (
     case_from_row,
     case_to_row,
     event_to_row,
+    rules_to_rows,
     units_to_rows,
 )
 from refundbridge.store.outbox import Dispatch, Work
@@ -272,6 +273,14 @@ class SqlUnitOfWork:
                 raise ConcurrencyConflict(f"case {case.id} was changed by another writer")
         if case.new_events:
             conn.execute(INSERT_EVENT, [event_to_row(case.id, e) for e in case.new_events])
+        decided = sum(e.name in DECISION_EVENTS for e in case.new_events)
+        if decided:
+            # The rules that spoke, for the console's filter: rewritten with the decisions.
+            if len(case.decisions) > decided:
+                conn.execute(DELETE_RULES, {"case_id": case.id})
+            rules = rules_to_rows(case)
+            if rules:
+                conn.execute(INSERT_RULES, rules)
 
     def _write_work(self, conn: Connection, case: RefundCase, now: datetime) -> list[Work]:
         steps = list(dict.fromkeys(case.new_steps))
@@ -299,6 +308,11 @@ UPDATE_CASE = update(t.cases).where(t.cases.c.id == bindparam("_id"),
                                     t.cases.c.version == bindparam("_version"))
 INSERT_EVENT = insert(t.case_events)
 INSERT_UNITS = insert(t.case_units)
+INSERT_RULES = insert(t.case_rules)
+DELETE_RULES = delete(t.case_rules).where(t.case_rules.c.case_id == bindparam("case_id"))
+# The events that append a decision (`RefundCase.decide`).
+DECISION_EVENTS = frozenset({Transition.APPROVE.value, Transition.DENY.value,
+                             Transition.SEND_TO_REVIEW.value})
 COMPLETE_WORK = update(t.outbox).where(
     t.outbox.c.case_id == bindparam("done_case"), t.outbox.c.step == bindparam("done_step"),
     t.outbox.c.done_at.is_(None)).values(done_at=bindparam("now"))

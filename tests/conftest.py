@@ -27,7 +27,15 @@ from refundbridge.config.settings import load_settings
 from refundbridge.demo import Mailbox
 from refundbridge.store.db import make_engine, upgrade
 from refundbridge.workers.runner import drain as run_until_idle
-from tests.factories import GENERIC_SECRET, OPERATOR_TOKEN, SHOP, request_body, signed
+from tests.factories import (
+    GENERIC_SECRET,
+    OPERATOR_TOKEN,
+    REVIEWER,
+    REVIEWER_TOKEN,
+    SHOP,
+    request_body,
+    signed,
+)
 from tests.fakes.erpnext import BASE as ERP_BASE
 from tests.fakes.erpnext import ERPNextFake
 from tests.fakes.stripe import BASE as STRIPE_BASE
@@ -39,7 +47,7 @@ REDIS_URL = os.environ.get("REFUNDBRIDGE_TEST_REDIS_URL", "redis://127.0.0.1:637
 STRIPE_KEY = "sk_test_" + secrets.token_hex(16)
 STRIPE_WEBHOOK_SECRET = "whsec_" + secrets.token_hex(16)
 TABLES = ("cases", "case_events", "inbox", "outbox", "orders", "recalls", "external_refunds",
-          "operators", "console_sessions", "case_units")
+          "operators", "console_sessions", "case_units", "case_rules")
 
 
 @pytest.fixture(scope="session")
@@ -129,6 +137,8 @@ def test_settings(database_url: str, smtp_port: int, **shop_overrides: Any) -> A
     return load_settings(
         None, database_url=database_url, redis_url=REDIS_URL,
         operator_tokens=[OPERATOR_TOKEN, "op_rotated_" + secrets.token_hex(8)],
+        api_tokens=[{"name": REVIEWER, "token": REVIEWER_TOKEN, "role": "reviewer",
+                     "shops": ["*"]}],
         retry_attempts=4, retry_initial_wait=0.0, retry_max_wait=0.0,
         shops={SHOP: shop_config(smtp_port, **shop_overrides)},
     )

@@ -15,6 +15,12 @@ SHOP = "acme-medical"
 GENERIC_SECRET = "gsec_" + secrets.token_hex(16)
 OPERATOR_TOKEN = "op_" + secrets.token_hex(16)
 AUTH = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+# A named reviewer token (`api_tokens` in the test settings): the audit trail names its
+# calls `token:li.na`, so a test can still say who acted.
+REVIEWER = "li.na"
+REVIEWER_ACTOR = f"token:{REVIEWER}"
+REVIEWER_TOKEN = "rv_" + secrets.token_hex(16)
+REVIEWER_AUTH = {"Authorization": f"Bearer {REVIEWER_TOKEN}"}
 
 
 def request_body(**overrides: Any) -> dict[str, Any]:

@@ -109,6 +109,7 @@ NAV: tuple[tuple[str, str, Permission], ...] = (
     ("/console/cases", "Cases", Permission.READ),
     ("/console/jobs", "Jobs", Permission.OPERATE),
     ("/console/kpis", "KPIs", Permission.READ),
+    ("/console/evidence", "Evidence", Permission.EXPORT),
 )
 
 
@@ -225,9 +226,11 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", [])
-                           if k.lower() not in {name for name, _ in SECURITY_HEADERS}]
-                headers += SECURITY_HEADERS
+                headers = list(message.get("headers", []))
+                present = {k.lower() for k, _ in headers}
+                # A response may set a stricter or narrower policy of its own (an SVG
+                # chart's styles); every other header of ours is added where it is missing.
+                headers += [(k, v) for k, v in SECURITY_HEADERS if k not in present]
                 if not static:
                     headers.append((b"cache-control", b"no-store"))
                 message = {**message, "headers": headers}

@@ -45,6 +45,8 @@ async def _visible(reads: CaseReads, operator: Principal, case_id: str,
 def _typed_name(value: object) -> object:
     raise ValueError("no longer taken: the audit trail records the caller's own name (the "
                      "console operator, or the API token's name)")
+
+
 class ReceiptIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -75,6 +77,23 @@ class ReviewIn(BaseModel):
                          "if the customer should read something, 'customer_message'")
 
     _reviewer = field_validator("reviewer", mode="before")(_typed_name)
+
+
+class ConfirmIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    agree: bool = Field(description="true: apply the proposed decision; false: send it back")
+    internal_note: str = Field(
+        default="", max_length=4000, pattern=TEXT,
+        description="The second reviewer's note, kept in the case and its audit trail; "
+                    "required to send a proposal back")
+
+
+class ClaimIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    take_over: bool = Field(default=False,
+                            description="Claim it even though another operator has")
 
 
 class WaiveIn(BaseModel):
@@ -142,10 +161,44 @@ async def receive_goods(case_id: str, body: ReceiptIn, svc: ServicesDep, reads: 
 @router.post("/cases/{case_id}/review")
 async def review(case_id: str, body: ReviewIn, svc: ServicesDep, reads: ReadsDep,
                  operator: Operator) -> dict[str, Any]:
+    """Approve or deny a case in review. Where four eyes apply (an amount above the shop's
+    `four_eyes_above`, a possible adverse event) this only proposes the decision: the case
+    stays `awaiting_review` with it as `pending_review` until another reviewer confirms."""
     await _visible(reads, operator, case_id, Permission.DECIDE)
     await run_in_threadpool(services.review, svc, case_id,
                             Outcome(body.decision), operator.actor, body.internal_note,
                             body.customer_message)
+    return await _detail(reads, case_id)
+
+
+@router.post("/cases/{case_id}/review/confirm")
+async def confirm_review(case_id: str, body: ConfirmIn, svc: ServicesDep, reads: ReadsDep,
+                         operator: Operator) -> dict[str, Any]:
+    """Four eyes: a second reviewer (never the proposal's author, 409) applies the decision
+    another proposed (`pending_review`), or sends it back with a note."""
+    await _visible(reads, operator, case_id, Permission.DECIDE)
+    await run_in_threadpool(services.confirm_review, svc, case_id, operator.actor,
+                            body.agree, body.internal_note)
+    return await _detail(reads, case_id)
+
+
+@router.post("/cases/{case_id}/claim")
+async def claim(case_id: str, svc: ServicesDep, reads: ReadsDep, operator: Operator,
+                body: ClaimIn | None = None) -> dict[str, Any]:
+    """The caller works this case now (`assignee`); another's claim is taken only with
+    `take_over` (else 409)."""
+    await _visible(reads, operator, case_id, Permission.DECIDE)
+    await run_in_threadpool(services.claim_case, svc, case_id, operator.actor,
+                            body.take_over if body else False)
+    return await _detail(reads, case_id)
+
+
+@router.post("/cases/{case_id}/release")
+async def release(case_id: str, svc: ServicesDep, reads: ReadsDep,
+                  operator: Operator) -> dict[str, Any]:
+    """The caller gives a case they claimed back to the queue."""
+    await _visible(reads, operator, case_id, Permission.DECIDE)
+    await run_in_threadpool(services.release_case, svc, case_id, operator.actor)
     return await _detail(reads, case_id)
 
 

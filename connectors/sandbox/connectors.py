@@ -127,8 +127,7 @@ class SandboxErpConnector(_Sandbox):
 class SandboxNotifier(_Sandbox):
     name: ClassVar[str] = "sandbox_notifier"
     roles: ClassVar[frozenset[Role]] = frozenset({Role.NOTIFIER})
-    capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.SEND_EMAIL, Capability.SEND_SMS})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.SEND_EMAIL})
 
     def __init__(self, settings: SandboxSettings, ctx: ConnectorContext) -> None:
         super().__init__(settings, ctx)

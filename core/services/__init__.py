@@ -26,12 +26,17 @@ from refundbridge.core.services.common import (
     record_step,
 )
 from refundbridge.core.services.decisions import (
+    claim_case,
+    confirm_review,
     evaluate,
     evaluation_context,
+    four_eyes_reasons,
     preview,
+    release_case,
     review,
     rules_decision,
 )
+from refundbridge.core.services.evidence import EvidenceSource, export_evidence, record_export
 from refundbridge.core.services.goods import adjust_stock, record_receipt, write_back
 from refundbridge.core.services.intake import (
     ExternalRefundRecorded,
@@ -48,7 +53,13 @@ from refundbridge.core.services.notifications import (
     send_notifications,
     waive_notification,
 )
-from refundbridge.core.services.operator import cancel, fail_step, retry, revive
+from refundbridge.core.services.operator import (
+    cancel,
+    fail_step,
+    record_job_action,
+    retry,
+    revive,
+)
 
 # The step a job runs, by name: each is idempotent and takes the case's id.
 STEP_HANDLERS: dict[Step, Callable[[Services, str], None]] = {
@@ -60,10 +71,14 @@ STEP_HANDLERS: dict[Step, Callable[[Services, str], None]] = {
 }
 
 __all__ = [
-    "STEP_HANDLERS", "ExternalRefundRecorded", "NothingToDo", "Received", "RefundNewsApplied",
-    "Services", "ShopGateways", "WebhookOutcome", "adjust_stock", "apply_refund_update",
-    "apply_webhook_event", "cancel", "evaluate", "evaluation_context", "fail_step",
-    "finish_idle_step", "issue_refund", "preview", "receive_request", "record_external_refund",
-    "record_receipt", "record_step", "resend_notification", "retry", "review", "revive",
-    "rules_decision", "send_notifications", "waive_notification", "write_back",
+    "STEP_HANDLERS", "EvidenceSource", "ExternalRefundRecorded", "NothingToDo", "Received",
+    "RefundNewsApplied", "Services", "ShopGateways", "WebhookOutcome", "adjust_stock",
+    "apply_refund_update", "apply_webhook_event", "cancel", "claim_case",
+    "confirm_review", "evaluate", "evaluation_context", "export_evidence", "fail_step",
+    "finish_idle_step",
+    "four_eyes_reasons", "issue_refund", "preview", "receive_request",
+    "record_export", "record_external_refund", "record_job_action", "record_receipt",
+    "record_step", "release_case",
+    "resend_notification", "retry", "review", "revive", "rules_decision",
+    "send_notifications", "waive_notification", "write_back",
 ]

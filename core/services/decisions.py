@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from refundbridge.core.errors import (
+    InvalidRequest,
     NotSupported,
     PermanentProviderError,
 )
 from refundbridge.core.lifecycle import CaseState
 from refundbridge.core.model import (
     Decision,
+    FourEyesReason,
     Inspection,
     LineDisposition,
     Obligation,
     Outcome,
     RefundCase,
+    ReviewProposal,
     RuleResult,
     ShippedUnit,
     Step,
 )
 from refundbridge.core.money import Money
+from refundbridge.core.policy import ShopPolicy
 from refundbridge.core.ports import (
     UnitOfWork,
 )
@@ -158,37 +163,109 @@ def _queue_write_back(svc: Services, case: RefundCase) -> None:
         case.request_write_back()
 
 
+def four_eyes_reasons(policy: ShopPolicy, case: RefundCase) -> tuple[FourEyesReason, ...]:
+    """Why a reviewer's decision on `case` must wait for a second reviewer (none: it need
+    not): the amount asked is above the shop's `four_eyes_above` for its currency, or the
+    case is a possible adverse event."""
+    reasons: list[FourEyesReason] = []
+    if policy.four_eyes_for(case.requested.amount, case.currency):
+        reasons.append(FourEyesReason.AMOUNT)
+    if case.possible_adverse_event:
+        reasons.append(FourEyesReason.ADVERSE_EVENT)
+    return tuple(reasons)
+
+
 def review(svc: Services, case_id: str, outcome: Outcome, actor: str, internal_note: str,
-           customer_message: str = "") -> None:
+           customer_message: str = "") -> ReviewProposal | None:
     """A person decides a case the rules sent to review. The over-refund and units guards
     still hold.
 
     `internal_note` is kept in the case and its trail and never leaves RefundBridge;
     `customer_message` goes to the customer with the decision (email, storefront note).
+
+    When four eyes apply (`four_eyes_reasons`), nothing is decided yet: the decision is kept
+    as a proposal, returned, and the case stays `awaiting_review` until another reviewer
+    confirms or rejects it (`confirm_review`).
     """
-    chosen = outcome
+    if outcome not in {Outcome.APPROVE, Outcome.DENY}:
+        raise InvalidRequest("decision", "a reviewer approves or denies")
+    if not internal_note.strip():
+        raise InvalidRequest("internal_note", "say why, for the shop's people")
     with svc.uow() as uow:
         case = uow.cases.get(case_id)
-        request = case.request
-        paid = uow.orders.lock(case.shop_id, request.order.id, request.paid)
-        now = svc.clock()
-        rules: tuple[RuleResult, ...] = ()
-        lines: tuple[LineDisposition, ...] = ()
-        obligations: tuple[Obligation, ...] = ()
-        if outcome is Outcome.APPROVE:
-            held = uow.orders.reserved(case.shop_id, request.order.id, case.currency, case.id)
-            ctx = evaluation_context(svc, uow, case, now, paid - held, decided=Outcome.APPROVE)
-            rules = (over_refund_guard(ctx), units_guard(ctx))
-            if any(guard.outcome is Outcome.DENY for guard in rules):
-                outcome = Outcome.DENY
-            else:
-                # What the approval starts (R07: a refund without goods is due from today).
-                verdict = svc.rules(case.shop_id).evaluate(ctx)
-                lines, obligations = verdict.lines, verdict.obligations
-        # A message written for the reviewer's outcome is not sent with another (an approval
-        # the guard turned into a denial): the customer gets the plain message of that one.
-        message = customer_message if outcome is chosen else ""
-        case.decide(Decision(outcome, request.requested, rules, actor, now,
-                             internal_note, lines, obligations, message))
-        _queue_write_back(svc, case)
+        reasons = four_eyes_reasons(svc.policy(case.shop_id), case)
+        if reasons:
+            proposal = ReviewProposal(outcome, actor, svc.clock(), internal_note,
+                                      customer_message, reasons)
+            case.propose_review(proposal)
+            uow.commit()
+            return proposal
+        _apply_review(svc, uow, case, Decision(outcome, case.requested, (), actor, svc.clock(),
+                                               internal_note, customer_message=customer_message))
+        uow.commit()
+    return None
+
+
+def confirm_review(svc: Services, case_id: str, actor: str, agree: bool,
+                   note: str = "") -> None:
+    """A second reviewer (never the proposal's author: `SameReviewer`) confirms the
+    proposed decision, which then applies as a decision by `actor` that names its proposer
+    (the guards hold as for any review), or rejects it with `note`, and the case waits for
+    a new decision."""
+    with svc.uow() as uow:
+        case = uow.cases.get(case_id)
+        if not agree:
+            case.reject_proposal(actor, svc.clock(), note)
+            uow.commit()
+            return
+        proposal = case.proposal_for(actor)
+        _apply_review(svc, uow, case, Decision(
+            proposal.outcome, case.requested, (), actor, svc.clock(), proposal.internal_note,
+            customer_message=proposal.customer_message, proposed_by=proposal.proposed_by,
+            confirm_note=note))
+        uow.commit()
+
+
+def _apply_review(svc: Services, uow: UnitOfWork, case: RefundCase, chosen: Decision) -> None:
+    """Decide `case` as a person chose, under the order's lock: an approval the over-refund
+    or units guard refuses becomes a denial."""
+    request = case.request
+    paid = uow.orders.lock(case.shop_id, request.order.id, request.paid)
+    outcome = chosen.outcome
+    rules: tuple[RuleResult, ...] = ()
+    lines: tuple[LineDisposition, ...] = ()
+    obligations: tuple[Obligation, ...] = ()
+    if outcome is Outcome.APPROVE:
+        held = uow.orders.reserved(case.shop_id, request.order.id, case.currency, case.id)
+        ctx = evaluation_context(svc, uow, case, chosen.at, paid - held,
+                                 decided=Outcome.APPROVE)
+        rules = (over_refund_guard(ctx), units_guard(ctx))
+        if any(guard.outcome is Outcome.DENY for guard in rules):
+            outcome = Outcome.DENY
+        else:
+            # What the approval starts (R07: a refund without goods is due from today).
+            verdict = svc.rules(case.shop_id).evaluate(ctx)
+            lines, obligations = verdict.lines, verdict.obligations
+    # A message written for the reviewer's outcome is not sent with another (an approval
+    # the guard turned into a denial): the customer gets the plain message of that one.
+    message = chosen.customer_message if outcome is chosen.outcome else ""
+    case.decide(replace(chosen, outcome=outcome, rules=rules, lines=lines,
+                        obligations=obligations, customer_message=message))
+    _queue_write_back(svc, case)
+
+
+def claim_case(svc: Services, case_id: str, actor: str, take_over: bool = False) -> None:
+    """`actor` takes the case from the review queue (another's claim only with
+    `take_over`)."""
+    with svc.uow() as uow:
+        case = uow.cases.get(case_id)
+        case.claim(actor, svc.clock(), take_over=take_over)
+        uow.commit()
+
+
+def release_case(svc: Services, case_id: str, actor: str) -> None:
+    """The case's assignee gives it back to the queue."""
+    with svc.uow() as uow:
+        case = uow.cases.get(case_id)
+        case.release(actor, svc.clock())
         uow.commit()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from refundbridge.core.errors import DomainError
 from refundbridge.core.model import (
     Step,
 )
@@ -33,6 +34,22 @@ def retry(svc: Services, case_id: str, actor: str) -> None:
     with svc.uow() as uow:
         case = uow.cases.get(case_id)
         case.retry(svc.clock(), actor)
+        uow.commit()
+
+
+JOB_ACTIONS = frozenset({"job_requeued", "job_cancelled"})
+
+
+def record_job_action(svc: Services, case_id: str, actor: str, action: str,
+                      job_id: str, detail: str = "") -> None:
+    """An operator requeued or cancelled one of the case's queue jobs (the console's Jobs
+    page): the case's audit trail says who, which job, and what it had failed with."""
+    if action not in JOB_ACTIONS:
+        raise DomainError(f"'{action}' is not a job action")
+    with svc.uow() as uow:
+        case = uow.cases.get(case_id)
+        case.record(action, actor=actor, at=svc.clock(), from_state=case.state,
+                    to_state=case.state, data={"job_id": job_id, "detail": detail[:500]})
         uow.commit()
 
 

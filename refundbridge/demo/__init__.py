@@ -10,7 +10,14 @@ it should (`report`): the demo doubles as an end-to-end check of the rule set.
 """
 
 from refundbridge.demo.catalogue import recall_csv, shop_policy
-from refundbridge.demo.driver import inspections, review_decision, run, run_demo
+from refundbridge.demo.driver import (
+    console_accounts,
+    inspections,
+    review_decision,
+    run,
+    run_demo,
+    send_request,
+)
 from refundbridge.demo.report import DemoResult, Findings, ScenarioResult
 from refundbridge.demo.scripted import Scenario, demo_requests, scenarios
 from refundbridge.demo.stack import Mailbox, forget_demo_database, is_demo_database
@@ -21,6 +28,7 @@ __all__ = [
     "Mailbox",
     "Scenario",
     "ScenarioResult",
+    "console_accounts",
     "demo_requests",
     "forget_demo_database",
     "inspections",
@@ -30,5 +38,6 @@ __all__ = [
     "run",
     "run_demo",
     "scenarios",
+    "send_request",
     "shop_policy",
 ]

@@ -4,13 +4,20 @@ It imports the recall list as CSV through `POST /v1/recalls`, previews two decis
 `POST /v1/evaluate`, then sends signed requests through the real webhook path (replaying
 some, as storefronts do). It plays the warehouse (receipts with inspections, UDI scans and
 temperature records) and the reviewer (a decision with an internal note on every case the
-rules sent to a person, and a message to the customer with a refusal).
+rules sent to a person, and a message to the customer with a refusal), each through a token of
+their own, so the audit trail names who did what. A second reviewer confirms the decisions
+that take four eyes.
+
+`--serve` then leaves the system running for a person: console accounts for the demo shop,
+and `refundbridge demo send` (`send_request`) to send a new request the worker picks up.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import secrets
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +37,7 @@ from rich.progress import (
 )
 
 from refundbridge.connectors.generic.webhooks import sign
+from refundbridge.core.access import OperatorRole
 from refundbridge.core.lifecycle import FINAL_STATES
 from refundbridge.demo.catalogue import SHOP, recall_csv
 from refundbridge.demo.report import (
@@ -39,12 +47,15 @@ from refundbridge.demo.report import (
     print_report,
     review_rules,
 )
-from refundbridge.demo.scripted import Scenario, demo_requests
-from refundbridge.demo.stack import EmbeddedStack
+from refundbridge.demo.scripted import Scenario, demo_requests, walk_in_request
+from refundbridge.demo.stack import REVIEWER, SECOND_REVIEWER, WAREHOUSE, EmbeddedStack
 from refundbridge.store import queries
 
-INSPECTOR = "warehouse.wang"
-REVIEWER = "reviewer.li"
+INSPECTOR = WAREHOUSE  # who inspects the goods is who records the receipt
+# The console accounts `--serve` makes for the demo shop (passwords new each run).
+CONSOLE_ACCOUNTS: dict[str, OperatorRole] = {
+    REVIEWER: OperatorRole.REVIEWER, WAREHOUSE: OperatorRole.WAREHOUSE,
+    "auditor.sun": OperatorRole.AUDITOR, "admin.demo": OperatorRole.ADMIN}
 
 # What the reviewer concludes about each kind of doubt. A licence that has lapsed, or a
 # fourth request within a month, is refused; every other doubt is settled and approved.
@@ -79,11 +90,11 @@ def review_decision(detail: Mapping[str, Any]) -> dict[str, str]:
     rules = sorted(review_rules(detail))
     refused = [r for r in rules if r in DENY_NOTES]
     if refused:
-        return {"decision": "deny", "reviewer": REVIEWER,
+        return {"decision": "deny",
                 "internal_note": " ".join(DENY_NOTES[r] for r in refused),
                 "customer_message": " ".join(DENY_MESSAGES[r] for r in refused)}
     notes = [REVIEW_NOTES.get(r, f"{r} checked.") for r in rules] or ["Checked; approved."]
-    return {"decision": "approve", "reviewer": REVIEWER, "internal_note": " ".join(notes)}
+    return {"decision": "approve", "internal_note": " ".join(notes)}
 
 
 def inspections(detail: Mapping[str, Any], scenario: Scenario | None) -> list[dict[str, Any]]:
@@ -163,11 +174,40 @@ def _send(http: httpx.Client, shop_secret: str,
     return sent
 
 
-def _drive(http: httpx.Client, auth: dict[str, str], case_ids: set[str],
+@dataclass(frozen=True)
+class People:
+    """Who the driver plays, as the headers of their calls (`EmbeddedStack.auth`)."""
+
+    reviewer: dict[str, str]
+    second_reviewer: dict[str, str]
+    warehouse: dict[str, str]
+
+    @classmethod
+    def of(cls, stack: EmbeddedStack) -> People:
+        return cls(stack.auth(REVIEWER), stack.auth(SECOND_REVIEWER), stack.auth(WAREHOUSE))
+
+
+SECOND_LOOK = "Second look at the case and the first reviewer's note: agreed."
+
+
+def _decide(http: httpx.Client, people: People, url: str) -> None:
+    """The reviewer decides; where four eyes apply, that only proposes, and the second
+    reviewer confirms."""
+    detail = http.get(url, headers=people.reviewer).raise_for_status().json()
+    proposal = detail.get("pending_review")
+    if proposal is None:
+        http.post(f"{url}/review", headers=people.reviewer,
+                  json=review_decision(detail)).raise_for_status()
+    elif proposal["proposed_by"] != f"token:{SECOND_REVIEWER}":
+        http.post(f"{url}/review/confirm", headers=people.second_reviewer,
+                  json={"agree": True, "internal_note": SECOND_LOOK}).raise_for_status()
+
+
+def _drive(http: httpx.Client, people: People, case_ids: set[str],
            scripted: Mapping[str, Scenario]) -> int:
     """Play warehouse and reviewer for the cases that wait on a person; count final ones."""
     final = 0
-    for case in _all_cases(http, auth):
+    for case in _all_cases(http, people.reviewer):
         if case["id"] not in case_ids:
             continue
         state = case["state"]
@@ -175,25 +215,22 @@ def _drive(http: httpx.Client, auth: dict[str, str], case_ids: set[str],
         if state in FINAL_STATES:
             final += 1
         elif state == "awaiting_review":
-            detail = http.get(url, headers=auth).raise_for_status().json()
-            http.post(f"{url}/review", headers=auth,
-                      json=review_decision(detail)).raise_for_status()
+            _decide(http, people, url)
         elif state == "awaiting_return":
-            detail = http.get(url, headers=auth).raise_for_status().json()
-            http.post(f"{url}/receipt", headers=auth, json={"lines": inspections(
+            detail = http.get(url, headers=people.warehouse).raise_for_status().json()
+            http.post(f"{url}/receipt", headers=people.warehouse, json={"lines": inspections(
                 detail, scripted.get(case["id"]))}).raise_for_status()
         elif state == "failed":
-            http.post(f"{url}/retry", headers=auth,
-                      json={"actor": "ops.zhao"}).raise_for_status()
+            http.post(f"{url}/retry", headers=people.reviewer).raise_for_status()
     return final
 
 
-def _drive_until_final(http: httpx.Client, auth: dict[str, str], sent: Sent,
+def _drive_until_final(http: httpx.Client, people: People, sent: Sent,
                        progress: Progress, task: TaskID) -> None:
     """Drive the cases until every one is final, for three minutes at the most."""
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        final = _drive(http, auth, set(sent.cases.values()), sent.scripted)
+        final = _drive(http, people, set(sent.cases.values()), sent.scripted)
         progress.update(task, completed=final)
         if final == len(sent.cases):
             break
@@ -222,11 +259,27 @@ def run_demo(*, cases: int = 50, serve: bool = False, port: int = 0,
 
 
 def run(*, cases: int = 50, serve: bool = False, port: int = 0,
-        database: str = "refundbridge-demo.db", console: Console | None = None) -> DemoResult:
+        database: str = "refundbridge-demo.db", console: Console | None = None,
+        stop: threading.Event | None = None) -> DemoResult:
+    """The scripted run and its report; with `serve`, then the system stays up for a person
+    until Ctrl-C (or `stop` is set)."""
     console = console or Console()
     logging.getLogger("rq.worker").setLevel(logging.WARNING)
     stack = EmbeddedStack(Path(database), port)
-    auth = {"Authorization": f"Bearer {stack.operator_token}"}
+    try:
+        result = _scripted_run(stack, cases, console, keep_worker=serve)
+        print_report(console, result)
+        if serve:
+            _serve_until_interrupted(console, stack, stop or threading.Event())
+    finally:
+        stack.close()
+    return result
+
+
+def _scripted_run(stack: EmbeddedStack, cases: int, console: Console, *,
+                  keep_worker: bool) -> DemoResult:
+    auth = stack.auth()  # the shop's administrator: the recall list, the previews
+    people = People.of(stack)
     console.print(f"[bold]RefundBridge demo[/] API {stack.base_url}", soft_wrap=True)
     now = datetime.now(UTC)
     plan = list(demo_requests(cases, now))
@@ -243,33 +296,73 @@ def run(*, cases: int = 50, serve: bool = False, port: int = 0,
             sent = _send(http, stack.shop_secret, plan, progress, task)
             progress.update(task, description="cases finished")
             progress.update(task, completed=0)
-            _drive_until_final(http, auth, sent, progress, task)
+            _drive_until_final(http, people, sent, progress, task)
         details = [http.get(f"/v1/cases/{case_id}", headers=auth).raise_for_status().json()
                    for case_id in sent.cases.values()]
 
     elapsed = time.monotonic() - started
-    stack.stop_worker()
+    if not keep_worker:
+        stack.stop_worker()
     engine = stack.container.engine
-    result = DemoResult(
+    return DemoResult(
         cases=len(sent.cases), duplicates=sent.duplicates, emails=len(stack.mailbox.messages),
         verified=sum(queries.case_evidence(engine, case_id)["verifies"]
                      for case_id in sent.cases.values()),
         elapsed=elapsed, figures=queries.totals(engine),
         findings=findings(details, sent.scripted), recalls_added=added,
         recalls_readded=readded, previews=previews)
-    print_report(console, result)
-    if serve:
-        _serve_until_interrupted(console, stack)
-    stack.close()
-    return result
 
 
-def _serve_until_interrupted(console: Console, stack: EmbeddedStack) -> None:
-    console.print(f"API stays up: {stack.base_url}/docs, RQ dashboard {stack.base_url}/ops/rq/\n"
-                  f"Authorization: Bearer {stack.operator_token}\nCtrl-C to stop.",
-                  soft_wrap=True)
+# ------------------------------------------------------------------ --serve: over to a person
+
+
+def console_accounts(stack: EmbeddedStack) -> dict[str, tuple[OperatorRole, str]]:
+    """Make the demo shop's console accounts, each with a new random password."""
+    made = {}
+    for name, role in CONSOLE_ACCOUNTS.items():
+        password = secrets.token_urlsafe(12)
+        stack.container.operators.add(name, role, [SHOP], password)
+        made[name] = (role, password)
+    return made
+
+
+def _serve_until_interrupted(console: Console, stack: EmbeddedStack,
+                             stop: threading.Event) -> None:
+    stack.keep_serving()
+    accounts = console_accounts(stack)
+    url = stack.base_url
+    console.print(f"\n[bold]Over to you.[/] The console: {url}/console/login", soft_wrap=True)
+    for name, (role, password) in accounts.items():
+        console.print(f"  login {name:<16} password {password}  ({role.value})",
+                      soft_wrap=True, markup=False)
+    console.print("Send a new request (a defective glucose meter: a reviewer decides it, the "
+                  "warehouse receives it, then the money goes back):", soft_wrap=True)
+    console.print(f"  refundbridge demo send --url {url} --secret {stack.shop_secret}",
+                  soft_wrap=True, markup=False)
+    console.print(f"API: {url}/docs, RQ dashboard {url}/ops/rq/", soft_wrap=True)
+    console.print(f"  Authorization: Bearer {stack.operator_token}  (every permission)",
+                  soft_wrap=True, markup=False)
+    for name, token in stack.tokens.items():
+        console.print(f"  Authorization: Bearer {token}  (token:{name})", soft_wrap=True,
+                      markup=False)
+    console.print("The worker keeps running. Ctrl-C to stop.", soft_wrap=True)
     try:
-        while True:
-            time.sleep(1)
+        while not stop.wait(1):
+            pass
     except KeyboardInterrupt:
         pass
+
+
+def send_request(url: str, shop_secret: str, *, reason: str = "defective",
+                 kind: str = "return_and_refund") -> dict[str, Any]:
+    """Sign and send a new request to a running `demo --serve` as the storefront would;
+    the webhook's answer (`case_id`)."""
+    body = walk_in_request(datetime.now(UTC), reason=reason, kind=kind)
+    raw = json.dumps(body, ensure_ascii=False).encode()
+    headers = {"Content-Type": "application/json",
+               "X-RefundBridge-Signature": sign(shop_secret, raw, int(time.time()))}
+    answer = httpx.post(f"{url.rstrip('/')}/webhooks/{SHOP}/generic", content=raw,
+                        headers=headers, timeout=30)
+    answer.raise_for_status()
+    result: dict[str, Any] = answer.json()
+    return result

@@ -41,6 +41,8 @@ class Findings:
     obligations: Counter[str] = field(default_factory=Counter)
     earliest_due: dict[str, str] = field(default_factory=dict)
     scenarios: list[ScenarioResult] = field(default_factory=list)
+    # Who did what, as the audit trail names the callers: (actor, event) → events.
+    acts: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
 @dataclass
@@ -66,6 +68,8 @@ class DemoResult:
 
 
 # ------------------------------------------------------------------ reading a case
+
+PEOPLE = ("token:", "operator:")  # actors that are callers, not the system or the rules
 
 
 def _rules_that(outcome: str, detail: Mapping[str, Any]) -> frozenset[str]:
@@ -125,6 +129,8 @@ def findings(details: Sequence[Mapping[str, Any]], scripted: Mapping[str, Scenar
         for decision in detail["decisions"]:
             by = "rules" if decision["decided_by"] == "rules" else "reviewer"
             found.decisions[(by, decision["outcome"])] += 1
+        found.acts.update((event["actor"], event["name"]) for event in detail["timeline"]
+                          if event["actor"].startswith(PEOPLE))
         reviewed = review_rules(detail)
         found.review_rules.update(reviewed)
         found.deny_rules.update(deny_rules(detail))
@@ -230,6 +236,9 @@ def _print_summary(console: Console, result: DemoResult) -> None:
         table.add_row(f"obligation: {kind}",
                       f"{count}, earliest due {due}" if due else f"{count}, not yet due")
     table.add_row("recall notices imported (CSV)", str(result.recalls_added))
+    table.add_section()
+    for (actor, event), count in sorted(found.acts.items()):
+        table.add_row(f"by {actor}: {event}", str(count))
     table.add_section()
     table.add_row("emails received by SMTP", str(result.emails))
     table.add_row("duplicate webhooks answered 200", str(result.duplicates))

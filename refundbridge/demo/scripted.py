@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import secrets
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -296,3 +297,16 @@ def demo_requests(count: int, now: datetime, seed: int = 7
             body = previous = everyday_request(index, now, rng)
         made += 1
         yield body, None
+
+
+def walk_in_request(now: datetime, reason: str = "defective",
+                    kind: str = "return_and_refund") -> dict[str, Any]:
+    """A request a person sends while `demo --serve` runs (`refundbridge demo send`): one
+    glucose meter, on a new order from a new customer each time. A defect goes to a
+    reviewer (R06), then the goods come back, then the money."""
+    tag = secrets.token_hex(4)
+    line = _line("GLU-METER-01", lot="L2450",
+                 expiry_date=(now + timedelta(days=400)).date().isoformat())
+    return _request(f"walk-in-{tag}", now, kind=kind,
+                    customer=Consumer(f"visitor.{tag}").customer(now.date()), lines=[line],
+                    reason=reason)

@@ -4,6 +4,9 @@ A SQLite file that the demo marks as its own, an in-process Redis (fakeredis), a
 thread, the real API under uvicorn on 127.0.0.1, a real SMTP server (aiosmtpd) on 127.0.0.1
 for the customer emails, and the sandbox payment and ERP connectors (with latency and
 transient failures).
+
+The demo's people call the API with tokens of their own (`DEMO_TOKENS`), so the audit trail
+names who did what: `token:reviewer.li` decides, `token:warehouse.zhao` receives the goods.
 """
 
 from __future__ import annotations
@@ -24,15 +27,27 @@ from rq import SimpleWorker
 from refundbridge.api.app import create_app
 from refundbridge.bootstrap import Container, bootstrap
 from refundbridge.config.settings import Settings, load_settings
+from refundbridge.core.access import OperatorRole
 from refundbridge.core.errors import ConfigError
 from refundbridge.demo.catalogue import SHOP, shop_policy
 from refundbridge.store.db import upgrade
 from refundbridge.workers import runtime
-from refundbridge.workers.runner import drain, make_worker
+from refundbridge.workers.runner import PeriodicReconciler, drain, make_worker
 
 # SQLite's header field for the application that owns a file ("RBdm"): the demo deletes
 # only a file that carries it, never a database someone made by other means.
 DEMO_APPLICATION_ID = 0x5242646D
+
+# The demo shop's people on the API, each a named token of the demo shop: the reviewer who
+# decides, a second reviewer who confirms where four eyes apply, and the warehouse.
+REVIEWER = "reviewer.li"
+SECOND_REVIEWER = "reviewer.chen"
+WAREHOUSE = "warehouse.zhao"
+DEMO_TOKENS: dict[str, OperatorRole] = {REVIEWER: OperatorRole.REVIEWER,
+                                        SECOND_REVIEWER: OperatorRole.REVIEWER,
+                                        WAREHOUSE: OperatorRole.WAREHOUSE}
+# While `--serve` waits for a person, the reconciler looks for stalled cases this often.
+SERVE_RECONCILE_SECONDS = 5.0
 
 
 def is_demo_database(path: Path) -> bool:
@@ -81,11 +96,14 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _demo_settings(url: str, operator_token: str, shop_secret: str, smtp_port: int
-                   ) -> Settings:
-    """Demo mode, the shop on the sandbox connectors, and retries quick enough to watch."""
+def _demo_settings(url: str, operator_token: str, tokens: dict[str, str], shop_secret: str,
+                   smtp_port: int) -> Settings:
+    """Demo mode, the shop on the sandbox connectors, and retries quick enough to watch;
+    `tokens`: each of `DEMO_TOKENS`'s secret."""
     return load_settings(
         None, demo=True, database_url=url, redis_url=None, operator_tokens=[operator_token],
+        api_tokens=[{"name": name, "token": tokens[name], "role": role.value, "shops": [SHOP]}
+                    for name, role in DEMO_TOKENS.items()],
         retry_initial_wait=0.01, retry_max_wait=0.05, stale_after_seconds=5,
         shops={SHOP: {
             "name": "Demo Pharmacy 演示药房",
@@ -103,8 +121,8 @@ def _demo_settings(url: str, operator_token: str, shop_secret: str, smtp_port: i
 
 
 class EmbeddedStack:
-    """The running system, started when made: `stop_worker` once the cases are done, then
-    `close`."""
+    """The running system, started when made: `stop_worker` once the cases are done (or
+    `keep_serving` to leave the worker on for a person), then `close`."""
 
     def __init__(self, database: Path, port: int = 0) -> None:
         forget_demo_database(database)
@@ -116,8 +134,9 @@ class EmbeddedStack:
         self._smtp.start()
         self.shop_secret = secrets.token_hex(16)
         self.operator_token = secrets.token_urlsafe(24)
+        self.tokens = {name: secrets.token_urlsafe(24) for name in DEMO_TOKENS}
         self.container: Container = bootstrap(_demo_settings(
-            url, self.operator_token, self.shop_secret, self._smtp.port))
+            url, self.operator_token, self.tokens, self.shop_secret, self._smtp.port))
         runtime.install(self.container)
         self.port = port or _free_port()
         self._server = uvicorn.Server(uvicorn.Config(
@@ -129,6 +148,7 @@ class EmbeddedStack:
         self._worker = threading.Thread(target=self._work, args=(worker,), name="worker",
                                         daemon=True)
         self._worker.start()
+        self._reconciler: PeriodicReconciler | None = None
         while not self._server.started:
             time.sleep(0.02)
 
@@ -141,11 +161,28 @@ class EmbeddedStack:
             drain(self.container, worker)
             self._stop.wait(0.05)
 
+    def auth(self, name: str | None = None) -> dict[str, str]:
+        """The headers of a call with `name`'s token (one of `DEMO_TOKENS`), or with the
+        operator token."""
+        token = self.operator_token if name is None else self.tokens[name]
+        return {"Authorization": f"Bearer {token}"}
+
+    def keep_serving(self) -> None:
+        """Leave the worker on and start the reconciler: new requests are worked to their
+        end while a person follows them."""
+        if self._reconciler is None:
+            self._reconciler = PeriodicReconciler(self.container, SERVE_RECONCILE_SECONDS)
+            self._reconciler.start()
+
     def stop_worker(self) -> None:
+        if self._reconciler is not None:
+            self._reconciler.stopped.set()
+            self._reconciler.join(timeout=30)
         self._stop.set()
         self._worker.join(timeout=30)
 
     def close(self) -> None:
+        self.stop_worker()
         self._server.should_exit = True
         self._api.join(timeout=10)
         self._smtp.stop()

@@ -20,7 +20,7 @@ from refundbridge.core.money import Money
 from refundbridge.core.ports import ExternalRefund
 from refundbridge.core.services import record_external_refund
 from tests.conftest import drain, open_case, stored_rows
-from tests.factories import AUTH, SHOP, request_body, signed
+from tests.factories import AUTH, REVIEWER_ACTOR, REVIEWER_AUTH, SHOP, request_body, signed
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -94,15 +94,23 @@ def test_an_adverse_event_waits_for_a_person_and_the_unit_is_kept_as_evidence(
     assert 6 <= (due - requested).days <= 8  # 7 days in the shop's calendar
     assert stripe_fake.posts == []
 
-    decided = client.post(f"/v1/cases/{case_id}/review", headers=AUTH, json={
-        "decision": "approve", "reviewer": "dr.zhou", "internal_note": "按不良事件上报；先退款"})
+    decided = client.post(f"/v1/cases/{case_id}/review", headers=REVIEWER_AUTH, json={
+        "decision": "approve", "internal_note": "按不良事件上报；先退款"})
     assert decided.status_code == 200, decided.text
+    # A possible adverse event takes four eyes: the first review only proposes.
+    assert decided.json()["state"] == "awaiting_review"
+    assert decided.json()["pending_review"]["proposed_by"] == REVIEWER_ACTOR
+    confirmed = client.post(f"/v1/cases/{case_id}/review/confirm", headers=AUTH,
+                            json={"agree": True})
+    assert confirmed.status_code == 200, confirmed.text
     client.post(f"/v1/cases/{case_id}/receipt", headers=AUTH, json={"lines": [
         {"line": 0, "seal_intact": True, "condition": "used", "inspector": "wang.fang"}]})
     drain(container)
     case = _case(client, case_id)
     assert case["state"] == "closed"
-    assert [d["decided_by"] for d in case["decisions"]] == ["rules", "operator:dr.zhou"]
+    assert [d["decided_by"] for d in case["decisions"]] == ["rules",
+                                                            "token:operator_tokens.0"]
+    assert case["decisions"][-1]["proposed_by"] == REVIEWER_ACTOR
     assert [m["disposition"] for m in case["stock_moves"]] == ["keep_as_evidence"]
     assert erp.returns[0]["items"][0]["warehouse"] != "Stores - RB"
 
@@ -139,8 +147,8 @@ def test_a_refund_without_goods_approved_by_a_person_is_due_from_the_approval(
     assert case["state"] == "awaiting_review"
     assert [o for o in case["obligations"] if o["kind"] == "refund_deadline"] == []
 
-    decided = client.post(f"/v1/cases/{case_id}/review", headers=AUTH, json={
-        "decision": "approve", "reviewer": "li.na", "internal_note": "customer called; refund"})
+    decided = client.post(f"/v1/cases/{case_id}/review", headers=REVIEWER_AUTH, json={
+        "decision": "approve", "internal_note": "customer called; refund"})
     assert decided.status_code == 200, decided.text
     case = _case(client, case_id)
     approved_on = datetime.fromisoformat(case["decisions"][-1]["at"]).astimezone(SHANGHAI)

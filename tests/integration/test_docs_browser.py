@@ -3,76 +3,34 @@ pages must render from the app's own assets, and "Authorize" must offer the bear
 
 from __future__ import annotations
 
-import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
-from playwright.sync_api import Browser, Page, Route, sync_playwright
+from playwright.sync_api import Browser
 
 from refundbridge.api.app import create_app
 from refundbridge.bootstrap import Container
+from tests.browser import chromium, needs_chromium, offline_page, serve, shot
 from tests.factories import OPERATOR_TOKEN
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason="needs Debian's chromium (scripts/services.sh installs it)")
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-# Where a screenshot goes for a person to look at; the test's tmp_path otherwise.
-SHOTS = os.environ.get("REFUNDBRIDGE_SCREENSHOTS")
+pytestmark = needs_chromium
 
 
 @pytest.fixture
 def base_url(container: Container) -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(container, dashboard=False),
-                                           host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serve(create_app(container, dashboard=False)) as url:
+        yield url
 
 
 @pytest.fixture
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
-def _offline_page(browser: Browser, base_url: str, elsewhere: list[str]) -> Page:
-    """A page that may reach only our server; every other request is refused and noted."""
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.set_default_timeout(10_000)
-
-    def route(r: Route) -> None:
-        if r.request.url.startswith(base_url):
-            r.continue_()
-        else:
-            elsewhere.append(r.request.url)
-            r.abort()
-
-    page.route("**/*", route)
-    return page
-
-
-def _shot(page: Page, tmp_path: Path, name: str) -> None:
-    folder = Path(SHOTS) if SHOTS else tmp_path
-    folder.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(folder / name), full_page=False)
+_offline_page = offline_page
+_shot = shot
 
 
 def test_swagger_ui_renders_offline_and_authorize_offers_the_bearer_token(

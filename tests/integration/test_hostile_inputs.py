@@ -103,7 +103,7 @@ def operator(method: str, path: str, body: Any = None, raw: bytes | None = None,
 
 
 def review(**fields: Any) -> Call:
-    body = {"decision": "approve", "reviewer": "Dr. Wang", "internal_note": "ok", **fields}
+    body = {"decision": "approve", "internal_note": "ok", **fields}
     return operator("POST", "/v1/cases/rc_x/review", body)
 
 
@@ -276,9 +276,10 @@ H = (  # (id, call builder, status, the field the answer must name)
     ("path-nul-evidence", lambda: Call("GET", "/v1/cases/rc_%00x/evidence", AUTH), 422,
      "path"),
     # -- operator bodies
+    # A typed name is no longer taken (the trail records the caller): refused, named.
+    ("review-reviewer-typed", lambda: review(reviewer="Dr. Wang"), 422, "reviewer"),
     ("review-reviewer-nul", lambda: review(reviewer="Dr.\x00Wang"), 422, "reviewer"),
-    ("review-reviewer-too-long-for-the-trail", lambda: review(reviewer="w" * 120), 422,
-     "reviewer"),
+    ("review-reviewer-null", lambda: review(reviewer=None), 422, "reviewer"),
     ("review-decision-unknown", lambda: review(decision="maybe"), 422, "decision"),
     ("review-not-json", lambda: operator("POST", "/v1/cases/rc_x/review", raw=b"decision=1",
                                          content_type="text/plain"), 422, "body"),
@@ -292,6 +293,13 @@ H = (  # (id, call builder, status, the field the answer must name)
      422, "lines.0.line"),
     ("retry-actor-long", lambda: operator("POST", "/v1/cases/rc_x/retry", {"actor": LONG}),
      422, "actor"),
+    ("cancel-actor-typed", lambda: operator("POST", "/v1/cases/rc_x/cancel",
+                                            {"actor": "zhao", "reason": "x"}), 422, "actor"),
+    ("waive-actor-typed", lambda: operator("POST", "/v1/cases/rc_x/notifications/approved/"
+                                           "waive", {"actor": "zhao", "reason": "x"}), 422,
+     "actor"),
+    ("resend-actor-typed", lambda: operator("POST", "/v1/cases/rc_x/notifications/approved/"
+                                            "resend", {"actor": "zhao"}), 422, "actor"),
     ("cancel-reason-control", lambda: operator("POST", "/v1/cases/rc_x/cancel",
                                                {"reason": "x\x07"}), 422, "reason"),
     # -- evaluate and recalls

@@ -28,7 +28,7 @@ from refundbridge.core.model import DeliveryStatus
 from refundbridge.demo import Mailbox
 from refundbridge.workers.reconcile import reconcile
 from tests.conftest import drain, open_case
-from tests.factories import AUTH
+from tests.factories import AUTH, REVIEWER_ACTOR, REVIEWER_AUTH
 from tests.fakes.erpnext import ERPNextFake
 from tests.fakes.odoo import OdooFake
 from tests.fakes.shopify import ShopifyFake
@@ -114,8 +114,8 @@ def test_a_reviewers_internal_note_is_kept_and_only_the_customer_message_is_emai
     drain(container)
     assert case_of(client, case_id)["state"] == "awaiting_review"
 
-    decided = client.post(f"/v1/cases/{case_id}/review", headers=AUTH, json={
-        "decision": "approve", "reviewer": "li.na", "internal_note": INTERNAL,
+    decided = client.post(f"/v1/cases/{case_id}/review", headers=REVIEWER_AUTH, json={
+        "decision": "approve", "internal_note": INTERNAL,
         "customer_message": TO_CUSTOMER})
     assert decided.status_code == 200, decided.text
     drain(container)
@@ -125,7 +125,7 @@ def test_a_reviewers_internal_note_is_kept_and_only_the_customer_message_is_emai
     review = case["decisions"][-1]
     assert (review["internal_note"], review["customer_message"]) == (INTERNAL, TO_CUSTOMER)
     approve_event = next(e for e in chain(client, case_id)
-                         if e["name"] == "approve" and e["actor"] == "operator:li.na")
+                         if e["name"] == "approve" and e["actor"] == REVIEWER_ACTOR)
     assert approve_event["data"]["internal_note"] == INTERNAL
 
     received = mails(mailbox)
@@ -145,7 +145,7 @@ def test_the_old_note_field_is_refused_naming_it(client: TestClient, container: 
     case_id, _ = open_case(client, erp, **{"reason.code": "other"})
     drain(container)
     answer = client.post(f"/v1/cases/{case_id}/review", headers=AUTH, json={
-        "decision": "approve", "reviewer": "li.na", "note": "sent to the customer?"})
+        "decision": "approve", "note": "sent to the customer?"})
     assert answer.status_code == 422, answer.text
     assert answer.headers["content-type"].startswith("application/problem+json")
     fields = {e["field"] for e in answer.json()["errors"]}
@@ -165,7 +165,7 @@ def test_review_texts_are_bounded_and_free_of_control_characters(
     _, _, erp = providers
     case_id, _ = open_case(client, erp, **{"reason.code": "other"})
     drain(container)
-    body = {"decision": "approve", "reviewer": "li.na", "internal_note": "ok", field: value}
+    body = {"decision": "approve", "internal_note": "ok", field: value}
     answer = client.post(f"/v1/cases/{case_id}/review", headers=AUTH, json=body)
     assert answer.status_code == 422, answer.text
     assert [e["field"] for e in answer.json()["errors"]] == [field]
@@ -178,7 +178,7 @@ def test_a_review_keeps_line_breaks_in_both_texts(client: TestClient, container:
     case_id, _ = open_case(client, erp, **{"reason.code": "other"})
     drain(container)
     answer = client.post(f"/v1/cases/{case_id}/review", headers=AUTH, json={
-        "decision": "deny", "reviewer": "li.na", "internal_note": "line one\n\tline two",
+        "decision": "deny", "internal_note": "line one\n\tline two",
         "customer_message": "Dear customer,\r\nsorry."})
     assert answer.status_code == 200, answer.text
     decision = answer.json()["decisions"][-1]
@@ -213,7 +213,7 @@ def test_a_decline_written_back_to_shopify_carries_the_customer_message_not_the_
         assert case_of(client, case_id)["state"] == "awaiting_review"
 
         decided = client.post(f"/v1/cases/{case_id}/review", headers=AUTH, json={
-            "decision": "deny", "reviewer": "dr.chen",
+            "decision": "deny",
             "internal_note": "Dropped by the customer, per the courier photos; flag account",
             "customer_message": "The damage is not covered by the warranty."})
         assert decided.status_code == 200, decided.text
@@ -269,7 +269,7 @@ def test_a_refused_email_keeps_the_paid_case_open_until_it_is_resent(
         server.refusing = False
         for kind in KINDS:
             resent = client.post(f"/v1/cases/{case_id}/notifications/{kind}/resend",
-                                 headers=AUTH, json={"actor": "li.na"})
+                                 headers=REVIEWER_AUTH)
             assert resent.status_code == 200, resent.text
             assert notifications(resent.json())[kind]["status"] == "pending"
         drain(container)
@@ -281,7 +281,7 @@ def test_a_refused_email_keeps_the_paid_case_open_until_it_is_resent(
         assert sorted(str(m["Message-ID"]) for m in mails(server)) == sorted(
             f"<{case_id}.{kind}@refundbridge>" for kind in KINDS)
         asked = [e for e in chain(client, case_id) if e["name"] == "notification_resend_requested"]
-        assert {e["actor"] for e in asked} == {"operator:li.na"}
+        assert {e["actor"] for e in asked} == {REVIEWER_ACTOR}
 
         again = client.post(f"/v1/cases/{case_id}/notifications/approved/resend", headers=AUTH)
         assert again.status_code == 409, again.text
@@ -293,27 +293,27 @@ def test_an_operator_waives_a_refused_email_with_a_reason_and_the_case_closes(
     port, _ = refusing_server
     _, client, case_id = paid_case_with_refused_mail(make_container, providers, port)
     with client:
-        blank = client.post(f"/v1/cases/{case_id}/notifications/approved/waive", headers=AUTH,
-                            json={"actor": "li.na", "reason": ""})
+        blank = client.post(f"/v1/cases/{case_id}/notifications/approved/waive",
+                            headers=REVIEWER_AUTH, json={"reason": ""})
         assert blank.status_code == 422, blank.text
         assert [e["field"] for e in blank.json()["errors"]] == ["reason"]
-        unknown = client.post(f"/v1/cases/{case_id}/notifications/thanks/waive", headers=AUTH,
-                              json={"actor": "li.na", "reason": "x"})
+        unknown = client.post(f"/v1/cases/{case_id}/notifications/thanks/waive",
+                              headers=REVIEWER_AUTH, json={"reason": "x"})
         assert unknown.status_code == 422, unknown.text
 
         for kind in KINDS:
             answer = client.post(f"/v1/cases/{case_id}/notifications/{kind}/waive",
-                                 headers=AUTH,
-                                 json={"actor": "li.na", "reason": "address bounces; told "
-                                                                   "the customer by phone"})
+                                 headers=REVIEWER_AUTH,
+                                 json={"reason": "address bounces; told the customer by "
+                                                 "phone"})
             assert answer.status_code == 200, answer.text
         case = answer.json()
         assert case["state"] == "closed", case
-        assert all((n["status"], n["waived_by"]) == ("waived", "operator:li.na")
+        assert all((n["status"], n["waived_by"]) == ("waived", REVIEWER_ACTOR)
                    for n in case["notifications"])
         waived = [e for e in chain(client, case_id) if e["name"] == "notification_waived"]
         assert sorted(e["data"]["kind"] for e in waived) == sorted(KINDS)
-        assert all(e["actor"] == "operator:li.na" and "phone" in e["data"]["reason"]
+        assert all(e["actor"] == REVIEWER_ACTOR and "phone" in e["data"]["reason"]
                    and "550" in e["data"]["last_error"] for e in waived)
 
 
@@ -326,7 +326,7 @@ def test_a_denied_cases_refused_email_is_resent_and_the_case_stays_denied(
         case_id, _ = open_case(client, providers[2], **{"reason.code": "other"})
         drain(container)
         denied = client.post(f"/v1/cases/{case_id}/review", headers=AUTH, json={
-            "decision": "deny", "reviewer": "li.na", "internal_note": "no reason given"})
+            "decision": "deny", "internal_note": "no reason given"})
         assert denied.status_code == 200, denied.text
         drain(container)
         case = case_of(client, case_id)
@@ -389,7 +389,7 @@ def test_a_case_stored_before_the_split_reads_its_note_as_internal_and_its_email
     case_id, _ = open_case(client, erp, **{"reason.code": "other"})
     drain(container)
     client.post(f"/v1/cases/{case_id}/review", headers=AUTH, json={
-        "decision": "deny", "reviewer": "li.na", "internal_note": "x"})
+        "decision": "deny", "internal_note": "x"})
     # Rewrite the stored details as the release before this one wrote them.
     with container.engine.begin() as conn:
         details = conn.execute(text("SELECT details FROM cases WHERE id = :c"),

@@ -7,7 +7,7 @@ import httpx
 
 from refundbridge.workers.reconcile import reconcile
 from tests.conftest import drain, open_case
-from tests.factories import AUTH, SHOP, request_body, signed
+from tests.factories import AUTH, REVIEWER_ACTOR, REVIEWER_AUTH, SHOP, request_body, signed
 
 
 def test_stripe_503_twice_then_200_pays_once_with_one_key(client, container, providers):
@@ -45,7 +45,7 @@ def test_stripe_400_fails_the_case_and_operator_retry_completes_it(client, conta
     assert stripe_fake.paid() == []
 
     stripe_fake.before_post.clear()  # the cause is fixed (dispute resolved)
-    retried = client.post(f"/v1/cases/{case_id}/retry", headers=AUTH, json={"actor": "zhao"})
+    retried = client.post(f"/v1/cases/{case_id}/retry", headers=REVIEWER_AUTH)
     assert retried.status_code == 200, retried.text
     drain(container)
 
@@ -55,7 +55,7 @@ def test_stripe_400_fails_the_case_and_operator_retry_completes_it(client, conta
     assert stripe_fake.keys_posted() == [f"{case_id}-refund-1", f"{case_id}-refund-2"]
     assert len(stripe_fake.paid()) == 1
     retry_events = [e for e in case["timeline"] if e["name"] == "retry"]
-    assert retry_events and retry_events[0]["actor"] == "operator:zhao"
+    assert retry_events and retry_events[0]["actor"] == REVIEWER_ACTOR
 
 
 def test_retry_of_a_case_that_did_not_fail_is_refused(client, container, providers):
@@ -116,7 +116,7 @@ def test_unreadable_refund_status_fails_the_case_but_never_pays_twice(client, co
     assert case["refund_attempts"][0]["status"] == "started"  # the key stays in use
 
     stripe_fake.before_get.clear()  # the key is fixed
-    client.post(f"/v1/cases/{case_id}/retry", headers=AUTH, json={"actor": "zhao"})
+    client.post(f"/v1/cases/{case_id}/retry", headers=AUTH)
     drain(container)
 
     case = client.get(f"/v1/cases/{case_id}", headers=AUTH).json()

@@ -34,7 +34,15 @@ from refundbridge.bootstrap import Container
 from refundbridge.demo import Mailbox
 from refundbridge.workers.reconcile import reconcile
 from tests.conftest import drain
-from tests.factories import AUTH, GENERIC_SECRET, SHOP, request_body, signed
+from tests.factories import (
+    AUTH,
+    GENERIC_SECRET,
+    REVIEWER_ACTOR,
+    REVIEWER_AUTH,
+    SHOP,
+    request_body,
+    signed,
+)
 from tests.fakes import odoo as odoo_fake
 from tests.fakes import shopify as shopify_fake
 from tests.fakes import woocommerce as wc_fake
@@ -226,14 +234,14 @@ def test_a_defective_shopify_return_waits_for_a_person_and_then_is_approved_in_s
         assert shop.bodies("RefundBridgeReturnApprove") == []
         assert shop.returns[return_id]["status"] == "REQUESTED"
 
-        decided = client.post(f"/v1/cases/{case_id}/review", headers=AUTH, json={
-            "decision": "approve", "reviewer": "dr.chen", "internal_note": "known display fault"})
+        decided = client.post(f"/v1/cases/{case_id}/review", headers=REVIEWER_AUTH, json={
+            "decision": "approve", "internal_note": "known display fault"})
         assert decided.status_code == 200, decided.text
         drain(container)
 
         case = case_of(client, case_id)
         assert case["state"] == "awaiting_return", case
-        assert case["decisions"][-1]["decided_by"] == "operator:dr.chen"
+        assert case["decisions"][-1]["decided_by"] == REVIEWER_ACTOR
         assert shop.returns[return_id]["status"] == "OPEN"
         assert len(shop.bodies("RefundBridgeReturnApprove")) == 1
         assert shop.keys_posted() == []

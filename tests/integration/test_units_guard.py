@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from refundbridge.bootstrap import Container
 from tests.conftest import drain
-from tests.factories import AUTH, SHOP, request_body, signed
+from tests.factories import AUTH, REVIEWER_ACTOR, REVIEWER_AUTH, SHOP, request_body, signed
 from tests.fakes.erpnext import ERPNextFake
 from tests.fakes.stripe import StripeFake
 
@@ -129,14 +129,14 @@ def test_a_reviewer_cannot_approve_a_unit_another_case_took(
     assert stripe_fake.posts == []
 
     for case_id in (second, first):
-        decided = client.post(f"/v1/cases/{case_id}/review", headers=AUTH, json={
-            "decision": "approve", "reviewer": "li.na", "internal_note": "checked"})
+        decided = client.post(f"/v1/cases/{case_id}/review", headers=REVIEWER_AUTH, json={
+            "decision": "approve", "internal_note": "checked"})
         assert decided.status_code == 200, decided.text
     drain(container)
 
     assert _case(client, second)["state"] == "closed"
     refused = _case(client, first)
     assert refused["state"] == "denied", refused
-    assert refused["decisions"][-1]["decided_by"] == "operator:li.na"
+    assert refused["decisions"][-1]["decided_by"] == REVIEWER_ACTOR
     assert _guard(refused)["outcome"] == "deny"
     assert len(stripe_fake.posts) == 1 and len(erp.returns) == 1

@@ -18,3 +18,15 @@ document.addEventListener("submit", function (event) {
   var question = button && button.getAttribute("data-confirm");
   if (question && !window.confirm(question)) event.preventDefault();
 });
+// receive: a scanner ends each scan with Enter. In a receipt form that would send the form
+// half filled in; there Enter in a scan field moves on to the next field instead.
+document.addEventListener("keydown", function (event) {
+  var field = event.target;
+  if (event.key !== "Enter" || !(field instanceof HTMLInputElement) ||
+      !field.hasAttribute("data-scan") || !field.form ||
+      !field.form.classList.contains("receive-form")) return;
+  event.preventDefault();
+  var inputs = Array.prototype.slice.call(field.form.querySelectorAll("input:not([type=hidden])"));
+  var next = inputs[inputs.indexOf(field) + 1];
+  if (next) next.focus();
+});
