@@ -108,6 +108,11 @@ class PolicySettings(BaseModel):
     # above this needs a second reviewer (adverse events always do). Empty: never by amount.
     four_eyes_above: dict[str, Decimal] = Field(default_factory=dict)
     skus: dict[str, SkuFlagSettings] = Field(default_factory=dict)
+    # The customer's status link (every message carries one) works this many days.
+    status_link_days: int = Field(default=_DEFAULT.status_link_days, ge=1, le=3650)
+    # Where customers send returned goods, as the status page shows it ("" : the page
+    # tells them to use the address in the approval email).
+    return_address: str = Field(default="", max_length=500)
 
     @field_validator("injury_terms")
     @classmethod
@@ -161,6 +166,8 @@ class PolicySettings(BaseModel):
             open_box_resale=self.open_box_resale,
             injury_terms=tuple(self.injury_terms),
             four_eyes_above=dict(self.four_eyes_above),
+            status_link_days=self.status_link_days,
+            return_address=self.return_address.strip(),
         )
 
 
@@ -260,6 +267,12 @@ class Settings(BaseSettings):
     operator_tokens: list[SecretStr] = Field(default_factory=list)
     api_tokens: list[ApiTokenSettings] = Field(default_factory=list)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    # Signs the customers' status links (/status/{token}); at least 32 characters. Unset:
+    # a random key per start in demo mode, and no status links otherwise.
+    status_link_secret: SecretStr | None = None
+    # Where customers reach the API: the start of the links in their messages.
+    public_base_url: str = Field(default="http://127.0.0.1:8000",
+                                 pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
     reconcile_interval_seconds: float = 60.0
     stale_after_seconds: float = 300.0
     # A refund the provider still reports pending is asked about again after this long.
@@ -354,7 +367,12 @@ def placeholder_tokens(settings: Settings) -> list[ConfigError]:
 
     if settings.demo:
         return []
-    return [ConfigError(f"operator_tokens.{index}",
+    secret = settings.status_link_secret
+    link_secret = [] if secret is None else [
+        ConfigError("status_link_secret", "is a placeholder; set a random key of at least "
+                                          "32 characters (demo mode only)")
+        for _ in [secret] if is_placeholder(secret) or len(secret.get_secret_value()) < 32]
+    return link_secret + [ConfigError(f"operator_tokens.{index}",
                         "is a placeholder; set a real token (demo mode only)")
             for index, token in enumerate(settings.operator_tokens) if is_placeholder(token)
             ] + [ConfigError(f"api_tokens.{index}.token",

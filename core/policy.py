@@ -89,6 +89,10 @@ class ShopPolicy:
     # reviewer. A currency not listed (the default: none) never needs one by amount; a
     # possible adverse event always does.
     four_eyes_above: Mapping[str, Decimal] = field(default_factory=dict)
+    # How many days a customer's status link works (the page offers a fresh one after).
+    status_link_days: int = 90
+    # Where returned goods go, as the customer's status page shows it ("": not configured).
+    return_address: str = ""
 
     def four_eyes_for(self, amount: Decimal, currency: str) -> bool:
         """Whether a reviewer's decision on this amount needs a second reviewer."""

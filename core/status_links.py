@@ -72,7 +72,10 @@ class StatusLinks:
         """The case id the token names. `LinkForged` if we did not sign it, `LinkExpired`
         if it is older than `max_age_days_for_shop(its shop)` days."""
         _, shop_id = self._payload(token, None)
-        case_id, _ = self._payload(token, max_age_days_for_shop(shop_id) * DAY)
+        try:
+            case_id, _ = self._payload(token, max_age_days_for_shop(shop_id) * DAY)
+        except SignatureExpired as exc:
+            raise LinkExpired(shop_id) from exc
         return case_id
 
     def _payload(self, token: str, max_age: int | None) -> tuple[str, str]:
@@ -80,9 +83,8 @@ class StatusLinks:
             raise LinkForged("not a status link")
         try:
             data = self._serializer.loads(token, max_age=max_age)
-        except SignatureExpired as exc:
-            shop = exc.payload.get("s") if isinstance(exc.payload, dict) else None
-            raise LinkExpired(str(shop)) from exc
+        except SignatureExpired:
+            raise
         except BadData as exc:
             raise LinkForged("not a status link of ours") from exc
         if not (isinstance(data, dict) and isinstance(data.get("c"), str)

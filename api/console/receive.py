@@ -29,6 +29,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
+from refundbridge.api.console.labels import DISPOSITIONS, OBLIGATIONS, RULES, STATES
 from refundbridge.api.console.web import (
     PREFIX,
     ConsoleContext,
@@ -69,35 +70,6 @@ TEMPERATURES: dict[str, str] = {"yes": "Record came back, in range",
                                 "no": "Record came back, out of range",
                                 "none": "No record came back"}
 
-# What each disposition means at the bench, and how loud its badge is.
-DISPOSITIONS: dict[str, tuple[str, str]] = {
-    "restock": ("Back to stock", "ok"),
-    "quarantine": ("Quarantine area", "warn"),
-    "return_to_manufacturer": ("Set aside for the manufacturer", "warn"),
-    "scrap": ("Destroy (scrap), never restock", "bad"),
-    "keep_as_evidence": ("Keep as evidence, do not destroy", "bad"),
-    "pending_inspection": ("Waiting for inspection", "info"),
-    "not_returned": ("Stays with the customer", "info"),
-}
-# The rules that decide where a returned unit goes (core/compliance.py `_where`).
-RULES: dict[str, str] = {
-    "R01": "Shipment record", "R04": "Excluded from no-reason return", "R05": "Broken seal",
-    "R06": "Quality complaint", "R08": "Inspection", "R09": "Expiry",
-    "R10": "Sterile product", "R11": "Cold chain", "R12": "Condition and open box",
-    "R13": "Recall", "R14": "Adverse event", "R16": "UDI check",
-}
-STATES: dict[str, str] = {
-    "received": "Just received", "evaluating": "Being evaluated",
-    "awaiting_review": "Waiting for a reviewer", "approved": "Approved",
-    "denied": "Denied", "awaiting_return": "Waiting for the goods",
-    "received_goods": "Goods received", "refunding": "Refund under way",
-    "refunded": "Refunded", "closed": "Closed", "failed": "Failed",
-    "cancelled": "Cancelled",
-}
-OBLIGATIONS: dict[str, str] = {
-    "adverse_event_report": "Adverse-event report", "recall_notice": "Recall notice",
-    "refund_deadline": "Refund deadline",
-}
 MATCHED_ON: dict[str, str] = {
     "case_id": "case id", "external_id": "return id", "order_id": "order id",
     "gtin": "device identifier", "serial": "serial", "lot": "lot",

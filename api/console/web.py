@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from refundbridge.api.console import labels
 from refundbridge.api.deps import AppDeps
 from refundbridge.core.access import Permission, Principal
 from refundbridge.core.errors import Forbidden
@@ -89,6 +90,8 @@ def environment() -> Environment:
                       autoescape=select_autoescape(["html"]), undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["urlquote"] = lambda value: quote(str(value), safe="")
+    env.globals["label"] = labels.label
+    env.globals["badge"] = labels.badge
     return env
 
 

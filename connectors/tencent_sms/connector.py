@@ -92,6 +92,17 @@ class TencentSmsSettings(ConnectorSettings):
     # console shows an account's own limit.
     max_param_length: int = Field(default=6, ge=1, le=200)
 
+    @field_validator("templates", "global_templates", mode="before")
+    @classmethod
+    def _kinds(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            kinds = [k.value for k in NotificationKind]
+            unknown = sorted(str(key) for key in value if key not in kinds)
+            if unknown:
+                raise ValueError(f"{', '.join(unknown)}: not a message kind (the kinds are "
+                                 f"{', '.join(kinds)})")
+        return value
+
     @field_validator("base_url")
     @classmethod
     def _base_url(cls, value: str) -> str:

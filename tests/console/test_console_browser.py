@@ -146,3 +146,36 @@ def _edit_one_byte(package: bytes, name: str) -> bytes:
                 data = data[:at] + b"f" + data[at + 1:]
             target.writestr(info, data)
     return out.getvalue()
+
+
+def test_a_reviewer_approves_a_case_from_the_queue_and_it_reaches_refunded(
+        browser: Browser, base_url: str, console_container: Container, console_app: Any,
+        providers: Any, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from tests.console.test_review import ONE_REVIEWER, open_request
+    from tests.conftest import drain
+
+    with TestClient(console_app) as client:
+        case_id = open_request(client, providers[2], **ONE_REVIEWER)
+    drain(console_container)
+    console_container.operators.add("li.na", OperatorRole.REVIEWER, [SHOP], PASSWORD)
+    page = offline_page(browser, base_url, [], width=1180, height=820)  # a landscape tablet
+    log_in(page, base_url, "li.na")
+    assert page.url.endswith("/console/review")
+    row = page.get_by_test_id("review-queue").locator("tr", has_text=case_id[:12])
+    assert "R20" in row.inner_text()  # above the shop's auto-approval limit
+    shot(page, tmp_path, "review.png")
+    row.get_by_role("link", name="Decide").click()
+    page.get_by_label("Approve the refund").check()
+    page.get_by_label("Internal note").fill("Customer called; the meter reads 20 % high.")
+    page.get_by_label("Message to the customer").fill("We refund your meter in full.")
+    shot(page, tmp_path, "review-decide.png", full_page=True)
+    page.get_by_role("button", name="Record the decision").click()
+    assert "/console/review" in page.url
+    assert case_id[:12] in page.get_by_test_id("notice").inner_text()
+    drain(console_container)  # the worker pays the refund
+    page.goto(f"{base_url}/console/cases/{case_id}")
+    assert page.get_by_test_id("state").inner_text() in {"Refunded", "Closed"}
+    timeline = page.locator("ol.timeline").inner_text()
+    assert "li.na" in timeline
