@@ -11,7 +11,7 @@ from anyio import to_thread
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from refundbridge.api import console, docs, errors
+from refundbridge.api import console, docs, errors, status
 from refundbridge.api.deps import ApiDeps, token_principal
 from refundbridge.api.middleware import Hardening
 from refundbridge.api.ops import OperatorGuard, build_dashboard
@@ -52,6 +52,7 @@ def create_app(deps: ApiDeps, *, dashboard: bool = True) -> FastAPI:
     app.include_router(evaluate.router)
     docs.install(app)
     console.install(app)
+    status.install(app)  # the customer's status page, /status
     if dashboard:
         guard = OperatorGuard(
             build_dashboard(deps.settings.redis_url, deps.redis),

@@ -109,6 +109,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from sqlalchemy import select, text
 
     from refundbridge.store import console_reads as reads
+    from refundbridge.store import tables as t
     from refundbridge.store.db import make_engine, upgrade
 
     reset_postgres(DB)
@@ -165,8 +166,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             rows = len(call().rows)
             results["queries"][name] = {"ms": ms, "ratio": ms / base_ms, "rows": rows}
         # OFFSET for comparison: what the deepest page would cost without a cursor.
-        offset_query = (select(*reads.LIST_COLUMNS).where(reads.t.cases.c.shop_id == SHOP)
-                        .order_by(reads.t.cases.c.seq.desc()).limit(51)
+        offset_query = (select(*reads.LIST_COLUMNS).where(t.cases.c.shop_id == SHOP)
+                        .order_by(t.cases.c.seq.desc()).limit(51)
                         .offset(args.cases // 2 - 100))
 
         def by_offset() -> None:
@@ -181,7 +182,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                      reads.CaseFilter(shops=mine, rule="R14"), today)
             assert sample is not None
             results["plan_rule"] = plan_of(engine, sample.order_by(
-                reads.t.cases.c.seq.desc()).limit(51))
+                t.cases.c.seq.desc()).limit(51))
         return results
     finally:
         engine.dispose()

@@ -368,10 +368,10 @@ def placeholder_tokens(settings: Settings) -> list[ConfigError]:
     if settings.demo:
         return []
     secret = settings.status_link_secret
-    link_secret = [] if secret is None else [
-        ConfigError("status_link_secret", "is a placeholder; set a random key of at least "
-                                          "32 characters (demo mode only)")
-        for _ in [secret] if is_placeholder(secret) or len(secret.get_secret_value()) < 32]
+    link_secret = [ConfigError("status_link_secret", "is a placeholder; set a random key of "
+                                                     "at least 32 characters (demo mode only)")
+                   ] if secret is not None and (is_placeholder(secret) or len(
+                       secret.get_secret_value()) < 32) else []
     return link_secret + [ConfigError(f"operator_tokens.{index}",
                         "is a placeholder; set a real token (demo mode only)")
             for index, token in enumerate(settings.operator_tokens) if is_placeholder(token)

@@ -189,6 +189,8 @@ def _values(locale: str, context: Mapping[str, Any]) -> dict[str, Any]:
 def _render(locale: str, kind: NotificationKind, values: Mapping[str, Any]) -> str:
     try:
         return plain(_env.get_template(f"{locale}/{kind.value}").render(values))
+    except jinja2.TemplateNotFound as exc:  # a kind added to the core, not yet written here
+        raise SmsTextError(f"no {locale} SMS template for '{kind.value}'") from exc
     except jinja2.UndefinedError as exc:  # a template naming a value we do not pass
         raise SmsTextError(f"template {locale}/{kind.value}: {exc.message}") from exc
 

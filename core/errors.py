@@ -5,8 +5,13 @@
     │   ├── IllegalTransition        the state machine has no such edge from the current state
     │   ├── InvalidRequest           a request fails domain validation (names the field)
     │   ├── InvalidUdi               a scanned UDI does not parse (bad check digit, bad date…)
-    │   └── CurrencyMismatch         money of two currencies was combined
-    ├── NotFound                     no such case, shop or connector
+    │   ├── CurrencyMismatch         money of two currencies was combined
+    │   ├── ClaimedByAnother         another operator claimed the case
+    │   ├── ProposalPending          a colleague's decision waits for a second reviewer
+    │   ├── NoProposal               nothing to confirm or send back
+    │   └── SameReviewer             four eyes: the proposer cannot confirm their own decision
+    ├── NotFound                     no such case, shop or connector (or not the caller's)
+    ├── Forbidden                    the caller's role may not do this
     ├── DuplicateDelivery            an external id arrived again (same body: replay; else conflict)
     ├── ConcurrencyConflict          another writer changed the record first; safe to retry
     ├── ConfigError                  settings are invalid (names the key)
@@ -15,6 +20,7 @@
         ├── WebhookRejected          signature bad or stale, or the body is not the provider's
         ├── NotSupported             the connector does not do this flow
         ├── TransientProviderError   timeouts, 429, 5xx: retry with the same idempotency key
+        │   └── SendDeferred         the provider holds a message back for now (rate limits)
         └── PermanentProviderError   the provider said no (4xx): retrying will not help
             └── AmountNotRepresentable  the provider's currency table cannot express it
 
@@ -64,6 +70,41 @@ class InvalidUdi(DomainError):
 
 class CurrencyMismatch(DomainError):
     pass
+
+
+class ClaimedByAnother(DomainError):
+    """The case is claimed by someone else (claim it with `take_over`, or leave it)."""
+
+    def __init__(self, case_id: str, assignee: str) -> None:
+        super().__init__(f"case {case_id} is claimed by {assignee}")
+        self.case_id = case_id
+        self.assignee = assignee
+
+
+class ProposalPending(DomainError):
+    """Another reviewer's proposal waits for a second person: confirm or reject it."""
+
+    def __init__(self, case_id: str, proposed_by: str) -> None:
+        super().__init__(f"case {case_id}: {proposed_by} proposed a decision that waits for a "
+                         "second reviewer; confirm it or send it back instead")
+        self.case_id = case_id
+        self.proposed_by = proposed_by
+
+
+class NoProposal(DomainError):
+    def __init__(self, case_id: str) -> None:
+        super().__init__(f"case {case_id} has no proposed decision to confirm or reject")
+        self.case_id = case_id
+
+
+class SameReviewer(DomainError):
+    """Four eyes: the person who proposed a decision cannot also confirm or reject it."""
+
+    def __init__(self, case_id: str, actor: str) -> None:
+        super().__init__(f"case {case_id}: four eyes — {actor} proposed this decision, so "
+                         "another reviewer must confirm or reject it")
+        self.case_id = case_id
+        self.actor = actor
 
 
 class NotFound(RefundBridgeError):

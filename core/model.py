@@ -19,7 +19,16 @@ from enum import StrEnum
 from typing import Any
 
 from refundbridge.core.audit import GENESIS, AuditEvent, chain_event
-from refundbridge.core.errors import DomainError, IllegalTransition, InvalidRequest, NotFound
+from refundbridge.core.errors import (
+    ClaimedByAnother,
+    DomainError,
+    IllegalTransition,
+    InvalidRequest,
+    NoProposal,
+    NotFound,
+    ProposalPending,
+    SameReviewer,
+)
 from refundbridge.core.lifecycle import FINAL_STATES, CaseState, Transition, allows, next_state
 from refundbridge.core.money import Money
 from refundbridge.core.request import NormalizedRefundRequest, RequestKind
@@ -164,41 +173,6 @@ class ReviewProposal:
                 "at": self.at.isoformat(), "internal_note": self.internal_note,
                 "customer_message": self.customer_message,
                 "reasons": [r.value for r in self.reasons]}
-
-
-class ClaimedByAnother(DomainError):
-    """The case is claimed by someone else (claim it with `take_over`, or leave it)."""
-
-    def __init__(self, case_id: str, assignee: str) -> None:
-        super().__init__(f"case {case_id} is claimed by {assignee}")
-        self.case_id = case_id
-        self.assignee = assignee
-
-
-class ProposalPending(DomainError):
-    """Another reviewer's proposal waits for a second person: confirm or reject it."""
-
-    def __init__(self, case_id: str, proposed_by: str) -> None:
-        super().__init__(f"case {case_id}: {proposed_by} proposed a decision that waits for a "
-                         "second reviewer; confirm it or send it back instead")
-        self.case_id = case_id
-        self.proposed_by = proposed_by
-
-
-class NoProposal(DomainError):
-    def __init__(self, case_id: str) -> None:
-        super().__init__(f"case {case_id} has no proposed decision to confirm or reject")
-        self.case_id = case_id
-
-
-class SameReviewer(DomainError):
-    """Four eyes: the person who proposed a decision cannot also confirm or reject it."""
-
-    def __init__(self, case_id: str, actor: str) -> None:
-        super().__init__(f"case {case_id}: four eyes — {actor} proposed this decision, so "
-                         "another reviewer must confirm or reject it")
-        self.case_id = case_id
-        self.actor = actor
 
 
 class RefundStatus(StrEnum):

@@ -68,6 +68,18 @@ class StatusLinks:
         """The shop a token signed by us names, whatever its age; `LinkForged` otherwise."""
         return self._payload(token, None)[1]
 
+    def shop_hint(self, token: str) -> str | None:
+        """The shop a token claims to be from, signed or not: only to choose which shop's
+        look-up form a page for a broken link offers, never to show anything of a case."""
+        if not token or len(token) > TOKEN_MAX:
+            return None
+        try:
+            _, data = self._serializer.loads_unsafe(token)
+        except (BadData, ValueError, TypeError):
+            return None
+        shop = data.get("s") if isinstance(data, dict) else None
+        return shop if isinstance(shop, str) else None
+
     def read(self, token: str, max_age_days_for_shop: Callable[[str], int]) -> str:
         """The case id the token names. `LinkForged` if we did not sign it, `LinkExpired`
         if it is older than `max_age_days_for_shop(its shop)` days."""

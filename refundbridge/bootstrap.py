@@ -21,6 +21,7 @@ from refundbridge.core.ports import Capability, Role, WebhookReceiver
 from refundbridge.core.recalls import RecallRegister
 from refundbridge.core.rules import RuleSet, ShopPolicy
 from refundbridge.core.services import Services, ShopGateways
+from refundbridge.core.status_links import StatusLinks
 from refundbridge.store.db import make_engine
 from refundbridge.store.operators import SqlOperatorDirectory
 from refundbridge.store.outbox import Dispatch, OutboxStore
@@ -234,6 +235,19 @@ def _hide_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def status_links(settings: Settings,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> StatusLinks | None:
+    """The signer of customers' status links: `status_link_secret`, or in demo mode (one
+    process runs the API and the worker) a random key for this start. None: no links."""
+    import secrets
+
+    secret = settings.status_link_secret
+    if secret is None and not settings.demo:
+        return None
+    key = secret.get_secret_value() if secret is not None else secrets.token_urlsafe(32)
+    return StatusLinks(key, settings.public_base_url, clock=clock)
+
+
 def bootstrap(
     settings: Settings,
     *,
@@ -274,6 +288,7 @@ def bootstrap(
         rules=lambda shop_id: rule_set,
         clock=clock,
         booking_lease=timedelta(seconds=2 * settings.job_timeout_seconds),
+        status_links=status_links(settings, clock),
     )
     return Container(settings, engine, redis, dispatcher, registry, shops, services,
                      replace(services, uow=api_uow), rule_set, uow,

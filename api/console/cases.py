@@ -29,7 +29,7 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
 # The rules of the medical-device rule set and the guards before it (core/compliance.py,
 # core/rules.py): the rule filter's suggestions. Any id may be typed.
-KNOWN_RULES = ("G01", "G02", "G03", *(f"R{n:02d}" for n in range(1, 21) if n != 18))
+KNOWN_RULES = ("A00", "G01", "G02", "G03", *(f"R{n:02d}" for n in range(1, 21) if n != 18))
 SEARCH_MAX = 255
 
 
@@ -62,7 +62,7 @@ async def cases_list(
     q: Annotated[str, Query(max_length=SEARCH_MAX)] = "",
     after: Annotated[str, Query(max_length=20)] = "",
     before: Annotated[str, Query(max_length=20)] = "",
-    limit: int = 50,
+    limit: Annotated[str, Query(max_length=4)] = "",
 ) -> Response:
     user.principal.require(Permission.READ)
     errors: list[str] = []
@@ -74,7 +74,7 @@ async def cases_list(
         errors.append("shop")
     day_from = _date(created_from, errors, "from")
     day_to = _date(created_to, errors, "to")
-    size = limit if limit in PAGE_SIZES else 50
+    size = int(limit) if limit.isdigit() and int(limit) in PAGE_SIZES else 50
     today = datetime.now(UTC).date()
     wanted = CaseFilter(
         shops=user.principal.shops, shop=chosen_shop or None, state=chosen_state or None,

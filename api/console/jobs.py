@@ -48,6 +48,8 @@ JOB_ID = re.compile(r"^(?P<step>[a-z_]+)-(?P<case>[A-Za-z0-9_]{1,40})-(?P<outbox
 SHOWN = 100  # jobs listed per registry (the counts are of all of them)
 SCANNED = 1000  # job ids read per registry to find the operator's shops' jobs
 REGISTRIES = ("queued", "started", "failed", "deferred", "scheduled")
+LABELS = {"queued": "Queued jobs", "started": "Started jobs", "failed": "Failed jobs",
+          "deferred": "Deferred jobs", "scheduled": "Scheduled jobs"}
 CANCELLABLE = ("failed", "deferred")
 
 
@@ -152,7 +154,8 @@ def read_jobs(deps: AppDeps, user: ConsoleContext) -> dict[str, Any]:
                 "cancellable": registry in CANCELLABLE,
                 "requeueable": registry == "failed",
             })
-        sections.append({"name": registry, "count": count, "mine": len(mine),
+        sections.append({"name": registry, "label": LABELS[registry], "count": count,
+                         "mine": len(mine),
                          "more": len(mine) > SHOWN or len(ids) >= SCANNED, "rows": rows})
     return {"sections": sections, "queue_name": queue.name}
 

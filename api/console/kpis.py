@@ -19,6 +19,7 @@ from fastapi.responses import Response
 from pygal.style import Style
 
 from refundbridge.api.console.formatting import money_text
+from refundbridge.api.console.labels import label
 from refundbridge.api.console.web import PREFIX, ConsoleContext, ConsoleUser, render, translator
 from refundbridge.api.deps import AppDeps
 from refundbridge.core.access import Permission
@@ -155,11 +156,20 @@ def _chart(kind: type[Any], title: str, **options: Any) -> Any:
                 print_values=False, **options)
 
 
+def _whole_numbers(counts: list[int]) -> dict[str, Any]:
+    """Axis ticks for a count: whole numbers only, about ten of them."""
+    top = max([*counts, 1])
+    step = max(1, -(-top // 10))
+    return {"range": (0, top), "y_labels": list(range(0, top + step, step))}
+
+
 def draw(name: str, report: KpiReport, locale: str, currency: str) -> str:
     _ = translator(locale)
     if name == "states":
-        chart = _chart(pygal.Bar, _("Cases by state"))
-        chart.x_labels = [_(state) for state, _count in sorted(report.by_state.items())]
+        chart = _chart(pygal.Bar, _("Cases by state"),
+                       **_whole_numbers(list(report.by_state.values())))
+        chart.x_labels = [_(label("state", state))
+                          for state, _count in sorted(report.by_state.items())]
         chart.add(_("Cases"), [count for _state, count in sorted(report.by_state.items())])
     elif name == "refunds":
         days = report.refunds.get(currency, {})
@@ -169,13 +179,13 @@ def draw(name: str, report: KpiReport, locale: str, currency: str) -> str:
         chart.add(currency, [amount.amount for amount in days.values()])
     elif name == "rules":
         chart = _chart(pygal.HorizontalBar, _("Rules that sent cases to review or denied them"),
-                       show_legend=True)
+                       show_legend=True, **_whole_numbers(list(report.rules.values())))
         rules = sorted({rule for rule, _kind in report.rules})
         chart.x_labels = rules
         for outcome in ("review", "deny"):
             chart.add(_(outcome), [report.rules.get((rule, outcome), 0) for rule in rules])
     elif name == "reasons":
-        chart = _chart(pygal.Bar, _("Reasons"))
+        chart = _chart(pygal.Bar, _("Reasons"), **_whole_numbers(list(report.reasons.values())))
         ordered = sorted(report.reasons.items(), key=lambda item: (-item[1], item[0]))
         chart.x_labels = [reason or "—" for reason, _count in ordered]
         chart.add(_("Cases"), [count for _reason, count in ordered])

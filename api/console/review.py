@@ -35,9 +35,9 @@ from refundbridge.api.deps import AppDeps
 from refundbridge.api.routes.cases import TEXT
 from refundbridge.core import services
 from refundbridge.core.access import Permission
-from refundbridge.core.errors import DomainError, InvalidRequest
+from refundbridge.core.errors import ClaimedByAnother, DomainError, InvalidRequest, SameReviewer
 from refundbridge.core.lifecycle import CaseState
-from refundbridge.core.model import ClaimedByAnother, Outcome, SameReviewer
+from refundbridge.core.model import Outcome
 from refundbridge.core.money import Money
 from refundbridge.store.review_queue import Assigned, QueueFilters, ReasonGroup, ReviewItem
 

@@ -18,7 +18,10 @@ approved templates may use any of them (by these names; Aliyun allows letters, d
   setting `status_url_prefix` names that prefix. Without the setting it is not sent.
 
 By default every variable we have is sent; a template entry may list the ones its template
-uses (`params`), since a template must not receive a variable it lacks.
+uses (`params`), so that a template is sent nothing it does not name, and a message that
+lacks one of them is refused before the call. Aliyun limits each value's length (a
+notification variable holds about 35 characters); a longer one comes back as
+`isv.PARAM_LENGTH_LIMIT`, a permanent refusal shown on the message.
 """
 
 from __future__ import annotations
@@ -62,8 +65,8 @@ Variable = Literal["case_id", "order_id", "amount", "currency", "status_path"]
 VARIABLES: Final[tuple[Variable, ...]] = ("case_id", "order_id", "amount", "currency",
                                            "status_path")
 
-# A reply that opts the number out. Aliyun's templates offer "回TD退订" (TD, T and N are the
-# replies its review accepts); STOP and 退订 are what people write anyway.
+# A reply that opts the number out. Aliyun's templates offer "回TD退订" (TD, T or N are the
+# unsubscribe replies its template rules name); STOP and 退订 are what people write anyway.
 OPT_OUT_WORDS: Final = frozenset({"TD", "T", "N", "STOP", "退订", "UNSUBSCRIBE"})
 
 
@@ -287,7 +290,7 @@ class ReportItem(WireModel):
     phone_number: str
     send_time: BeijingTime | None = None
     report_time: BeijingTime | None = None
-    success: bool
+    success: bool = Field(strict=True)  # JSON true or false, not "yes"
     err_code: str = ""
     err_msg: str = ""
     sms_size: str | None = None

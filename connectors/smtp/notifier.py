@@ -7,9 +7,16 @@ from typing import ClassVar
 from refundbridge.connectors.base import ConnectorBase, ConnectorContext, ConnectorSettings
 from refundbridge.connectors.smtp.client import SmtpClient
 from refundbridge.connectors.smtp.settings import SmtpSettings
-from refundbridge.connectors.smtp.transformers import MessageError, TemplateRenderer, to_email
+from refundbridge.connectors.smtp.transformers import (
+    MessageError,
+    TemplateRenderer,
+    plain_email,
+    render_status_link,
+    to_email,
+)
 from refundbridge.core.errors import PermanentProviderError
 from refundbridge.core.ports import Capability, OutgoingMessage, Role
+from refundbridge.core.status_links import StatusLinkMessage
 
 
 class SmtpNotifier(ConnectorBase):
@@ -46,4 +53,19 @@ class SmtpNotifier(ConnectorBase):
                 self.name, f"case {message.case_id}, {message.kind.value}: {exc}"
             ) from exc
         # Built once, outside the retry: every attempt sends the same bytes and Message-ID.
+        self.ctx.retry.call(lambda: self._client.send(email))
+
+    def send_status_link(self, message: StatusLinkMessage) -> None:
+        """A fresh status link to the address on file (the status page's look-up form)."""
+        s = self.settings
+        try:
+            rendered = render_status_link(self._renderer, message.locale, {
+                "order_id": message.order_id, "case_id": message.case_id,
+                "status_url": message.status_url}, s.sender_name)
+            email = plain_email(message.email, rendered, message_id=message.message_id,
+                                sender_email=s.sender_email, sender_name=s.sender_name,
+                                now=self.ctx.clock())
+        except MessageError as exc:
+            raise PermanentProviderError(
+                self.name, f"case {message.case_id}, status link: {exc}") from exc
         self.ctx.retry.call(lambda: self._client.send(email))

@@ -104,6 +104,10 @@ class TemplateRenderer:
             name.split("/", 1)[0] for name in self._env.list_templates(extensions=["j2"])
         )
 
+    @property
+    def env(self) -> jinja2.Environment:
+        return self._env
+
     def render(
         self,
         kind: NotificationKind,
@@ -157,5 +161,39 @@ def to_email(
     cte = None if rendered.body.isascii() else "quoted-printable"
     email.set_content(rendered.body, charset="utf-8", cte=cte)
     # after set_content, which drops every Content-* header already set
+    email["Content-Language"] = rendered.locale
+    return email
+
+
+# ---- a fresh status link, asked for on the status page's look-up form -------------------
+
+def render_status_link(renderer: TemplateRenderer, locale: str, context: Mapping[str, Any],
+                       sender_name: str) -> RenderedEmail:
+    """`templates/<locale>/status_link.*.j2`: not a message a case owes (no
+    `NotificationKind`), but an email the customer asked for."""
+    used = resolve_locale(locale, renderer.locales)
+    values = {**context, "sender_name": sender_name}
+    try:
+        subject = renderer.env.get_template(f"{used}/status_link.subject.j2").render(values)
+        body = renderer.env.get_template(f"{used}/status_link.txt.j2").render(values)
+    except jinja2.TemplateError as exc:
+        raise MessageError(f"template {used}/status_link: {exc}") from exc
+    return RenderedEmail(locale=used, subject=" ".join(subject.split()), body=body)
+
+
+def plain_email(to: str, rendered: RenderedEmail, *, message_id: str, sender_email: str,
+                sender_name: str, now: datetime) -> EmailMessage:
+    """`to_email` for an email that is not one of a case's messages."""
+    if not _MSG_ID_LEFT.fullmatch(message_id):
+        raise MessageError(f"message_id {message_id!r} cannot be used in a Message-ID")
+    email = EmailMessage()
+    email["From"] = mailbox(sender_email, sender_name)
+    email["To"] = mailbox(to)
+    email["Subject"] = rendered.subject
+    email["Date"] = format_datetime(now)
+    email["Message-ID"] = f"<{message_id}@refundbridge>"
+    email["Auto-Submitted"] = "auto-generated"
+    cte = None if rendered.body.isascii() else "quoted-printable"
+    email.set_content(rendered.body, charset="utf-8", cte=cte)
     email["Content-Language"] = rendered.locale
     return email

@@ -20,7 +20,12 @@ from urllib.parse import ParseResult, parse_qsl, urlparse
 
 from refundbridge.connectors.base import header_value
 from refundbridge.connectors.sms_text import plain
-from refundbridge.connectors.twilio.transformers import NAME, error_text, map_state
+from refundbridge.connectors.twilio.transformers import (
+    NAME,
+    error_text,
+    map_state,
+    message_id_of,
+)
 from refundbridge.core.errors import WebhookRejected
 from refundbridge.core.ports import DeliveryReport, InboundSms, SmsCallback
 
@@ -120,7 +125,8 @@ def is_opt_out(text: str, opt_out_type: str | None = None) -> bool:
     return plain(text).strip(_PUNCTUATION).casefold() in OPT_OUT_WORDS
 
 
-def translate(fields: Mapping[str, str], account_sid: str, now: datetime) -> SmsCallback:
+def translate(fields: Mapping[str, str], account_sid: str, now: datetime,
+              message_id: str | None = None) -> SmsCallback:
     """A verified callback's parameters as the core's `SmsCallback`."""
     if fields.get("AccountSid") != account_sid:
         raise WebhookRejected(NAME, "the callback is about another Twilio account")
@@ -142,7 +148,7 @@ def translate(fields: Mapping[str, str], account_sid: str, now: datetime) -> Sms
         return SmsCallback()  # logged by map_state; recorded once someone maps it
     code = fields.get("ErrorCode", "")
     return SmsCallback(reports=(DeliveryReport(
-        provider_id=sid, message_id=None, phone=fields.get("To") or None, state=state,
+        provider_id=sid, message_id=message_id, phone=fields.get("To") or None, state=state,
         error=error_text(code) if code and code != "0" else "", at=now),))
 
 
@@ -150,4 +156,4 @@ def parse(url: str, headers: Mapping[str, str], body: bytes, auth_token: str,
           account_sid: str, now: datetime) -> SmsCallback:
     params = read_form(body)
     verify(url, headers, params, auth_token)
-    return translate(_single(params), account_sid, now)
+    return translate(_single(params), account_sid, now, message_id_of(url))

@@ -1,4 +1,11 @@
-"""`TwilioConnector`: the `SmsSender` port over Twilio's Programmable Messaging API."""
+"""`TwilioConnector`: the `SmsSender` port over Twilio's Programmable Messaging API.
+
+Twilio keeps nothing of ours on a Message, so two things link a send back to our message:
+its text (our body carries the case number and reads differently per kind: `find_sms`
+matches number and text, see `transformers.is_our_send`), and its status callback URL, to
+which we add `?message_id=<ours>` (Twilio posts to that URL and signs it, so every delivery
+report names our message).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ from refundbridge.connectors.twilio.transformers import (
     BODY_MAX,
     DEFERRED_CODES,
     E164,
+    callback_url,
     is_our_send,
     message_form,
     to_receipt,
@@ -29,6 +37,7 @@ from refundbridge.core.ports import (
     Role,
     SmsCallback,
     SmsReceipt,
+    WebhookAck,
 )
 
 ACCOUNT_SID: Final = re.compile(r"^AC[0-9a-fA-F]{32}$")
@@ -111,6 +120,10 @@ class TwilioConnector(ClientConnector[TwilioClient]):
     roles: ClassVar[frozenset[Role]] = frozenset({Role.NOTIFIER})
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.SEND_SMS})
     Settings: ClassVar[type[ConnectorSettings]] = TwilioSettings
+    # Empty TwiML: an inbound message is answered with no reply (Twilio's own STOP handling
+    # sends its confirmation); a status callback takes any 2xx.
+    acknowledgement: ClassVar[WebhookAck | None] = WebhookAck(
+        200, b'<?xml version="1.0" encoding="UTF-8"?><Response></Response>', "text/xml")
 
     settings: TwilioSettings
 
@@ -150,7 +163,8 @@ class TwilioConnector(ClientConnector[TwilioClient]):
         s = self.settings
         form = message_form(to=to, body=body, from_number=s.from_number,
                             messaging_service_sid=s.messaging_service_sid,
-                            status_callback=s.status_callback_url)
+                            status_callback=callback_url(s.status_callback_url, message.message_id)
+                            if s.status_callback_url else None)
         try:
             # No idempotency key at Twilio: before another attempt, look for the first one
             # (a 5xx or a timeout may come after Twilio took the message).

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
 
+import httpx
 from pydantic import ConfigDict, Field
 
 from refundbridge.core.ports import DeliveryState, SmsReceipt
@@ -20,6 +21,8 @@ from refundbridge.core.request import PROVIDER_REF_MAX, WireModel
 log = logging.getLogger(__name__)
 
 NAME = "twilio"
+MESSAGE_ID_PARAM: Final = "message_id"
+_LINK: Final = re.compile(r"https?://\S+")
 E164: Final = re.compile(r"^\+[1-9]\d{6,14}$")
 BODY_MAX: Final = 1600  # Twilio refuses longer bodies (error 21617)
 
@@ -42,15 +45,17 @@ STATUS_MAP: Final[Mapping[str, DeliveryState]] = MappingProxyType({
 # Refusals of a send that say "not now" rather than "no" (https://www.twilio.com/docs/api/
 # errors): the message waits (`SendDeferred`) instead of failing the case.
 DEFERRED_CODES: Final = frozenset({
-    "14107",  # SMS send rate limit exceeded
+    "14107",  # send rate limit between two numbers (15-30 in 30 s): held for 30 s
     "21611",  # this 'From' number has exceeded the maximum number of queued messages
 })
 
 # What the error codes a delivery report carries mean, for the person reading the case
 # (the rest are named by their number and Twilio's page about it).
 ERROR_TEXT: Final[Mapping[str, str]] = MappingProxyType({
+    "14107": "send rate limit between the two numbers exceeded; send again later",
     "21610": "the recipient has opted out (replied STOP)",
     "21614": "the number is not a mobile number",
+    "30001": "queue overflow; send again later",
     "30003": "unreachable destination handset",
     "30004": "message blocked",
     "30005": "unknown destination handset",
@@ -141,14 +146,30 @@ def to_receipt(message: TwilioMessage) -> SmsReceipt:
     return SmsReceipt(message.sid, state, detail)
 
 
+def callback_url(base: str, message_id: str) -> str:
+    """Where Twilio posts this message's status callbacks: the configured URL with our
+    message id added to its query. Twilio posts to (and signs) exactly this URL, so the id
+    comes back with every delivery report."""
+    return str(httpx.URL(base).copy_merge_params({MESSAGE_ID_PARAM: message_id}))
+
+
+def message_id_of(url: str) -> str | None:
+    return httpx.URL(url).params.get(MESSAGE_ID_PARAM) or None
+
+
+def _masked(text: str) -> str:
+    return _LINK.sub("<link>", text)
+
+
 def is_our_send(message: TwilioMessage, to: str, body: str) -> bool:
     """Whether Twilio's `message` is our send of `body` to `to`.
 
     Twilio keeps no metadata of ours on a Message, so the text is the link: each of our
     bodies carries the case number and reads differently per kind, so the same number and
-    body mean the same case and kind. A trial account prefixes "Sent from your Twilio
-    trial account - ", hence a body that ends with ours counts too.
+    body mean the same case and kind. Links are left out of the comparison (a status link
+    signed again later carries a new timestamp), and a trial account prefixes "Sent from
+    your Twilio trial account - ", hence a body that ends with ours counts too.
     """
     return (message.to == to and (message.direction or "outbound").startswith("outbound")
-            and message.body is not None and message.body.endswith(body))
+            and message.body is not None and _masked(message.body).endswith(_masked(body)))
 

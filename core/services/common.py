@@ -27,6 +27,7 @@ from refundbridge.core.rules import (
     RuleSet,
     ShopPolicy,
 )
+from refundbridge.core.status_links import StatusLinks
 
 log = logging.getLogger("refundbridge.services")
 
@@ -54,6 +55,8 @@ class Services:
     # How long a job's claim on a case's ERP booking keeps other jobs from calling the ERP:
     # longer than a job may run, so a live claim is never taken over.
     booking_lease: timedelta = timedelta(minutes=5)
+    # Signs the customer's status link that every message carries (None: no links).
+    status_links: StatusLinks | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from refundbridge.core.ports import (
     OutgoingMessage,
 )
 from refundbridge.core.services.common import Services, finish_idle_step, record_step
+from refundbridge.core.status_links import StatusLinks
 
 
 def send_notifications(svc: Services, case_id: str) -> None:
@@ -30,7 +31,7 @@ def send_notifications(svc: Services, case_id: str) -> None:
     with svc.uow() as uow:
         case = uow.cases.get(case_id)
         pending = case.pending_notifications()
-        messages = [_message(case, n.kind) for n in pending]
+        messages = [_message(case, n.kind, svc.status_links) for n in pending]
         if not messages:
             finish_idle_step(svc, uow, case, Step.NOTIFY)
             return
@@ -58,7 +59,8 @@ def send_notifications(svc: Services, case_id: str) -> None:
     raise transient
 
 
-def _message(case: RefundCase, kind: NotificationKind) -> OutgoingMessage:
+def _message(case: RefundCase, kind: NotificationKind,
+             links: StatusLinks | None = None) -> OutgoingMessage:
     """What a notifier gets for one message. Only what the customer may read goes in: a
     decision's internal note never does, its customer message does."""
     request = case.request
@@ -77,6 +79,8 @@ def _message(case: RefundCase, kind: NotificationKind) -> OutgoingMessage:
                       for li in request.lines],
             "is_return": case.is_return,
             "customer_message": decision.customer_message if decision else "",
+            # The customer's status page (/status/{token}); None when links are off.
+            "status_url": links.link_for(case.id, case.shop_id) if links else None,
         },
     )
 

@@ -12,6 +12,7 @@ from typing import Any, get_type_hints
 import pytest
 
 from refundbridge.connectors.alipay import AlipayConnector
+from refundbridge.connectors.aliyun_sms import AliyunSmsConnector
 from refundbridge.connectors.base import ConnectorBase, ConnectorContext, ConnectorSettings
 from refundbridge.connectors.erpnext import ERPNextConnector
 from refundbridge.connectors.generic.webhooks import GenericStorefrontConnector
@@ -24,6 +25,8 @@ from refundbridge.connectors.sandbox import (
 from refundbridge.connectors.shopify import ShopifyConnector
 from refundbridge.connectors.smtp import SmtpNotifier
 from refundbridge.connectors.stripe import StripeConnector
+from refundbridge.connectors.tencent_sms import TencentSmsConnector
+from refundbridge.connectors.twilio import TwilioConnector
 from refundbridge.connectors.wechatpay import WeChatPayConnector
 from refundbridge.connectors.woocommerce import WooCommerceConnector
 from refundbridge.core import ports as core_ports
@@ -36,6 +39,7 @@ BUILT_IN: tuple[type[Any], ...] = (
     GenericStorefrontConnector, StripeConnector, AlipayConnector, WeChatPayConnector,
     ShopifyConnector, WooCommerceConnector, ERPNextConnector, OdooConnector, SmtpNotifier,
     SandboxPaymentConnector, SandboxErpConnector, SandboxNotifier,
+    TwilioConnector, AliyunSmsConnector, TencentSmsConnector,
 )
 
 

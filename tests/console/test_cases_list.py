@@ -148,7 +148,7 @@ def test_the_list_speaks_chinese(login_as: Callable[..., Session]) -> None:
     open_in(session.client, None)
     session.client.get("/console/language/zh-CN", follow_redirects=False)
     page = _page(session)
-    assert "已接收" in page.text and "筛选案件" in page.text
+    assert "刚收到" in page.text and "筛选案件" in page.text
 
 
 def test_the_list_needs_a_login(console_app: Any) -> None:

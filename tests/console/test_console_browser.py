@@ -153,8 +153,8 @@ def test_a_reviewer_approves_a_case_from_the_queue_and_it_reaches_refunded(
         providers: Any, tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from tests.console.test_review import ONE_REVIEWER, open_request
     from tests.conftest import drain
+    from tests.console.test_review import ONE_REVIEWER, open_request
 
     with TestClient(console_app) as client:
         case_id = open_request(client, providers[2], **ONE_REVIEWER)

@@ -91,9 +91,9 @@ def test_the_page_shows_them_as_tables(known_cases: dict[str, Any]) -> None:
     page = session.client.get("/console/kpis")
     assert page.status_code == 200, page.text
     html = page.text
-    assert '<tr data-state="closed"><td>closed</td><td class="num">2</td></tr>' in html
-    assert '<tr data-state="awaiting_review"><td>awaiting_review</td><td class="num">2</td>' \
-           in html
+    assert '<tr data-state="closed"><td>Closed</td><td class="num">2</td></tr>' in html
+    assert ('<tr data-state="awaiting_review"><td>Waiting for a reviewer</td>'
+            '<td class="num">2</td>') in html
     assert "66.7 %" in html and "2 of 3 decided cases" in html
     assert 'data-testid="refund-total-CNY">CN¥1,194.00<' in html
     assert re.search(r'data-rule="R14-review">.*?<td class="num">2</td>', html)
@@ -129,7 +129,7 @@ def test_each_chart_is_an_svg_that_fetches_and_runs_nothing(
     # A bad period is named, and the default period used.
     page = session.client.get("/console/kpis?from=2026-13-01&to=whenever")
     assert page.status_code == 200 and "from, to" in page.text
-    assert '<tr data-state="closed"><td>closed</td><td class="num">2</td></tr>' in page.text
+    assert '<tr data-state="closed"><td>Closed</td><td class="num">2</td></tr>' in page.text
     backwards = session.client.get("/console/kpis?from=2026-02-01&to=2026-01-01")
     assert backwards.status_code == 200 and "not understood" in backwards.text
 

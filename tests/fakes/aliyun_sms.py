@@ -119,7 +119,7 @@ class AliyunSmsFake:
         self.after_send: list[Callable[[dict[str, Any]], httpx.Response | None]] = []
 
     def install(self, router: respx.MockRouter) -> None:
-        port = {} if self.endpoint.port is None else {"port": self.endpoint.port}
+        port: dict[str, Any] = {} if self.endpoint.port is None else {"port": self.endpoint.port}
         router.route(method="POST", scheme=self.endpoint.scheme, host=self.endpoint.host,
                      path="/", **port).mock(side_effect=self.handle)
 

@@ -60,6 +60,8 @@ class TwilioFake:
         self.service_sid = service_sid
         self.now = now or datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
         self.unsubscribed: set[str] = set()  # numbers that replied STOP
+        # Numbers Twilio finds invalid; +15005550001 is its documented magic one.
+        self.invalid: set[str] = {"+15005550001"}
         self.hold_in_queue = False
         self.messages: list[dict[str, Any]] = []  # oldest first
         self.callback_urls: dict[str, str] = {}  # sid -> StatusCallback
@@ -102,20 +104,20 @@ class TwilioFake:
         self.messages.append(message)
         if form.get("StatusCallback"):
             self.callback_urls[message["sid"]] = form["StatusCallback"]
-        answer = dict(message)
+        created = dict(message)
         if not self.hold_in_queue:  # it leaves the queue once answered
             message.update(status="sent", date_sent=rfc2822(self.now))
         for hook in self.after_create:
-            if (hooked := hook(answer)) is not None:
+            if (hooked := hook(created)) is not None:
                 return hooked
-        return httpx.Response(201, json=answer)
+        return httpx.Response(201, json=created)
 
     def _refused(self, form: dict[str, str]) -> httpx.Response | None:
         to, sender = form.get("To", ""), form.get("From")
         service = form.get("MessagingServiceSid")
         if not to:
             return twilio_error(400, 21604, "A 'To' phone number is required.")
-        if not E164.match(to):
+        if not E164.match(to) or to in self.invalid:
             return twilio_error(400, 21211, f"Invalid 'To' Phone Number: {to}")
         if to in self.unsubscribed:
             return twilio_error(400, 21610, "Attempt to send to unsubscribed recipient")
@@ -175,10 +177,10 @@ class TwilioFake:
 
     @staticmethod
     def _sent_on(message: dict[str, Any], params: httpx.QueryParams) -> bool:
-        day = params.get("DateSent")
+        day: str | None = params.get("DateSent")
         if day is None:
             return True
-        sent = message["date_sent"]
+        sent: str | None = message["date_sent"]
         if sent is None:
             return False
         return datetime.strptime(sent, "%a, %d %b %Y %H:%M:%S %z").date().isoformat() == day

@@ -208,6 +208,13 @@ def test_serve_prints_console_logins_and_keeps_working_new_requests(tmp_path: Pa
             case = _case_when(http, url, reviewer, lambda c: c["state"] == "awaiting_return")
             assert case["state"] == "awaiting_return", case
             assert case["decisions"][-1]["decided_by"] == "token:reviewer.li"
+            keeper = re.search(r"Bearer (\S+) +\(token:warehouse\.zhao\)", printed)
+            assert keeper, printed
+            http.post(f"{url}/receipt", headers={"Authorization": f"Bearer {keeper.group(1)}"},
+                      json={"lines": [{"line": 0, "seal_intact": True, "condition": "used",
+                                       "inspector": "warehouse.zhao"}]}).raise_for_status()
+            case = _case_when(http, url, reviewer, lambda c: c["state"] == "closed")
+            assert case["state"] == "closed", case
     finally:
         stop.set()
         thread.join(timeout=60)

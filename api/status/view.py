@@ -1,0 +1,264 @@
+"""What the customer's status page may show of a case: a whitelist.
+
+`StatusView.of(detail, policy)` copies from `store.queries.case_detail` only the fields named
+here, in words for the customer. Everything else in a case stays out by construction: the
+internal note and the rules of a decision, who reviewed or inspected it, rule ids,
+obligations other than the refund deadline, errors of a message's delivery, the audit
+trail's actors. The email address and phone number are shown masked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from refundbridge.core.money import Money
+from refundbridge.core.policy import ShopPolicy
+
+# Words in a product's name that mean a sharp (lancets, needles, pen needles, syringes).
+SHARP_WORDS = ("lancet", "needle", "syringe", "sharps", "采血针", "针头", "注射器", "针")
+
+# The payment provider of the order, in the customer's words.
+PAID_WITH = {
+    "stripe": "the card you paid with",
+    "alipay": "your Alipay account",
+    "wechatpay": "your WeChat Pay account",
+    "shopify": "the payment method you used at checkout",
+    "woocommerce": "the payment method you used at checkout",
+}
+PAID_WITH_DEFAULT = "your original payment method"
+
+# The messages of a case, and how sending each went, in the customer's words.
+MESSAGE_LABELS = {
+    "received": "Confirmation of your request",
+    "approved": "Approval of your request",
+    "denied": "Our decision on your request",
+    "refunded": "Confirmation of your refund",
+}
+DELIVERY_LABELS = {
+    "sent": "Sent",
+    "sending": "Being sent",
+    "not_delivered": "Could not be delivered",
+    "not_sent": "Not sent",
+}
+STEP_LABELS = ("Request received", "Decision", "Request approved", "Request declined",
+               "Goods received back", "Refund paid")
+
+
+def mask_email(address: str | None) -> str | None:
+    """`li.wei@example.com` -> `l****@e******.com`: enough to recognise, not to use."""
+    if not address or "@" not in address:
+        return None
+    local, _, domain = address.rpartition("@")
+    host, dot, tld = domain.rpartition(".")
+    if not dot:
+        host, tld = domain, ""
+    masked_host = host[:1] + "*" * max(len(host) - 1, 2)
+    return f"{local[:1]}****@{masked_host}{dot}{tld}"
+
+
+def mask_phone(phone: str | None) -> str | None:
+    """`+8613800001234` -> `+86*******1234`: the last four digits only."""
+    if not phone:
+        return None
+    digits = [c for c in phone if c.isdigit()]
+    if len(digits) < 6:
+        return "****"
+    head = "+" if phone.strip().startswith("+") else ""
+    country = "".join(digits[:2]) if head else ""
+    hidden = len(digits) - len(country) - 4
+    return f"{head}{country}{'*' * max(hidden, 3)}{''.join(digits[-4:])}"
+
+
+def _when(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    key: str  # received | decided | goods_back | refunded
+    label: str  # English; the template translates
+    done: bool
+    at: date | None
+    current: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    name: str
+    quantity: int
+    sterile: bool
+    cold_chain: bool
+    sharp: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    kind: str  # received | approved | denied | refunded
+    at: date | None
+    status: str  # sent | sending | not_delivered | not_sent
+
+    @property
+    def label(self) -> str:
+        return MESSAGE_LABELS.get(self.kind, "Message")
+
+    @property
+    def status_label(self) -> str:
+        return DELIVERY_LABELS[self.status]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusView:
+    case_id: str
+    shop_id: str
+    order_id: str
+    is_return: bool
+    phase: str  # reviewing | approved | send_back | goods_back | refunding | refunded |
+    #             denied | cancelled | delayed
+    steps: tuple[Step, ...]
+    lines: tuple[Line, ...]
+    amount: Money  # what is (to be) refunded: the refunded, else approved, else requested
+    refunded: Money | None
+    paid_with: str
+    expected_by: date | None  # R07's refund deadline, once the clock runs
+    deadline_days: int
+    customer_message: str
+    messages: tuple[Message, ...]
+    email: str | None  # masked
+    phone: str | None  # masked
+    return_address: str
+    locale: str  # the customer's, as the request gave it
+
+    @property
+    def needs_sterile(self) -> bool:
+        return any(line.sterile for line in self.lines)
+
+    @property
+    def needs_cold_chain(self) -> bool:
+        return any(line.cold_chain for line in self.lines)
+
+    @property
+    def needs_sharps(self) -> bool:
+        return any(line.sharp for line in self.lines)
+
+    @classmethod
+    def of(cls, detail: dict[str, Any], policy: ShopPolicy) -> StatusView:
+        zone = ZoneInfo(policy.timezone)
+
+        def day(value: Any) -> date | None:
+            moment = _when(value)
+            if moment is None:
+                return None
+            return moment.astimezone(zone).date() if moment.tzinfo else moment.date()
+
+        state = str(detail["state"])
+        is_return = detail["kind"] == "return_and_refund"
+        final = [d for d in detail.get("decisions", []) if d.get("decision") in (
+            "approve", "deny")]
+        decision = final[-1] if final else None
+        reached: dict[str, Any] = {}
+        for event in detail.get("timeline", []):
+            target = event.get("to_state")
+            if target in ("received_goods", "refunded") and target not in reached:
+                reached[target] = event.get("at")
+        refunded = _money(detail.get("refunded"))
+        if refunded is not None and refunded.amount == 0:
+            refunded = None
+        approved = _money(detail.get("approved"))
+        requested = _money(detail.get("requested"))
+        assert requested is not None
+        amount = refunded or approved or requested
+
+        phase = _phase(state, is_return, refunded is not None, "received_goods" in reached)
+        steps = [Step("received", "Request received", True, day(detail.get("created_at")))]
+        denied = decision is not None and decision["decision"] == "deny"
+        steps.append(Step("decided", "Request declined" if denied else "Request approved"
+                          if decision else "Decision", decision is not None,
+                          day(decision["at"]) if decision else None))
+        if is_return and not denied:
+            steps.append(Step("goods_back", "Goods received back", "received_goods" in reached,
+                              day(reached.get("received_goods"))))
+        if not denied:
+            steps.append(Step("refunded", "Refund paid", refunded is not None,
+                              day(reached.get("refunded")) if refunded else None))
+        first_open = next((i for i, s in enumerate(steps) if not s.done), None)
+        steps = [Step(s.key, s.label, s.done, s.at, i == first_open)
+                 for i, s in enumerate(steps)]
+
+        lines = []
+        for item in detail.get("lines", []):
+            flags = policy.flags(str(item.get("sku", "")))
+            name = str(item.get("name", ""))
+            lines.append(Line(
+                name=name, quantity=int(item.get("quantity", 1)),
+                sterile=bool(item.get("sterile")) or flags.sterile,
+                cold_chain=bool(item.get("cold_chain")) or flags.cold_chain,
+                sharp=any(word in name.casefold() for word in SHARP_WORDS)))
+
+        deadline = next((o for o in detail.get("obligations", [])
+                         if o.get("kind") == "refund_deadline" and o.get("due")), None)
+        messages = tuple(
+            Message(str(n["kind"]), day(n.get("last_attempt_at")), _delivery(n))
+            for n in detail.get("notifications", []))
+        customer = detail.get("customer") or {}
+        payment = (detail.get("order") or {}).get("payment") or {}
+        return cls(
+            case_id=str(detail["id"]), shop_id=str(detail["shop_id"]),
+            order_id=str(detail["order_id"]), is_return=is_return, phase=phase,
+            steps=tuple(steps), lines=tuple(lines), amount=amount, refunded=refunded,
+            paid_with=PAID_WITH.get(str(payment.get("provider", "")), PAID_WITH_DEFAULT),
+            expected_by=(date.fromisoformat(deadline["due"]) if deadline and not refunded
+                         else None),
+            deadline_days=policy.refund_deadline_days,
+            customer_message=str(decision.get("customer_message") or "") if decision else "",
+            messages=messages,
+            email=mask_email(customer.get("email")), phone=mask_phone(customer.get("phone")),
+            return_address=policy.return_address,
+            locale=str(customer.get("locale") or "en"),
+        )
+
+
+def _money(value: Any) -> Money | None:
+    if not value:
+        return None
+    return Money(Decimal(str(value["amount"])), str(value["currency"]))
+
+
+def _delivery(notification: dict[str, Any]) -> str:
+    status = notification.get("status")
+    if status == "sent":
+        return "sent"
+    if status == "pending":
+        return "sending"
+    if status == "failed":
+        return "not_delivered"
+    return "not_sent"  # waived by the shop
+
+
+def _phase(state: str, is_return: bool, refunded: bool, goods_back: bool) -> str:
+    """What the customer is waiting for, or must do, now."""
+    if state == "denied":
+        return "denied"
+    if state == "cancelled":
+        return "cancelled"
+    if state == "failed":
+        return "delayed"
+    if state in ("received", "evaluating", "awaiting_review"):
+        return "reviewing"
+    if state == "awaiting_return":
+        return "send_back"
+    if state in ("refunded", "closed") and refunded:
+        return "refunded"
+    if state == "received_goods" or (goods_back and not refunded):
+        return "goods_back"
+    return "refunding" if is_return or state == "refunding" else "approved"
