@@ -144,9 +144,10 @@ RecallsDep = Annotated[RecallRegister, Depends(get_recalls)]
 
 def token_principal(settings: ApiSettings, authorization: str | None) -> Principal | None:
     """Whose bearer token this is, or None."""
-    if not authorization or not authorization.startswith("Bearer "):
+    scheme, _, credentials = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not credentials.strip():  # the scheme is case-blind
         return None
-    offered = authorization.removeprefix("Bearer ").strip().encode()
+    offered = credentials.strip().encode()
     found: Principal | None = None
     # Compare against every token (no early exit) so timing reveals nothing.
     for index, token in enumerate(settings.operator_tokens):

@@ -27,12 +27,21 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
+from datetime import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -113,6 +122,32 @@ class PolicySettings(BaseModel):
     # Where customers send returned goods, as the status page shows it ("" : the page
     # tells them to use the address in the approval email).
     return_address: str = Field(default="", max_length=500)
+    # The default region of customers' phone numbers, ISO 3166 alpha-2 ("CN"); unset: from
+    # the jurisdiction (CN → CN, US → US, EU → none: numbers must start with +).
+    country: str | None = None
+    # Non-urgent SMS are held back in these hours, shop time ("21:00-08:00"); unset: never.
+    sms_quiet_hours: str | None = None
+
+    @field_validator("country")
+    @classmethod
+    def _country(cls, value: str | None) -> str | None:
+        import phonenumbers
+
+        if value is None:
+            return None
+        code = value.strip().upper()
+        if code not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{value!r} is not an ISO 3166 alpha-2 country with phone "
+                             "numbers (for example \"CN\")")
+        return code
+
+    @field_validator("sms_quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        _quiet_span(value)
+        return value.strip()
 
     @field_validator("injury_terms")
     @classmethod
@@ -168,7 +203,24 @@ class PolicySettings(BaseModel):
             four_eyes_above=dict(self.four_eyes_above),
             status_link_days=self.status_link_days,
             return_address=self.return_address.strip(),
+            country=self.country,
+            sms_quiet_hours=_quiet_span(self.sms_quiet_hours) if self.sms_quiet_hours else None,
         )
+
+
+def _quiet_span(value: str) -> tuple[time, time]:
+    """"21:00-08:00" → (21:00, 08:00); a ValueError says what is wrong."""
+    parts = value.strip().split("-")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        start, end = (time.fromisoformat(p.strip()) for p in parts)
+    except ValueError:
+        raise ValueError(f"{value!r}: write the hours as \"HH:MM-HH:MM\", for example "
+                         "\"21:00-08:00\"") from None
+    if start == end:
+        raise ValueError(f"{value!r}: the quiet hours start and end at the same time")
+    return start, end
 
 
 class ShopSettings(BaseModel):
@@ -181,6 +233,9 @@ class ShopSettings(BaseModel):
     payment: str
     erp: str
     notifier: str
+    # An SMS connector beside the (email) notifier: `sms = "aliyun_sms"`, its settings in
+    # `[shops.<id>.aliyun_sms]`; unset: no SMS.
+    sms: str | None = None
     policy: PolicySettings = Field(default_factory=PolicySettings)
 
     def connector_config(self, connector: str) -> Mapping[str, Any]:
@@ -297,6 +352,30 @@ class Settings(BaseSettings):
     retry_max_wait: float = 8.0
     shops: dict[str, ShopSettings] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _tokens_are_distinct(self) -> Settings:
+        """Each token names one caller: a name the trail could confuse with another, a secret
+        listed twice (the last would silently win) or a shop that does not exist is refused."""
+        names: set[str] = set()
+        secrets = {t.get_secret_value() for t in self.operator_tokens}
+        if len(secrets) < len(self.operator_tokens):
+            raise ValueError("operator_tokens: the same token is listed twice")
+        for index, entry in enumerate(self.api_tokens):
+            where = f"api_tokens.{index}"
+            if entry.name.startswith("operator_tokens") or entry.name in names:
+                raise ValueError(f"{where}.name: '{entry.name}' is taken; give each token "
+                                 "its own name")
+            names.add(entry.name)
+            secret = entry.token.get_secret_value()
+            if secret in secrets:
+                raise ValueError(f"{where}.token: already used by another token")
+            secrets.add(secret)
+            unknown = sorted(set(entry.shops) - set(self.shops) - {"*"})
+            if unknown and self.shops:
+                raise ValueError(f"{where}.shops: no shop {', '.join(unknown)} "
+                                 f"(known: {', '.join(sorted(self.shops))}, or \"*\")")
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -345,13 +424,20 @@ def load_settings(config_path: str | os.PathLike[str] | None = None, *,
         settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigProblems.combine([
-            ConfigError(".".join(str(p) for p in error["loc"]), _message(error))
+            _config_error(error)
             for error in exc.errors()]) from exc
     if check_secrets:
         placeholders = placeholder_tokens(settings)
         if placeholders:
             raise ConfigProblems.combine(placeholders)
     return settings
+
+
+def _config_error(error: ErrorDetails) -> ConfigError:
+    key, message = ".".join(str(p) for p in error["loc"]), _message(error)
+    if not key and ": " in message:  # a whole-settings check names its key in its message
+        key, message = message.split(": ", 1)
+    return ConfigError(key, message)
 
 
 def _message(error: ErrorDetails) -> str:

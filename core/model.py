@@ -210,6 +210,45 @@ class NotificationKind(StrEnum):
     DENIED = "denied"
     REFUNDED = "refunded"
 
+    @property
+    def urgent(self) -> bool:
+        """An urgent message is sent in quiet hours too. None of these is; a recall notice or
+        an adverse-event follow-up, when they become kinds, go in `URGENT_KINDS`."""
+        return self in URGENT_KINDS
+
+
+# Kinds whose SMS do not wait for the end of a shop's quiet hours (recall notices,
+# adverse-event follow-ups): none yet.
+URGENT_KINDS: frozenset[NotificationKind] = frozenset()
+
+
+class Channel(StrEnum):
+    """How a message reaches the customer. Email is the record (what keeps a case open);
+    SMS is a second channel beside it, and its failure is shown, never a case's."""
+
+    EMAIL = "email"
+    SMS = "sms"
+
+
+class DeliveryState(StrEnum):
+    """What became of one send, as the provider tells it (re-exported by `core.ports`)."""
+
+    QUEUED = "queued"  # the provider took it
+    SENT = "sent"  # handed to the carrier
+    DELIVERED = "delivered"  # the handset has it
+    FAILED = "failed"  # refused for good (a bad number, a template the provider rejected)
+    DEFERRED = "deferred"  # held back for now (a provider's per-number limit, quiet hours)
+
+
+# States after which a message is never sent again.
+SENT_STATES = frozenset({DeliveryState.QUEUED, DeliveryState.SENT, DeliveryState.DELIVERED})
+
+
+def sms_message_id(case_id: str, kind: NotificationKind) -> str:
+    """Our id of a case's SMS of one kind: stable, so a provider's echo of it (Aliyun's
+    OutId, Tencent's SessionContext) finds the record, and a resend is recognised."""
+    return f"{case_id}.{kind.value}.sms"
+
 
 class DeliveryStatus(StrEnum):
     PENDING = "pending"  # to be sent; a transient failure leaves it here, with its error
@@ -248,13 +287,29 @@ class Notification:
     last_attempt_at: datetime | None = None
     waived_by: str | None = None
     waive_reason: str | None = None
+    channel: Channel = Channel.EMAIL
+    # The provider's word on the send (None: not sent yet) and its id for it.
+    state: DeliveryState | None = None
+    provider_id: str | None = None
+    # A deferred SMS (a provider's limit, quiet hours) is not tried before this.
+    next_attempt_at: datetime | None = None
+    # Set, and committed, before an SMS call: a job that finds it set by a job that died
+    # asks the provider whether that send went out before sending again.
+    sending_since: datetime | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {"kind": self.kind.value, "status": self.status.value,
                 "attempts": self.attempts, "last_error": self.last_error,
                 "last_attempt_at": (self.last_attempt_at.isoformat()
                                     if self.last_attempt_at else None),
-                "waived_by": self.waived_by, "waive_reason": self.waive_reason}
+                "waived_by": self.waived_by, "waive_reason": self.waive_reason,
+                "channel": self.channel.value,
+                "state": self.state.value if self.state else None,
+                "provider_id": self.provider_id,
+                "next_attempt_at": (self.next_attempt_at.isoformat()
+                                    if self.next_attempt_at else None),
+                "sending_since": (self.sending_since.isoformat()
+                                  if self.sending_since else None)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -491,7 +546,7 @@ class RefundCase:
     def queue_notification(self, kind: NotificationKind, send_now: bool = True) -> None:
         if self.request.customer.email is None:
             return
-        if any(n.kind is kind for n in self.notifications):
+        if any(n.kind is kind and n.channel is Channel.EMAIL for n in self.notifications):
             return
         self.notifications.append(Notification(kind))
         if send_now:
@@ -820,12 +875,14 @@ class RefundCase:
     # ---------------------------------------------------------------- notifications
     def pending_notifications(self) -> list[Notification]:
         """The messages a notify run must (still, or again) try to send."""
-        return [n for n in self.notifications if n.status is DeliveryStatus.PENDING]
+        return [n for n in self.notifications
+                if n.status is DeliveryStatus.PENDING and n.channel is Channel.EMAIL]
 
     def undelivered_notifications(self) -> list[Notification]:
         """What the customer is owed and has not got: pending, or failed and neither resent
         nor waived. Only a customer with an email address is owed any (`queue_notification`)."""
-        return [n for n in self.notifications if n.status in UNDELIVERED]
+        return [n for n in self.notifications
+                if n.status in UNDELIVERED and n.channel is Channel.EMAIL]
 
     def record_notifications(
         self,
@@ -858,6 +915,8 @@ class RefundCase:
                                   "message": error})
                 continue
             notification.status = status
+            notification.state = (DeliveryState.SENT if status is DeliveryStatus.SENT
+                                   else DeliveryState.FAILED)
             self.record(f"notification_{status.value}", actor="system", at=at,
                         from_state=self.state, to_state=self.state,
                         data={"kind": kind.value, "message": error,
@@ -874,10 +933,12 @@ class RefundCase:
         open_to = ({DeliveryStatus.PENDING, DeliveryStatus.WAIVED}
                    if status is DeliveryStatus.SENT else {DeliveryStatus.PENDING})
         return next((n for n in self.notifications
-                     if n.kind is kind and n.status in open_to), None)
+                     if n.kind is kind and n.status in open_to
+                     and n.channel is Channel.EMAIL), None)
 
     def _notification(self, kind: NotificationKind) -> Notification:
-        found = next((n for n in self.notifications if n.kind is kind), None)
+        found = next((n for n in self.notifications
+                      if n.kind is kind and n.channel is Channel.EMAIL), None)
         if found is None:
             raise NotFound(f"case {self.id} owes its customer no '{kind.value}' message")
         return found
@@ -918,6 +979,97 @@ class RefundCase:
                           "last_error": notification.last_error,
                           "attempts": notification.attempts})
         self._request_notify()
+
+    # ---------------------------------------------------------------- SMS
+    # An SMS goes beside the email of the same kind. Its record never keeps a case open
+    # (email is the record): its status is PENDING while it is to be sent (also deferred or
+    # in flight), SENT once the provider took it, FAILED when refused or given up on, WAIVED
+    # when it is not sent at all (the number opted out).
+    def sms(self, kind: NotificationKind) -> Notification | None:
+        return next((n for n in self.notifications
+                     if n.kind is kind and n.channel is Channel.SMS), None)
+
+    def pending_sms(self) -> list[Notification]:
+        return [n for n in self.notifications
+                if n.channel is Channel.SMS and n.status is DeliveryStatus.PENDING]
+
+    def add_sms(self, kind: NotificationKind) -> Notification:
+        """The SMS of this kind, made (to be sent) if the case has none yet."""
+        found = self.sms(kind)
+        if found is None:
+            found = Notification(kind, channel=Channel.SMS)
+            self.notifications.append(found)
+        return found
+
+    def skip_sms(self, kind: NotificationKind, at: datetime, reason: str) -> None:
+        """An SMS that will not be sent (the number opted out): the trail says why."""
+        sms = self.add_sms(kind)
+        if sms.status is not DeliveryStatus.PENDING:
+            return
+        sms.status, sms.waived_by, sms.waive_reason = DeliveryStatus.WAIVED, "system", reason
+        sms.sending_since = sms.next_attempt_at = None
+        self.record("sms_skipped", actor="system", at=at, from_state=self.state,
+                    to_state=self.state, data={"kind": kind.value, "reason": reason})
+
+    def defer_sms(self, kind: NotificationKind, at: datetime, until: datetime,
+                  reason: str) -> None:
+        """Hold an SMS back until `until` (quiet hours, a provider's limit)."""
+        self.record_sms(kind, at, state=DeliveryState.DEFERRED, error=reason,
+                        next_attempt_at=until)
+
+    def claim_sms(self, kind: NotificationKind, at: datetime) -> None:
+        """Mark the SMS as being sent, attempt n (committed before the provider's call)."""
+        sms = self.add_sms(kind)
+        sms.attempts += 1
+        sms.last_attempt_at = sms.sending_since = at
+        self.record("sms_sending", actor="system", at=at, from_state=self.state,
+                    to_state=self.state, data={"kind": kind.value, "attempt": sms.attempts})
+
+    def record_sms(self, kind: NotificationKind, at: datetime, *, state: DeliveryState,
+                   provider_id: str | None = None, error: str | None = None,
+                   next_attempt_at: datetime | None = None, found: bool = False) -> None:
+        """What became of a send: taken (queued/sent/delivered), refused for good (failed),
+        or held back (deferred, tried again from `next_attempt_at`)."""
+        sms = self.sms(kind)
+        if sms is None or sms.status is not DeliveryStatus.PENDING:
+            return
+        sms.sending_since = None
+        sms.state, sms.last_error = state, error or None
+        sms.provider_id = provider_id or sms.provider_id
+        sms.next_attempt_at = next_attempt_at if state is DeliveryState.DEFERRED else None
+        if state in SENT_STATES:
+            sms.status = DeliveryStatus.SENT
+        elif state is DeliveryState.FAILED:
+            sms.status = DeliveryStatus.FAILED
+        self.record(f"sms_{state.value}", actor="system", at=at, from_state=self.state,
+                    to_state=self.state,
+                    data={"kind": kind.value, "attempt": sms.attempts,
+                          "provider_id": sms.provider_id, "message": error or None,
+                          "found_after_crash": found,
+                          "next_attempt_at": (next_attempt_at.isoformat()
+                                              if next_attempt_at else None)})
+
+    def sms_report(self, kind: NotificationKind, at: datetime, *, state: DeliveryState,
+                   provider_id: str | None, error: str = "") -> bool:
+        """A provider's later delivery report on a send: its state moves on (delivered, or
+        failed on the carrier's side). False if there is no such send or nothing changes."""
+        sms = self.sms(kind)
+        if sms is None or sms.status is DeliveryStatus.WAIVED:
+            return False
+        if sms.state is state or sms.state is DeliveryState.DELIVERED:
+            return False  # a repeated report, or one overtaken by the final word
+        sms.state = state
+        sms.provider_id = sms.provider_id or provider_id
+        sms.sending_since = sms.next_attempt_at = None
+        if state in SENT_STATES:
+            sms.status = DeliveryStatus.SENT
+        elif state is DeliveryState.FAILED:
+            sms.status, sms.last_error = DeliveryStatus.FAILED, error or "failed"
+        self.record("sms_delivery_report", actor="provider", at=at, from_state=self.state,
+                    to_state=self.state,
+                    data={"kind": kind.value, "state": state.value,
+                          "provider_id": sms.provider_id, "error": error or None})
+        return True
 
     # ---------------------------------------------------------------- closing
     def close_if_done(self, at: datetime) -> bool:
@@ -990,7 +1142,9 @@ class RefundCase:
         and never fails the case; any other step fails it for a person, from any state that
         can fail. A case that has moved on meanwhile (closed, cancelled) keeps the fact in
         its trail."""
-        if step is Step.NOTIFY and self.pending_notifications():
+        if step is Step.NOTIFY and (self.pending_notifications() or self.pending_sms()):
+            for sms in self.pending_sms():
+                self.record_sms(sms.kind, at, state=DeliveryState.FAILED, error=message)
             self.record_notifications(
                 [(n.kind, DeliveryStatus.FAILED, message) for n in self.pending_notifications()],
                 at)

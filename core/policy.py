@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Literal
@@ -93,6 +93,34 @@ class ShopPolicy:
     status_link_days: int = 90
     # Where returned goods go, as the customer's status page shows it ("": not configured).
     return_address: str = ""
+    # The default region for customers' phone numbers (ISO 3166 alpha-2); None: from the
+    # jurisdiction (CN, US), and for the EU none, so numbers must be given as +…
+    country: str | None = None
+    # Non-urgent SMS wait for the end of these hours, shop time: (start, end), may wrap
+    # midnight ("21:00-08:00"); None: no quiet hours.
+    sms_quiet_hours: tuple[time, time] | None = None
+
+    @property
+    def phone_region(self) -> str | None:
+        if self.country:
+            return self.country
+        return {Jurisdiction.CN: "CN", Jurisdiction.US: "US"}.get(self.jurisdiction)
+
+    def quiet_until(self, at: datetime) -> datetime | None:
+        """When the SMS quiet hours around `at` end, or None if `at` is not in them."""
+        if self.sms_quiet_hours is None:
+            return None
+        start, end = self.sms_quiet_hours
+        local = at.astimezone(ZoneInfo(self.timezone))
+        now = local.time().replace(tzinfo=None)
+        wraps = start > end
+        inside = (now >= start or now < end) if wraps else (start <= now < end)
+        if not inside or start == end:
+            return None
+        day = local.date()
+        if wraps and now >= start:
+            day = day + timedelta(days=1)
+        return datetime.combine(day, end, tzinfo=ZoneInfo(self.timezone))
 
     def four_eyes_for(self, amount: Decimal, currency: str) -> bool:
         """Whether a reviewer's decision on this amount needs a second reviewer."""

@@ -22,6 +22,7 @@ from refundbridge.core.model import (
 )
 
 # Re-exported: connectors use these as port types.
+from refundbridge.core.model import DeliveryState as DeliveryState
 from refundbridge.core.model import ShippedUnit as ShippedUnit
 from refundbridge.core.model import StatusOutcome as StatusOutcome
 from refundbridge.core.money import Money
@@ -285,14 +286,6 @@ class Notifier(Protocol):
 
 # ---- SMS: a send has a provider id and a later delivery state, and may be deferred ----
 
-class DeliveryState(StrEnum):
-    QUEUED = "queued"  # the provider took it
-    SENT = "sent"  # handed to the carrier
-    DELIVERED = "delivered"  # the handset has it
-    FAILED = "failed"  # refused for good (a bad number, a template the provider rejected)
-    DEFERRED = "deferred"  # held back for now (a provider's per-number limit, quiet hours)
-
-
 @dataclass(frozen=True, slots=True)
 class SmsReceipt:
     """The provider's answer to one send."""
@@ -440,6 +433,25 @@ class Outbox(Protocol):
         ...
 
 
+class SmsOptOuts(Protocol):
+    """Numbers that asked a shop for no more SMS (a STOP / 退订 reply)."""
+
+    def add(self, shop_id: str, phone: str, at: datetime, source: str, text: str) -> bool:
+        """Record the opt-out; False if the number had opted out before."""
+        ...
+
+    def has(self, shop_id: str, phone: str) -> bool: ...
+
+
+class SmsSends(Protocol):
+    """Which case's message a provider's id of a send names."""
+
+    def remember(self, shop_id: str, provider_id: str, case_id: str,
+                 kind: NotificationKind) -> None: ...
+
+    def find(self, shop_id: str, provider_id: str) -> tuple[str, NotificationKind] | None: ...
+
+
 class RecallSource(Protocol):
     def for_shop(self, shop_id: str) -> RecallList: ...
 
@@ -450,6 +462,8 @@ class UnitOfWork(Protocol):
     inbox: Inbox
     outbox: Outbox
     recalls: RecallSource
+    sms_opt_outs: SmsOptOuts
+    sms_sends: SmsSends
 
     def __enter__(self) -> Self: ...
 

@@ -119,6 +119,8 @@ def build_shops(settings: Settings, registry: ConnectorRegistry, retry: RetryPol
                 problems.append(exc)
                 continue
             by_role[role] = by_name[name]
+        sms = _sms_connector(shop_id, shop.sms, shop.connector_config, registry, ctx, by_name,
+                             problems)
         if len(by_role) < len(ROLE_KEYS):
             continue
         erp, storefront = by_role[Role.ERP], by_role[Role.STOREFRONT]
@@ -128,6 +130,7 @@ def build_shops(settings: Settings, registry: ConnectorRegistry, retry: RetryPol
             shipments=erp if Capability.SHIPPED_UNITS in erp.capabilities else None,
             storefront=storefront if writes_back else None,
             storefront_name=storefront.name if writes_back else None,
+            sms=sms,
         )
         shops[shop_id] = ShopRuntime(shop_id, shop.policy.to_policy(), by_role, gateways,
                                      by_name)
@@ -136,6 +139,28 @@ def build_shops(settings: Settings, registry: ConnectorRegistry, retry: RetryPol
             _close_connectors(runtime)
         raise ConfigProblems.combine(problems)
     return shops
+
+
+def _sms_connector(shop_id: str, name: str | None,
+                   config: Callable[[str], Mapping[str, Any]], registry: ConnectorRegistry,
+                   ctx: ConnectorContext, by_name: dict[str, Any],
+                   problems: list[ConfigError]) -> Any:
+    """The shop's SMS connector (`sms = "…"`), built once like the others; it must declare
+    `notifier.sms`."""
+    if not name:
+        return None
+    key = f"shops.{shop_id}.sms"
+    try:
+        cls = registry.get(name, Role.NOTIFIER, key)
+        if Capability.SEND_SMS not in cls.capabilities:
+            raise ConfigError(key, f"connector '{name}' does not send SMS (it does not "
+                                   f"declare {Capability.SEND_SMS.value})")
+        if name not in by_name:
+            by_name[name] = cls.from_config(config(name), ctx)
+    except ConfigError as exc:
+        problems.append(exc)
+        return None
+    return by_name[name]
 
 
 def _close_connectors(shop: ShopRuntime) -> None:

@@ -10,7 +10,9 @@ from typing import Any
 from refundbridge.core.audit import AuditEvent
 from refundbridge.core.lifecycle import CaseState
 from refundbridge.core.model import (
+    Channel,
     Decision,
+    DeliveryState,
     DeliveryStatus,
     Disposition,
     Failure,
@@ -163,11 +165,19 @@ def _stock_booking(data: dict[str, Any] | None) -> StockBooking | None:
 
 def _notification(data: dict[str, Any]) -> Notification:
     last = data.get("last_attempt_at")
+    state, next_at, sending = (data.get("state"), data.get("next_attempt_at"),
+                               data.get("sending_since"))
     return Notification(
         NotificationKind(data["kind"]), DeliveryStatus(data["status"]),
         data.get("last_error", data.get("message")),  # "message": stored before attempts
         data.get("attempts", 0), datetime.fromisoformat(last) if last else None,
-        data.get("waived_by"), data.get("waive_reason"))
+        data.get("waived_by"), data.get("waive_reason"),
+        # Stored before SMS: every message was an email.
+        channel=Channel(data.get("channel", Channel.EMAIL.value)),
+        state=DeliveryState(state) if state else None,
+        provider_id=data.get("provider_id"),
+        next_attempt_at=datetime.fromisoformat(next_at) if next_at else None,
+        sending_since=datetime.fromisoformat(sending) if sending else None)
 
 
 def _proposal(data: dict[str, Any] | None) -> ReviewProposal | None:

@@ -208,5 +208,29 @@ console_sessions = Table(
     Index("ix_console_sessions_operator", "operator"),
 )
 
+# Numbers that replied STOP / 退订 to a shop's SMS: no more SMS to them from that shop.
+sms_opt_outs = Table(
+    "sms_opt_outs",
+    metadata,
+    Column("shop_id", String(64), primary_key=True),
+    Column("phone", String(32), primary_key=True),
+    Column("source", String(64), nullable=False),
+    Column("text", String(160), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# A provider's id of a send → the case and kind of the message, for delivery reports that
+# carry only that id (Twilio's MessageSid).
+sms_sends = Table(
+    "sms_sends",
+    metadata,
+    Column("shop_id", String(64), primary_key=True),
+    Column("provider_id", String(128), primary_key=True),
+    Column("case_id", String(40), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
 __all__ = ["case_events", "case_rules", "case_units", "cases", "console_sessions",
-           "external_refunds", "inbox", "metadata", "operators", "orders", "outbox", "recalls"]
+           "external_refunds", "inbox", "metadata", "operators", "orders", "outbox", "recalls",
+           "sms_opt_outs", "sms_sends"]

@@ -28,6 +28,8 @@ from refundbridge.core.ports import (
     OrderLedger,
     Outbox,
     RecallSource,
+    SmsOptOuts,
+    SmsSends,
 )
 from refundbridge.core.recalls import RecallList
 from refundbridge.store import tables as t
@@ -42,6 +44,7 @@ from refundbridge.store.mapping import (
 )
 from refundbridge.store.outbox import Dispatch, Work
 from refundbridge.store.recalls import recalls_for_shop
+from refundbridge.store.sms import SqlSmsOptOuts, SqlSmsSends
 
 
 class SqlCaseRepository:
@@ -211,6 +214,8 @@ class SqlUnitOfWork:
         self.inbox: Inbox = SqlInbox(self)
         self.outbox: Outbox = SqlOutbox(self)
         self.recalls: RecallSource = SqlRecallReader(self)
+        self.sms_opt_outs: SmsOptOuts = SqlSmsOptOuts(self)
+        self.sms_sends: SmsSends = SqlSmsSends(self)
 
     def __enter__(self) -> Self:
         self.conn: Connection = self._engine.connect()

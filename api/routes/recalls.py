@@ -102,8 +102,8 @@ async def import_recalls(request: Request, shop: str, deps: AppDeps,
     """Import recall notices as JSON (`{"recalls": [...]}`) or as a CSV file (`text/csv`).
     All or nothing: one bad row imports nothing (422 naming the row and column). A recall
     already known is skipped, so importing a file twice changes nothing."""
-    operator.require(Permission.MANAGE)
     operator.require_shop(shop, f"shop '{shop}'")
+    operator.require(Permission.MANAGE)
     deps.shop_policy(shop)
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json" and not media_type.endswith("+json") \
@@ -118,8 +118,8 @@ async def import_recalls(request: Request, shop: str, deps: AppDeps,
 @router.get("/recalls")
 async def list_recalls(shop: str, deps: AppDeps, operator: Operator) -> dict[str, Any]:
     """The shop's recall list, the newest notice first."""
-    operator.require(Permission.READ)
     operator.require_shop(shop, f"shop '{shop}'")
+    operator.require(Permission.READ)
     deps.shop_policy(shop)
     recalls = await run_in_threadpool(deps.recalls.for_shop, shop)
     return {"shop": shop, "total": len(recalls), "recalls": [r.as_json() for r in recalls]}

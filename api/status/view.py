@@ -163,9 +163,12 @@ class StatusView:
 
         state = str(detail["state"])
         is_return = detail["kind"] == "return_and_refund"
-        final = [d for d in detail.get("decisions", []) if d.get("decision") in (
-            "approve", "deny")]
+        # `outcome` as stored (store/mapping.py); `decision` as `Decision.as_json` writes it
+        final = [d for d in detail.get("decisions", [])
+                 if d.get("outcome", d.get("decision")) in ("approve", "deny")]
         decision = final[-1] if final else None
+        denied = decision is not None and decision.get(
+            "outcome", decision.get("decision")) == "deny"
         reached: dict[str, Any] = {}
         for event in detail.get("timeline", []):
             target = event.get("to_state")
@@ -181,7 +184,6 @@ class StatusView:
 
         phase = _phase(state, is_return, refunded is not None, "received_goods" in reached)
         steps = [Step("received", "Request received", True, day(detail.get("created_at")))]
-        denied = decision is not None and decision["decision"] == "deny"
         steps.append(Step("decided", "Request declined" if denied else "Request approved"
                           if decision else "Decision", decision is not None,
                           day(decision["at"]) if decision else None))

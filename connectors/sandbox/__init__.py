@@ -9,5 +9,7 @@ from refundbridge.connectors.sandbox.connectors import (
     SandboxNotifier,
     SandboxPaymentConnector,
 )
+from refundbridge.connectors.sandbox.sms import SandboxSmsConnector
 
-__all__ = ["SandboxErpConnector", "SandboxNotifier", "SandboxPaymentConnector"]
+__all__ = ["SandboxErpConnector", "SandboxNotifier", "SandboxPaymentConnector",
+           "SandboxSmsConnector"]

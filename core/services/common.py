@@ -20,6 +20,7 @@ from refundbridge.core.ports import (
     Notifier,
     PaymentGateway,
     ShipmentLookup,
+    SmsSender,
     StatusWriter,
     UnitOfWork,
 )
@@ -43,6 +44,8 @@ class ShopGateways:
     shipments: ShipmentLookup | None = None
     storefront: StatusWriter | None = None
     storefront_name: str | None = None
+    # A second channel beside the notifier's email (`sms = "…"` in the shop's settings).
+    sms: SmsSender | None = None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from refundbridge.core.errors import (
 from refundbridge.core.model import (
     RefundCase,
 )
+from refundbridge.core.phones import to_e164
 from refundbridge.core.ports import (
     ExternalRefund,
     InboxEntry,
@@ -36,6 +37,7 @@ def receive_request(
     worker could evaluate that case against the order's ledger.
     """
     fingerprint = fingerprint or request.fingerprint()
+    request = with_e164_phone(request, svc.policy(shop_id).phone_region)
     with svc.uow() as uow:
         known = uow.orders.known_currency(shop_id, request.order.id)
         if known is not None and known != request.currency:
@@ -56,6 +58,21 @@ def receive_request(
         else:
             return Received(case.id, created=True)
     return _known_delivery(svc, shop_id, connector, request.external_id, fingerprint)
+
+
+def with_e164_phone(request: NormalizedRefundRequest,
+                    region: str | None) -> NormalizedRefundRequest:
+    """The request with its customer's phone in E.164 (read in the shop's region); raises
+    `InvalidRequest` on `customer.phone` for a number that is not one. The fingerprint is
+    the request's as sent, so a redelivery is known whatever the number's form."""
+    phone = request.customer.phone
+    if not phone:
+        return request
+    e164 = to_e164(phone, region)
+    if e164 == phone:
+        return request
+    customer = request.customer.model_copy(update={"phone": e164})
+    return request.model_copy(update={"customer": customer})
 
 
 @dataclass(frozen=True, slots=True)

@@ -330,8 +330,10 @@ def test_every_kind_and_locale_renders_with_the_full_context(
 def test_templates_exist_for_every_kind_and_locale_and_nothing_else() -> None:
     root = files("refundbridge.connectors.smtp") / "templates"
     found = {f"{d.name}/{f.name}" for d in root.iterdir() if d.is_dir() for f in d.iterdir()}
-    expected = {f"{locale}/{kind.value}.{part}.j2"
-                for locale in LOCALES for kind in NotificationKind for part in ("subject", "txt")}
+    # every message a case owes, and the fresh status link the look-up form sends
+    names = [kind.value for kind in NotificationKind] + ["status_link"]
+    expected = {f"{locale}/{name}.{part}.j2"
+                for locale in LOCALES for name in names for part in ("subject", "txt")}
     assert found == expected
 
 

@@ -179,3 +179,41 @@ def test_a_reviewer_approves_a_case_from_the_queue_and_it_reaches_refunded(
     assert page.get_by_test_id("state").inner_text() in {"Refunded", "Closed"}
     timeline = page.locator("ol.timeline").inner_text()
     assert "li.na" in timeline
+
+
+def test_the_lists_jobs_and_kpis_render_without_a_blocked_resource(
+        browser: Browser, base_url: str, console_container: Container, console_app: Any,
+        providers: Any, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from tests.conftest import drain, open_case
+    from tests.console.test_review import ONE_REVIEWER, open_request
+
+    with TestClient(console_app) as client:
+        for _ in range(3):
+            open_case(client, providers[2])
+        open_request(client, providers[2], **ONE_REVIEWER)
+    drain(console_container)
+    console_container.operators.add("root", OperatorRole.ADMIN, [], PASSWORD)
+    elsewhere: list[str] = []
+    problems: list[str] = []
+    page = offline_page(browser, base_url, elsewhere, width=1280, height=900)
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    log_in(page, base_url, "root")
+    for path, name, expect in (("/console/cases", "cases.png", "closed"),
+                               ("/console/jobs", "jobs.png", "Failed"),
+                               ("/console/kpis", "kpis.png", "Auto-approval")):
+        page.goto(f"{base_url}{path}")
+        assert expect.lower() in page.content().lower(), path
+        for image in page.locator("img").all():  # every chart loaded and drew
+            assert image.evaluate("i => i.complete && i.naturalWidth > 0"), path
+        shot(page, tmp_path, name, full_page=name == "kpis.png")
+    page.goto(f"{base_url}/console/language/zh-CN?next=/console/review")
+    assert "审核队列" in page.content()
+    shot(page, tmp_path, "review-zh.png")
+    # A warehouse tablet held upright.
+    page.set_viewport_size({"width": 800, "height": 1200})
+    page.goto(f"{base_url}/console/cases")
+    shot(page, tmp_path, "cases-tablet-zh.png")
+    assert elsewhere == [] and problems == [], (elsewhere, problems)

@@ -23,6 +23,7 @@ from refundbridge.demo import Mailbox
 from tests.conftest import drain, test_settings
 from tests.factories import (
     AUTH,
+    OPERATOR_TOKEN,
     REVIEWER_ACTOR,
     REVIEWER_AUTH,
     SHOP,
@@ -235,3 +236,33 @@ def test_operator_tokens_still_do_everything_on_every_shop_under_their_position(
 def test_an_unknown_token_is_refused(api: TestClient) -> None:
     for headers in ({"Authorization": "Bearer " + _token()}, {}):
         assert api.get("/v1/cases", headers=headers).status_code == 401
+
+
+@pytest.mark.parametrize(("tokens", "operator", "key"), [
+    ([{"name": "a", "token": "x" * 16, "shops": ["*"]},
+      {"name": "a", "token": "y" * 16, "shops": ["*"]}], [], "api_tokens.1.name"),
+    ([{"name": "operator_tokens.0", "token": "x" * 16, "shops": ["*"]}], [],
+     "api_tokens.0.name"),
+    ([{"name": "b", "token": "z" * 20, "shops": ["*"]}], ["z" * 20], "api_tokens.0.token"),
+    ([{"name": "b", "token": "q" * 20, "shops": ["nowhere"]}], [], "api_tokens.0.shops"),
+    ([{"name": "b", "token": "short", "shops": ["*"]}], [], "api_tokens.0.token"),
+    ([], ["t" * 20, "t" * 20], "operator_tokens"),
+])
+def test_tokens_that_would_blur_who_acted_are_refused_naming_the_key(
+        tokens: list[dict[str, Any]], operator: list[str], key: str) -> None:
+    from refundbridge.config.settings import load_settings
+    from refundbridge.core.errors import ConfigError
+    from tests.conftest import shop_config
+
+    with pytest.raises(ConfigError) as refused:
+        load_settings(None, demo=True, api_tokens=tokens, operator_tokens=operator,
+                      shops={"acme": shop_config(25)})
+    assert refused.value.key == key
+
+
+def test_the_bearer_scheme_is_case_blind(client: TestClient) -> None:
+    for scheme in ("bearer", "BEARER", "Bearer"):
+        answer = client.get("/v1/cases", headers={"Authorization": f"{scheme} {OPERATOR_TOKEN}"})
+        assert answer.status_code == 200, scheme
+    assert client.get("/v1/cases", headers={"Authorization": f"Basic {OPERATOR_TOKEN}"}
+                      ).status_code == 401

@@ -38,10 +38,10 @@ def a_case(**changes: Any) -> dict[str, Any]:
         ],
         "reason": {"code": "defective", "text": "扎到手了"},
         "decisions": [
-            {"decision": "review", "rules": [{"id": "R13", "outcome": "review"}],
+            {"outcome": "review", "rules": [{"id": "R13", "outcome": "review"}],
              "decided_by": "rules", "at": "2026-03-01T02:01:00+00:00",
              "internal_note": "", "customer_message": ""},
-            {"decision": "approve", "refund_amount": "398.00", "currency": "CNY",
+            {"outcome": "approve", "amount": {"amount": "398.00", "currency": "CNY"},
              "rules": [{"id": "R04", "outcome": "approve", "message": "R07 quarantine"}],
              "lines": [{"disposition": "quarantine", "rule": "R13"}],
              "obligations": [{"kind": "recall_notice", "rule": "R13", "detail": "R13"}],
@@ -133,7 +133,7 @@ def test_goods_back_and_refunded_take_their_dates_from_the_timeline() -> None:
 def test_a_refusal_has_no_refund_step_and_a_refund_only_case_no_goods_step() -> None:
     decisions = a_case()["decisions"]
     denied = StatusView.of(a_case(state="denied", approved=None, decisions=[
-        {**decisions[-1], "decision": "deny", "customer_message": "超过退货期限"}]), POLICY)
+        {**decisions[-1], "outcome": "deny", "customer_message": "超过退货期限"}]), POLICY)
     assert denied.phase == "denied"
     assert [s.key for s in denied.steps] == ["received", "decided"]
     assert denied.steps[1].label == "Request declined"
