@@ -55,10 +55,10 @@ def problem(status: int, title: str, detail: str, headers: Mapping[str, str] | N
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
-def too_large(limit: int) -> JSONResponse:
+def too_large(request: Request, limit: int) -> Response:
     message = f"larger than {limit} bytes"
-    return problem(413, "Request body too large", f"body: {message}",
-                   errors=[{"field": "body", "message": message}])
+    return answer(request, 413, "Request body too large", f"body: {message}",
+                  errors=[{"field": "body", "message": message}])
 
 
 # Our errors, most specific first: status, title, and what else the client gets to see.
@@ -100,26 +100,35 @@ def _html_errors(request: Request) -> HtmlErrors | None:
     return None
 
 
+def answer(request: Request, status: int, title: str, detail: str,
+           headers: Mapping[str, str] | None = None, **extra: Any) -> Response:
+    """An error as the caller reads it: a page on the pages for people, else problem+json."""
+    html = _html_errors(request)
+    if html is not None:
+        page = html(request, status, title, detail)
+        for name, value in (headers or {}).items():
+            page.headers[name] = value
+        return page
+    return problem(status, title, detail, headers, **extra)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(InvalidRequest)
-    async def _invalid(_: Request, exc: InvalidRequest) -> JSONResponse:
-        return problem(422, "Invalid request", str(exc),
-                       errors=[{"field": f, "message": m} for f, m in exc.errors])
+    async def _invalid(request: Request, exc: InvalidRequest) -> Response:
+        return answer(request, 422, "Invalid request", str(exc),
+                      errors=[{"field": f, "message": m} for f, m in exc.errors])
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
         errors = [{"field": ".".join(str(p) for p in e["loc"] if p != "body") or "body",
                    "message": str(e["msg"])} for e in exc.errors()]
-        return problem(422, "Invalid request",
-                       "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors)
+        return answer(request, 422, "Invalid request",
+                      "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors)
 
     async def _ours(request: Request, exc: Exception) -> Response:
         status, title = next((s, t) for kind, s, t in STATUS if isinstance(exc, kind))
         detail = exc.message if isinstance(exc, WebhookRejected) else str(exc)
-        html = _html_errors(request)
-        if html is not None:
-            return html(request, status, title, detail)
-        response = problem(status, title, detail, **_extra(exc))
+        response = answer(request, status, title, detail, **_extra(exc))
         if isinstance(exc, TransientProviderError):
             # The provider's own Retry-After when it gave one, else half a minute.
             response.headers["Retry-After"] = str(ceil(exc.retry_after or RETRY_AFTER))
@@ -143,12 +152,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         if isinstance(exc, BodyTooLarge):
-            return too_large(exc.limit)
+            return too_large(request, exc.limit)
         try:
             title = HTTPStatus(exc.status_code).phrase
         except ValueError:
             title = str(exc.detail)
-        html = _html_errors(request)
-        if html is not None:
-            return html(request, exc.status_code, title, str(exc.detail))
-        return problem(exc.status_code, title, str(exc.detail), headers=exc.headers)
+        return answer(request, exc.status_code, title, str(exc.detail), headers=exc.headers)

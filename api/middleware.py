@@ -13,9 +13,10 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qsl
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from refundbridge.api.errors import BodyTooLarge, problem, too_large
+from refundbridge.api.errors import BodyTooLarge, answer, too_large
 
 log = logging.getLogger("refundbridge.api")
 
@@ -54,7 +55,7 @@ class Hardening:
                                       (b"x-request-id", request_id.encode())]
             await send(message)
 
-        refusal = self._refusal(scope, headers)
+        refusal = self._refusal(Request(scope), headers)
         if refusal is not None:
             await refusal(scope, receive, send_with_id)
             return
@@ -75,45 +76,46 @@ class Hardening:
         except BodyTooLarge as exc:
             if started:
                 raise
-            await too_large(exc.limit)(scope, receive, send_with_id)
+            await too_large(Request(scope), exc.limit)(scope, receive, send_with_id)
         except Exception:
             # Logged with the id the caller is given, so one can be found from the other.
             log.exception("unexpected error in %s %s [request %s]", scope.get("method"),
                           scope.get("path"), request_id)
             if started:
                 raise
-            response = problem(500, "Internal error",
-                               f"something went wrong on our side; quote request {request_id}",
-                               request_id=request_id)
+            response = answer(Request(scope), 500, "Internal error",
+                              f"something went wrong on our side; quote request {request_id}",
+                              request_id=request_id)
             await response(scope, receive, send_with_id)
 
-    def _refusal(self, scope: Scope, headers: dict[str, str]) -> Any:
+    def _refusal(self, request: Request, headers: dict[str, str]) -> Any:
+        scope = request.scope
         length = headers.get("content-length")
         if length is not None:
             if not length.isascii() or not length.isdigit():
-                return problem(400, "Bad request", "Content-Length is not a number",
-                               errors=[{"field": "Content-Length", "message": "not a number"}])
+                return answer(request, 400, "Bad request", "Content-Length is not a number",
+                              errors=[{"field": "Content-Length", "message": "not a number"}])
             if int(length) > self.max_body_bytes:
-                return too_large(self.max_body_bytes)
+                return too_large(request, self.max_body_bytes)
         path = scope.get("path", "")
         if _CONTROL.search(path):
-            return _unreadable("path", "contains a control character")
+            return _unreadable(request, "path", "contains a control character")
         raw_query = scope.get("query_string", b"")
         if raw_query:
             try:
                 pairs = parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True,
                                   encoding="utf-8", errors="strict")
             except UnicodeDecodeError:
-                return _unreadable("query", "is not UTF-8")
+                return _unreadable(request, "query", "is not UTF-8")
             for name, value in pairs:
                 if _CONTROL.search(name) or _CONTROL.search(value):
                     # A parameter's name is printed only when it is itself clean.
                     field = "query" if _CONTROL.search(name) else f"query.{name}"
-                    return _unreadable(field, "contains a control character")
+                    return _unreadable(request, field, "contains a control character")
         return None
 
 
-def _unreadable(field: str, message: str) -> Any:
-    return problem(422, "Invalid request", f"{field}: {message}",
-                   errors=[{"field": field, "message": message}])
+def _unreadable(request: Request, field: str, message: str) -> Any:
+    return answer(request, 422, "Invalid request", f"{field}: {message}",
+                  errors=[{"field": field, "message": message}])
 

@@ -293,9 +293,11 @@ class Notification:
     provider_id: str | None = None
     # A deferred SMS (a provider's limit, quiet hours) is not tried before this.
     next_attempt_at: datetime | None = None
-    # Set, and committed, before an SMS call: a job that finds it set by a job that died
-    # asks the provider whether that send went out before sending again.
+    # Set, and committed, before an SMS call (`in_flight` too, while the call runs): a job
+    # that finds it set, by a job that died or whose call timed out, asks the provider
+    # whether that send went out before sending again.
     sending_since: datetime | None = None
+    in_flight: bool = False
 
     def as_json(self) -> dict[str, Any]:
         return {"kind": self.kind.value, "status": self.status.value,
@@ -309,7 +311,8 @@ class Notification:
                 "next_attempt_at": (self.next_attempt_at.isoformat()
                                     if self.next_attempt_at else None),
                 "sending_since": (self.sending_since.isoformat()
-                                  if self.sending_since else None)}
+                                  if self.sending_since else None),
+                "in_flight": self.in_flight}
 
 
 @dataclass(frozen=True, slots=True)
@@ -1008,6 +1011,7 @@ class RefundCase:
             return
         sms.status, sms.waived_by, sms.waive_reason = DeliveryStatus.WAIVED, "system", reason
         sms.sending_since = sms.next_attempt_at = None
+        sms.in_flight = False
         self.record("sms_skipped", actor="system", at=at, from_state=self.state,
                     to_state=self.state, data={"kind": kind.value, "reason": reason})
 
@@ -1022,6 +1026,7 @@ class RefundCase:
         sms = self.add_sms(kind)
         sms.attempts += 1
         sms.last_attempt_at = sms.sending_since = at
+        sms.in_flight = True
         self.record("sms_sending", actor="system", at=at, from_state=self.state,
                     to_state=self.state, data={"kind": kind.value, "attempt": sms.attempts})
 
@@ -1033,7 +1038,7 @@ class RefundCase:
         sms = self.sms(kind)
         if sms is None or sms.status is not DeliveryStatus.PENDING:
             return
-        sms.sending_since = None
+        sms.sending_since, sms.in_flight = None, False
         sms.state, sms.last_error = state, error or None
         sms.provider_id = provider_id or sms.provider_id
         sms.next_attempt_at = next_attempt_at if state is DeliveryState.DEFERRED else None
@@ -1049,6 +1054,17 @@ class RefundCase:
                           "next_attempt_at": (next_attempt_at.isoformat()
                                               if next_attempt_at else None)})
 
+    def sms_unsure(self, kind: NotificationKind, at: datetime, error: str) -> None:
+        """The call failed in a way that may have sent it (a timeout, a 5xx): the next try
+        asks the provider first (`sending_since` stays)."""
+        sms = self.sms(kind)
+        if sms is None or sms.status is not DeliveryStatus.PENDING:
+            return
+        sms.in_flight, sms.last_error = False, error
+        self.record("sms_attempt_failed", actor="system", at=at, from_state=self.state,
+                    to_state=self.state,
+                    data={"kind": kind.value, "attempt": sms.attempts, "message": error})
+
     def sms_report(self, kind: NotificationKind, at: datetime, *, state: DeliveryState,
                    provider_id: str | None, error: str = "") -> bool:
         """A provider's later delivery report on a send: its state moves on (delivered, or
@@ -1061,6 +1077,7 @@ class RefundCase:
         sms.state = state
         sms.provider_id = sms.provider_id or provider_id
         sms.sending_since = sms.next_attempt_at = None
+        sms.in_flight = False
         if state in SENT_STATES:
             sms.status = DeliveryStatus.SENT
         elif state is DeliveryState.FAILED:

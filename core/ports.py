@@ -13,6 +13,8 @@ from enum import StrEnum
 from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
+# Re-exported: connectors use these as port types.
+from refundbridge.core.model import DeliveryState as DeliveryState
 from refundbridge.core.model import (
     NotificationKind,
     RefundCase,
@@ -20,9 +22,6 @@ from refundbridge.core.model import (
     Step,
     StockMove,
 )
-
-# Re-exported: connectors use these as port types.
-from refundbridge.core.model import DeliveryState as DeliveryState
 from refundbridge.core.model import ShippedUnit as ShippedUnit
 from refundbridge.core.model import StatusOutcome as StatusOutcome
 from refundbridge.core.money import Money

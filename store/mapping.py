@@ -177,7 +177,8 @@ def _notification(data: dict[str, Any]) -> Notification:
         state=DeliveryState(state) if state else None,
         provider_id=data.get("provider_id"),
         next_attempt_at=datetime.fromisoformat(next_at) if next_at else None,
-        sending_since=datetime.fromisoformat(sending) if sending else None)
+        sending_since=datetime.fromisoformat(sending) if sending else None,
+        in_flight=bool(data.get("in_flight", False)))
 
 
 def _proposal(data: dict[str, Any] | None) -> ReviewProposal | None:

@@ -16,6 +16,8 @@ from refundbridge.core.ports import (
     ExternalRefund,
     RefundRequested,
     RefundUpdate,
+    SmsSender,
+    WebhookAck,
     WebhookEvent,
     WebhookReceiver,
 )
@@ -129,6 +131,69 @@ async def receive_webhook(shop: str, connector: str, request: Request,
     body = await request.body()
     headers = dict(request.headers)
     return await run_in_threadpool(handle, deps, shop, connector, headers, body)
+
+
+def sms_sender_for(deps: ApiDeps, shop_id: str, connector: str) -> SmsSender:
+    """The shop's SMS connector of that name; 404 (one answer) for anything else."""
+    try:
+        sender = deps.api_services.gateways(shop_id).sms
+    except NotFound:
+        sender = None
+    if sender is None or sender.name != connector:
+        raise NotFound(NO_RECEIVER)
+    return sender
+
+
+def handle_sms_callback(deps: ApiDeps, shop_id: str, connector: str, url: str,
+                        headers: dict[str, str], body: bytes) -> Response:
+    sender = sms_sender_for(deps, shop_id, connector)
+    svc = deps.api_services
+    callback = sender.parse_callback(url, headers, body, svc.clock())
+    applied = services.apply_sms_callback(svc, shop_id, connector, callback)
+    ack: WebhookAck | None = getattr(sender, "acknowledgement", None)
+    if ack is not None:
+        return Response(ack.body, status_code=ack.status, media_type=ack.media_type)
+    return JSONResponse({"reports": applied.reports, "unknown": applied.unknown,
+                         "opted_out": applied.opted_out})
+
+
+def signed_url(deps: ApiDeps, request: Request) -> str:
+    """The URL the provider posted to, as it signed it: `public_base_url` (where the
+    providers reach us, behind any proxy) with the request's path and query."""
+    base = getattr(deps.settings, "public_base_url", None)
+    if not base:
+        return str(request.url)
+    query = request.url.query
+    return str(base).rstrip("/") + request.url.path + (f"?{query}" if query else "")
+
+
+SMS_CALLBACK_DOC: dict[str, Any] = {
+    "responses": {
+        "200": {"description": "Applied: the provider's own acknowledgement where it wants "
+                               "one, else counts of reports applied and numbers opted out"},
+        "401": {"description": "Bad signature (or, for Aliyun and Tencent, a wrong secret "
+                               "in the path)"},
+        "404": {"description": "Unknown shop, or not the shop's SMS connector"},
+    },
+}
+
+
+@router.post("/webhooks/{shop}/{connector}/callback", openapi_extra=SMS_CALLBACK_DOC,
+             summary="Receive an SMS provider's delivery reports and replies")
+async def receive_sms_callback(shop: str, connector: str, request: Request,
+                               deps: AppDeps) -> Response:
+    sms_sender_for(deps, shop, connector)
+    body = await request.body()
+    return await run_in_threadpool(handle_sms_callback, deps, shop, connector,
+                                   signed_url(deps, request), dict(request.headers), body)
+
+
+@router.post("/webhooks/{shop}/{connector}/callback/{secret}", openapi_extra=SMS_CALLBACK_DOC,
+             summary="Receive SMS delivery reports at a secret URL (Aliyun, Tencent)")
+async def receive_sms_callback_at_secret(shop: str, connector: str, secret: str,
+                                         request: Request, deps: AppDeps) -> Response:
+    # The connector checks the last path segment against its per-shop secret.
+    return await receive_sms_callback(shop, connector, request, deps)
 
 
 def openapi_schemas() -> dict[str, Any]:

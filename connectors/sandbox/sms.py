@@ -40,7 +40,7 @@ SIGNATURE_HEADER = "x-sandbox-signature"
 
 
 class SandboxSmsSettings(SandboxSettings):
-    deferred_rate: float = Field(default=0.0, ge=0, le=0.9)
+    deferred_rate: float = Field(default=0.0, ge=0, le=1.0)
     refuse_numbers: list[str] = Field(default_factory=list)
     callback_secret: SecretStr = SecretStr("sandbox-sms-callback")
 

@@ -49,6 +49,8 @@ from refundbridge.core.services.intake import (
 )
 from refundbridge.core.services.money import apply_refund_update, issue_refund
 from refundbridge.core.services.notifications import (
+    SmsCallbackApplied,
+    apply_sms_callback,
     resend_notification,
     send_notifications,
     waive_notification,
@@ -72,8 +74,9 @@ STEP_HANDLERS: dict[Step, Callable[[Services, str], None]] = {
 
 __all__ = [
     "STEP_HANDLERS", "EvidenceSource", "ExternalRefundRecorded", "NothingToDo", "Received",
-    "RefundNewsApplied", "Services", "ShopGateways", "WebhookOutcome", "adjust_stock",
-    "apply_refund_update", "apply_webhook_event", "cancel", "claim_case",
+    "RefundNewsApplied", "Services", "ShopGateways", "SmsCallbackApplied", "WebhookOutcome",
+    "adjust_stock", "apply_refund_update", "apply_sms_callback", "apply_webhook_event",
+    "cancel", "claim_case",
     "confirm_review", "evaluate", "evaluation_context", "export_evidence", "fail_step",
     "finish_idle_step",
     "four_eyes_reasons", "issue_refund", "preview", "receive_request",

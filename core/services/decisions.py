@@ -30,7 +30,7 @@ from refundbridge.core.policy import ShopPolicy
 from refundbridge.core.ports import (
     UnitOfWork,
 )
-from refundbridge.core.request import NormalizedRefundRequest
+from refundbridge.core.request import NormalizedRefundRequest, check_text
 from refundbridge.core.rules import (
     EvaluationContext,
     RuleSet,
@@ -189,6 +189,8 @@ def review(svc: Services, case_id: str, outcome: Outcome, actor: str, internal_n
     """
     if outcome not in {Outcome.APPROVE, Outcome.DENY}:
         raise InvalidRequest("decision", "a reviewer approves or denies")
+    check_text(internal_note, "internal_note", multiline=True)
+    check_text(customer_message, "customer_message", multiline=True)
     if not internal_note.strip():
         raise InvalidRequest("internal_note", "say why, for the shop's people")
     with svc.uow() as uow:
@@ -212,6 +214,7 @@ def confirm_review(svc: Services, case_id: str, actor: str, agree: bool,
     proposed decision, which then applies as a decision by `actor` that names its proposer
     (the guards hold as for any review), or rejects it with `note`, and the case waits for
     a new decision."""
+    check_text(note, "internal_note", multiline=True)
     with svc.uow() as uow:
         case = uow.cases.get(case_id)
         if not agree:

@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
 from refundbridge.core.errors import (
+    InvalidRequest,
+    NotFound,
     PermanentProviderError,
+    SendDeferred,
     TransientProviderError,
 )
 from refundbridge.core.model import (
+    DeliveryState,
     DeliveryStatus,
     NotificationKind,
     RefundCase,
     Step,
+    sms_message_id,
 )
+from refundbridge.core.phones import to_e164
 from refundbridge.core.ports import (
+    DeliveryReport,
     OutgoingMessage,
+    SmsCallback,
+    SmsSender,
 )
+from refundbridge.core.request import check_text
 from refundbridge.core.services.common import Services, finish_idle_step, record_step
 from refundbridge.core.status_links import StatusLinks
 
@@ -32,10 +47,18 @@ def send_notifications(svc: Services, case_id: str) -> None:
         case = uow.cases.get(case_id)
         pending = case.pending_notifications()
         messages = [_message(case, n.kind, svc.status_links) for n in pending]
-        if not messages:
+        gateways = svc.gateways(case.shop_id)
+        # SMS go beside the emails, when the shop has an SMS connector and the customer a
+        # phone number (`_send_sms`); an SMS never keeps the case open.
+        texting = gateways.sms is not None and case.request.customer.phone is not None
+        if not messages and not (texting and case.pending_sms()):
             finish_idle_step(svc, uow, case, Step.NOTIFY)
             return
-    notifier = svc.gateways(case.shop_id).notifier
+    if not messages:
+        assert gateways.sms is not None
+        _finish_sms(svc, case_id, gateways.sms)
+        return
+    notifier = gateways.notifier
     outcomes: list[tuple[NotificationKind, DeliveryStatus, str | None]] = []
     transient: TransientProviderError | None = None
     for message in messages:
@@ -50,13 +73,19 @@ def send_notifications(svc: Services, case_id: str) -> None:
             outcomes.append((message.kind, DeliveryStatus.SENT, None))
 
     def settle(c: RefundCase) -> None:
+        if texting:
+            for message in messages:
+                c.add_sms(message.kind)
         c.record_notifications(outcomes, svc.clock(), attempted=True)
 
-    if transient is None:
+    if transient is None and not texting:
         record_step(svc, case, Step.NOTIFY, settle)
         return
     record_step(svc, case, Step.NOTIFY, settle, done=False)
-    raise transient
+    if gateways.sms is not None and texting:
+        _finish_sms(svc, case_id, gateways.sms, email_error=transient)
+    if transient is not None:
+        raise transient
 
 
 def _message(case: RefundCase, kind: NotificationKind,
@@ -89,6 +118,7 @@ def waive_notification(svc: Services, case_id: str, kind: NotificationKind, acto
                        reason: str) -> None:
     """A person decides the customer need not get a message; the case then closes if that
     was all it waited for."""
+    check_text(reason, "reason", multiline=True)
     with svc.uow() as uow:
         case = uow.cases.get(case_id)
         case.waive_notification(kind, svc.clock(), actor, reason)
@@ -103,3 +133,195 @@ def resend_notification(svc: Services, case_id: str, kind: NotificationKind,
         case = uow.cases.get(case_id)
         case.resend_notification(kind, svc.clock(), actor)
         uow.commit()
+
+
+# ------------------------------------------------------------------ SMS
+
+# Twilio's opt-out words, and the Chinese carriers' (退订, TD): the reply's first word.
+OPT_OUT_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT",
+                           "退订", "TD"})
+
+
+def _finish_sms(svc: Services, case_id: str, sender: SmsSender,
+                email_error: TransientProviderError | None = None) -> None:
+    """Send the case's pending SMS, then end the notify step: done when nothing is left to
+    send, else open for the reconciler (a deferred SMS raises `SendDeferred`, which fails
+    the job for now, never the case)."""
+    held, still_open = _send_sms(svc, case_id, sender)
+    if email_error is not None:
+        return  # the caller raises it; the step stays open
+    if held is not None:
+        raise held
+    if still_open:
+        return  # another job is mid-call on one of them: it, or the reconciler, ends the step
+    with svc.uow() as uow:
+        finish_idle_step(svc, uow, uow.cases.get(case_id), Step.NOTIFY)
+
+
+def _send_sms(svc: Services, case_id: str, sender: SmsSender
+              ) -> tuple[TransientProviderError | None, bool]:
+    """Send each pending SMS once. Each is marked being sent (attempt n) and committed
+    before the call, so a job that finds a mark left by a dead job asks the provider for that
+    send (`find_sms`) before sending again: providers' sends are not idempotent. Returns the
+    error to raise (a deferral, a transient failure) and whether an SMS is still open."""
+    now = svc.clock()
+    calls: list[tuple[OutgoingMessage, date | None]] = []
+    held: TransientProviderError | None = None
+    still_open = False
+    with svc.uow() as uow:
+        case = uow.cases.get(case_id)
+        policy = svc.policy(case.shop_id)
+        phone = case.request.customer.phone
+        zone = ZoneInfo(policy.timezone)
+        for sms in case.pending_sms():
+            kind = sms.kind
+            if phone is None:
+                case.skip_sms(kind, now, "the customer has no phone number")
+                continue
+            if uow.sms_opt_outs.has(case.shop_id, phone):
+                case.skip_sms(kind, now, "the number opted out of this shop's SMS")
+                continue
+            if (sms.in_flight and sms.sending_since is not None
+                    and now - sms.sending_since < svc.booking_lease):
+                still_open = True  # another job is calling the provider for it right now
+                continue
+            until = sms.next_attempt_at if sms.next_attempt_at and sms.next_attempt_at > now \
+                else None
+            if until is None and not kind.urgent:
+                until = policy.quiet_until(now)
+                if until is not None:
+                    case.defer_sms(kind, now, until, "quiet hours")
+            if until is not None:
+                still_open = True
+                held = held or SendDeferred(
+                    sender.name, f"SMS '{kind.value}' deferred until {until.isoformat()}",
+                    retry_after=(until - now).total_seconds())
+                continue
+            lost = sms.sending_since.astimezone(zone).date() if sms.sending_since else None
+            case.claim_sms(kind, now)
+            message = _message(case, kind, svc.status_links)
+            calls.append((replace(message, message_id=sms_message_id(case.id, kind),
+                                  phone=phone), lost))
+        uow.commit()
+    outcomes: list[tuple[NotificationKind, Callable[[RefundCase], None], str | None]] = []
+    for message, lost in calls:
+        kind, at = message.kind, svc.clock()
+        try:
+            receipt = sender.find_sms(message, lost) if lost is not None else None
+            found = receipt is not None
+            if receipt is None:
+                receipt = sender.send_sms(message)
+        except SendDeferred as exc:
+            wait = timedelta(seconds=exc.retry_after or DEFER_DEFAULT_SECONDS)
+            outcomes.append((kind, _deferred(kind, at, at + wait, exc.message), None))
+            held, still_open = held or exc, True
+        except TransientProviderError as exc:
+            outcomes.append((kind, _unsure(kind, at, exc.message), None))
+            held, still_open = held or exc, True
+        except PermanentProviderError as exc:
+            outcomes.append((kind, _settled(kind, at, DeliveryState.FAILED, None,
+                                            exc.message, False), None))
+        else:
+            outcomes.append((kind, _settled(kind, at, receipt.state, receipt.provider_id,
+                                            receipt.detail, found), receipt.provider_id))
+    if outcomes:
+        with svc.uow() as uow:
+            case = uow.cases.get(case_id)
+            for kind, change, provider_id in outcomes:
+                change(case)
+                if provider_id:
+                    uow.sms_sends.remember(case.shop_id, provider_id, case.id, kind)
+            uow.commit()
+    return held, still_open
+
+
+DEFER_DEFAULT_SECONDS = 60.0
+
+
+def _settled(kind: NotificationKind, at: datetime, state: DeliveryState,
+             provider_id: str | None, error: str | None, found: bool
+             ) -> Callable[[RefundCase], None]:
+    return lambda c: c.record_sms(kind, at, state=state, provider_id=provider_id,
+                                  error=error, found=found)
+
+
+def _deferred(kind: NotificationKind, at: datetime, until: datetime,
+              reason: str) -> Callable[[RefundCase], None]:
+    return lambda c: c.defer_sms(kind, at, until, reason)
+
+
+def _unsure(kind: NotificationKind, at: datetime, error: str) -> Callable[[RefundCase], None]:
+    return lambda c: c.sms_unsure(kind, at, error)
+
+
+@dataclass(frozen=True, slots=True)
+class SmsCallbackApplied:
+    reports: int  # delivery reports that changed a message's record
+    unknown: int  # reports naming no message of this shop (or repeating what it knows)
+    opted_out: int  # numbers newly opted out
+
+
+def apply_sms_callback(svc: Services, shop_id: str, connector: str,
+                       callback: SmsCallback) -> SmsCallbackApplied:
+    """A provider's verified push: delivery reports move the records of the messages they
+    name (by our message id, else the provider's id of the send), and STOP / 退订 replies
+    opt their number out of the shop's SMS."""
+    applied = unknown = opted = 0
+    for report in callback.reports:
+        if _apply_report(svc, shop_id, report):
+            applied += 1
+        else:
+            unknown += 1
+    region = svc.policy(shop_id).phone_region
+    for reply in callback.replies:
+        if not is_opt_out(reply.text):
+            continue
+        try:
+            phone = to_e164(reply.phone if reply.phone.startswith("+") or region
+                            else "+" + reply.phone, region)
+        except InvalidRequest:
+            phone = reply.phone
+        with svc.uow() as uow:
+            if uow.sms_opt_outs.add(shop_id, phone, reply.at or svc.clock(), connector,
+                                    reply.text):
+                opted += 1
+            uow.commit()
+    return SmsCallbackApplied(applied, unknown, opted)
+
+
+def is_opt_out(text: str) -> bool:
+    words = text.strip().split()
+    return bool(words) and words[0].strip(".!。！").upper() in OPT_OUT_WORDS
+
+
+def _apply_report(svc: Services, shop_id: str, report: DeliveryReport) -> bool:
+    with svc.uow() as uow:
+        target = _report_target(report.message_id)
+        if target is None and report.provider_id:
+            target = uow.sms_sends.find(shop_id, report.provider_id)
+        if target is None:
+            return False
+        case_id, kind = target
+        try:
+            case = uow.cases.get(case_id)
+        except NotFound:
+            return False
+        if case.shop_id != shop_id:
+            return False
+        changed = case.sms_report(kind, report.at or svc.clock(), state=report.state,
+                                  provider_id=report.provider_id, error=report.error)
+        if changed and report.provider_id:
+            uow.sms_sends.remember(shop_id, report.provider_id, case.id, kind)
+        uow.commit()
+        return changed
+
+
+def _report_target(message_id: str | None) -> tuple[str, NotificationKind] | None:
+    """Our SMS message id (`sms_message_id`) → its case and kind."""
+    parts = (message_id or "").split(".")
+    if len(parts) != 3 or parts[2] != "sms":
+        return None
+    try:
+        return parts[0], NotificationKind(parts[1])
+    except ValueError:
+        return None

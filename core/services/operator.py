@@ -6,6 +6,7 @@ from refundbridge.core.errors import DomainError
 from refundbridge.core.model import (
     Step,
 )
+from refundbridge.core.request import check_text
 from refundbridge.core.services.common import Services
 
 
@@ -54,6 +55,7 @@ def record_job_action(svc: Services, case_id: str, actor: str, action: str,
 
 
 def cancel(svc: Services, case_id: str, actor: str, reason: str) -> None:
+    check_text(reason, "reason", multiline=True)
     with svc.uow() as uow:
         case = uow.cases.get(case_id)
         case.cancel(svc.clock(), actor, reason)
