@@ -81,11 +81,14 @@ class SandboxSmsConnector(_Sandbox):
         except SmsTextError as exc:
             raise PermanentProviderError(self.name, str(exc), code="text") from exc
 
+        with self._lock:
+            self.calls += 1
+            limited = self._random.random() < self.settings.deferred_rate
+        if limited:  # not retried here: a deferral waits for later, like Aliyun's limit
+            raise SendDeferred(self.name, "sandbox: per-number limit", retry_after=60)
+
         def send() -> SmsReceipt:
             with self._lock:
-                self.calls += 1
-                if self._random.random() < self.settings.deferred_rate:
-                    raise SendDeferred(self.name, "sandbox: per-number limit", retry_after=60)
                 provider_id = f"SBX-SMS-{len(self.sent) + 1:06d}"
                 self.sent.append(SandboxSend(message, text, provider_id,
                                              date.today()))

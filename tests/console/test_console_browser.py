@@ -189,11 +189,13 @@ def test_the_lists_jobs_and_kpis_render_without_a_blocked_resource(
     from tests.conftest import drain, open_case
     from tests.console.test_review import ONE_REVIEWER, open_request
 
+    from tests.console.test_jobs import failed_job
+
     with TestClient(console_app) as client:
-        for _ in range(3):
-            open_case(client, providers[2])
+        opened = [open_case(client, providers[2])[0] for _ in range(3)]
         open_request(client, providers[2], **ONE_REVIEWER)
     drain(console_container)
+    failed_job(console_container, opened[0])
     console_container.operators.add("root", OperatorRole.ADMIN, [], PASSWORD)
     elsewhere: list[str] = []
     problems: list[str] = []
@@ -202,13 +204,13 @@ def test_the_lists_jobs_and_kpis_render_without_a_blocked_resource(
     page.on("pageerror", lambda error: problems.append(str(error)))
     log_in(page, base_url, "root")
     for path, name, expect in (("/console/cases", "cases.png", "closed"),
-                               ("/console/jobs", "jobs.png", "Failed"),
+                               ("/console/jobs", "jobs.png", "did not answer"),
                                ("/console/kpis", "kpis.png", "Auto-approval")):
         page.goto(f"{base_url}{path}")
         assert expect.lower() in page.content().lower(), path
         for image in page.locator("img").all():  # every chart loaded and drew
             assert image.evaluate("i => i.complete && i.naturalWidth > 0"), path
-        shot(page, tmp_path, name, full_page=name == "kpis.png")
+        shot(page, tmp_path, name, full_page=name in {"kpis.png", "jobs.png"})
     page.goto(f"{base_url}/console/language/zh-CN?next=/console/review")
     assert "审核队列" in page.content()
     shot(page, tmp_path, "review-zh.png")

@@ -214,7 +214,8 @@ def test_a_provider_deferral_holds_the_sms_not_the_case(build, providers, mailbo
                 "SELECT count(*) FROM outbox WHERE case_id = :c AND step = 'notify' AND "
                 "done_at IS NULL"), {"c": case_id}).scalar_one()
         assert open_rows >= 1
-        sandbox(container).settings.deferred_rate = 0.0
+        sender = sandbox(container)
+        sender.settings = sender.settings.model_copy(update={"deferred_rate": 0.0})
         clock.offset = timedelta(minutes=2)
         services.send_notifications(container.services, case_id)
         case = detail(client, case_id)
