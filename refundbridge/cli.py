@@ -22,12 +22,7 @@ app = typer.Typer(help="RefundBridge: refunds and returns for medical-device sho
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
-ConfigOption = Annotated[
-    Path | None,
-    # No envvar here: load_settings reads REFUNDBRIDGE_CONFIG itself, so an error about the
-    # file names where its path came from.
-    typer.Option("--config", "-c", help="TOML settings file (default: $REFUNDBRIDGE_CONFIG)"),
-]
+from refundbridge.cli_options import ConfigOption  # noqa: E402  (shared by the groups)
 
 
 def _version(value: bool) -> None:

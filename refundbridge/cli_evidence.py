@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from refundbridge.cli_options import ConfigOption
 from refundbridge.core.evidence import verify_package
 
 evidence_app = typer.Typer(help="Evidence packages: export them, verify them offline.",
@@ -53,8 +54,7 @@ def export(
     shop: Annotated[str | None, typer.Option(
         "--shop", help="with --lot: every case of this shop touching the lot")] = None,
     lot: Annotated[str | None, typer.Option("--lot", help="the lot number")] = None,
-    config: Annotated[Path | None, typer.Option(
-        "--config", "-c", help="TOML settings file (default: $REFUNDBRIDGE_CONFIG)")] = None,
+    config: ConfigOption = None,
 ) -> None:
     """Write the evidence package of one case, or of every case touching a lot.
 

@@ -8,11 +8,13 @@ twice at the terminal.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from refundbridge.cli_options import ConfigOption
 from refundbridge.core.access import OperatorRole
 from refundbridge.core.errors import InvalidRequest, NotFound
 
@@ -61,8 +63,7 @@ def add(
         "--shop", help="a shop the operator works for (repeat for several; an admin has "
                        "every shop)")] = None,
     password_file: PasswordFile = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c",
-                                                help="TOML settings file")] = None,
+    config: ConfigOption = None,
 ) -> None:
     """Add an operator."""
     directory, shops = _directory(config)
@@ -80,8 +81,7 @@ def add(
 
 @operators_app.command("list")
 def list_operators(
-    config: Annotated[Path | None, typer.Option("--config", "-c",
-                                                help="TOML settings file")] = None,
+    config: ConfigOption = None,
 ) -> None:
     """Every operator, their role, shops and whether they may log in."""
     directory, _ = _directory(config)
@@ -93,41 +93,32 @@ def list_operators(
 
 
 @operators_app.command("disable")
-def disable(
-    name: Annotated[str, typer.Argument()],
-    config: Annotated[Path | None, typer.Option("--config", "-c",
-                                                help="TOML settings file")] = None,
-) -> None:
+def disable(name: Annotated[str, typer.Argument()], config: ConfigOption = None) -> None:
     """Stop an operator logging in; their open sessions end at once."""
-    directory, _ = _directory(config)
-    try:
-        directory.disable(name)
-    except NotFound as exc:
-        _fail(exc)
-    typer.echo(f"disabled {name}; their sessions have ended")
+    _change(config, lambda d: d.disable(name), f"disabled {name}; their sessions have ended")
 
 
 @operators_app.command("enable")
-def enable(
-    name: Annotated[str, typer.Argument()],
-    config: Annotated[Path | None, typer.Option("--config", "-c",
-                                                help="TOML settings file")] = None,
-) -> None:
+def enable(name: Annotated[str, typer.Argument()], config: ConfigOption = None) -> None:
     """Let a disabled operator log in again."""
+    _change(config, lambda d: d.enable(name), f"enabled {name}")
+
+
+def _change(config: Path | None, action: Callable[[SqlOperatorDirectory], None],
+            done: str) -> None:
     directory, _ = _directory(config)
     try:
-        directory.enable(name)
+        action(directory)
     except NotFound as exc:
         _fail(exc)
-    typer.echo(f"enabled {name}")
+    typer.echo(done)
 
 
 @operators_app.command("reset-password")
 def reset_password(
     name: Annotated[str, typer.Argument()],
     password_file: PasswordFile = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c",
-                                                help="TOML settings file")] = None,
+    config: ConfigOption = None,
 ) -> None:
     """Set a new password; the operator's open sessions end."""
     directory, _ = _directory(config)
