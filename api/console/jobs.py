@@ -175,8 +175,8 @@ async def jobs_page(request: Request, user: ConsoleUser, deps: AppDeps,
 
 def _act(deps: AppDeps, user: ConsoleContext, job_id: str, action: str) -> bool:
     """Requeue or cancel the job, then record it on its case; False if the job is not in
-    a registry the action applies to (any more)."""
-    user.principal.require(Permission.OPERATE)
+    a registry the action applies to (any more). Another shop's job is a 404 whatever the
+    role; the role is checked after the shop."""
     name = parse_job_id(job_id)
     if name is None:
         raise NotFound(f"no job {job_id}")
@@ -184,6 +184,7 @@ def _act(deps: AppDeps, user: ConsoleContext, job_id: str, action: str) -> bool:
     if shop is None:
         raise NotFound(f"no case {name.case_id}")
     user.principal.require_shop(shop, f"job {job_id}")
+    user.principal.require(Permission.OPERATE)
     queue = _queue(deps)
     job = Job.fetch_many([job_id], connection=deps.redis)[0]
     if job is None:

@@ -261,9 +261,12 @@ def _lines(deps: ApiDeps, case: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _load(deps: ApiDeps, user: ConsoleContext, case_id: str) -> dict[str, Any]:
-    """The case, if it is one of the operator's shops (else `NotFound`, as for no case)."""
+    """The case, if it is one of the operator's shops (else `NotFound`, as for no case)
+    and the operator may receive goods (else `Forbidden`): the shop first, so that a role
+    check never tells that another shop's case exists."""
     shop = deps.reads.case_shop(case_id)
     user.principal.require_shop(shop, f"case {case_id}")
+    user.principal.require(Permission.RECEIVE)
     case: dict[str, Any] = deps.reads.case_detail(case_id)
     return case
 
@@ -300,7 +303,6 @@ def _defaults(case: Mapping[str, Any], line: int | None, scan: str | None) -> di
 @router.get("/receive/{case_id}")
 async def receipt_form(case_id: str, request: Request, user: ConsoleUser, deps: AppDeps,
                        line: int | None = None, scan: str | None = None) -> Response:
-    user.principal.require(Permission.RECEIVE)
     case = await run_in_threadpool(_load, deps, user, case_id)
     if case["state"] != CaseState.AWAITING_RETURN.value or case["kind"] != \
             RequestKind.RETURN_AND_REFUND.value:
@@ -376,7 +378,6 @@ def read_inspections(form: FormData, lines: list[dict[str, Any]], inspector: str
 @router.post("/receive/{case_id}")
 async def record_receipt(case_id: str, request: Request, user: ConsoleWriter,
                          deps: AppDeps) -> Response:
-    user.principal.require(Permission.RECEIVE)
     case = await run_in_threadpool(_load, deps, user, case_id)
     if case["state"] != CaseState.AWAITING_RETURN.value or case["kind"] != \
             RequestKind.RETURN_AND_REFUND.value:
@@ -401,7 +402,6 @@ async def record_receipt(case_id: str, request: Request, user: ConsoleWriter,
 @router.get("/receive/{case_id}/done")
 async def receipt_result(case_id: str, request: Request, user: ConsoleUser,
                          deps: AppDeps) -> Response:
-    user.principal.require(Permission.RECEIVE)
     case = await run_in_threadpool(_load, deps, user, case_id)
     if not case["inspections"]:
         return redirect(_form_url(case_id))

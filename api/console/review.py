@@ -80,10 +80,11 @@ def _today(deps: AppDeps) -> Callable[[str], date]:
 
 
 async def _shop_checked(deps: AppDeps, user: ConsoleContext, case_id: str) -> str:
-    """The case's shop, if the operator may decide it (else 404, or 403 for the role)."""
-    user.principal.require(Permission.DECIDE)
+    """The case's shop, if the operator may decide it (else 404, or 403 for the role; the
+    shop first, so that a role check never tells that another shop's case exists)."""
     shop = await run_in_threadpool(deps.reads.case_shop, case_id)
     user.principal.require_shop(shop, f"case {case_id}")
+    user.principal.require(Permission.DECIDE)
     return shop
 
 

@@ -339,6 +339,13 @@ def _serve_until_interrupted(console: Console, stack: EmbeddedStack,
                   "warehouse receives it, then the money goes back):", soft_wrap=True)
     console.print(f"  refundbridge demo send --url {url} --secret {stack.shop_secret}",
                   soft_wrap=True, markup=False)
+    newest = stack.container.reads.list_cases(shop=SHOP, state=None, limit=1, cursor=None)
+    links = stack.container.api_services.status_links
+    if newest["items"] and links is not None:
+        case_id = newest["items"][0]["id"]
+        console.print(f"A customer's status page (case {case_id}, the link in every email):",
+                      soft_wrap=True)
+        console.print(f"  {links.link_for(case_id, SHOP)}", soft_wrap=True, markup=False)
     console.print(f"API: {url}/docs, RQ dashboard {url}/ops/rq/", soft_wrap=True)
     console.print(f"  Authorization: Bearer {stack.operator_token}  (every permission)",
                   soft_wrap=True, markup=False)

@@ -97,7 +97,7 @@ def _free_port() -> int:
 
 
 def _demo_settings(url: str, operator_token: str, tokens: dict[str, str], shop_secret: str,
-                   smtp_port: int) -> Settings:
+                   smtp_port: int, base_url: str) -> Settings:
     """Demo mode, the shop on the sandbox connectors, and retries quick enough to watch;
     `tokens`: each of `DEMO_TOKENS`'s secret."""
     return load_settings(
@@ -105,6 +105,7 @@ def _demo_settings(url: str, operator_token: str, tokens: dict[str, str], shop_s
         api_tokens=[{"name": name, "token": tokens[name], "role": role.value, "shops": [SHOP]}
                     for name, role in DEMO_TOKENS.items()],
         retry_initial_wait=0.01, retry_max_wait=0.05, stale_after_seconds=5,
+        public_base_url=base_url,  # the customers' status links point at this demo
         shops={SHOP: {
             "name": "Demo Pharmacy 演示药房",
             "storefront": "generic", "payment": "sandbox_payment", "erp": "sandbox_erp",
@@ -135,10 +136,11 @@ class EmbeddedStack:
         self.shop_secret = secrets.token_hex(16)
         self.operator_token = secrets.token_urlsafe(24)
         self.tokens = {name: secrets.token_urlsafe(24) for name in DEMO_TOKENS}
-        self.container: Container = bootstrap(_demo_settings(
-            url, self.operator_token, self.tokens, self.shop_secret, self._smtp.port))
-        runtime.install(self.container)
         self.port = port or _free_port()
+        self.container: Container = bootstrap(_demo_settings(
+            url, self.operator_token, self.tokens, self.shop_secret, self._smtp.port,
+            self.base_url))
+        runtime.install(self.container)
         self._server = uvicorn.Server(uvicorn.Config(
             create_app(self.container), host="127.0.0.1", port=self.port, log_level="warning"))
         self._api = threading.Thread(target=self._server.run, name="api", daemon=True)

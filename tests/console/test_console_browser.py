@@ -219,3 +219,27 @@ def test_the_lists_jobs_and_kpis_render_without_a_blocked_resource(
     page.goto(f"{base_url}/console/cases")
     shot(page, tmp_path, "cases-tablet-zh.png")
     assert elsewhere == [] and problems == [], (elsewhere, problems)
+
+
+def test_a_reviewer_of_one_shop_cannot_open_another_shops_case(
+        browser: Browser, base_url: str, console_container: Container, console_app: Any,
+        providers: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from tests.console.conftest import OTHER_SHOP
+    from tests.console.test_case_page import open_in
+
+    with TestClient(console_app) as client:
+        theirs = open_in(client, providers[2], OTHER_SHOP)
+        ours = open_in(client, providers[2], SHOP)
+    console_container.operators.add("li.na", OperatorRole.REVIEWER, [SHOP], PASSWORD)
+    page = offline_page(browser, base_url, [])
+    log_in(page, base_url, "li.na")
+    assert page.goto(f"{base_url}/console/cases/{ours}").status == 200
+    for path in (f"/console/cases/{theirs}", f"/console/review/{theirs}",
+                 f"/console/receive/{theirs}"):
+        answer = page.goto(f"{base_url}{path}")
+        assert answer is not None and answer.status == 404, path
+        assert OTHER_SHOP not in page.content()  # nothing of the case, not even its shop
+    listed = page.goto(f"{base_url}/console/cases")
+    assert listed is not None and ours in page.content() and theirs not in page.content()

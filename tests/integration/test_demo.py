@@ -186,6 +186,14 @@ def test_serve_prints_console_logins_and_keeps_working_new_requests(tmp_path: Pa
             me = browser.get("/console/me")
             assert me.status_code == 200 and "reviewer.li" in me.text
 
+        # A customer's status link, as printed, opens their page without a login.
+        link = re.search(re.escape(base) + r"(/status/\S+)", printed)
+        assert link, printed
+        with httpx.Client(base_url=base) as customer:
+            page = customer.get(link.group(1))
+            assert page.status_code == 200, page.text
+            assert "noindex" in page.text
+
         # The printed command sends a new request; the worker that is still running takes
         # it to a person, and on after the reviewer's decision.
         command = re.search(r"refundbridge demo send (.+)", printed)

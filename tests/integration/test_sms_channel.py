@@ -497,3 +497,39 @@ def test_two_notify_jobs_racing_send_one_sms(build, providers, mailbox):
         to_customer = [m for m in fake.messages if m["to"] == PHONE]
         assert len(to_customer) == len({r["provider_id"]
                                         for r in sms_of(detail(client, case_id)).values()})
+
+
+# ------------------------------------------------------------------ Aliyun: a secret path
+
+ALIYUN_SECRET = "cb_7Hq2xLm9RvT4kPw8"
+
+
+def test_aliyun_receipts_and_replies_arrive_at_the_secret_path(build, providers, mailbox):
+    from tests.fakes.aliyun_sms import ACCESS_KEY_ID, ACCESS_KEY_SECRET, SIGN_NAME, AliyunSmsFake
+
+    fake = AliyunSmsFake()
+    fake.install(providers[0])
+    container, _ = build(sms="aliyun_sms", aliyun_sms={
+        "access_key_id": ACCESS_KEY_ID, "access_key_secret": ACCESS_KEY_SECRET,
+        "sign_name": SIGN_NAME, "callback_secret": ALIYUN_SECRET,
+        "templates": {"received": "SMS_465320001", "approved": "SMS_465320002",
+                      "denied": "SMS_465320003", "refunded": "SMS_465320004"}})
+    _, _, erp = providers
+    with TestClient(create_app(container)) as client:
+        case_id = open_case(client, erp)
+        drain(container)
+        records = sms_of(detail(client, case_id))
+        assert len(fake.sends) == 3 and all(r["state"] == "queued" for r in records.values())
+        assert {s["OutId"] for s in fake.sends} == {f"{case_id}.{kind}.sms" for kind in records}
+        path = f"/webhooks/{SHOP}/aliyun_sms/callback"
+        body = fake.deliver(f"{case_id}.approved.sms")
+        assert client.post(f"{path}/wrong-secret", content=body).status_code == 401
+        answer = client.post(f"{path}/{ALIYUN_SECRET}", content=body)
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"code": 0, "msg": "成功"} or answer.content  # Aliyun's ack
+        assert sms_of(detail(client, case_id))["approved"]["state"] == "delivered"
+        reply = fake.reply(PHONE.removeprefix("+86"), "退订")
+        assert client.post(f"{path}/{ALIYUN_SECRET}", content=reply).status_code == 200
+        with container.engine.connect() as conn:
+            phones = conn.execute(text("SELECT phone FROM sms_opt_outs")).scalars().all()
+        assert phones == [PHONE]
