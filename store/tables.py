@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData()
@@ -103,6 +104,12 @@ outbox = Table(
     Index("ix_outbox_case_step", "case_id", "step"),
     Index("ix_outbox_pending", "done_at", "created_at"),
 )
+# The Overdue filter walks only open cases with a deadline (migration 0011).
+_OPEN_WITH_DEADLINE = text("due_on IS NOT NULL AND state NOT IN "
+                           "('cancelled', 'closed', 'denied', 'refunded')")
+Index("ix_cases_open_due", cases.c.shop_id, cases.c.seq,
+      postgresql_where=_OPEN_WITH_DEADLINE, sqlite_where=_OPEN_WITH_DEADLINE)
+
 # What the relay polls for: rows the API committed and nobody has enqueued yet.
 Index("ix_outbox_undispatched", outbox.c.id,
       postgresql_where=outbox.c.dispatched_at.is_(None),

@@ -20,7 +20,8 @@ from refundbridge.core.status_links import StatusLinkMessage
 
 
 class SmtpNotifier(ConnectorBase):
-    """Sends the customer emails of a refund case (received, approved, denied, refunded)."""
+    """Sends the customer emails of a refund case (received, approved, denied, refunded),
+    each as text and HTML (multipart/alternative)."""
 
     name: ClassVar[str] = "smtp"
     roles: ClassVar[frozenset[Role]] = frozenset({Role.NOTIFIER})
@@ -44,10 +45,12 @@ class SmtpNotifier(ConnectorBase):
         s = self.settings
         try:
             rendered = self._renderer.render(
-                message.kind, message.locale, message.context, s.sender_name
+                message.kind, message.locale, message.context, s.sender_name,
+                reply_email=s.reply_email,
             )
             email = to_email(message, rendered, sender_email=s.sender_email,
-                             sender_name=s.sender_name, now=self.ctx.clock())
+                             sender_name=s.sender_name, reply_to=s.reply_to,
+                             now=self.ctx.clock())
         except MessageError as exc:
             raise PermanentProviderError(
                 self.name, f"case {message.case_id}, {message.kind.value}: {exc}"
@@ -61,10 +64,10 @@ class SmtpNotifier(ConnectorBase):
         try:
             rendered = render_status_link(self._renderer, message.locale, {
                 "order_id": message.order_id, "case_id": message.case_id,
-                "status_url": message.status_url}, s.sender_name)
+                "status_url": message.status_url}, s.sender_name, reply_email=s.reply_email)
             email = plain_email(message.email, rendered, message_id=message.message_id,
                                 sender_email=s.sender_email, sender_name=s.sender_name,
-                                now=self.ctx.clock())
+                                reply_to=s.reply_to, now=self.ctx.clock())
         except MessageError as exc:
             raise PermanentProviderError(
                 self.name, f"case {message.case_id}, status link: {exc}") from exc

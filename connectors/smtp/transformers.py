@@ -1,7 +1,11 @@
 """Mapping between the core's `OutgoingMessage` and an RFC 5322 email.
 
-Templates live in `templates/<locale>/<kind>.subject.j2` and `<kind>.txt.j2`; a locale is
-whatever folder exists there, so adding a language is adding a folder.
+Every email is multipart/alternative: a text/plain part from `<kind>.txt.j2` and a text/html
+part from `<kind>.html.j2`, under a subject from `<kind>.subject.j2`, all in
+`templates/<locale>/`. A locale is whatever folder exists there, so adding a language is
+adding a folder; `<locale>/_layout.html.j2` is the frame its HTML parts extend (the shop's
+name, the status link as a button, the reply address). Only HTML templates are
+autoescaped; HTML parts use inline `style=` attributes and no remote images or fonts.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import jinja2
 from babel.core import UnknownLocaleError
@@ -40,7 +45,8 @@ class MessageError(ValueError):
 class RenderedEmail:
     locale: str  # the locale whose templates were used, after fallback
     subject: str
-    body: str
+    body: str  # the text/plain part
+    html: str  # the text/html part
 
 
 def mailbox(addr_spec: str, display_name: str = "") -> Address:
@@ -88,6 +94,25 @@ def format_amount(amount: str, currency: str, locale: str) -> str:
         return f"{currency} {amount}"
 
 
+def _autoescape(name: str | None) -> bool:
+    # plain text and subjects unescaped: escaping would put "&amp;" into a customer's
+    # product names; the HTML parts escaped, so a customer's text cannot add markup
+    return name is not None and name.endswith(".html.j2")
+
+
+def _status_url(value: object) -> str | None:
+    """The status link, checked: it becomes an `href`, so only an absolute http(s) URL."""
+    if value is None or value == "":
+        return None
+    url = str(value).strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or any(
+        ch.isspace() or ch in '"<>' for ch in url
+    ):
+        raise MessageError(f"status_url {url!r} is not an http(s) URL")
+    return url
+
+
 class TemplateRenderer:
     """One Jinja2 environment per notifier; templates are parsed once and cached by it."""
 
@@ -95,13 +120,13 @@ class TemplateRenderer:
         self._env = jinja2.Environment(
             loader=jinja2.PackageLoader("refundbridge.connectors.smtp", "templates"),
             undefined=jinja2.StrictUndefined,
-            # plain-text mail: escaping would put "&amp;" into a customer's product names
-            autoescape=False,
+            autoescape=_autoescape,
             trim_blocks=True,
             lstrip_blocks=True,
         )
         self.locales = frozenset(
-            name.split("/", 1)[0] for name in self._env.list_templates(extensions=["j2"])
+            name.split("/", 1)[0]
+            for name in self._env.list_templates(extensions=["j2"]) if "/" in name
         )
 
     @property
@@ -114,7 +139,11 @@ class TemplateRenderer:
         locale: str,
         context: Mapping[str, Any],
         sender_name: str,
+        *,
+        reply_email: str | None = None,
     ) -> RenderedEmail:
+        """`reply_email`: the address a reply reaches (Reply-To, else From), shown in the
+        HTML part's footer."""
         used = resolve_locale(locale, self.locales)
         values = dict(context)
         try:
@@ -123,14 +152,36 @@ class TemplateRenderer:
             )
         except KeyError as exc:
             raise MessageError(f"context has no {exc.args[0]!r}") from exc
-        values["sender_name"] = sender_name
+        return self.render_named(kind.value, used, values, sender_name, reply_email)
+
+    def render_named(
+        self,
+        name: str,
+        used: str,
+        context: Mapping[str, Any],
+        sender_name: str,
+        reply_email: str | None,
+    ) -> RenderedEmail:
+        """Subject, text and HTML of `<used>/<name>.*.j2` (`used`: a locale we have)."""
+        shop_name = context.get("shop_name")
+        values = {
+            **context,
+            "sender_name": sender_name,
+            # the shop as the customer knows it: the core's name for it, else our From name
+            "shop_name": str(shop_name).strip() if shop_name else sender_name,
+            "status_url": _status_url(context.get("status_url")),
+            "reply_email": reply_email,
+        }
         try:
-            subject = self._env.get_template(f"{used}/{kind.value}.subject.j2").render(values)
-            body = self._env.get_template(f"{used}/{kind.value}.txt.j2").render(values)
+            raw_subject = self._env.get_template(f"{used}/{name}.subject.j2").render(values)
+            # A header is one line: this also keeps a CR/LF in a context value out of them.
+            subject = " ".join(raw_subject.split())
+            body = self._env.get_template(f"{used}/{name}.txt.j2").render(values)
+            html = self._env.get_template(f"{used}/{name}.html.j2").render(
+                {**values, "subject": subject})
         except jinja2.TemplateError as exc:
-            raise MessageError(f"template {used}/{kind.value}: {exc}") from exc
-        # A header is one line: this also keeps a CR/LF in a context value out of the headers.
-        return RenderedEmail(locale=used, subject=" ".join(subject.split()), body=body)
+            raise MessageError(f"template {used}/{name}: {exc}") from exc
+        return RenderedEmail(locale=used, subject=subject, body=body, html=html)
 
 
 def to_email(
@@ -140,60 +191,60 @@ def to_email(
     sender_email: str,
     sender_name: str,
     now: datetime,
+    reply_to: str | None = None,
 ) -> EmailMessage:
     if not message.email:
         raise MessageError("the message has no email address")
-    if not _MSG_ID_LEFT.fullmatch(message.message_id):
-        raise MessageError(f"message_id {message.message_id!r} cannot be used in a Message-ID")
-    email = EmailMessage()  # policy.default: RFC 2047-encodes non-ASCII header text
-    email["From"] = mailbox(sender_email, sender_name)
-    email["To"] = mailbox(message.email)
-    email["Subject"] = rendered.subject
-    email["Date"] = format_datetime(now)
     # Stable per case and kind: a resend after an ambiguous failure (a timeout after DATA)
     # carries the same id, so mail clients and MTAs can recognise the duplicate.
-    email["Message-ID"] = f"<{message.message_id}@refundbridge>"
+    return _email(message.email, rendered, message_id=message.message_id,
+                  sender_email=sender_email, sender_name=sender_name, now=now,
+                  reply_to=reply_to)
+
+
+def _email(to: str, rendered: RenderedEmail, *, message_id: str, sender_email: str,
+           sender_name: str, now: datetime, reply_to: str | None) -> EmailMessage:
+    if not _MSG_ID_LEFT.fullmatch(message_id):
+        raise MessageError(f"message_id {message_id!r} cannot be used in a Message-ID")
+    email = EmailMessage()  # policy.default: RFC 2047-encodes non-ASCII header text
+    email["From"] = mailbox(sender_email, sender_name)
+    email["To"] = mailbox(to)
+    if reply_to:
+        # built from its parts, like From: a Chinese shop name is encoded, not parsed
+        email["Reply-To"] = mailbox(reply_to, sender_name)
+    email["Subject"] = rendered.subject
+    email["Date"] = format_datetime(now)
+    email["Message-ID"] = f"<{message_id}@refundbridge>"
     # RFC 3834: keeps vacation auto-replies from answering a machine-sent mail.
     email["Auto-Submitted"] = "auto-generated"
     # Left alone the stdlib picks 8bit for short non-ASCII lines, which needs BODY=8BITMIME
     # (smtplib asks for it only with SMTPUTF8); quoted-printable works with every server and
     # keeps the ASCII parts (order numbers) readable in the raw mail.
-    cte = None if rendered.body.isascii() else "quoted-printable"
-    email.set_content(rendered.body, charset="utf-8", cte=cte)
-    # after set_content, which drops every Content-* header already set
+    email.set_content(rendered.body, charset="utf-8", cte=_cte(rendered.body))
+    # multipart/alternative, plainest first: a client shows the last part it can
+    email.add_alternative(rendered.html, subtype="html", charset="utf-8",
+                          cte=_cte(rendered.html))
+    # after the parts, as making them multipart moves every Content-* header into a part
     email["Content-Language"] = rendered.locale
     return email
+
+
+def _cte(text: str) -> str | None:
+    return None if text.isascii() else "quoted-printable"
 
 
 # ---- a fresh status link, asked for on the status page's look-up form -------------------
 
 def render_status_link(renderer: TemplateRenderer, locale: str, context: Mapping[str, Any],
-                       sender_name: str) -> RenderedEmail:
+                       sender_name: str, *, reply_email: str | None = None) -> RenderedEmail:
     """`templates/<locale>/status_link.*.j2`: not a message a case owes (no
     `NotificationKind`), but an email the customer asked for."""
     used = resolve_locale(locale, renderer.locales)
-    values = {**context, "sender_name": sender_name}
-    try:
-        subject = renderer.env.get_template(f"{used}/status_link.subject.j2").render(values)
-        body = renderer.env.get_template(f"{used}/status_link.txt.j2").render(values)
-    except jinja2.TemplateError as exc:
-        raise MessageError(f"template {used}/status_link: {exc}") from exc
-    return RenderedEmail(locale=used, subject=" ".join(subject.split()), body=body)
+    return renderer.render_named("status_link", used, context, sender_name, reply_email)
 
 
 def plain_email(to: str, rendered: RenderedEmail, *, message_id: str, sender_email: str,
-                sender_name: str, now: datetime) -> EmailMessage:
+                sender_name: str, now: datetime, reply_to: str | None = None) -> EmailMessage:
     """`to_email` for an email that is not one of a case's messages."""
-    if not _MSG_ID_LEFT.fullmatch(message_id):
-        raise MessageError(f"message_id {message_id!r} cannot be used in a Message-ID")
-    email = EmailMessage()
-    email["From"] = mailbox(sender_email, sender_name)
-    email["To"] = mailbox(to)
-    email["Subject"] = rendered.subject
-    email["Date"] = format_datetime(now)
-    email["Message-ID"] = f"<{message_id}@refundbridge>"
-    email["Auto-Submitted"] = "auto-generated"
-    cte = None if rendered.body.isascii() else "quoted-printable"
-    email.set_content(rendered.body, charset="utf-8", cte=cte)
-    email["Content-Language"] = rendered.locale
-    return email
+    return _email(to, rendered, message_id=message_id, sender_email=sender_email,
+                  sender_name=sender_name, now=now, reply_to=reply_to)

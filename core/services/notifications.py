@@ -155,7 +155,12 @@ def _finish_sms(svc: Services, case_id: str, sender: SmsSender,
     if still_open:
         return  # another job is mid-call on one of them: it, or the reconciler, ends the step
     with svc.uow() as uow:
-        finish_idle_step(svc, uow, uow.cases.get(case_id), Step.NOTIFY)
+        case = uow.cases.get(case_id)
+        if case.pending_notifications() and Step.NOTIFY not in case.new_steps:
+            # Queued while this run was sending (its own work was still open, so no new
+            # run was written then): it gets one now, after this one's is closed.
+            case.new_steps.append(Step.NOTIFY)
+        finish_idle_step(svc, uow, case, Step.NOTIFY)
 
 
 def _send_sms(svc: Services, case_id: str, sender: SmsSender

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from html.parser import HTMLParser
 from importlib.resources import files
 from typing import Any, TypeVar
 
@@ -23,8 +25,11 @@ from refundbridge.connectors.smtp.transformers import TemplateRenderer, resolve_
 from refundbridge.core.errors import ConfigError, PermanentProviderError, TransientProviderError
 from refundbridge.core.model import NotificationKind
 from refundbridge.core.ports import OutgoingMessage
+from refundbridge.core.status_links import StatusLinkMessage
 
 LOCALES = ("en", "zh-CN")
+STATUS_URL = "https://returns.shop.example/status/eyJjIjoicmNfMDAwMSJ9.Zx8-tok_1"
+HOSTILE = '<script>alert("x")</script><img src="https://evil.example/p.gif"> & co'
 NOW = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
 PASSWORD = "correct-horse-battery-staple"
 T = TypeVar("T")
@@ -75,11 +80,17 @@ class Recorder:
 
     def only_mail(self) -> tuple[Envelope, EmailMessage]:
         assert len(self.envelopes) == 1
-        envelope = self.envelopes[0]
-        assert isinstance(envelope.content, bytes)
-        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        assert isinstance(parsed, EmailMessage)
-        return envelope, parsed
+        return self.envelopes[0], parse(self.envelopes[0])
+
+    def mails(self) -> list[EmailMessage]:
+        return [parse(envelope) for envelope in self.envelopes]
+
+
+def parse(envelope: Envelope) -> EmailMessage:
+    assert isinstance(envelope.content, bytes)
+    parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
 
 
 def free_port() -> int:
@@ -174,6 +185,43 @@ def outgoing(
     )
 
 
+def text_of(mail: EmailMessage) -> str:
+    part = mail.get_body(("plain",))
+    assert part is not None
+    return str(part.get_content())
+
+
+def html_of(mail: EmailMessage) -> str:
+    part = mail.get_body(("html",))
+    assert part is not None
+    assert part.get_content_charset() == "utf-8"
+    return str(part.get_content())
+
+
+class Page(HTMLParser):
+    """What a mail client sees of an HTML part: its elements, attributes and text."""
+
+    def __init__(self, markup: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str]]] = []
+        self.texts: list[str] = []
+        self.feed(markup)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, {name: value or "" for name, value in attrs}))
+
+    def handle_data(self, data: str) -> None:
+        self.texts.append(data)
+
+    @property
+    def text(self) -> str:
+        return " ".join(" ".join(self.texts).split())
+
+    def hrefs(self) -> list[str]:
+        return [attrs["href"] for tag, attrs in self.tags if tag == "a" and "href" in attrs]
+
+
 def notifier(port: int, *, retry: RetryPolicy | None = None, **settings: Any) -> SmtpNotifier:
     raw: dict[str, Any] = {"host": "127.0.0.1", "port": port, "sender_email": "care@shop.example",
                            "timeout": 5.0}
@@ -203,8 +251,11 @@ def test_english_message_arrives_with_stable_headers(server: Server) -> None:
     assert mail["Content-Language"] == "en"
     assert mail["Date"].datetime == NOW
     assert mail["Auto-Submitted"] == "auto-generated"
-    assert mail.get_content_type() == "text/plain"
-    body = mail.get_content()
+    assert mail["Reply-To"] is None  # no reply_to set: replies go to From
+    assert mail.get_content_type() == "multipart/alternative"
+    assert [part.get_content_type() for part in mail.iter_parts()] == ["text/plain",
+                                                                        "text/html"]
+    body = text_of(mail)
     assert "rc_0001" in body
     assert "CN¥129.50" in body
     assert "1 × Blood glucose meter (SKU GM-100)" in body
@@ -236,10 +287,14 @@ def test_chinese_message_round_trips(server: Server) -> None:
     assert mail["Subject"] == "您的退款申请已通过（订单 SO-1001）"
     assert mail["From"].addresses[0].display_name == "康健医疗 退款中心"
     assert mail["Content-Language"] == "zh-CN"
-    body = mail.get_content()
+    body = text_of(mail)
     assert "请将以下商品寄回" in body
     assert "血糖仪（SKU GM-100）× 1" in body
     assert "¥129.50" in body
+    page = html_of(mail)
+    assert '<html lang="zh-CN">' in page
+    assert "请将以下商品寄回" in page and "血糖仪" in page and "¥129.50" in page
+    assert "康健医疗 退款中心" in page
 
 
 @pytest.mark.parametrize(
@@ -253,7 +308,8 @@ def test_locale_falls_back_to_language_then_english(
 
     _, mail = server.recorder.only_mail()
     assert mail["Content-Language"] == used
-    assert ("您好" in mail.get_content()) is (used == "zh-CN")
+    assert ("您好" in text_of(mail)) is (used == "zh-CN")
+    assert ("您好" in html_of(mail)) is (used == "zh-CN")
 
 
 def test_resolve_locale_prefers_a_sorted_regional_variant() -> None:
@@ -325,6 +381,11 @@ def test_every_kind_and_locale_renders_with_the_full_context(
     assert "rc_0001" in rendered.body
     assert "Acme" in rendered.body
     assert "<" not in rendered.body  # plain text, no HTML
+    page = Page(rendered.html)
+    assert "SO-1001" in page.text and "rc_0001" in page.text and "Acme" in page.text
+    assert rendered.subject in page.text  # the <title>
+    assert ("Checked by QA" in page.text) is (kind in (NotificationKind.APPROVED,
+                                                       NotificationKind.DENIED))
 
 
 def test_templates_exist_for_every_kind_and_locale_and_nothing_else() -> None:
@@ -333,7 +394,9 @@ def test_templates_exist_for_every_kind_and_locale_and_nothing_else() -> None:
     # every message a case owes, and the fresh status link the look-up form sends
     names = [kind.value for kind in NotificationKind] + ["status_link"]
     expected = {f"{locale}/{name}.{part}.j2"
-                for locale in LOCALES for name in names for part in ("subject", "txt")}
+                for locale in LOCALES for name in names for part in ("subject", "txt", "html")}
+    # the frame each locale's HTML parts extend
+    expected |= {f"{locale}/_layout.html.j2" for locale in LOCALES}
     assert found == expected
 
 
@@ -370,6 +433,177 @@ def test_line_breaks_in_context_do_not_reach_the_headers(server: Server) -> None
     envelope, mail = server.recorder.only_mail()
     assert mail["Bcc"] is None
     assert envelope.rcpt_tos == ["patient@example.org"]
+
+
+# ------------------------------------------------------------------ the HTML part
+
+NAMES = [kind.value for kind in NotificationKind] + ["status_link"]
+# elements and attributes that would make a mail client fetch something, or run something
+FETCHING_TAGS = {"img", "link", "script", "style", "iframe", "object", "embed", "video",
+                 "audio", "source", "picture", "svg", "form", "base", "meta"}
+URL = re.compile(r"(?:https?:)?//[^\s\"'<>)]+", re.IGNORECASE)
+
+
+def send_named(smtp: SmtpNotifier, name: str, locale: str, **overrides: Any) -> None:
+    """Sends one of the case's messages, or (`status_link`) the look-up form's email."""
+    if name == "status_link":
+        smtp.send_status_link(StatusLinkMessage(
+            shop_id="shop-1", case_id="rc_0001", order_id=overrides.get("order_id", "SO-1001"),
+            email="patient@example.org", locale=locale,
+            status_url=overrides.get("status_url") or STATUS_URL, message_id="rc_0001.link-1"))
+    else:
+        smtp.send(outgoing(NotificationKind(name), locale, **overrides))
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("name", NAMES)
+def test_every_kind_and_locale_arrives_as_text_and_html(server: Server, name: str,
+                                                        locale: str) -> None:
+    send_named(notifier(server.port, sender_name="Acme Medical"), name, locale,
+               is_return=True, status_url=STATUS_URL, customer_message="Checked by QA")
+
+    envelope, mail = server.recorder.only_mail()
+    assert isinstance(envelope.content, bytes) and envelope.content.isascii()
+    assert mail.get_content_type() == "multipart/alternative"
+    plain, html = list(mail.iter_parts())  # plainest first: clients show the last they can
+    assert (plain.get_content_type(), html.get_content_type()) == ("text/plain", "text/html")
+    assert mail["Content-Language"] == locale
+    assert mail["Message-ID"] == ("<rc_0001.link-1@refundbridge>" if name == "status_link"
+                                  else f"<rc_0001-{name}@refundbridge>")
+    page = Page(html_of(mail))
+    assert ("html", {"lang": locale}) in page.tags
+    assert "SO-1001" in page.text and "rc_0001" in page.text and "Acme Medical" in page.text
+    assert ("您好" in page.text) is (locale == "zh-CN")
+    assert STATUS_URL in text_of(mail)
+    assert STATUS_URL in page.hrefs()
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_hostile_customer_text_arrives_escaped_in_the_html(server: Server, locale: str) -> None:
+    smtp = notifier(server.port, sender_name="Acme <b>Medical</b>")
+    hostile_line = {"sku": "X&1", "name": HOSTILE, "quantity": 1}
+    smtp.send(outgoing(NotificationKind.RECEIVED, locale, reason_text=f"broken\n{HOSTILE}",
+                       lines=[hostile_line], order_id="SO-<i>1</i>"))
+    smtp.send(outgoing(NotificationKind.DENIED, locale, customer_message=HOSTILE,
+                       shop_name='Shop "><script>x()</script>'))
+    smtp.send(outgoing(NotificationKind.APPROVED, locale, customer_message=HOSTILE,
+                       is_return=True, lines=[hostile_line]))
+
+    sent = server.recorder.mails()
+    assert len(sent) == 3
+    for mail in sent:
+        markup = html_of(mail)
+        page = Page(markup)
+        tags = {tag for tag, _ in page.tags}
+        assert not tags & {"script", "img", "i", "b"}, tags
+        assert HOSTILE in page.text  # shown as the text it is, not dropped
+        assert "&lt;script&gt;" in markup
+        assert HOSTILE in text_of(mail)  # the text part is text: nothing to escape
+    received, denied, _ = (Page(html_of(mail)) for mail in sent)
+    assert "SO-<i>1</i>" in received.text
+    assert "Acme <b>Medical</b>" in received.text
+    assert "X&1" in received.text
+    assert 'Shop "><script>x()</script>' in denied.text
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("kind", list(NotificationKind))
+def test_status_link_in_both_parts_when_given_and_no_link_without(
+    server: Server, kind: NotificationKind, locale: str
+) -> None:
+    smtp = notifier(server.port)
+    smtp.send(outgoing(kind, locale, status_url=STATUS_URL))
+    _, with_link = server.recorder.only_mail()
+    server.recorder.clear()
+    smtp.send(outgoing(kind, locale, status_url=None))
+    _, without = server.recorder.only_mail()
+
+    assert STATUS_URL in text_of(with_link)
+    links = Page(html_of(with_link)).hrefs()
+    # a button and the same link written out, for clients that drop the button
+    assert [h for h in links if not h.startswith("mailto:")] == [STATUS_URL, STATUS_URL]
+    assert "http" not in text_of(without)
+    assert "http" not in html_of(without)
+    assert all(h.startswith("mailto:") for h in Page(html_of(without)).hrefs())
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("name", NAMES)
+def test_html_fetches_nothing_and_links_only_to_the_status_page(
+    server: Server, name: str, locale: str
+) -> None:
+    send_named(notifier(server.port, reply_to="help@shop.example"), name, locale,
+               is_return=True, status_url=STATUS_URL, customer_message="See https://x.y")
+
+    _, mail = server.recorder.only_mail()
+    markup = html_of(mail)
+    page = Page(markup)
+    urls = set(URL.findall(markup))
+    if name in (NotificationKind.APPROVED.value, NotificationKind.DENIED.value):
+        urls.discard("https://x.y")  # the shop's own message, shown as text, not a link
+    assert urls == {STATUS_URL}
+    assert not {tag for tag, _ in page.tags} & (FETCHING_TAGS - {"meta"})
+    for tag, attrs in page.tags:
+        assert not {"src", "srcset", "background", "class"} & set(attrs), (tag, attrs)
+        style = attrs.get("style", "").lower()
+        assert "url(" not in style and "@import" not in style and "expression" not in style
+        if tag == "a":
+            assert attrs["href"] in (STATUS_URL, "mailto:help@shop.example")
+        if tag == "meta":
+            assert set(attrs) <= {"charset", "name", "content"}
+    assert "<style" not in markup.lower()
+    assert any("style" in attrs for _, attrs in page.tags)  # styled inline
+
+
+# a comma or quotes would split or break a "Name <addr>" string: the name is encoded instead
+@pytest.mark.parametrize("shop", ["康健医疗 退款中心", '康健医疗, "退款"中心 <客服>'])
+def test_reply_to_with_a_chinese_display_name_round_trips(server: Server, shop: str) -> None:
+    smtp = notifier(server.port, sender_name=shop, reply_to="kefu@shop.example")
+    smtp.send(outgoing(NotificationKind.DENIED, "zh-CN"))
+    send_named(smtp, "status_link", "zh-CN")
+
+    assert len(server.recorder.envelopes) == 2
+    for envelope in server.recorder.envelopes:
+        assert isinstance(envelope.content, bytes)
+        assert envelope.content.isascii()  # RFC 2047, no SMTPUTF8 needed
+        assert b"Reply-To: =?utf-8?" in envelope.content
+        mail = parse(envelope)
+        (reply,) = mail["Reply-To"].addresses
+        assert reply.display_name == shop
+        assert reply.addr_spec == "kefu@shop.example"
+        assert mail["From"].addresses[0].addr_spec == "care@shop.example"
+        assert "mailto:kefu@shop.example" in Page(html_of(mail)).hrefs()
+        assert envelope.rcpt_tos == ["patient@example.org"]  # a header, not a recipient
+
+
+def test_without_reply_to_the_html_names_the_sender_address(server: Server) -> None:
+    notifier(server.port).send(outgoing())
+
+    _, mail = server.recorder.only_mail()
+    assert mail["Reply-To"] is None
+    assert Page(html_of(mail)).hrefs() == ["mailto:care@shop.example"]
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_the_shop_name_from_the_context_heads_the_html(server: Server, locale: str) -> None:
+    notifier(server.port, sender_name="Returns desk").send(
+        outgoing(NotificationKind.REFUNDED, locale, shop_name="康护药房"))
+
+    _, mail = server.recorder.only_mail()
+    page = Page(html_of(mail))
+    title, heading = [text.strip() for text in page.texts if text.strip()][:2]
+    assert (title, heading) == (mail["Subject"], "康护药房")
+    assert "Returns desk" not in page.text
+    assert text_of(mail).rstrip().endswith("Returns desk")  # the text part as it was
+    assert mail["From"].addresses[0].display_name == "Returns desk"
+
+
+@pytest.mark.parametrize("url", ["javascript:alert(1)", "/status/tok", "https://",
+                                 'https://a.example/s/"onmouseover="x'])
+def test_a_status_url_that_is_not_an_http_link_is_permanent(server: Server, url: str) -> None:
+    with pytest.raises(PermanentProviderError, match="status_url"):
+        notifier(server.port).send(outgoing(status_url=url))
+    assert server.recorder.envelopes == []
 
 
 # ------------------------------------------------------------------ failures
@@ -430,6 +664,7 @@ def test_invalid_email_is_permanent(server: Server) -> None:
     ("raw", "key"),
     [
         ({"sender_email": "not an address"}, "sender_email"),
+        ({"sender_email": "care@shop.example", "reply_to": "returns at shop"}, "reply_to"),
         ({"sender_email": "care@shop.example", "username": "shop-1"}, "shop-1.smtp"),
         ({"sender_email": "care@shop.example", "port": 0}, "port"),
         ({"sender_email": "care@shop.example", "username": "u", "password": "changeme"},
