@@ -208,7 +208,11 @@ class NotificationKind(StrEnum):
     RECEIVED = "received"
     APPROVED = "approved"
     DENIED = "denied"
+    GOODS_RECEIVED = "goods_received"  # the warehouse recorded the return's receipt
     REFUNDED = "refunded"
+    # The provider refused the refund for good (or reversed a paid one): a person retries it.
+    # Once per case, however many attempts fail.
+    REFUND_FAILED = "refund_failed"
 
     @property
     def urgent(self) -> bool:
@@ -755,6 +759,9 @@ class RefundCase:
             self.failure = Failure(Step.REFUND, result.message or "refund failed",
                                    CaseState.REFUNDING)
             self._move(Transition.FAIL, actor=actor, at=at, data=data)
+            # The customer learns that a person will retry it (once: a second failure of
+            # the same case queues nothing new).
+            self.queue_notification(NotificationKind.REFUND_FAILED)
         elif (
             result.status is RefundStatus.FAILED and previous is RefundStatus.SUCCEEDED
             and self.state in REVERSIBLE_STATES
@@ -764,6 +771,7 @@ class RefundCase:
             self.failure = Failure(Step.REFUND, result.message or "refund failed after success",
                                    CaseState.REFUNDING)
             self._move(Transition.REFUND_REVERSED, actor=actor, at=at, data=data)
+            self.queue_notification(NotificationKind.REFUND_FAILED)
         elif previous is not result.status:
             self.record("refund_status_changed", actor=actor, at=at, from_state=self.state,
                         to_state=self.state, data=data)
@@ -785,6 +793,7 @@ class RefundCase:
         self.inspections = list(inspections)
         self._move(Transition.RECEIVE_GOODS, actor=actor, at=at,
                    data={"inspections": [i.as_json() for i in inspections]})
+        self.queue_notification(NotificationKind.GOODS_RECEIVED)
         self._request_stock_booking()
         if self.attempts and self.current_attempt and (
             self.current_attempt.status is RefundStatus.SUCCEEDED

@@ -107,7 +107,7 @@ outbox = Table(
 # The Overdue filter walks only open cases with a deadline (migration 0011).
 _OPEN_WITH_DEADLINE = text("due_on IS NOT NULL AND state NOT IN "
                            "('cancelled', 'closed', 'denied', 'refunded')")
-Index("ix_cases_open_due", cases.c.shop_id, cases.c.seq,
+Index("ix_cases_open_due", cases.c.seq,
       postgresql_where=_OPEN_WITH_DEADLINE, sqlite_where=_OPEN_WITH_DEADLINE)
 
 # What the relay polls for: rows the API committed and nobody has enqueued yet.

@@ -18,7 +18,7 @@ OPEN = sa.text("due_on IS NOT NULL AND state NOT IN "
 
 
 def upgrade() -> None:
-    op.create_index("ix_cases_open_due", "cases", ["shop_id", "seq"],
+    op.create_index("ix_cases_open_due", "cases", ["seq"],
                     postgresql_where=OPEN, sqlite_where=OPEN)
 
 
