@@ -3,8 +3,8 @@ send only approved templates (Aliyun, Tencent) take parameters instead.
 
 One template per notification kind and locale, kept inline below: an SMS is one short
 paragraph, so a template is one line of text, and the whole set is easier to review (and to
-keep within the length) side by side than in sixteen files. A locale is whatever the table
-holds; adding a language is adding its four entries (a test checks each one's length).
+keep within the length) side by side than in a dozen files. A locale is whatever the table
+holds; adding a language is adding one entry per kind (a test checks each one's length).
 
 Rendering is Jinja2 with `StrictUndefined` (a template naming a value we do not pass fails
 at once) and no HTML autoescaping (an SMS is plain text: "&amp;" would reach the handset).
@@ -125,10 +125,17 @@ TEMPLATES: Final[Mapping[str, Mapping[NotificationKind, str]]] = MappingProxyTyp
             _SHOP_EN + "We cannot approve your refund request for order {{ order_id }}. "
             "Case {{ case_id }}." + _NOTE_EN.replace("Note from us", "Reason")
             + " Questions? Contact us with your case number." + _LINK_EN),
+        NotificationKind.GOODS_RECEIVED: (
+            _SHOP_EN + "Your returned items for order {{ order_id }} have arrived and been "
+            "checked in. Case {{ case_id }}." + _LINK_EN),
         NotificationKind.REFUNDED: (
             _SHOP_EN + "We have refunded {{ amount_display }} for order {{ order_id }} to "
             "your original payment method; it may take a few working days to show. "
             "Case {{ case_id }}." + _LINK_EN),
+        NotificationKind.REFUND_FAILED: (
+            _SHOP_EN + "Your refund of {{ amount_display }} for order {{ order_id }} did not "
+            "go through. Case {{ case_id }}. Our team will pay it again; you need not do "
+            "anything." + _LINK_EN),
     }),
     "zh-CN": MappingProxyType({
         NotificationKind.RECEIVED: (
@@ -142,9 +149,14 @@ TEMPLATES: Final[Mapping[str, Mapping[NotificationKind, str]]] = MappingProxyTyp
         NotificationKind.DENIED: (
             _SHOP_ZH + "很抱歉，订单{{ order_id }}的退款申请未通过，申请编号{{ case_id }}。"
             + _NOTE_ZH.replace("客服留言", "原因") + "如有疑问请联系我们。" + _LINK_ZH),
+        NotificationKind.GOODS_RECEIVED: (
+            _SHOP_ZH + "订单{{ order_id }}的退货已签收并验收，申请编号{{ case_id }}。" + _LINK_ZH),
         NotificationKind.REFUNDED: (
             _SHOP_ZH + "订单{{ order_id }}的退款{{ amount_display }}已退回原支付方式，"
             "通常几个工作日内到账。申请编号{{ case_id }}。" + _LINK_ZH),
+        NotificationKind.REFUND_FAILED: (
+            _SHOP_ZH + "订单{{ order_id }}的退款{{ amount_display }}未能成功退回，申请编号"
+            "{{ case_id }}。工作人员会重新为您退款，您无需操作。" + _LINK_ZH),
     }),
 })
 

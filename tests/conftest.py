@@ -47,7 +47,8 @@ REDIS_URL = os.environ.get("REFUNDBRIDGE_TEST_REDIS_URL", "redis://127.0.0.1:637
 STRIPE_KEY = "sk_test_" + secrets.token_hex(16)
 STRIPE_WEBHOOK_SECRET = "whsec_" + secrets.token_hex(16)
 TABLES = ("cases", "case_events", "inbox", "outbox", "orders", "recalls", "external_refunds",
-          "operators", "console_sessions", "case_units", "case_rules")
+          "operators", "console_sessions", "case_units", "case_rules", "sms_opt_outs",
+          "sms_sends")
 
 
 @pytest.fixture(scope="session")

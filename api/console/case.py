@@ -272,8 +272,10 @@ def _page(request: Request, user: ConsoleContext, detail: dict[str, Any],
     locale = user.locale
     state = CaseState(detail["state"])
     may_operate = user.may(Permission.OPERATE)
+    # A resend is of the email (the record); an SMS beside it is never sent again by hand.
     resendable = [n for n in detail.get("notifications", [])
-                  if n.get("status") in {"failed", "waived"}]
+                  if n.get("status") in {"failed", "waived"}
+                  and n.get("channel", "email") == "email"]
     return render(
         request, "case.html", user, status=status, case=detail, evidence=evidence,
         entries=timeline(evidence["chain"], locale), lines=lines(detail),

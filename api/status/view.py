@@ -16,10 +16,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from refundbridge.core.money import Money
+from refundbridge.core.packing import packing_of
 from refundbridge.core.policy import ShopPolicy
-
-# Words in a product's name that mean a sharp (lancets, needles, pen needles, syringes).
-SHARP_WORDS = ("lancet", "needle", "syringe", "sharps", "采血针", "针头", "注射器", "针")
 
 # The payment provider of the order, in the customer's words.
 PAID_WITH = {
@@ -36,7 +34,9 @@ MESSAGE_LABELS = {
     "received": "Confirmation of your request",
     "approved": "Approval of your request",
     "denied": "Our decision on your request",
+    "goods_received": "Confirmation that your items arrived",
     "refunded": "Confirmation of your refund",
+    "refund_failed": "Your refund is delayed",
 }
 DELIVERY_LABELS = {
     "sent": "Sent",
@@ -104,7 +104,7 @@ class Line:
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    kind: str  # received | approved | denied | refunded
+    kind: str  # a NotificationKind: received | approved | denied | goods_received | …
     at: date | None
     status: str  # sent | sending | not_delivered | not_sent
 
@@ -199,13 +199,13 @@ class StatusView:
 
         lines = []
         for item in detail.get("lines", []):
-            flags = policy.flags(str(item.get("sku", "")))
             name = str(item.get("name", ""))
+            packing = packing_of(sku=str(item.get("sku", "")), name=name,
+                                 sterile=bool(item.get("sterile")),
+                                 cold_chain=bool(item.get("cold_chain")), policy=policy)
             lines.append(Line(
-                name=name, quantity=int(item.get("quantity", 1)),
-                sterile=bool(item.get("sterile")) or flags.sterile,
-                cold_chain=bool(item.get("cold_chain")) or flags.cold_chain,
-                sharp=any(word in name.casefold() for word in SHARP_WORDS)))
+                name=name, quantity=int(item.get("quantity", 1)), sterile=packing.sterile,
+                cold_chain=packing.cold_chain, sharp=packing.sharp))
 
         deadline = next((o for o in detail.get("obligations", [])
                          if o.get("kind") == "refund_deadline" and o.get("due")), None)

@@ -66,6 +66,9 @@ from refundbridge.core.ports import (
 )
 
 DEFAULT_REGION: Final = "cn-hangzhou"
+# The kinds every shop must have an approved template for. The others (goods_received,
+# refund_failed) are optional: without a template, that SMS is refused for good with code
+# `no_template` (shown on the message record; the email of the kind still goes).
 REQUIRED_KINDS: Final = (NotificationKind.RECEIVED, NotificationKind.APPROVED,
                          NotificationKind.DENIED, NotificationKind.REFUNDED)
 # dysmsapi's endpoints, as Alibaba Cloud's SDK (`alibabacloud_dysmsapi20170525.Client`) maps

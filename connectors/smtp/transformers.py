@@ -31,6 +31,19 @@ from refundbridge.core.ports import OutgoingMessage
 
 DEFAULT_LOCALE = "en"
 
+# How the money comes back, by the order's payment provider (the context's `payment`), in
+# each locale's words; the status page says the same (api/status/view.py PAID_WITH).
+PAID_WITH: Mapping[str, Mapping[str, str]] = {
+    "en": {"stripe": "the card you paid with", "alipay": "your Alipay account",
+           "wechatpay": "your WeChat Pay account",
+           "shopify": "the payment method you used at checkout",
+           "woocommerce": "the payment method you used at checkout",
+           "": "your original payment method"},
+    "zh-CN": {"stripe": "您付款时使用的银行卡", "alipay": "您的支付宝账户",
+              "wechatpay": "您的微信支付账户", "shopify": "您下单时使用的支付方式",
+              "woocommerce": "您下单时使用的支付方式", "": "您的原支付方式"},
+}
+
 # dot-atom-text of RFC 5322: what may stand left of the "@" in a Message-ID without quoting.
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _MSG_ID_LEFT = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
@@ -152,6 +165,14 @@ class TemplateRenderer:
             )
         except KeyError as exc:
             raise MessageError(f"context has no {exc.args[0]!r}") from exc
+        words = PAID_WITH.get(used, PAID_WITH[DEFAULT_LOCALE])
+        values["payment_display"] = words.get(str(values.get("payment") or ""), words[""])
+        values["return_address"] = str(values.get("return_address") or "").strip()
+        # What the parcel needs, from the lines' flags (core/packing.py): the approved
+        # email's packing advice.
+        lines = values.get("lines") or []
+        values["packing"] = {need: any(bool(line.get(need)) for line in lines)
+                             for need in ("sterile", "cold_chain", "sharp")}
         return self.render_named(kind.value, used, values, sender_name, reply_email)
 
     def render_named(

@@ -22,7 +22,9 @@ from refundbridge.core.model import (
     Step,
     sms_message_id,
 )
+from refundbridge.core.packing import packing_of
 from refundbridge.core.phones import to_e164
+from refundbridge.core.policy import ShopPolicy
 from refundbridge.core.ports import (
     DeliveryReport,
     OutgoingMessage,
@@ -46,7 +48,8 @@ def send_notifications(svc: Services, case_id: str) -> None:
     with svc.uow() as uow:
         case = uow.cases.get(case_id)
         pending = case.pending_notifications()
-        messages = [_message(case, n.kind, svc.status_links) for n in pending]
+        policy = svc.policy(case.shop_id)
+        messages = [_message(case, n.kind, svc.status_links, policy) for n in pending]
         gateways = svc.gateways(case.shop_id)
         # SMS go beside the emails, when the shop has an SMS connector and the customer a
         # phone number (`_send_sms`); an SMS never keeps the case open.
@@ -89,9 +92,11 @@ def send_notifications(svc: Services, case_id: str) -> None:
 
 
 def _message(case: RefundCase, kind: NotificationKind,
-             links: StatusLinks | None = None) -> OutgoingMessage:
+             links: StatusLinks | None = None,
+             policy: ShopPolicy | None = None) -> OutgoingMessage:
     """What a notifier gets for one message. Only what the customer may read goes in: a
-    decision's internal note never does, its customer message does."""
+    decision's internal note never does, its customer message does. `policy` (the shop's)
+    adds its return address and its SKUs' sterile / cold-chain flags to the lines."""
     request = case.request
     decision = case.decisions[-1] if case.decisions else None
     amount = case.refunded if kind is NotificationKind.REFUNDED and case.refunded else (
@@ -104,14 +109,32 @@ def _message(case: RefundCase, kind: NotificationKind,
             "case_id": case.id, "shop_id": case.shop_id, "order_id": request.order.id,
             "amount": str(amount.amount), "currency": amount.currency,
             "customer_id": request.customer.id, "reason_text": request.reason.text,
-            "lines": [{"sku": li.sku, "name": li.name, "quantity": li.quantity}
+            # Each line with what its packing needs (core/packing.py): the approved email's
+            # advice for sterile, cold-chain and sharp items.
+            "lines": [{"sku": li.sku, "name": li.name, "quantity": li.quantity,
+                       **_packing(li.sku, li.name, li.sterile, li.cold_chain, policy)}
                       for li in request.lines],
+            # Where the goods go back to ("": the shop has not set one), and how the money
+            # comes back: the order's payment provider ("stripe", "alipay", …).
+            "return_address": policy.return_address if policy else "",
+            "payment": request.order.payment.provider,
+            # Whether the money is back with the customer now (the goods-received email
+            # says so when the refund went out before the goods came back).
+            "refund_paid": bool(case.refunded and case.refunded.amount > 0),
             "is_return": case.is_return,
             "customer_message": decision.customer_message if decision else "",
             # The customer's status page (/status/{token}); None when links are off.
             "status_url": links.link_for(case.id, case.shop_id) if links else None,
         },
     )
+
+
+def _packing(sku: str, name: str, sterile: bool, cold_chain: bool,
+             policy: ShopPolicy | None) -> dict[str, bool]:
+    packing = packing_of(sku=sku, name=name, sterile=sterile, cold_chain=cold_chain,
+                         policy=policy)
+    return {"sterile": packing.sterile, "cold_chain": packing.cold_chain,
+            "sharp": packing.sharp}
 
 
 def waive_notification(svc: Services, case_id: str, kind: NotificationKind, actor: str,
@@ -204,7 +227,7 @@ def _send_sms(svc: Services, case_id: str, sender: SmsSender
                 continue
             lost = sms.sending_since.astimezone(zone).date() if sms.sending_since else None
             case.claim_sms(kind, now)
-            message = _message(case, kind, svc.status_links)
+            message = _message(case, kind, svc.status_links, policy)
             calls.append((replace(message, message_id=sms_message_id(case.id, kind),
                                   phone=phone), lost))
         uow.commit()

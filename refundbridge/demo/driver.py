@@ -19,6 +19,7 @@ import logging
 import secrets
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -306,6 +307,8 @@ def _scripted_run(stack: EmbeddedStack, cases: int, console: Console, *,
     engine = stack.container.engine
     return DemoResult(
         cases=len(sent.cases), duplicates=sent.duplicates, emails=len(stack.mailbox.messages),
+        sms=Counter(n.get("state") or n["status"] for case in details
+                    for n in case["notifications"] if n.get("channel") == "sms"),
         verified=sum(queries.case_evidence(engine, case_id)["verifies"]
                      for case_id in sent.cases.values()),
         elapsed=elapsed, figures=queries.totals(engine),

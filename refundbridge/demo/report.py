@@ -50,6 +50,7 @@ class DemoResult:
     cases: int
     duplicates: int
     emails: int
+    sms: Counter[str]  # the customers' text messages (sandbox_sms), by delivery state
     verified: int
     elapsed: float
     figures: dict[str, Any]
@@ -241,6 +242,8 @@ def _print_summary(console: Console, result: DemoResult) -> None:
         table.add_row(f"by {actor}: {event}", str(count))
     table.add_section()
     table.add_row("emails received by SMTP", str(result.emails))
+    table.add_row("SMS (sandbox_sms) by state",
+                  ", ".join(f"{state} {n}" for state, n in sorted(result.sms.items())) or "none")
     table.add_row("duplicate webhooks answered 200", str(result.duplicates))
     table.add_row("audit chains verified", f"{result.verified}/{result.cases}")
     scenarios_ok = sum(r.as_expected for r in found.scenarios)

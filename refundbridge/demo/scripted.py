@@ -7,6 +7,7 @@ the day the demo runs (days since delivery, days to expiry, a licence that lapse
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import secrets
@@ -49,7 +50,11 @@ class Consumer:
     locale: str = "zh-CN"
 
     def customer(self, today: date) -> dict[str, Any]:
+        # A mainland mobile number of the shop's own country, written the way a person
+        # types it: intake stores it as E.164, and the demo's SMS go to it.
+        digits = int(hashlib.sha256(self.name.encode()).hexdigest(), 16) % 10**8
         return {"id": f"cust-{self.name}", "email": f"{self.name}@example.com",
+                "phone": f"138 {digits // 10**4:04d} {digits % 10**4:04d}",
                 "locale": self.locale}
 
 

@@ -109,11 +109,12 @@ def _demo_settings(url: str, operator_token: str, tokens: dict[str, str], shop_s
         shops={SHOP: {
             "name": "Demo Pharmacy 演示药房",
             "storefront": "generic", "payment": "sandbox_payment", "erp": "sandbox_erp",
-            "notifier": "smtp",
+            "notifier": "smtp", "sms": "sandbox_sms",
             "policy": shop_policy(),
             "generic": {"secret": shop_secret},
             "sandbox_payment": {"latency_ms": 5, "transient_failure_rate": 0.15, "seed": 1},
             "sandbox_erp": {"latency_ms": 5, "transient_failure_rate": 0.1, "seed": 2},
+            "sandbox_sms": {"latency_ms": 2, "transient_failure_rate": 0.1, "seed": 3},
             "smtp": {"host": "127.0.0.1", "port": smtp_port,
                      "sender_email": "returns@demo-pharmacy.example.com",
                      "sender_name": "演示药房 售后"},

@@ -302,6 +302,40 @@ def test_an_unapproved_template_is_permanent(fake: AliyunSmsFake) -> None:
     assert refused.value.code == "isv.SMS_TEMPLATE_ILLEGAL"
 
 
+OPTIONAL = (NotificationKind.GOODS_RECEIVED, NotificationKind.REFUND_FAILED)
+
+
+@pytest.mark.parametrize("kind", OPTIONAL)
+def test_a_shop_without_a_template_for_an_optional_kind_sends_no_sms_of_it(
+        fake: AliyunSmsFake, connector: AliyunSmsConnector, kind: NotificationKind) -> None:
+    # the four required kinds are enough to configure the connector (`connector` has them)
+    with pytest.raises(PermanentProviderError) as refused:
+        connector.send_sms(message(kind))
+    assert refused.value.code == "no_template"
+    assert f"templates.{kind.value}" in refused.value.message
+    assert fake.requests == []
+
+
+def test_the_optional_kinds_go_out_by_their_own_templates() -> None:
+    service = AliyunSmsFake(now=lambda: NOW, templates={
+        "SMS_465320001": "您的退款申请已收到：订单${order_id}。",
+        "SMS_465320005": "订单${order_id}的退货已签收，申请编号${case_id}。",
+        "SMS_465320006": "订单${order_id}的退款未成功，我们将重新为您退款。"})
+    conn = make_connector(templates={**TEMPLATES, "goods_received": "SMS_465320005",
+                                     "refund_failed": {"code": "SMS_465320006",
+                                                       "params": ["order_id"]}})
+    with installed(service):
+        conn.send_sms(message(NotificationKind.GOODS_RECEIVED))
+        conn.send_sms(message(NotificationKind.REFUND_FAILED))
+    conn.close()
+    first, second = service.calls
+    assert (first["TemplateCode"], first["OutId"]) == ("SMS_465320005",
+                                                       f"{CASE_ID}.goods_received")
+    assert json.loads(second["TemplateParam"]) == {"order_id": "KH/2024 0042*"}
+    assert service.sends[0]["Content"] == (f"【{SIGN_NAME}】订单KH/2024 0042*的退货已签收，"
+                                           f"申请编号{CASE_ID}。")
+
+
 def test_a_message_without_a_phone_is_refused_before_any_call(
         fake: AliyunSmsFake, connector: AliyunSmsConnector) -> None:
     with pytest.raises(PermanentProviderError) as refused:

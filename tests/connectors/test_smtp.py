@@ -288,12 +288,12 @@ def test_chinese_message_round_trips(server: Server) -> None:
     assert mail["From"].addresses[0].display_name == "康健医疗 退款中心"
     assert mail["Content-Language"] == "zh-CN"
     body = text_of(mail)
-    assert "请将以下商品寄回" in body
+    assert "将以下商品放入包裹" in body
     assert "血糖仪（SKU GM-100）× 1" in body
     assert "¥129.50" in body
     page = html_of(mail)
     assert '<html lang="zh-CN">' in page
-    assert "请将以下商品寄回" in page and "血糖仪" in page and "¥129.50" in page
+    assert "将以下商品放入包裹" in page and "血糖仪" in page and "¥129.50" in page
     assert "康健医疗 退款中心" in page
 
 
@@ -433,6 +433,130 @@ def test_line_breaks_in_context_do_not_reach_the_headers(server: Server) -> None
     envelope, mail = server.recorder.only_mail()
     assert mail["Bcc"] is None
     assert envelope.rcpt_tos == ["patient@example.org"]
+
+
+# ------------------------------------------------------------------ what to do next
+
+ADDRESS = "Kangfu Returns, Dock 3\n88 Zhangjiang Road\nShanghai 201203"
+STERILE = {"sku": "DR-10", "name": "Sterile dressing 10x10", "quantity": 2,
+           "sterile": True, "cold_chain": False, "sharp": False}
+COLD = {"sku": "IVD-7", "name": "CRP reagent kit", "quantity": 1,
+        "sterile": False, "cold_chain": True, "sharp": False}
+SHARP = {"sku": "LN-200", "name": "Lancets 200", "quantity": 1,
+         "sterile": False, "cold_chain": False, "sharp": True}
+PLAIN = {"sku": "GM-100", "name": "Blood glucose meter", "quantity": 1,
+         "sterile": False, "cold_chain": False, "sharp": False}
+# A phrase of each piece of packing advice, per locale.
+ADVICE = {
+    "en": {"sterile": "Sterile items: keep unopened packs sealed",
+           "cold_chain": "Items to be kept cold: keep them in the fridge",
+           "sharp": "Lancets, needles and other sharps: never send loose or used sharps"},
+    "zh-CN": {"sterile": "无菌产品：未开封的请保持密封",
+              "cold_chain": "需冷藏的产品：寄出前请放在冰箱冷藏",
+              "sharp": "采血针、针头等锐器：切勿将散装或用过的锐器"},
+}
+RMA = {"en": "return number (RMA) on the outside of the parcel", "zh-CN": "退货编号（RMA）"}
+ASK_ADDRESS = {"en": "reply to this email and we will tell you where to send it",
+               "zh-CN": "寄出前请回复本邮件，我们会告诉您寄回地址"}
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("lines", [[PLAIN], [STERILE], [COLD, PLAIN], [SHARP],
+                                   [STERILE, COLD, SHARP]], ids=lambda ls: "+".join(
+                                       li["sku"] for li in ls))
+def test_an_approved_return_says_what_to_do_next(locale: str,
+                                                 lines: list[dict[str, Any]]) -> None:
+    rendered = TemplateRenderer().render(NotificationKind.APPROVED, locale, context(
+        is_return=True, lines=lines, return_address=ADDRESS), "Acme")
+
+    page = Page(rendered.html)
+    for text in (flat(rendered.body), flat(page.text)):
+        assert RMA[locale] in text and "rc_0001" in text
+        assert all(part in text for part in ADDRESS.splitlines())
+        assert ASK_ADDRESS[locale] not in text
+        for need, phrase in ADVICE[locale].items():
+            # the HTML sets the item kind in bold: its text is split there
+            found = phrase.replace(" ", "") in text.replace(" ", "")
+            assert found is any(line[need] for line in lines), (need, text)
+    # the address keeps its lines, in both parts
+    assert "   88 Zhangjiang Road\n   Shanghai 201203" in rendered.body.replace("\r", "")
+    assert "88 Zhangjiang Road<br>Shanghai 201203" in rendered.html
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_without_a_return_address_the_customer_is_asked_to_write_first(locale: str) -> None:
+    renderer = TemplateRenderer()
+    for extra in ({}, {"return_address": ""}, {"return_address": "  "}):
+        rendered = renderer.render(NotificationKind.APPROVED, locale,
+                                   context(is_return=True, **extra), "Acme")
+        assert ASK_ADDRESS[locale] in flat(rendered.body)
+        assert ASK_ADDRESS[locale] in flat(Page(rendered.html).text)
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_a_refund_only_approval_gives_no_return_instructions(locale: str) -> None:
+    rendered = TemplateRenderer().render(NotificationKind.APPROVED, locale, context(
+        is_return=False, lines=[STERILE, SHARP], return_address=ADDRESS), "Acme")
+    for text in (flat(rendered.body), flat(Page(rendered.html).text)):
+        assert RMA[locale] not in text and "Zhangjiang" not in text
+        assert not any(phrase.replace(" ", "") in text.replace(" ", "")
+                       for phrase in ADVICE[locale].values())
+
+
+def test_the_return_address_is_text_in_the_html() -> None:
+    rendered = TemplateRenderer().render(NotificationKind.APPROVED, "en", context(
+        is_return=True, return_address=f"Dock 3\n{HOSTILE}"), "Acme")
+    page = Page(rendered.html)
+    assert HOSTILE in page.text
+    assert not {tag for tag, _ in page.tags} & {"script", "img"}
+
+
+@pytest.mark.parametrize(("locale", "payment", "words"), [
+    ("en", "stripe", "to the card you paid with"),
+    ("en", "alipay", "to your Alipay account"),
+    ("en", "sandbox", "to your original payment method"),
+    ("en", None, "to your original payment method"),
+    ("zh-CN", "wechatpay", "已退回您的微信支付账户"),
+    ("zh-CN", "stripe", "已退回您付款时使用的银行卡"),
+    ("zh-CN", "sandbox", "已退回您的原支付方式"),
+])
+def test_the_refunded_email_says_the_amount_and_how_it_comes_back(
+        locale: str, payment: str | None, words: str) -> None:
+    rendered = TemplateRenderer().render(NotificationKind.REFUNDED, locale,
+                                         context(payment=payment), "Acme")
+    amount = "CN¥129.50" if locale == "en" else "¥129.50"
+    for text in (flat(rendered.body), flat(Page(rendered.html).text)):
+        assert amount in text and words in text
+
+
+@pytest.mark.parametrize(("locale", "paid", "unpaid"), [
+    ("en", "has already been paid to", "We will now refund"),
+    ("zh-CN", "已退回您的原支付方式", "我们将把"),
+])
+def test_the_goods_received_email_says_whether_the_refund_is_paid(
+        locale: str, paid: str, unpaid: str) -> None:
+    renderer = TemplateRenderer()
+    before = renderer.render(NotificationKind.GOODS_RECEIVED, locale,
+                             context(is_return=True, refund_paid=False), "Acme")
+    after = renderer.render(NotificationKind.GOODS_RECEIVED, locale,
+                            context(is_return=True, refund_paid=True), "Acme")
+    assert unpaid in before.body and paid not in before.body
+    assert paid in after.body and unpaid not in after.body
+    assert "Blood glucose meter" in before.body and "Blood glucose meter" in Page(
+        before.html).text
+
+
+@pytest.mark.parametrize(("locale", "words"), [
+    ("en", "will pay it again"), ("zh-CN", "重新为您退款")])
+def test_the_refund_failed_email_says_a_person_pays_again(locale: str, words: str) -> None:
+    rendered = TemplateRenderer().render(NotificationKind.REFUND_FAILED, locale, context(
+        payment="stripe"), "Acme")
+    assert words in rendered.body and words in Page(rendered.html).text
+    assert "rc_0001" in rendered.subject or "SO-1001" in rendered.subject
 
 
 # ------------------------------------------------------------------ the HTML part

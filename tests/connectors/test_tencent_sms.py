@@ -220,6 +220,26 @@ def test_a_message_tencent_would_refuse_fails_before_any_call(
     assert fake.requests == []
 
 
+@pytest.mark.parametrize("kind", [NotificationKind.GOODS_RECEIVED,
+                                  NotificationKind.REFUND_FAILED])
+def test_the_optional_kinds_need_no_template_and_use_one_when_set(
+        fake: TencentSmsFake, connector: TencentSmsConnector, kind: NotificationKind) -> None:
+    # without one (`connector` has the four first kinds only): no SMS of that kind
+    with pytest.raises(PermanentProviderError) as refused:
+        connector.send_sms(message(kind))
+    assert refused.value.code == "no_template"
+    assert f"'{kind.value}'" in refused.value.message
+    assert fake.requests == []
+
+    fake.templates["1114"] = 1
+    conn = make_connector(templates={"refunded": "1113", kind.value: "1114"})
+    conn.send_sms(message(kind))
+    conn.close()
+    assert fake.sends[0]["TemplateId"] == "1114"
+    assert fake.sends[0]["TemplateParamSet"] == ["1001"]  # the order number, by default
+    assert fake.sends[0]["SessionContext"] == f"{CASE_ID}.{kind.value}"
+
+
 def test_a_kind_without_a_template_is_refused_naming_the_kind(fake: TencentSmsFake) -> None:
     conn = make_connector(templates={"refunded": "1113"})
     with pytest.raises(PermanentProviderError, match="no Tencent template for 'denied'"):

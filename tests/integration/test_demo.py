@@ -42,6 +42,8 @@ def test_the_demo_runs_every_scenario_to_its_expected_end(tmp_path: Path) -> Non
     assert result.cases == 50
     assert result.verified == 50
     assert result.duplicates == 5
+    # Every consumer gave a phone: their messages went by SMS too, none failed for good.
+    assert result.sms["queued"] >= 50 and result.sms.get("failed", 0) == 0
     assert (result.recalls_added, result.recalls_readded) == (3, 0)
     assert [(title, p["decision"]) for title, p in result.previews] == [
         ("recalled lot, asked on day 45", "approve"), ("no-reason return on day 8", "deny")]

@@ -52,7 +52,8 @@ def test_sqlite_and_embedded_redis_close_a_return_case(tmp_path):
     payment = container.shops[SHOP].gateways.payment
     assert list(payment.refunds) == [f"{case_id}-refund-1"]
     assert set(container.shops[SHOP].gateways.notifier.sent) == {
-        f"{case_id}.received", f"{case_id}.approved", f"{case_id}.refunded"}
+        f"{case_id}.received", f"{case_id}.approved", f"{case_id}.refunded",
+        f"{case_id}.goods_received"}
 
 
 def test_pending_stripe_refund_waits_until_the_webhook_settles_it(client, container,

@@ -543,3 +543,50 @@ def test_aliyun_receipts_and_replies_arrive_at_the_secret_path(build, providers,
         with container.engine.connect() as conn:
             phones = conn.execute(text("SELECT phone FROM sms_opt_outs")).scalars().all()
         assert phones == [PHONE]
+
+
+def test_a_message_queued_while_an_sms_is_in_flight_gets_its_own_run(build, providers,
+                                                                      mailbox):
+    """The refund is confirmed (queueing the "refunded" email) while the notify job is
+    inside Twilio's API: its run is still open then, so no second one is written; the first
+    asks for it once it is done, and the case closes after the queue drains."""
+    container, fake = twilio_shop(build, providers)
+    _, _, erp = providers
+    inside, released = threading.Event(), threading.Event()
+
+    def hold_first(request: httpx.Request) -> None:
+        if not inside.is_set():
+            inside.set()
+            assert released.wait(HOLD_SECONDS)
+
+    with TestClient(create_app(container)) as client:
+        body = request_body()
+        erp.add_invoice(body["order"]["id"], [("GLU-METER-01", 2, "199.00")])
+        raw, headers = signed(body)
+        case_id = client.post(f"/webhooks/{SHOP}/generic", content=raw,
+                              headers=headers).json()["case_id"]
+        services.evaluate(container.services, case_id)
+        # The notify job evaluation queued is the one this test runs (its outbox row is
+        # open meanwhile); the refund's job runs from the test thread.
+        container.dispatcher.queue.empty()
+        fake.before_post.append(hold_first)  # type: ignore[arg-type]
+        errors: list[BaseException] = []
+
+        def notify() -> None:
+            try:
+                services.send_notifications(container.services, case_id)
+            except BaseException as exc:  # handed to the test thread
+                errors.append(exc)
+
+        thread = threading.Thread(target=notify)
+        thread.start()
+        assert inside.wait(HOLD_SECONDS)
+        services.issue_refund(container.services, case_id)
+        released.set()
+        thread.join(HOLD_SECONDS)
+        assert not thread.is_alive() and not errors
+        drain(container)
+        case = detail(client, case_id)
+        assert case["state"] == "closed", case["notifications"]
+        assert set(sms_of(case)) == {"received", "approved", "refunded"}
+        assert len(fake.messages) == 3
