@@ -170,3 +170,37 @@ def test_an_expired_link_gets_a_fresh_one_by_email_and_a_forged_one_is_refused(
     assert case_id not in page.content()
     shot(page, tmp_path, "status-forged.png", full_page=True)
     assert elsewhere == [] and errors == []
+
+
+def test_the_link_in_a_text_message_opens_the_same_page(
+        browser: Browser, status_container: Container, providers: Providers,
+        tmp_path: Path) -> None:
+    import re
+
+    from refundbridge.bootstrap import bootstrap
+    from refundbridge.connectors.sandbox import SandboxSmsConnector
+
+    settings = status_container.settings
+    shop = settings.shops[SHOP].model_copy(update={"sms": "sandbox_sms"})
+    texting = bootstrap(settings.model_copy(update={"shops": {**settings.shops, SHOP: shop}}),
+                        redis=status_container.redis, engine=status_container.engine)
+    try:
+        with TestClient(create_app(texting, dashboard=False)) as client:
+            case_id, _ = open_case(client, providers[2],
+                                   **{"customer.phone": "138 0013 8000"})
+        drain(texting)
+        sms = texting.shops[SHOP].by_name["sandbox_sms"]
+        assert isinstance(sms, SandboxSmsConnector)
+        [received] = [s for s in sms.sent if s.message.case_id == case_id
+                      and s.message.kind.value == "received"]
+        assert received.message.phone == "+8613800138000"
+        found = re.search(r"https?://\S+/status/[A-Za-z0-9._-]+", received.text)
+        assert found, received.text
+        with serve(create_app(texting, dashboard=False)) as base_url:
+            page = offline_page(browser, base_url, [], **PHONE)
+            answer = page.goto(served(found.group(0), base_url))
+            assert answer is not None and answer.status == 200
+            assert case_id in page.content()
+            shot(page, tmp_path, "status-from-sms.png")
+    finally:
+        texting.close()
