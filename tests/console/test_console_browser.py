@@ -187,9 +187,8 @@ def test_the_lists_jobs_and_kpis_render_without_a_blocked_resource(
     from fastapi.testclient import TestClient
 
     from tests.conftest import drain, open_case
-    from tests.console.test_review import ONE_REVIEWER, open_request
-
     from tests.console.test_jobs import failed_job
+    from tests.console.test_review import ONE_REVIEWER, open_request
 
     with TestClient(console_app) as client:
         opened = [open_case(client, providers[2])[0] for _ in range(3)]

@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import text
 
 from refundbridge.bootstrap import Container
+from tests.conftest import drain
 from tests.console.conftest import Session
 from tests.console.test_review import ONE_REVIEWER, open_request
-from tests.conftest import drain
 
 LONG = "x" * 100_000  # in a form body
 LONG_QUERY = "x" * 6_000  # a URL carries less

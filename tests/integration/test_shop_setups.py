@@ -201,7 +201,8 @@ def test_shopify_return_is_approved_in_shopify_refunded_on_receipt_and_booked_in
         assert path_of(case) == ["received", "evaluating", "approved", "awaiting_return",
                                  "received_goods", "refunding", "refunded", "closed"]
         assert message_ids(mailbox) == sorted(
-            f"<{case_id}.{kind}@refundbridge>" for kind in ("received", "approved", "refunded"))
+            f"<{case_id}.{kind}@refundbridge>"
+            for kind in ("received", "approved", "goods_received", "refunded"))
         assert_chain_verifies(client, case)
 
         # Shopify then tells us about the refund we made: applied to our case, nothing more.
