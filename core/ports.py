@@ -431,6 +431,12 @@ class Outbox(Protocol):
         """Mark the case's pending work for `step` done, in this unit of work."""
         ...
 
+    def postpone(self, case_id: str, step: Step, until: datetime) -> None:
+        """The step's open work is waiting, not lost (a message held back until the end of
+        quiet hours or of a provider's limit): the reconciler hands it out again after
+        `until`, and the wait does not use up its hand-overs."""
+        ...
+
 
 class SmsOptOuts(Protocol):
     """Numbers that asked a shop for no more SMS (a STOP / 退订 reply)."""

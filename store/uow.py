@@ -193,6 +193,11 @@ class SqlOutbox:
         # outbox rows, so two of them can't wait on each other.
         self._uow.completed.append({"done_case": case_id, "done_step": step.value})
 
+    def postpone(self, case_id: str, step: Step, until: datetime) -> None:
+        # As if handed out once, at `until`: the reconciler's first wait runs from there.
+        self._uow.postponed.append({"p_case": case_id, "p_step": step.value,
+                                    "until": until})
+
 
 class SqlRecallReader:
     """The shop's recall list, read in the unit of work's own transaction (on SQLite a
@@ -223,6 +228,7 @@ class SqlUnitOfWork:
         self.seen: dict[str, tuple[RefundCase, bool]] = {}
         self.inbox_rows: list[dict[str, Any]] = []
         self.completed: list[dict[str, Any]] = []
+        self.postponed: list[dict[str, Any]] = []
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -246,6 +252,8 @@ class SqlUnitOfWork:
             self._write_case(conn, case, self.seen[case.id][1], now)
         if self.completed:
             conn.execute(COMPLETE_WORK, [{**c, "now": now} for c in self.completed])
+        if self.postponed:
+            conn.execute(POSTPONE_WORK, self.postponed)
         for case in written:
             if case.new_steps:
                 work.extend(self._write_work(conn, case, now))
@@ -318,6 +326,9 @@ DELETE_RULES = delete(t.case_rules).where(t.case_rules.c.case_id == bindparam("c
 # The events that append a decision (`RefundCase.decide`).
 DECISION_EVENTS = frozenset({Transition.APPROVE.value, Transition.DENY.value,
                              Transition.SEND_TO_REVIEW.value})
+POSTPONE_WORK = update(t.outbox).where(
+    t.outbox.c.case_id == bindparam("p_case"), t.outbox.c.step == bindparam("p_step"),
+    t.outbox.c.done_at.is_(None)).values(dispatched_at=bindparam("until"), dispatch_count=1)
 COMPLETE_WORK = update(t.outbox).where(
     t.outbox.c.case_id == bindparam("done_case"), t.outbox.c.step == bindparam("done_step"),
     t.outbox.c.done_at.is_(None)).values(done_at=bindparam("now"))

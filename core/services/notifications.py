@@ -168,11 +168,20 @@ OPT_OUT_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "Q
 def _finish_sms(svc: Services, case_id: str, sender: SmsSender,
                 email_error: TransientProviderError | None = None) -> None:
     """Send the case's pending SMS, then end the notify step: done when nothing is left to
-    send, else open for the reconciler (a deferred SMS raises `SendDeferred`, which fails
-    the job for now, never the case)."""
+    send, else open: a deferred SMS postpones the step's work until it may go (never a
+    failure of the case), another transient error is raised for the reconciler."""
     held, still_open = _send_sms(svc, case_id, sender)
     if email_error is not None:
         return  # the caller raises it; the step stays open
+    if isinstance(held, SendDeferred):
+        # Held back on purpose (quiet hours, a provider's per-number limit): the step's
+        # work waits until then, without using up the hand-overs a lost job gets, so a
+        # message deferred overnight is still sent in the morning.
+        until = svc.clock() + timedelta(seconds=held.retry_after or DEFER_DEFAULT_SECONDS)
+        with svc.uow() as uow:
+            uow.outbox.postpone(case_id, Step.NOTIFY, until)
+            uow.commit()
+        return
     if held is not None:
         raise held
     if still_open:

@@ -30,7 +30,7 @@ from refundbridge.connectors.registry import GROUP, ConnectorRegistry
 from refundbridge.connectors.sandbox import SandboxSmsConnector
 from refundbridge.connectors.sandbox.sms import sign_callback
 from refundbridge.core import services
-from refundbridge.core.errors import SendDeferred
+from refundbridge.store.mapping import aware
 from tests.conftest import case_count, drain, test_settings
 from tests.factories import AUTH, SHOP, request_body, signed
 from tests.fakes.erpnext import ERPNextFake
@@ -210,14 +210,17 @@ def test_a_provider_deferral_holds_the_sms_not_the_case(build, providers, mailbo
         records = sms_of(case)
         assert records and all(r["state"] == "deferred" and r["status"] == "pending"
                                and r["next_attempt_at"] for r in records.values())
-        # The step stays open for the reconciler; tried before its time, nothing is sent.
-        with pytest.raises(SendDeferred):
-            services.send_notifications(container.services, case_id)
+        # Tried before its time, nothing is sent, and the step's work waits, postponed to
+        # the deferral's end as if handed out once then: the wait uses up no hand-overs.
+        sent_before = len(sandbox(container).sent)
+        services.send_notifications(container.services, case_id)
+        assert len(sandbox(container).sent) == sent_before
         with container.engine.connect() as conn:
-            open_rows = conn.execute(text(
-                "SELECT count(*) FROM outbox WHERE case_id = :c AND step = 'notify' AND "
-                "done_at IS NULL"), {"c": case_id}).scalar_one()
-        assert open_rows >= 1
+            rows = conn.execute(text(
+                "SELECT dispatched_at, dispatch_count FROM outbox WHERE case_id = :c AND "
+                "step = 'notify' AND done_at IS NULL"), {"c": case_id}).all()
+        assert rows and all(r.dispatch_count == 1 for r in rows)
+        assert all(aware(r.dispatched_at) > clock() for r in rows)
         sender = sandbox(container)
         sender.settings = sender.settings.model_copy(update={"deferred_rate": 0.0})
         clock.offset = timedelta(minutes=2)
@@ -294,6 +297,31 @@ def test_quiet_hours_hold_sms_until_morning(build, providers, mailbox):
         clock.offset = timedelta(hours=3)
         services.send_notifications(container.services, case_id)
         assert len(sandbox(container).sent) == len(records)
+
+
+def test_an_sms_held_overnight_is_sent_in_the_morning_not_given_up(build, providers,
+                                                                    mailbox):
+    from refundbridge.workers.reconcile import reconcile
+
+    shanghai = ZoneInfo("Asia/Shanghai")
+    local = datetime.now(UTC).astimezone(shanghai)
+    start = (local - timedelta(hours=1)).strftime("%H:00")
+    end = (local + timedelta(hours=11)).strftime("%H:00")
+    container, clock = build(policy={"sms_quiet_hours": f"{start}-{end}"})
+    _, _, erp = providers
+    with TestClient(create_app(container)) as client:
+        case_id = open_case(client, erp)
+        drain(container)
+        records = sms_of(detail(client, case_id))
+        assert records and sandbox(container).sent == []
+        # A night of reconciler passes: the held message is waiting, not lost, so it is
+        # never given up on, however many passes the night takes.
+        for minutes in range(30, 12 * 60, 30):
+            clock.offset = timedelta(minutes=minutes)
+            assert reconcile(container, now=clock()).given_up == []
+            drain(container)
+        assert len(sandbox(container).sent) == len(records)
+        assert all(r["state"] == "queued" for r in sms_of(detail(client, case_id)).values())
 
 
 # ------------------------------------------------------------------ phone numbers
