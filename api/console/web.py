@@ -10,7 +10,6 @@ token) and calls `render`.
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from refundbridge.api.console import labels
 from refundbridge.api.deps import AppDeps
+from refundbridge.api.i18n import Catalog
 from refundbridge.core.access import Permission, Principal
 from refundbridge.core.errors import Forbidden
 
@@ -42,24 +42,15 @@ PREFIX = "/console"
 
 # ---- languages --------------------------------------------------------------------------
 
-@cache
+CATALOG = Catalog(HERE / "i18n")
+
+
 def catalog() -> dict[str, str]:
-    """zh-CN for every English text of the console: one JSON file per page in `i18n/`
-    (so pages are written apart), merged. A text missing here shows in English."""
-    merged: dict[str, str] = {}
-    for path in sorted((HERE / "i18n").glob("*.json")):
-        merged.update(json.loads(path.read_text(encoding="utf-8")))
-    return merged
+    return CATALOG.texts
 
 
 def translator(locale: str) -> Callable[..., str]:
-    texts = catalog() if locale == "zh-CN" else {}
-
-    def gettext(english: str, **values: Any) -> str:
-        text = texts.get(english, english)
-        return text.format(**values) if values else text
-
-    return gettext
+    return CATALOG.translator(locale)
 
 
 def choose_locale(request: Request) -> str:

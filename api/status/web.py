@@ -7,7 +7,6 @@ link (expired, not valid) with the look-up form. Pages have no script at all.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import date
 from functools import cache
@@ -23,6 +22,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from refundbridge.api.deps import ApiDeps
+from refundbridge.api.i18n import Catalog
 from refundbridge.core.money import Money
 
 HERE = Path(__file__).parent
@@ -32,23 +32,15 @@ LOCALES = ("en", "zh-CN")
 
 # ---- languages --------------------------------------------------------------------------
 
-@cache
+CATALOG = Catalog(HERE / "i18n")
+
+
 def catalog() -> dict[str, str]:
-    """zh-CN for every English text of the status page (`i18n/*.json`, merged)."""
-    merged: dict[str, str] = {}
-    for path in sorted((HERE / "i18n").glob("*.json")):
-        merged.update(json.loads(path.read_text(encoding="utf-8")))
-    return merged
+    return CATALOG.texts
 
 
 def translator(locale: str) -> Callable[..., str]:
-    texts = catalog() if locale == "zh-CN" else {}
-
-    def gettext(english: str, **values: Any) -> str:
-        text = texts.get(english, english)
-        return text.format(**values) if values else text
-
-    return gettext
+    return CATALOG.translator(locale)
 
 
 def page_locale(tag: str | None) -> str:
