@@ -23,7 +23,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from rq import Queue
-from rq.exceptions import InvalidJobOperation
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import BaseRegistry
 
@@ -134,7 +134,7 @@ def read_jobs(deps: AppDeps, user: ConsoleContext) -> dict[str, Any]:
                 try:
                     scheduled_at[job_id] = queue.scheduled_job_registry.get_scheduled_time(
                         job_id)
-                except Exception:  # gone meanwhile: shown without a time
+                except NoSuchJobError:  # gone meanwhile: shown without a time
                     continue
         rows = []
         for job_id, job in zip(mine[:SHOWN], jobs, strict=True):
