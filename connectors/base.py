@@ -25,7 +25,11 @@ from refundbridge.core.errors import (
 from refundbridge.core.model import Disposition, RefundStatus
 from refundbridge.core.ports import (
     Capability,
+    ConsigneePage,
     OrderSnapshot,
+    QuarantineOrder,
+    QuarantineResult,
+    RecallScope,
     Role,
     ShippedUnit,
     StatusUpdate,
@@ -171,6 +175,13 @@ class ConnectorBase:
 
     def shipped_units(self, order_id: str) -> list[ShippedUnit]:
         raise NotSupported(self.name, Capability.SHIPPED_UNITS.value)
+
+    def consignees(self, scope: RecallScope, cursor: str | None,
+                   limit: int) -> ConsigneePage:
+        raise NotSupported(self.name, Capability.CONSIGNEES.value)
+
+    def quarantine_stock(self, order: QuarantineOrder) -> QuarantineResult:
+        raise NotSupported(self.name, Capability.QUARANTINE.value)
 
     @classmethod
     def parse_settings(cls, raw: Mapping[str, Any], ctx: ConnectorContext) -> ConnectorSettings:

@@ -17,6 +17,13 @@ cut to fit and marked with "..."; the status link, when there is one, carries th
 Nothing else is ever cut: a message that does not fit without its customer message is an
 error (`SmsTextError`), never a truncated link or case number.
 
+A recall campaign's messages (`CAMPAIGN_KINDS`) have no case: their context is the
+campaign's (checked as the email checks it, `recall_values`). Their acknowledgement link is a
+signed token of about 180 characters, most of a Chinese SMS, so what gives way is, in turn:
+the product (cut and marked like a customer message), then the recall's reference (left out
+whole, never cut: the email carries it); the link, the recall class and the words saying it
+is a recall never give way.
+
 Only what the customer may read is in the context the core hands us (its `customer_message`,
 never a reviewer's internal note), and only named values of it are used.
 """
@@ -35,9 +42,10 @@ import jinja2
 from refundbridge.connectors.smtp.transformers import (
     MessageError,
     format_amount,
+    recall_values,
     resolve_locale,
 )
-from refundbridge.core.model import NotificationKind
+from refundbridge.core.model import CAMPAIGN_KINDS, NotificationKind
 
 MAX_SEGMENTS: Final = 4
 ELLIPSIS: Final = "..."  # three dots, not "…": that one is not GSM-7 and would halve the room
@@ -106,6 +114,10 @@ _LINK_EN = "{% if status_url %} Status: {{ status_url }}{% endif %}"
 _LINK_ZH = "{% if status_url %}进度：{{ status_url }} {% endif %}"
 _NOTE_EN = "{% if customer_message %} Note from us: {{ customer_message }}{% endif %}"
 _NOTE_ZH = "{% if customer_message %}客服留言：{{ customer_message }}。{% endif %}"
+_STOP_EN = "{% if stop_use %} Stop using it now.{% endif %}"
+_STOP_ZH = "{% if stop_use %}请立即停止使用，{% endif %}"
+_REFERENCE_ZH = "{% if reference %}（召回编号{{ reference }}）{% endif %}"
+_LEVEL_ZH = '{{ {"I": "一", "II": "二", "III": "三"}[recall_class] }}级召回'
 
 TEMPLATES: Final[Mapping[str, Mapping[NotificationKind, str]]] = MappingProxyType({
     "en": MappingProxyType({
@@ -136,6 +148,18 @@ TEMPLATES: Final[Mapping[str, Mapping[NotificationKind, str]]] = MappingProxyTyp
             _SHOP_EN + "Your refund of {{ amount_display }} for order {{ order_id }} did not "
             "go through. Case {{ case_id }}. Our team will pay it again; you need not do "
             "anything." + _LINK_EN),
+        NotificationKind.RECALL_NOTICE: (
+            _SHOP_EN + "Medical device recall{% if reference %} {{ reference }}{% endif %} "
+            "(Class {{ recall_class }}): a product you received from us"
+            "{% if product %} ({{ product }}){% endif %} is being recalled." + _STOP_EN
+            + " Please read our email and do as it says. Confirm you got this notice: "
+            "{{ ack_url }}"),
+        NotificationKind.RECALL_REMINDER: (
+            _SHOP_EN + "Reminder {{ reminder }}: medical device recall"
+            "{% if reference %} {{ reference }}{% endif %} (Class {{ recall_class }})"
+            "{% if product %} of {{ product }}{% endif %}. You have not yet confirmed that "
+            "you received our notice." + _STOP_EN + " Please read our email and confirm: "
+            "{{ ack_url }}"),
     }),
     "zh-CN": MappingProxyType({
         NotificationKind.RECEIVED: (
@@ -157,6 +181,14 @@ TEMPLATES: Final[Mapping[str, Mapping[NotificationKind, str]]] = MappingProxyTyp
         NotificationKind.REFUND_FAILED: (
             _SHOP_ZH + "订单{{ order_id }}的退款{{ amount_display }}未能成功退回，申请编号"
             "{{ case_id }}。工作人员会重新为您退款，您无需操作。" + _LINK_ZH),
+        NotificationKind.RECALL_NOTICE: (
+            _SHOP_ZH + "医疗器械召回通知" + _REFERENCE_ZH + "：您收到的产品"
+            "{% if product %}{{ product }}{% endif %}正在实施" + _LEVEL_ZH + "，" + _STOP_ZH
+            + "详见邮件。确认收到：{{ ack_url }}"),
+        NotificationKind.RECALL_REMINDER: (
+            _SHOP_ZH + "第{{ reminder }}次提醒：医疗器械召回通知" + _REFERENCE_ZH + "，"
+            + _LEVEL_ZH + "{% if product %}，产品{{ product }}{% endif %}。您尚未确认收到，"
+            + _STOP_ZH + "详见邮件。确认收到：{{ ack_url }}"),
     }),
 })
 
@@ -181,7 +213,10 @@ def plain(text: str) -> str:
     return _SPACE.sub(" ", kept).strip()
 
 
-def _values(locale: str, context: Mapping[str, Any]) -> dict[str, Any]:
+def _values(kind: NotificationKind, locale: str, context: Mapping[str, Any]
+            ) -> dict[str, Any]:
+    if kind in CAMPAIGN_KINDS:
+        return _recall_values(kind, context)
     missing = [key for key in _REQUIRED if context.get(key) in (None, "")]
     if missing:
         raise SmsTextError(f"context has no {', '.join(repr(k) for k in missing)}")
@@ -198,6 +233,28 @@ def _values(locale: str, context: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _recall_values(kind: NotificationKind, context: Mapping[str, Any]) -> dict[str, Any]:
+    values = recall_values(kind, context)  # the email's checks: class, actions, link…
+    product = values["product"]
+    if product["sku"]:
+        named = str(product["sku"])
+    elif product["gtin"]:
+        named = f"GTIN {product['gtin']}"
+    else:  # a notice by lot alone: the SKUs the consignee has
+        named = ", ".join(dict.fromkeys(str(unit.get("sku") or "") for unit in values["units"]
+                                        if unit.get("sku")))
+    shop_name = context.get("shop_name")
+    return {
+        "reference": plain(str(values["reference"])),
+        "recall_class": values["recall_class"],
+        "product": plain(named),
+        "stop_use": "stop_use" in values["actions"],
+        "reminder": values["reminder"],
+        "ack_url": values["ack_url"],
+        "shop_name": plain(str(shop_name)) if shop_name else None,
+    }
+
+
 def _render(locale: str, kind: NotificationKind, values: Mapping[str, Any]) -> str:
     try:
         return plain(_env.get_template(f"{locale}/{kind.value}").render(values))
@@ -211,28 +268,43 @@ def _shortened(message: str, length: int) -> str:
     return message[:length].rstrip() + ELLIPSIS if length else ""
 
 
-def render_sms(kind: NotificationKind, locale: str, context: Mapping[str, Any],
-               max_segments: int = MAX_SEGMENTS) -> SmsText:
-    """The SMS for one notification, within `max_segments`; raises `SmsTextError`."""
-    used = resolve_locale(locale, LOCALES)
-    values = _values(used, context)
-    text = _render(used, kind, values)
-    if (length := sms_length(text)).segments <= max_segments:
-        return SmsText(used, text, length)
-    message = values["customer_message"]
-    # The longest start of the customer message that fits (more text never takes fewer
-    # segments, so a binary search finds it); none at all if even "..." does not fit.
-    low, high, best = 0, len(message) - 1, None
+def _fallbacks(kind: NotificationKind, values: Mapping[str, Any]
+               ) -> list[tuple[Mapping[str, Any], str]]:
+    """What may give way when the SMS is too long, in turn: (the values, the one text of
+    them that may be cut)."""
+    if kind in CAMPAIGN_KINDS:
+        return [(values, "product"), ({**values, "reference": ""}, "product")]
+    return [(values, "customer_message")]
+
+
+def _longest_fit(used: str, kind: NotificationKind, values: Mapping[str, Any], name: str,
+                 max_segments: int) -> SmsText | None:
+    """The SMS with the longest start of `values[name]` that fits (more text never takes
+    fewer segments, so a binary search finds it); none at all if even "..." does not fit."""
+    text = values[name]
+    low, high, best = 0, len(text) - 1, None
     while low <= high:
         middle = (low + high) // 2
-        candidate = _render(used, kind, {**values, "customer_message":
-                                         _shortened(message, middle)})
+        candidate = _render(used, kind, {**values, name: _shortened(text, middle)})
         if (length := sms_length(candidate)).segments <= max_segments:
             best, low = SmsText(used, candidate, length), middle + 1
         else:
             high = middle - 1
-    if best is None:
-        raise SmsTextError(f"the {used} '{kind.value}' SMS takes {sms_length(text).segments} "
-                           f"segments even without a customer message, more than "
-                           f"{max_segments}")
     return best
+
+
+def render_sms(kind: NotificationKind, locale: str, context: Mapping[str, Any],
+               max_segments: int = MAX_SEGMENTS) -> SmsText:
+    """The SMS for one notification, within `max_segments`; raises `SmsTextError`."""
+    used = resolve_locale(locale, LOCALES)
+    values = _values(kind, used, context)
+    text = _render(used, kind, values)
+    if (length := sms_length(text)).segments <= max_segments:
+        return SmsText(used, text, length)
+    for variant, name in _fallbacks(kind, values):
+        best = _longest_fit(used, kind, variant, name, max_segments)
+        if best is not None:
+            return best
+    without = "a product or reference" if kind in CAMPAIGN_KINDS else "a customer message"
+    raise SmsTextError(f"the {used} '{kind.value}' SMS takes {sms_length(text).segments} "
+                       f"segments even without {without}, more than {max_segments}")

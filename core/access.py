@@ -21,6 +21,7 @@ class OperatorRole(StrEnum):
     REVIEWER = "reviewer"  # decides cases; retries, cancels, resends
     WAREHOUSE = "warehouse"  # records receipts
     AUDITOR = "auditor"  # reads and exports, nothing else
+    QUALITY = "quality"  # the quality manager: recall campaigns; reads and exports
 
 
 class Permission(StrEnum):
@@ -29,7 +30,8 @@ class Permission(StrEnum):
     RECEIVE = "receive"  # record returned goods and their inspection
     OPERATE = "operate"  # retry, cancel, resend or waive a message, requeue a job
     EXPORT = "export"  # evidence packages
-    MANAGE = "manage"  # recalls, operators
+    MANAGE = "manage"  # the recall list, operators
+    RECALL = "recall"  # open and close recall campaigns
 
 
 ROLE_PERMISSIONS: dict[OperatorRole, frozenset[Permission]] = {
@@ -38,6 +40,7 @@ ROLE_PERMISSIONS: dict[OperatorRole, frozenset[Permission]] = {
                                       Permission.EXPORT}),
     OperatorRole.WAREHOUSE: frozenset({Permission.READ, Permission.RECEIVE}),
     OperatorRole.AUDITOR: frozenset({Permission.READ, Permission.EXPORT}),
+    OperatorRole.QUALITY: frozenset({Permission.READ, Permission.EXPORT, Permission.RECALL}),
 }
 
 

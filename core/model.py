@@ -213,17 +213,23 @@ class NotificationKind(StrEnum):
     # The provider refused the refund for good (or reversed a paid one): a person retries it.
     # Once per case, however many attempts fail.
     REFUND_FAILED = "refund_failed"
+    # A recall campaign's messages to a consignee (core/campaigns.py), not a case's: the
+    # notice with its instructions and acknowledgement link, and a reminder of it.
+    RECALL_NOTICE = "recall_notice"
+    RECALL_REMINDER = "recall_reminder"
 
     @property
     def urgent(self) -> bool:
-        """An urgent message is sent in quiet hours too. None of these is; a recall notice or
-        an adverse-event follow-up, when they become kinds, go in `URGENT_KINDS`."""
+        """An urgent message is sent in quiet hours too (`URGENT_KINDS`)."""
         return self in URGENT_KINDS
 
 
-# Kinds whose SMS do not wait for the end of a shop's quiet hours (recall notices,
-# adverse-event follow-ups): none yet.
-URGENT_KINDS: frozenset[NotificationKind] = frozenset()
+# Kinds whose SMS do not wait for the end of a shop's quiet hours: a recall notice is a
+# safety message, and its reminders keep the notice's time of day.
+URGENT_KINDS: frozenset[NotificationKind] = frozenset(
+    {NotificationKind.RECALL_NOTICE, NotificationKind.RECALL_REMINDER})
+# Kinds a case never owes: campaign messages go through the notifier, not a case's list.
+CAMPAIGN_KINDS = URGENT_KINDS
 
 
 class Channel(StrEnum):

@@ -52,6 +52,8 @@ class Capability(StrEnum):
     REFUND_STATUS = "payment.refund_status"
     REFUND_NOTIFICATIONS = "payment.notifications"  # parse_webhook → RefundUpdate
     SHIPPED_UNITS = "erp.shipped_units"
+    CONSIGNEES = "erp.consignees"  # who received units of a recalled lot or serial
+    QUARANTINE = "erp.quarantine"  # stop the stock on hand of a recalled lot or serial
     BOOK_RETURN = "erp.book_return"
     CREDIT_NOTE = "erp.credit_note"  # book_return also books the credit note
     SEND_EMAIL = "notifier.email"
@@ -70,6 +72,8 @@ CAPABILITY_METHODS: Mapping[Capability, tuple[str, ...]] = {
     Capability.REFUND_STATUS: ("refund_status",),
     Capability.REFUND_NOTIFICATIONS: ("parse_webhook",),
     Capability.SHIPPED_UNITS: ("shipped_units",),
+    Capability.CONSIGNEES: ("consignees",),
+    Capability.QUARANTINE: ("quarantine_stock",),
     Capability.BOOK_RETURN: ("book_return",),
     Capability.CREDIT_NOTE: ("book_return",),
     Capability.SEND_EMAIL: ("send",),
@@ -222,6 +226,104 @@ class ShipmentLookup(Protocol):
         ...
 
 
+# ---- recall campaigns: who received the recalled units, and stopping the stock on hand ----
+
+@dataclass(frozen=True, slots=True)
+class RecallScope:
+    """Which units a recall covers, as an ERP is asked about them: the product by the shop's
+    SKU (the ERP's item code) or its GTIN, narrowed to lots and/or serials. Both empty: every
+    unit of the product. A unit is covered when its lot is in `lots` (or `lots` is empty) and
+    its serial in `serials` (or `serials` is empty)."""
+
+    sku: str | None
+    gtin: str | None = None  # GTIN-14; an ERP finds its item by barcode when sku is None
+    lots: tuple[str, ...] = ()
+    serials: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ConsigneeUnits:
+    """Units of the recalled product one shipment line delivered to a consignee."""
+
+    line_id: str  # the ERP's id of the shipped row (Delivery Note Item, stock.move.line)
+    document: str  # the shipping document (Delivery Note, Sales Invoice, picking)
+    sku: str
+    quantity: int
+    lot: str | None = None
+    serial: str | None = None
+    shipped_on: date | None = None
+    order_id: str | None = None  # the storefront's order id, where the ERP holds it
+
+
+@dataclass(frozen=True, slots=True)
+class Consignee:
+    """Someone the ERP delivered recalled units to, with how to reach them."""
+
+    key: str  # the ERP's id of the customer (ERPNext Customer name, Odoo partner id)
+    name: str
+    units: tuple[ConsigneeUnits, ...]
+    email: str | None = None
+    phone: str | None = None  # as the ERP holds it; E.164 is made of it before a send
+    locale: str | None = None  # e.g. "zh-CN"; None: the shop's default
+
+
+@dataclass(frozen=True, slots=True)
+class ConsigneePage:
+    """One page of the walk: `cursor` None on the last. A consignee may appear on several
+    pages (one row per shipment line): callers merge by `Consignee.key` and
+    `ConsigneeUnits.line_id`, so a page read twice changes nothing."""
+
+    consignees: tuple[Consignee, ...]
+    cursor: str | None
+
+
+class ConsigneeLookup(Protocol):
+    """The `erp.consignees` capability."""
+
+    def consignees(self, scope: RecallScope, cursor: str | None,
+                   limit: int) -> ConsigneePage:
+        """Consignees of covered units from submitted / done shipments, `limit` shipment
+        rows a page at most, in a stable order; `cursor` is what the previous page
+        returned (None: the first). Raises `PermanentProviderError` when the ERP knows no
+        such product."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineOrder:
+    """Move every covered unit on hand (outside quarantine) into quarantine, once."""
+
+    idempotency_key: str  # derived from the campaign: the same key never moves stock twice
+    reference: str  # the recall notice's reference, for the ERP document's remarks
+    scope: RecallScope
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinedUnits:
+    sku: str
+    quantity: int
+    source: str  # the warehouse or location the units were taken from
+    lot: str | None = None
+    serial: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineResult:
+    """The ERP's document(s) of the move ("" when nothing was on hand) and what moved."""
+
+    document: str
+    units: tuple[QuarantinedUnits, ...] = ()
+
+
+class StockQuarantine(Protocol):
+    """The `erp.quarantine` capability."""
+
+    def quarantine_stock(self, order: QuarantineOrder) -> QuarantineResult:
+        """Idempotent on `order.idempotency_key`: a second call finds the first move and
+        returns it instead of moving anything."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class OrderLine:
     sku: str
@@ -260,6 +362,12 @@ class StatusUpdate:
     # a reviewer's internal note.
     note: str = ""
     amount: Money | None = None
+
+
+class OrderLookup(Protocol):
+    """The `storefront.lookup_order` capability."""
+
+    def lookup_order(self, order_id: str) -> OrderSnapshot: ...
 
 
 class StatusWriter(Protocol):

@@ -17,6 +17,7 @@ from typing import Protocol, runtime_checkable
 from itsdangerous import BadData, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
 SALT = "refundbridge.status-link.v1"
+RECALL_SALT = "refundbridge.recall-acknowledgement.v1"
 TOKEN_MAX = 512  # a real token is about 100 characters; anything far longer is not ours
 DAY = 86400
 
@@ -51,7 +52,32 @@ class StatusLinks:
                 return int(clock().timestamp())
 
         self._serializer = URLSafeTimedSerializer(secret, salt=SALT, signer=_Signer)
+        # A recall link does not expire with the shop's `status_link_days`: a consignee may
+        # answer a recall notice months later, and the campaign says when it is closed.
+        self._recall = URLSafeTimedSerializer(secret, salt=RECALL_SALT, signer=_Signer)
         self.base_url = base_url.rstrip("/")
+
+    def recall_token_for(self, campaign_id: str, consignee_id: int, shop_id: str) -> str:
+        return str(self._recall.dumps({"r": campaign_id, "k": consignee_id, "s": shop_id}))
+
+    def recall_link_for(self, campaign_id: str, consignee_id: int, shop_id: str) -> str:
+        """The consignee's acknowledgement page for one campaign: it shows only their own
+        units."""
+        token = self.recall_token_for(campaign_id, consignee_id, shop_id)
+        return f"{self.base_url}/status/recall/{token}"
+
+    def read_recall(self, token: str) -> tuple[str, int, str]:
+        """(campaign id, consignee id, shop) a recall link names; `LinkForged` otherwise."""
+        if not token or len(token) > TOKEN_MAX:
+            raise LinkForged("not a recall link")
+        try:
+            data = self._recall.loads(token)
+        except BadData as exc:
+            raise LinkForged("not a recall link of ours") from exc
+        if not (isinstance(data, dict) and isinstance(data.get("r"), str)
+                and isinstance(data.get("k"), int) and isinstance(data.get("s"), str)):
+            raise LinkForged("not a recall link of ours")
+        return data["r"], data["k"], data["s"]
 
     def token_for(self, case_id: str, shop_id: str) -> str:
         return str(self._serializer.dumps({"c": case_id, "s": shop_id}))

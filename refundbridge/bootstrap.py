@@ -22,6 +22,7 @@ from refundbridge.core.recalls import RecallRegister
 from refundbridge.core.rules import RuleSet, ShopPolicy
 from refundbridge.core.services import Services, ShopGateways
 from refundbridge.core.status_links import StatusLinks
+from refundbridge.store.campaigns import SqlCampaignRepository
 from refundbridge.store.db import make_engine
 from refundbridge.store.operators import SqlOperatorDirectory
 from refundbridge.store.outbox import Dispatch, OutboxStore
@@ -63,6 +64,7 @@ class Container:
     outbox: OutboxStore
     reads: CaseReads
     operators: SqlOperatorDirectory
+    campaigns: SqlCampaignRepository  # the API's: its new work waits for the relay
 
     @property
     def shop_ids(self) -> list[str]:
@@ -131,6 +133,10 @@ def build_shops(settings: Settings, registry: ConnectorRegistry, retry: RetryPol
             storefront=storefront if writes_back else None,
             storefront_name=storefront.name if writes_back else None,
             sms=sms,
+            consignees=erp if Capability.CONSIGNEES in erp.capabilities else None,
+            quarantine=erp if Capability.QUARANTINE in erp.capabilities else None,
+            orders=(storefront if Capability.LOOKUP_ORDER in storefront.capabilities
+                    else None),
         )
         shops[shop_id] = ShopRuntime(shop_id, shop.policy.to_policy(), by_role, gateways,
                                      by_name)
@@ -314,10 +320,13 @@ def bootstrap(
         clock=clock,
         booking_lease=timedelta(seconds=2 * settings.job_timeout_seconds),
         status_links=status_links(settings, clock),
+        campaigns=SqlCampaignRepository(engine, hand_over),
     )
+    api_campaigns = SqlCampaignRepository(engine)
+    api_services = replace(services, uow=api_uow, campaigns=api_campaigns)
     return Container(settings, engine, redis, dispatcher, registry, shops, services,
-                     replace(services, uow=api_uow), rule_set, uow,
+                     api_services, rule_set, uow,
                      recalls=recalls, outbox=OutboxStore(engine),
                      reads=CaseReads(engine, stale_after=settings.stale_after_seconds,
                                      max_dispatches=settings.max_dispatches),
-                     operators=SqlOperatorDirectory(engine))
+                     operators=SqlOperatorDirectory(engine), campaigns=api_campaigns)

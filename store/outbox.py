@@ -12,19 +12,28 @@ from datetime import datetime
 
 from sqlalchemy import Engine, and_, exists, or_, select, update
 
+from refundbridge.core.campaigns import CampaignStep
 from refundbridge.core.lifecycle import MOVING_STATES, CaseState
 from refundbridge.core.model import Step
 from refundbridge.store import tables as t
 from refundbridge.store.mapping import aware
 
+WorkStep = Step | CampaignStep
+
+
+def work_step(value: str) -> WorkStep:
+    """A stored step's name as the step: a case's, or a recall campaign's (`rc_…`)."""
+    return CampaignStep(value) if value.startswith("rc_") else Step(value)
+
 
 @dataclass(frozen=True, slots=True)
 class Work:
-    """One outbox row: a step to run for a case."""
+    """One outbox row: a step to run for a case (or, for a `CampaignStep`, a campaign:
+    `case_id` then holds the campaign's id)."""
 
     outbox_id: int
     case_id: str
-    step: Step
+    step: WorkStep
 
 
 # Hands committed work to the queue (`workers.queue.RqDispatcher` in workers).
@@ -63,7 +72,7 @@ def relay_new_work(engine: Engine, now: datetime, hand_over: Callable[[list[Work
             return 0
         conn.execute(update(t.outbox).where(o.id.in_([r.id for r in rows]))
                      .values(dispatched_at=now))
-        hand_over([Work(int(r.id), r.case_id, Step(r.step)) for r in rows])
+        hand_over([Work(int(r.id), r.case_id, work_step(r.step)) for r in rows])
     return len(rows)
 
 
@@ -75,7 +84,7 @@ def open_work(engine: Engine, handed_out_before: datetime, limit: int = 5000) ->
             .where(o.done_at.is_(None), o.dispatched_at <= handed_out_before)
             .order_by(o.id).limit(limit)
         ).all()
-    return [OpenWork(Work(int(r.id), r.case_id, Step(r.step)), aware(r.dispatched_at),
+    return [OpenWork(Work(int(r.id), r.case_id, work_step(r.step)), aware(r.dispatched_at),
                      int(r.dispatch_count)) for r in rows]
 
 

@@ -13,7 +13,7 @@ from refundbridge.store import tables as t
 from refundbridge.store.db import dialect_insert
 
 
-def _row(shop_id: str, recall: Recall, now: datetime) -> dict[str, Any]:
+def recall_row(shop_id: str, recall: Recall, now: datetime) -> dict[str, Any]:
     # '' for "not given": the unique constraint has to see two blank lots as equal.
     return {
         "shop_id": shop_id, "gtin": recall.gtin or "", "sku": recall.sku or "",
@@ -53,7 +53,7 @@ class SqlRecallRegister:
         if not recalls:
             return 0
         now = self._clock()
-        rows = [_row(shop_id, recall, now) for recall in dict.fromkeys(recalls)]
+        rows = [recall_row(shop_id, recall, now) for recall in dict.fromkeys(recalls)]
         statement = (dialect_insert(self._engine)(t.recalls).on_conflict_do_nothing()
                      .returning(t.recalls.c.id))
         with self._engine.begin() as conn:

@@ -238,6 +238,75 @@ sms_sends = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
-__all__ = ["case_events", "case_rules", "case_units", "cases", "console_sessions",
-           "external_refunds", "inbox", "metadata", "operators", "orders", "outbox", "recalls",
-           "sms_opt_outs", "sms_sends"]
+# Recall campaigns (core/campaigns.py). The notice is JSON (it is read and written whole);
+# what the console filters or counts by is a column.
+recall_campaigns = Table(
+    "recall_campaigns",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("shop_id", String(64), nullable=False),
+    Column("reference", String(128), nullable=False),
+    Column("recall_class", String(3), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("notice", JSON, nullable=False),
+    Column("notice_due", Date, nullable=False),
+    Column("details", JSON, nullable=False),
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("opened_by", String(128), nullable=False),
+    Column("closed_at", DateTime(timezone=True)),
+    Column("version", Integer, nullable=False, default=0),
+    Column("audit_seq", Integer, nullable=False, default=0),
+    Column("audit_head", String(64), nullable=False),
+    UniqueConstraint("shop_id", "reference", name="uq_recall_campaigns_shop_reference"),
+)
+
+campaign_events = Table(
+    "campaign_events",
+    metadata,
+    Column("campaign_id", String(40), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("at", String(40), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("from_state", String(32)),
+    Column("to_state", String(32)),
+    Column("data", JSON, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+# One consignee of one campaign: who, their units (JSON, merged per ERP line), and how
+# telling them went. `email_state`/`sms_state` are `core.campaigns.NoticeState`.
+campaign_consignees = Table(
+    "campaign_consignees",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("campaign_id", String(40), nullable=False),
+    Column("consignee_key", String(128), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("email", String(320)),
+    Column("phone", String(32)),
+    Column("locale", String(16)),
+    Column("units", JSON, nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("email_state", String(16), nullable=False),
+    Column("sms_state", String(16), nullable=False),
+    Column("claimed_at", DateTime(timezone=True)),
+    Column("notified_at", DateTime(timezone=True)),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", String(500)),
+    Column("reminders", Integer, nullable=False, default=0),
+    Column("next_reminder_at", DateTime(timezone=True)),
+    Column("acknowledged_at", DateTime(timezone=True)),
+    Column("acknowledgement", JSON),
+    Column("case_id", String(40)),
+    Column("case_problem", String(500)),
+    Column("delivery", String(16)),
+    UniqueConstraint("campaign_id", "consignee_key", name="uq_campaign_consignees_key"),
+    Index("ix_campaign_consignees_notice", "campaign_id", "email_state", "sms_state"),
+    Index("ix_campaign_consignees_reminder", "campaign_id", "next_reminder_at"),
+)
+
+__all__ = ["campaign_consignees", "campaign_events", "case_events", "case_rules", "case_units",
+           "cases", "console_sessions", "external_refunds", "inbox", "metadata", "operators",
+           "orders", "outbox", "recall_campaigns", "recalls", "sms_opt_outs", "sms_sends"]

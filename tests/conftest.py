@@ -48,7 +48,7 @@ STRIPE_KEY = "sk_test_" + secrets.token_hex(16)
 STRIPE_WEBHOOK_SECRET = "whsec_" + secrets.token_hex(16)
 TABLES = ("cases", "case_events", "inbox", "outbox", "orders", "recalls", "external_refunds",
           "operators", "console_sessions", "case_units", "case_rules", "sms_opt_outs",
-          "sms_sends")
+          "sms_sends", "recall_campaigns", "campaign_events", "campaign_consignees")
 
 
 @pytest.fixture(scope="session")

@@ -16,10 +16,12 @@ import logging
 from redis.exceptions import RedisError
 from rq.timeouts import JobTimeoutException
 
+from refundbridge.core.campaigns import CampaignStep
 from refundbridge.core.errors import ConcurrencyConflict, TransientProviderError
-from refundbridge.core.model import Step
 from refundbridge.core.services import STEP_HANDLERS, Services, fail_step
+from refundbridge.core.services.campaigns import CAMPAIGN_HANDLERS, fail_campaign_step
 from refundbridge.store.db import DATABASE_UNAVAILABLE
+from refundbridge.store.outbox import WorkStep, work_step
 from refundbridge.workers import runtime
 
 log = logging.getLogger("refundbridge.jobs")
@@ -37,7 +39,7 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 def run_step(case_id: str, step: str) -> None:
     container = runtime.current()
     with container.dispatcher.chain() as chained:
-        run_one(container.services, case_id, Step(step))
+        run_one(container.services, case_id, work_step(step))
         for _ in range(MAX_CHAIN):
             if not chained:
                 break
@@ -45,14 +47,23 @@ def run_step(case_id: str, step: str) -> None:
             run_one(container.services, work.case_id, work.step)
 
 
-def run_one(svc: Services, case_id: str, step: Step) -> None:
-    """Run one step; fail the case when the step fails for a reason a retry won't mend."""
+def run_one(svc: Services, case_id: str, step: WorkStep) -> None:
+    """Run one step; fail the case when the step fails for a reason a retry won't mend. A
+    campaign's step (`case_id` is then the campaign's id) is recorded failed on the
+    campaign's trail instead."""
     try:
-        STEP_HANDLERS[step](svc, case_id)
+        if isinstance(step, CampaignStep):
+            CAMPAIGN_HANDLERS[step](svc, case_id)
+        else:
+            STEP_HANDLERS[step](svc, case_id)
     except TRANSIENT_ERRORS:
         raise
     except Exception as exc:  # the job's boundary: whatever it is, the case must show it
-        log.exception("step %s of case %s failed; failing the case", step.value, case_id)
+        log.exception("step %s of %s failed", step.value, case_id)
         # The first line only: a database error goes on with the statement and its values.
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        fail_step(svc, case_id, step, f"{type(exc).__name__}: {first_line}", code="step_error")
+        message = f"{type(exc).__name__}: {first_line}"
+        if isinstance(step, CampaignStep):
+            fail_campaign_step(svc, case_id, step, message)
+        else:
+            fail_step(svc, case_id, step, message, code="step_error")

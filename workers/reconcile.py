@@ -26,6 +26,8 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from refundbridge.core import services
+from refundbridge.core.campaigns import CampaignStep
+from refundbridge.core.services.campaigns import campaign_tick, fail_campaign_step
 from refundbridge.store.outbox import OpenWork, redispatch_wait
 from refundbridge.workers.queue import job_id
 from refundbridge.workers.relay import relay_once
@@ -44,6 +46,7 @@ class ReconcileReport:
     requeued: list[str] = field(default_factory=list)
     revived: list[str] = field(default_factory=list)
     given_up: list[str] = field(default_factory=list)
+    campaigns: list[str] = field(default_factory=list)  # recall campaigns asked to go on
 
 
 def reconcile(container: WorkerDeps, stale_after: float | None = None,
@@ -61,6 +64,11 @@ def reconcile(container: WorkerDeps, stale_after: float | None = None,
     report.relayed = relay_once(container)
     _requeue_lost_jobs(container, stale, now, report)
     _revive_idle_cases(container, cutoff, now - timedelta(seconds=pending), report)
+    campaigns = container.services.campaigns
+    if campaigns is not None:
+        # Reminders fall due, and a dead job's claims expire, without anyone asking.
+        report.campaigns = campaign_tick(
+            container.services, [c for _, c in campaigns.open_campaigns()])
     return report
 
 
@@ -98,8 +106,11 @@ def _give_up(container: WorkerDeps, row: OpenWork, job: Job | None, now: datetim
     message = (f"gave up on the {row.work.step.value} step after {row.dispatch_count} tries"
                + (f"; last error: {last_error}" if last_error else ""))
     log.error("case %s: %s", row.work.case_id, message)
-    services.fail_step(container.services, row.work.case_id, row.work.step, message,
-                       code="gave_up")
+    if isinstance(row.work.step, CampaignStep):
+        fail_campaign_step(container.services, row.work.case_id, row.work.step, message)
+    else:
+        services.fail_step(container.services, row.work.case_id, row.work.step, message,
+                           code="gave_up")
     # The step's own row, and any copy of it, is done with: nothing is handed out forever.
     container.outbox.mark_done([row.work.outbox_id], now)
 

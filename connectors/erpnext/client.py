@@ -78,6 +78,23 @@ class ERPNextClient:
         body = self._ctx.retry.call(lambda: self._send_json(request))
         return parse(model, body, f"list {doctype}")
 
+    def list_page(self, model: type[M], doctype: str, filters: Sequence[Sequence[Any]],
+                  fields: Sequence[str], order_by: str, limit: int) -> M:
+        """`GET /api/resource/<DocType>`: at most `limit` matching rows in `order_by`'s order
+        (a walk pages by its own filters, so it always starts at `limit_start` 0)."""
+        params = {"filters": json.dumps(filters), "fields": json.dumps(list(fields)),
+                  "order_by": order_by, "limit_start": "0",
+                  "limit_page_length": str(limit)}
+        request = self._http.build_request("GET", _resource(doctype), params=params)
+        body = self._ctx.retry.call(lambda: self._send_json(request))
+        return parse(model, body, f"list {doctype}")
+
+    def read_method(self, model: type[M], path: str, params: Mapping[str, str]) -> M:
+        """`GET /api/method/<dotted.path>?...`: a whitelisted method that only reads."""
+        request = self._http.build_request("GET", path, params=dict(params))
+        body = self._ctx.retry.call(lambda: self._send_json(request))
+        return parse(model, body, path.rsplit(".", 1)[-1])
+
     def get(self, model: type[M], doctype: str, name: str) -> M:
         """`GET /api/resource/<DocType>/<name>`: the document with its child tables."""
         request = self._http.build_request("GET", _resource(doctype, name))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from functools import partial
 from typing import ClassVar
 
@@ -15,6 +16,39 @@ from refundbridge.connectors.base import (
     http_address,
 )
 from refundbridge.connectors.erpnext.client import ERPNextClient
+from refundbridge.connectors.erpnext.recalls import (
+    BIN,
+    CUSTOMER,
+    GET_BATCH_QTY,
+    ITEM,
+    SERIAL_NO,
+    STOCK_ENTRY,
+    WAREHOUSE,
+    BatchQtyResult,
+    BinList,
+    CustomerList,
+    ItemList,
+    ItemRow,
+    SerialList,
+    ShipmentList,
+    StockEntryDoc,
+    StockEntryResult,
+    WalkCursor,
+    WarehouseResult,
+    carries_key,
+    covered,
+    item_by_gtin_filter,
+    on_hand_units,
+    product_of,
+    quarantine_filter,
+    quarantine_remarks,
+    shipment_fields,
+    shipment_order,
+    shipment_rows_filter,
+    to_consignees,
+    to_quarantined_units,
+    transfer_entry,
+)
 from refundbridge.connectors.erpnext.returns import (
     Warehouses,
     credit_note,
@@ -30,6 +64,7 @@ from refundbridge.connectors.erpnext.transformers import (
     SALES_INVOICE,
     SALES_ORDER,
     BatchList,
+    Bundle,
     BundleResult,
     InvoiceList,
     ListResult,
@@ -46,9 +81,18 @@ from refundbridge.connectors.erpnext.transformers import (
     shipment_filter,
     to_shipped_units,
 )
-from refundbridge.core.errors import ConfigError, PermanentProviderError
+from refundbridge.core.errors import ConfigError, InvalidRequest, PermanentProviderError
 from refundbridge.core.model import StockMove
-from refundbridge.core.ports import ReturnBooking, ShippedUnit
+from refundbridge.core.ports import (
+    Capability,
+    ConsigneePage,
+    QuarantinedUnits,
+    QuarantineOrder,
+    QuarantineResult,
+    RecallScope,
+    ReturnBooking,
+    ShippedUnit,
+)
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +136,8 @@ class ERPNextSettings(ConnectorSettings):
 class ERPNextConnector(ErpConnector[ERPNextClient]):
     name: ClassVar[str] = NAME
     Settings: ClassVar[type[ConnectorSettings]] = ERPNextSettings
+    capabilities: ClassVar[frozenset[Capability]] = ErpConnector.capabilities | {
+        Capability.CONSIGNEES, Capability.QUARANTINE}
 
     settings: ERPNextSettings
 
@@ -138,10 +184,7 @@ class ERPNextConnector(ErpConnector[ERPNextClient]):
 
     def _units(self, docs: list[StockDocument]) -> list[ShippedUnit]:
         items = [item for doc in docs for item in doc.items]
-        bundle_names = dict.fromkeys(i.serial_and_batch_bundle for i in items
-                                     if i.serial_and_batch_bundle)
-        bundles = {name: self.client.get(BundleResult, BUNDLE, name).data
-                   for name in bundle_names if name}
+        bundles = self._bundles(i.serial_and_batch_bundle for i in items)
         batches = batches_of(items, bundles)
         expiries = {}
         if batches:
@@ -150,6 +193,145 @@ class ERPNextConnector(ErpConnector[ERPNextClient]):
                                          ("name", "expiry_date")).data
             expiries = {row.name: row.expiry_date for row in rows}
         return to_shipped_units(docs, bundles, expiries)
+
+    def _bundles(self, names: Iterable[str | None]) -> dict[str, Bundle]:
+        # Each bundle is read once, however many rows name it.
+        return {name: self.client.get(BundleResult, BUNDLE, name).data
+                for name in dict.fromkeys(names) if name}
+
+    # ---------------------------------------------------------------- recalls
+
+    def consignees(self, scope: RecallScope, cursor: str | None,
+                   limit: int) -> ConsigneePage:
+        """Customers who received covered units, from the rows of submitted Delivery Notes
+        and then of stock-updating Sales Invoices (an invoice that did not update stock
+        shipped its goods on a Delivery Note), `limit` rows a page.
+
+        Rows are listed through the document's list with the child table joined in (Frappe
+        refuses to list a child DocType by itself) and paged by the child row's name: the
+        cursor keeps the last row answered, so nothing cancelled or submitted meanwhile
+        makes the walk skip a row. A lot whose rows went out through Serial and Batch
+        Bundles is not on the row itself, so rows are chosen by item and their lots checked
+        here; a page may then hold fewer consignees than rows.
+        """
+        if limit < 1:
+            raise InvalidRequest("limit", "must be at least 1")
+        if cursor is None:
+            position = WalkCursor(DELIVERY_NOTE, product_of(scope), self._item(scope).name)
+        else:
+            position = WalkCursor.decode(cursor, scope)
+        doctype = position.doctype
+        rows = list(self.client.list_page(
+            ShipmentList, doctype, shipment_rows_filter(doctype, position.item, position.after),
+            shipment_fields(doctype, self.settings.order_field), shipment_order(doctype),
+            limit).data)
+        bundles = self._bundles(r.serial_and_batch_bundle for r in rows)
+        names = list(dict.fromkeys(r.customer for r in rows))
+        customers = {}
+        if names:
+            customers = {c.name: c for c in self.client.list_rows(
+                CustomerList, CUSTOMER, [["name", "in", names]],
+                ("name", "customer_name", "email_id", "mobile_no", "language")).data}
+        following = position.next(rows, limit)
+        return ConsigneePage(
+            consignees=to_consignees(doctype, rows, bundles, customers, scope),
+            cursor=following.encode() if following is not None else None)
+
+    def _item(self, scope: RecallScope) -> ItemRow:
+        """The recalled Item, by its code or, without one, by its barcode."""
+        fields = ("name", "has_batch_no", "has_serial_no")
+        wanted = product_of(scope)
+        if scope.sku is not None:
+            # The SKU is the Item Code; documents link the Item by its name, which is the
+            # code unless the site names Items by a series.
+            filters = [["item_code", "=", scope.sku]]
+        elif scope.gtin:
+            filters = item_by_gtin_filter(scope.gtin)
+        else:
+            raise InvalidRequest("scope", "names neither a SKU nor a GTIN")
+        # A barcode filter joins the Item Barcode rows: an item with two forms of the same
+        # GTIN comes back twice.
+        found = {row.name: row for row in self.client.list_rows(ItemList, ITEM, filters,
+                                                                fields).data}
+        if not found:
+            raise PermanentProviderError(NAME, f"ERPNext knows no Item {wanted}",
+                                         code="item_not_found")
+        if len(found) > 1:
+            raise PermanentProviderError(
+                NAME, f"{wanted} is the barcode of {len(found)} Items ({', '.join(found)}); "
+                      "recall by SKU", code="item_ambiguous")
+        return next(iter(found.values()))
+
+    def quarantine_stock(self, order: QuarantineOrder) -> QuarantineResult:
+        """Move every covered unit on hand outside the hold warehouses into the quarantine
+        warehouse, with one submitted Material Transfer whose remarks carry the order's key.
+        A Stock Entry found by the key is answered instead; nothing on hand moves nothing."""
+        key = order.idempotency_key
+        existing = self._find_quarantine(key)
+        if existing is not None:
+            return QuarantineResult(existing.name, to_quarantined_units(existing))
+        item = self._item(order.scope)
+        units = self._on_hand(item, order.scope)
+        if not units:
+            return QuarantineResult(document="")
+        target = self._warehouses.quarantine
+        company = self.client.get(WarehouseResult, WAREHOUSE, target).data.company
+        doc = transfer_entry(company, units, target, quarantine_remarks(order.reference, key))
+
+        def find_existing() -> str | None:
+            found = self._find_quarantine(key)
+            return found.name if found is not None else None
+
+        name = self.client.insert(STOCK_ENTRY, doc, find_existing=find_existing)
+        return QuarantineResult(name, tuple(units))
+
+    def _find_quarantine(self, key: str) -> StockEntryDoc | None:
+        for row in self.client.list_rows(ListResult, STOCK_ENTRY, quarantine_filter(key)).data:
+            entry = self.client.get(StockEntryResult, STOCK_ENTRY, row.name).data
+            if carries_key(entry, key):
+                return entry
+        return None
+
+    def _on_hand(self, item: ItemRow, scope: RecallScope) -> list[QuarantinedUnits]:
+        """The covered units on hand, per warehouse (and batch or serial), outside every hold
+        warehouse: stock already held is not moved again, scrap is not brought back."""
+        holds = sorted(set(self._warehouses.holds().values()))
+        if item.has_serial_no:
+            filters: list[list[object]] = [["item_code", "=", item.name],
+                                           ["status", "=", "Active"],
+                                           ["warehouse", "not in", holds]]
+            if scope.serials:
+                filters.append(["name", "in", list(scope.serials)])
+            if scope.lots:
+                filters.append(["batch_no", "in", list(scope.lots)])
+            rows = self.client.list_rows(SerialList, SERIAL_NO, filters,
+                                         ("name", "warehouse", "batch_no")).data
+            return [QuarantinedUnits(sku=item.name, quantity=1, source=r.warehouse,
+                                     lot=r.batch_no, serial=r.name)
+                    for r in rows if r.warehouse and r.warehouse not in holds
+                    and covered(scope, r.batch_no, r.name)]
+        if scope.serials:
+            raise PermanentProviderError(
+                NAME, f"{item.name} has no serial numbers in ERPNext: the recalled serials "
+                      "cannot be told apart from the rest; quarantine by hand",
+                code="not_serialized")
+        if item.has_batch_no:
+            lots = list(scope.lots) or [row.name for row in self.client.list_rows(
+                ListResult, BATCH, [["item", "=", item.name]]).data]
+            units = []
+            for lot in lots:
+                answer = self.client.read_method(
+                    BatchQtyResult, GET_BATCH_QTY, {"batch_no": lot, "item_code": item.name})
+                units += on_hand_units(item.name, lot, answer.message, holds)
+            return units
+        if scope.lots:
+            raise PermanentProviderError(
+                NAME, f"{item.name} has no batches in ERPNext: the recalled lots cannot be "
+                      "told apart from the rest; quarantine by hand", code="not_batched")
+        bins = self.client.list_rows(BinList, BIN, [["item_code", "=", item.name],
+                                                    ["actual_qty", ">", 0]],
+                                     ("warehouse", "actual_qty")).data
+        return on_hand_units(item.name, None, bins, holds)
 
     # ---------------------------------------------------------------- returns
 

@@ -1,7 +1,8 @@
 """Frappe's wire format, and the mapping between ERPNext's answers and ours: the documents
 that shipped an order, as shipped units; the filters that find a case's documents. No I/O.
 
-The return documents a case is booked as live in `returns.py`.
+The return documents a case is booked as live in `returns.py`; what a recall asks of
+ERPNext (who received the units, the stock on hand moved into quarantine), in `recalls.py`.
 """
 
 from __future__ import annotations
@@ -32,40 +33,40 @@ BUNDLE = "Serial and Batch Bundle"
 # ------------------------------------------------------------------ wire models
 
 
-class _Wire(BaseModel):
+class Wire(BaseModel):
     # Frappe adds keys between versions; we read only what we need.
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-class NamedRow(_Wire):
+class NamedRow(Wire):
     name: str
 
 
-class ListResult(_Wire):
+class ListResult(Wire):
     """`GET /api/resource/<DocType>` → `{"data": [{"name": ...}, ...]}`."""
 
     data: list[NamedRow]
 
 
-class InvoiceRow(_Wire):
+class InvoiceRow(Wire):
     name: str
     update_stock: int = 0
 
 
-class InvoiceList(_Wire):
+class InvoiceList(Wire):
     data: list[InvoiceRow]
 
 
-class ReturnRow(_Wire):
+class ReturnRow(Wire):
     name: str
     return_against: str | None = None
 
 
-class ReturnList(_Wire):
+class ReturnList(Wire):
     data: list[ReturnRow]
 
 
-class BatchRow(_Wire):
+class BatchRow(Wire):
     name: str
     expiry_date: date | None = None
 
@@ -76,15 +77,15 @@ class BatchRow(_Wire):
         return value or None
 
 
-class BatchList(_Wire):
+class BatchList(Wire):
     data: list[BatchRow]
 
 
-def _blank_is_none(value: object) -> object:
+def blank_is_none(value: object) -> object:
     return value if isinstance(value, str) and value.strip() else None
 
 
-class StockItem(_Wire):
+class StockItem(Wire):
     """A row of a Delivery Note or Sales Invoice, as far as stock is concerned."""
 
     item_code: str
@@ -95,21 +96,21 @@ class StockItem(_Wire):
     serial_and_batch_bundle: str | None = None
 
     _blank = field_validator("batch_no", "serial_no", "serial_and_batch_bundle",
-                             mode="before")(_blank_is_none)
+                             mode="before")(blank_is_none)
 
 
-class StockDocument(_Wire):
+class StockDocument(Wire):
     name: str
     items: list[StockItem] = []
 
 
-class StockDocResult(_Wire):
+class StockDocResult(Wire):
     """`GET /api/resource/<DocType>/<name>` → `{"data": {...the document, child tables...}}`."""
 
     data: StockDocument
 
 
-class ReturnedItem(_Wire):
+class ReturnedItem(Wire):
     item_code: str
     qty: Decimal
     warehouse: str | None = None
@@ -117,48 +118,48 @@ class ReturnedItem(_Wire):
     serial_no: str | None = None
 
     _blank = field_validator("warehouse", "batch_no", "serial_no", mode="before")(
-        _blank_is_none)
+        blank_is_none)
 
 
-class ReturnedDocument(_Wire):
+class ReturnedDocument(Wire):
     name: str
     items: list[ReturnedItem] = []
 
 
-class ReturnedDocResult(_Wire):
+class ReturnedDocResult(Wire):
     data: ReturnedDocument
 
 
-class BundleEntry(_Wire):
+class BundleEntry(Wire):
     batch_no: str | None = None
     serial_no: str | None = None
     qty: Decimal = Decimal(0)  # negative in an outward bundle
 
-    _blank = field_validator("batch_no", "serial_no", mode="before")(_blank_is_none)
+    _blank = field_validator("batch_no", "serial_no", mode="before")(blank_is_none)
 
 
-class Bundle(_Wire):
+class Bundle(Wire):
     name: str
     entries: list[BundleEntry] = []
 
 
-class BundleResult(_Wire):
+class BundleResult(Wire):
     data: Bundle
 
 
-class DocResult(_Wire):
+class DocResult(Wire):
     """`POST /api/resource/<DocType>` → `{"data": {...the saved document...}}`."""
 
     data: NamedRow
 
 
-class MethodResult(_Wire):
+class MethodResult(Wire):
     """`POST /api/method/<dotted.path>` → `{"message": <what the method returned>}`."""
 
     message: dict[str, Any]
 
 
-class FrappeErrorBody(_Wire):
+class FrappeErrorBody(Wire):
     exc_type: str | None = None
     exception: str | None = None
     message: object = None  # usually a string, but a method may put anything here
@@ -166,7 +167,7 @@ class FrappeErrorBody(_Wire):
     server_messages: str | None = Field(default=None, alias="_server_messages")
 
 
-M = TypeVar("M", bound=_Wire)
+M = TypeVar("M", bound=Wire)
 
 
 def parse(model: type[M], body: object, what: str) -> M:
@@ -257,7 +258,7 @@ def remarks(case_id: str) -> str:
 # ------------------------------------------------------------------ shipped units
 
 
-def _whole(quantity: Decimal, sku: str, where: str) -> int:
+def whole_units(quantity: Decimal, sku: str, where: str) -> int:
     units = abs(quantity)
     if units != units.to_integral_value():
         raise PermanentProviderError(
@@ -302,7 +303,7 @@ def to_shipped_units(docs: Iterable[StockDocument], bundles: Mapping[str, Bundle
                 for entry in bundle.entries:
                     units.append(ShippedUnit(
                         sku=item.item_code,
-                        quantity=1 if entry.serial_no else _whole(entry.qty, item.item_code,
+                        quantity=1 if entry.serial_no else whole_units(entry.qty, item.item_code,
                                                                   where),
                         lot=entry.batch_no, serial=entry.serial_no,
                         expiry_date=expiries.get(entry.batch_no or "")))
@@ -314,8 +315,9 @@ def to_shipped_units(docs: Iterable[StockDocument], bundles: Mapping[str, Bundle
                                          serial=serial, expiry_date=expiry)
                              for serial in serials)
                 continue
-            quantity = _whole(item.qty, item.item_code, where)
+            quantity = whole_units(item.qty, item.item_code, where)
             if quantity:
                 units.append(ShippedUnit(sku=item.item_code, quantity=quantity,
                                          lot=item.batch_no, expiry_date=expiry))
     return units
+

@@ -254,6 +254,22 @@ class OdooClient:
                                          code="invalid_response")
         return record_id
 
+    def create_once(self, model: str, values: Mapping[str, Any],
+                    find_existing: Callable[[], int | None]) -> int:
+        """Create a record that must not exist twice (a picking): before a retry, ask
+        `find_existing` for what an attempt that failed after Odoo committed made."""
+        call = OdooCall(model, "create", [dict(values)], {}, {"vals_list": [dict(values)]})
+
+        def created(answer: Any) -> int:
+            record_id = answer[0] if isinstance(answer, list) and answer else answer
+            if not isinstance(record_id, int) or isinstance(record_id, bool):
+                raise PermanentProviderError(NAME, f"{model}.create answered {answer!r}",
+                                             code="invalid_response")
+            return record_id
+
+        return self._retry.call_once(lambda: created(self._transport.execute(call)),
+                                     find_existing)
+
     def write(self, model: str, ids: Sequence[int],
               values: Mapping[str, Any] | Callable[[], Mapping[str, Any] | None]) -> None:
         """Write `values`; a callable is asked again on every attempt, for writes whose

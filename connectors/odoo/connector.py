@@ -1,5 +1,6 @@
 """`OdooConnector`: shipped lots and serials, return pickings per disposition, and the
-credit note, in Odoo 16–19 over JSON-RPC or /json/2."""
+credit note, in Odoo 16–19 over JSON-RPC or /json/2; recall campaigns (consignees and
+quarantine) are in `recalls.py`."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from refundbridge.connectors.base import (
     http_address,
 )
 from refundbridge.connectors.odoo.client import OdooClient, build_transport
+from refundbridge.connectors.odoo.recalls import OdooRecalls
 from refundbridge.connectors.odoo.transformers import (
     NAME,
     Action,
@@ -46,7 +48,15 @@ from refundbridge.connectors.odoo.transformers import (
 )
 from refundbridge.core.errors import PermanentProviderError
 from refundbridge.core.model import Disposition
-from refundbridge.core.ports import ReturnBooking, ShippedUnit
+from refundbridge.core.ports import (
+    Capability,
+    ConsigneePage,
+    QuarantineOrder,
+    QuarantineResult,
+    RecallScope,
+    ReturnBooking,
+    ShippedUnit,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +89,8 @@ class OdooSettings(ConnectorSettings):
     return_to_manufacturer_location: LocationRef | None = None  # default: quarantine
     evidence_location: LocationRef | None = None  # default: quarantine
     credit_note_journal_id: PositiveInt | None = None  # default: the invoice's journal
+    # The operation type of a recall's move to quarantine; default: the first internal one.
+    quarantine_picking_type_id: PositiveInt | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -95,6 +107,8 @@ class OdooSettings(ConnectorSettings):
 class OdooConnector(ErpConnector[OdooClient]):
     name: ClassVar[str] = NAME
     Settings: ClassVar[type[ConnectorSettings]] = OdooSettings
+    capabilities: ClassVar[frozenset[Capability]] = ErpConnector.capabilities | {
+        Capability.CONSIGNEES, Capability.QUARANTINE}
 
     settings: OdooSettings
 
@@ -102,6 +116,7 @@ class OdooConnector(ErpConnector[OdooClient]):
         super().__init__(settings, ctx)
         self._locations: Locations | None = None
         self._lot_fields: set[str] | None = None
+        self._recall_flows: OdooRecalls | None = None
 
     def build_client(self) -> OdooClient:
         s = self.settings
@@ -125,6 +140,23 @@ class OdooConnector(ErpConnector[OdooClient]):
         order = self._order(order_id)
         lines = self._shipped_lines(order)
         return to_shipped_units(lines, self._products(lines), self._lots(lines))
+
+    # ---------------------------------------------------------------- recalls
+    def _recalls(self) -> OdooRecalls:
+        if self._recall_flows is None:
+            self._recall_flows = OdooRecalls(
+                lambda: self.client, quantity_field=self._quantity_field,
+                locations=self.locations, picking=self._picking,
+                validate=self._button_validate, order_field=self.settings.order_field,
+                picking_type_id=self.settings.quarantine_picking_type_id)
+        return self._recall_flows
+
+    def consignees(self, scope: RecallScope, cursor: str | None,
+                   limit: int) -> ConsigneePage:
+        return self._recalls().consignees(scope, cursor, limit)
+
+    def quarantine_stock(self, order: QuarantineOrder) -> QuarantineResult:
+        return self._recalls().quarantine_stock(order)
 
     # ---------------------------------------------------------------- ErpGateway
     def book_return(self, booking: ReturnBooking) -> str:
@@ -290,6 +322,9 @@ class OdooConnector(ErpConnector[OdooClient]):
             self.client.write("stock.move", [move.id],
                               self._move_values(move, lines, location, picking.id, quantity))
 
+        self._button_validate(picking, "retry the case")
+
+    def _button_validate(self, picking: Picking, then: str) -> None:
         def already_done() -> bool | None:
             return True if self._picking(picking.id).state == "done" else None
 
@@ -298,7 +333,7 @@ class OdooConnector(ErpConnector[OdooClient]):
                 wizard = answer.get("res_model") or "a wizard"
                 raise PermanentProviderError(
                     NAME, f"validating {picking.name} asks a person ({wizard}); finish it in "
-                          "Odoo, then retry the case", code="validation_needs_person")
+                          f"Odoo, then {then}", code="validation_needs_person")
             return True
 
         self.client.button("stock.picking", [picking.id], "button_validate",
@@ -447,3 +482,4 @@ class OdooConnector(ErpConnector[OdooClient]):
             booking.moves, ((line.sku, line.quantity) for line in booking.request.lines))
         commands = credit_note_commands(lines, skus, wanted, booking.amount, total, where)
         return None if commands is None else {"invoice_line_ids": commands}
+

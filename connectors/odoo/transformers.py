@@ -91,12 +91,12 @@ def _to_date(value: object) -> object:
 DateFromDatetime = Annotated[date | None, BeforeValidator(_to_date)]
 
 
-class _Wire(BaseModel):
+class Wire(BaseModel):
     # Odoo adds fields between versions; we read only what we name.
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-class OdooException(_Wire):
+class OdooException(Wire):
     """An Odoo exception as it travels: its class (`odoo.exceptions.UserError`) and text.
     JSON-RPC puts it in an error's `data`; /json/2 sends it as the whole error body (or,
     Odoo 19.0 for `UserError`s, a bare string)."""
@@ -105,13 +105,13 @@ class OdooException(_Wire):
     message: str = ""
 
 
-class RpcError(_Wire):
+class RpcError(Wire):
     code: int
     message: str
     data: OdooException = OdooException()
 
 
-class RpcResponse(_Wire):
+class RpcResponse(Wire):
     """A JSON-RPC 2.0 answer: `result`, or `error` (inside an HTTP 200)."""
 
     jsonrpc: str
@@ -120,14 +120,14 @@ class RpcResponse(_Wire):
     error: RpcError | None = None
 
 
-class SaleOrder(_Wire):
+class SaleOrder(Wire):
     id: int
     name: str
     picking_ids: list[int] = []
     invoice_ids: list[int] = []
 
 
-class Picking(_Wire):
+class Picking(Wire):
     id: int
     name: str
     state: str
@@ -135,7 +135,7 @@ class Picking(_Wire):
     location_dest_id: Many2one = None
 
 
-class MoveLine(_Wire):
+class MoveLine(Wire):
     """A `stock.move.line`; `quantity` is `quantity` (Odoo 17+) or `qty_done` (16)."""
 
     id: int
@@ -146,20 +146,21 @@ class MoveLine(_Wire):
     quantity: Decimal
 
 
-class Product(_Wire):
+class Product(Wire):
     id: int
     default_code: OptStr = None
     tracking: str = "none"
     barcode: OptStr = None
+    uom_id: Many2one = None
 
 
-class Lot(_Wire):
+class Lot(Wire):
     id: int
     name: str
     expiration_date: DateFromDatetime = None
 
 
-class ReturnMove(_Wire):
+class ReturnMove(Wire):
     """A move of a return picking, linked to the shipped move it returns."""
 
     id: int
@@ -169,7 +170,7 @@ class ReturnMove(_Wire):
     move_line_ids: list[int] = []
 
 
-class Invoice(_Wire):
+class Invoice(Wire):
     id: int
     name: str
     state: str
@@ -178,7 +179,7 @@ class Invoice(_Wire):
     ref: OptStr = None
 
 
-class InvoiceLine(_Wire):
+class InvoiceLine(Wire):
     id: int
     product_id: Many2one = None
     quantity: Decimal
@@ -186,14 +187,14 @@ class InvoiceLine(_Wire):
     price_total: Decimal
 
 
-class Action(_Wire):
+class Action(Wire):
     """What a button answers: a window action; `res_id` names the record it opens."""
 
     res_model: OptStr = None
     res_id: int | None = None
 
 
-M = TypeVar("M", bound=_Wire)
+M = TypeVar("M", bound=Wire)
 
 
 def parse(model: type[M], body: object, what: str) -> M:
@@ -261,11 +262,11 @@ Locations = StockDestinations[int]
 # ------------------------------------------------------------------ shipped units
 
 
-_GTIN_LENGTHS = (8, 12, 13, 14)
+GTIN_LENGTHS = (8, 12, 13, 14)
 
 
 def _gtin(barcode: str | None) -> str | None:
-    if barcode and barcode.isdigit() and len(barcode) in _GTIN_LENGTHS:
+    if barcode and barcode.isdigit() and len(barcode) in GTIN_LENGTHS:
         return barcode.zfill(14)
     return None
 

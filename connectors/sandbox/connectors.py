@@ -7,10 +7,11 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
+from datetime import date
 from types import MappingProxyType
 from typing import ClassVar, Final, Literal, TypeVar
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from refundbridge.connectors.alipay.transformers import ALIPAY_UNITS
 from refundbridge.connectors.base import ConnectorBase, ConnectorContext, ConnectorSettings
@@ -19,7 +20,20 @@ from refundbridge.connectors.stripe.transformers import STRIPE_UNITS
 from refundbridge.connectors.wechatpay.transformers import WECHATPAY_UNITS
 from refundbridge.core.errors import TransientProviderError
 from refundbridge.core.model import RefundResult, RefundStatus
-from refundbridge.core.ports import Capability, OutgoingMessage, RefundOrder, ReturnBooking, Role
+from refundbridge.core.ports import (
+    Capability,
+    Consignee,
+    ConsigneePage,
+    ConsigneeUnits,
+    OutgoingMessage,
+    QuarantinedUnits,
+    QuarantineOrder,
+    QuarantineResult,
+    RecallScope,
+    RefundOrder,
+    ReturnBooking,
+    Role,
+)
 
 T = TypeVar("T")
 
@@ -106,14 +120,95 @@ class SandboxPaymentConnector(_Sandbox):
         return found or RefundResult(RefundStatus.UNKNOWN, provider_ref, raw_status="missing")
 
 
+class SandboxShipment(BaseModel):
+    """One shipped row the sandbox ERP knows: who received which units."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    customer: str
+    name: str
+    sku: str
+    quantity: int = Field(gt=0)
+    document: str
+    lot: str | None = None
+    serial: str | None = None
+    order_id: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    locale: str | None = None
+    shipped_on: date | None = None
+
+
+class SandboxStock(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    sku: str
+    quantity: int = Field(gt=0)
+    warehouse: str = "Stores"
+    lot: str | None = None
+    serial: str | None = None
+
+
+class SandboxErpSettings(SandboxSettings):
+    # What it shipped and holds, for recall campaigns (`erp.consignees`, `erp.quarantine`).
+    shipments: list[SandboxShipment] = Field(default_factory=list)
+    stock: list[SandboxStock] = Field(default_factory=list)
+
+
+def _covers(scope: RecallScope, sku: str, lot: str | None, serial: str | None) -> bool:
+    def same(value: str | None, wanted: tuple[str, ...]) -> bool:
+        return not wanted or (value or "").casefold() in {w.casefold() for w in wanted}
+
+    return (scope.sku or "").casefold() == sku.casefold() and same(lot, scope.lots) and (
+        same(serial, scope.serials))
+
+
 class SandboxErpConnector(_Sandbox):
     name: ClassVar[str] = "sandbox_erp"
     roles: ClassVar[frozenset[Role]] = frozenset({Role.ERP})
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.BOOK_RETURN})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.BOOK_RETURN, Capability.CONSIGNEES, Capability.QUARANTINE})
+    Settings: ClassVar[type[ConnectorSettings]] = SandboxErpSettings
+    settings: SandboxErpSettings
 
-    def __init__(self, settings: SandboxSettings, ctx: ConnectorContext) -> None:
+    def __init__(self, settings: SandboxErpSettings, ctx: ConnectorContext) -> None:
         super().__init__(settings, ctx)
         self.bookings: dict[str, ReturnBooking] = {}
+        self.quarantines: dict[str, QuarantineResult] = {}
+
+    def consignees(self, scope: RecallScope, cursor: str | None,
+                   limit: int) -> ConsigneePage:
+        """Pages of the configured shipments by position (the cursor is the next one)."""
+        start = int(cursor) if cursor else 0
+        rows = [(i, s) for i, s in enumerate(self.settings.shipments)
+                if _covers(scope, s.sku, s.lot, s.serial)]
+        page = [(i, s) for i, s in rows if i >= start][:limit]
+
+        def read() -> ConsigneePage:
+            found = tuple(Consignee(
+                key=s.customer, name=s.name, email=s.email, phone=s.phone, locale=s.locale,
+                units=(ConsigneeUnits(line_id=f"SBX-{i}", document=s.document, sku=s.sku,
+                                      quantity=s.quantity, lot=s.lot, serial=s.serial,
+                                      shipped_on=s.shipped_on, order_id=s.order_id),))
+                for i, s in page)
+            last = page[-1][0] if page else None
+            more = last is not None and any(i > last for i, _ in rows)
+            return ConsigneePage(found, str(last + 1) if more and last is not None else None)
+
+        return self._call("consignees", read)
+
+    def quarantine_stock(self, order: QuarantineOrder) -> QuarantineResult:
+        def move() -> QuarantineResult:
+            with self._lock:
+                if order.idempotency_key not in self.quarantines:
+                    units = tuple(
+                        QuarantinedUnits(s.sku, s.quantity, s.warehouse, s.lot, s.serial)
+                        for s in self.settings.stock
+                        if _covers(order.scope, s.sku, s.lot, s.serial))
+                    digest = hashlib.sha256(order.idempotency_key.encode()).hexdigest()
+                    self.quarantines[order.idempotency_key] = QuarantineResult(
+                        f"SBX-QUAR-{digest[:10]}" if units else "", units)
+                return self.quarantines[order.idempotency_key]
+
+        return self._call("quarantine", move)
 
     def book_return(self, booking: ReturnBooking) -> str:
         def book() -> str:

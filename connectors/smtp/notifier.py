@@ -15,13 +15,14 @@ from refundbridge.connectors.smtp.transformers import (
     to_email,
 )
 from refundbridge.core.errors import PermanentProviderError
+from refundbridge.core.model import CAMPAIGN_KINDS
 from refundbridge.core.ports import Capability, OutgoingMessage, Role
 from refundbridge.core.status_links import StatusLinkMessage
 
 
 class SmtpNotifier(ConnectorBase):
-    """Sends the customer emails of a refund case (received, approved, denied, refunded),
-    each as text and HTML (multipart/alternative)."""
+    """Sends the customer emails of a refund case (received, approved, denied, refunded) and
+    a recall campaign's notices and reminders, each as text and HTML (multipart/alternative)."""
 
     name: ClassVar[str] = "smtp"
     roles: ClassVar[frozenset[Role]] = frozenset({Role.NOTIFIER})
@@ -36,10 +37,12 @@ class SmtpNotifier(ConnectorBase):
         self._client = SmtpClient(settings, connector=self.name)
 
     def send(self, message: OutgoingMessage) -> None:
+        # a campaign's message carries the campaign's id where a case's carries the case's
+        owner = "campaign" if message.kind in CAMPAIGN_KINDS else "case"
         if not message.email:
             raise PermanentProviderError(
                 self.name,
-                f"case {message.case_id}: no email address to send the "
+                f"{owner} {message.case_id}: no email address to send the "
                 f"'{message.kind.value}' message to",
             )
         s = self.settings
@@ -53,7 +56,7 @@ class SmtpNotifier(ConnectorBase):
                              now=self.ctx.clock())
         except MessageError as exc:
             raise PermanentProviderError(
-                self.name, f"case {message.case_id}, {message.kind.value}: {exc}"
+                self.name, f"{owner} {message.case_id}, {message.kind.value}: {exc}"
             ) from exc
         # Built once, outside the retry: every attempt sends the same bytes and Message-ID.
         self.ctx.retry.call(lambda: self._client.send(email))

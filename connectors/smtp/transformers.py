@@ -4,7 +4,9 @@ Every email is multipart/alternative: a text/plain part from `<kind>.txt.j2` and
 part from `<kind>.html.j2`, under a subject from `<kind>.subject.j2`, all in
 `templates/<locale>/`. A locale is whatever folder exists there, so adding a language is
 adding a folder; `<locale>/_layout.html.j2` is the frame its HTML parts extend (the shop's
-name, the status link as a button, the reply address). Only HTML templates are
+name, the status link as a button, the reply address). A recall campaign's messages
+(`CAMPAIGN_KINDS`) have no case, order or amount: their context is the campaign's
+(`recall_values`), and the layout's button is the consignee's acknowledgement link. Only HTML templates are
 autoescaped; HTML parts use inline `style=` attributes and no remote images or fonts.
 """
 
@@ -26,7 +28,7 @@ import jinja2
 from babel.core import UnknownLocaleError
 from babel.numbers import format_currency
 
-from refundbridge.core.model import NotificationKind
+from refundbridge.core.model import CAMPAIGN_KINDS, NotificationKind
 from refundbridge.core.ports import OutgoingMessage
 
 DEFAULT_LOCALE = "en"
@@ -43,6 +45,13 @@ PAID_WITH: Mapping[str, Mapping[str, str]] = {
               "wechatpay": "您的微信支付账户", "shopify": "您下单时使用的支付方式",
               "woocommerce": "您下单时使用的支付方式", "": "您的原支付方式"},
 }
+
+# A recall notice's classes and actions (core/campaigns.py `RecallAction`), as its
+# templates know them; anything else in a campaign's context is refused, never left out.
+RECALL_CLASSES = frozenset({"I", "II", "III"})
+RECALL_ACTIONS = ("stop_use", "return", "destroy", "await_correction")
+# What a recall email needs to say anything at all (the rest may be empty).
+_RECALL_REQUIRED = ("reference", "recall_class", "units", "ack_url")
 
 # dot-atom-text of RFC 5322: what may stand left of the "@" in a Message-ID without quoting.
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
@@ -113,8 +122,8 @@ def _autoescape(name: str | None) -> bool:
     return name is not None and name.endswith(".html.j2")
 
 
-def _status_url(value: object) -> str | None:
-    """The status link, checked: it becomes an `href`, so only an absolute http(s) URL."""
+def _status_url(value: object, name: str = "status_url") -> str | None:
+    """A link, checked: it becomes an `href`, so only an absolute http(s) URL."""
     if value is None or value == "":
         return None
     url = str(value).strip()
@@ -122,8 +131,42 @@ def _status_url(value: object) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.netloc or any(
         ch.isspace() or ch in '"<>' for ch in url
     ):
-        raise MessageError(f"status_url {url!r} is not an http(s) URL")
+        raise MessageError(f"{name} {url!r} is not an http(s) URL")
     return url
+
+
+def recall_values(kind: NotificationKind, context: Mapping[str, Any]) -> dict[str, Any]:
+    """A campaign's context, checked for what its recall email cannot do without: a recall
+    notice that silently drops an action or the acknowledgement link is worse than none, so
+    a missing or unknown value is a `MessageError` (the campaign shows it), not a gap."""
+    values = dict(context)
+    missing = [key for key in _RECALL_REQUIRED if values.get(key) in (None, "", [])]
+    if missing:
+        raise MessageError(f"context has no {', '.join(repr(k) for k in missing)}")
+    if str(values["recall_class"]) not in RECALL_CLASSES:
+        raise MessageError(f"recall_class {values['recall_class']!r} is not I, II or III")
+    values["recall_class"] = str(values["recall_class"])
+    actions = [str(action) for action in values.get("actions") or []]
+    unknown = [action for action in actions if action not in RECALL_ACTIONS]
+    if unknown:
+        raise MessageError(f"unknown recall action {', '.join(map(repr, unknown))}")
+    values["actions"] = actions
+    try:
+        reminder = int(values.get("reminder") or 0)
+    except (TypeError, ValueError) as exc:
+        raise MessageError(f"reminder {values.get('reminder')!r} is not a number") from exc
+    if (kind is NotificationKind.RECALL_REMINDER) != (reminder > 0):
+        raise MessageError(f"a {kind.value} with reminder={reminder}")
+    values["reminder"] = reminder
+    product = values.get("product") or {}
+    values["product"] = {"sku": product.get("sku") or None, "gtin": product.get("gtin") or None}
+    values["ack_url"] = _status_url(values["ack_url"], "ack_url")
+    values["instructions"] = str(values.get("instructions") or "").strip()
+    values["return_address"] = str(values.get("return_address") or "").strip()
+    values["consignee_name"] = str(values.get("consignee_name") or "").strip()
+    # A campaign has no status page: a status_url in its context is not the consignee's.
+    values["status_url"] = None
+    return values
 
 
 class TemplateRenderer:
@@ -158,6 +201,10 @@ class TemplateRenderer:
         """`reply_email`: the address a reply reaches (Reply-To, else From), shown in the
         HTML part's footer."""
         used = resolve_locale(locale, self.locales)
+        if kind in CAMPAIGN_KINDS:
+            values = recall_values(kind, context)
+            return self.render_named(kind.value, used, values, sender_name, reply_email,
+                                     button_url=values["ack_url"])
         values = dict(context)
         try:
             values["amount_display"] = format_amount(
@@ -182,15 +229,21 @@ class TemplateRenderer:
         context: Mapping[str, Any],
         sender_name: str,
         reply_email: str | None,
+        *,
+        button_url: str | None = None,
     ) -> RenderedEmail:
-        """Subject, text and HTML of `<used>/<name>.*.j2` (`used`: a locale we have)."""
+        """Subject, text and HTML of `<used>/<name>.*.j2` (`used`: a locale we have).
+        `button_url`: the link of the layout's button, the status link unless given (a
+        recall's acknowledgement page, checked by the caller)."""
         shop_name = context.get("shop_name")
+        status_url = _status_url(context.get("status_url"))
         values = {
             **context,
             "sender_name": sender_name,
             # the shop as the customer knows it: the core's name for it, else our From name
             "shop_name": str(shop_name).strip() if shop_name else sender_name,
-            "status_url": _status_url(context.get("status_url")),
+            "status_url": status_url,
+            "button_url": button_url or status_url,
             "reply_email": reply_email,
         }
         try:

@@ -29,6 +29,8 @@ from refundbridge.core.ports import (
     Capability,
     ExternalRefund,
     Ignored,
+    QuarantineOrder,
+    RecallScope,
     RefundOrder,
     RefundRequested,
     RefundUpdate,
@@ -50,13 +52,17 @@ _ORDER_ID = "SO-contract-1"
 _CASE_ID = "rc_contract0001"
 
 # The flows a connector may leave out, each with a call that asks for it. `ConnectorBase`
-# answers all three with `NotSupported`; a connector that overrides one must declare it.
+# answers each with `NotSupported`; a connector that overrides one must declare it.
 OPTIONAL_FLOWS: Final[Mapping[Capability, Callable[[Any], object]]] = {
     Capability.LOOKUP_ORDER: lambda c: c.lookup_order(_ORDER_ID),
     Capability.WRITE_BACK: lambda c: c.write_back(StatusUpdate(
         case_id=_CASE_ID, order_id=_ORDER_ID, external_id="contract-request-1",
         outcome=StatusOutcome.APPROVED)),
     Capability.SHIPPED_UNITS: lambda c: c.shipped_units(_ORDER_ID),
+    Capability.CONSIGNEES: lambda c: c.consignees(RecallScope(sku="SKU-contract"), None, 10),
+    Capability.QUARANTINE: lambda c: c.quarantine_stock(QuarantineOrder(
+        idempotency_key="rcp_contract.quarantine", reference="RC-contract",
+        scope=RecallScope(sku="SKU-contract", lots=("LOT-1",)))),
 }
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from refundbridge.core.campaigns import CampaignRepository
 from refundbridge.core.errors import (
     ConcurrencyConflict,
 )
@@ -16,12 +17,15 @@ from refundbridge.core.model import (
     Step,
 )
 from refundbridge.core.ports import (
+    ConsigneeLookup,
     ErpGateway,
     Notifier,
+    OrderLookup,
     PaymentGateway,
     ShipmentLookup,
     SmsSender,
     StatusWriter,
+    StockQuarantine,
     UnitOfWork,
 )
 from refundbridge.core.rules import (
@@ -46,6 +50,11 @@ class ShopGateways:
     storefront_name: str | None = None
     # A second channel beside the notifier's email (`sms = "…"` in the shop's settings).
     sms: SmsSender | None = None
+    # Recall campaigns: the ERP's consignees of a lot, its quarantine of the stock on hand,
+    # and the storefront's orders (to open a consignee's recall case with what they paid).
+    consignees: ConsigneeLookup | None = None
+    quarantine: StockQuarantine | None = None
+    orders: OrderLookup | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,8 @@ class Services:
     booking_lease: timedelta = timedelta(minutes=5)
     # Signs the customer's status link that every message carries (None: no links).
     status_links: StatusLinks | None = None
+    # Recall campaigns and their consignees (None: a deployment without them, in tests).
+    campaigns: CampaignRepository | None = None
 
 
 @dataclass(frozen=True, slots=True)

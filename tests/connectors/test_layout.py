@@ -29,7 +29,6 @@ from refundbridge.connectors.tencent_sms import TencentSmsConnector
 from refundbridge.connectors.twilio import TwilioConnector
 from refundbridge.connectors.wechatpay import WeChatPayConnector
 from refundbridge.connectors.woocommerce import WooCommerceConnector
-from refundbridge.core import ports as core_ports
 
 CONNECTORS = Path(__file__).resolve().parents[2] / "connectors"
 MAX_MODULE_LINES = 500
@@ -75,7 +74,6 @@ def test_no_connector_keeps_a_config_attribute_or_checks_the_type_of_its_setting
 
 def test_what_nothing_calls_is_gone() -> None:
     assert not hasattr(ConnectorBase, "supports")
-    assert not hasattr(core_ports, "OrderLookup")
 
 
 def _docstring_says_why_it_is_long(tree: ast.Module) -> bool:

@@ -7,7 +7,15 @@ answers in Odoo's shapes: many2one as `[id, "name"]`, empty fields as `false`, J
 inside an HTTP 200, /json/2 errors with an HTTP status. It enforces the database, uid and
 api key (JSON-RPC) or the bearer key and `X-Odoo-Database` (/json/2), and it records every
 call. `version` switches what differs between 16, 17, 18 and 19: `qty_done`/`quantity`,
-`create_returns`/`action_create_returns`, `reverse_moves`/`refund_moves`.
+`create_returns`/`action_create_returns`, `reverse_moves`/`refund_moves`, `res.partner`'s
+`mobile` (gone in 18).
+
+For recalls it also keeps customers (`res.partner`, companies and their delivery contacts),
+deliveries to them, returns and vendor returns, stock on hand per location (`stock.quant`,
+moved when a picking is validated), and internal transfers made by `stock.picking.create`,
+`action_confirm` and `button_validate`. Domains may follow many2one paths
+(`location_id.usage`) and name the related `stock.move.line.picking_code`; a search leaves
+archived records out unless its domain names `active`, as Odoo's does.
 """
 
 from __future__ import annotations
@@ -33,15 +41,39 @@ API_KEY = "6f1d2c3b4a5e6f708192a3b4c5d6e7f801234567"
 UID = 7
 
 CUSTOMERS, STOCK, QUARANTINE, SCRAP, RTM, EVIDENCE = 5, 8, 30, 31, 32, 33
+VENDORS, SHELF, SHOP = 4, 9, 40
 LOCATIONS = {CUSTOMERS: "Partners/Customers", STOCK: "WH/Stock", QUARANTINE: "WH/Quarantine",
              SCRAP: "Virtual Locations/Scrap", RTM: "WH/Return to Manufacturer",
-             EVIDENCE: "WH/Evidence"}
+             EVIDENCE: "WH/Evidence", VENDORS: "Partners/Vendors", SHELF: "WH/Stock/Shelf 2",
+             SHOP: "SHOP/Stock"}
+USAGE = {CUSTOMERS: "customer", VENDORS: "supplier", SCRAP: "inventory"}  # others: internal
+RECEIPTS, DELIVERIES, INTERNAL = 1, 2, 3
+PICKING_TYPES = {RECEIPTS: ("Receipts", "incoming", "WH/IN/"),
+                 DELIVERIES: ("Delivery Orders", "outgoing", "WH/OUT/"),
+                 INTERNAL: ("Internal Transfers", "internal", "WH/INT/")}
+UNITS = 1
+# Fields a model has even while no record of it is seeded.
+SCHEMA = {
+    "stock.quant": {"product_id", "location_id", "lot_id", "package_id", "quantity",
+                    "reserved_quantity"},
+    "res.partner": {"name", "email", "phone", "lang", "parent_id", "commercial_partner_id",
+                    "active"},
+    "stock.picking": {"name", "origin", "state", "picking_type_code", "picking_type_id",
+                      "location_id", "location_dest_id", "partner_id", "sale_id", "note",
+                      "move_ids", "return_id"},
+    "stock.lot": {"name", "product_id"},
+}
+# Related fields: what they read through.
+RELATED = {("stock.move.line", "picking_code"): "picking_id.picking_type_code"}
 
 MANY2ONE = {
     "picking_id": "stock.picking", "move_id": "stock.move", "product_id": "product.product",
     "lot_id": "stock.lot", "location_id": "stock.location", "location_dest_id": "stock.location",
     "currency_id": "res.currency", "origin_returned_move_id": "stock.move",
     "return_id": "stock.picking", "sale_id": "sale.order", "reversed_entry_id": "account.move",
+    "partner_id": "res.partner", "commercial_partner_id": "res.partner",
+    "picking_type_id": "stock.picking.type", "package_id": "stock.quant.package",
+    "uom_id": "uom.uom", "product_uom": "uom.uom",
 }
 
 
@@ -90,6 +122,11 @@ def _compare(op: str, actual: Any, value: Any) -> bool:
             return str(value).lower() in text
         case "not ilike":
             return str(value).lower() not in text
+        case ">" | ">=" | "<" | "<=":
+            if actual is None or actual is False:
+                return False
+            return bool({">": actual > value, ">=": actual >= value, "<": actual < value,
+                         "<=": actual <= value}[op])
         case _:
             raise AssertionError(f"operator {op} not faked")
 
@@ -115,7 +152,12 @@ class OdooFake:
             self._table("res.currency")[currency_id] = {"id": currency_id, "name": code}
         for location_id, name in LOCATIONS.items():
             self._table("stock.location")[location_id] = {
-                "id": location_id, "complete_name": name, "name": name.rsplit("/", 1)[-1]}
+                "id": location_id, "complete_name": name, "name": name.rsplit("/", 1)[-1],
+                "usage": USAGE.get(location_id, "internal")}
+        for type_id, (name, code, _) in PICKING_TYPES.items():
+            self._table("stock.picking.type")[type_id] = {"id": type_id, "name": name,
+                                                          "code": code, "active": True}
+        self._table("uom.uom")[UNITS] = {"id": UNITS, "name": "Units"}
 
     # ------------------------------------------------------------- seeding
     def _table(self, model: str) -> dict[int, dict[str, Any]]:
@@ -139,7 +181,69 @@ class OdooFake:
             if product["default_code"] == sku:
                 return int(product["id"])
         return self._new("product.product", name=f"[{sku}] {sku}", default_code=sku,
-                         tracking=tracking, barcode=barcode or False)
+                         tracking=tracking, barcode=barcode or False, uom_id=UNITS,
+                         active=True)
+
+    def add_partner(self, name: str, email: str | None = None, phone: str | None = None,
+                    mobile: str | None = None, lang: str | None = "en_US",
+                    company: int | None = None) -> int:
+        """A customer; with `company`, one of its contacts (a delivery address), whose
+        commercial partner is the company. Odoo 18 has no `mobile`."""
+        values: dict[str, Any] = {"name": name, "email": email or False,
+                                  "phone": phone or False, "lang": lang or False,
+                                  "parent_id": company or False, "active": True}
+        if self.version < 18:
+            values["mobile"] = mobile or False
+        partner = self._new("res.partner", **values)
+        self._table("res.partner")[partner]["commercial_partner_id"] = company or partner
+        return partner
+
+    def add_quant(self, sku: str, location: int, quantity: int | str,
+                  lot: str | None = None) -> int:
+        return self._new("stock.quant", product_id=self.product_id(sku), location_id=location,
+                         lot_id=self.add_lot(sku, lot) if lot else False, package_id=False,
+                         quantity=Decimal(quantity), reserved_quantity=Decimal(0))
+
+    def on_hand(self, sku: str, location: int, lot: str | None = None) -> Decimal:
+        lot_id = next((int(r["id"]) for r in self.of("stock.lot", name=lot,
+                                                      product_id=self.product_id(sku))), None)
+        return sum((q["quantity"] for q in self.of(
+            "stock.quant", product_id=self.product_id(sku), location_id=location,
+            lot_id=lot_id or False)), Decimal(0))
+
+    def add_delivery(self, ship: Sequence[tuple[str, str | None, int]], *,
+                     partner: int | None = None, origin: str | None = None,
+                     state: str = "done", code: str = "outgoing", source: int = STOCK,
+                     destination: int = CUSTOMERS, done_on: str = "2026-02-01 10:00:00",
+                     sale_order: int | None = None) -> int:
+        """A picking of `ship` ((sku, lot or serial, qty)): by default a done delivery to a
+        customer; `code`, `source`, `destination` and `state` make a return from a customer,
+        a return to a vendor or one not yet done."""
+        prefix = {"outgoing": "WH/OUT/", "incoming": "WH/IN/", "internal": "WH/INT/"}[code]
+        picking = self._new("stock.picking", name=self._name(prefix), origin=origin or False,
+                            state=state, picking_type_code=code, location_id=source,
+                            location_dest_id=destination, return_id=False, move_ids=[],
+                            partner_id=partner or False, sale_id=sale_order or False,
+                            date_done=done_on if state == "done" else False)
+        moves: dict[str, int] = {}
+        for sku, lot, qty in ship:
+            product = self.add_product(sku, tracking="lot" if lot else "none")
+            if sku not in moves:
+                moves[sku] = self._new(
+                    "stock.move", picking_id=picking, product_id=product, product_uom_qty=0,
+                    quantity=0, state=state, location_id=source, location_dest_id=destination,
+                    origin_returned_move_id=False, move_line_ids=[], picked=True)
+                self._table("stock.picking")[picking]["move_ids"].append(moves[sku])
+            move = self._table("stock.move")[moves[sku]]
+            move["product_uom_qty"] += qty
+            move["quantity"] += qty
+            line = self._new("stock.move.line", picking_id=picking, move_id=moves[sku],
+                             product_id=product,
+                             lot_id=self.add_lot(sku, lot) if lot else False,
+                             quantity=qty, state=state, location_id=source,
+                             location_dest_id=destination, date=done_on)
+            move["move_line_ids"].append(line)
+        return picking
 
     def product_id(self, sku: str) -> int:
         return next(int(p["id"]) for p in self._table("product.product").values()
@@ -155,35 +259,16 @@ class OdooFake:
 
     def add_order(self, ref: str, ship: Sequence[tuple[str, str | None, int]],
                   prices: Mapping[str, str], currency: str = "CNY", tax_percent: int = 0,
-                  name: str | None = None) -> int:
+                  name: str | None = None, partner: int | None = None) -> int:
         """A confirmed sale order, its done delivery of `ship` ((sku, lot or serial, qty)),
         and its posted invoice at `prices` (tax-excluded unit prices)."""
         currency_id = next(c["id"] for c in self._table("res.currency").values()
                            if c["name"] == currency)
         order_name = name or self._name("S")
-        picking = self._new("stock.picking", name=self._name("WH/OUT/"), origin=order_name,
-                            state="done", picking_type_code="outgoing", location_id=STOCK,
-                            location_dest_id=CUSTOMERS, return_id=False, move_ids=[])
+        picking = self.add_delivery(ship, partner=partner, origin=order_name)
         quantities: dict[str, int] = {}
-        moves: dict[str, int] = {}
-        for sku, lot, qty in ship:
-            product = self.add_product(sku, tracking="lot" if lot else "none")
+        for sku, _, qty in ship:
             quantities[sku] = quantities.get(sku, 0) + qty
-            if sku not in moves:
-                moves[sku] = self._new(
-                    "stock.move", picking_id=picking, product_id=product, product_uom_qty=0,
-                    quantity=0, state="done", location_id=STOCK, location_dest_id=CUSTOMERS,
-                    origin_returned_move_id=False, move_line_ids=[], picked=True)
-                self._table("stock.picking")[picking]["move_ids"].append(moves[sku])
-            move = self._table("stock.move")[moves[sku]]
-            move["product_uom_qty"] += qty
-            move["quantity"] += qty
-            line = self._new("stock.move.line", picking_id=picking, move_id=moves[sku],
-                             product_id=product,
-                             lot_id=self.add_lot(sku, lot) if lot else False,
-                             quantity=qty, state="done", location_id=STOCK,
-                             location_dest_id=CUSTOMERS)
-            move["move_line_ids"].append(line)
         invoice = self._new("account.move", name=self._name("INV/2026/"), move_type="out_invoice",
                             state="posted", ref=False, currency_id=currency_id,
                             invoice_origin=order_name, invoice_line_ids=[],
@@ -194,8 +279,11 @@ class OdooFake:
                              price_unit=Decimal(prices[sku]), tax_percent=tax_percent)
             self._table("account.move")[invoice]["invoice_line_ids"].append(line)
         self._recompute(invoice)
-        return self._new("sale.order", name=order_name, client_order_ref=ref, state="sale",
-                         picking_ids=[picking], invoice_ids=[invoice], currency_id=currency_id)
+        order = self._new("sale.order", name=order_name, client_order_ref=ref, state="sale",
+                          picking_ids=[picking], invoice_ids=[invoice], currency_id=currency_id,
+                          partner_id=partner or False)
+        self._table("stock.picking")[picking]["sale_id"] = order
+        return order
 
     # ------------------------------------------------------------- inspection
     def of(self, model: str, **match: Any) -> list[dict[str, Any]]:
@@ -203,7 +291,12 @@ class OdooFake:
                 if all(r.get(k) == v for k, v in match.items())]
 
     def return_pickings(self) -> list[dict[str, Any]]:
-        return self.of("stock.picking", picking_type_code="incoming")
+        # Those the return wizard made (a seeded return from a customer has no `return_id`).
+        return [p for p in self.of("stock.picking", picking_type_code="incoming")
+                if p["return_id"]]
+
+    def transfers(self) -> list[dict[str, Any]]:
+        return self.of("stock.picking", picking_type_code="internal")
 
     def credit_notes(self) -> list[dict[str, Any]]:
         return self.of("account.move", move_type="out_refund")
@@ -314,10 +407,12 @@ class OdooFake:
     # ------------------------------------------------------------- the ORM
     def _fields(self, model: str) -> set[str]:
         table = self._table(model)
-        names = {"id"} | {k for r in table.values() for k in r}
+        names = {"id"} | SCHEMA.get(model, set()) | {k for r in table.values() for k in r}
+        if model == "res.partner" and self.version < 18:
+            names.add("mobile")
         if model == "stock.move.line":
             names.discard("quantity")
-            names.add(self.qty_field)
+            names |= {self.qty_field, "picking_code", "date"}
         if model == "stock.lot" and not self.product_expiry:
             names.discard("expiration_date")
         if model == "account.move":
@@ -351,23 +446,44 @@ class OdooFake:
         return [{"id": i, **{f: self._value(model, table[i], f) for f in fields if f != "id"}}
                 for i in ids]
 
+    def _path(self, model: str, record: dict[str, Any] | None, path: str) -> Any:
+        """A domain's field, followed through many2one fields (`location_id.usage`) and
+        related fields as Odoo does; a missing field is Odoo's "Invalid field"."""
+        field, _, rest = path.partition(".")
+        if field not in self._fields(model):
+            raise OdooError("builtins.ValueError", f"Invalid field {model}.{field}")
+        if record is None:
+            return None
+        if (model, field) in RELATED:
+            return self._path(model, record, RELATED[(model, field)] + (f".{rest}" * bool(rest)))
+        value = record.get("quantity" if field == "qty_done" else field)
+        if not rest:
+            return value
+        if field not in MANY2ONE:
+            raise OdooError("builtins.ValueError", f"{model}.{field} is not a relation")
+        target = MANY2ONE[field]
+        return self._path(target, self._table(target).get(value) if value else None, rest)
+
     def _matches(self, model: str, record: dict[str, Any], domain: Sequence[Any]) -> bool:
         for term in domain:
             if isinstance(term, str):
                 continue  # '&' is implied; the connector uses no '|'
             field, op, value = term
-            actual = record.get("quantity" if field == "qty_done" else field)
-            if field not in self._fields(model):
-                raise OdooError("builtins.ValueError", f"Invalid field {model}.{field}")
-            if not _compare(op, actual, value):
+            if not _compare(op, self._path(model, record, field), value):
                 return False
         return True
+
+    def _search(self, model: str, domain: Sequence[Any]) -> list[dict[str, Any]]:
+        # As Odoo's: archived records only when the domain asks about `active`.
+        archived = any(not isinstance(t, str) and t[0] == "active" for t in domain)
+        return [r for r in self._table(model).values()
+                if (archived or r.get("active", True)) and self._matches(model, r, domain)]
 
     def _dispatch(self, model: str, method: str, args: list[Any], kwargs: dict[str, Any],
                   context: dict[str, Any]) -> Any:
         if method == "search_read":
             domain = args[0] if args else kwargs.get("domain", [])
-            rows = [r for r in self._table(model).values() if self._matches(model, r, domain)]
+            rows = self._search(model, domain)
             rows.sort(key=lambda r: r["id"], reverse="desc" in (kwargs.get("order") or ""))
             if kwargs.get("limit"):
                 rows = rows[: kwargs["limit"]]
@@ -389,6 +505,7 @@ class OdooFake:
             ("stock.return.picking", "create_returns"): self._create_returns,
             ("stock.return.picking", "action_create_returns"): self._create_returns,
             ("stock.picking", "button_validate"): self._button_validate,
+            ("stock.picking", "action_confirm"): self._action_confirm,
             ("account.move.reversal", "refund_moves"): self._reverse,
             ("account.move.reversal", "reverse_moves"): self._reverse,
             ("account.move", "action_post"): self._post,
@@ -417,8 +534,69 @@ class OdooFake:
                 raise user_error("refund_method must be 'refund' for a draft credit note")
             return self._new(model, move_ids=command[2], reason=values.get("reason", ""),
                              journal_id=values.get("journal_id", False))
+        if model == "stock.picking":
+            return self._create_picking(values)
         raise OdooError("odoo.exceptions.AccessError",
                         f"You are not allowed to create '{model}' records.")
+
+    def _create_picking(self, values: dict[str, Any]) -> int:
+        values = dict(values)
+        kind = self._table("stock.picking.type").get(values.pop("picking_type_id", 0))
+        if kind is None:
+            raise OdooError("odoo.exceptions.ValidationError",
+                            "The operation type of a transfer is required.")
+        for field in ("location_id", "location_dest_id"):
+            if values.get(field) not in self._table("stock.location"):
+                raise OdooError("odoo.exceptions.ValidationError", f"{field} is required.")
+        commands = values.pop("move_ids", [])
+        picking = self._new("stock.picking", name=self._name(PICKING_TYPES[kind["id"]][2]),
+                            state="draft", picking_type_code=kind["code"],
+                            picking_type_id=kind["id"], return_id=False, move_ids=[],
+                            partner_id=False, sale_id=False, **values)
+        for command in commands:
+            assert command[0] == 0, command
+            move = dict(command[2])
+            product = self._table("product.product").get(move.get("product_id", 0))
+            if product is None or (not move.get("name") and self.version < 18):
+                raise OdooError("odoo.exceptions.ValidationError",
+                                "Missing required fields on stock.move: product, description")
+            if move.get("product_uom", product["uom_id"]) != product["uom_id"]:
+                raise user_error("The unit of measure of the move is not the product's.")
+            move.setdefault("product_uom", product["uom_id"])
+            move_id = self._new("stock.move", picking_id=picking, state="draft", quantity=0,
+                                origin_returned_move_id=False, move_line_ids=[], picked=False,
+                                **move)
+            self._table("stock.picking")[picking]["move_ids"].append(move_id)
+        return picking
+
+    def _action_confirm(self, ids: list[int], context: dict[str, Any]) -> bool:
+        for picking_id in ids:
+            picking = self._table("stock.picking")[picking_id]
+            if not picking["move_ids"]:
+                raise user_error("Please add some items to move.")
+            if picking["state"] == "draft":  # Odoo confirms draft moves only: a no-op after
+                picking["state"] = "confirmed"
+                for move_id in picking["move_ids"]:
+                    self._table("stock.move")[move_id]["state"] = "confirmed"
+        return True
+
+    def _move_quants(self, line: dict[str, Any]) -> None:
+        """What a done move line does to stock on hand: less at its source, more at its
+        destination (internal locations only, as Odoo keeps quants)."""
+        quants = self._table("stock.quant")
+        for location, sign in ((line["location_id"], -1), (line["location_dest_id"], 1)):
+            if self._table("stock.location")[location]["usage"] != "internal":
+                continue
+            lot = line.get("lot_id") or False
+            found = next((q for q in quants.values() if q["product_id"] == line["product_id"]
+                          and q["location_id"] == location and q["lot_id"] == lot
+                          and q["package_id"] == (line.get("package_id") or False)), None)
+            if found is None:
+                found = quants[self._new("stock.quant", product_id=line["product_id"],
+                                         location_id=location, lot_id=lot,
+                                         package_id=line.get("package_id") or False,
+                                         quantity=Decimal(0), reserved_quantity=Decimal(0))]
+            found["quantity"] += sign * Decimal(line["quantity"])
 
     def _write(self, model: str, record_id: int, values: dict[str, Any]) -> None:
         record = self._table(model)[record_id]
@@ -518,12 +696,12 @@ class OdooFake:
                     return {"res_model": "stock.backorder.confirmation",
                             "type": "ir.actions.act_window"}
                 for line in lines:
-                    if product["tracking"] != "none" and not line["lot_id"]:
+                    if product["tracking"] != "none" and not line.get("lot_id"):
                         raise user_error("You need to supply a Lot/Serial number for product:"
                                          f" {product['name']}")
                     if product["tracking"] == "serial" and line["quantity"] != 1:
                         raise user_error("A serial number must have a quantity of 1.")
-                    lot = self._table("stock.lot").get(line["lot_id"] or 0)
+                    lot = self._table("stock.lot").get(line.get("lot_id") or 0)
                     expiry = lot.get("expiration_date") if lot else None
                     if (self.product_expiry and expiry and not context.get("skip_expired")
                             and datetime.fromisoformat(expiry).date() < self.today):
@@ -534,7 +712,9 @@ class OdooFake:
                 move = self._table("stock.move")[move_id]
                 move["state"] = "done"
                 for line_id in move["move_line_ids"]:
-                    self._table("stock.move.line")[line_id]["state"] = "done"
+                    line = self._table("stock.move.line")[line_id]
+                    line["state"] = "done"
+                    self._move_quants(line)
         return True
 
     def _reverse(self, ids: list[int], context: dict[str, Any]) -> dict[str, Any]:
