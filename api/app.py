@@ -15,7 +15,7 @@ from refundbridge.api import console, docs, errors, status
 from refundbridge.api.deps import ApiDeps, token_principal
 from refundbridge.api.middleware import Hardening
 from refundbridge.api.ops import OperatorGuard, build_dashboard
-from refundbridge.api.routes import cases, evaluate, health, recalls, webhooks
+from refundbridge.api.routes import campaigns, cases, evaluate, health, recalls, webhooks
 from refundbridge.core.access import Permission, Principal
 
 
@@ -49,6 +49,7 @@ def create_app(deps: ApiDeps, *, dashboard: bool = True) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(cases.router)
     app.include_router(recalls.router)
+    app.include_router(campaigns.router)
     app.include_router(evaluate.router)
     docs.install(app)
     console.install(app)

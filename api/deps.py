@@ -22,6 +22,7 @@ from refundbridge.core.ports import WebhookReceiver
 from refundbridge.core.recalls import RecallRegister
 from refundbridge.core.rules import ShopPolicy
 from refundbridge.core.services import Services
+from refundbridge.store.campaigns import SqlCampaignRepository
 from refundbridge.store.queries import CaseReads
 
 
@@ -100,6 +101,11 @@ class ApiDeps(Protocol):
 
     @property
     def recalls(self) -> RecallRegister: ...
+
+    @property
+    def campaigns(self) -> SqlCampaignRepository:
+        """Recall campaigns, as the API writes them (new work waits for the relay)."""
+        ...
 
     @property
     def redis(self) -> Redis: ...

@@ -389,7 +389,8 @@ class NoticeState(StrEnum):
     """One channel's notice to one consignee."""
 
     PENDING = "pending"
-    SENDING = "sending"  # claimed, committed before the call
+    CLAIMED = "claimed"  # taken by a notify job's batch (committed), not yet being sent
+    SENDING = "sending"  # this consignee's call is about to start (committed before it)
     SENT = "sent"
     FAILED = "failed"  # refused for good (a bad address); a person follows up
     # A job died during the call: it may or may not have gone out. Never sent again (a

@@ -317,11 +317,13 @@ class SqlCampaignRepository:
 
     def claim_notices(self, campaign_id: str, limit: int, at: datetime, stale_before: datetime
                       ) -> tuple[list[ConsigneeRecord], list[ConsigneeRecord]]:
-        pending, sending = NoticeState.PENDING.value, NoticeState.SENDING.value
+        pending, claimed = NoticeState.PENDING.value, NoticeState.CLAIMED.value
+        taken = [claimed, NoticeState.SENDING.value]
         with self._engine.connect() as conn, conn.begin():
+            # A dead job's consignees: claimed (or being sent) longer ago than any job runs.
             stale_query = select(t.campaign_consignees).where(
                 _C.campaign_id == campaign_id,
-                or_(_C.email_state == sending, _C.sms_state == sending),
+                or_(_C.email_state.in_(taken), _C.sms_state.in_(taken)),
                 _C.claimed_at < stale_before).order_by(_C.id).limit(limit)
             query = select(t.campaign_consignees).where(
                 _C.campaign_id == campaign_id,
@@ -335,15 +337,15 @@ class SqlCampaignRepository:
             ids = [r.id for r in rows] + [r.id for r in stale]
             if ids:
                 conn.execute(update(t.campaign_consignees).where(_C.id.in_(ids)).values(
-                    email_state=case((_C.email_state == pending, sending),
+                    email_state=case((_C.email_state == pending, claimed),
                                      else_=_C.email_state),
-                    sms_state=case((_C.sms_state == pending, sending), else_=_C.sms_state),
+                    sms_state=case((_C.sms_state == pending, claimed), else_=_C.sms_state),
                     claimed_at=at))
             for record in rows:
                 if record.email_state is NoticeState.PENDING:
-                    record.email_state = NoticeState.SENDING
+                    record.email_state = NoticeState.CLAIMED
                 if record.sms_state is NoticeState.PENDING:
-                    record.sms_state = NoticeState.SENDING
+                    record.sms_state = NoticeState.CLAIMED
         return rows, stale
 
     def record_notice(self, record: ConsigneeRecord) -> None:
@@ -356,7 +358,8 @@ class SqlCampaignRepository:
                 delivery=record.delivery))
 
     def unnotified(self, campaign_id: str) -> int:
-        waiting = [NoticeState.PENDING.value, NoticeState.SENDING.value]
+        waiting = [NoticeState.PENDING.value, NoticeState.CLAIMED.value,
+                   NoticeState.SENDING.value]
         with self._engine.connect() as conn:
             return int(conn.execute(select(func.count()).where(
                 _C.campaign_id == campaign_id,
@@ -377,6 +380,9 @@ class SqlCampaignRepository:
                 conn.execute(update(t.campaign_consignees)
                              .where(_C.id.in_([r.id for r in rows]))
                              .values(next_reminder_at=None, reminders=_C.reminders + 1))
+            for record in rows:
+                record.reminders += 1
+                record.next_reminder_at = None
         return rows
 
     def due_reminders(self, campaign_id: str, now: datetime) -> bool:
@@ -497,6 +503,27 @@ class SqlCampaignRepository:
         return {"notified": sorted(aware(r.notified_at) for r in rows if r.notified_at),
                 "acknowledged": sorted(aware(r.acknowledged_at) for r in rows
                                        if r.acknowledged_at)}
+
+    def recovery(self, campaign_id: str) -> dict[str, list[tuple[datetime, int]]]:
+        """When the recall cases got their goods back (with the units) and their refunds
+        confirmed (one each), from the cases' own trails: the console's chart over time."""
+        e = t.case_events.c
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(e.at, e.name, t.cases.c.request)
+                .join(t.campaign_consignees, _C.case_id == e.case_id)
+                .join(t.cases, t.cases.c.id == e.case_id)
+                .where(_C.campaign_id == campaign_id,
+                       e.name.in_(["receive_goods", "confirm_refund"]))).all()
+        found: dict[str, list[tuple[datetime, int]]] = {"returned": [], "refunded": []}
+        for row in rows:
+            at = aware(datetime.fromisoformat(row.at))
+            if row.name == "receive_goods":
+                found["returned"].append(
+                    (at, sum(int(line["quantity"]) for line in row.request["lines"])))
+            else:
+                found["refunded"].append((at, 1))
+        return {key: sorted(values) for key, values in found.items()}
 
 
 __all__ = ["SqlCampaignRepository", "bindparam", "campaign_from_row", "consignee_from_row"]

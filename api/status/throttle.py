@@ -45,3 +45,25 @@ class LookupThrottle:
                 pipe.expire(key, self._limits[kind][1], nx=True)
                 pipe.execute()
         return True
+
+
+class FormThrottle:
+    """One count per sender of a form (the recall answer): `limit` sends per `window`
+    seconds, refused (and not counted) beyond."""
+
+    def __init__(self, redis: Redis, name: str, limit: int, window: int) -> None:
+        self._redis = redis
+        self._name = name
+        self._limit = limit
+        self._window = window
+
+    def try_count(self, value: str) -> bool:
+        digest = hashlib.sha256(value.encode()).hexdigest()
+        key = f"refundbridge:status-{self._name}:{digest}"
+        if int(self._redis.get(key) or 0) >= self._limit:
+            return False
+        with self._redis.pipeline() as pipe:
+            pipe.incr(key)
+            pipe.expire(key, self._window, nx=True)
+            pipe.execute()
+        return True

@@ -271,7 +271,7 @@ def notify_consignees(svc: Services, campaign_id: str) -> None:
     tally = _Tally()
     transient: TransientProviderError | None = None
     for record in stale:
-        _settle_stale(svc, campaign, record, gateways.sms, tally)
+        transient = _settle_stale(svc, campaign, record, gateways.sms, tally) or transient
     for record in fresh:
         error = _tell(svc, campaign, record, tally)
         transient = transient or error
@@ -291,11 +291,19 @@ def notify_consignees(svc: Services, campaign_id: str) -> None:
 
 def _tell(svc: Services, campaign: RecallCampaign, record: ConsigneeRecord,
           tally: _Tally) -> TransientProviderError | None:
-    """Send one consignee's notice on each claimed channel and record it."""
+    """Send one consignee's notice on each claimed channel. Each channel is marked
+    `sending` (committed) before its call and its outcome committed after it, so a job that
+    dies leaves at most one call whose outcome is unknown (`_settle_stale`)."""
+    repo = _repo(svc)
     message = recall_message(svc, campaign, record)
     gateways = svc.gateways(campaign.shop_id)
     transient: TransientProviderError | None = None
     record.attempts += 1
+    if record.email_state is NoticeState.CLAIMED:
+        record.email_state = NoticeState.SENDING
+    if record.sms_state is NoticeState.CLAIMED:
+        record.sms_state = NoticeState.SENDING
+    repo.record_notice(record)
     if record.email_state is NoticeState.SENDING:
         try:
             gateways.notifier.send(message)
@@ -307,6 +315,7 @@ def _tell(svc: Services, campaign: RecallCampaign, record: ConsigneeRecord,
         else:
             record.email_state = NoticeState.SENT
             tally.email_sent += 1
+        repo.record_notice(record)
     if record.sms_state is NoticeState.SENDING:
         transient = _text(svc, campaign, record, message, gateways.sms, tally) or transient
     _finish(svc, campaign, record, tally)
@@ -364,23 +373,24 @@ def _finish(svc: Services, campaign: RecallCampaign, record: ConsigneeRecord,
 
 
 def _settle_stale(svc: Services, campaign: RecallCampaign, record: ConsigneeRecord,
-                  sms: SmsSender | None, tally: _Tally) -> None:
-    """A job died while telling this consignee. An email cannot be asked about: it is
-    recorded unconfirmed and not sent again (its reminders follow). An SMS provider is
-    asked whether the send went out, and it is sent only if it did not."""
-    message = recall_message(svc, campaign, record)
+                  sms: SmsSender | None, tally: _Tally) -> TransientProviderError | None:
+    """A job died holding this consignee. What it had only claimed is sent now. A call it
+    had started: an email cannot be asked about, so it is recorded unconfirmed and not sent
+    again (the reminders follow); an SMS provider is asked whether the send went out, and
+    it is sent only if it did not."""
     if record.email_state is NoticeState.SENDING:
         record.email_state = NoticeState.UNCONFIRMED
         tally.unconfirmed += 1
     if record.sms_state is NoticeState.SENDING:
         found = None
         if sms is not None and record.phone is not None:
+            message = recall_message(svc, campaign, record)
             found = sms.find_sms(message, (svc.clock() - svc.booking_lease).date())
         if found is not None:
             record.sms_state, record.delivery = NoticeState.SENT, found.state.value
         else:
-            _text(svc, campaign, record, message, sms, tally)
-    _finish(svc, campaign, record, tally)
+            record.sms_state = NoticeState.CLAIMED
+    return _tell(svc, campaign, record, tally)
 
 
 # ------------------------------------------------------------------ reminders

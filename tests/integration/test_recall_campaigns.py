@@ -3,11 +3,14 @@ quarantine, one notice per consignee, reminders, acknowledgements and the recall
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
-from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -19,13 +22,24 @@ from sqlalchemy import Engine
 from refundbridge.bootstrap import Container, bootstrap
 from refundbridge.core.audit import verify_chain
 from refundbridge.core.campaigns import (
+    NOTICE_BATCH,
+    Acknowledgement,
     CampaignState,
     NoticeState,
     RecallAction,
     RecallNotice,
 )
+from refundbridge.core.errors import ConcurrencyConflict, TransientProviderError
 from refundbridge.core.recalls import RecallClass
-from refundbridge.core.services.campaigns import open_campaign
+from refundbridge.core.services.campaigns import (
+    acknowledge,
+    identify_consignees,
+    notify_consignees,
+    open_campaign,
+    quarantine_stock,
+    recall_message,
+)
+from refundbridge.workers.reconcile import reconcile
 from tests.conftest import Mailbox, drain, test_settings
 from tests.factories import SHOP
 
@@ -55,17 +69,32 @@ def notice(**overrides: Any) -> RecallNotice:
     return RecallNotice(**values)
 
 
+@dataclass
+class Clock:
+    """Real time plus an offset a test moves forward."""
+
+    offset: timedelta = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
 @pytest.fixture
 def campaign_container(db: Engine, redis_conn: Redis,
                        smtp_server: tuple[Controller, Mailbox],
-                       database_url: str) -> Callable[..., Container]:
+                       database_url: str, clock: Clock) -> Callable[..., Container]:
     def build(rows: list[dict[str, Any]], stock: list[dict[str, Any]] | None = None,
               **shop: Any) -> Container:
         settings = test_settings(database_url, smtp_server[0].port, erp="sandbox_erp",
                                  sandbox_erp={"shipments": rows, "stock": stock or []},
                                  **shop)
         settings = settings.model_copy(update={"status_link_secret": SecretStr(SECRET)})
-        return bootstrap(settings, redis=redis_conn, engine=db)
+        return bootstrap(settings, redis=redis_conn, engine=db, clock=clock)
     return build
 
 
@@ -95,3 +124,116 @@ def test_a_campaign_tells_every_consignee_once_and_its_trail_verifies(
     assert all(r.next_reminder_at == r.notified_at + timedelta(days=3)  # type: ignore[operator]
                for r in records)
 
+
+
+def identify_only(container: Container, campaign_id: str) -> None:
+    """Walk the ERP by hand (the queued jobs wait for `drain`)."""
+    svc = container.services
+    while container.campaigns.get(campaign_id).state is CampaignState.IDENTIFYING:
+        identify_consignees(svc, campaign_id)
+
+
+def test_a_worker_dead_mid_batch_then_the_reconciler_tells_everyone_exactly_once(
+        campaign_container: Callable[..., Container], mailbox: Mailbox,
+        clock: Clock) -> None:
+    container = campaign_container(shipments(260))
+    campaign_id = open_campaign(container.services, SHOP, notice(), "operator:qa").campaign_id
+    identify_only(container, campaign_id)
+    repo = container.campaigns
+    # A notify job claimed a batch, started telling its first consignee (the email left)
+    # and was killed: its claims stay, and nobody else may take them.
+    now = clock()
+    dead, _ = repo.claim_notices(campaign_id, NOTICE_BATCH, now, stale_before=now)
+    first = dead[0]
+    first.email_state = NoticeState.SENDING
+    repo.record_notice(first)
+    campaign = repo.get(campaign_id)
+    container.services.gateways(SHOP).notifier.send(
+        recall_message(container.services, campaign, first))
+    drain(container)
+    assert repo.get(campaign_id).state is CampaignState.NOTIFYING
+    assert len(mailbox.messages) == 1 + 260 - NOTICE_BATCH
+    # Later than any job may run: the reconciler hands the dead job's consignees out.
+    clock.offset = container.services.booking_lease + timedelta(seconds=1)
+    report = reconcile(container, now=clock())
+    assert campaign_id in report.campaigns
+    drain(container)
+    recipients = [m["To"] for m in mails(mailbox)]
+    assert len(recipients) == 260 == len(set(recipients))
+    assert repo.get(campaign_id).state is CampaignState.MONITORING
+    states = {r.id: r.email_state for r in repo.consignees(campaign_id, limit=1000)}
+    assert states.pop(first.id) is NoticeState.UNCONFIRMED
+    assert set(states.values()) == {NoticeState.SENT}
+    assert repo.counts(campaign_id).notified == 260
+
+
+def test_two_workers_racing_every_step_tell_each_consignee_once(
+        campaign_container: Callable[..., Container], mailbox: Mailbox) -> None:
+    container = campaign_container(shipments(300),
+                                   [{"sku": "GLU-METER-01", "lot": LOT, "quantity": 4}],
+                                   sms="sandbox_sms", sandbox_sms={})
+    campaign_id = open_campaign(container.services, SHOP, notice(), "operator:qa").campaign_id
+    svc = container.services
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        barrier.wait()
+        try:
+            for _ in range(40):
+                for step in (identify_consignees, quarantine_stock, notify_consignees):
+                    # The other worker won this round: the queue would try again.
+                    with contextlib.suppress(ConcurrencyConflict, TransientProviderError):
+                        step(svc, campaign_id)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    drain(container)
+    repo = container.campaigns
+    assert repo.get(campaign_id).state is CampaignState.MONITORING
+    recipients = [m["To"] for m in mails(mailbox)]
+    assert len(recipients) == 300 == len(set(recipients))
+    erp = container.shop(SHOP).by_name["sandbox_erp"]
+    assert len(erp.quarantines) == 1
+    assert repo.get(campaign_id).quarantined_units == 4
+
+
+def test_notices_go_by_sms_too_in_the_consignees_language_and_reminders_follow(
+        campaign_container: Callable[..., Container], mailbox: Mailbox,
+        clock: Clock) -> None:
+    rows = shipments(3)
+    rows[0].update(phone="13800138000", locale="zh-CN")
+    rows[1].update(phone="+8613900139000", email=None)
+    container = campaign_container(rows, sms="sandbox_sms", sandbox_sms={},
+                                   policy={"country": "CN"})
+    campaign_id = open_campaign(
+        container.services, SHOP, notice(recall_class=RecallClass.I), "operator:qa"
+    ).campaign_id
+    drain(container)
+    sms = container.shop(SHOP).by_name["sandbox_sms"]
+    assert sorted(s.message.phone for s in sms.sent) == ["+8613800138000", "+8613900139000"]
+    assert len(mailbox.messages) == 2
+    chinese = next(m for m in mails(mailbox) if m["To"] == "buyer0@example.com")
+    assert "召回" in str(chinese["Subject"])
+    repo = container.campaigns
+    # Class I: a reminder a day later to those who have not acknowledged.
+    first = {r.key: r for r in repo.consignees(campaign_id)}
+    acknowledge(container.services, campaign_id, first["CUST-0002"].id,
+                Acknowledgement(stopped_use=True, quantity_held=0, wants_return=False))
+    clock.offset = timedelta(days=1, minutes=1)
+    reconcile(container, now=clock())
+    drain(container)
+    assert len(mailbox.messages) == 3  # the reminder to CUST-0000 only (0002 answered)
+    reminded = {r.key: r.reminders for r in repo.consignees(campaign_id)}
+    assert reminded == {"CUST-0000": 1, "CUST-0001": 1, "CUST-0002": 0}
+    assert len(sms.sent) == 4
+    reconcile(container, now=clock())
+    drain(container)
+    assert len(mailbox.messages) == 3  # not due again before another day
+    assert verify_chain(repo.events(campaign_id)).verifies
