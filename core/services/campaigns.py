@@ -10,6 +10,7 @@ goes through the inbox under a key derived from the consignee.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -555,10 +556,14 @@ def _open_case(svc: Services, campaign: RecallCampaign, record: ConsigneeRecord
     except PermanentProviderError as exc:
         return None, f"order {order_id}: {exc.message}"
     try:
-        request = _recall_request(campaign, record, ack, snapshot, order_id, svc.clock())
+        request = _recall_request(campaign, record, ack, snapshot, order_id,
+                                  record.acknowledged_at or svc.clock())
     except (InvalidRequest, ValueError) as exc:
         return None, f"order {order_id}: {exc}"
-    received = receive_request(svc, campaign.shop_id, CAMPAIGN_SOURCE, request)
+    # The case is the consignee's answer, not the order's state as read now: two jobs that
+    # build it moments apart (prices, addresses read twice) still name one delivery.
+    fingerprint = hashlib.sha256(request.external_id.encode()).hexdigest()
+    received = receive_request(svc, campaign.shop_id, CAMPAIGN_SOURCE, request, fingerprint)
     problem = None
     if len(by_order) > 1:
         others = ", ".join(sorted(o for o in by_order if o != order_id))
