@@ -408,8 +408,22 @@ def _environment() -> Environment:
     return env
 
 
-def html_chunks(report: CampaignReport) -> Iterator[str]:
-    """The HTML document, as the template renders it piece by piece."""
+def html_chunks(report: CampaignReport, *, size: int = 1 << 16) -> Iterator[str]:
+    """The HTML document as the template renders it, in pieces of about `size` characters
+    (the template's own pieces are a few bytes each: too many to stream one by one)."""
+    pending: list[str] = []
+    held = 0
+    for piece in _render(report):
+        pending.append(piece)
+        held += len(piece)
+        if held >= size:
+            yield "".join(pending)
+            pending, held = [], 0
+    if pending:
+        yield "".join(pending)
+
+
+def _render(report: CampaignReport) -> Iterator[str]:
     template = _environment().get_template("campaign_report.html.j2")
     notice = report.campaign.notice
     return template.generate(

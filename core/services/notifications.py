@@ -15,6 +15,7 @@ from refundbridge.core.errors import (
     TransientProviderError,
 )
 from refundbridge.core.model import (
+    CAMPAIGN_KINDS,
     DeliveryState,
     DeliveryStatus,
     NotificationKind,
@@ -336,6 +337,11 @@ def _apply_report(svc: Services, shop_id: str, report: DeliveryReport) -> bool:
         target = _report_target(report.message_id)
         if target is None and report.provider_id:
             target = uow.sms_sends.find(shop_id, report.provider_id)
+        notice = _campaign_target(report.message_id) or (
+            _campaign_target(f"{target[0]}.x") if target and target[1] in CAMPAIGN_KINDS
+            else None)
+        if notice is not None:
+            return _apply_campaign_report(svc, shop_id, *notice, report)
         if target is None:
             return False
         case_id, kind = target
@@ -351,6 +357,29 @@ def _apply_report(svc: Services, shop_id: str, report: DeliveryReport) -> bool:
             uow.sms_sends.remember(shop_id, report.provider_id, case.id, kind)
         uow.commit()
         return changed
+
+
+def _campaign_target(message_id: str | None) -> tuple[str, int] | None:
+    """A recall message's id (`<campaign>.<consignee>.<notice|reminderN>`) → its campaign
+    and consignee."""
+    parts = (message_id or "").split(".")
+    if len(parts) != 3 or not parts[0].startswith("rcp_") or not parts[1].isdigit():
+        return None
+    return parts[0], int(parts[1])
+
+
+def _apply_campaign_report(svc: Services, shop_id: str, campaign_id: str, consignee: int,
+                           report: DeliveryReport) -> bool:
+    campaigns = svc.campaigns
+    if campaigns is None:
+        return False
+    try:
+        if campaigns.get(campaign_id).shop_id != shop_id:
+            return False
+    except NotFound:
+        return False
+    campaigns.set_delivery(campaign_id, consignee, report.state.value)
+    return True
 
 
 def _report_target(message_id: str | None) -> tuple[str, NotificationKind] | None:

@@ -30,7 +30,10 @@ from refundbridge.core.campaigns import (
     RecallNotice,
 )
 from refundbridge.core.errors import ConcurrencyConflict, TransientProviderError
+from refundbridge.core.model import DeliveryState
+from refundbridge.core.ports import DeliveryReport, SmsCallback
 from refundbridge.core.recalls import RecallClass
+from refundbridge.core.services import apply_sms_callback
 from refundbridge.core.services.campaigns import (
     acknowledge,
     identify_consignees,
@@ -222,6 +225,14 @@ def test_notices_go_by_sms_too_in_the_consignees_language_and_reminders_follow(
     chinese = next(m for m in mails(mailbox) if m["To"] == "buyer0@example.com")
     assert "召回" in str(chinese["Subject"])
     repo = container.campaigns
+    # The carrier's delivery report finds the consignee by the provider's id of the send.
+    assert repo.counts(campaign_id).delivered == 2  # the emails
+    delivered = next(s for s in sms.sent if s.message.phone == "+8613900139000")
+    applied = apply_sms_callback(container.services, SHOP, "sandbox_sms", SmsCallback(
+        reports=(DeliveryReport(provider_id=delivered.provider_id, message_id=None,
+                                phone=None, state=DeliveryState.DELIVERED),)))
+    assert applied.reports == 1
+    assert repo.counts(campaign_id).delivered == 3  # and buyer1's SMS, which had no email
     # Class I: a reminder a day later to those who have not acknowledged.
     first = {r.key: r for r in repo.consignees(campaign_id)}
     acknowledge(container.services, campaign_id, first["CUST-0002"].id,
