@@ -93,3 +93,44 @@ def recall_csv(today: date) -> str:
         f",IVD-COVID-AG,AG2311,,III,{today - timedelta(days=60)},NMPA-RC-2025-0093\n"
         f",GLU-METER-01,GM2401,GM24010731,I,{today - timedelta(days=3)},NMPA-RC-2025-0131\n"
     )
+
+
+# The recall campaign the demo opens once its cases are done: the BP monitor lot BP2403
+# (NMPA-RC-2025-0117 on the recall list), which the sandbox ERP shipped to these customers.
+CAMPAIGN_REFERENCE = "NMPA-RC-2025-0117"
+CAMPAIGN_LOT = "BP2403"
+CAMPAIGN_CONSIGNEES = 40
+
+
+def campaign_shipments(today: date) -> list[dict[str, Any]]:
+    """The sandbox ERP's deliveries of the recalled lot (and one of another lot, which the
+    campaign must leave out): consumers with an email, most with a phone, some in Chinese."""
+    rows = []
+    for i in range(CAMPAIGN_CONSIGNEES):
+        rows.append({
+            "customer": f"CUST-BP-{i:03d}", "name": f"顾客 {i:03d}" if i % 2 else f"Buyer {i:03d}",
+            "sku": "BP-CUFF-ARM", "quantity": 1 + (i % 4 == 0), "lot": CAMPAIGN_LOT,
+            "document": f"DN-2025-{4000 + i}", "order_id": f"WEB-BP-{7000 + i}",
+            "email": f"bp.buyer{i:03d}@example.com",
+            "phone": f"+86139{i:08d}" if i % 3 else None,
+            "locale": "zh-CN" if i % 2 else "en",
+            "shipped_on": (today - timedelta(days=30 + i)).isoformat()})
+    rows.append({"customer": "CUST-BP-OTHER", "name": "Other lot", "sku": "BP-CUFF-ARM",
+                 "quantity": 1, "lot": "BP2409", "document": "DN-2025-4999",
+                 "email": "other.lot@example.com"})
+    return rows
+
+
+def campaign_stock() -> list[dict[str, Any]]:
+    return [{"sku": "BP-CUFF-ARM", "lot": CAMPAIGN_LOT, "quantity": 12, "warehouse": "Stores"},
+            {"sku": "BP-CUFF-ARM", "lot": "BP2409", "quantity": 30, "warehouse": "Stores"}]
+
+
+def campaign_body(today: date) -> dict[str, Any]:
+    """`POST /v1/recall-campaigns` for the lot, as the shop's admin would send it."""
+    return {"shop": SHOP, "reference": CAMPAIGN_REFERENCE, "class": "II",
+            "notice_date": (today - timedelta(days=1)).isoformat(), "sku": "BP-CUFF-ARM",
+            "gtin": GTIN_BP, "lots": [CAMPAIGN_LOT], "actions": ["stop_use", "return"],
+            "instructions": "袖带气囊可能漏气导致读数偏低。请停止使用并退回。 The cuff bladder may "
+                            "leak and read low: stop using it and return it.",
+            "check_level": "A"}

@@ -40,7 +40,7 @@ from rich.progress import (
 from refundbridge.connectors.generic.webhooks import sign
 from refundbridge.core.access import OperatorRole
 from refundbridge.core.lifecycle import FINAL_STATES
-from refundbridge.demo.catalogue import SHOP, recall_csv
+from refundbridge.demo.catalogue import CAMPAIGN_REFERENCE, SHOP, campaign_body, recall_csv
 from refundbridge.demo.report import (
     DemoResult,
     findings,
@@ -56,7 +56,8 @@ INSPECTOR = WAREHOUSE  # who inspects the goods is who records the receipt
 # The console accounts `--serve` makes for the demo shop (passwords new each run).
 CONSOLE_ACCOUNTS: dict[str, OperatorRole] = {
     REVIEWER: OperatorRole.REVIEWER, WAREHOUSE: OperatorRole.WAREHOUSE,
-    "auditor.sun": OperatorRole.AUDITOR, "admin.demo": OperatorRole.ADMIN}
+    "auditor.sun": OperatorRole.AUDITOR, "quality.wu": OperatorRole.QUALITY,
+    "admin.demo": OperatorRole.ADMIN}
 
 # What the reviewer concludes about each kind of doubt. A licence that has lapsed, or a
 # fourth request within a month, is refused; every other doubt is settled and approved.
@@ -127,6 +128,30 @@ def _import_recalls(http: httpx.Client, auth: dict[str, str], today: date) -> tu
                            headers={**auth, "Content-Type": "text/csv; charset=utf-8"})
         counts.append(int(answer.raise_for_status().json()["added"]))
     return counts[0], counts[1]
+
+
+def _run_campaign(http: httpx.Client, auth: dict[str, str], today: date, console: Console,
+                  timeout: float = 120.0) -> dict[str, Any]:
+    """Open the recall campaign of lot BP2403 (twice: the second open changes nothing) and
+    follow it until every consignee is told."""
+    body = campaign_body(today)
+    opened = http.post("/v1/recall-campaigns", json=body, headers=auth).raise_for_status().json()
+    again = http.post("/v1/recall-campaigns", json=body, headers=auth).raise_for_status().json()
+    url = f"/v1/recall-campaigns/{opened['id']}"
+    deadline = time.monotonic() + timeout
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task(f"recall campaign {body['reference']}: consignees told",
+                                 total=None)
+        while True:
+            shown = http.get(url, headers=auth).raise_for_status().json()
+            counts = shown["counts"]
+            progress.update(task, total=counts["consignees"] or None,
+                            completed=counts["notified"])
+            if shown["state"] in {"monitoring", "closed"} or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    return {**shown, "opened_again": not again["created"] and again["id"] == opened["id"]}
 
 
 PREVIEWED = ("sc-recall", "sc-day8")
@@ -256,7 +281,7 @@ def run_demo(*, cases: int = 50, serve: bool = False, port: int = 0,
              database: str = "refundbridge-demo.db") -> int:
     console = Console()
     result = run(cases=cases, serve=serve, port=port, database=database, console=console)
-    return 1 if result.stuck or result.unexpected else 0
+    return 1 if result.stuck or result.unexpected or not result.campaign_done else 0
 
 
 def run(*, cases: int = 50, serve: bool = False, port: int = 0,
@@ -300,6 +325,9 @@ def _scripted_run(stack: EmbeddedStack, cases: int, console: Console, *,
             _drive_until_final(http, people, sent, progress, task)
         details = [http.get(f"/v1/cases/{case_id}", headers=auth).raise_for_status().json()
                    for case_id in sent.cases.values()]
+        # Opened once the cases are done: the campaign's notice joins the recall list, and
+        # the scripted requests were decided against the list as it stood.
+        campaign = _run_campaign(http, auth, now.date(), console)
 
     elapsed = time.monotonic() - started
     if not keep_worker:
@@ -313,7 +341,7 @@ def _scripted_run(stack: EmbeddedStack, cases: int, console: Console, *,
                      for case_id in sent.cases.values()),
         elapsed=elapsed, figures=queries.totals(engine),
         findings=findings(details, sent.scripted), recalls_added=added,
-        recalls_readded=readded, previews=previews)
+        recalls_readded=readded, previews=previews, campaign=campaign)
 
 
 # ------------------------------------------------------------------ --serve: over to a person
@@ -349,6 +377,15 @@ def _serve_until_interrupted(console: Console, stack: EmbeddedStack,
         console.print(f"A customer's status page (case {case_id}, the link in every email):",
                       soft_wrap=True)
         console.print(f"  {links.link_for(case_id, SHOP)}", soft_wrap=True, markup=False)
+    campaign = stack.container.campaigns.by_reference(SHOP, CAMPAIGN_REFERENCE)
+    if campaign is not None and links is not None:
+        first = stack.container.campaigns.consignees(campaign.id, limit=1)
+        if first:
+            console.print(f"A consignee's recall acknowledgement page ({first[0].name}, the "
+                          f"link in their notice), and the campaign: {url}/console/recalls/"
+                          f"{campaign.id}", soft_wrap=True)
+            console.print(f"  {links.recall_link_for(campaign.id, first[0].id, SHOP)}",
+                          soft_wrap=True, markup=False)
     console.print(f"API: {url}/docs, RQ dashboard {url}/ops/rq/", soft_wrap=True)
     console.print(f"  Authorization: Bearer {stack.operator_token}  (every permission)",
                   soft_wrap=True, markup=False)

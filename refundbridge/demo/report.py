@@ -58,6 +58,13 @@ class DemoResult:
     recalls_added: int
     recalls_readded: int
     previews: list[tuple[str, dict[str, Any]]]
+    campaign: dict[str, Any] | None = None  # GET /v1/recall-campaigns/{id}, once all told
+
+    @property
+    def campaign_done(self) -> bool:
+        return self.campaign is None or (
+            self.campaign["state"] == "monitoring" and self.campaign["audit"]["verifies"]
+            and self.campaign["opened_again"])
 
     @property
     def stuck(self) -> dict[str, int]:
@@ -248,4 +255,23 @@ def _print_summary(console: Console, result: DemoResult) -> None:
     table.add_row("audit chains verified", f"{result.verified}/{result.cases}")
     scenarios_ok = sum(r.as_expected for r in found.scenarios)
     table.add_row("scenarios as expected", f"{scenarios_ok}/{len(found.scenarios)}")
+    if result.campaign is not None:
+        _campaign_rows(table, result.campaign)
     console.print(table)
+
+
+def _campaign_rows(table: Table, campaign: dict[str, Any]) -> None:
+    notice, counts = campaign["notice"], campaign["counts"]
+    table.add_section()
+    table.add_row(f"recall campaign {notice['reference']}",
+                  f"class {notice['class']}, lot {', '.join(notice['lots'])}, "
+                  f"{campaign['state']}")
+    table.add_row("campaign: consignees found in the ERP", str(counts["consignees"]))
+    table.add_row("campaign: consignees told (email and/or SMS)",
+                  f"{counts['notified']}, by {campaign['notice_due']} (the class's deadline)")
+    table.add_row("campaign: units shipped / quarantined on hand",
+                  f"{counts['units_shipped']} / {campaign['quarantine']['units']}")
+    table.add_row("campaign: opened twice, one campaign",
+                  "yes" if campaign["opened_again"] else "NO")
+    table.add_row("campaign: audit chain", "verifies" if campaign["audit"]["verifies"]
+                  else "BROKEN")

@@ -17,6 +17,7 @@ import sqlite3
 import threading
 import time
 from contextlib import closing
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from refundbridge.bootstrap import Container, bootstrap
 from refundbridge.config.settings import Settings, load_settings
 from refundbridge.core.access import OperatorRole
 from refundbridge.core.errors import ConfigError
-from refundbridge.demo.catalogue import SHOP, shop_policy
+from refundbridge.demo.catalogue import SHOP, campaign_shipments, campaign_stock, shop_policy
 from refundbridge.store.db import upgrade
 from refundbridge.workers import runtime
 from refundbridge.workers.runner import PeriodicReconciler, drain, make_worker
@@ -113,7 +114,9 @@ def _demo_settings(url: str, operator_token: str, tokens: dict[str, str], shop_s
             "policy": shop_policy(),
             "generic": {"secret": shop_secret},
             "sandbox_payment": {"latency_ms": 5, "transient_failure_rate": 0.15, "seed": 1},
-            "sandbox_erp": {"latency_ms": 5, "transient_failure_rate": 0.1, "seed": 2},
+            "sandbox_erp": {"latency_ms": 5, "transient_failure_rate": 0.1, "seed": 2,
+                            "shipments": campaign_shipments(date.today()),
+                            "stock": campaign_stock()},
             "sandbox_sms": {"latency_ms": 2, "transient_failure_rate": 0.1, "seed": 3},
             "smtp": {"host": "127.0.0.1", "port": smtp_port,
                      "sender_email": "returns@demo-pharmacy.example.com",
