@@ -234,7 +234,12 @@ def _values(kind: NotificationKind, locale: str, context: Mapping[str, Any]
 
 
 def _recall_values(kind: NotificationKind, context: Mapping[str, Any]) -> dict[str, Any]:
-    values = recall_values(kind, context)  # the email's checks: class, actions, link…
+    try:
+        values = recall_values(kind, context)  # the email's checks: class, actions, link…
+    except SmsTextError:
+        raise
+    except MessageError as exc:  # the connectors catch ours (`SmsTextError`) only
+        raise SmsTextError(str(exc)) from exc
     product = values["product"]
     if product["sku"]:
         named = str(product["sku"])
@@ -301,7 +306,11 @@ def render_sms(kind: NotificationKind, locale: str, context: Mapping[str, Any],
     text = _render(used, kind, values)
     if (length := sms_length(text)).segments <= max_segments:
         return SmsText(used, text, length)
-    for variant, name in _fallbacks(kind, values):
+    for number, (variant, name) in enumerate(_fallbacks(kind, values)):
+        # a variant that leaves something out may fit with the text it would cut whole
+        whole = text if number == 0 else _render(used, kind, variant)
+        if number and (length := sms_length(whole)).segments <= max_segments:
+            return SmsText(used, whole, length)
         best = _longest_fit(used, kind, variant, name, max_segments)
         if best is not None:
             return best

@@ -51,7 +51,7 @@ BOM = "\ufeff"
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _TOLD = frozenset({NoticeState.SENT, NoticeState.UNCONFIRMED})
 _UNREACHED = frozenset({NoticeState.FAILED, NoticeState.NONE})
-_WAITING = frozenset({NoticeState.PENDING, NoticeState.SENDING})
+_WAITING = frozenset({NoticeState.PENDING, NoticeState.CLAIMED, NoticeState.SENDING})
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,7 +114,8 @@ def campaign_id_for(shop_id: str, reference: str) -> str:
     """The campaign's id, derived from the shop and the notice's reference: opening the same
     recall twice names the same campaign, whoever does it and however often."""
     digest = hashlib.sha256(f"{shop_id}\x1f{reference.strip().casefold()}".encode())
-    return "rcp_" + digest.hexdigest()[:32]
+    # 80 bits: unique among a deployment's campaigns, and short, for the links in an SMS.
+    return "rcp_" + digest.hexdigest()[:20]
 
 
 def _texts(values: Sequence[object], name: str, limit: int,

@@ -67,8 +67,9 @@ from refundbridge.core.ports import (
 
 DEFAULT_REGION: Final = "cn-hangzhou"
 # The kinds every shop must have an approved template for. The others (goods_received,
-# refund_failed) are optional: without a template, that SMS is refused for good with code
-# `no_template` (shown on the message record; the email of the kind still goes).
+# refund_failed, and a recall campaign's recall_notice and recall_reminder) are optional:
+# without a template, that SMS is refused for good with code `no_template` (shown on the
+# message record; the email of the kind still goes).
 REQUIRED_KINDS: Final = (NotificationKind.RECEIVED, NotificationKind.APPROVED,
                          NotificationKind.DENIED, NotificationKind.REFUNDED)
 # dysmsapi's endpoints, as Alibaba Cloud's SDK (`alibabacloud_dysmsapi20170525.Client`) maps
@@ -111,6 +112,8 @@ class AliyunSmsSettings(ConnectorSettings):
     base_url: str | None = None  # default: the region's dysmsapi endpoint
     # The fixed link part of the approved templates; see transformers (`status_path`).
     status_url_prefix: str | None = None
+    # The same for the recall templates' acknowledgement link (`ack_path`).
+    ack_url_prefix: str | None = None
 
     @field_validator("access_key_id", "sign_name")
     @classmethod
@@ -141,11 +144,11 @@ class AliyunSmsSettings(ConnectorSettings):
     def _base_url(cls, value: str | None) -> str | None:
         return None if value is None else http_address(value, "dysmsapi endpoint's URL")
 
-    @field_validator("status_url_prefix")
+    @field_validator("status_url_prefix", "ack_url_prefix")
     @classmethod
     def _prefix(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("https://", "http://")):
-            raise ValueError("must be the start of the status link, https://…")
+            raise ValueError("must be the start of the link, https://…")
         return value
 
     @property
@@ -187,7 +190,8 @@ class AliyunSmsConnector(ClientConnector[AliyunSmsClient]):
             "SignName": self.settings.sign_name,
             "TemplateCode": template.code,
             "TemplateParam": template_param(message, template.params,
-                                            self.settings.status_url_prefix),
+                                            self.settings.status_url_prefix,
+                                            self.settings.ack_url_prefix),
             "OutId": message.message_id,
         }
 

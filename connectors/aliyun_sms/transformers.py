@@ -17,6 +17,17 @@ approved templates may use any of them (by these names; Aliyun allows letters, d
   ICP-filed prefix, e.g. `进度 https://shop.example.cn/status/${status_path}`, and the
   setting `status_url_prefix` names that prefix. Without the setting it is not sent.
 
+A recall campaign's messages (`recall_notice`, `recall_reminder`) have no case, order or
+amount; their templates are filled from the campaign instead:
+
+- `reference`: the recall notice's reference (`RC-2026-001`);
+- `product`: the recalled product's SKU, else its GTIN;
+- `recall_class`: `I`, `II` or `III` (a template writes e.g. `${recall_class}级召回`, or
+  better words of its own per template);
+- `reminder`: which reminder this is (`1`, `2`…), `0` for the notice;
+- `ack_path`: the consignee's acknowledgement link after the fixed part the template holds,
+  as `status_path` is (setting `ack_url_prefix`).
+
 By default every variable we have is sent; a template entry may list the ones its template
 uses (`params`), so that a template is sent nothing it does not name, and a message that
 lacks one of them is refused before the call. Aliyun limits each value's length (a
@@ -38,6 +49,7 @@ import phonenumbers
 from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
 from refundbridge.core.errors import InvalidRequest, PermanentProviderError
+from refundbridge.core.model import CAMPAIGN_KINDS
 from refundbridge.core.ports import (
     DeliveryReport,
     DeliveryState,
@@ -61,9 +73,11 @@ TIME_FORMAT: Final = "%Y-%m-%d %H:%M:%S"
 QUERY_PAGE_SIZE: Final = 50  # QuerySendDetails' largest page
 QUERY_MAX_PAGES: Final = 10  # 500 messages to one number in a day is far beyond ours
 
-Variable = Literal["case_id", "order_id", "amount", "currency", "status_path"]
+Variable = Literal["case_id", "order_id", "amount", "currency", "status_path",
+                   "reference", "product", "recall_class", "reminder", "ack_path"]
 VARIABLES: Final[tuple[Variable, ...]] = ("case_id", "order_id", "amount", "currency",
-                                           "status_path")
+                                           "status_path", "reference", "product",
+                                           "recall_class", "reminder", "ack_path")
 
 # A reply that opts the number out. Aliyun's templates offer "回TD退订" (TD, T or N are the
 # unsubscribe replies its template rules name); STOP and 退订 are what people write anyway.
@@ -233,11 +247,13 @@ def _valid(number: str, region: str | None) -> bool:
 
 
 def template_param(message: OutgoingMessage, variables: Sequence[Variable] | None,
-                   status_url_prefix: str | None) -> str:
+                   status_url_prefix: str | None, ack_url_prefix: str | None = None) -> str:
     """`TemplateParam`: the JSON text of the variables the template uses (all we have when
     `variables` is None), every value a string (Aliyun refuses numbers:
     `isv.INVALID_JSON_PARAM`)."""
-    available = _variables(message, status_url_prefix)
+    available = (_recall_variables(message, ack_url_prefix)
+                 if message.kind in CAMPAIGN_KINDS
+                 else _variables(message, status_url_prefix))
     if variables is None:
         return json.dumps(available, ensure_ascii=False, separators=(",", ":"))
     missing = [name for name in variables if name not in available]
@@ -256,14 +272,36 @@ def _variables(message: OutgoingMessage, status_url_prefix: str | None) -> dict[
     values["case_id"] = str(context.get("case_id") or message.case_id)
     status_url = context.get("status_url")
     if status_url and status_url_prefix:
-        url = str(status_url).strip()
-        if not url.startswith(status_url_prefix) or url == status_url_prefix:
-            raise PermanentProviderError(
-                NAME, f"the status link {url!r} does not start with status_url_prefix "
-                      f"{status_url_prefix!r}, the fixed part of the approved templates",
-                code="status_url_prefix")
-        values["status_path"] = url[len(status_url_prefix):]
+        values["status_path"] = _link_path(str(status_url), status_url_prefix,
+                                           "status link", "status_url_prefix")
     return values
+
+
+def _recall_variables(message: OutgoingMessage, ack_url_prefix: str | None
+                      ) -> dict[str, str]:
+    """A campaign's variables: no case (its `case_id` is the campaign's, not for a
+    consignee's eyes), the recall's reference, product and class, the acknowledgement link."""
+    context = message.context
+    product = context.get("product") or {}
+    values = {"reference": str(context.get("reference") or "").strip(),
+              "product": str(product.get("sku") or product.get("gtin") or "").strip(),
+              "recall_class": str(context.get("recall_class") or "").strip(),
+              "reminder": str(context.get("reminder") or 0)}
+    values = {name: value for name, value in values.items() if value}
+    ack_url = context.get("ack_url")
+    if ack_url and ack_url_prefix:
+        values["ack_path"] = _link_path(str(ack_url), ack_url_prefix, "acknowledgement link",
+                                        "ack_url_prefix")
+    return values
+
+
+def _link_path(url: str, prefix: str, what: str, setting: str) -> str:
+    url = url.strip()
+    if not url.startswith(prefix) or url == prefix:
+        raise PermanentProviderError(
+            NAME, f"the {what} {url!r} does not start with {setting} {prefix!r}, the fixed "
+                  "part of the approved templates", code=setting)
+    return url[len(prefix):]
 
 
 # --------------------------------------------------------------------- pushes

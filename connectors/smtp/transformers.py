@@ -6,8 +6,9 @@ part from `<kind>.html.j2`, under a subject from `<kind>.subject.j2`, all in
 adding a folder; `<locale>/_layout.html.j2` is the frame its HTML parts extend (the shop's
 name, the status link as a button, the reply address). A recall campaign's messages
 (`CAMPAIGN_KINDS`) have no case, order or amount: their context is the campaign's
-(`recall_values`), and the layout's button is the consignee's acknowledgement link. Only HTML templates are
-autoescaped; HTML parts use inline `style=` attributes and no remote images or fonts.
+(`recall_values`), and the layout's button is the consignee's acknowledgement link.
+Only HTML templates are autoescaped; HTML parts use inline `style=` attributes and no
+remote images or fonts.
 """
 
 from __future__ import annotations

@@ -213,7 +213,9 @@ class TencentSmsConnector(ClientConnector[TencentSmsClient]):
                 NAME, f"case {message.case_id}: no Tencent template for "
                       f"'{message.kind.value}' in {where}", code="no_template")
         try:
-            params = template_params(message, template.params or DEFAULT_PARAMS[message.kind],
+            # `params = []` is a template without variables, not "the default"
+            params = template_params(message, DEFAULT_PARAMS[message.kind]
+                                     if template.params is None else template.params,
                                      s.max_param_length)
             session = session_context(message)
         except MessageProblem as exc:

@@ -16,7 +16,7 @@ from typing import Any, Final, Literal
 
 from pydantic import ConfigDict
 
-from refundbridge.core.model import NotificationKind
+from refundbridge.core.model import CAMPAIGN_KINDS, NotificationKind
 from refundbridge.core.ports import OutgoingMessage
 from refundbridge.core.request import WireModel
 
@@ -42,7 +42,10 @@ MAINLAND: Final = "+86"
 # forbids links in variables (`InvalidParameterValue.ProhibitedUseUrlInTemplateParameter`:
 # a link must be a constant of the approved template) and caps each variable's length
 # (6 characters on accounts opened since 2024-01-25), so only short plain values are offered.
-TemplateParam = Literal["case_id", "order_id", "amount", "currency"]
+# A recall campaign's: its reference, the product's SKU (else GTIN), the class (I, II, III)
+# and the reminder's number (0 for the notice).
+TemplateParam = Literal["case_id", "order_id", "amount", "currency",
+                        "reference", "product", "recall_class", "reminder"]
 
 # The variables `{1}`, `{2}`… of each kind's template, in order, unless a shop sets `params`.
 DEFAULT_PARAMS: Final[Mapping[NotificationKind, tuple[TemplateParam, ...]]] = MappingProxyType({
@@ -54,6 +57,13 @@ DEFAULT_PARAMS: Final[Mapping[NotificationKind, tuple[TemplateParam, ...]]] = Ma
     # refused for good with code `no_template`, shown on the message; email still goes).
     NotificationKind.GOODS_RECEIVED: ("order_id",),  # 您的订单{1}的退货已签收…
     NotificationKind.REFUND_FAILED: ("order_id",),  # 订单{1}的退款未成功，我们将重新处理…
+    # A recall campaign's, optional too. No variable by default: the acknowledgement link
+    # cannot be one (a link must be the template's constant), and a reference rarely fits
+    # in 6 characters, so the default template is constant text sending the consignee to
+    # the email (您购买的医疗器械涉及召回，请立即查看邮件中的召回通知并确认收到). A shop whose
+    # account allows longer variables sets `params`, e.g. ["reference", "product"].
+    NotificationKind.RECALL_NOTICE: (),
+    NotificationKind.RECALL_REMINDER: (),
 })
 
 
@@ -218,7 +228,14 @@ def template_params(message: OutgoingMessage, params: Sequence[TemplateParam],
 
 
 def _param_value(message: OutgoingMessage, name: TemplateParam) -> str:
-    value = message.context.get(name, message.case_id if name == "case_id" else None)
+    if name == "product":
+        product = message.context.get("product") or {}
+        value = product.get("sku") or product.get("gtin")
+    elif name == "case_id" and message.kind in CAMPAIGN_KINDS:
+        # a campaign's id, not a case's: nothing a consignee can quote
+        raise MessageProblem("a recall message has no case_id for the template")
+    else:
+        value = message.context.get(name, message.case_id if name == "case_id" else None)
     if value is None:
         raise MessageProblem(f"the message has no {name} for the template")
     return str(value).strip()

@@ -18,7 +18,10 @@ from refundbridge.connectors.sms_text import (
     render_sms,
     sms_length,
 )
-from refundbridge.core.model import NotificationKind
+from refundbridge.core.campaigns import campaign_id_for
+from refundbridge.core.model import CAMPAIGN_KINDS, NotificationKind
+from refundbridge.core.recalls import REFERENCE_MAX, SKU_MAX
+from refundbridge.core.status_links import StatusLinks
 
 CASE_ID = "rc_8f14e45fceea167a5a36dedd4bea2543"
 # The length of a status link as itsdangerous signs a case id (85 characters of token).
@@ -96,8 +99,9 @@ def test_templates_are_strict_plain_text() -> None:
     assert "A&B<1>" in text and text.startswith("Lee & Sons: ")
 
 
+CASE_KINDS = [kind for kind in NotificationKind if kind not in CAMPAIGN_KINDS]
 CASES = list(itertools.product(
-    ("en", "zh-CN"), NotificationKind, (True, False), (STATUS_URL, None),
+    ("en", "zh-CN"), CASE_KINDS, (True, False), (STATUS_URL, None),
     ("shop", None), ("", "reason", "long")))
 
 
@@ -198,3 +202,140 @@ def test_a_kind_without_a_template_is_an_error_not_a_crash(
         loader=jinja2.DictLoader({}), undefined=jinja2.StrictUndefined))
     with pytest.raises(SmsTextError, match="no en SMS template for 'received'"):
         render_sms(NotificationKind.RECEIVED, "en", context())
+
+
+# ------------------------------------------------------------------ recall campaigns
+
+CAMPAIGN_ID = campaign_id_for("kangfu-medical", "RC-2026-001")
+# A consignee's acknowledgement link as the core signs it (183 characters): most of a
+# Chinese SMS.
+ACK_URL = StatusLinks("s" * 32, "https://returns.kangfu-medical.cn").recall_link_for(
+    CAMPAIGN_ID, 123456, "kangfu-medical")
+LONG_REFERENCE = "FSCA-2026-11-" + "7" * (REFERENCE_MAX - 13)
+LONG_SKU = "BPM-200-" + "X" * (SKU_MAX - 8)
+CLASS_WORDS = {"en": "(Class II)", "zh-CN": "二级召回"}
+
+
+def recall_context(locale: str = "en", kind: NotificationKind = NotificationKind.RECALL_NOTICE,
+                   **changes: Any) -> dict[str, Any]:
+    """A campaign's context as core/services/campaigns.py builds it."""
+    return {"campaign_id": CAMPAIGN_ID, "shop_id": "kangfu-medical",
+            "reference": "RC-2026-001", "recall_class": "II", "notice_date": "2026-12-01",
+            "consignee_name": "Dr Wang Clinic", "product": {"sku": "BPM-200", "gtin": None},
+            "units": [{"sku": "BPM-200", "quantity": 2, "lot": "L2406A", "serial": None,
+                       "document": "SO-1001", "shipped_on": "2026-10-14"}],
+            "quantity": 2, "actions": ["stop_use", "return"], "instructions": "Return it.",
+            "ack_url": ACK_URL, "reminder": 2 if kind is NotificationKind.RECALL_REMINDER else 0,
+            "return_address": "", "shop_name": SHOP[locale], **changes}
+
+
+def test_the_acknowledgement_link_is_as_long_as_the_core_makes_it() -> None:
+    assert len(ACK_URL) > 130  # what the sizes below are about: a real link, not a stub
+
+
+RECALL_CASES = list(itertools.product(
+    ("en", "zh-CN"), sorted(CAMPAIGN_KINDS), ("shop", None), ("RC-2026-001", LONG_REFERENCE),
+    ("BPM-200", LONG_SKU), (["stop_use", "return"], ["destroy"])))
+
+
+@pytest.mark.parametrize(("locale", "kind", "shop", "reference", "sku", "actions"),
+                         RECALL_CASES)
+def test_every_recall_template_fits_four_segments_even_with_a_long_reference(
+        locale: str, kind: NotificationKind, shop: str | None, reference: str, sku: str,
+        actions: list[str]) -> None:
+    rendered = render_sms(kind, locale, recall_context(
+        locale, kind, shop_name=SHOP[locale] if shop else None, reference=reference,
+        product={"sku": sku, "gtin": None}, actions=actions))
+
+    text = rendered.text
+    assert rendered.length.segments <= MAX_SEGMENTS
+    assert rendered.length == sms_length(text)
+    assert rendered.length.encoding == ("UCS-2" if locale == "zh-CN" else "GSM-7")
+    # The link, the class and the words "recall" are never cut; nor is the shop.
+    assert text.endswith(ACK_URL)
+    assert CLASS_WORDS[locale] in text
+    assert ("召回通知" if locale == "zh-CN" else "recall") in text
+    if shop:
+        assert SHOP[locale] in text
+    # The reference is there whole or not at all, never cut; a short one always fits.
+    assert (reference in text) or (reference[:8] not in text)
+    if reference == "RC-2026-001":
+        assert reference in text
+    if kind is NotificationKind.RECALL_REMINDER:
+        assert ("第2次提醒" if locale == "zh-CN" else "Reminder 2:") in text
+    assert (("停止使用" if locale == "zh-CN" else "Stop using it now") in text) is (
+        "stop_use" in actions)
+    # internal data: the campaign's id is not the consignee's business
+    assert CAMPAIGN_ID not in text.replace(ACK_URL, "")
+    assert "\n" not in text and "  " not in text
+
+
+@pytest.mark.parametrize("locale", ["en", "zh-CN"])
+def test_a_short_recall_sms_names_the_reference_product_and_link(locale: str) -> None:
+    rendered = render_sms(NotificationKind.RECALL_NOTICE, locale, recall_context(locale))
+
+    assert "RC-2026-001" in rendered.text and "BPM-200" in rendered.text
+    assert ACK_URL in rendered.text
+    assert "..." not in rendered.text
+
+
+def test_the_product_gives_way_before_the_reference() -> None:
+    reference = "FSCA-2026-11-0042"
+    rendered = render_sms(NotificationKind.RECALL_NOTICE, "zh-CN", recall_context(
+        "zh-CN", reference=reference, product={"sku": LONG_SKU, "gtin": None}))
+
+    assert rendered.length.segments == MAX_SEGMENTS
+    assert reference in rendered.text
+    assert LONG_SKU not in rendered.text and f"产品{LONG_SKU[:4]}" in rendered.text
+    assert "..." in rendered.text
+    # As much as fits: one character more would not.
+    shown = rendered.text[rendered.text.index("产品") + 2:rendered.text.index("...")]
+    more = rendered.text.replace(f"{shown}...", f"{LONG_SKU[:len(shown) + 1]}...")
+    assert sms_length(more).segments > MAX_SEGMENTS
+
+
+@pytest.mark.parametrize("kind", sorted(CAMPAIGN_KINDS))
+def test_an_english_recall_sms_has_room_for_the_longest_reference(
+        kind: NotificationKind) -> None:
+    rendered = render_sms(kind, "en", recall_context(
+        "en", kind, reference=LONG_REFERENCE, product={"sku": LONG_SKU, "gtin": None}))
+
+    assert LONG_REFERENCE in rendered.text and LONG_SKU[:40] in rendered.text
+    assert rendered.length.segments <= MAX_SEGMENTS
+
+
+def test_a_reference_too_long_for_a_chinese_sms_is_left_out_whole() -> None:
+    rendered = render_sms(NotificationKind.RECALL_NOTICE, "zh-CN", recall_context(
+        "zh-CN", reference=LONG_REFERENCE))
+
+    assert "FSCA" not in rendered.text and "召回编号" not in rendered.text
+    assert "BPM-200" in rendered.text and rendered.text.endswith(ACK_URL)
+    # ... while an English one has room for it
+    english = render_sms(NotificationKind.RECALL_NOTICE, "en", recall_context(
+        "en", reference=LONG_REFERENCE))
+    assert LONG_REFERENCE in english.text
+
+
+def test_a_recall_sms_without_a_product_sku_names_its_gtin_or_the_units() -> None:
+    by_gtin = render_sms(NotificationKind.RECALL_NOTICE, "en", recall_context(
+        product={"sku": None, "gtin": "06901234567892"}))
+    by_units = render_sms(NotificationKind.RECALL_NOTICE, "en", recall_context(
+        product={"sku": None, "gtin": None}))
+    assert "GTIN 06901234567892" in by_gtin.text
+    assert "(BPM-200)" in by_units.text
+
+
+@pytest.mark.parametrize(("changes", "words"), [
+    ({"ack_url": None}, "'ack_url'"), ({"ack_url": "/status/recall/x"}, "ack_url"),
+    ({"reference": ""}, "'reference'"), ({"recall_class": "IV"}, "recall_class"),
+    ({"actions": ["burn"]}, "'burn'")])
+def test_a_recall_context_without_what_the_text_needs_is_an_error(
+        changes: dict[str, Any], words: str) -> None:
+    with pytest.raises(SmsTextError, match=words):
+        render_sms(NotificationKind.RECALL_NOTICE, "en", recall_context(**changes))
+
+
+def test_a_recall_sms_too_long_without_product_and_reference_is_an_error() -> None:
+    with pytest.raises(SmsTextError, match="even without a product or reference"):
+        render_sms(NotificationKind.RECALL_REMINDER, "zh-CN", recall_context(
+            "zh-CN", NotificationKind.RECALL_REMINDER, shop_name="店" * 100))
