@@ -40,7 +40,7 @@ from refundbridge.core.errors import (
     TransientProviderError,
     WebhookRejected,
 )
-from refundbridge.core.model import NotificationKind
+from refundbridge.core.model import CAMPAIGN_KINDS, NotificationKind
 from refundbridge.core.ports import (
     Capability,
     DeliveryReport,
@@ -334,6 +334,91 @@ def test_the_optional_kinds_go_out_by_their_own_templates() -> None:
     assert json.loads(second["TemplateParam"]) == {"order_id": "KH/2024 0042*"}
     assert service.sends[0]["Content"] == (f"【{SIGN_NAME}】订单KH/2024 0042*的退货已签收，"
                                            f"申请编号{CASE_ID}。")
+
+
+CAMPAIGN_ID = "rcp_bea7664778d841fdbcc6fb93de13f571"
+ACK_PREFIX = "https://shop.kanghu.cn/status/recall/"
+ACK_URL = f"{ACK_PREFIX}eyJyIjoicmNwXzEifQ.axCy5Q.wSXq"
+
+
+def recall_message(kind: NotificationKind = NotificationKind.RECALL_NOTICE,
+                   **context: Any) -> OutgoingMessage:
+    """A campaign's message to one consignee, as core/services/campaigns.py builds it."""
+    reminder = 1 if kind is NotificationKind.RECALL_REMINDER else 0
+    return OutgoingMessage(
+        case_id=CAMPAIGN_ID, kind=kind, locale="zh-CN", email=None, phone=PHONE,
+        message_id=f"{CAMPAIGN_ID}.7.{'reminder1' if reminder else 'notice'}",
+        context={"campaign_id": CAMPAIGN_ID, "shop_id": "kanghu", "reference": "RC-2026-001",
+                 "recall_class": "I", "notice_date": "2026-12-01", "consignee_name": "王诊所",
+                 "product": {"sku": "GM-100", "gtin": "06901234567892"},
+                 "units": [{"sku": "GM-100", "quantity": 2, "lot": "L2406A", "serial": None,
+                            "document": "SO-1001", "shipped_on": "2026-10-14"}],
+                 "quantity": 2, "actions": ["stop_use", "return"], "instructions": "",
+                 "ack_url": ACK_URL, "reminder": reminder, "return_address": "", **context})
+
+
+RECALL_TEMPLATES = {
+    "SMS_465320007": "您收到的医疗器械${product}涉及${recall_class}级召回（召回编号${reference}），"
+                     "请立即停止使用并查看邮件。确认收到：https://shop.kanghu.cn/status/recall/"
+                     "${ack_path}",
+    "SMS_465320008": "第${reminder}次提醒：召回${reference}，您尚未确认收到，请查看邮件。"}
+
+
+def test_a_recall_goes_out_by_its_template_with_the_campaigns_variables() -> None:
+    service = AliyunSmsFake(now=lambda: NOW, templates=RECALL_TEMPLATES)
+    conn = make_connector(ack_url_prefix=ACK_PREFIX, templates={
+        **TEMPLATES, "recall_notice": "SMS_465320007",
+        "recall_reminder": {"code": "SMS_465320008", "params": ["reminder", "reference"]}})
+    with installed(service):
+        conn.send_sms(recall_message())
+        conn.send_sms(recall_message(NotificationKind.RECALL_REMINDER))
+    conn.close()
+
+    first, second = service.calls
+    assert (first["TemplateCode"], first["OutId"]) == ("SMS_465320007",
+                                                       f"{CAMPAIGN_ID}.7.notice")
+    # every variable a recall has, none of a case's: the campaign's id is not for the
+    # consignee's eyes
+    assert json.loads(first["TemplateParam"]) == {
+        "reference": "RC-2026-001", "product": "GM-100", "recall_class": "I",
+        "reminder": "0", "ack_path": "eyJyIjoicmNwXzEifQ.axCy5Q.wSXq"}
+    assert json.loads(second["TemplateParam"]) == {"reminder": "1",
+                                                   "reference": "RC-2026-001"}
+    assert service.sends[0]["Content"] == (
+        f"【{SIGN_NAME}】您收到的医疗器械GM-100涉及I级召回（召回编号RC-2026-001），请立即停止使用并"
+        f"查看邮件。确认收到：{ACK_URL}")
+
+
+def test_a_recall_template_needing_a_link_without_its_prefix_is_refused(
+        fake: AliyunSmsFake) -> None:
+    conn = make_connector(templates={**TEMPLATES, "recall_notice": {
+        "code": "SMS_465320007", "params": ["product", "ack_path"]}})
+    with pytest.raises(PermanentProviderError) as refused:
+        conn.send_sms(recall_message())
+    conn.close()
+    assert refused.value.code == "template_param"
+    assert "ack_path" in refused.value.message
+    assert fake.requests == []
+
+
+def test_an_ack_link_outside_its_prefix_is_refused(fake: AliyunSmsFake) -> None:
+    conn = make_connector(ack_url_prefix="https://other.kanghu.cn/r/",
+                          templates={**TEMPLATES, "recall_notice": "SMS_465320007"})
+    with pytest.raises(PermanentProviderError) as refused:
+        conn.send_sms(recall_message())
+    conn.close()
+    assert refused.value.code == "ack_url_prefix"
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize("kind", sorted(CAMPAIGN_KINDS))
+def test_a_shop_without_recall_templates_sends_no_recall_sms(
+        fake: AliyunSmsFake, connector: AliyunSmsConnector, kind: NotificationKind) -> None:
+    with pytest.raises(PermanentProviderError) as refused:
+        connector.send_sms(recall_message(kind))
+    assert refused.value.code == "no_template"
+    assert f"templates.{kind.value}" in refused.value.message
+    assert fake.requests == []
 
 
 def test_a_message_without_a_phone_is_refused_before_any_call(

@@ -23,7 +23,7 @@ from refundbridge.connectors.base import ConnectorContext, RetryPolicy
 from refundbridge.connectors.smtp import SmtpNotifier
 from refundbridge.connectors.smtp.transformers import TemplateRenderer, resolve_locale
 from refundbridge.core.errors import ConfigError, PermanentProviderError, TransientProviderError
-from refundbridge.core.model import NotificationKind
+from refundbridge.core.model import CAMPAIGN_KINDS, NotificationKind
 from refundbridge.core.ports import OutgoingMessage
 from refundbridge.core.status_links import StatusLinkMessage
 
@@ -168,12 +168,58 @@ def context(**overrides: Any) -> dict[str, Any]:
     return values
 
 
+# A recall campaign's message to one consignee, as core/services/campaigns.py builds it.
+CAMPAIGN_ID = "rcp_bea7664778d841fdbcc6fb93de13f571"
+ACK_URL = "https://returns.shop.example/status/recall/eyJyIjoicmNwXzAwMDEifQ.Zx8-ack_1"
+RECALL_UNITS = [
+    {"sku": "GM-100", "quantity": 2, "lot": "L2406A", "serial": None, "document": "SO-1001",
+     "shipped_on": "2026-10-14"},
+    {"sku": "GM-100", "quantity": 1, "lot": "L2406B", "serial": "SN-00981",
+     "document": "SO-1077", "shipped_on": None},
+]
+ACTIONS = ["stop_use", "return", "destroy", "await_correction"]
+
+
+def recall_context(kind: NotificationKind = NotificationKind.RECALL_NOTICE,
+                   **overrides: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "campaign_id": CAMPAIGN_ID,
+        "shop_id": "shop-1",
+        "reference": "RC-2026-001",
+        "recall_class": "I",
+        "notice_date": "2026-12-01",
+        "consignee_name": "Dr Wang Clinic",
+        "product": {"sku": "GM-100", "gtin": "06901234567892"},
+        "units": RECALL_UNITS,
+        "quantity": 3,
+        "actions": ACTIONS,
+        "instructions": "Remove the battery.\nDo not dispose of the meter with household waste.",
+        "ack_url": ACK_URL,
+        "reminder": 1 if kind is NotificationKind.RECALL_REMINDER else 0,
+        "return_address": "",
+    }
+    values.update(overrides)
+    return values
+
+
+def message_context(kind: NotificationKind, **overrides: Any) -> dict[str, Any]:
+    """The context the core hands over for `kind`: a case's, or a recall campaign's."""
+    if kind in CAMPAIGN_KINDS:
+        return recall_context(kind, **overrides)
+    return context(**overrides)
+
+
 def outgoing(
     kind: NotificationKind = NotificationKind.RECEIVED,
     locale: str = "en",
     email_address: str | None = "patient@example.org",
     **overrides: Any,
 ) -> OutgoingMessage:
+    if kind in CAMPAIGN_KINDS:
+        suffix = "notice" if kind is NotificationKind.RECALL_NOTICE else "reminder1"
+        return OutgoingMessage(
+            case_id=CAMPAIGN_ID, kind=kind, locale=locale, email=email_address, phone=None,
+            message_id=f"{CAMPAIGN_ID}.42.{suffix}", context=recall_context(kind, **overrides))
     return OutgoingMessage(
         case_id="rc_0001",
         kind=kind,
@@ -183,6 +229,20 @@ def outgoing(
         message_id=f"rc_0001-{kind.value}",
         context=context(**overrides),
     )
+
+
+def names_in(kind: NotificationKind | str) -> tuple[str, str]:
+    """What a message of `kind` must name: the order and the case number, or the recall's
+    reference and a lot of the consignee's."""
+    if kind in {k.value for k in CAMPAIGN_KINDS}:
+        return "RC-2026-001", "L2406A"
+    return "SO-1001", "rc_0001"
+
+
+def link_of(kind: NotificationKind | str) -> str:
+    """The one link a message's button points to: the status page, or for a recall the
+    consignee's acknowledgement page."""
+    return ACK_URL if kind in {k.value for k in CAMPAIGN_KINDS} else STATUS_URL
 
 
 def text_of(mail: EmailMessage) -> str:
@@ -371,18 +431,20 @@ def test_every_kind_and_locale_renders_with_the_full_context(
     kind: NotificationKind, locale: str, is_return: bool
 ) -> None:
     rendered = TemplateRenderer().render(
-        kind, locale, context(is_return=is_return, customer_message="Checked by QA"), "Acme"
+        kind, locale, message_context(kind, is_return=is_return,
+                                      customer_message="Checked by QA"), "Acme"
     )
+    headline, number = names_in(kind)
 
     assert rendered.locale == locale
     assert rendered.subject
     assert "\n" not in rendered.subject
-    assert "SO-1001" in rendered.subject
-    assert "rc_0001" in rendered.body
+    assert headline in rendered.subject
+    assert number in rendered.body
     assert "Acme" in rendered.body
     assert "<" not in rendered.body  # plain text, no HTML
     page = Page(rendered.html)
-    assert "SO-1001" in page.text and "rc_0001" in page.text and "Acme" in page.text
+    assert headline in page.text and number in page.text and "Acme" in page.text
     assert rendered.subject in page.text  # the <title>
     assert ("Checked by QA" in page.text) is (kind in (NotificationKind.APPROVED,
                                                        NotificationKind.DENIED))
@@ -391,7 +453,8 @@ def test_every_kind_and_locale_renders_with_the_full_context(
 def test_templates_exist_for_every_kind_and_locale_and_nothing_else() -> None:
     root = files("refundbridge.connectors.smtp") / "templates"
     found = {f"{d.name}/{f.name}" for d in root.iterdir() if d.is_dir() for f in d.iterdir()}
-    # every message a case owes, and the fresh status link the look-up form sends
+    # every message a case owes, a recall campaign's notice and reminder, and the fresh
+    # status link the look-up form sends
     names = [kind.value for kind in NotificationKind] + ["status_link"]
     expected = {f"{locale}/{name}.{part}.j2"
                 for locale in LOCALES for name in names for part in ("subject", "txt", "html")}
@@ -559,6 +622,151 @@ def test_the_refund_failed_email_says_a_person_pays_again(locale: str, words: st
     assert "rc_0001" in rendered.subject or "SO-1001" in rendered.subject
 
 
+# ------------------------------------------------------------------ recall campaigns
+
+# Each action's sentence, and the acknowledgement button, per locale.
+ACTION_WORDS = {
+    "en": {"stop_use": "Stop using it now.", "return": "Return it for a refund.",
+           "destroy": "Destroy it.", "await_correction": "Wait for a correction."},
+    "zh-CN": {"stop_use": "立即停止使用。", "return": "退回产品，办理退款。",
+              "destroy": "销毁产品。", "await_correction": "等待纠正。"},
+}
+ACK_BUTTON = {"en": "Tell us you have received this notice", "zh-CN": "确认收到召回通知"}
+RECALL_ASK_ADDRESS = {"en": "reply to this email and we will tell you where to send them",
+                      "zh-CN": ASK_ADDRESS["zh-CN"]}
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_the_recall_notice_names_the_consignees_units_and_the_ack_link(
+    server: Server, locale: str
+) -> None:
+    notifier(server.port).send(outgoing(NotificationKind.RECALL_NOTICE, locale))
+
+    _, mail = server.recorder.only_mail()
+    body, page = text_of(mail), Page(html_of(mail))
+    assert "RC-2026-001" in mail["Subject"]
+    for text in (flat(body), page.text):
+        assert "Dr Wang Clinic" in text
+        # their own units: each delivery's lot, serial and quantity
+        assert "L2406A" in text and "L2406B" in text and "SN-00981" in text
+        assert "SO-1001" in text and "SO-1077" in text and "2026-10-14" in text
+        assert "GTIN 06901234567892" in text
+        for words in ACTION_WORDS[locale].values():
+            assert words in text
+        assert "Remove the battery." in text
+        assert campaign_words_absent(text)
+    # each action in the order the notice gives them
+    positions = [page.text.index(ACTION_WORDS[locale][action]) for action in ACTIONS]
+    assert positions == sorted(positions)
+    assert ACK_URL in body
+    (button,) = [i for i, (tag, attrs) in enumerate(page.tags)
+                 if tag == "a" and attrs.get("href") == ACK_URL and "padding" in attrs["style"]]
+    assert ACK_BUTTON[locale] in page.text
+    assert ("Class I" if locale == "en" else "一级召回") in page.text
+    assert button > 0
+
+
+def campaign_words_absent(text: str) -> bool:
+    """No internal data: the campaign's and the shop's ids are not the consignee's."""
+    return CAMPAIGN_ID not in text and "shop-1" not in text
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_only_the_notices_actions_are_asked_for(locale: str) -> None:
+    rendered = TemplateRenderer().render(NotificationKind.RECALL_NOTICE, locale,
+                                         recall_context(actions=["return"], instructions=""),
+                                         "Acme")
+
+    words = ACTION_WORDS[locale]
+    for text in (flat(rendered.body), Page(rendered.html).text):
+        assert words["return"] in text
+        assert words["stop_use"] not in text and words["destroy"] not in text
+        assert words["await_correction"] not in text
+        assert RECALL_ASK_ADDRESS[locale] in text  # no return address: they ask first
+    with_address = TemplateRenderer().render(NotificationKind.RECALL_NOTICE, locale,
+                                             recall_context(return_address=ADDRESS), "Acme")
+    assert "88 Zhangjiang Road" in with_address.body
+    assert RECALL_ASK_ADDRESS[locale] not in with_address.body
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_hostile_recall_text_arrives_escaped_in_the_html(server: Server, locale: str) -> None:
+    hostile_unit = {**RECALL_UNITS[0], "lot": "<b>L1</b>", "document": HOSTILE}
+    notifier(server.port).send(outgoing(
+        NotificationKind.RECALL_NOTICE, locale, instructions=f"Step 1\n{HOSTILE}",
+        consignee_name='Clinic "><script>x()</script>', units=[hostile_unit],
+        reference="RC-<i>1</i>", return_address=f"Dock 3\n{HOSTILE}"))
+
+    _, mail = server.recorder.only_mail()
+    markup = html_of(mail)
+    page = Page(markup)
+    assert not {tag for tag, _ in page.tags} & {"script", "img", "i", "b"}
+    assert "&lt;script&gt;" in markup
+    assert HOSTILE in page.text  # shown as the text it is, not dropped
+    assert 'Clinic "><script>x()</script>' in page.text
+    assert "<b>L1</b>" in page.text and "RC-<i>1</i>" in page.text
+    assert HOSTILE in text_of(mail)  # the text part is text: nothing to escape
+
+
+def test_the_chinese_recall_notice_uses_the_words_of_a_device_recall(server: Server) -> None:
+    notifier(server.port, sender_name="康健医疗").send(
+        outgoing(NotificationKind.RECALL_NOTICE, "zh-CN", recall_class="II"))
+
+    envelope, mail = server.recorder.only_mail()
+    assert isinstance(envelope.content, bytes) and envelope.content.isascii()
+    assert mail["Subject"] == "医疗器械召回通知（召回编号 RC-2026-001，二级召回）：请立即处理"
+    assert mail["Content-Language"] == "zh-CN"
+    for text in (text_of(mail), Page(html_of(mail)).text):
+        for words in ("召回通知", "召回编号", "二级召回", "批号", "序列号", "停止使用", "退回",
+                      "销毁", "等待纠正", "生产企业的说明", "尊敬的Dr Wang Clinic"):
+            assert words in text, words
+    assert "批号 L2406A" in text_of(mail) and "序列号 SN-00981" in text_of(mail)
+    assert "确认收到召回通知" in Page(html_of(mail)).text
+    assert "召回编号 RC-2026-001" in Page(html_of(mail)).text  # the footer's reference
+
+
+@pytest.mark.parametrize(("locale", "words"), [
+    ("en", ("Reminder 2", "you have not yet told us that you received it")),
+    ("zh-CN", ("第 2 次提醒", "您尚未确认收到"))])
+def test_a_reminder_says_which_it_is_and_that_no_acknowledgement_came(
+    locale: str, words: tuple[str, str]
+) -> None:
+    rendered = TemplateRenderer().render(
+        NotificationKind.RECALL_REMINDER, locale,
+        recall_context(NotificationKind.RECALL_REMINDER, reminder=2), "Acme")
+    notice = TemplateRenderer().render(NotificationKind.RECALL_NOTICE, locale,
+                                       recall_context(), "Acme")
+
+    assert words[0] in rendered.subject and "RC-2026-001" in rendered.subject
+    for text in (rendered.body, Page(rendered.html).text):
+        # (the text part writes its headline in capitals, as the HTML part's is in red)
+        assert words[0].casefold() in text.casefold() and words[1] in text
+        # the notice's essentials again
+        assert "L2406A" in text and ACTION_WORDS[locale]["stop_use"] in text
+    assert ACK_URL in Page(rendered.html).hrefs()
+    assert words[1] not in notice.body and words[0].casefold() not in notice.body.casefold()
+
+
+@pytest.mark.parametrize(("kind", "changes", "words"), [
+    (NotificationKind.RECALL_NOTICE, {"ack_url": None}, "ack_url"),
+    (NotificationKind.RECALL_NOTICE, {"ack_url": "javascript:alert(1)"}, "ack_url"),
+    (NotificationKind.RECALL_NOTICE, {"units": []}, "units"),
+    (NotificationKind.RECALL_NOTICE, {"reference": ""}, "reference"),
+    (NotificationKind.RECALL_NOTICE, {"recall_class": "IV"}, "recall_class"),
+    (NotificationKind.RECALL_NOTICE, {"actions": ["stop_use", "burn"]}, "'burn'"),
+    (NotificationKind.RECALL_NOTICE, {"reminder": 1}, "reminder=1"),
+    (NotificationKind.RECALL_REMINDER, {"reminder": 0}, "reminder=0"),
+])
+def test_a_recall_message_missing_what_it_needs_is_permanent(
+    server: Server, kind: NotificationKind, changes: dict[str, Any], words: str
+) -> None:
+    # a notice that silently drops an action or its link would be worse than none
+    with pytest.raises(PermanentProviderError, match=re.escape(words)) as refused:
+        notifier(server.port).send(outgoing(kind, **changes))
+    assert refused.value.message.startswith(f"campaign {CAMPAIGN_ID}")
+    assert server.recorder.envelopes == []
+
+
 # ------------------------------------------------------------------ the HTML part
 
 NAMES = [kind.value for kind in NotificationKind] + ["status_link"]
@@ -592,14 +800,19 @@ def test_every_kind_and_locale_arrives_as_text_and_html(server: Server, name: st
     plain, html = list(mail.iter_parts())  # plainest first: clients show the last they can
     assert (plain.get_content_type(), html.get_content_type()) == ("text/plain", "text/html")
     assert mail["Content-Language"] == locale
-    assert mail["Message-ID"] == ("<rc_0001.link-1@refundbridge>" if name == "status_link"
-                                  else f"<rc_0001-{name}@refundbridge>")
+    if name == "status_link":
+        assert mail["Message-ID"] == "<rc_0001.link-1@refundbridge>"
+    elif name in {k.value for k in CAMPAIGN_KINDS}:
+        assert mail["Message-ID"].startswith(f"<{CAMPAIGN_ID}.42.")
+    else:
+        assert mail["Message-ID"] == f"<rc_0001-{name}@refundbridge>"
     page = Page(html_of(mail))
     assert ("html", {"lang": locale}) in page.tags
-    assert "SO-1001" in page.text and "rc_0001" in page.text and "Acme Medical" in page.text
+    headline, number = names_in(name)
+    assert headline in page.text and number in page.text and "Acme Medical" in page.text
     assert ("您好" in page.text) is (locale == "zh-CN")
-    assert STATUS_URL in text_of(mail)
-    assert STATUS_URL in page.hrefs()
+    assert link_of(name) in text_of(mail)
+    assert link_of(name) in page.hrefs()
 
 
 @pytest.mark.parametrize("locale", LOCALES)
@@ -631,7 +844,7 @@ def test_hostile_customer_text_arrives_escaped_in_the_html(server: Server, local
 
 
 @pytest.mark.parametrize("locale", LOCALES)
-@pytest.mark.parametrize("kind", list(NotificationKind))
+@pytest.mark.parametrize("kind", [k for k in NotificationKind if k not in CAMPAIGN_KINDS])
 def test_status_link_in_both_parts_when_given_and_no_link_without(
     server: Server, kind: NotificationKind, locale: str
 ) -> None:
@@ -652,12 +865,28 @@ def test_status_link_in_both_parts_when_given_and_no_link_without(
 
 
 @pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("kind", sorted(CAMPAIGN_KINDS))
+def test_a_recall_links_to_the_acknowledgement_page_and_never_a_status_page(
+    server: Server, kind: NotificationKind, locale: str
+) -> None:
+    # a campaign has no status page: a status_url in its context is not the consignee's
+    notifier(server.port).send(outgoing(kind, locale, status_url=STATUS_URL))
+
+    _, mail = server.recorder.only_mail()
+    assert ACK_URL in text_of(mail)
+    assert STATUS_URL not in text_of(mail) and STATUS_URL not in html_of(mail)
+    links = Page(html_of(mail)).hrefs()
+    assert [h for h in links if not h.startswith("mailto:")] == [ACK_URL, ACK_URL]
+
+
+@pytest.mark.parametrize("locale", LOCALES)
 @pytest.mark.parametrize("name", NAMES)
 def test_html_fetches_nothing_and_links_only_to_the_status_page(
     server: Server, name: str, locale: str
 ) -> None:
     send_named(notifier(server.port, reply_to="help@shop.example"), name, locale,
-               is_return=True, status_url=STATUS_URL, customer_message="See https://x.y")
+               is_return=True, status_url=STATUS_URL, customer_message="See https://x.y",
+               instructions="Details: https://maker.example/fsn")
 
     _, mail = server.recorder.only_mail()
     markup = html_of(mail)
@@ -665,14 +894,18 @@ def test_html_fetches_nothing_and_links_only_to_the_status_page(
     urls = set(URL.findall(markup))
     if name in (NotificationKind.APPROVED.value, NotificationKind.DENIED.value):
         urls.discard("https://x.y")  # the shop's own message, shown as text, not a link
-    assert urls == {STATUS_URL}
+    if name in {k.value for k in CAMPAIGN_KINDS}:
+        # the manufacturer's words, shown as text, not a link
+        assert ("a", {"href": "https://maker.example/fsn"}) not in page.tags
+        urls.discard("https://maker.example/fsn")
+    assert urls == {link_of(name)}
     assert not {tag for tag, _ in page.tags} & (FETCHING_TAGS - {"meta"})
     for tag, attrs in page.tags:
         assert not {"src", "srcset", "background", "class"} & set(attrs), (tag, attrs)
         style = attrs.get("style", "").lower()
         assert "url(" not in style and "@import" not in style and "expression" not in style
         if tag == "a":
-            assert attrs["href"] in (STATUS_URL, "mailto:help@shop.example")
+            assert attrs["href"] in (link_of(name), "mailto:help@shop.example")
         if tag == "meta":
             assert set(attrs) <= {"charset", "name", "content"}
     assert "<style" not in markup.lower()

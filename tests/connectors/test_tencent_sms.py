@@ -33,7 +33,7 @@ from refundbridge.core.errors import (
     TransientProviderError,
     WebhookRejected,
 )
-from refundbridge.core.model import NotificationKind
+from refundbridge.core.model import CAMPAIGN_KINDS, NotificationKind
 from refundbridge.core.ports import Capability, DeliveryState, OutgoingMessage, Role
 from tests.connectors.helpers import CASE_ID, FAST, in_turn
 from tests.fakes.common import installed
@@ -238,6 +238,69 @@ def test_the_optional_kinds_need_no_template_and_use_one_when_set(
     assert fake.sends[0]["TemplateId"] == "1114"
     assert fake.sends[0]["TemplateParamSet"] == ["1001"]  # the order number, by default
     assert fake.sends[0]["SessionContext"] == f"{CASE_ID}.{kind.value}"
+
+
+CAMPAIGN_ID = "rcp_bea7664778d841fdbcc6fb93de13f571"
+
+
+def recall_message(kind: NotificationKind = NotificationKind.RECALL_NOTICE) -> OutgoingMessage:
+    """A campaign's message to one consignee, as core/services/campaigns.py builds it."""
+    reminder = 1 if kind is NotificationKind.RECALL_REMINDER else 0
+    return OutgoingMessage(
+        case_id=CAMPAIGN_ID, kind=kind, locale="zh-CN", email=None, phone=PHONE,
+        message_id=f"{CAMPAIGN_ID}.7.{'reminder1' if reminder else 'notice'}",
+        context={"campaign_id": CAMPAIGN_ID, "shop_id": "acme", "reference": "RC-2026-001",
+                 "recall_class": "II", "notice_date": "2026-12-01", "consignee_name": "王诊所",
+                 "product": {"sku": None, "gtin": "06901234567892"},
+                 "units": [{"sku": "GM-100", "quantity": 2, "lot": "L2406A", "serial": None,
+                            "document": "SO-1001", "shipped_on": "2026-10-14"}],
+                 "quantity": 2, "actions": ["stop_use"], "instructions": "",
+                 "ack_url": "https://refunds.acme-medical.cn/status/recall/eyJy.axCy.wSXq",
+                 "reminder": reminder, "return_address": ""})
+
+
+@pytest.mark.parametrize("kind", sorted(CAMPAIGN_KINDS))
+def test_a_recall_template_has_no_variable_by_default(
+        fake: TencentSmsFake, kind: NotificationKind) -> None:
+    # the link cannot be a variable, and a reference rarely fits 6 characters: the default
+    # recall template is constant text sending the consignee to the email
+    fake.templates["3330"] = 0
+    conn = make_connector(templates={"refunded": "1113", kind.value: "3330"})
+    conn.send_sms(recall_message(kind))
+    conn.close()
+    (sent,) = fake.sends
+    assert sent["TemplateId"] == "3330" and sent["TemplateParamSet"] == []
+    assert sent["SessionContext"] == recall_message(kind).message_id
+
+
+def test_a_recall_template_may_name_the_recalls_values(fake: TencentSmsFake) -> None:
+    fake.templates["3331"] = 4
+    conn = make_connector(max_param_length=20, templates={
+        "refunded": "1113", "recall_reminder": {
+            "id": "3331", "params": ["reminder", "reference", "product", "recall_class"]}})
+    conn.send_sms(recall_message(NotificationKind.RECALL_REMINDER))
+    conn.close()
+    assert fake.sends[0]["TemplateParamSet"] == ["1", "RC-2026-001", "06901234567892", "II"]
+
+
+def test_a_recall_template_cannot_name_a_case_number(fake: TencentSmsFake) -> None:
+    conn = make_connector(templates={"refunded": "1113", "recall_notice": {
+        "id": "3331", "params": ["case_id"]}})
+    with pytest.raises(PermanentProviderError) as refused:
+        conn.send_sms(recall_message())
+    conn.close()
+    assert refused.value.code == "invalid_message"
+    assert "no case_id" in refused.value.message
+    assert fake.requests == []
+
+
+def test_an_empty_params_list_is_a_template_without_variables(fake: TencentSmsFake) -> None:
+    fake.templates["3332"] = 0
+    conn = make_connector(templates={"refunded": "1113", "received": {"id": "3332",
+                                                                      "params": []}})
+    conn.send_sms(message(NotificationKind.RECEIVED))
+    conn.close()
+    assert fake.sends[0]["TemplateParamSet"] == []
 
 
 def test_a_kind_without_a_template_is_refused_naming_the_kind(fake: TencentSmsFake) -> None:

@@ -262,6 +262,54 @@ def test_a_message_that_cannot_be_written_is_permanent(fake: TwilioFake,
     assert fake.posts == []
 
 
+CAMPAIGN_ID = "rcp_bea7664778d841fdbcc6fb93de13f571"
+ACK_URL = "https://rb.kangfu-medical.cn/status/recall/eyJyIjoicmNwXzEifQ.axCy5Q.wSXqZrTt"
+
+
+def recall_message(kind: NotificationKind, locale: str, **context: Any) -> OutgoingMessage:
+    """A campaign's message to one consignee, as core/services/campaigns.py builds it."""
+    reminder = 1 if kind is NotificationKind.RECALL_REMINDER else 0
+    return OutgoingMessage(
+        case_id=CAMPAIGN_ID, kind=kind, locale=locale, email=None, phone=CUSTOMER,
+        message_id=f"{CAMPAIGN_ID}.7.{'reminder1' if reminder else 'notice'}",
+        context={"campaign_id": CAMPAIGN_ID, "shop_id": "kangfu", "reference": "RC-2026-001",
+                 "recall_class": "I", "notice_date": "2026-12-01", "consignee_name": "王诊所",
+                 "product": {"sku": "BPM-200", "gtin": None},
+                 "units": [{"sku": "BPM-200", "quantity": 1, "lot": "L2406A", "serial": None,
+                            "document": "SO-1001", "shipped_on": "2026-10-14"}],
+                 "quantity": 1, "actions": ["stop_use", "return"], "instructions": "",
+                 "ack_url": ACK_URL, "reminder": reminder, "return_address": "",
+                 "shop_name": "康复医疗", **context})
+
+
+@pytest.mark.parametrize(("kind", "locale", "words"), [
+    (NotificationKind.RECALL_NOTICE, "zh-CN", "医疗器械召回通知"),
+    (NotificationKind.RECALL_REMINDER, "zh-CN", "第1次提醒"),
+    (NotificationKind.RECALL_NOTICE, "en", "Medical device recall RC-2026-001 (Class I)"),
+    (NotificationKind.RECALL_REMINDER, "en", "Reminder 1: medical device recall"),
+])
+def test_a_recall_sms_carries_the_reference_product_and_acknowledgement_link(
+        fake: TwilioFake, connector: TwilioConnector, kind: NotificationKind, locale: str,
+        words: str) -> None:
+    # (a Chinese shop name would make an English text UCS-2, with room for less)
+    shop_name = "康复医疗" if locale == "zh-CN" else "Kangfu Medical"
+    connector.send_sms(recall_message(kind, locale, shop_name=shop_name))
+
+    (body,) = [message["body"] for message in fake.messages]
+    assert words in body
+    assert "RC-2026-001" in body and "BPM-200" in body and body.endswith(ACK_URL)
+    assert CAMPAIGN_ID not in body.replace(ACK_URL, "")
+
+
+def test_a_recall_sms_without_its_link_is_permanent(fake: TwilioFake,
+                                                    connector: TwilioConnector) -> None:
+    with pytest.raises(PermanentProviderError) as info:
+        connector.send_sms(recall_message(NotificationKind.RECALL_NOTICE, "en", ack_url=""))
+    assert info.value.code == "sms_text"
+    assert "'ack_url'" in info.value.message
+    assert fake.posts == []
+
+
 def test_a_refused_send_before_twilio_took_it_is_looked_for_then_sent_again(
         fake: TwilioFake, connector: TwilioConnector) -> None:
     fake.before_post.append(each_in_turn(

@@ -84,8 +84,10 @@ def test_quiet_hours_within_one_day_and_none() -> None:
     assert ShopPolicy().quiet_until(datetime(2026, 1, 1, 23, tzinfo=UTC)) is None
 
 
-def test_no_current_kind_is_urgent() -> None:
-    assert not any(kind.urgent for kind in NotificationKind)
+def test_only_the_recall_kinds_are_urgent() -> None:
+    # a recall notice and its reminders are safety messages: quiet hours do not hold them
+    assert {kind for kind in NotificationKind if kind.urgent} == {
+        NotificationKind.RECALL_NOTICE, NotificationKind.RECALL_REMINDER}
 
 
 @pytest.mark.parametrize(("text", "opts_out"), [
