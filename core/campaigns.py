@@ -43,6 +43,7 @@ MAX_SCOPE_ITEMS = 500  # lots or serials named in one notice
 INSTRUCTIONS_MAX = 4000
 PAGE_SIZE = 200  # shipment rows asked of the ERP per identify job
 NOTICE_BATCH = 100  # consignees one notify job tells before handing the rest on
+ACK_NOTE_MAX = 2000  # a consignee's note with their acknowledgement
 
 
 class CampaignState(StrEnum):

@@ -27,6 +27,7 @@ from refundbridge.api.deps import ApiDeps, AppDeps
 from refundbridge.api.status.throttle import FormThrottle
 from refundbridge.api.status.web import PREFIX, choose_locale, render, shop_name
 from refundbridge.core.campaigns import (
+    ACK_NOTE_MAX,
     Acknowledgement,
     CampaignRepository,
     ConsigneeRecord,
@@ -42,7 +43,8 @@ router = APIRouter(prefix=f"{PREFIX}/recall", include_in_schema=False)
 
 CSRF_COOKIE = "rb_recall_csrf"  # its own: a look-up form open in another tab keeps its own
 CSRF_AGE = 60 * 60
-NOTE_MAX = 2000  # what `acknowledge` takes
+CSRF_TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")  # what `secrets.token_urlsafe(32)` makes
+NOTE_MAX = ACK_NOTE_MAX  # what `acknowledge` takes
 QUANTITY = re.compile(r"^[0-9]{1,6}$")  # a whole number, nothing a float or int() would bend
 POSTS_PER_ADDRESS = 30  # answers sent from one address per 15 minutes (a repeat counts too)
 
@@ -68,7 +70,7 @@ FIELD_MESSAGES = {
     "wants_return": "Please choose whether you want to return the units for a refund.",
     "return_nothing": "You hold no units, so there is nothing to return: choose No, or "
                       "correct the number of units you hold.",
-    "note": "Your note is too long: please keep it under {limit} characters.",
+    "note": "Your note is too long: please keep it to {limit} characters or fewer.",
     "csrf": "The form expired. Please check your answer and send it again.",
     "busy": "Too many answers were sent from here. Please try again in 15 minutes.",
     "conflict": "We could not save your answer just now. Please send it again.",
@@ -217,7 +219,10 @@ def _form(request: Request, deps: ApiDeps, found: _Found, *, status: int = 200,
     """The notice with the form, a fresh double-submit CSRF token in a cookie, and what the
     consignee typed (if anything) filled back in."""
     page = _page(request, deps, found)
-    token = secrets.token_urlsafe(32)
+    # One token per browser, not per form: two tabs of the form (or the form and a repeat)
+    # must not make each other's answers "expired".
+    kept = request.cookies.get(CSRF_COOKIE, "")
+    token = kept if CSRF_TOKEN.match(kept) else secrets.token_urlsafe(32)
     typed = {"stopped_use": "", "quantity_held": "", "wants_return": "", "passed_on": "",
              "note": "", **(values or {})}
     message = FIELD_MESSAGES[error] if error else ""
@@ -270,15 +275,18 @@ async def recall_answer(
         values["wants_return"] = ""
     cookie = request.cookies.get(CSRF_COOKIE, "")
     offered = (csrf_token or "").encode()
+    settled = found.record.acknowledged_at is not None or not found.campaign.is_open
     if not cookie or not hmac.compare_digest(cookie.encode(), offered):
-        if found.record.acknowledged_at is not None or not found.campaign.is_open:
+        if settled:
             return _answer_page(request, deps, found, recorded=False, status=403)
         return _form(request, deps, found, status=403, error="csrf", values=values)
     address = request.client.host if request.client else "-"
     throttle = FormThrottle(deps.redis, "recall-answer", POSTS_PER_ADDRESS, 15 * 60)
     if not await run_in_threadpool(throttle.try_count, address):
+        if settled:
+            return _answer_page(request, deps, found, recorded=False, status=429)
         return _form(request, deps, found, status=429, error="busy", values=values)
-    if found.record.acknowledged_at is not None or not found.campaign.is_open:
+    if settled:
         # The first answer stands; a closed recall takes none. Neither needs the input.
         return _answer_page(request, deps, found, recorded=False,
                             status=200 if found.campaign.is_open else 409)

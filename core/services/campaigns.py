@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from refundbridge.core.campaigns import (
+    ACK_NOTE_MAX,
     NOTICE_BATCH,
     PAGE_SIZE,
     Acknowledgement,
@@ -207,7 +208,8 @@ def quarantine_stock(svc: Services, campaign_id: str) -> None:
 # ------------------------------------------------------------------ notices
 
 
-def _locale(svc: Services, shop_id: str, record: ConsigneeRecord) -> str:
+def consignee_locale(svc: Services, shop_id: str, record: ConsigneeRecord) -> str:
+    """The consignee's language: the ERP's, else the shop's country's."""
     if record.locale:
         return record.locale
     return "zh-CN" if svc.policy(shop_id).country == "CN" else "en"
@@ -223,7 +225,7 @@ def recall_message(svc: Services, campaign: RecallCampaign, record: ConsigneeRec
     kind = NotificationKind.RECALL_REMINDER if reminder else NotificationKind.RECALL_NOTICE
     suffix = f"reminder{reminder}" if reminder else "notice"
     return OutgoingMessage(
-        case_id=campaign.id, kind=kind, locale=_locale(svc, campaign.shop_id, record),
+        case_id=campaign.id, kind=kind, locale=consignee_locale(svc, campaign.shop_id, record),
         email=record.email, phone=record.phone,
         message_id=f"{campaign.id}.{record.id}.{suffix}",
         context={
@@ -487,8 +489,8 @@ def acknowledge(svc: Services, campaign_id: str, consignee_id: int,
     if ack.wants_return and ack.quantity_held == 0:
         raise InvalidRequest("wants_return", "there is nothing to return when you hold no "
                                              "units")
-    if len(ack.note) > 2000:
-        raise InvalidRequest("note", "is longer than 2000 characters")
+    if len(ack.note) > ACK_NOTE_MAX:
+        raise InvalidRequest("note", f"is longer than {ACK_NOTE_MAX} characters")
     now = svc.clock()
     record.acknowledged_at, record.acknowledgement = now, ack
     for _ in range(5):
