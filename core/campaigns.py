@@ -568,6 +568,10 @@ class CampaignRepository(Protocol):
 
     def events(self, campaign_id: str) -> list[AuditEvent]: ...
 
+    def for_lot(self, shop_id: str, lot: str) -> list[RecallCampaign]:
+        """The shop's campaigns whose notice names the lot."""
+        ...
+
     def open_campaigns(self) -> list[tuple[str, str]]:
         """(shop, campaign id) of every campaign not closed."""
         ...

@@ -2,10 +2,12 @@
 
 For each case it holds the audit trail as JSON (`cases/<id>/events.json`, every event with
 its `hash` and `prev_hash`), the case as the operator API shows it (`cases/<id>/case.json`),
-and, for the whole package, `report.html` (readable, self-contained: no script, no external
-file), `manifest.json` (what, for whom, made by whom and when; per case the number of events
-and the chain's head; every other file's SHA-256) and `SHA256SUMS` (the same sums and the
-manifest's, as `sha256sum -c` reads them).
+a recall campaign of the lot the same way (`campaigns/<id>/events.json` and
+`campaigns/<id>/campaign.json`: its own hash-chained trail, listed under `campaigns` in the
+manifest), and, for the whole package, `report.html` (readable, self-contained: no script,
+no external file), `manifest.json` (what, for whom, made by whom and when; per case the
+number of events and the chain's head; every other file's SHA-256) and `SHA256SUMS` (the
+same sums and the manifest's, as `sha256sum -c` reads them).
 
 `verify_package` recomputes every chain with `core.audit` (each event's hash from its
 content and the hash before it) and every file's sum, and names the first problem it finds.
@@ -52,6 +54,16 @@ class CaseRecord:
     audit trail in order."""
 
     case_id: str
+    detail: Mapping[str, Any]
+    events: Sequence[AuditEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignRecord:
+    """What a package holds of a recall campaign of the lot: its summary (the operator
+    API's `GET /v1/recall-campaigns/{id}` without the trail) and its audit trail."""
+
+    campaign_id: str
     detail: Mapping[str, Any]
     events: Sequence[AuditEvent]
 
@@ -108,7 +120,10 @@ class VerificationResult:
         if not self.ok:
             return f"NOT verified: {self.problem}"
         heads = ", ".join(f"{c.case_id} {c.head}" for c in self.cases)
-        return f"verified: {len(self.cases)} cases, {self.events} events, heads {heads}"
+        campaigns = sum(c.case_id.startswith("rcp_") for c in self.cases)
+        counted = f"{len(self.cases) - campaigns} cases" + (
+            f", {campaigns} recall campaigns" if campaigns else "")
+        return f"verified: {counted}, {self.events} events, heads {heads}"
 
 
 def sha256(data: bytes) -> str:
@@ -128,13 +143,37 @@ def case_path(case_id: str) -> str:
     return f"cases/{case_id}/case.json"
 
 
+def campaign_events_path(campaign_id: str) -> str:
+    return f"campaigns/{campaign_id}/events.json"
+
+
+def campaign_path(campaign_id: str) -> str:
+    return f"campaigns/{campaign_id}/campaign.json"
+
+
 # ---- building ---------------------------------------------------------------------------
 
 def build_package(cases: Sequence[CaseRecord], *, scope: Scope, created_at: datetime,
-                  created_by: str) -> bytes:
-    """The ZIP for `cases` (in the order given), made by `created_by` at `created_at`."""
+                  created_by: str, campaigns: Sequence[CampaignRecord] = ()) -> bytes:
+    """The ZIP for `cases` (in the order given) and the lot's recall `campaigns`, made by
+    `created_by` at `created_at`."""
     files: dict[str, bytes] = {}
     case_entries: list[dict[str, Any]] = []
+    campaign_entries: list[dict[str, Any]] = []
+    for campaign in campaigns:
+        if not CASE_ID.match(campaign.campaign_id):
+            raise ValueError(f"not a campaign id: {campaign.campaign_id!r}")
+        files[campaign_events_path(campaign.campaign_id)] = _json_bytes(
+            [e.as_json() for e in campaign.events])
+        files[campaign_path(campaign.campaign_id)] = _json_bytes(dict(campaign.detail))
+        campaign_entries.append({
+            "campaign_id": campaign.campaign_id,
+            "shop_id": campaign.detail.get("shop"),
+            "state": campaign.detail.get("state"),
+            "events": len(campaign.events),
+            "head": campaign.events[-1].hash if campaign.events else GENESIS,
+            "verified_at_export": check_chain(campaign.events) is None,
+        })
     for record in cases:
         if not CASE_ID.match(record.case_id):
             raise ValueError(f"not a case id: {record.case_id!r}")
@@ -150,7 +189,7 @@ def build_package(cases: Sequence[CaseRecord], *, scope: Scope, created_at: date
             "verified_at_export": check is None,
         })
     files[REPORT] = render_report(cases, scope=scope, created_at=created_at,
-                                  created_by=created_by).encode()
+                                  created_by=created_by, campaigns=campaigns).encode()
     manifest = {
         "format": FORMAT,
         "what": "RefundBridge evidence package",
@@ -158,6 +197,7 @@ def build_package(cases: Sequence[CaseRecord], *, scope: Scope, created_at: date
         "created_at": created_at.isoformat(),
         "created_by": created_by,
         "cases": case_entries,
+        "campaigns": campaign_entries,
         "files": [{"path": path, "sha256": sha256(data), "bytes": len(data)}
                   for path, data in sorted(files.items())],
     }
@@ -167,7 +207,8 @@ def build_package(cases: Sequence[CaseRecord], *, scope: Scope, created_at: date
     buffer = io.BytesIO()
     stamp = created_at.timetuple()[:6]
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for path in (MANIFEST, SUMS, REPORT, *sorted(p for p in files if p.startswith("cases/"))):
+        for path in (MANIFEST, SUMS, REPORT,
+                     *sorted(p for p in files if p.startswith(("cases/", "campaigns/")))):
             info = zipfile.ZipInfo(path, date_time=(max(stamp[0], 1980), *stamp[1:]))
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, files[path])
@@ -284,7 +325,8 @@ def _parse_sums(data: bytes) -> dict[str, str]:
     return sums
 
 
-def _manifest(files: Mapping[str, bytes]) -> tuple[dict[str, str], list[dict[str, Any]]]:
+def _manifest(files: Mapping[str, bytes]
+              ) -> tuple[dict[str, str], list[dict[str, Any]], list[dict[str, Any]]]:
     if MANIFEST not in files:
         raise _Problem(f"{MANIFEST}: missing")
     manifest = _load_json(files[MANIFEST], MANIFEST)
@@ -297,22 +339,29 @@ def _manifest(files: Mapping[str, bytes]) -> tuple[dict[str, str], list[dict[str
             raise _Problem(f"{MANIFEST}: a files entry without path and sha256")
         listed[entry["path"]] = entry["sha256"]
     cases = manifest.get("cases")
-    if not isinstance(cases, list) or not cases:
+    campaigns = manifest.get("campaigns", [])
+    if not isinstance(campaigns, list):
+        raise _Problem(f"{MANIFEST}: campaigns is not a list")
+    if not isinstance(cases, list) or not (cases or campaigns):
         raise _Problem(f"{MANIFEST}: lists no cases")
     for entry in cases:
         if not (isinstance(entry, dict) and isinstance(entry.get("case_id"), str)
                 and CASE_ID.match(entry["case_id"])):
             raise _Problem(f"{MANIFEST}: a cases entry without a valid case_id")
-    return listed, cases
+    for entry in campaigns:
+        if not (isinstance(entry, dict) and isinstance(entry.get("campaign_id"), str)
+                and CASE_ID.match(entry["campaign_id"])):
+            raise _Problem(f"{MANIFEST}: a campaigns entry without a valid campaign_id")
+    return listed, cases, campaigns
 
 
 def _verify(files: Mapping[str, bytes]) -> tuple[CaseSummary, ...]:
-    listed, cases = _manifest(files)
+    listed, cases, campaigns = _manifest(files)
     summaries: list[CaseSummary] = []
+    chains = [(e, e["case_id"], events_path(e["case_id"])) for e in cases] + [
+        (e, e["campaign_id"], campaign_events_path(e["campaign_id"])) for e in campaigns]
     # The chains first: an edited event is named as such, not only as a file whose sum differs.
-    for entry in cases:
-        case_id = entry["case_id"]
-        path = events_path(case_id)
+    for entry, case_id, path in chains:
         if path not in files:
             raise _Problem(f"{path}: missing")
         events = read_events(files[path], path)
@@ -349,9 +398,13 @@ def _verify(files: Mapping[str, bytes]) -> tuple[CaseSummary, ...]:
         if path not in sums:
             raise _Problem(f"{path}: in {MANIFEST} but not in {SUMS}")
     expected_cases = {f"cases/{e['case_id']}/" for e in cases}
+    expected_campaigns = {f"campaigns/{e['campaign_id']}/" for e in campaigns}
     for path in sorted(files):
         if path.startswith("cases/") and not any(path.startswith(p) for p in expected_cases):
             raise _Problem(f"{path}: belongs to no case of {MANIFEST}")
+        if path.startswith("campaigns/") and not any(path.startswith(p)
+                                                     for p in expected_campaigns):
+            raise _Problem(f"{path}: belongs to no campaign of {MANIFEST}")
     return tuple(summaries)
 
 
@@ -527,8 +580,28 @@ def _case_section(record: CaseRecord) -> str:
         f"<h3>Who did what, when (audit trail)</h3>{trail}</section>")
 
 
+def _campaign_section(record: CampaignRecord) -> str:
+    d = record.detail
+    notice = _mapping(d, "notice")
+    counts = _mapping(d, "counts")
+    facts = "".join(f"<dt>{_e(label)}</dt><dd>{_e(value)}</dd>" for label, value in (
+        ("Reference", notice.get("reference")), ("Class", notice.get("class")),
+        ("Notice date", notice.get("notice_date")), ("Notify by", d.get("notice_due")),
+        ("Product", notice.get("sku") or notice.get("gtin")),
+        ("Lots", ", ".join(notice.get("lots") or []) or "every lot"),
+        ("Serials", ", ".join(notice.get("serials") or []) or "—"),
+        ("State", d.get("state")),
+        ("Quarantine", _mapping(d, "quarantine").get("document") or "—")))
+    figures = _table(("What", "Count"), ((_e(k), _e(v)) for k, v in counts.items()),
+                     "No figures.")
+    return (f'<section id="{html.escape(record.campaign_id)}"><h2>Recall campaign '
+            f"{_e(notice.get('reference'))}</h2><dl>{facts}</dl>{figures}"
+            f"<h3>Who did what, when (the campaign's audit trail)</h3>"
+            f"{_trail(record.events)}</section>")
+
+
 def render_report(cases: Sequence[CaseRecord], *, scope: Scope, created_at: datetime,
-                  created_by: str) -> str:
+                  created_by: str, campaigns: Sequence[CampaignRecord] = ()) -> str:
     """The package's report.html: one page, its style inline, no script, nothing fetched."""
     index = _table(
         ("Case", "Shop", "State", "Events", "Chain head"),
@@ -537,7 +610,8 @@ def render_report(cases: Sequence[CaseRecord], *, scope: Scope, created_at: date
           f'<span class="hash">{html.escape(r.events[-1].hash if r.events else GENESIS)}</span>')
          for r in cases),
         "No cases.")
-    body = "".join(_case_section(r) for r in cases)
+    body = "".join(_campaign_section(c) for c in campaigns) + "".join(
+        _case_section(r) for r in cases)
     return (
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>Evidence: {html.escape(scope.describe())}</title>"
@@ -545,7 +619,8 @@ def render_report(cases: Sequence[CaseRecord], *, scope: Scope, created_at: date
         f"<h1>RefundBridge evidence: {html.escape(scope.describe())}</h1><dl>"
         f"<dt>Exported at</dt><dd>{_e(created_at.isoformat())}</dd>"
         f"<dt>Exported by</dt><dd>{_e(created_by)}</dd>"
-        f"<dt>Cases</dt><dd>{len(cases)}</dd></dl>"
+        f"<dt>Cases</dt><dd>{len(cases)}</dd>"
+        f"<dt>Recall campaigns</dt><dd>{len(campaigns)}</dd></dl>"
         "<p class=\"muted\">Check this package with <code>refundbridge evidence verify "
         "FILE.zip</code> (no database needed), or with <code>sha256sum -c SHA256SUMS</code> "
         "for the files alone; compare each chain head with the live system's.</p>"

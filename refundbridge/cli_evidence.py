@@ -93,5 +93,7 @@ def export(
         return
     output.write_bytes(data)
     result = verify_package(data)
-    typer.echo(f"wrote {output}: {scope.describe()}, {len(result.cases)} cases, "
-               f"{result.events} events (the export is recorded on each as {actor})")
+    campaigns = sum(c.case_id.startswith("rcp_") for c in result.cases)
+    also = f", {campaigns} recall campaigns" if campaigns else ""
+    typer.echo(f"wrote {output}: {scope.describe()}, {len(result.cases) - campaigns} cases"
+               f"{also}, {result.events} events (the export is recorded on each as {actor})")

@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 
 from refundbridge.core.audit import AuditEvent
+from refundbridge.core.campaign_report import CaseOutcome
 from refundbridge.core.campaigns import (
     Acknowledgement,
     CampaignCounts,
@@ -275,6 +276,13 @@ class SqlCampaignRepository:
         with self._engine.connect() as conn:
             return [campaign_from_row(r) for r in conn.execute(query).all()]
 
+    def for_lot(self, shop_id: str, lot: str) -> list[RecallCampaign]:
+        """The shop's campaigns whose notice names `lot` (compared as the recall list does,
+        ignoring case), the oldest first."""
+        wanted = lot.strip().casefold()
+        return [c for c in reversed(self.for_shops([shop_id]))
+                if any(x.casefold() == wanted for x in c.notice.lots)]
+
     # ---------------------------------------------------------------- consignees
 
     def merge_consignees(self, campaign_id: str, consignees: Sequence[Consignee],
@@ -503,6 +511,29 @@ class SqlCampaignRepository:
         return {"notified": sorted(aware(r.notified_at) for r in rows if r.notified_at),
                 "acknowledged": sorted(aware(r.acknowledged_at) for r in rows
                                        if r.acknowledged_at)}
+
+    def case_outcomes(self, case_ids: Sequence[str]) -> dict[str, CaseOutcome]:
+        """For the campaign report (`core.campaign_report`): each recall case's state, its
+        refund, and its units back. Units count as back once the case's trail shows the goods
+        received, whatever state it went on to (refunding, refunded, closed, even failed)."""
+        ids = list(dict.fromkeys(case_ids))
+        if not ids:
+            return {}
+        e = t.case_events.c
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(t.cases.c.id, t.cases.c.state, t.cases.c.currency,
+                       t.cases.c.refunded_minor, t.cases.c.request)
+                .where(t.cases.c.id.in_(ids))).all()
+            received = set(conn.execute(select(e.case_id).where(
+                e.case_id.in_(ids), e.to_state == CaseState.RECEIVED_GOODS.value)
+                .distinct()).scalars())
+        return {r.id: CaseOutcome(
+            case_id=r.id, state=r.state,
+            refunded=(Money.from_minor(int(r.refunded_minor), r.currency)
+                      if r.refunded_minor else None),
+            units_returned=(sum(int(line["quantity"]) for line in r.request["lines"])
+                            if r.id in received else 0)) for r in rows}
 
     def recovery(self, campaign_id: str) -> dict[str, list[tuple[datetime, int]]]:
         """When the recall cases got their goods back (with the units) and their refunds

@@ -13,7 +13,13 @@ from typing import Any, Protocol
 
 from refundbridge.core.audit import AuditEvent
 from refundbridge.core.errors import ConcurrencyConflict, InvalidRequest, NotFound
-from refundbridge.core.evidence import EXPORT_EVENT, CaseRecord, Scope, build_package
+from refundbridge.core.evidence import (
+    EXPORT_EVENT,
+    CampaignRecord,
+    CaseRecord,
+    Scope,
+    build_package,
+)
 from refundbridge.core.services.common import Services
 
 # A lot touches a handful of cases, a recall a few hundred; more than this is not one
@@ -53,12 +59,42 @@ def export_evidence(svc: Services, source: EvidenceSource, case_ids: Sequence[st
     """The evidence package (ZIP bytes) of `case_ids`, its export recorded on each first.
     The caller has checked that `actor` may export and may see every one of these cases."""
     ids = list(dict.fromkeys(case_ids))
-    if not ids:
+    campaigns = _lot_campaigns(svc, scope, actor)
+    if not ids and not campaigns:
         raise NotFound(f"no case for {scope.describe()}")
     if len(ids) > MAX_CASES:
         raise InvalidRequest(scope.kind, f"{scope.describe()} touches {len(ids)} cases; "
                              f"more than {MAX_CASES} do not go into one package")
-    record_export(svc, ids, actor, scope)
+    if ids:
+        record_export(svc, ids, actor, scope)
     records = [CaseRecord(case_id, source.case_detail(case_id), source.case_events(case_id))
                for case_id in ids]
-    return build_package(records, scope=scope, created_at=svc.clock(), created_by=actor)
+    return build_package(records, scope=scope, created_at=svc.clock(), created_by=actor,
+                         campaigns=campaigns)
+
+
+def _lot_campaigns(svc: Services, scope: Scope, actor: str) -> list[CampaignRecord]:
+    """The lot's recall campaigns, each with the export recorded on its own trail first."""
+    repo = svc.campaigns
+    if scope.kind != "lot" or repo is None or scope.shop_id is None or scope.lot is None:
+        return []
+    records = []
+    for found in repo.for_lot(scope.shop_id, scope.lot):
+        for _ in range(5):
+            campaign = repo.get(found.id)
+            campaign.record(EXPORT_EVENT, svc.clock(), actor, scope.as_json())
+            try:
+                repo.save(campaign)
+            except ConcurrencyConflict:
+                continue
+            break
+        else:
+            raise ConcurrencyConflict(f"campaign {found.id}: too many writers at once")
+        summary = {"id": campaign.id, "shop": campaign.shop_id, "state": campaign.state.value,
+                   "notice": campaign.notice.as_json(),
+                   "notice_due": campaign.notice.notice_due.isoformat(),
+                   "quarantine": {"document": campaign.quarantine_document,
+                                  "units": campaign.quarantined_units},
+                   "counts": repo.counts(campaign.id).as_json()}
+        records.append(CampaignRecord(campaign.id, summary, repo.events(campaign.id)))
+    return records

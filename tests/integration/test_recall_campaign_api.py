@@ -13,11 +13,7 @@ from refundbridge.api.app import create_app
 from refundbridge.bootstrap import Container
 from tests.conftest import drain
 from tests.factories import AUTH, REVIEWER_AUTH, SHOP
-from tests.integration.test_recall_campaigns import (  # noqa: F401 - fixtures
-    campaign_container,
-    clock,
-    shipments,
-)
+from tests.integration.test_recall_campaigns import shipments
 
 BODY: dict[str, Any] = {"shop": SHOP, "reference": "NMPA-2026-0042", "class": "I",
                         "notice_date": "2026-12-01", "sku": "GLU-METER-01",

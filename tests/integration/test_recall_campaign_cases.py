@@ -4,7 +4,9 @@ recall case each, refunded through Shopify by rule R13 once the goods are back."
 
 from __future__ import annotations
 
+import io
 import threading
+import zipfile
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
@@ -18,22 +20,22 @@ from sqlalchemy import Engine, text
 from refundbridge.bootstrap import Container, bootstrap
 from refundbridge.core.campaigns import Acknowledgement, CampaignState, RecallNotice
 from refundbridge.core.errors import ConcurrencyConflict
+from refundbridge.core.evidence import Scope, verify_package
 from refundbridge.core.model import Inspection
 from refundbridge.core.recalls import RecallClass
-from refundbridge.core.services import record_receipt
+from refundbridge.core.services import export_evidence, record_receipt
 from refundbridge.core.services.campaigns import (
     acknowledge,
     open_campaign,
     open_recall_cases,
 )
 from tests.conftest import Mailbox, drain, test_settings
+from tests.factories import SHOP
 from tests.fakes import shopify as shopify_fake
 from tests.fakes.odoo import OdooFake
 from tests.fakes.shopify import ShopifyFake
-from tests.factories import SHOP
+from tests.integration.conftest import SECRET
 from tests.integration.test_shop_setups import ODOO, SHOPIFY
-
-SECRET = "status-link-secret-for-tests-0123456789"
 
 
 @pytest.fixture
@@ -123,11 +125,32 @@ def test_acknowledgements_open_one_recall_case_each_refunded_after_receipt(
         assert any(r["id"] == "R13" and r["outcome"] == "approve"
                    for r in case["decisions"][-1]["rules"])
         assert sum(line["quantity"] for line in case["lines"]) == held
-        record_receipt(svc, str(cases[name]), [Inspection(line=0, seal_intact=True, condition="as_new",
-                                                     inspector="operator:zhao",
-                                                     quantity=held)], "operator:zhao")
+        unit = Inspection(line=0, seal_intact=True, condition="as_new",
+                          inspector="operator:zhao", quantity=held)
+        record_receipt(svc, str(cases[name]), [unit], "operator:zhao")
     drain(container)
     counts = repo.counts(campaign_id)
     assert counts.acknowledged == 3 and counts.cases == 2
     assert counts.units_held == 3 and counts.units_to_return == 3
     assert counts.refunds_paid == 2 and counts.refunded == {"USD": "149.85"}
+
+    # The lot's evidence package holds the recall cases and the campaign, each chain
+    # verifiable offline; the export is on the campaign's own trail too.
+    package = export_evidence(svc, container.reads.evidence,
+                              container.reads.evidence.cases_for_lot(SHOP, "L2401"),
+                              "operator:auditor", Scope.for_lot(SHOP, "L2401"))
+    result = verify_package(package)
+    assert result.ok, result.problem
+    assert "1 recall campaigns" in result.describe()
+    assert {c.case_id for c in result.cases} == {campaign_id, *cases.values()}
+    assert repo.events(campaign_id)[-1].name == "evidence_exported"
+    with zipfile.ZipFile(io.BytesIO(package)) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    path = f"campaigns/{campaign_id}/events.json"
+    files[path] = files[path].replace(b'"quantity_held": 2', b'"quantity_held": 0', 1)
+    tampered = io.BytesIO()
+    with zipfile.ZipFile(tampered, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    broken = verify_package(tampered.getvalue())
+    assert not broken.ok and path in str(broken.problem)

@@ -25,7 +25,8 @@ from refundbridge.core.services.campaigns import (
 )
 from tests.conftest import Mailbox, drain, test_settings
 from tests.factories import SHOP
-from tests.integration.test_recall_campaigns import SECRET, mails
+from tests.integration.conftest import SECRET
+from tests.integration.test_recall_campaigns import mails
 
 METER, LOT = "GLU-METER-01", "L2401"
 

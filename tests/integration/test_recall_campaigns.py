@@ -8,18 +8,11 @@ import email
 import email.policy
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from email.message import EmailMessage
 from typing import Any
 
-import pytest
-from aiosmtpd.controller import Controller
-from pydantic import SecretStr
-from redis import Redis
-from sqlalchemy import Engine
-
-from refundbridge.bootstrap import Container, bootstrap
+from refundbridge.bootstrap import Container
 from refundbridge.core.audit import verify_chain
 from refundbridge.core.campaigns import (
     NOTICE_BATCH,
@@ -43,8 +36,9 @@ from refundbridge.core.services.campaigns import (
     recall_message,
 )
 from refundbridge.workers.reconcile import reconcile
-from tests.conftest import Mailbox, drain, test_settings
+from tests.conftest import Mailbox, drain
 from tests.factories import SHOP
+from tests.integration.conftest import Clock
 
 LOT = "L2401"
 
@@ -52,7 +46,7 @@ LOT = "L2401"
 def mails(mailbox: Mailbox) -> list[EmailMessage]:
     return [email.message_from_bytes(m, policy=email.policy.default)  # type: ignore[misc]
             for m in mailbox.messages]
-SECRET = "status-link-secret-for-tests-0123456789"
+
 
 
 def shipments(count: int, *, lot: str = LOT) -> list[dict[str, Any]]:
@@ -70,35 +64,6 @@ def notice(**overrides: Any) -> RecallNotice:
         "instructions": "Stop using meters of lot L2401; strips read high."}
     values.update(overrides)
     return RecallNotice(**values)
-
-
-@dataclass
-class Clock:
-    """Real time plus an offset a test moves forward."""
-
-    offset: timedelta = timedelta(0)
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def campaign_container(db: Engine, redis_conn: Redis,
-                       smtp_server: tuple[Controller, Mailbox],
-                       database_url: str, clock: Clock) -> Callable[..., Container]:
-    def build(rows: list[dict[str, Any]], stock: list[dict[str, Any]] | None = None,
-              **shop: Any) -> Container:
-        settings = test_settings(database_url, smtp_server[0].port, erp="sandbox_erp",
-                                 sandbox_erp={"shipments": rows, "stock": stock or []},
-                                 **shop)
-        settings = settings.model_copy(update={"status_link_secret": SecretStr(SECRET)})
-        return bootstrap(settings, redis=redis_conn, engine=db, clock=clock)
-    return build
 
 
 def test_a_campaign_tells_every_consignee_once_and_its_trail_verifies(
