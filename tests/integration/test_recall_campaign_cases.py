@@ -32,9 +32,10 @@ from refundbridge.core.services.campaigns import (
 from tests.conftest import Mailbox, drain, test_settings
 from tests.factories import SHOP
 from tests.fakes import shopify as shopify_fake
-from tests.fakes.odoo import OdooFake
+from tests.fakes.odoo import STOCK, OdooFake
 from tests.fakes.shopify import ShopifyFake
 from tests.integration.conftest import SECRET
+from tests.integration.test_recall_campaigns import mails
 from tests.integration.test_shop_setups import ODOO, SHOPIFY
 
 
@@ -154,3 +155,31 @@ def test_acknowledgements_open_one_recall_case_each_refunded_after_receipt(
             archive.writestr(name, data)
     broken = verify_package(tampered.getvalue())
     assert not broken.ok and path in str(broken.problem)
+
+
+def test_a_serial_only_recall_finds_exactly_the_buyers_of_those_serials(
+        shop: tuple[Container, ShopifyFake, OdooFake], mailbox: Mailbox) -> None:
+    container, storefront, erp = shop
+    erp.add_product("PUMP-INS-1", tracking="serial")
+    now = datetime.now(UTC)
+    for name, serial in (("Dee", "SN-100"), ("Eve", "SN-101"), ("Fay", "SN-200")):
+        order_id = storefront.add_order(
+            [shopify_fake.Line("PUMP-INS-1", "Insulin pump", 1, "899.00")],
+            placed_at=now - timedelta(days=90), delivered_at=now - timedelta(days=88))
+        partner = erp.add_partner(name, email=f"{name.lower()}@example.com")
+        erp.add_order(order_id, [("PUMP-INS-1", serial, 1)], {"PUMP-INS-1": "899.00"},
+                      currency="USD", partner=partner)
+    erp.add_quant("PUMP-INS-1", STOCK, 1, lot="SN-102")
+    notice = RecallNotice(reference="FSN-PUMP-3", recall_class=RecallClass.I,
+                          notice_date=date.today(), sku="PUMP-INS-1",
+                          serials=("SN-100", "SN-101", "SN-102"))
+    campaign_id = open_campaign(container.services, SHOP, notice, "operator:qa").campaign_id
+    drain(container)
+    repo = container.campaigns
+    people = {r.name: r for r in repo.consignees(campaign_id)}
+    assert sorted(people) == ["Dee", "Eve"]
+    assert [u.serial for u in people["Dee"].units] == ["SN-100"]
+    assert sorted(str(m["To"]) for m in mails(mailbox)) == ["dee@example.com",
+                                                            "eve@example.com"]
+    campaign = repo.get(campaign_id)
+    assert campaign.quarantined_units == 1 and campaign.quarantine_document
