@@ -349,6 +349,16 @@ class RecallCampaign:
         else:
             self.new_steps.append(CampaignStep.IDENTIFY)
 
+    def walk_given_up(self, reason: str, at: datetime) -> None:
+        """The ERP walk failed for good: the consignees found so far are still told, the
+        campaign goes on to its end, and the page says the list may be incomplete."""
+        self.walk_failed = reason[:500]
+        if self.state is CampaignState.IDENTIFYING:
+            self.identified_at = at
+            self._move(CampaignTransition.CONSIGNEES_IDENTIFIED, at, "system",
+                       {"pages": self.pages_read, "walk_failed": self.walk_failed})
+            self.new_steps.append(CampaignStep.NOTIFY)
+
     def stock_quarantined(self, document: str, units: int, detail: list[dict[str, Any]],
                           at: datetime) -> None:
         if self.quarantine_document is not None:

@@ -410,7 +410,10 @@ def campaign_tick(svc: Services, campaign_ids: list[str]) -> list[str]:
         steps = []
         if repo.due_reminders(campaign_id, now):
             steps.append(CampaignStep.REMIND)
-        if repo.unnotified(campaign_id):
+        # Notices left (a dead job's claims), or none left but the campaign not yet moved on
+        # (two batches that ended together each saw the other's consignees still open).
+        if repo.unnotified(campaign_id) or (
+                repo.get(campaign_id).state is CampaignState.NOTIFYING):
             steps.append(CampaignStep.NOTIFY)
         if repo.awaiting_cases(campaign_id, 1):
             steps.append(CampaignStep.OPEN_CASES)
@@ -644,8 +647,8 @@ def fail_campaign_step(svc: Services, campaign_id: str, step: CampaignStep,
     def record(c: RecallCampaign) -> bool:
         c.record("step_failed", svc.clock(), "system", {"step": step.value,
                                                          "error": message[:500]})
-        if step is CampaignStep.IDENTIFY and c.state is CampaignState.IDENTIFYING:
-            c.walk_failed = message[:500]
+        if step is CampaignStep.IDENTIFY:
+            c.walk_given_up(message, svc.clock())
         return True
 
     try:

@@ -98,3 +98,23 @@ def test_an_erpnext_campaign_quarantines_once_while_two_workers_race(
     counts = container.campaigns.counts(campaign_id)
     assert counts.consignees == 30
     assert counts.units_shipped == sum(1 + i % 2 for i in range(30))
+
+
+def test_a_walk_the_erp_refuses_for_good_still_ends_and_says_why(
+        db: Any, redis_conn: Any, smtp_server: Any, database_url: str, providers: Any,
+        mailbox: Mailbox) -> None:
+    _, _, site = providers
+    seed(site, 2)
+    settings = test_settings(database_url, smtp_server[0].port)
+    settings = settings.model_copy(update={"status_link_secret": SecretStr(SECRET)})
+    container: Container = bootstrap(settings, redis=redis_conn, engine=db)
+    notice = RecallNotice(reference="RC-ERP-404", recall_class=RecallClass.III,
+                          notice_date=date.today(), sku="NO-SUCH-ITEM", lots=(LOT,))
+    campaign_id = open_campaign(container.services, SHOP, notice, "operator:qa").campaign_id
+    drain(container)
+    campaign = container.campaigns.get(campaign_id)
+    assert campaign.state is CampaignState.MONITORING
+    assert campaign.walk_failed and "NO-SUCH-ITEM" in campaign.walk_failed
+    names = [e.name for e in container.campaigns.events(campaign_id)]
+    assert "step_failed" in names and names.count("consignees_identified") == 1
+    assert mailbox.messages == []
