@@ -15,7 +15,15 @@ from refundbridge.api import console, docs, errors, status
 from refundbridge.api.deps import ApiDeps, token_principal
 from refundbridge.api.middleware import Hardening
 from refundbridge.api.ops import OperatorGuard, build_dashboard
-from refundbridge.api.routes import campaigns, cases, evaluate, health, recalls, webhooks
+from refundbridge.api.routes import (
+    campaign_reports,
+    campaigns,
+    cases,
+    evaluate,
+    health,
+    recalls,
+    webhooks,
+)
 from refundbridge.core.access import Permission, Principal
 
 
@@ -50,6 +58,7 @@ def create_app(deps: ApiDeps, *, dashboard: bool = True) -> FastAPI:
     app.include_router(cases.router)
     app.include_router(recalls.router)
     app.include_router(campaigns.router)
+    app.include_router(campaign_reports.router)
     app.include_router(evaluate.router)
     docs.install(app)
     console.install(app)

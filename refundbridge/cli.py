@@ -437,5 +437,9 @@ from refundbridge.cli_evidence import evidence_app  # noqa: E402
 
 app.add_typer(evidence_app, name="evidence")
 
+from refundbridge.cli_campaigns import campaign_app  # noqa: E402
+
+recalls_app.add_typer(campaign_app, name="campaign")
+
 if __name__ == "__main__":
     app()

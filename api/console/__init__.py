@@ -10,7 +10,17 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from refundbridge.api.console import auth, case, cases, evidence, jobs, kpis, receive, review
+from refundbridge.api.console import (
+    auth,
+    case,
+    cases,
+    evidence,
+    jobs,
+    kpis,
+    recalls,
+    receive,
+    review,
+)
 from refundbridge.api.console.web import (
     HERE,
     PREFIX,
@@ -22,7 +32,7 @@ from refundbridge.api.console.web import (
 
 
 def install(app: FastAPI) -> None:
-    for module in (auth, review, case, cases, receive, jobs, kpis, evidence):
+    for module in (auth, review, case, cases, receive, jobs, kpis, recalls, evidence):
         app.include_router(module.router)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
     app.add_exception_handler(LoginRequired, lambda request, _: login_redirect(request))

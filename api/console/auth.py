@@ -164,6 +164,8 @@ async def home(user: ConsoleUser) -> Response:
         return redirect(f"{PREFIX}/review")
     if user.may(Permission.RECEIVE):
         return redirect(f"{PREFIX}/receive")
+    if user.may(Permission.RECALL):
+        return redirect(f"{PREFIX}/recalls")
     return redirect(f"{PREFIX}/cases")
 
 

@@ -103,6 +103,7 @@ NAV: tuple[tuple[str, str, Permission], ...] = (
     ("/console/cases", "Cases", Permission.READ),
     ("/console/jobs", "Jobs", Permission.OPERATE),
     ("/console/kpis", "KPIs", Permission.READ),
+    ("/console/recalls", "Recalls", Permission.READ),
     ("/console/evidence", "Evidence", Permission.EXPORT),
 )
 
