@@ -549,6 +549,10 @@ class CampaignRepository(Protocol):
 
     def record_notice(self, record: ConsigneeRecord) -> None: ...
 
+    def record_notices(self, records: Sequence[ConsigneeRecord]) -> None:
+        """Write these records' notice states in one transaction."""
+        ...
+
     def unnotified(self, campaign_id: str) -> int:
         """Consignees not yet told on any channel (pending or being sent)."""
         ...

@@ -148,6 +148,13 @@ def _event_row(campaign_id: str, e: AuditEvent) -> dict[str, Any]:
             "to_state": e.to_state, "data": e.data, "prev_hash": e.prev_hash, "hash": e.hash}
 
 
+RECORD_NOTICE = update(t.campaign_consignees).where(_C.id == bindparam("_id")).values(
+    email_state=bindparam("email_state"), sms_state=bindparam("sms_state"),
+    notified_at=bindparam("notified_at"), attempts=bindparam("attempts"),
+    last_error=bindparam("last_error"), next_reminder_at=bindparam("next_reminder_at"),
+    reminders=bindparam("reminders"), delivery=bindparam("delivery"))
+
+
 class SqlCampaignRepository:
     """`core.campaigns.CampaignRepository` on one database. With a `dispatch` (in workers)
     new work goes to the queue after the commit; without one the relay takes it."""
@@ -357,13 +364,19 @@ class SqlCampaignRepository:
         return rows, stale
 
     def record_notice(self, record: ConsigneeRecord) -> None:
+        self.record_notices([record])
+
+    def record_notices(self, records: Sequence[ConsigneeRecord]) -> None:
+        if not records:
+            return
         with self._engine.begin() as conn:
-            conn.execute(update(t.campaign_consignees).where(_C.id == record.id).values(
-                email_state=record.email_state.value, sms_state=record.sms_state.value,
-                notified_at=record.notified_at, attempts=record.attempts,
-                last_error=(record.last_error or None) and record.last_error[:500],
-                next_reminder_at=record.next_reminder_at, reminders=record.reminders,
-                delivery=record.delivery))
+            conn.execute(RECORD_NOTICE, [{
+                "_id": r.id, "email_state": r.email_state.value,
+                "sms_state": r.sms_state.value, "notified_at": r.notified_at,
+                "attempts": r.attempts,
+                "last_error": (r.last_error or None) and r.last_error[:500],
+                "next_reminder_at": r.next_reminder_at, "reminders": r.reminders,
+                "delivery": r.delivery} for r in records])
 
     def unnotified(self, campaign_id: str) -> int:
         waiting = [NoticeState.PENDING.value, NoticeState.CLAIMED.value,
@@ -557,4 +570,4 @@ class SqlCampaignRepository:
         return {key: sorted(values) for key, values in found.items()}
 
 
-__all__ = ["SqlCampaignRepository", "bindparam", "campaign_from_row", "consignee_from_row"]
+__all__ = ["SqlCampaignRepository", "campaign_from_row", "consignee_from_row"]

@@ -176,11 +176,17 @@ class SandboxErpConnector(_Sandbox):
 
     def consignees(self, scope: RecallScope, cursor: str | None,
                    limit: int) -> ConsigneePage:
-        """Pages of the configured shipments by position (the cursor is the next one)."""
+        """Pages of the configured shipments by position: the cursor is where the next
+        page starts reading."""
+        shipments = self.settings.shipments
         start = int(cursor) if cursor else 0
-        rows = [(i, s) for i, s in enumerate(self.settings.shipments)
-                if _covers(scope, s.sku, s.lot, s.serial)]
-        page = [(i, s) for i, s in rows if i >= start][:limit]
+        page: list[tuple[int, SandboxShipment]] = []
+        position = start
+        while position < len(shipments) and len(page) < limit:
+            shipment = shipments[position]
+            if _covers(scope, shipment.sku, shipment.lot, shipment.serial):
+                page.append((position, shipment))
+            position += 1
 
         def read() -> ConsigneePage:
             found = tuple(Consignee(
@@ -189,9 +195,7 @@ class SandboxErpConnector(_Sandbox):
                                       quantity=s.quantity, lot=s.lot, serial=s.serial,
                                       shipped_on=s.shipped_on, order_id=s.order_id),))
                 for i, s in page)
-            last = page[-1][0] if page else None
-            more = last is not None and any(i > last for i, _ in rows)
-            return ConsigneePage(found, str(last + 1) if more and last is not None else None)
+            return ConsigneePage(found, str(position) if position < len(shipments) else None)
 
         return self._call("consignees", read)
 

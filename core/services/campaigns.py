@@ -273,11 +273,16 @@ def notify_consignees(svc: Services, campaign_id: str) -> None:
     gateways = svc.gateways(campaign.shop_id)
     tally = _Tally()
     transient: TransientProviderError | None = None
-    for record in stale:
-        transient = _settle_stale(svc, campaign, record, gateways.sms, tally) or transient
-    for record in fresh:
-        error = _tell(svc, campaign, record, tally)
-        transient = transient or error
+    ledger = _Ledger(repo)
+    try:
+        for record in stale:
+            transient = _settle_stale(svc, campaign, record, gateways.sms, tally,
+                                      ledger) or transient
+        for record in fresh:
+            error = _tell(svc, campaign, record, tally, ledger)
+            transient = transient or error
+    finally:
+        ledger.flush()
     remaining = repo.unnotified(campaign_id)
     claimed = len(fresh) + len(stale)
 
@@ -292,12 +297,33 @@ def notify_consignees(svc: Services, campaign_id: str) -> None:
         raise transient
 
 
+class _Ledger:
+    """The batch's writes of consignee records: one consignee's outcome goes in the same
+    commit as the next one's `sending` mark, so a consignee costs one commit, and a job that
+    dies still leaves at most one consignee whose calls' outcome is unknown."""
+
+    def __init__(self, repo: CampaignRepository) -> None:
+        self._repo = repo
+        self._done: ConsigneeRecord | None = None
+
+    def sending(self, record: ConsigneeRecord) -> None:
+        self._repo.record_notices([r for r in (self._done, record) if r is not None])
+        self._done = None
+
+    def done(self, record: ConsigneeRecord) -> None:
+        self._done = record
+
+    def flush(self) -> None:
+        if self._done is not None:
+            self._repo.record_notices([self._done])
+            self._done = None
+
+
 def _tell(svc: Services, campaign: RecallCampaign, record: ConsigneeRecord,
-          tally: _Tally) -> TransientProviderError | None:
-    """Send one consignee's notice on each claimed channel. Each channel is marked
-    `sending` (committed) before its call and its outcome committed after it, so a job that
-    dies leaves at most one call whose outcome is unknown (`_settle_stale`)."""
-    repo = _repo(svc)
+          tally: _Tally, ledger: _Ledger) -> TransientProviderError | None:
+    """Send one consignee's notice on each claimed channel. The channels are marked
+    `sending` (committed) before any call, so a job that dies mid-call leaves a record that
+    says so (`_settle_stale`); the outcome is committed with the next consignee's mark."""
     message = recall_message(svc, campaign, record)
     gateways = svc.gateways(campaign.shop_id)
     transient: TransientProviderError | None = None
@@ -306,7 +332,7 @@ def _tell(svc: Services, campaign: RecallCampaign, record: ConsigneeRecord,
         record.email_state = NoticeState.SENDING
     if record.sms_state is NoticeState.CLAIMED:
         record.sms_state = NoticeState.SENDING
-    repo.record_notice(record)
+    ledger.sending(record)
     if record.email_state is NoticeState.SENDING:
         try:
             gateways.notifier.send(message)
@@ -318,10 +344,10 @@ def _tell(svc: Services, campaign: RecallCampaign, record: ConsigneeRecord,
         else:
             record.email_state = NoticeState.SENT
             tally.email_sent += 1
-        repo.record_notice(record)
     if record.sms_state is NoticeState.SENDING:
         transient = _text(svc, campaign, record, message, gateways.sms, tally) or transient
     _finish(svc, campaign, record, tally)
+    ledger.done(record)
     return transient
 
 
@@ -372,11 +398,11 @@ def _finish(svc: Services, campaign: RecallCampaign, record: ConsigneeRecord,
     if (record.email_state in {NoticeState.FAILED, NoticeState.NONE}
             and record.sms_state in {NoticeState.FAILED, NoticeState.NONE}):
         tally.failed += 1
-    _repo(svc).record_notice(record)
 
 
 def _settle_stale(svc: Services, campaign: RecallCampaign, record: ConsigneeRecord,
-                  sms: SmsSender | None, tally: _Tally) -> TransientProviderError | None:
+                  sms: SmsSender | None, tally: _Tally, ledger: _Ledger
+                  ) -> TransientProviderError | None:
     """A job died holding this consignee. What it had only claimed is sent now. A call it
     had started: an email cannot be asked about, so it is recorded unconfirmed and not sent
     again (the reminders follow); an SMS provider is asked whether the send went out, and
@@ -393,7 +419,7 @@ def _settle_stale(svc: Services, campaign: RecallCampaign, record: ConsigneeReco
             record.sms_state, record.delivery = NoticeState.SENT, found.state.value
         else:
             record.sms_state = NoticeState.CLAIMED
-    return _tell(svc, campaign, record, tally)
+    return _tell(svc, campaign, record, tally, ledger)
 
 
 # ------------------------------------------------------------------ reminders
