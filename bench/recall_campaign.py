@@ -16,9 +16,8 @@ Baselines, measured in the same run, in the same process, for the same N:
   notification itself, which no campaign can beat. The ratio printed is campaign rate /
   this rate.
 - ERP walk: the sandbox ERP's `consignees` paged through in a loop (PAGE_SIZE rows a page),
-  with nothing stored: what the ERP side alone costs. (The sandbox ERP filters its whole
-  shipment list on every page, so this grows with N squared; a real ERP answers a page by
-  index.)
+  with nothing stored: what the ERP side alone costs (the sandbox reads its list in one
+  pass, page by page, as a real ERP answers a keyset page by index).
 
 Then the campaign's report is built from the 50,000 rows (CSV streamed, HTML rendered), as
 `refundbridge recalls campaign report` does, rows per second.
