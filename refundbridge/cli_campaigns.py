@@ -110,12 +110,14 @@ def report(
         iter_rows,
     )
     from refundbridge.core.errors import NotFound
+    from refundbridge.core.services.campaigns import record_report
 
     container = _bootstrap(_settings(config))
     actor = f"cli:{_os_user()}"
     try:
         found = find_campaign(container, shop, campaign)
         repo = container.campaigns
+        record_report(container.api_services, found.id, actor, report_format.value)
         if report_format is ReportFormat.CSV:
             totals = ReportTotals()
             _write(output, csv_chunks(_counted(iter_rows(repo, found.id), totals)))

@@ -24,6 +24,7 @@ from refundbridge.core.campaign_report import (
 )
 from refundbridge.core.campaigns import RecallCampaign
 from refundbridge.core.errors import NotFound
+from refundbridge.core.services.campaigns import record_report
 from refundbridge.store.campaigns import SqlCampaignRepository
 
 router = APIRouter(prefix="/v1", tags=["recall campaigns"])
@@ -66,6 +67,8 @@ async def campaign_report(
     repo = deps.campaigns
     campaign = await run_in_threadpool(_campaign, repo, operator, campaign_id)
     operator.require(Permission.EXPORT)
+    await run_in_threadpool(record_report, deps.api_services, campaign.id, operator.actor,
+                            report_format)
     name = f"recall-report-{campaign.id}"
     if report_format == "csv":
         # The rows are read a page at a time as the response is sent (Starlette runs this

@@ -664,6 +664,17 @@ def close_campaign(svc: Services, campaign_id: str, actor: str, note: str) -> Re
     return closed
 
 
+def record_report(svc: Services, campaign_id: str, actor: str, report_format: str) -> None:
+    """Who took the campaign's report, and when: on its trail before the report is built,
+    so the report's own head names its making, as an evidence export does."""
+
+    def record(c: RecallCampaign) -> bool:
+        c.record("report_exported", svc.clock(), actor, {"format": report_format})
+        return True
+
+    _saved(svc, campaign_id, None, record)
+
+
 def fail_campaign_step(svc: Services, campaign_id: str, step: CampaignStep,
                        message: str) -> None:
     """A step given up on (a permanent error, or too many tries): said in the trail, for a

@@ -55,6 +55,13 @@ def test_open_then_show_and_list(campaign_container: Callable[..., Container],
     assert campaign.notice.instructions.startswith("停止使用")
     code, listed = run("list", "--shop", SHOP, "--config", str(config))
     assert code == 0 and "RC-CLI-1" in listed and "told 7/7" in listed
+    # Taking the report is on the campaign's trail, before the report that names its head.
+    code, wrote = run("report", "RC-CLI-1", "--shop", SHOP, "--format", "csv", "--output",
+                      str(tmp_path / "r.csv"), "--config", str(config))
+    assert code == 0, wrote
+    last = container.campaigns.events(campaign.id)[-1]
+    assert last.name == "report_exported" and last.data == {"format": "csv"}
+    assert last.hash[:12] in wrote or "verifies" in wrote
 
 
 @pytest.mark.parametrize(("change", "named"), [
