@@ -245,15 +245,13 @@ class ReportTotals:
         return ", ".join(str(m) for _, m in sorted(self.refunded.items())) or "0"
 
     def differences(self, counts: CampaignCounts) -> list[tuple[str, int | str, int | str]]:
-        """(figure, these rows, the database's count) wherever they differ. The database
-        counts units returned by case state at this moment; the rows by whether the goods
-        were received, so that figure is not compared."""
+        """(figure, these rows, the database's count) wherever they differ."""
         mine: dict[str, int | str] = {
             "consignees": self.consignees, "notified": self.notified,
             "delivered": self.delivered, "failed": self.unreached,
             "acknowledged": self.acknowledged, "units_shipped": self.units_shipped,
             "units_held": self.units_held, "units_to_return": self.units_to_return,
-            "cases": self.cases, "refunds_paid": self.refunds_paid,
+            "units_returned": self.units_returned, "cases": self.cases, "refunds_paid": self.refunds_paid,
             "refunded": ", ".join(f"{c} {m.amount}" for c, m in sorted(self.refunded.items()))}
         theirs = counts.as_json()
         theirs["refunded"] = ", ".join(f"{c} {a}" for c, a in sorted(counts.refunded.items()))

@@ -54,8 +54,6 @@ from refundbridge.store.recalls import recall_row
 
 _C = t.campaign_consignees.c
 _R = t.recall_campaigns.c
-# After these states a recall case has its goods back (or had them back before its refund).
-_GOODS_BACK = frozenset({CaseState.RECEIVED_GOODS.value, CaseState.CLOSED.value})
 
 
 def _units_to_json(units: Sequence[ConsigneeUnits]) -> list[dict[str, Any]]:
@@ -495,19 +493,18 @@ class SqlCampaignRepository:
                 held += int(ack.get("quantity_held", 0))
                 if ack.get("wants_return"):
                     to_return += int(ack.get("quantity_held", 0))
-            cases = conn.execute(
-                select(t.cases.c.state, t.cases.c.currency, t.cases.c.refunded_minor,
-                       t.cases.c.request)
-                .join(t.campaign_consignees, t.campaign_consignees.c.case_id == t.cases.c.id)
-                .where(_C.campaign_id == campaign_id)).all()
+            case_ids = list(conn.execute(select(_C.case_id).where(
+                _C.campaign_id == campaign_id, _C.case_id.is_not(None))).scalars())
+        # Returned as the report counts it: goods received on the case's trail, whatever
+        # state it went on to.
+        outcomes = self.case_outcomes(case_ids).values()
         refunded: dict[str, int] = {}
-        returned = paid = 0
-        for c in cases:
-            if c.refunded_minor:
-                paid += 1
-                refunded[c.currency] = refunded.get(c.currency, 0) + int(c.refunded_minor)
-            if c.state in _GOODS_BACK:
-                returned += sum(int(line["quantity"]) for line in c.request["lines"])
+        paid = sum(o.refunded is not None for o in outcomes)
+        returned = sum(o.units_returned for o in outcomes)
+        for outcome in outcomes:
+            if outcome.refunded is not None:
+                currency = outcome.refunded.currency
+                refunded[currency] = refunded.get(currency, 0) + outcome.refunded.minor
         return CampaignCounts(
             consignees=int(row[0]), notified=int(row[1]), delivered=int(row[2]),
             failed=int(row[3]), acknowledged=int(row[4]), units_shipped=int(row[5]),
