@@ -8,18 +8,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
 from playwright.sync_api import Browser, Page
 from redis import Redis
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from refundbridge.api.app import create_app
 from refundbridge.demo import Mailbox
 from tests.browser import chromium, needs_chromium, offline_page, serve, shot
 from tests.conftest import drain
-from tests.status.test_recall_ack import A_NAME, B_SECRETS, Recall, recall_factory
+from tests.fakes import shopify as shopify_fake
+from tests.fakes.shopify import ShopifyFake
+from tests.status.test_recall_ack import (
+    A_NAME,
+    B_SECRETS,
+    SHOPIFY,
+    Recall,
+    recall_factory,
+    shipments,
+)
 
 pytestmark = needs_chromium
 PHONE = {"width": 390, "height": 844}
@@ -124,4 +134,54 @@ def test_a_consignee_answers_on_a_phone_and_the_answer_is_recorded_once(
         assert chinese.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
         shot(chinese, tmp_path, "recall_ack_zh.png", full_page=True)
         chinese.context.close()
+    assert elsewhere == [] and errors == []
+
+
+def test_answers_in_the_browser_open_exactly_one_recall_case_each(
+        browser: Browser, make_recall: Callable[..., Recall], providers: Any) -> None:
+    router, _, _ = providers
+    shop = ShopifyFake()
+    shop.install(router)
+    a_order = shop.add_order([shopify_fake.Line("GLU-METER-01", "Glucose meter", 5, "49.95")],
+                             email="dr.lin@example.com")
+    b_order = shop.add_order([shopify_fake.Line("GLU-METER-01", "Glucose meter", 4, "49.95")],
+                             email="beta.buyer@example.com", locale="zh-CN")
+    rc = make_recall(shipments(a_order=a_order, b_order=b_order), storefront="shopify",
+                     shopify=SHOPIFY)
+    elsewhere: list[str] = []
+    errors: list[str] = []
+    with serve(create_app(rc.container, dashboard=False)) as base_url:
+        for key, held in (("CUST-A", "2"), ("CUST-B", "4")):
+            page = watched(browser, base_url, elsewhere, errors)
+            page.goto(base_url + rc.path(key) + "?lang=en")
+            page.get_by_text("I have stopped using them").click()
+            page.get_by_label("Units I still hold").fill(held)
+            page.get_by_text("Yes, I want to return them").click()
+            page.get_by_role("button", name="Send my answer").click()
+            assert page.get_by_test_id("recall-done").get_attribute("data-recorded") == "yes"
+            # Back to the form: the page is not kept (no-store), so it shows the answer,
+            # with no form to send again.
+            page.go_back()
+            assert page.get_by_test_id("recall-done").get_attribute("data-recorded") == "no"
+            assert page.locator("form").count() == 0
+            page.context.close()
+        drain(rc.container)
+        drain(rc.container)
+        cases = {key: rc.record(key).case_id for key in ("CUST-A", "CUST-B")}
+        assert all(cases.values()) and len(set(cases.values())) == 2, cases
+        for key, held in (("CUST-A", 2), ("CUST-B", 4)):
+            case = rc.container.reads.case_detail(str(cases[key]))
+            assert case["reason"]["code"] == "recall"
+            assert sum(line["quantity"] for line in case["lines"]) == held
+        with rc.container.engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM cases")).scalar_one() == 2
+        opened = [e for e in rc.container.campaigns.events(rc.campaign_id)
+                  if e.name == "recall_case_opened"]
+        assert len(opened) == 2 and rc.acks() == 2
+        # The consignee's page now leads to their case.
+        page = watched(browser, base_url, elsewhere, errors)
+        page.goto(base_url + rc.path("CUST-A") + "?lang=en")
+        page.get_by_test_id("case-link").click()
+        assert str(cases["CUST-A"]) in page.content()
+        page.context.close()
     assert elsewhere == [] and errors == []
