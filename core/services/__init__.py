@@ -11,6 +11,9 @@ it). Use cases live by subject:
     goods          receipt and inspection, the ERP booking, the storefront write-back
     notifications  telling the customer; an operator's resend or waiver
     operator       failing, reviving, retrying, cancelling
+    campaigns      recall campaigns: the ERP walk, the quarantine, closing; with
+                   campaign_notices (telling consignees) and campaign_answers (their
+                   acknowledgements and recall cases)
 """
 
 from __future__ import annotations
