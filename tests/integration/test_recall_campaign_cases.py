@@ -5,7 +5,6 @@ recall case each, refunded through Shopify by rule R13 once the goods are back."
 from __future__ import annotations
 
 import io
-import threading
 import zipfile
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -19,7 +18,6 @@ from sqlalchemy import Engine, text
 
 from refundbridge.bootstrap import Container, bootstrap
 from refundbridge.core.campaigns import Acknowledgement, CampaignState, RecallNotice
-from refundbridge.core.errors import ConcurrencyConflict
 from refundbridge.core.evidence import Scope, verify_package
 from refundbridge.core.model import Inspection
 from refundbridge.core.recalls import RecallClass
@@ -34,7 +32,7 @@ from tests.factories import SHOP
 from tests.fakes import shopify as shopify_fake
 from tests.fakes.odoo import STOCK, OdooFake
 from tests.fakes.shopify import ShopifyFake
-from tests.integration.conftest import SECRET
+from tests.integration.conftest import SECRET, race_workers
 from tests.integration.test_recall_campaigns import mails
 from tests.integration.test_shop_setups import ODOO, SHOPIFY
 
@@ -96,22 +94,7 @@ def test_acknowledgements_open_one_recall_case_each_refunded_after_receipt(
     assert not again.recorded and again.consignee.acknowledgement is not None
     assert again.consignee.acknowledgement.quantity_held == 2
     # Two workers race to open the cases: the inbox key makes it one case each.
-    errors: list[BaseException] = []
-
-    def worker() -> None:
-        try:
-            open_recall_cases(svc, campaign_id)
-        except ConcurrencyConflict:
-            pass  # lost the race to record the batch: the queue would run it again
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    race_workers(svc, campaign_id, (open_recall_cases,), rounds=1)
     drain(container)
     people = {r.name: r for r in repo.consignees(campaign_id)}
     assert people["Bo"].case_id is None

@@ -4,10 +4,7 @@ one Stock Entry while two workers race, one notice per consignee."""
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import time
-from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -15,7 +12,6 @@ from pydantic import SecretStr
 
 from refundbridge.bootstrap import Container, bootstrap
 from refundbridge.core.campaigns import CampaignState, RecallNotice
-from refundbridge.core.errors import ConcurrencyConflict, TransientProviderError
 from refundbridge.core.recalls import RecallClass
 from refundbridge.core.services.campaigns import (
     identify_consignees,
@@ -25,7 +21,7 @@ from refundbridge.core.services.campaigns import (
 )
 from tests.conftest import Mailbox, drain, test_settings
 from tests.factories import SHOP
-from tests.integration.conftest import SECRET
+from tests.integration.conftest import SECRET, race_workers
 from tests.integration.test_recall_campaigns import mails
 
 METER, LOT = "GLU-METER-01", "L2401"
@@ -64,27 +60,8 @@ def test_an_erpnext_campaign_quarantines_once_while_two_workers_race(
                           notice_date=date.today(), sku=METER, lots=(LOT,))
     svc = container.services
     campaign_id = open_campaign(svc, SHOP, notice, "operator:qa").campaign_id
-    barrier = threading.Barrier(2)
-    errors: list[BaseException] = []
-    steps: tuple[Callable[[Any, str], None], ...] = (
-        quarantine_stock, identify_consignees, notify_consignees)
-
-    def worker() -> None:
-        barrier.wait()
-        try:
-            for _ in range(10):
-                for step in steps:
-                    with contextlib.suppress(ConcurrencyConflict, TransientProviderError):
-                        step(svc, campaign_id)
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    race_workers(svc, campaign_id, (quarantine_stock, identify_consignees, notify_consignees),
+                 rounds=10)
     drain(container)
     campaign = container.campaigns.get(campaign_id)
     assert campaign.state is CampaignState.MONITORING

@@ -3,10 +3,8 @@ quarantine, one notice per consignee, reminders, acknowledgements and the recall
 
 from __future__ import annotations
 
-import contextlib
 import email
 import email.policy
-import threading
 from collections.abc import Callable
 from datetime import date, timedelta
 from email.message import EmailMessage
@@ -22,7 +20,6 @@ from refundbridge.core.campaigns import (
     RecallAction,
     RecallNotice,
 )
-from refundbridge.core.errors import ConcurrencyConflict, TransientProviderError
 from refundbridge.core.model import DeliveryState
 from refundbridge.core.ports import DeliveryReport, SmsCallback
 from refundbridge.core.recalls import RecallClass
@@ -38,7 +35,7 @@ from refundbridge.core.services.campaigns import (
 from refundbridge.workers.reconcile import reconcile
 from tests.conftest import Mailbox, drain
 from tests.factories import SHOP
-from tests.integration.conftest import Clock
+from tests.integration.conftest import Clock, race_workers
 
 LOT = "L2401"
 
@@ -142,26 +139,8 @@ def test_two_workers_racing_every_step_tell_each_consignee_once(
                                    sms="sandbox_sms", sandbox_sms={})
     campaign_id = open_campaign(container.services, SHOP, notice(), "operator:qa").campaign_id
     svc = container.services
-    barrier = threading.Barrier(2)
-    errors: list[BaseException] = []
-
-    def worker() -> None:
-        barrier.wait()
-        try:
-            for _ in range(40):
-                for step in (identify_consignees, quarantine_stock, notify_consignees):
-                    # The other worker won this round: the queue would try again.
-                    with contextlib.suppress(ConcurrencyConflict, TransientProviderError):
-                        step(svc, campaign_id)
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    race_workers(svc, campaign_id, (identify_consignees, quarantine_stock, notify_consignees),
+                 rounds=40)
     drain(container)
     repo = container.campaigns
     assert repo.get(campaign_id).state is CampaignState.MONITORING
