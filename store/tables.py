@@ -65,20 +65,25 @@ cases = Table(
     Index("ix_cases_refund_key", "refund_key"),
 )
 
-case_events = Table(
-    "case_events",
-    metadata,
-    Column("case_id", String(40), primary_key=True),
-    Column("seq", Integer, primary_key=True),
-    Column("at", String(40), nullable=False),  # ISO text: hashed as written, no tz surprises
-    Column("actor", String(128), nullable=False),
-    Column("name", String(64), nullable=False),
-    Column("from_state", String(32)),
-    Column("to_state", String(32)),
-    Column("data", JSON, nullable=False),
-    Column("prev_hash", String(64), nullable=False),
-    Column("hash", String(64), nullable=False),
-)
+def _audit_trail(name: str, owner: str) -> Table:
+    """A hash-chained audit trail (core/audit.py), one row per event of its owner."""
+    return Table(
+        name,
+        metadata,
+        Column(owner, String(40), primary_key=True),
+        Column("seq", Integer, primary_key=True),
+        Column("at", String(40), nullable=False),  # ISO text: hashed as written
+        Column("actor", String(128), nullable=False),
+        Column("name", String(64), nullable=False),
+        Column("from_state", String(32)),
+        Column("to_state", String(32)),
+        Column("data", JSON, nullable=False),
+        Column("prev_hash", String(64), nullable=False),
+        Column("hash", String(64), nullable=False),
+    )
+
+
+case_events = _audit_trail("case_events", "case_id")
 
 inbox = Table(
     "inbox",
@@ -260,20 +265,7 @@ recall_campaigns = Table(
     UniqueConstraint("shop_id", "reference", name="uq_recall_campaigns_shop_reference"),
 )
 
-campaign_events = Table(
-    "campaign_events",
-    metadata,
-    Column("campaign_id", String(40), primary_key=True),
-    Column("seq", Integer, primary_key=True),
-    Column("at", String(40), nullable=False),
-    Column("actor", String(128), nullable=False),
-    Column("name", String(64), nullable=False),
-    Column("from_state", String(32)),
-    Column("to_state", String(32)),
-    Column("data", JSON, nullable=False),
-    Column("prev_hash", String(64), nullable=False),
-    Column("hash", String(64), nullable=False),
-)
+campaign_events = _audit_trail("campaign_events", "campaign_id")
 
 # One consignee of one campaign: who, their units (JSON, merged per ERP line), and how
 # telling them went. `email_state`/`sms_state` are `core.campaigns.NoticeState`.
