@@ -113,6 +113,11 @@ def test_acknowledgements_open_one_recall_case_each_refunded_after_receipt(
                           inspector="operator:zhao", quantity=held)
         record_receipt(svc, str(cases[name]), [unit], "operator:zhao")
     drain(container)
+    for name in ("Ana", "Cy"):
+        # Refunded after receipt, and the returned units go to quarantine, never the shelf.
+        case = container.reads.case_detail(str(cases[name]))
+        assert case["state"] == "closed", case["state"]
+        assert {d["disposition"] for d in case["decisions"][-1]["lines"]} == {"quarantine"}
     counts = repo.counts(campaign_id)
     assert counts.acknowledged == 3 and counts.cases == 2
     assert counts.units_held == 3 and counts.units_to_return == 3
