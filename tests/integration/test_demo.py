@@ -80,6 +80,13 @@ def test_the_demo_runs_every_scenario_to_its_expected_end(tmp_path: Path) -> Non
                  "by token:warehouse.zhao: receive_goods"):
         assert line in report
     assert "17/17" in report
+    # The recall campaign of lot BP2403: 40 customers found (not the other lot's), all told,
+    # the 12 units on hand quarantined, opened twice as one campaign, its trail verifying.
+    campaign = result.campaign
+    assert campaign is not None and result.campaign_done
+    assert campaign["counts"]["consignees"] == campaign["counts"]["notified"] == 40
+    assert campaign["quarantine"]["units"] == 12
+    assert "recall campaign NMPA-RC-2025-0117" in report
 
 
 def test_the_scenarios_cover_what_the_demo_promises() -> None:
@@ -175,8 +182,9 @@ def test_serve_prints_console_logins_and_keeps_working_new_requests(tmp_path: Pa
         assert found, printed
         base = found.group(1)
         logins = dict(re.findall(r"login (\S+) +password (\S+)", printed))
-        assert set(logins) == {"reviewer.li", "warehouse.zhao", "auditor.sun", "admin.demo"}
-        assert len(set(logins.values())) == 4
+        assert set(logins) == {"reviewer.li", "warehouse.zhao", "auditor.sun", "quality.wu",
+                               "admin.demo"}
+        assert len(set(logins.values())) == 5
 
         with httpx.Client(base_url=base, timeout=30) as browser:
             assert browser.get("/console/me", follow_redirects=False).status_code == 303
@@ -188,8 +196,15 @@ def test_serve_prints_console_logins_and_keeps_working_new_requests(tmp_path: Pa
             me = browser.get("/console/me")
             assert me.status_code == 200 and "reviewer.li" in me.text
 
+        # A consignee's recall link, as printed, opens their acknowledgement form.
+        recall = re.search(re.escape(base) + r"(/status/recall/\S+)", printed)
+        assert recall, printed
+        with httpx.Client(base_url=base) as consignee:
+            form = consignee.get(recall.group(1))
+            assert form.status_code == 200 and 'name="quantity_held"' in form.text
+
         # A customer's status link, as printed, opens their page without a login.
-        link = re.search(re.escape(base) + r"(/status/\S+)", printed)
+        link = re.search(re.escape(base) + r"(/status/(?!recall/)\S+)", printed)
         assert link, printed
         with httpx.Client(base_url=base) as customer:
             page = customer.get(link.group(1))
