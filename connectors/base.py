@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar, assert_never
@@ -14,6 +14,7 @@ import httpx
 import tenacity
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
+from refundbridge.connectors import telemetry
 from refundbridge.core.errors import (
     ConfigError,
     ConnectorError,
@@ -109,6 +110,7 @@ class RetryPolicy:
             stop=tenacity.stop_after_attempt(self.attempts),
             wait=self.wait,
             reraise=True,
+            before_sleep=_count_retry,
         )
         return retrying(fn)
 
@@ -131,6 +133,12 @@ class RetryPolicy:
         return self.call(attempt)
 
 
+def _count_retry(retry_state: tenacity.RetryCallState) -> None:
+    exc = retry_state.outcome.exception() if retry_state.outcome else None
+    if isinstance(exc, TransientProviderError):
+        telemetry.retried(exc.connector)
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectorContext:
     """What the composition root hands every connector it builds."""
@@ -141,10 +149,15 @@ class ConnectorContext:
     transport: httpx.BaseTransport | None = None  # tests may pass one; respx patches anyway
     timeout: float = 10.0
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    connector: str | None = None  # set by `ConnectorBase` for the connector it builds
 
     def http_client(self, base_url: str, **kwargs: Any) -> httpx.Client:
+        # Every call is counted and timed for /metrics (connectors.telemetry), per connector.
+        hooks = telemetry.event_hooks(self.shop_id, self.connector or "unknown")
+        for kind, extra in kwargs.pop("event_hooks", {}).items():
+            hooks.setdefault(kind, []).extend(extra)
         return httpx.Client(base_url=base_url, timeout=self.timeout, transport=self.transport,
-                            **kwargs)
+                            event_hooks=hooks, **kwargs)
 
 
 class ConnectorSettings(BaseModel):
@@ -206,7 +219,8 @@ class ConnectorBase:
 
     def __init__(self, settings: ConnectorSettings, ctx: ConnectorContext) -> None:
         self.settings = settings
-        self.ctx = ctx
+        # The shop's context, naming this connector (its HTTP calls are counted by name).
+        self.ctx = ctx if ctx.connector == self.name else replace(ctx, connector=self.name)
 
 
 class Closeable(Protocol):
@@ -411,6 +425,7 @@ def send(connector: str, client: httpx.Client, request: httpx.Request,
     try:
         response = client.send(request)
     except httpx.TransportError as exc:
+        telemetry.unanswered(request)
         raise TransientProviderError(connector, f"{type(exc).__name__}: {exc}") from exc
     if response.status_code in (409, 429) or response.status_code >= 500:
         raise TransientProviderError(

@@ -251,7 +251,8 @@ class ReportTotals:
             "delivered": self.delivered, "failed": self.unreached,
             "acknowledged": self.acknowledged, "units_shipped": self.units_shipped,
             "units_held": self.units_held, "units_to_return": self.units_to_return,
-            "units_returned": self.units_returned, "cases": self.cases, "refunds_paid": self.refunds_paid,
+            "units_returned": self.units_returned, "cases": self.cases,
+            "refunds_paid": self.refunds_paid,
             "refunded": ", ".join(f"{c} {m.amount}" for c, m in sorted(self.refunded.items()))}
         theirs = counts.as_json()
         theirs["refunded"] = ", ".join(f"{c} {a}" for c, a in sorted(counts.refunded.items()))

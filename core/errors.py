@@ -167,6 +167,13 @@ class SendDeferred(TransientProviderError):
     `isv.BUSINESS_LIMIT_CONTROL`): send it later; it is not a failure of the case."""
 
 
+class DeliveryUncertain(ConnectorError):
+    """The message was handed over but the provider's answer never came (an SMTP server
+    that took the whole body, then timed out or hung up before its 250): it may have been
+    delivered. Not retried, because a retry could deliver it twice; the caller records it
+    as sent but unconfirmed."""
+
+
 class PermanentProviderError(ConnectorError):
     def __init__(self, connector: str, message: str, code: str | None = None) -> None:
         super().__init__(connector, message)

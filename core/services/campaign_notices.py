@@ -16,6 +16,7 @@ from refundbridge.core.campaigns import (
     reminder_due,
 )
 from refundbridge.core.errors import (
+    DeliveryUncertain,
     PermanentProviderError,
     SendDeferred,
     TransientProviderError,
@@ -156,6 +157,10 @@ def _tell(svc: Services, campaign: RecallCampaign, record: ConsigneeRecord,
     if record.email_state is NoticeState.SENDING:
         try:
             gateways.notifier.send(message)
+        except DeliveryUncertain as exc:
+            # Taken but never answered: told at most once, as a dead job's send is.
+            record.email_state, record.last_error = NoticeState.UNCONFIRMED, exc.message
+            tally.unconfirmed += 1
         except PermanentProviderError as exc:
             record.email_state, record.last_error = NoticeState.FAILED, exc.message
         except TransientProviderError as exc:
@@ -261,7 +266,7 @@ def remind_consignees(svc: Services, campaign_id: str) -> None:
             try:
                 gateways.notifier.send(message)
                 tally.email_sent += 1
-            except (PermanentProviderError, TransientProviderError) as exc:
+            except (DeliveryUncertain, PermanentProviderError, TransientProviderError) as exc:
                 # A lost reminder is not retried hot: the next one is scheduled anyway.
                 record.last_error = exc.message
                 tally.failed += 1

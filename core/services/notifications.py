@@ -8,6 +8,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from refundbridge.core.errors import (
+    DeliveryUncertain,
     InvalidRequest,
     NotFound,
     PermanentProviderError,
@@ -68,6 +69,10 @@ def send_notifications(svc: Services, case_id: str) -> None:
     for message in messages:
         try:
             notifier.send(message)
+        except DeliveryUncertain as exc:
+            # Probably delivered; sending it again could deliver it twice. Shown on the
+            # case, where a person may resend it.
+            outcomes.append((message.kind, DeliveryStatus.SENT, f"unconfirmed: {exc.message}"))
         except PermanentProviderError as exc:
             outcomes.append((message.kind, DeliveryStatus.FAILED, exc.message))
         except TransientProviderError as exc:
