@@ -21,7 +21,6 @@ print the heads.
 from __future__ import annotations
 
 import hashlib
-import html
 import io
 import json
 import re
@@ -30,10 +29,16 @@ import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
+from pathlib import Path
 from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, Undefined
+from markupsafe import Markup, escape
 
 from refundbridge.core.audit import GENESIS, AuditEvent
 
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 FORMAT = "refundbridge-evidence/1"
 MANIFEST = "manifest.json"
 SUMS = "SHA256SUMS"
@@ -436,28 +441,21 @@ table.trail tr.data td{border-top:0;background:#fafbfc}
 """
 
 
-def _e(value: Any) -> str:
-    if value is None or value == "":
-        return "—"
+def show(value: Any) -> Markup:
+    """How the report prints a value: a dash for nothing, money as amount and currency,
+    structures as compact JSON, everything escaped."""
+    if value is None or value == "" or isinstance(value, Undefined):
+        return Markup("—")
     if isinstance(value, dict) and set(value) == {"amount", "currency"}:
-        return html.escape(f"{value['amount']} {value['currency']}")
+        return escape(f"{value['amount']} {value['currency']}")
     if isinstance(value, (dict, list)):
-        return f"<code>{html.escape(json.dumps(value, ensure_ascii=False, default=str))}</code>"
-    return html.escape(str(value))
+        return Markup("<code>%s</code>") % json.dumps(value, ensure_ascii=False, default=str)
+    return escape(str(value))
 
 
-def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]], empty: str) -> str:
-    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>"
-                   for row in rows)
-    if not body:
-        return f'<p class="muted">{html.escape(empty)}</p>'
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _list(detail: Mapping[str, Any], key: str) -> list[Any]:
+def _items(detail: Mapping[str, Any], key: str) -> list[Any]:
     value = detail.get(key)
-    return list(value) if isinstance(value, list) else []
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def _mapping(detail: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -465,163 +463,107 @@ def _mapping(detail: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _decisions(detail: Mapping[str, Any]) -> str:
-    parts: list[str] = []
-    for number, d in enumerate(_list(detail, "decisions"), start=1):
-        rules = _table(
-            ("Rule", "Outcome", "Line", "Message"),
-            ((_e(r.get("id")), _e(r.get("outcome")), _e(r.get("line")), _e(r.get("message")))
-             for r in d.get("rules", [])),
-            "No rule fired.")
-        parts.append(
-            f"<h3>Decision {number}: {_e(d.get('outcome'))}</h3><dl>"
-            f"<dt>Decided by</dt><dd>{_e(d.get('decided_by'))}</dd>"
-            f"<dt>At</dt><dd>{_e(d.get('at'))}</dd>"
-            f"<dt>Amount</dt><dd>{_e(d.get('amount'))}</dd>"
-            f"<dt>Internal note</dt><dd>{_e(d.get('internal_note'))}</dd>"
-            f"<dt>Message to the customer</dt><dd>{_e(d.get('customer_message'))}</dd>"
-            f"</dl><h4>Reasons (rules)</h4>{rules}")
-    return "".join(parts) or '<p class="muted">No decision yet.</p>'
+@dataclass(frozen=True)
+class _CaseView:
+    """One case as the report's template reads it: what needs more than a field look-up."""
+
+    record: CaseRecord
+
+    @property
+    def id(self) -> str:
+        return self.record.case_id
+
+    @property
+    def detail(self) -> Mapping[str, Any]:
+        return self.record.detail
+
+    @property
+    def events(self) -> Sequence[AuditEvent]:
+        return self.record.events
+
+    @property
+    def head(self) -> str:
+        return self.events[-1].hash if self.events else GENESIS
+
+    @property
+    def chain(self) -> Markup:
+        problem = check_chain(self.events)
+        verdict = (Markup('<span class="ok">verifies</span>') if problem is None
+                   else Markup('<span class="bad">BROKEN: %s</span>') % problem)
+        return Markup('%s, %d events, head <span class="hash">%s</span>') % (
+            verdict, len(self.events), self.head)
+
+    @property
+    def index_row(self) -> tuple[Markup, ...]:
+        return (Markup('<a href="#%s">%s</a>') % (self.id, show(self.id)),
+                show(self.detail.get("shop_id")), show(self.detail.get("state")),
+                show(len(self.events)), Markup('<span class="hash">%s</span>') % self.head)
+
+    @property
+    def customer(self) -> Markup:
+        customer = _mapping(self.detail, "customer")
+        return Markup("%s (%s)") % (show(customer.get("id")), show(customer.get("type")))
+
+    @property
+    def reason(self) -> Markup:
+        reason = _mapping(self.detail, "reason")
+        return Markup("%s: %s") % (show(reason.get("code")), show(reason.get("text")))
+
+    def items(self, key: str) -> list[Any]:
+        return _items(self.detail, key)
+
+    @staticmethod
+    def rows(items: Iterable[Any], keys: Sequence[str]) -> list[tuple[Markup, ...]]:
+        return [tuple(show(item.get(k)) for k in keys) for item in items
+                if isinstance(item, dict)]
+
+    def line_rows(self) -> list[tuple[Markup, ...]]:
+        where = {d.get("line"): d for d in self.items("dispositions")}
+        rows = []
+        for index, line in enumerate(self.items("lines")):
+            d = where.get(index, {})
+            rows.append(tuple(show(v) for v in (
+                index, line.get("sku"), line.get("name"), line.get("quantity"),
+                line.get("device_class"), d.get("lot") or line.get("lot"),
+                d.get("serial") or line.get("serial"), line.get("expiry_date"),
+                line.get("udi"), d.get("disposition"), d.get("rule"))))
+        return rows
+
+    def obligation_rows(self) -> list[tuple[Markup, ...]]:
+        return [tuple(show(v) for v in (o.get("kind"), o.get("due") or "clock not started",
+                                          o.get("detail"), o.get("rule")))
+                for o in self.items("obligations")]
 
 
-def _lines(detail: Mapping[str, Any]) -> str:
-    where = {d.get("line"): d for d in _list(detail, "dispositions") if isinstance(d, dict)}
-    rows = []
-    for index, line in enumerate(_list(detail, "lines")):
-        disposition = where.get(index, {})
-        rows.append((_e(index), _e(line.get("sku")), _e(line.get("name")),
-                     _e(line.get("quantity")), _e(line.get("device_class")),
-                     _e(disposition.get("lot") or line.get("lot")),
-                     _e(disposition.get("serial") or line.get("serial")),
-                     _e(line.get("expiry_date")), _e(line.get("udi")),
-                     _e(disposition.get("disposition")), _e(disposition.get("rule"))))
-    return _table(("Line", "SKU", "Name", "Qty", "Class", "Lot", "Serial", "Expiry", "UDI",
-                   "Disposition", "By rule"), rows, "No lines.")
+@dataclass(frozen=True)
+class _CampaignView:
+    record: CampaignRecord
+
+    @property
+    def id(self) -> str:
+        return self.record.campaign_id
+
+    @property
+    def detail(self) -> Mapping[str, Any]:
+        return self.record.detail
+
+    @property
+    def events(self) -> Sequence[AuditEvent]:
+        return self.record.events
 
 
-def _trail(events: Sequence[AuditEvent]) -> str:
-    """Every event: who, what, when, the states, its hash and the one before; its data
-    below it, in full."""
-    if not events:
-        return '<p class="muted">No events.</p>'
-    rows = []
-    for e in events:
-        rows.append(
-            f'<tr id="event-{e.seq}"><td>{e.seq}</td><td>{_e(e.at.isoformat())}</td>'
-            f"<td>{_e(e.actor)}</td><td><strong>{_e(e.name)}</strong></td>"
-            f"<td>{_e(e.from_state)} → {_e(e.to_state)}</td>"
-            f'<td><span class="hash">{html.escape(e.hash)}</span><br><span class="muted">'
-            f'prev <span class="hash">{html.escape(e.prev_hash)}</span></span></td></tr>')
-        if e.data:
-            rows.append(f'<tr class="data"><td></td><td colspan="5">{_e(e.data)}</td></tr>')
-    head = "".join(f"<th>{h}</th>" for h in ("#", "At", "Who", "What", "State", "Hash"))
-    return (f'<table class="trail"><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table>')
-
-
-def _case_section(record: CaseRecord) -> str:
-    d = record.detail
-    problem = check_chain(record.events)
-    head = record.events[-1].hash if record.events else GENESIS
-    chain = ('<span class="ok">verifies</span>' if problem is None
-             else f'<span class="bad">BROKEN: {html.escape(problem)}</span>')
-    inspections = _table(
-        ("Line", "Inspector", "Seal intact", "Condition", "Temperature record", "UDI scan",
-         "Quantity", "Passed"),
-        ((_e(i.get("line")), _e(i.get("inspector")), _e(i.get("seal_intact")),
-          _e(i.get("condition")), _e(i.get("temperature_log_ok")), _e(i.get("udi_scan")),
-          _e(i.get("quantity")), _e(i.get("passed"))) for i in _list(d, "inspections")),
-        "No goods received.")
-    moves = _table(
-        ("Line", "SKU", "Qty", "Disposition", "Lot", "Serial"),
-        ((_e(m.get("line")), _e(m.get("sku")), _e(m.get("quantity")),
-          _e(m.get("disposition")), _e(m.get("lot")), _e(m.get("serial")))
-         for m in _list(d, "stock_moves")),
-        "No stock booked.")
-    obligations = _table(
-        ("Obligation", "Due", "Detail", "Rule"),
-        ((_e(o.get("kind")), _e(o.get("due") or "clock not started"), _e(o.get("detail")),
-          _e(o.get("rule"))) for o in _list(d, "obligations")),
-        "No obligations.")
-    attempts = _table(
-        ("Attempt", "Amount", "Status", "Provider reference", "Provider's answer"),
-        ((_e(a.get("number")), _e(a.get("amount")), _e(a.get("status")),
-          _e(a.get("provider_ref")), _e(a.get("message"))) for a in _list(d, "refund_attempts")),
-        "No refund attempted.")
-    messages = _table(
-        ("Message", "Status", "Attempts", "Last error"),
-        ((_e(n.get("kind")), _e(n.get("status")), _e(n.get("attempts")),
-          _e(n.get("last_error"))) for n in _list(d, "notifications")),
-        "No messages.")
-    trail = _trail(record.events)
-    customer = _mapping(d, "customer")
-    reason = _mapping(d, "reason")
-    return (
-        f'<section id="{html.escape(record.case_id)}"><h2>Case {_e(record.case_id)}</h2><dl>'
-        f"<dt>Shop</dt><dd>{_e(d.get('shop_id'))}</dd>"
-        f"<dt>Order</dt><dd>{_e(_mapping(d, 'order').get('id'))}</dd>"
-        f"<dt>Kind</dt><dd>{_e(d.get('kind'))}</dd>"
-        f"<dt>State</dt><dd>{_e(d.get('state'))}</dd>"
-        f"<dt>Customer</dt><dd>{_e(customer.get('id'))} ({_e(customer.get('type'))})</dd>"
-        f"<dt>Reason</dt><dd>{_e(reason.get('code'))}: {_e(reason.get('text'))}</dd>"
-        f"<dt>Requested</dt><dd>{_e(d.get('requested'))}</dd>"
-        f"<dt>Approved</dt><dd>{_e(d.get('approved'))}</dd>"
-        f"<dt>Refunded</dt><dd>{_e(d.get('refunded'))}</dd>"
-        f"<dt>ERP reference</dt><dd>{_e(d.get('erp_reference'))}</dd>"
-        f"<dt>Audit chain</dt><dd>{chain}, {len(record.events)} events, head "
-        f'<span class="hash">{html.escape(head)}</span></dd></dl>'
-        f"<h3>Decisions and their reasons</h3>{_decisions(d)}"
-        f"<h3>Lines, units and where each goes</h3>{_lines(d)}"
-        f"<h3>Inspections</h3>{inspections}"
-        f"<h3>Stock moves</h3>{moves}"
-        f"<h3>Obligations</h3>{obligations}"
-        f"<h3>Refund attempts</h3>{attempts}"
-        f"<h3>Messages to the customer</h3>{messages}"
-        f"<h3>Who did what, when (audit trail)</h3>{trail}</section>")
-
-
-def _campaign_section(record: CampaignRecord) -> str:
-    d = record.detail
-    notice = _mapping(d, "notice")
-    counts = _mapping(d, "counts")
-    facts = "".join(f"<dt>{_e(label)}</dt><dd>{_e(value)}</dd>" for label, value in (
-        ("Reference", notice.get("reference")), ("Class", notice.get("class")),
-        ("Notice date", notice.get("notice_date")), ("Notify by", d.get("notice_due")),
-        ("Product", notice.get("sku") or notice.get("gtin")),
-        ("Lots", ", ".join(notice.get("lots") or []) or "every lot"),
-        ("Serials", ", ".join(notice.get("serials") or []) or "—"),
-        ("State", d.get("state")),
-        ("Quarantine", _mapping(d, "quarantine").get("document") or "—")))
-    figures = _table(("What", "Count"), ((_e(k), _e(v)) for k, v in counts.items()),
-                     "No figures.")
-    return (f'<section id="{html.escape(record.campaign_id)}"><h2>Recall campaign '
-            f"{_e(notice.get('reference'))}</h2><dl>{facts}</dl>{figures}"
-            f"<h3>Who did what, when (the campaign's audit trail)</h3>"
-            f"{_trail(record.events)}</section>")
+@cache
+def _environment() -> Environment:
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True)
+    env.filters["show"] = show
+    env.filters["show_row"] = lambda pair: (show(pair[0]), show(pair[1]))
+    return env
 
 
 def render_report(cases: Sequence[CaseRecord], *, scope: Scope, created_at: datetime,
                   created_by: str, campaigns: Sequence[CampaignRecord] = ()) -> str:
-    """The package's report.html: one page, its style inline, no script, nothing fetched."""
-    index = _table(
-        ("Case", "Shop", "State", "Events", "Chain head"),
-        ((f'<a href="#{html.escape(r.case_id)}">{_e(r.case_id)}</a>', _e(r.detail.get("shop_id")),
-          _e(r.detail.get("state")), _e(len(r.events)),
-          f'<span class="hash">{html.escape(r.events[-1].hash if r.events else GENESIS)}</span>')
-         for r in cases),
-        "No cases.")
-    body = "".join(_campaign_section(c) for c in campaigns) + "".join(
-        _case_section(r) for r in cases)
-    return (
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<title>Evidence: {html.escape(scope.describe())}</title>"
-        f"<style>{REPORT_STYLE}</style></head><body>"
-        f"<h1>RefundBridge evidence: {html.escape(scope.describe())}</h1><dl>"
-        f"<dt>Exported at</dt><dd>{_e(created_at.isoformat())}</dd>"
-        f"<dt>Exported by</dt><dd>{_e(created_by)}</dd>"
-        f"<dt>Cases</dt><dd>{len(cases)}</dd>"
-        f"<dt>Recall campaigns</dt><dd>{len(campaigns)}</dd></dl>"
-        "<p class=\"muted\">Check this package with <code>refundbridge evidence verify "
-        "FILE.zip</code> (no database needed), or with <code>sha256sum -c SHA256SUMS</code> "
-        "for the files alone; compare each chain head with the live system's.</p>"
-        f"{index}{body}</body></html>\n")
+    """The package's report.html (`templates/evidence_report.html.j2`)."""
+    return _environment().get_template("evidence_report.html.j2").render(
+        scope=scope.describe(), style=Markup(REPORT_STYLE), created_at=created_at.isoformat(),
+        created_by=created_by, cases=[_CaseView(r) for r in cases],
+        campaigns=[_CampaignView(c) for c in campaigns]) + "\n"
