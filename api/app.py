@@ -11,7 +11,7 @@ from anyio import to_thread
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from refundbridge.api import console, docs, errors, status
+from refundbridge.api import console, docs, errors, metrics, status
 from refundbridge.api.deps import ApiDeps, token_principal
 from refundbridge.api.middleware import Hardening
 from refundbridge.api.ops import OperatorGuard, build_dashboard
@@ -53,6 +53,7 @@ def create_app(deps: ApiDeps, *, dashboard: bool = True) -> FastAPI:
     app.state.deps = deps
     errors.install(app)
     app.add_middleware(Hardening, max_body_bytes=deps.settings.max_body_bytes)
+    metrics.install(app, deps)  # GET /metrics; its middleware goes around Hardening
     app.include_router(health.router)
     app.include_router(webhooks.router)
     app.include_router(cases.router)

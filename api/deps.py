@@ -14,6 +14,7 @@ from typing import Annotated, Protocol
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client.registry import Collector
 from pydantic import SecretStr
 from redis import Redis
 
@@ -84,6 +85,11 @@ class ApiSettings(Protocol):
     def max_dispatches(self) -> int: ...
 
     @property
+    def metrics_token(self) -> SecretStr | None:
+        """The scraper's bearer token for `/metrics`; None: no `/metrics`."""
+        ...
+
+    @property
     def shops(self) -> Mapping[str, ShopConnectorNames]:
         """Each shop's connector per role (the console's Jobs and KPIs name them)."""
         ...
@@ -123,6 +129,11 @@ class ApiDeps(Protocol):
         ...
 
     def webhook_receiver(self, shop_id: str, connector: str) -> WebhookReceiver | None: ...
+
+    @property
+    def store_gauges(self) -> Collector:
+        """The gauges `/metrics` reads from the database at each scrape."""
+        ...
 
 
 def get_deps(request: Request) -> ApiDeps:

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from refundbridge.api.errors import BodyTooLarge, answer, too_large
+from refundbridge.core import log_context
 
 log = logging.getLogger("refundbridge.api")
 
@@ -45,6 +46,8 @@ class Hardening:
         offered = headers.get(REQUEST_ID_HEADER, "")
         request_id = offered if _CALLER_ID.fullmatch(offered) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        # Every line logged for this request names it (each request runs in its own task).
+        log_context.bind(request_id=request_id)
         started = False
 
         async def send_with_id(message: Message) -> None:

@@ -350,7 +350,23 @@ class Settings(BaseSettings):
     retry_attempts: int = 5
     retry_initial_wait: float = 0.25
     retry_max_wait: float = 8.0
+    # "json": one JSON object a log line (for a log shipper); "text": a line for people.
+    # Either way each line names the request, shop, connector, case and step it is about.
+    log_format: Literal["text", "json"] = "text"
+    # The scraper's bearer token for GET /metrics (not an operator token: it reads counts
+    # only); at least 16 characters. Unset: /metrics answers 404.
+    metrics_token: SecretStr | None = None
+    # OpenTelemetry spans for the API, the jobs and the provider calls, sent over OTLP/HTTP
+    # (OTEL_EXPORTER_OTLP_ENDPOINT). Needs the `otel` extra; without it, tracing stays off.
+    tracing: bool = False
     shops: dict[str, ShopSettings] = Field(default_factory=dict)
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("at least 16 characters")
+        return value
 
     @model_validator(mode="after")
     def _tokens_are_distinct(self) -> Settings:
@@ -458,6 +474,10 @@ def placeholder_tokens(settings: Settings) -> list[ConfigError]:
                                                      "at least 32 characters (demo mode only)")
                    ] if secret is not None and (is_placeholder(secret) or len(
                        secret.get_secret_value()) < 32) else []
+    metrics = settings.metrics_token
+    link_secret += [ConfigError("metrics_token", "is a placeholder; set a real token (demo "
+                                                 "mode only)")
+                    ] if metrics is not None and is_placeholder(metrics) else []
     return link_secret + [ConfigError(f"operator_tokens.{index}",
                         "is a placeholder; set a real token (demo mode only)")
             for index, token in enumerate(settings.operator_tokens) if is_placeholder(token)

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from refundbridge import telemetry
 from refundbridge.api.app import create_app
 from refundbridge.bootstrap import bootstrap
 from refundbridge.config.settings import load_settings
 
 
 def make_app() -> FastAPI:
-    return create_app(bootstrap(load_settings()))
+    settings = load_settings()
+    # Each process of `serve --workers N` sets up its own logging and tracing.
+    telemetry.configure_logging(settings.log_format)
+    if settings.tracing:
+        telemetry.setup_tracing("refundbridge-api")
+    app = create_app(bootstrap(settings))
+    if settings.tracing:
+        telemetry.instrument_app(app)
+    return app
 
 
 def __getattr__(name: str) -> FastAPI:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any, cast
 
@@ -15,6 +16,7 @@ from sqlalchemy import Engine
 from refundbridge.config.settings import ROLE_KEYS, Settings, placeholder_tokens
 from refundbridge.connectors.base import ConfigProblems, ConnectorContext, RetryPolicy
 from refundbridge.connectors.registry import ConnectorRegistry
+from refundbridge.connectors.telemetry import meter_messages
 from refundbridge.core.compliance import MedicalDeviceRuleSet
 from refundbridge.core.errors import ConfigError, NotFound
 from refundbridge.core.ports import Capability, Role, WebhookReceiver
@@ -24,6 +26,7 @@ from refundbridge.core.services import Services, ShopGateways
 from refundbridge.core.status_links import StatusLinks
 from refundbridge.store.campaigns import SqlCampaignRepository
 from refundbridge.store.db import make_engine
+from refundbridge.store.metrics import StoreGauges
 from refundbridge.store.operators import SqlOperatorDirectory
 from refundbridge.store.outbox import Dispatch, OutboxStore
 from refundbridge.store.queries import CaseReads
@@ -86,6 +89,10 @@ class Container:
                 return cast(WebhookReceiver, candidate)
         return None
 
+    @cached_property
+    def store_gauges(self) -> StoreGauges:
+        return StoreGauges(self.engine, self.shop_ids)
+
     def close(self) -> None:
         self.engine.dispose()
         for shop in self.shops.values():
@@ -128,11 +135,12 @@ def build_shops(settings: Settings, registry: ConnectorRegistry, retry: RetryPol
         erp, storefront = by_role[Role.ERP], by_role[Role.STOREFRONT]
         writes_back = Capability.WRITE_BACK in storefront.capabilities
         gateways = ShopGateways(
-            by_role[Role.PAYMENT], erp, by_role[Role.NOTIFIER],
+            # Messages are counted by channel and outcome for /metrics.
+            by_role[Role.PAYMENT], erp, meter_messages(by_role[Role.NOTIFIER], shop_id),
             shipments=erp if Capability.SHIPPED_UNITS in erp.capabilities else None,
             storefront=storefront if writes_back else None,
             storefront_name=storefront.name if writes_back else None,
-            sms=sms,
+            sms=meter_messages(sms, shop_id) if sms is not None else None,
             consignees=erp if Capability.CONSIGNEES in erp.capabilities else None,
             quarantine=erp if Capability.QUARANTINE in erp.capabilities else None,
             orders=(storefront if Capability.LOOKUP_ORDER in storefront.capabilities

@@ -159,35 +159,60 @@ def serve(
     """Run the HTTP API."""
     import uvicorn
 
+    from refundbridge import telemetry
+
     settings = _settings(config)
+    telemetry.configure_logging(settings.log_format)
     if workers > 1:
         _require_shops(settings)
         _check_services(settings, redis=False)
         if config is not None:  # the worker processes read their settings afresh
             os.environ["REFUNDBRIDGE_CONFIG"] = str(config.resolve())
-        uvicorn.run("refundbridge.asgi:app", host=host, port=port, workers=workers,
-                    log_level="info")
+        with telemetry.multiprocess_metrics():  # /metrics adds up every process's counters
+            uvicorn.run("refundbridge.asgi:app", host=host, port=port, workers=workers,
+                        log_level="info", log_config=telemetry.uvicorn_log_config())
         return
     from refundbridge.api.app import create_app
 
-    uvicorn.run(create_app(_bootstrap(settings)), host=host, port=port, log_level="info")
+    if settings.tracing:
+        telemetry.setup_tracing("refundbridge-api")
+    app = create_app(_bootstrap(settings))
+    if settings.tracing:
+        telemetry.instrument_app(app)
+    uvicorn.run(app, host=host, port=port, log_level="info",
+                log_config=telemetry.uvicorn_log_config())
 
 
 @app.command()
 def worker(
     config: ConfigOption = None,
     burst: Annotated[bool, typer.Option(help="stop when the queue is empty")] = False,
+    metrics_port: Annotated[int | None, typer.Option(
+        help="serve this worker's Prometheus metrics at http://127.0.0.1:PORT/metrics",
+        min=1, max=65535)] = None,
 ) -> None:
     """Run one RQ worker process (start as many as you need, on as many machines)."""
+    from refundbridge import telemetry
+    from refundbridge.workers.metrics import serve_metrics
     from refundbridge.workers.runner import run_worker
 
-    logging.basicConfig(level=logging.INFO)
     settings = _settings(config)
+    telemetry.configure_logging(settings.log_format, logging.INFO)
     if settings.redis_url is None:
         typer.secho("a worker process needs redis_url; embedded Redis lives inside `demo`",
                     fg="red", err=True)
         raise typer.Exit(2)
-    run_worker(_bootstrap(settings, redis=True), burst=burst)
+    if settings.tracing:
+        telemetry.setup_tracing("refundbridge-worker")
+    container = _bootstrap(settings, redis=True)
+    if metrics_port is not None:
+        try:
+            serve_metrics(metrics_port)
+        except OSError as exc:
+            typer.secho(f"--metrics-port: cannot listen on 127.0.0.1:{metrics_port}: {exc}",
+                        fg="red", err=True)
+            raise typer.Exit(2) from exc
+    run_worker(container, burst=burst)
 
 
 @app.command()

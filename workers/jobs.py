@@ -12,17 +12,19 @@ so the case is failed at once with the error, for a person to see in `GET /v1/ca
 from __future__ import annotations
 
 import logging
+import time
 
 from redis.exceptions import RedisError
 from rq.timeouts import JobTimeoutException
 
+from refundbridge.core import log_context
 from refundbridge.core.campaigns import CampaignStep
 from refundbridge.core.errors import ConcurrencyConflict, TransientProviderError
 from refundbridge.core.services import STEP_HANDLERS, Services, fail_step
 from refundbridge.core.services.campaigns import CAMPAIGN_HANDLERS, fail_campaign_step
 from refundbridge.store.db import DATABASE_UNAVAILABLE
 from refundbridge.store.outbox import WorkStep, work_step
-from refundbridge.workers import runtime
+from refundbridge.workers import metrics, runtime
 
 log = logging.getLogger("refundbridge.jobs")
 
@@ -51,11 +53,32 @@ def run_one(svc: Services, case_id: str, step: WorkStep) -> None:
     """Run one step; fail the case when the step fails for a reason a retry won't mend. A
     campaign's step (`case_id` is then the campaign's id) is recorded failed on the
     campaign's trail instead."""
+    campaign = isinstance(step, CampaignStep)
+    # Every line logged while the step runs names it (and its case or campaign).
+    with (log_context.bound(step=step.value, case_id=None if campaign else case_id,
+                            campaign_id=case_id if campaign else None),
+          metrics.step_span(step.value, case_id, campaign)):
+        started, outcome = time.monotonic(), "failed"
+        try:
+            outcome = _run_one(svc, case_id, step)
+        except TRANSIENT_ERRORS:
+            outcome = "transient"
+            raise
+        finally:
+            seconds = time.monotonic() - started
+            metrics.job_finished(step.value, outcome, seconds)
+            log.info("step %s: %s in %.1f ms", step.value, outcome, seconds * 1000,
+                     extra={"outcome": outcome, "duration_ms": round(seconds * 1000, 1)})
+
+
+def _run_one(svc: Services, case_id: str, step: WorkStep) -> str:
+    """"ok", or "failed" once the failure is recorded; a transient error goes on up."""
     try:
         if isinstance(step, CampaignStep):
             CAMPAIGN_HANDLERS[step](svc, case_id)
         else:
             STEP_HANDLERS[step](svc, case_id)
+        return "ok"
     except TRANSIENT_ERRORS:
         raise
     except Exception as exc:  # the job's boundary: whatever it is, the case must show it
@@ -67,3 +90,4 @@ def run_one(svc: Services, case_id: str, step: WorkStep) -> None:
             fail_campaign_step(svc, case_id, step, message)
         else:
             fail_step(svc, case_id, step, message, code="step_error")
+        return "failed"

@@ -29,6 +29,7 @@ from refundbridge.core import services
 from refundbridge.core.campaigns import CampaignStep
 from refundbridge.core.services.campaigns import campaign_tick, fail_campaign_step
 from refundbridge.store.outbox import OpenWork, redispatch_wait
+from refundbridge.workers import metrics
 from refundbridge.workers.queue import job_id
 from refundbridge.workers.relay import relay_once
 
@@ -69,6 +70,7 @@ def reconcile(container: WorkerDeps, stale_after: float | None = None,
         # Reminders fall due, and a dead job's claims expire, without anyone asking.
         report.campaigns = campaign_tick(
             container.services, [c for _, c in campaigns.open_campaigns()])
+    metrics.reconciled(report)
     return report
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -10,7 +12,12 @@ from fastapi.responses import JSONResponse, Response
 
 from refundbridge.api.deps import ApiDeps, AppDeps
 from refundbridge.core import services
-from refundbridge.core.errors import InvalidRequest, NotFound
+from refundbridge.core.errors import (
+    DuplicateDelivery,
+    InvalidRequest,
+    NotFound,
+    WebhookRejected,
+)
 from refundbridge.core.money import Money
 from refundbridge.core.ports import (
     ExternalRefund,
@@ -31,6 +38,8 @@ from refundbridge.core.request import (
 )
 
 router = APIRouter(tags=["webhooks"])
+log = logging.getLogger("refundbridge.webhooks")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 REQUEST_BODY_DOC: dict[str, Any] = {
     "requestBody": {
@@ -71,14 +80,30 @@ def handle(deps: ApiDeps, shop_id: str, connector: str, headers: dict[str, str],
            body: bytes) -> Response:
     receiver = receiver_for(deps, shop_id, connector)
     svc = deps.api_services
-    event = receiver.parse_webhook(headers, body, svc.clock())
-    check_storable(event)
-    outcome = services.apply_webhook_event(svc, shop_id, connector, event)
+    try:
+        event = receiver.parse_webhook(headers, body, svc.clock())
+        check_storable(event)
+        outcome = services.apply_webhook_event(svc, shop_id, connector, event)
+    except (WebhookRejected, InvalidRequest, DuplicateDelivery) as exc:
+        log_refusal(shop_id, connector, exc)
+        raise
     # Some providers retry until they read their own word for "received" (Alipay: success).
     ack = receiver.acknowledgement
     if ack is not None and not isinstance(event, RefundRequested):
         return Response(ack.body, status_code=ack.status, media_type=ack.media_type)
     return answer_for(outcome)
+
+
+def log_refusal(shop_id: str, connector: str, exc: Exception) -> None:
+    """Why a webhook was refused, for the operator (the sender reads it in the answer).
+    Our own words only: never the body, a header's value or a secret."""
+    kind = ("rejected" if isinstance(exc, WebhookRejected)  # signature, timestamp, format
+            else "conflict" if isinstance(exc, DuplicateDelivery) else "invalid")
+    reason = exc.message if isinstance(exc, WebhookRejected | InvalidRequest) else str(exc)
+    reason = _CONTROL.sub("?", reason)[:300]
+    log.warning("webhook refused (%s): %s", kind, reason,
+                extra={"shop": shop_id, "connector": connector, "refusal": kind,
+                       "reason": reason})
 
 
 def answer_for(outcome: services.WebhookOutcome) -> JSONResponse:
