@@ -106,8 +106,6 @@ outbox = Table(
     Column("dispatched_at", DateTime(timezone=True)),
     Column("dispatch_count", Integer, nullable=False, default=1),
     Column("done_at", DateTime(timezone=True)),
-    Index("ix_outbox_case_step", "case_id", "step"),
-    Index("ix_outbox_pending", "done_at", "created_at"),
 )
 # The Overdue filter walks only open cases with a deadline (migration 0011).
 _OPEN_WITH_DEADLINE = text("due_on IS NOT NULL AND state NOT IN "
@@ -119,6 +117,24 @@ Index("ix_cases_open_due", cases.c.seq,
 Index("ix_outbox_undispatched", outbox.c.id,
       postgresql_where=outbox.c.dispatched_at.is_(None),
       sqlite_where=outbox.c.dispatched_at.is_(None))
+
+# The table only grows (a done row is the record that its step ran), but every query reads
+# open rows only: indexes over those alone stay small at any size (migration 0013).
+_OPEN_WORK = text("done_at IS NULL")
+Index("ix_outbox_open", outbox.c.id, postgresql_where=_OPEN_WORK, sqlite_where=_OPEN_WORK)
+Index("ix_outbox_open_case", outbox.c.case_id, outbox.c.step,
+      postgresql_where=_OPEN_WORK, sqlite_where=_OPEN_WORK)
+
+# The reconciler's idle scan: the cases still moving (core/lifecycle.py MOVING_STATES).
+_MOVING = text("state IN ('evaluating', 'received', 'received_goods', 'refunded', "
+               "'refunding')")
+Index("ix_cases_moving", cases.c.state, cases.c.updated_at,
+      postgresql_where=_MOVING, sqlite_where=_MOVING)
+
+# The KPIs' refunds of a period, read by time from the audit trail.
+_REFUNDED = text("name = 'confirm_refund'")
+Index("ix_case_events_refunded", case_events.c.at,
+      postgresql_where=_REFUNDED, sqlite_where=_REFUNDED)
 
 orders = Table(
     "orders",
