@@ -145,6 +145,31 @@ def test_the_queue_puts_the_earliest_deadline_first_and_badges_it(
     assert 'class="badge breached"' in row and "Breached" in row
 
 
+def rule_options(session: Session) -> list[str]:
+    page = session.client.get("/console/review")
+    assert page.status_code == 200, page.text
+    select_ = re.search(r'<select name="rule">(.*?)</select>', page.text, re.S)
+    assert select_, "no rule filter"
+    return re.findall(r'<option value="(R[^"]+)"', select_.group(1))
+
+
+@pytest.mark.parametrize("chunk", [1000, 1])
+def test_the_rule_filter_offers_the_rules_of_waiting_cases_only(
+        chunk: int, monkeypatch: pytest.MonkeyPatch, login_as: Callable[..., Session],
+        api: TestClient, console_container: Container, providers: Any) -> None:
+    from refundbridge.store import review_queue
+    monkeypatch.setattr(review_queue, "RULES_CHUNK", chunk)  # read a case at a time, too
+    plain = in_review(api, console_container, providers)
+    adverse = in_review(api, console_container, providers, **ADVERSE)
+    session = login_as("li.na")
+    options = rule_options(session)
+    assert "R14" in options and "R20" in options and options == sorted(set(options))
+    assert decide(session, plain, note="发票已核对").status_code == 303
+    assert case(api, plain)["state"] != "awaiting_review"
+    assert rule_options(session) == ["R14"]  # R20 spoke only on the case no longer waiting
+    assert queued(session) == [adverse]
+
+
 def test_the_queue_filters(login_as: Callable[..., Session], api: TestClient,
                            console_container: Container, providers: Any) -> None:
     plain = in_review(api, console_container, providers)
