@@ -38,7 +38,13 @@ def create_app(deps: ApiDeps, *, dashboard: bool = True) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         to_thread.current_default_thread_limiter().total_tokens = (
             deps.settings.api_threads)
-        yield
+        app.state.intake = deps.async_intake()
+        try:
+            yield
+        finally:
+            intake, app.state.intake = app.state.intake, None
+            if intake is not None:
+                await intake.aclose()
 
     app = FastAPI(
         lifespan=lifespan,

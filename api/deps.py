@@ -19,7 +19,7 @@ from pydantic import SecretStr
 from redis import Redis
 
 from refundbridge.core.access import OperatorDirectory, OperatorRole, Principal
-from refundbridge.core.ports import WebhookReceiver
+from refundbridge.core.ports import AsyncIntakeWriter, WebhookReceiver
 from refundbridge.core.recalls import RecallRegister
 from refundbridge.core.rules import ShopPolicy
 from refundbridge.core.services import Services
@@ -130,6 +130,11 @@ class ApiDeps(Protocol):
 
     def webhook_receiver(self, shop_id: str, connector: str) -> WebhookReceiver | None: ...
 
+    def async_intake(self) -> AsyncIntakeWriter | None:
+        """A new intake the webhook route awaits, for one run of the app (its connections
+        belong to that event loop); None: intake takes a thread like any other write."""
+        ...
+
     @property
     def store_gauges(self) -> Collector:
         """The gauges `/metrics` reads from the database at each scrape."""
@@ -153,7 +158,13 @@ def get_recalls(request: Request) -> RecallRegister:
     return get_deps(request).recalls
 
 
-AppDeps = Annotated[ApiDeps, Depends(get_deps)]
+async def _app_deps(request: Request) -> ApiDeps:
+    # Async, though it waits on nothing: FastAPI runs a sync dependency on a worker thread,
+    # and that hop costs a webhook more CPU than the rest of the dependency resolution.
+    return get_deps(request)
+
+
+AppDeps = Annotated[ApiDeps, Depends(_app_deps)]
 ServicesDep = Annotated[Services, Depends(get_services)]
 ReadsDep = Annotated[CaseReads, Depends(get_reads)]
 RecallsDep = Annotated[RecallRegister, Depends(get_recalls)]

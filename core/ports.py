@@ -534,6 +534,52 @@ class Inbox(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class CaseOpened:
+    """The case, its inbox key, audit events and work are committed."""
+
+
+@dataclass(frozen=True, slots=True)
+class KnownDelivery:
+    """The inbox key was there already (a replay, or a concurrent copy that won): nothing
+    was written. `entry` is what the key was first stored with."""
+
+    entry: InboxEntry
+
+
+@dataclass(frozen=True, slots=True)
+class CurrencyConflict:
+    """The order is known in another currency: nothing was written."""
+
+    known_currency: str
+
+
+IntakeOutcome = CaseOpened | KnownDelivery | CurrencyConflict
+
+
+class IntakeWriter(Protocol):
+    def open_case(self, case: RefundCase, connector: str, external_id: str,
+                  fingerprint: str) -> IntakeOutcome:
+        """Commit a new case with its inbox key `(case.shop_id, connector, external_id)`,
+        its audit events and its work, in that order of checks: the order known in another
+        currency (looked up as `OrderLedger.known_currency` does) writes nothing; a known
+        key writes nothing (the key decides between concurrent copies: one case at most).
+        Commits by itself and hands the work over as `commit` would: it must be the unit of
+        work's only use."""
+        ...
+
+
+class AsyncIntakeWriter(Protocol):
+    """`IntakeWriter.open_case` for an event loop: awaited by a webhook's handler instead of
+    taking a thread (the API on PostgreSQL). Its hand-over is the relay's (the API's unit of
+    work dispatches nothing). One per run of the app: `aclose` ends it."""
+
+    async def open_case(self, case: RefundCase, connector: str, external_id: str,
+                        fingerprint: str) -> IntakeOutcome: ...
+
+    async def aclose(self) -> None: ...
+
+
 class Outbox(Protocol):
     def complete(self, case_id: str, step: Step) -> None:
         """Mark the case's pending work for `step` done, in this unit of work."""
@@ -574,6 +620,7 @@ class UnitOfWork(Protocol):
     orders: OrderLedger
     inbox: Inbox
     outbox: Outbox
+    intake: IntakeWriter
     recalls: RecallSource
     sms_opt_outs: SmsOptOuts
     sms_sends: SmsSends

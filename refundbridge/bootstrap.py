@@ -19,13 +19,14 @@ from refundbridge.connectors.registry import ConnectorRegistry
 from refundbridge.connectors.telemetry import meter_messages
 from refundbridge.core.compliance import MedicalDeviceRuleSet
 from refundbridge.core.errors import ConfigError, NotFound
-from refundbridge.core.ports import Capability, Role, WebhookReceiver
+from refundbridge.core.ports import AsyncIntakeWriter, Capability, Role, WebhookReceiver
 from refundbridge.core.recalls import RecallRegister
 from refundbridge.core.rules import RuleSet, ShopPolicy
 from refundbridge.core.services import Services, ShopGateways
 from refundbridge.core.status_links import StatusLinks
 from refundbridge.store.campaigns import SqlCampaignRepository
 from refundbridge.store.db import make_engine
+from refundbridge.store.intake import AsyncPgIntakeWriter
 from refundbridge.store.metrics import StoreGauges
 from refundbridge.store.operators import SqlOperatorDirectory
 from refundbridge.store.outbox import Dispatch, OutboxStore
@@ -88,6 +89,13 @@ class Container:
                     candidate, "parse_webhook"):
                 return cast(WebhookReceiver, candidate)
         return None
+
+    def async_intake(self) -> AsyncIntakeWriter | None:
+        """A webhook intake for one run of the API's event loop; None on SQLite (its
+        handler takes a thread, as every other write does)."""
+        if self.engine.dialect.name != "postgresql":
+            return None
+        return AsyncPgIntakeWriter(self.engine, self.settings.database_pool_size)
 
     @cached_property
     def store_gauges(self) -> StoreGauges:

@@ -13,7 +13,17 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
-from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    RootTransaction,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from refundbridge.core.errors import ConcurrencyConflict, DuplicateDelivery, NotFound
 from refundbridge.core.lifecycle import CaseState, Transition
@@ -25,6 +35,7 @@ from refundbridge.core.ports import (
     HeldUnits,
     Inbox,
     InboxEntry,
+    IntakeWriter,
     OrderLedger,
     Outbox,
     RecallSource,
@@ -34,6 +45,7 @@ from refundbridge.core.ports import (
 from refundbridge.core.recalls import RecallList
 from refundbridge.store import tables as t
 from refundbridge.store.db import dialect_insert
+from refundbridge.store.intake import SqlIntakeWriter
 from refundbridge.store.mapping import (
     aware,
     case_from_row,
@@ -218,24 +230,56 @@ class SqlUnitOfWork:
         self.orders: OrderLedger = SqlOrderLedger(self)
         self.inbox: Inbox = SqlInbox(self)
         self.outbox: Outbox = SqlOutbox(self)
+        self.intake: IntakeWriter = SqlIntakeWriter(self)
         self.recalls: RecallSource = SqlRecallReader(self)
         self.sms_opt_outs: SmsOptOuts = SqlSmsOptOuts(self)
         self.sms_sends: SmsSends = SqlSmsSends(self)
 
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def dispatch(self) -> Dispatch | None:
+        return self._dispatch
+
     def __enter__(self) -> Self:
-        self.conn: Connection = self._engine.connect()
-        self.tx = self.conn.begin()
+        self._conn: Connection | None = None
+        self._tx: RootTransaction | None = None
         self.seen: dict[str, tuple[RefundCase, bool]] = {}
         self.inbox_rows: list[dict[str, Any]] = []
         self.completed: list[dict[str, Any]] = []
         self.postponed: list[dict[str, Any]] = []
         return self
 
+    # Connected on first use: the intake's one statement (store/intake.py) takes a pooled
+    # connection of its own, and a unit of work that never needs one never holds one.
+    @property
+    def conn(self) -> Connection:
+        if self._conn is None:
+            self._conn = self._engine.connect()
+            self._tx = self._conn.begin()
+        return self._conn
+
+    @property
+    def tx(self) -> RootTransaction:
+        if self._tx is None:
+            self.conn  # noqa: B018 - connects and begins
+        assert self._tx is not None
+        return self._tx
+
+    def begin_again(self) -> None:
+        """End this transaction and start another: what a new unit of work would read."""
+        self.tx.rollback()
+        self._tx = self.conn.begin()
+
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if self.tx.is_active:
-            self.tx.rollback()
-        self.conn.close()
+        if self._conn is None:
+            return
+        if self._tx is not None and self._tx.is_active:
+            self._tx.rollback()
+        self._conn.close()
 
     def commit(self) -> None:
         now = datetime.now(UTC)

@@ -20,7 +20,7 @@ from rq.timeouts import JobTimeoutException
 from refundbridge.core import log_context
 from refundbridge.core.campaigns import CampaignStep
 from refundbridge.core.errors import ConcurrencyConflict, TransientProviderError
-from refundbridge.core.services import STEP_HANDLERS, Services, fail_step
+from refundbridge.core.services import STEP_HANDLERS, Services, chained_steps, fail_step
 from refundbridge.core.services.campaigns import CAMPAIGN_HANDLERS, fail_campaign_step
 from refundbridge.store.db import DATABASE_UNAVAILABLE
 from refundbridge.store.outbox import WorkStep, work_step
@@ -40,7 +40,7 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 
 def run_step(case_id: str, step: str) -> None:
     container = runtime.current()
-    with container.dispatcher.chain() as chained:
+    with container.dispatcher.chain() as chained, chained_steps():
         run_one(container.services, case_id, work_step(step))
         for _ in range(MAX_CHAIN):
             if not chained:

@@ -20,6 +20,7 @@ from refundbridge.core.errors import (
 )
 from refundbridge.core.money import Money
 from refundbridge.core.ports import (
+    AsyncIntakeWriter,
     ExternalRefund,
     RefundRequested,
     RefundUpdate,
@@ -87,6 +88,34 @@ def handle(deps: ApiDeps, shop_id: str, connector: str, headers: dict[str, str],
     except (WebhookRejected, InvalidRequest, DuplicateDelivery) as exc:
         log_refusal(shop_id, connector, exc)
         raise
+    return respond(receiver, event, outcome)
+
+
+async def handle_on_loop(deps: ApiDeps, intake: AsyncIntakeWriter, receiver: WebhookReceiver,
+                         shop_id: str, connector: str, headers: dict[str, str],
+                         body: bytes) -> Response:
+    """`handle` for a receiver that parses offline, on the event loop: a new request's case
+    is stored by awaiting `intake`, its one round trip, with no thread taken."""
+    svc = deps.api_services
+    try:
+        event = receiver.parse_webhook(headers, body, svc.clock())
+        check_storable(event)
+        if isinstance(event, RefundRequested):
+            new = services.open_new_case(svc, shop_id, connector, event.request,
+                                         event.fingerprint)
+            outcome: services.WebhookOutcome = services.received(new, await intake.open_case(
+                new.case, connector, new.external_id, new.fingerprint))
+        else:
+            outcome = await run_in_threadpool(services.apply_webhook_event, svc, shop_id,
+                                              connector, event)
+    except (WebhookRejected, InvalidRequest, DuplicateDelivery) as exc:
+        log_refusal(shop_id, connector, exc)
+        raise
+    return respond(receiver, event, outcome)
+
+
+def respond(receiver: WebhookReceiver, event: WebhookEvent,
+            outcome: services.WebhookOutcome) -> Response:
     # Some providers retry until they read their own word for "received" (Alipay: success).
     ack = receiver.acknowledgement
     if ack is not None and not isinstance(event, RefundRequested):
@@ -152,9 +181,14 @@ async def receive_webhook(shop: str, connector: str, request: Request,
                           deps: AppDeps) -> Response:
     # Who receives it is known before a byte of the body is read; the body itself is
     # bounded by `max_body_bytes` (api.middleware).
-    receiver_for(deps, shop, connector)
+    receiver = receiver_for(deps, shop, connector)
     body = await request.body()
     headers = dict(request.headers)
+    intake: AsyncIntakeWriter | None = getattr(request.app.state, "intake", None)
+    if intake is not None and getattr(receiver, "parses_offline", False):
+        # A thread per request costs more CPU than the request's own work: the threads
+        # hand the GIL to one another around every wait.
+        return await handle_on_loop(deps, intake, receiver, shop, connector, headers, body)
     return await run_in_threadpool(handle, deps, shop, connector, headers, body)
 
 

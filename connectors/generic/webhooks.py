@@ -71,6 +71,9 @@ class GenericStorefrontConnector(ConnectorBase):
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.RECEIVE_REQUESTS})
     Settings = GenericSettings
     settings: GenericSettings
+    # Its parse is a signature check and validation, no call out: the API may run it on its
+    # event loop (api/routes/webhooks.py) rather than take a thread for it.
+    parses_offline: ClassVar[bool] = True
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes,
                       now: datetime) -> WebhookEvent:

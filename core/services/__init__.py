@@ -22,9 +22,11 @@ from collections.abc import Callable
 
 from refundbridge.core.model import Step
 from refundbridge.core.services.common import (
+    FOLDABLE,
     Received,
     Services,
     ShopGateways,
+    chained_steps,
     finish_idle_step,
     record_step,
 )
@@ -40,17 +42,25 @@ from refundbridge.core.services.decisions import (
     rules_decision,
 )
 from refundbridge.core.services.evidence import EvidenceSource, export_evidence, record_export
-from refundbridge.core.services.goods import adjust_stock, record_receipt, write_back
+from refundbridge.core.services.goods import (
+    CLAIM_BOOKING,
+    adjust_stock,
+    record_receipt,
+    write_back,
+)
 from refundbridge.core.services.intake import (
     ExternalRefundRecorded,
+    NewCase,
     NothingToDo,
     RefundNewsApplied,
     WebhookOutcome,
     apply_webhook_event,
+    open_new_case,
     receive_request,
+    received,
     record_external_refund,
 )
-from refundbridge.core.services.money import apply_refund_update, issue_refund
+from refundbridge.core.services.money import RESERVE_REFUND, apply_refund_update, issue_refund
 from refundbridge.core.services.notifications import (
     SmsCallbackApplied,
     apply_sms_callback,
@@ -75,14 +85,21 @@ STEP_HANDLERS: dict[Step, Callable[[Services, str], None]] = {
     Step.WRITE_BACK: write_back,
 }
 
+# The first phases a job's chain may commit with the step before them (`commit_step`): a
+# refund's key with the decision, a booking's claim with the refund's result. Each is still
+# committed before its provider is called.
+FOLDABLE.update({Step.REFUND: RESERVE_REFUND, Step.STOCK: CLAIM_BOOKING})
+
 __all__ = [
-    "STEP_HANDLERS", "EvidenceSource", "ExternalRefundRecorded", "NothingToDo", "Received",
+    "STEP_HANDLERS", "EvidenceSource", "ExternalRefundRecorded", "NewCase", "NothingToDo",
+    "Received",
     "RefundNewsApplied", "Services", "ShopGateways", "SmsCallbackApplied", "WebhookOutcome",
     "adjust_stock", "apply_refund_update", "apply_sms_callback", "apply_webhook_event",
-    "cancel", "claim_case",
+    "cancel", "chained_steps", "claim_case",
     "confirm_review", "evaluate", "evaluation_context", "export_evidence", "fail_step",
     "finish_idle_step",
-    "four_eyes_reasons", "issue_refund", "preview", "receive_request",
+    "four_eyes_reasons", "issue_refund", "open_new_case", "preview", "receive_request",
+    "received",
     "record_export", "record_external_refund", "record_job_action", "record_receipt",
     "record_step", "release_case",
     "resend_notification", "retry", "review", "revive", "rules_decision",

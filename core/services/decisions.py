@@ -38,7 +38,7 @@ from refundbridge.core.rules import (
     payment_route_guard,
     units_guard,
 )
-from refundbridge.core.services.common import Services, finish_idle_step
+from refundbridge.core.services.common import Services, commit_step, finish_idle_step
 
 
 def evaluate(svc: Services, case_id: str) -> None:
@@ -87,7 +87,7 @@ def _decide(svc: Services, uow: UnitOfWork, case: RefundCase,
     case.decide(rules_decision(svc.rules(case.shop_id), ctx, route))
     _queue_write_back(svc, case)
     uow.outbox.complete(case.id, Step.EVALUATE)
-    uow.commit()
+    commit_step(svc, uow, case)
 
 
 def rules_decision(rules: RuleSet, ctx: EvaluationContext,

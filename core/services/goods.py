@@ -11,13 +11,19 @@ from refundbridge.core.model import (
     Outcome,
     RefundCase,
     Step,
+    StockMove,
 )
 from refundbridge.core.ports import (
     ReturnBooking,
     StatusOutcome,
     StatusUpdate,
 )
-from refundbridge.core.services.common import Services, finish_idle_step, record_step
+from refundbridge.core.services.common import (
+    FirstPhase,
+    Services,
+    first_phase,
+    record_step,
+)
 from refundbridge.core.services.decisions import evaluation_context
 
 
@@ -40,12 +46,10 @@ def record_receipt(svc: Services, case_id: str, inspections: list[Inspection],
 def write_back(svc: Services, case_id: str) -> None:
     """Tell the storefront what became of its request. Like an email, a failure is recorded
     and never undoes the decision or the refund."""
-    with svc.uow() as uow:
-        case = uow.cases.get(case_id)
-        updates = case.pending_write_backs()
-        if not updates:
-            finish_idle_step(svc, uow, case, Step.WRITE_BACK)
-            return
+    pending = first_phase(svc, case_id, PENDING_WRITE_BACKS)
+    if pending is None:
+        return
+    case, updates = pending
     storefront = svc.gateways(case.shop_id).storefront
     results: list[tuple[StatusOutcome, str | None]] = []
     for outcome in updates:
@@ -68,6 +72,15 @@ def write_back(svc: Services, case_id: str) -> None:
             lambda c: c.record_write_backs(results, svc.clock()))
 
 
+def _pending_write_backs(_svc: Services, case: RefundCase
+                         ) -> tuple[RefundCase, list[StatusOutcome]] | None:
+    updates = case.pending_write_backs()
+    return (case, updates) if updates else None
+
+
+PENDING_WRITE_BACKS = FirstPhase(Step.WRITE_BACK, _pending_write_backs, writes=False)
+
+
 def adjust_stock(svc: Services, case_id: str) -> None:
     """Book the case's return in the ERP once, as `issue_refund` pays once:
 
@@ -77,16 +90,10 @@ def adjust_stock(svc: Services, case_id: str) -> None:
        taken over from a job that died finishes that job's booking instead of repeating it.
     3. Record the answer; a refusal fails the case only if nobody booked it meanwhile.
     """
-    with svc.uow() as uow:
-        case = uow.cases.get(case_id)
-        if case.claim_stock_booking(svc.clock(), svc.booking_lease) is None:
-            finish_idle_step(svc, uow, case, Step.STOCK)
-            return
-        moves = case.planned_stock_moves()
-        amount = case.approved or case.requested
-        booking = ReturnBooking(case.id, case.request.order.id, amount, tuple(moves),
-                                case.request)
-        uow.commit()
+    claimed = first_phase(svc, case_id, CLAIM_BOOKING)
+    if claimed is None:
+        return
+    case, moves, booking = claimed
     erp = svc.gateways(case.shop_id).erp
     try:
         reference = erp.book_return(booking)
@@ -97,6 +104,21 @@ def adjust_stock(svc: Services, case_id: str) -> None:
     actor = f"connector:{erp.name}"
     record_step(svc, case, Step.STOCK,
             lambda c: c.record_stock_booked(reference, moves, svc.clock(), actor=actor))
+
+
+def _claim_booking(svc: Services, case: RefundCase
+                   ) -> tuple[RefundCase, list[StockMove], ReturnBooking] | None:
+    """Phase one: the claim, to commit before the call (None: nothing to book, or another
+    job's claim is live)."""
+    if case.claim_stock_booking(svc.clock(), svc.booking_lease) is None:
+        return None
+    moves = case.planned_stock_moves()
+    amount = case.approved or case.requested
+    booking = ReturnBooking(case.id, case.request.order.id, amount, tuple(moves), case.request)
+    return case, moves, booking
+
+
+CLAIM_BOOKING = FirstPhase(Step.STOCK, _claim_booking, writes=True)
 
 
 def _refused_booking(svc: Services, case: RefundCase, refused: PermanentProviderError) -> None:

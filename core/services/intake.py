@@ -14,8 +14,10 @@ from refundbridge.core.model import (
 )
 from refundbridge.core.phones import to_e164
 from refundbridge.core.ports import (
+    CurrencyConflict,
     ExternalRefund,
-    InboxEntry,
+    IntakeOutcome,
+    KnownDelivery,
     RefundRequested,
     RefundUpdate,
     WebhookEvent,
@@ -36,28 +38,50 @@ def receive_request(
     `InvalidRequest` on `order.currency` when the order is known in another currency: no
     worker could evaluate that case against the order's ledger.
     """
-    fingerprint = fingerprint or request.fingerprint()
-    request = with_e164_phone(request, svc.policy(shop_id).phone_region)
+    new = open_new_case(svc, shop_id, connector, request, fingerprint)
     with svc.uow() as uow:
-        known = uow.orders.known_currency(shop_id, request.order.id)
-        if known is not None and known != request.currency:
-            raise InvalidRequest(
-                "order.currency", f"order {request.order.id} is known in {known}; a request "
-                                  f"on it in {request.currency} cannot be refunded")
-        # No look-up first: the inbox's unique key decides, also between concurrent copies.
-        case = RefundCase.open(
-            request, shop_id=shop_id, source=connector,
-            refund_timing=svc.policy(shop_id).refund_timing, at=svc.clock(),
-        )
-        uow.cases.add(case)
-        uow.inbox.add(shop_id, connector, request.external_id, InboxEntry(case.id, fingerprint))
-        try:
-            uow.commit()
-        except DuplicateDelivery:
-            pass  # known already: a replay, or a concurrent copy that committed first
-        else:
-            return Received(case.id, created=True)
-    return _known_delivery(svc, shop_id, connector, request.external_id, fingerprint)
+        outcome = uow.intake.open_case(new.case, connector, new.external_id, new.fingerprint)
+    return received(new, outcome)
+
+
+@dataclass(frozen=True, slots=True)
+class NewCase:
+    """A request's case, opened but not stored yet, and its inbox key's fingerprint."""
+
+    case: RefundCase
+    fingerprint: str
+
+    @property
+    def external_id(self) -> str:
+        return self.case.request.external_id
+
+
+def open_new_case(svc: Services, shop_id: str, connector: str,
+                  request: NormalizedRefundRequest, fingerprint: str | None = None) -> NewCase:
+    """`receive_request`'s first half, pure: the case to store (`IntakeWriter.open_case`,
+    or its async twin); `received` reads what storing it did."""
+    fingerprint = fingerprint or request.fingerprint()
+    policy = svc.policy(shop_id)
+    request = with_e164_phone(request, policy.phone_region)
+    case = RefundCase.open(request, shop_id=shop_id, source=connector,
+                           refund_timing=policy.refund_timing, at=svc.clock())
+    return NewCase(case, fingerprint)
+
+
+def received(new: NewCase, outcome: IntakeOutcome) -> Received:
+    """`receive_request`'s answer to what storing `new` did (its errors included)."""
+    request = new.case.request
+    if isinstance(outcome, CurrencyConflict):
+        raise InvalidRequest(
+            "order.currency", f"order {request.order.id} is known in {outcome.known_currency}; "
+                              f"a request on it in {request.currency} cannot be refunded")
+    if isinstance(outcome, KnownDelivery):
+        # A replay, or a concurrent copy that committed first: the inbox's unique key
+        # decided (no look-up before the insert).
+        if outcome.entry.fingerprint != new.fingerprint:
+            raise DuplicateDelivery(outcome.entry.case_id, same_body=False)
+        return Received(outcome.entry.case_id, created=False)
+    return Received(new.case.id, created=True)
 
 
 def with_e164_phone(request: NormalizedRefundRequest,
@@ -122,17 +146,6 @@ def apply_webhook_event(svc: Services, shop_id: str, connector: str,
         return ExternalRefundRecorded(event.order_id, event.external_id,
                                       record_external_refund(svc, shop_id, event))
     return NothingToDo(event.reason)
-
-
-def _known_delivery(svc: Services, shop_id: str, connector: str, external_id: str,
-                    fingerprint: str) -> Received:
-    with svc.uow() as uow:
-        known = uow.inbox.find(shop_id, connector, external_id)
-        if known is None:  # pragma: no cover - the unique key said it exists
-            raise DuplicateDelivery("unknown", same_body=False)
-        if known.fingerprint != fingerprint:
-            raise DuplicateDelivery(known.case_id, same_body=False)
-        return Received(known.case_id, created=False)
 
 
 def record_external_refund(svc: Services, shop_id: str, refund: ExternalRefund) -> bool:

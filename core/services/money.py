@@ -6,6 +6,7 @@ from refundbridge.core.errors import (
     PermanentProviderError,
 )
 from refundbridge.core.model import (
+    RefundAttempt,
     RefundCase,
     RefundResult,
     RefundStatus,
@@ -14,7 +15,12 @@ from refundbridge.core.model import (
 from refundbridge.core.ports import (
     RefundOrder,
 )
-from refundbridge.core.services.common import Services, finish_idle_step, record_step
+from refundbridge.core.services.common import (
+    FirstPhase,
+    Services,
+    first_phase,
+    record_step,
+)
 
 
 def issue_refund(svc: Services, case_id: str) -> None:
@@ -24,18 +30,10 @@ def issue_refund(svc: Services, case_id: str) -> None:
     2. If the attempt existed (a crash or a duplicate job), ask the provider for it first.
     3. Call the provider with the same key (it pays once per key), record the answer.
     """
-    with svc.uow() as uow:
-        case = uow.cases.get(case_id)
-        if Step.REFUND not in case.steps_needed():
-            finish_idle_step(svc, uow, case, Step.REFUND)
-            return
-        known_before = case.current_attempt is not None and case.current_attempt.status in {
-            RefundStatus.STARTED, RefundStatus.PENDING, RefundStatus.SUCCEEDED,
-            RefundStatus.UNKNOWN,
-        }
-        attempt = case.reserve_attempt(svc.clock())
-        order = _refund_order(case)
-        uow.commit()
+    reserved = first_phase(svc, case_id, RESERVE_REFUND)
+    if reserved is None:
+        return
+    case, attempt, order, known_before = reserved
     payment = svc.gateways(case.shop_id).payment
     result: RefundResult | None = None
     try:
@@ -86,6 +84,23 @@ def apply_refund_update(svc: Services, result: RefundResult, *, case_id: str | N
         case.apply_refund_result(result, svc.clock(), actor=actor)
         uow.commit()
         return case.id
+
+
+def _reserve(svc: Services, case: RefundCase
+             ) -> tuple[RefundCase, RefundAttempt, RefundOrder, bool] | None:
+    """Phase one: the attempt and its key, to commit before the call (None: nothing is
+    left to pay). Also whether the attempt was there before (a crash or a duplicate job)."""
+    if Step.REFUND not in case.steps_needed():
+        return None
+    known_before = case.current_attempt is not None and case.current_attempt.status in {
+        RefundStatus.STARTED, RefundStatus.PENDING, RefundStatus.SUCCEEDED,
+        RefundStatus.UNKNOWN,
+    }
+    attempt = case.reserve_attempt(svc.clock())
+    return case, attempt, _refund_order(case), known_before
+
+
+RESERVE_REFUND = FirstPhase(Step.REFUND, _reserve, writes=True)
 
 
 def _refund_order(case: RefundCase) -> RefundOrder:

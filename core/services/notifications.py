@@ -34,7 +34,14 @@ from refundbridge.core.ports import (
     SmsSender,
 )
 from refundbridge.core.request import check_text
-from refundbridge.core.services.common import Services, finish_idle_step, record_step
+from refundbridge.core.services.common import (
+    FirstPhase,
+    Services,
+    ShopGateways,
+    finish_idle_step,
+    first_phase,
+    record_step,
+)
 from refundbridge.core.status_links import StatusLinks
 
 
@@ -47,18 +54,10 @@ def send_notifications(svc: Services, case_id: str) -> None:
     raised, so the step's work stays open and the reconciler hands it out again, later
     each time and a bounded number of times.
     """
-    with svc.uow() as uow:
-        case = uow.cases.get(case_id)
-        pending = case.pending_notifications()
-        policy = svc.policy(case.shop_id)
-        messages = [_message(case, n.kind, svc.status_links, policy) for n in pending]
-        gateways = svc.gateways(case.shop_id)
-        # SMS go beside the emails, when the shop has an SMS connector and the customer a
-        # phone number (`_send_sms`); an SMS never keeps the case open.
-        texting = gateways.sms is not None and case.request.customer.phone is not None
-        if not messages and not (texting and case.pending_sms()):
-            finish_idle_step(svc, uow, case, Step.NOTIFY)
-            return
+    found = first_phase(svc, case_id, DUE_MESSAGES)
+    if found is None:
+        return
+    case, messages, gateways, texting = found
     if not messages:
         assert gateways.sms is not None
         _finish_sms(svc, case_id, gateways.sms)
@@ -95,6 +94,24 @@ def send_notifications(svc: Services, case_id: str) -> None:
         _finish_sms(svc, case_id, gateways.sms, email_error=transient)
     if transient is not None:
         raise transient
+
+
+def _due(svc: Services, case: RefundCase
+         ) -> tuple[RefundCase, list[OutgoingMessage], ShopGateways, bool] | None:
+    """Phase one: the messages the customer is owed now (None: none, and no SMS either)."""
+    pending = case.pending_notifications()
+    policy = svc.policy(case.shop_id)
+    messages = [_message(case, n.kind, svc.status_links, policy) for n in pending]
+    gateways = svc.gateways(case.shop_id)
+    # SMS go beside the emails, when the shop has an SMS connector and the customer a
+    # phone number (`_send_sms`); an SMS never keeps the case open.
+    texting = gateways.sms is not None and case.request.customer.phone is not None
+    if not messages and not (texting and case.pending_sms()):
+        return None
+    return case, messages, gateways, texting
+
+
+DUE_MESSAGES = FirstPhase(Step.NOTIFY, _due, writes=False)
 
 
 def _message(case: RefundCase, kind: NotificationKind,
