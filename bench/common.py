@@ -7,10 +7,11 @@ import os
 import secrets
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -293,3 +294,15 @@ def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
 
 def fmt(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def timed(call: Callable[[], Any], repeat: int) -> float:
+    """The median of `repeat` runs, in ms, after two warm-up runs."""
+    for _ in range(2):
+        call()
+    samples = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - began) * 1000)
+    return statistics.median(samples)

@@ -18,13 +18,12 @@ on the data and the machine, so nothing is asserted on it).
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from bench.common import reset_postgres
+from bench.common import reset_postgres, timed
 
 DB = "refundbridge_bench_console"
 URL = f"postgresql://postgres@127.0.0.1:5432/{DB}"
@@ -80,18 +79,6 @@ def fill(engine: Any, count: int) -> dict[str, Any]:
                               {"s": SHOP, "o": count // 4}).scalar_one()
     return {"seconds": time.monotonic() - began, "oldest_seq": int(oldest), "order": sample,
             "start": start}
-
-
-def timed(call: Callable[[], Any], repeat: int) -> float:
-    """The median of `repeat` runs, in ms, after two warm-up runs."""
-    for _ in range(2):
-        call()
-    samples = []
-    for _ in range(repeat):
-        began = time.perf_counter()
-        call()
-        samples.append((time.perf_counter() - began) * 1000)
-    return statistics.median(samples)
 
 
 def plan_of(engine: Any, query: Any) -> str:

@@ -57,7 +57,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO, build_body, reset_postgres, signed_headers
+from bench.common import REPO, build_body, reset_postgres, signed_headers, timed
 
 DB = "refundbridge_bench_scale"
 URL = f"postgresql://postgres@127.0.0.1:5432/{DB}"
@@ -434,18 +434,6 @@ def add_recalls(engine: Any) -> None:
 
 
 # ---------------------------------------------------------------- measuring
-
-
-def timed(call: Callable[[], Any], repeat: int) -> float:
-    """The median of `repeat` runs, in ms, after two warm-up runs."""
-    for _ in range(2):
-        call()
-    samples = []
-    for _ in range(repeat):
-        began = time.perf_counter()
-        call()
-        samples.append((time.perf_counter() - began) * 1000)
-    return statistics.median(samples)
 
 
 class Recorder:
