@@ -94,8 +94,21 @@ def bench_bare(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return result
 
 
+def child_pids(pid: int) -> list[int]:
+    """The processes `pid` started (uvicorn's worker processes), read from /proc."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
 def bench_refundbridge(args: argparse.Namespace, work: Path, name: str,
-                       database_url: str) -> dict[str, Any]:
+                       database_url: str, serve_workers: int = 1) -> dict[str, Any]:
     flush_redis()
     if database_url.startswith("postgresql"):
         reset_postgres()
@@ -104,11 +117,13 @@ def bench_refundbridge(args: argparse.Namespace, work: Path, name: str,
     migrate(config, log)
     port = free_port()
     server = Proc(name, [REFUNDBRIDGE, "serve", "--config", str(config.path), "--port",
-                         str(port)], log)
+                         str(port), "--workers", str(serve_workers)], log)
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", server)
         comms = ["postgres"] if database_url.startswith("postgresql") else []
-        result = run_load(port, config.secret, args, [server.pid], [*comms, "redis-server"],
+        # With --workers N the requests are served by uvicorn's N child processes.
+        pids = [server.pid, *child_pids(server.pid)] if serve_workers > 1 else [server.pid]
+        result = run_load(port, config.secret, args, pids, [*comms, "redis-server"],
                           unique=True, log=log)
     finally:
         server.stop()
@@ -134,6 +149,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"  bare       {results['bare']['rps']:8,.0f} req/s", flush=True)
         results["rb-pg"] = bench_refundbridge(args, work, "rb-pg", PG_URL)
         print(f"  rb-pg      {results['rb-pg']['rps']:8,.0f} req/s", flush=True)
+        if args.serve_workers > 1:
+            key = f"rb-pg-w{args.serve_workers}"
+            results[key] = bench_refundbridge(args, work, key, PG_URL, args.serve_workers)
+            print(f"  {key:<10} {results[key]['rps']:8,.0f} req/s", flush=True)
         if not args.skip_sqlite:
             results["rb-sqlite"] = bench_refundbridge(
                 args, work, "rb-sqlite", f"sqlite:///{work / 'bench.db'}")
@@ -144,7 +163,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     bare = results["bare"]["rps"]
-    for key in ("bare", "rb-pg", "rb-sqlite"):
+    for key in ("bare", "rb-pg", f"rb-pg-w{args.serve_workers}", "rb-sqlite"):
         if key in results:
             results[key]["ratio"] = results[key]["rps"] / bare if bare else None
     return results
@@ -199,12 +218,14 @@ def print_table(results: dict[str, Any]) -> None:
     print()
     print(f"{'ingest':<11}{'req/s':>9}{'ratio':>8}{'p50 ms':>9}{'p99 ms':>9}"
           f"{'non-202':>9}{'srv CPU ms/req':>16}{'pg CPU ms/req':>15}{'loadgen':>9}")
-    for key in ("bare", "rb-pg", "rb-sqlite"):
+    for key in ("bare", "rb-pg", *(k for k in results if k.startswith("rb-pg-w")),
+                "rb-sqlite"):
         if key not in results:
             continue
         r = results[key]
         cpu = r.get("cpu_ms_per_request", {})
-        server = next((v for k, v in cpu.items() if k.startswith("pid:")), None)
+        server = sum(v for k, v in cpu.items() if k.startswith("pid:")) if any(
+            k.startswith("pid:") for k in cpu) else None
         pg = cpu.get("comm:postgres")
         bad = sum(v for k, v in r["status"].items() if k != "202") + sum(r["errors"].values())
         print(f"{key:<11}{r['rps']:>9,.0f}{r['ratio']:>8.2f}{r['p50_ms']:>9.1f}"
@@ -231,6 +252,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pool", type=int, default=60_000,
                    help="signed requests built per server (a cap on unique requests)")
     p.add_argument("--skip-sqlite", action="store_true")
+    p.add_argument("--serve-workers", type=int, default=2,
+                   help="also run PostgreSQL under `serve --workers N` (1: skip)")
     p.add_argument("--profile", action="store_true",
                    help="also profile the webhook handler in this process (PostgreSQL)")
     p.add_argument("--profile-requests", type=int, default=1000)

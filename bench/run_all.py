@@ -57,12 +57,15 @@ def main() -> None:
         r = results["ingest"]
         bare = r["bare"]
         print(f"{'ingest bare FastAPI endpoint, req/s':<46}{bare['rps']:>12,.0f}{1:>9.2f}")
+        workers = [k for k in r if k.startswith("rb-pg-w")]
         for key, label in (("rb-pg", "ingest RefundBridge + PostgreSQL, req/s"),
+                           *((k, f"  the same, serve --workers {k[7:]}, req/s")
+                             for k in workers),
                            ("rb-sqlite", "ingest RefundBridge + SQLite, req/s")):
             if key in r:
                 target = ">= 0.25" if key == "rb-pg" else ""
                 print(f"{label:<46}{r[key]['rps']:>12,.0f}{r[key]['ratio']:>9.3f}{target:>10}")
-        for key in ("bare", "rb-pg", "rb-sqlite"):
+        for key in ("bare", "rb-pg", *workers, "rb-sqlite"):
             if key in r:
                 target = "<= 50" if key == "rb-pg" else ""
                 print(f"{'  ' + key + ' p50 / p99 ms':<46}"

@@ -23,6 +23,26 @@ def job_id(work: Work, dispatch: int = 1) -> str:
     return base if dispatch <= 1 else f"{base}-r{dispatch}"
 
 
+class ChainedWork:
+    """What a job has been handed to run itself: its case's next step, then the
+    notifications the steps asked for."""
+
+    def __init__(self) -> None:
+        self.next_steps: list[Work] = []
+        self.held: list[Work] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.next_steps or self.held)
+
+    def pop(self) -> Work:
+        if self.next_steps:
+            return self.next_steps.pop()
+        first = self.held.pop(0)
+        # One notify of a case completes all of its open notify rows.
+        self.held[:] = [w for w in self.held if w.case_id != first.case_id]
+        return first
+
+
 class RqDispatcher:
     """Enqueue outbox work. Job ids are derived from the outbox row, so a re-dispatch of the
     same row by the reconciler gets a new suffix and never collides with a live job.
@@ -30,8 +50,9 @@ class RqDispatcher:
     Inside `chain()`, a job keeps the next step of its own case to run itself instead of
     sending it round the queue: evaluate → refund → stock then cost one job, not three.
     Each step is still its own transaction with its own outbox row, so a crash mid-chain
-    leaves the rest to the reconciler. Notifications are held until the chain ends and then
-    queued once: the case's single pending notify job sends every message due by then.
+    leaves the rest to the reconciler. Notifications are held until the other steps are
+    done and then run once per case, last in the same job: one notify sends every message
+    due by then, however many steps asked for one.
     """
 
     def __init__(self, redis: Redis, queue_name: str, job_timeout: int) -> None:
@@ -40,17 +61,16 @@ class RqDispatcher:
         self._local = threading.local()
 
     @contextmanager
-    def chain(self) -> Iterator[list[Work]]:
-        chained: list[Work] = []
-        held: list[Work] = []
-        self._local.chained, self._local.held = chained, held
+    def chain(self) -> Iterator[ChainedWork]:
+        work = ChainedWork()
+        self._local.chained, self._local.held = work.next_steps, work.held
         try:
-            yield chained
+            yield work
         finally:
             self._local.chained = self._local.held = None
             # Held notifications, and a step left over when one raised: don't strand them.
-            if chained or held:
-                self.enqueue([*chained, *held])
+            if work.next_steps or work.held:
+                self.enqueue([*work.next_steps, *work.held])
 
     def __call__(self, work: Sequence[Work]) -> None:
         pending = list(work)

@@ -85,8 +85,11 @@ class Mailbox:
 
     def __init__(self) -> None:
         self.messages: list[bytes] = []
+        self.refusal: str | None = None  # an SMTP reply such as "550 …" to give every message
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.refusal is not None:
+            return self.refusal
         self.messages.append(envelope.content)
         return "250 OK"
 

@@ -9,6 +9,7 @@ successor) see the same "provider".
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -46,6 +47,10 @@ class StripeFake:
         self.refunds: dict[str, dict[str, Any]] = {}  # refund id -> refund object
         self.by_key: dict[str, str] = {}  # idempotency key -> refund id
         self.posts: list[httpx.Request] = []
+        # Keys of POSTs still being answered: Stripe refuses a second request with the same
+        # key while the first is in progress (409 idempotency_key_in_use).
+        self.in_flight: set[str] = set()
+        self._in_flight_lock = threading.Lock()
         # Hooks: return a Response to answer instead of the fake (503s, 400s, slow calls).
         self.before_post: list[Callable[[httpx.Request], httpx.Response | None]] = []
         self.before_get: list[Callable[[httpx.Request], httpx.Response | None]] = []
@@ -79,10 +84,24 @@ class StripeFake:
 
     def _create(self, request: httpx.Request) -> httpx.Response:
         self.posts.append(request)
-        if (answer := hooked_answer(self.before_post, request)) is not None:
-            return answer
-        with self._exclusive():
-            return self._pay(request)
+        key = request.headers.get("Idempotency-Key", "")
+        with self._in_flight_lock:
+            if key in self.in_flight:
+                return httpx.Response(409, json={"error": {
+                    "type": "idempotency_error", "code": "idempotency_key_in_use",
+                    "message": "There is currently another in-progress request using this "
+                               "Idempotent Key (that probably means you submitted twice, and "
+                               "the other request is still going through): "
+                               f"{key}. Please try again later."}})
+            self.in_flight.add(key)
+        try:
+            if (answer := hooked_answer(self.before_post, request)) is not None:
+                return answer
+            with self._exclusive():
+                return self._pay(request)
+        finally:
+            with self._in_flight_lock:
+                self.in_flight.discard(key)
 
     def _pay(self, request: httpx.Request) -> httpx.Response:
         self._load()
