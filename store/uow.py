@@ -44,8 +44,14 @@ from refundbridge.core.ports import (
 )
 from refundbridge.core.recalls import RecallList
 from refundbridge.store import tables as t
+from refundbridge.store.case_save import (
+    IMMUTABLE_COLUMNS,
+    SAVE_CASE,
+    save_case_params,
+    saved_work,
+)
 from refundbridge.store.db import dialect_insert
-from refundbridge.store.intake import SqlIntakeWriter
+from refundbridge.store.intake import SqlIntakeWriter, execute_autocommit
 from refundbridge.store.mapping import (
     aware,
     case_from_row,
@@ -134,18 +140,17 @@ class SqlOrderLedger:
 
     def reserved(self, shop_id: str, order_id: str, currency: str, excluding: str) -> Money:
         c, x = t.cases.c, t.external_refunds.c
-        total = self._uow.conn.execute(
-            select(func.coalesce(func.sum(c.approved_minor), 0)).where(
-                c.shop_id == shop_id, c.order_id == order_id, c.id != excluding,
-                c.approved_minor.is_not(None),
-                c.state.not_in([s.value for s in MONEY_RELEASED_STATES]),
-            )
-        ).scalar_one()
-        outside = self._uow.conn.execute(
-            select(func.coalesce(func.sum(x.amount_minor), 0)).where(
-                x.shop_id == shop_id, x.order_id == order_id, x.currency == currency)
-        ).scalar_one()
-        return Money.from_minor(int(total) + int(outside), currency)
+        # The cases' and the outside refunds' sums in one round trip.
+        ours = select(func.coalesce(func.sum(c.approved_minor), 0)).where(
+            c.shop_id == shop_id, c.order_id == order_id, c.id != excluding,
+            c.approved_minor.is_not(None),
+            c.state.not_in([s.value for s in MONEY_RELEASED_STATES]),
+        ).scalar_subquery()
+        outside = select(func.coalesce(func.sum(x.amount_minor), 0)).where(
+            x.shop_id == shop_id, x.order_id == order_id, x.currency == currency,
+        ).scalar_subquery()
+        total = self._uow.conn.execute(select(ours + outside)).scalar_one()
+        return Money.from_minor(int(total), currency)
 
     def record_external(self, shop_id: str, refund: ExternalRefund) -> bool:
         x = t.external_refunds.c
@@ -283,15 +288,39 @@ class SqlUnitOfWork:
 
     def commit(self) -> None:
         now = datetime.now(UTC)
-        conn = self.conn
-        work: list[Work] = []
-        if self.inbox_rows and not self._insert_inbox(conn):
-            raise DuplicateDelivery(self.inbox_rows[0]["case_id"], same_body=True)
         # Only the cases this transaction writes move on a version: a case it merely read
         # keeps the version its row has, so a later save of it is still checked against
         # every other writer.
         written = [case for case, is_new in self.seen.values()
                    if is_new or case.new_events or case.new_steps]
+        if self._saves_in_one_statement(written):
+            work = self._save_in_one_statement(written[0], now)
+        else:
+            work = self._write_step_by_step(written, now)
+        if self._tx is not None:
+            self._tx.commit()
+        for case in written:
+            case.version += 1
+            case.new_events.clear()
+            case.new_steps.clear()
+        if work and self._dispatch is not None:
+            self._dispatch(work)
+
+    def _save_in_one_statement(self, case: RefundCase, now: datetime) -> list[Work]:
+        decided = any(e.name in DECISION_EVENTS for e in case.new_events)
+        params = save_case_params(case, [c["done_step"] for c in self.completed], now,
+                                  now if self._dispatch is not None else None, decided)
+        if self._conn is None:  # nothing read first: the statement is the transaction
+            return saved_work(case, execute_autocommit(self._engine, SAVE_CASE, params))
+        # Through SQLAlchemy's driver-level call: its errors (a deadlock, a dropped
+        # connection) reach the job as the same exceptions.
+        return saved_work(case, self._conn.exec_driver_sql(SAVE_CASE, params).fetchone())
+
+    def _write_step_by_step(self, written: list[RefundCase], now: datetime) -> list[Work]:
+        conn = self.conn
+        work: list[Work] = []
+        if self.inbox_rows and not self._insert_inbox(conn):
+            raise DuplicateDelivery(self.inbox_rows[0]["case_id"], same_body=True)
         for case in written:
             self._write_case(conn, case, self.seen[case.id][1], now)
         if self.completed:
@@ -301,13 +330,21 @@ class SqlUnitOfWork:
         for case in written:
             if case.new_steps:
                 work.extend(self._write_work(conn, case, now))
-        self.tx.commit()
-        for case in written:
-            case.version += 1
-            case.new_events.clear()
-            case.new_steps.clear()
-        if work and self._dispatch is not None:
-            self._dispatch(work)
+        return work
+
+    def _saves_in_one_statement(self, written: list[RefundCase]) -> bool:
+        """Whether this commit is a worker step's usual one (`store/case_save.py`): one
+        existing case, its events, its own finished and next work, at most its first
+        decision."""
+        if (self._engine.dialect.name != "postgresql" or self.inbox_rows or self.postponed
+                or len(written) != 1 or self.seen[written[0].id][1]):
+            return False
+        case = written[0]
+        if any(c["done_case"] != case.id for c in self.completed):
+            return False
+        decided = sum(e.name in DECISION_EVENTS for e in case.new_events)
+        # A later decision deletes the rules of the first: left to the step-by-step path.
+        return decided == 0 or len(case.decisions) == decided
 
     def _insert_inbox(self, conn: Connection) -> bool:
         """Insert the inbox keys; False if one exists (a concurrent delivery committed it)."""
@@ -356,10 +393,6 @@ class SqlUnitOfWork:
         return [Work(int(row.id), case.id, Step(row.step)) for row in rows]
 
 
-# Written once when the case opens; leaving them out of updates saves re-sending the request.
-IMMUTABLE_COLUMNS = frozenset({"id", "shop_id", "source", "external_id", "order_id", "kind",
-                               "currency", "requested_minor", "refund_timing", "request",
-                               "created_at"})
 INSERT_CASE = insert(t.cases)
 UPDATE_CASE = update(t.cases).where(t.cases.c.id == bindparam("_id"),
                                     t.cases.c.version == bindparam("_version"))

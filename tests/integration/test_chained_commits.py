@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from refundbridge.store import tables as t
@@ -60,3 +61,68 @@ def test_a_refund_case_closes_with_four_case_writes_after_intake(make_container:
     assert names.index("refund_attempt_reserved") < names.index("stock_booking_claimed") \
         < names.index("stock_booked")
     assert names[-1] == "close"
+
+
+def _open_outbox_steps(container: Any, case_id: str) -> list[str]:
+    o = t.outbox.c
+    with container.engine.connect() as conn:
+        return sorted(str(s) for s in conn.execute(
+            select(o.step).where(o.case_id == case_id, o.done_at.is_(None))).scalars())
+
+
+def test_a_step_that_read_nothing_saves_in_one_autocommit_statement(client: Any,
+                                                                    container: Any) -> None:
+    """`store/case_save.py`: the case's row, its event, its finished work, no transaction."""
+    from sqlalchemy import event
+
+    from refundbridge.core.model import Step
+
+    svc = container.services
+    case_id = _open(client)
+    with svc.uow() as uow:
+        case = uow.cases.get(case_id)
+    begun: list[object] = []
+
+    def began(conn: object) -> None:
+        begun.append(conn)
+
+    event.listen(container.engine, "begin", began)
+    try:
+        with svc.uow() as uow:
+            uow.cases.attach(case)
+            case.start_evaluation(svc.clock())
+            uow.outbox.complete(case_id, Step.EVALUATE)
+            uow.commit()
+    finally:
+        event.remove(container.engine, "begin", began)
+    assert begun == []  # autocommit: no BEGIN, no COMMIT
+    assert _events(container, case_id)[-1][1] == "start_evaluation"
+    assert Step.EVALUATE.value not in _open_outbox_steps(container, case_id)
+    with svc.uow() as uow:
+        assert uow.cases.get(case_id).state.value == "evaluating"
+
+
+def test_a_one_statement_save_that_lost_the_race_writes_nothing(client: Any,
+                                                                container: Any) -> None:
+    from refundbridge.core.errors import ConcurrencyConflict
+    from refundbridge.core.model import Step
+
+    svc = container.services
+    case_id = _open(client)
+    with svc.uow() as uow:
+        stale = uow.cases.get(case_id)
+    with svc.uow() as uow:  # another writer moves the case on first
+        moved = uow.cases.get(case_id)
+        moved.start_evaluation(svc.clock())
+        uow.commit()
+    events, version = _events(container, case_id), _version(container, case_id)
+    work = _open_outbox_steps(container, case_id)
+    with svc.uow() as uow:
+        uow.cases.attach(stale)
+        stale.start_evaluation(svc.clock())
+        uow.outbox.complete(case_id, Step.EVALUATE)
+        with pytest.raises(ConcurrencyConflict):
+            uow.commit()
+    assert _events(container, case_id) == events
+    assert _version(container, case_id) == version
+    assert _open_outbox_steps(container, case_id) == work
