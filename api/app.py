@@ -18,10 +18,12 @@ from refundbridge.api.ops import OperatorGuard, build_dashboard
 from refundbridge.api.routes import (
     campaign_reports,
     campaigns,
+    capa,
     cases,
     evaluate,
     health,
     recalls,
+    signals,
     webhooks,
 )
 from refundbridge.core.access import Permission, Principal
@@ -66,6 +68,8 @@ def create_app(deps: ApiDeps, *, dashboard: bool = True) -> FastAPI:
     app.include_router(recalls.router)
     app.include_router(campaigns.router)
     app.include_router(campaign_reports.router)
+    app.include_router(capa.router)
+    app.include_router(signals.router)
     app.include_router(evaluate.router)
     docs.install(app)
     console.install(app)

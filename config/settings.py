@@ -45,6 +45,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from refundbridge.config.signal_settings import SignalSettings
 from refundbridge.core.access import OperatorRole
 from refundbridge.core.errors import ConfigError, InvalidRequest, InvalidUdi
 from refundbridge.core.money import check_currency
@@ -98,6 +99,7 @@ class PolicySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     refund_timing: Literal["on_approval", "on_receipt"] = "on_receipt"
+    replacement_timing: Literal["on_approval", "on_receipt"] = "on_receipt"
     auto_approve_limits: dict[str, Decimal] = Field(
         default_factory=lambda: {"CNY": Decimal("500"), "USD": Decimal("100"),
                                  "EUR": Decimal("100"), "JPY": Decimal("10000")})
@@ -127,6 +129,8 @@ class PolicySettings(BaseModel):
     country: str | None = None
     # Non-urgent SMS are held back in these hours, shop time ("21:00-08:00"); unset: never.
     sms_quiet_hours: str | None = None
+    # Quality signals: thresholds and the shop's quality contact (config/signal_settings.py).
+    signals: SignalSettings = Field(default_factory=SignalSettings)
 
     @field_validator("country")
     @classmethod
@@ -188,6 +192,7 @@ class PolicySettings(BaseModel):
     def to_policy(self) -> ShopPolicy:
         return ShopPolicy(
             refund_timing=self.refund_timing,
+            replacement_timing=self.replacement_timing,
             auto_approve_limits=dict(self.auto_approve_limits),
             auto_approve_reasons=frozenset(self.auto_approve_reasons),
             no_reason_window_days=self.no_reason_window_days,
@@ -205,6 +210,7 @@ class PolicySettings(BaseModel):
             return_address=self.return_address.strip(),
             country=self.country,
             sms_quiet_hours=_quiet_span(self.sms_quiet_hours) if self.sms_quiet_hours else None,
+            signals=self.signals.to_policy(),
         )
 
 

@@ -31,6 +31,8 @@ from refundbridge.core.ports import (
     QuarantineOrder,
     QuarantineResult,
     RecallScope,
+    ReplacementOrder,
+    ReplacementResult,
     Role,
     ShippedUnit,
     StatusUpdate,
@@ -195,6 +197,12 @@ class ConnectorBase:
 
     def quarantine_stock(self, order: QuarantineOrder) -> QuarantineResult:
         raise NotSupported(self.name, Capability.QUARANTINE.value)
+
+    def create_replacement(self, order: ReplacementOrder) -> ReplacementResult:
+        raise NotSupported(self.name, Capability.REPLACEMENT.value)
+
+    def find_replacement(self, order: ReplacementOrder) -> ReplacementResult | None:
+        raise NotSupported(self.name, Capability.REPLACEMENT.value)
 
     @classmethod
     def parse_settings(cls, raw: Mapping[str, Any], ctx: ConnectorContext) -> ConnectorSettings:

@@ -148,6 +148,12 @@ TEMPLATES: Final[Mapping[str, Mapping[NotificationKind, str]]] = MappingProxyTyp
             _SHOP_EN + "Your refund of {{ amount_display }} for order {{ order_id }} did not "
             "go through. Case {{ case_id }}. Our team will pay it again; you need not do "
             "anything." + _LINK_EN),
+        NotificationKind.REPLACEMENT_ORDERED: (
+            _SHOP_EN + "We have ordered your replacement for order {{ order_id }}. Case "
+            "{{ case_id }}. We will text you when it ships." + _LINK_EN),
+        NotificationKind.REPLACEMENT_SHIPPED: (
+            _SHOP_EN + "Your replacement for order {{ order_id }} is on its way. Case "
+            "{{ case_id }}." + _LINK_EN),
         NotificationKind.RECALL_NOTICE: (
             _SHOP_EN + "Medical device recall{% if reference %} {{ reference }}{% endif %} "
             "(Class {{ recall_class }}): a product you received from us"
@@ -181,6 +187,11 @@ TEMPLATES: Final[Mapping[str, Mapping[NotificationKind, str]]] = MappingProxyTyp
         NotificationKind.REFUND_FAILED: (
             _SHOP_ZH + "订单{{ order_id }}的退款{{ amount_display }}未能成功退回，申请编号"
             "{{ case_id }}。工作人员会重新为您退款，您无需操作。" + _LINK_ZH),
+        NotificationKind.REPLACEMENT_ORDERED: (
+            _SHOP_ZH + "订单{{ order_id }}的换货已安排，申请编号{{ case_id }}，发货后短信通知您。"
+            + _LINK_ZH),
+        NotificationKind.REPLACEMENT_SHIPPED: (
+            _SHOP_ZH + "订单{{ order_id }}的换货商品已发出，申请编号{{ case_id }}。" + _LINK_ZH),
         NotificationKind.RECALL_NOTICE: (
             _SHOP_ZH + "医疗器械召回通知" + _REFERENCE_ZH + "：您收到的产品"
             "{% if product %}{{ product }}{% endif %}正在实施" + _LEVEL_ZH + "，" + _STOP_ZH

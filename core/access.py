@@ -32,6 +32,7 @@ class Permission(StrEnum):
     EXPORT = "export"  # evidence packages
     MANAGE = "manage"  # the recall list, operators
     RECALL = "recall"  # open and close recall campaigns
+    CAPA = "capa"  # open CAPA records and take them through their steps
 
 
 ROLE_PERMISSIONS: dict[OperatorRole, frozenset[Permission]] = {
@@ -40,7 +41,8 @@ ROLE_PERMISSIONS: dict[OperatorRole, frozenset[Permission]] = {
                                       Permission.EXPORT}),
     OperatorRole.WAREHOUSE: frozenset({Permission.READ, Permission.RECEIVE}),
     OperatorRole.AUDITOR: frozenset({Permission.READ, Permission.EXPORT}),
-    OperatorRole.QUALITY: frozenset({Permission.READ, Permission.EXPORT, Permission.RECALL}),
+    OperatorRole.QUALITY: frozenset({Permission.READ, Permission.EXPORT, Permission.RECALL,
+                                     Permission.CAPA}),
 }
 
 

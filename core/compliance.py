@@ -65,7 +65,7 @@ from refundbridge.core.policy import (
 )
 from refundbridge.core.ports import ShippedUnit
 from refundbridge.core.recalls import Recall
-from refundbridge.core.request import CustomerType, ReasonCode, RequestKind, RequestLine, Severity
+from refundbridge.core.request import CustomerType, ReasonCode, RequestLine, Severity
 from refundbridge.core.rules import EvaluationContext, Verdict
 from refundbridge.core.udi import UdiData, parse_udi, udi_mismatches
 
@@ -271,7 +271,9 @@ class _Assessment:
 
     @property
     def is_return(self) -> bool:
-        return self.ctx.request.kind is RequestKind.RETURN_AND_REFUND
+        """Goods come back: a return, or an exchange (its returned unit follows the same
+        inspection and disposition rules)."""
+        return self.ctx.request.returns_goods
 
 
 class MedicalDeviceRuleSet:
@@ -579,7 +581,9 @@ def r19_frequent(a: _Assessment) -> None:
 
 
 def r20_amount(a: _Assessment) -> None:
-    requested = a.ctx.request.requested
+    # An exchange gives the returned lines' worth back, in goods and money together.
+    request = a.ctx.request
+    requested = request.lines_value if request.is_exchange else request.requested
     limit = a.ctx.policy.auto_approve_limits.get(requested.currency)
     if limit is None:
         a.add("R20", Outcome.REVIEW, "R20.no_limit", currency=requested.currency)
@@ -640,6 +644,8 @@ def _where(a: _Assessment, f: LineFacts) -> tuple[Disposition, str]:
 def _refund_deadline(a: _Assessment, outcome: Outcome) -> Iterable[Obligation]:
     if outcome is Outcome.DENY:
         return
+    if a.ctx.request.is_exchange and not a.ctx.request.requested.is_positive():
+        return  # a straight swap pays nothing back: no refund is due by any date
     days = a.ctx.policy.refund_deadline_days
     if not a.is_return:
         if outcome is Outcome.APPROVE:

@@ -126,8 +126,10 @@ class VerificationResult:
             return f"NOT verified: {self.problem}"
         heads = ", ".join(f"{c.case_id} {c.head}" for c in self.cases)
         campaigns = sum(c.case_id.startswith("rcp_") for c in self.cases)
-        counted = f"{len(self.cases) - campaigns} cases" + (
-            f", {campaigns} recall campaigns" if campaigns else "")
+        signals = sum(c.case_id.startswith("sig_") for c in self.cases)
+        counted = f"{len(self.cases) - campaigns - signals} cases" + (
+            f", {campaigns} recall campaigns" if campaigns else "") + (
+            f", {signals} quality signals" if signals else "")
         return f"verified: {counted}, {self.events} events, heads {heads}"
 
 
@@ -156,10 +158,21 @@ def campaign_path(campaign_id: str) -> str:
     return f"campaigns/{campaign_id}/campaign.json"
 
 
+# A quality signal on the lot (core/signals.py): its evidence and its own trail, as a
+# campaign's (`CampaignRecord` holds any such owner of a trail).
+def signal_events_path(signal_id: str) -> str:
+    return f"signals/{signal_id}/events.json"
+
+
+def signal_path(signal_id: str) -> str:
+    return f"signals/{signal_id}/signal.json"
+
+
 # ---- building ---------------------------------------------------------------------------
 
 def build_package(cases: Sequence[CaseRecord], *, scope: Scope, created_at: datetime,
-                  created_by: str, campaigns: Sequence[CampaignRecord] = ()) -> bytes:
+                  created_by: str, campaigns: Sequence[CampaignRecord] = (),
+                  signals: Sequence[CampaignRecord] = ()) -> bytes:
     """The ZIP for `cases` (in the order given) and the lot's recall `campaigns`, made by
     `created_by` at `created_at`."""
     files: dict[str, bytes] = {}
@@ -179,6 +192,19 @@ def build_package(cases: Sequence[CaseRecord], *, scope: Scope, created_at: date
             "head": campaign.events[-1].hash if campaign.events else GENESIS,
             "verified_at_export": check_chain(campaign.events) is None,
         })
+    signal_entries: list[dict[str, Any]] = []
+    for signal in signals:
+        if not CASE_ID.match(signal.campaign_id):
+            raise ValueError(f"not a signal id: {signal.campaign_id!r}")
+        files[signal_events_path(signal.campaign_id)] = _json_bytes(
+            [e.as_json() for e in signal.events])
+        files[signal_path(signal.campaign_id)] = _json_bytes(dict(signal.detail))
+        signal_entries.append({
+            "signal_id": signal.campaign_id, "shop_id": signal.detail.get("shop"),
+            "state": signal.detail.get("state"), "events": len(signal.events),
+            "head": signal.events[-1].hash if signal.events else GENESIS,
+            "verified_at_export": check_chain(signal.events) is None,
+        })
     for record in cases:
         if not CASE_ID.match(record.case_id):
             raise ValueError(f"not a case id: {record.case_id!r}")
@@ -194,7 +220,8 @@ def build_package(cases: Sequence[CaseRecord], *, scope: Scope, created_at: date
             "verified_at_export": check is None,
         })
     files[REPORT] = render_report(cases, scope=scope, created_at=created_at,
-                                  created_by=created_by, campaigns=campaigns).encode()
+                                  created_by=created_by, campaigns=campaigns,
+                                  signals=signals).encode()
     manifest = {
         "format": FORMAT,
         "what": "RefundBridge evidence package",
@@ -203,6 +230,7 @@ def build_package(cases: Sequence[CaseRecord], *, scope: Scope, created_at: date
         "created_by": created_by,
         "cases": case_entries,
         "campaigns": campaign_entries,
+        "signals": signal_entries,
         "files": [{"path": path, "sha256": sha256(data), "bytes": len(data)}
                   for path, data in sorted(files.items())],
     }
@@ -213,7 +241,8 @@ def build_package(cases: Sequence[CaseRecord], *, scope: Scope, created_at: date
     stamp = created_at.timetuple()[:6]
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for path in (MANIFEST, SUMS, REPORT,
-                     *sorted(p for p in files if p.startswith(("cases/", "campaigns/")))):
+                     *sorted(p for p in files
+                             if p.startswith(("cases/", "campaigns/", "signals/")))):
             info = zipfile.ZipInfo(path, date_time=(max(stamp[0], 1980), *stamp[1:]))
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, files[path])
@@ -330,8 +359,8 @@ def _parse_sums(data: bytes) -> dict[str, str]:
     return sums
 
 
-def _manifest(files: Mapping[str, bytes]
-              ) -> tuple[dict[str, str], list[dict[str, Any]], list[dict[str, Any]]]:
+def _manifest(files: Mapping[str, bytes]) -> tuple[
+        dict[str, str], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     if MANIFEST not in files:
         raise _Problem(f"{MANIFEST}: missing")
     manifest = _load_json(files[MANIFEST], MANIFEST)
@@ -347,7 +376,14 @@ def _manifest(files: Mapping[str, bytes]
     campaigns = manifest.get("campaigns", [])
     if not isinstance(campaigns, list):
         raise _Problem(f"{MANIFEST}: campaigns is not a list")
-    if not isinstance(cases, list) or not (cases or campaigns):
+    signals = manifest.get("signals", [])
+    if not isinstance(signals, list):
+        raise _Problem(f"{MANIFEST}: signals is not a list")
+    for entry in signals:
+        if not (isinstance(entry, dict) and isinstance(entry.get("signal_id"), str)
+                and CASE_ID.match(entry["signal_id"])):
+            raise _Problem(f"{MANIFEST}: a signals entry without a valid signal_id")
+    if not isinstance(cases, list) or not (cases or campaigns or signals):
         raise _Problem(f"{MANIFEST}: lists no cases")
     for entry in cases:
         if not (isinstance(entry, dict) and isinstance(entry.get("case_id"), str)
@@ -357,14 +393,15 @@ def _manifest(files: Mapping[str, bytes]
         if not (isinstance(entry, dict) and isinstance(entry.get("campaign_id"), str)
                 and CASE_ID.match(entry["campaign_id"])):
             raise _Problem(f"{MANIFEST}: a campaigns entry without a valid campaign_id")
-    return listed, cases, campaigns
+    return listed, cases, campaigns, signals
 
 
 def _verify(files: Mapping[str, bytes]) -> tuple[CaseSummary, ...]:
-    listed, cases, campaigns = _manifest(files)
+    listed, cases, campaigns, signals = _manifest(files)
     summaries: list[CaseSummary] = []
     chains = [(e, e["case_id"], events_path(e["case_id"])) for e in cases] + [
-        (e, e["campaign_id"], campaign_events_path(e["campaign_id"])) for e in campaigns]
+        (e, e["campaign_id"], campaign_events_path(e["campaign_id"])) for e in campaigns] + [
+        (e, e["signal_id"], signal_events_path(e["signal_id"])) for e in signals]
     # The chains first: an edited event is named as such, not only as a file whose sum differs.
     for entry, case_id, path in chains:
         if path not in files:
@@ -404,12 +441,16 @@ def _verify(files: Mapping[str, bytes]) -> tuple[CaseSummary, ...]:
             raise _Problem(f"{path}: in {MANIFEST} but not in {SUMS}")
     expected_cases = {f"cases/{e['case_id']}/" for e in cases}
     expected_campaigns = {f"campaigns/{e['campaign_id']}/" for e in campaigns}
+    expected_signals = {f"signals/{e['signal_id']}/" for e in signals}
     for path in sorted(files):
         if path.startswith("cases/") and not any(path.startswith(p) for p in expected_cases):
             raise _Problem(f"{path}: belongs to no case of {MANIFEST}")
         if path.startswith("campaigns/") and not any(path.startswith(p)
                                                      for p in expected_campaigns):
             raise _Problem(f"{path}: belongs to no campaign of {MANIFEST}")
+        if path.startswith("signals/") and not any(path.startswith(p)
+                                                   for p in expected_signals):
+            raise _Problem(f"{path}: belongs to no signal of {MANIFEST}")
     return tuple(summaries)
 
 
@@ -561,9 +602,11 @@ def _environment() -> Environment:
 
 
 def render_report(cases: Sequence[CaseRecord], *, scope: Scope, created_at: datetime,
-                  created_by: str, campaigns: Sequence[CampaignRecord] = ()) -> str:
+                  created_by: str, campaigns: Sequence[CampaignRecord] = (),
+                  signals: Sequence[CampaignRecord] = ()) -> str:
     """The package's report.html (`templates/evidence_report.html.j2`)."""
     return _environment().get_template("evidence_report.html.j2").render(
         scope=scope.describe(), style=Markup(REPORT_STYLE), created_at=created_at.isoformat(),
         created_by=created_by, cases=[_CaseView(r) for r in cases],
-        campaigns=[_CampaignView(c) for c in campaigns]) + "\n"
+        campaigns=[_CampaignView(c) for c in campaigns],
+        signals=[_CampaignView(c) for c in signals]) + "\n"

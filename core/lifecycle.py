@@ -10,6 +10,13 @@ raises `IllegalTransition`. Which path a case takes is decided by its kind and t
                                         → refunded → closed
     return, refund "on_approval":     … approved → refunding → refunded → awaiting_return
                                         → received_goods → closed
+    exchange, replacement "on_receipt": … approved → awaiting_return → received_goods
+                                        → replacing → replaced [→ refunding → refunded]
+                                        → closed
+    exchange, replacement "on_approval": … approved → replacing → replaced → awaiting_return
+                                        → received_goods [→ refunding → refunded] → closed
+      (the bracketed part only when the exchange leaves a price difference to refund; it
+       always waits for the returned unit)
     evaluating → awaiting_review → approved | denied   (a person decides)
     a step's permanent error → failed → (operator retry) → the state it failed in
     refunded | closed → failed when the provider reports that a refund later failed
@@ -32,6 +39,8 @@ class CaseState(StrEnum):
     RECEIVED_GOODS = "received_goods"
     REFUNDING = "refunding"
     REFUNDED = "refunded"
+    REPLACING = "replacing"  # an exchange's replacement is being ordered in the ERP
+    REPLACED = "replaced"  # the ERP has the replacement's order (and maybe its delivery)
     CLOSED = "closed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -49,6 +58,8 @@ class Transition(StrEnum):
     RECEIVE_GOODS = "receive_goods"
     START_REFUND = "start_refund"
     CONFIRM_REFUND = "confirm_refund"
+    START_REPLACEMENT = "start_replacement"
+    CONFIRM_REPLACEMENT = "confirm_replacement"
     CLOSE = "close"
     FAIL = "fail"
     REFUND_REVERSED = "refund_reversed"
@@ -63,15 +74,19 @@ TRANSITIONS: dict[Transition, tuple[frozenset[CaseState], CaseState | None]] = {
     Transition.APPROVE: (frozenset({S.EVALUATING, S.AWAITING_REVIEW}), S.APPROVED),
     Transition.SEND_TO_REVIEW: (frozenset({S.EVALUATING}), S.AWAITING_REVIEW),
     Transition.DENY: (frozenset({S.EVALUATING, S.AWAITING_REVIEW}), S.DENIED),
-    Transition.AWAIT_RETURN: (frozenset({S.APPROVED, S.REFUNDED}), S.AWAITING_RETURN),
+    Transition.AWAIT_RETURN: (frozenset({S.APPROVED, S.REFUNDED, S.REPLACED}),
+                              S.AWAITING_RETURN),
     Transition.RECEIVE_GOODS: (frozenset({S.AWAITING_RETURN}), S.RECEIVED_GOODS),
-    Transition.START_REFUND: (frozenset({S.APPROVED, S.RECEIVED_GOODS}), S.REFUNDING),
+    Transition.START_REFUND: (frozenset({S.APPROVED, S.RECEIVED_GOODS, S.REPLACED}),
+                              S.REFUNDING),
     Transition.CONFIRM_REFUND: (frozenset({S.REFUNDING}), S.REFUNDED),
-    Transition.CLOSE: (frozenset({S.REFUNDED, S.RECEIVED_GOODS}), S.CLOSED),
+    Transition.START_REPLACEMENT: (frozenset({S.APPROVED, S.RECEIVED_GOODS}), S.REPLACING),
+    Transition.CONFIRM_REPLACEMENT: (frozenset({S.REPLACING}), S.REPLACED),
+    Transition.CLOSE: (frozenset({S.REFUNDED, S.RECEIVED_GOODS, S.REPLACED}), S.CLOSED),
     # Evaluation can fail before its first transition commits, hence `received`.
     Transition.FAIL: (
         frozenset({S.RECEIVED, S.EVALUATING, S.REFUNDING, S.REFUNDED, S.RECEIVED_GOODS,
-                   S.AWAITING_RETURN}),
+                   S.AWAITING_RETURN, S.REPLACING, S.REPLACED}),
         S.FAILED,
     ),
     Transition.REFUND_REVERSED: (
@@ -88,14 +103,16 @@ TRANSITIONS: dict[Transition, tuple[frozenset[CaseState], CaseState | None]] = {
 
 # The states an operator's retry may lead back to.
 RETRY_TARGETS = frozenset(
-    {S.RECEIVED, S.EVALUATING, S.REFUNDING, S.REFUNDED, S.RECEIVED_GOODS, S.AWAITING_RETURN}
+    {S.RECEIVED, S.EVALUATING, S.REFUNDING, S.REFUNDED, S.RECEIVED_GOODS, S.AWAITING_RETURN,
+     S.REPLACING, S.REPLACED}
 )
 
 # States in which a worker, not a person or the customer, must move the case on. Which step
 # each needs is decided in one place, `RefundCase.steps_needed`; the reconciler revives an
 # idle case in one of these states with it.
 MOVING_STATES = frozenset(
-    {S.RECEIVED, S.EVALUATING, S.REFUNDING, S.REFUNDED, S.RECEIVED_GOODS}
+    {S.RECEIVED, S.EVALUATING, S.REFUNDING, S.REFUNDED, S.RECEIVED_GOODS, S.REPLACING,
+     S.REPLACED}
 )
 
 

@@ -168,6 +168,18 @@ _EN: dict[str, str] = {
     "R20.over": "{amount} is above the auto-approval limit of {limit} {currency}.",
     "R20.pass": "{amount} is within the auto-approval limit.",
 
+    # Exchanges (core/exchanges.py): the price difference between what comes back and
+    # what goes out, and the lots a replacement must not come from.
+    "X01.refund": "The returned units are worth {returned} and the replacements {replacements}: "
+                  "{difference} is refunded.",
+    "X01.even": "The replacements are worth what the returned units are ({returned}): nothing "
+                "is refunded or charged.",
+    "X01.owed": "The replacements ({replacements}) cost {owed} more than the returned units "
+                "({returned}), and no payment connector of this shop can charge it: a person "
+                "collects or waives it before the exchange is approved.",
+    "X02.avoid": "Line {line}: lot {lot} is recalled; the replacement must come from another "
+                 "lot.",
+
     "A00.other": "Reason '{code}' is not one the rules can decide; a person reviews it.",
 }
 
@@ -289,6 +301,13 @@ _ZH_CN: dict[str, str] = {
     "R20.no_limit": "未设置{currency}的自动审批限额。",
     "R20.over": "{amount} 超过自动审批限额 {limit} {currency}。",
     "R20.pass": "{amount} 在自动审批限额内。",
+
+    "X01.refund": "退回商品价值 {returned}，换货商品价值 {replacements}："
+                  "差价 {difference} 退还给您。",
+    "X01.even": "换货商品与退回商品价值相同（{returned}）：无需退款或补款。",
+    "X01.owed": "换货商品（{replacements}）比退回商品（{returned}）贵 {owed}，"
+                "本店的支付渠道无法收取差价：需人工收取或免除差价后再批准换货。",
+    "X02.avoid": "第 {line} 行：批次 {lot} 已召回，换货商品须出自其他批次。",
 
     "A00.other": "退货原因“{code}”无法自动判断，需人工审核。",
 }

@@ -31,7 +31,13 @@ from refundbridge.core.errors import (
 )
 from refundbridge.core.lifecycle import FINAL_STATES, CaseState, Transition, allows, next_state
 from refundbridge.core.money import Money
-from refundbridge.core.request import NormalizedRefundRequest, RequestKind
+from refundbridge.core.replacement import (
+    CaseReplacement,
+    ReplacementProgress,
+    ReplacementTiming,
+    replacement_key,
+)
+from refundbridge.core.request import NormalizedRefundRequest
 
 
 class Step(StrEnum):
@@ -42,6 +48,7 @@ class Step(StrEnum):
     STOCK = "stock"
     NOTIFY = "notify"
     WRITE_BACK = "write_back"  # tell the storefront what became of its request
+    REPLACE = "replace"  # order an exchange's replacement in the ERP
 
 
 class Outcome(StrEnum):
@@ -213,6 +220,10 @@ class NotificationKind(StrEnum):
     # The provider refused the refund for good (or reversed a paid one): a person retries it.
     # Once per case, however many attempts fail.
     REFUND_FAILED = "refund_failed"
+    # An exchange's replacement: ordered in the ERP, and shipped (only the second when the
+    # ERP says it shipped at once: it says the first too).
+    REPLACEMENT_ORDERED = "replacement_ordered"
+    REPLACEMENT_SHIPPED = "replacement_shipped"
     # A recall campaign's messages to a consignee (core/campaigns.py), not a case's: the
     # notice with its instructions and acknowledgement link, and a reminder of it.
     RECALL_NOTICE = "recall_notice"
@@ -420,6 +431,8 @@ class RefundCase:
     state: CaseState
     created_at: datetime
     refund_timing: str = "on_receipt"
+    # An exchange's: when its replacement is ordered (core/replacement.py ReplacementTiming).
+    replacement_timing: str = ReplacementTiming.ON_RECEIPT.value
     approved: Money | None = None
     refunded: Money | None = None
     decisions: list[Decision] = field(default_factory=list)
@@ -439,6 +452,8 @@ class RefundCase:
     write_backs: list[WriteBack] = field(default_factory=list)
     erp_reference: str | None = None
     stock_booking: StockBooking | None = None
+    # An exchange's replacement: reserved (key and claim) before the ERP is called.
+    replacement: CaseReplacement | None = None
     failure: Failure | None = None
     # The review desk: who claimed the case, and a first reviewer's decision that waits
     # for a second person (four eyes).
@@ -465,6 +480,7 @@ class RefundCase:
         refund_timing: str,
         at: datetime,
         case_id: str | None = None,
+        replacement_timing: str = ReplacementTiming.ON_RECEIPT.value,
     ) -> RefundCase:
         case = cls(
             id=case_id or new_case_id(),
@@ -474,6 +490,7 @@ class RefundCase:
             state=CaseState.RECEIVED,
             created_at=at,
             refund_timing=refund_timing,
+            replacement_timing=replacement_timing,
             refunded=Money.zero(request.currency),
         )
         case.record(
@@ -499,7 +516,27 @@ class RefundCase:
 
     @property
     def is_return(self) -> bool:
-        return self.request.kind is RequestKind.RETURN_AND_REFUND
+        """The customer sends goods back: a return, or an exchange."""
+        return self.request.returns_goods
+
+    @property
+    def is_exchange(self) -> bool:
+        return self.request.is_exchange
+
+    @property
+    def replacement_done(self) -> bool:
+        """The ERP has the replacement's order (always true of a case that is no exchange)."""
+        return not self.is_exchange or (self.replacement is not None
+                                        and self.replacement.ordered)
+
+    @property
+    def refund_owed(self) -> bool:
+        """Money is still to be paid: an exchange with no price difference to refund never
+        owes any (its approved amount is zero)."""
+        attempt = self.current_attempt
+        paid = attempt is not None and attempt.status is RefundStatus.SUCCEEDED
+        return not paid and not (self.is_exchange and not (
+            self.approved is not None and self.approved.is_positive()))
 
     @property
     def is_final(self) -> bool:
@@ -602,7 +639,13 @@ class RefundCase:
             self._request_notify()
 
     def _after_approval(self, at: datetime) -> None:
-        if self.is_return and self.refund_timing == "on_receipt":
+        if self.is_exchange:
+            # The price difference, if any, is refunded only once the unit is back.
+            if self.replacement_timing == ReplacementTiming.ON_APPROVAL.value:
+                self._begin_replacement(at)
+            else:
+                self._move(Transition.AWAIT_RETURN, actor="system", at=at)
+        elif self.is_return and self.refund_timing == "on_receipt":
             self._move(Transition.AWAIT_RETURN, actor="system", at=at)
         else:
             self._begin_refund(at)
@@ -801,7 +844,14 @@ class RefundCase:
                    data={"inspections": [i.as_json() for i in inspections]})
         self.queue_notification(NotificationKind.GOODS_RECEIVED)
         self._request_stock_booking()
-        if self.attempts and self.current_attempt and (
+        if self.is_exchange:
+            if not self.replacement_done:
+                self._begin_replacement(at)
+            elif self.refund_owed:
+                self._begin_refund(at)
+            else:
+                self.close_if_done(at)
+        elif self.attempts and self.current_attempt and (
             self.current_attempt.status is RefundStatus.SUCCEEDED
         ):
             self.close_if_done(at)
@@ -889,6 +939,86 @@ class RefundCase:
                                      "disposition": m.disposition.value, "lot": m.lot,
                                      "serial": m.serial} for m in moves]})
         self.close_if_done(at)
+
+    # ---------------------------------------------------------------- exchange
+    def _begin_replacement(self, at: datetime) -> None:
+        self._move(Transition.START_REPLACEMENT, actor="system", at=at)
+        self.new_steps.append(Step.REPLACE)
+
+    def claim_replacement(self, at: datetime, lease: timedelta,
+                          avoid_lots: Sequence[str] = ()) -> CaseReplacement | None:
+        """Reserve the replacement for the calling job (its key is the case's, always the
+        same), or None when there is nothing to order or another job's claim is live. A
+        second claim asks the ERP for the first one's order before ordering anything."""
+        if self.state is not CaseState.REPLACING or self.replacement_done:
+            return None
+        current = self.replacement
+        if current is not None and current.held and at - current.claimed_at < lease:
+            return None
+        claims = 1 if current is None else current.claims + 1
+        self.replacement = CaseReplacement(replacement_key(self.id), claims, at,
+                                           avoid_lots=tuple(avoid_lots))
+        self.record("replacement_claimed", actor="system", at=at, from_state=self.state,
+                    to_state=self.state,
+                    data={"claim": claims, "idempotency_key": self.replacement.idempotency_key,
+                          "looks_up_first": claims > 1, "avoid_lots": list(avoid_lots)})
+        return self.replacement
+
+    def record_replacement(self, document: str, delivery: str | None, shipped: bool,
+                           at: datetime, actor: str, *, found: bool = False) -> None:
+        """The ERP's documents of the replacement: its order, and its delivery once made.
+        `found`: a look-up after a crash found it, nothing was ordered again. News of a
+        replacement already recorded only moves it on (ordered → shipped)."""
+        current = self.replacement
+        if current is None:
+            raise DomainError(f"case {self.id} has no replacement to record")
+        progress = ReplacementProgress.SHIPPED if shipped else ReplacementProgress.ORDERED
+        data = {"idempotency_key": current.idempotency_key, "document": document,
+                "delivery": delivery, "progress": progress.value, "found_after_crash": found}
+        if current.ordered:
+            if shipped and current.progress is not ReplacementProgress.SHIPPED:
+                current.progress, current.delivery = progress, delivery or current.delivery
+                self.record("replacement_shipped", actor=actor, at=at, from_state=self.state,
+                            to_state=self.state, data=data)
+                self.queue_notification(NotificationKind.REPLACEMENT_SHIPPED)
+            return
+        current.progress, current.document, current.delivery = progress, document, delivery
+        current.held, current.message = False, None
+        self.queue_notification(NotificationKind.REPLACEMENT_SHIPPED if shipped
+                                else NotificationKind.REPLACEMENT_ORDERED)
+        if self.state is not CaseState.REPLACING:
+            # Failed (or retried) meanwhile: the trail keeps the order; a retry moves on.
+            self.record("replacement_recorded", actor=actor, at=at, from_state=self.state,
+                        to_state=self.state, data=data)
+            return
+        self._move(Transition.CONFIRM_REPLACEMENT, actor=actor, at=at, data=data)
+        self._after_replacement(at)
+
+    def replacement_unsure(self, message: str, at: datetime) -> None:
+        """The ERP call failed in a way that may have ordered it (a timeout, a 5xx): the
+        claim is released, so the next try claims at once, and looks the order up first."""
+        current = self.replacement
+        if current is None or current.ordered:
+            return
+        current.held, current.message = False, message
+        self.record("replacement_attempt_failed", actor="system", at=at,
+                    from_state=self.state, to_state=self.state,
+                    data={"claim": current.claims, "message": message})
+
+    def replacement_refused(self, message: str, at: datetime, code: str | None = None) -> None:
+        """The ERP refused the order for good: nothing was ordered; a person retries it."""
+        if self.replacement is not None and not self.replacement.ordered:
+            self.replacement.held, self.replacement.message = False, message
+        self.step_failed(Step.REPLACE, message, at, code)
+
+    def _after_replacement(self, at: datetime) -> None:
+        if not self.goods_received:
+            self._move(Transition.AWAIT_RETURN, actor="system", at=at)  # ordered on approval
+        elif self.refund_owed:
+            self._begin_refund(at)
+        else:
+            self._request_stock_booking()
+            self.close_if_done(at)
 
     # ---------------------------------------------------------------- notifications
     def pending_notifications(self) -> list[Notification]:
@@ -1106,14 +1236,13 @@ class RefundCase:
     # ---------------------------------------------------------------- closing
     def close_if_done(self, at: datetime) -> bool:
         """Close once the money is confirmed, the ERP booked and the customer told (every
-        message it is owed sent, or waived by a person)."""
-        attempt = self.current_attempt
-        refunded = attempt is not None and attempt.status is RefundStatus.SUCCEEDED
+        message it is owed sent, or waived by a person); an exchange once its replacement is
+        ordered too, and the money only if it leaves a difference to refund."""
         goods_done = not self.is_return or self.goods_received
         if (
-            self.state in {CaseState.REFUNDED, CaseState.RECEIVED_GOODS}
-            and refunded and goods_done and self.erp_booked
-            and not self.undelivered_notifications()
+            self.state in {CaseState.REFUNDED, CaseState.RECEIVED_GOODS, CaseState.REPLACED}
+            and not self.refund_owed and goods_done and self.erp_booked
+            and self.replacement_done and not self.undelivered_notifications()
         ):
             self._move(Transition.CLOSE, actor="system", at=at)
             return True
@@ -1129,6 +1258,8 @@ class RefundCase:
             steps.append(Step.EVALUATE)
         if self.state is CaseState.REFUNDING:
             steps.append(Step.REFUND)
+        if self.state is CaseState.REPLACING and not self.replacement_done:
+            steps.append(Step.REPLACE)
         if self.stock_booking_due:
             steps.append(Step.STOCK)
         if self.pending_notifications():
@@ -1163,6 +1294,8 @@ class RefundCase:
     def fail(self, step: Step, message: str, at: datetime, code: str | None = None) -> None:
         if step is Step.STOCK and self.stock_booking is not None:
             self.stock_booking.held = False  # the ERP said no: a retry may claim it at once
+        if step is Step.REPLACE and self.replacement is not None:
+            self.replacement.held = False
         self.failure = Failure(step, message, self.state, code)
         self._move(Transition.FAIL, actor="system", at=at,
                    data={"step": step.value, "message": message, "code": code})
@@ -1183,7 +1316,7 @@ class RefundCase:
         elif step is Step.WRITE_BACK and self.pending_write_backs():
             self.record_write_backs([(outcome, message) for outcome in self.pending_write_backs()],
                                     at)
-        elif step in {Step.EVALUATE, Step.REFUND, Step.STOCK} and (
+        elif step in {Step.EVALUATE, Step.REFUND, Step.STOCK, Step.REPLACE} and (
                 allows(self.state, Transition.FAIL)):
             self.fail(step, message, at, code)
         else:
@@ -1211,5 +1344,8 @@ class RefundCase:
                                                       RefundStatus.PENDING}:
             raise DomainError(f"case {self.id} has a refund in flight or paid; it cannot be "
                               "cancelled")
+        if self.replacement is not None:
+            raise DomainError(f"case {self.id} has a replacement ordered or being ordered; it "
+                              "cannot be cancelled")
         self._move(Transition.CANCEL, actor=actor, at=at, data={"reason": reason})
 

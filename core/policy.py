@@ -16,6 +16,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from refundbridge.core.request import ReasonCode
+from refundbridge.core.signals import SignalPolicy
 
 RefundTiming = Literal["on_approval", "on_receipt"]
 
@@ -68,6 +69,9 @@ NO_FLAGS = SkuFlags()
 @dataclass(frozen=True, slots=True)
 class ShopPolicy:
     refund_timing: RefundTiming = "on_receipt"
+    # An exchange's replacement: ordered once the returned unit is back ("on_receipt"), or
+    # at once on approval ("on_approval", an advance replacement).
+    replacement_timing: RefundTiming = "on_receipt"
     # currency -> largest amount the rules may approve without a person (R20)
     auto_approve_limits: Mapping[str, Decimal] = field(default_factory=dict)
     auto_approve_reasons: frozenset[ReasonCode] = DEFAULT_AUTO_APPROVE_REASONS
@@ -99,6 +103,9 @@ class ShopPolicy:
     # Non-urgent SMS wait for the end of these hours, shop time: (start, end), may wrap
     # midnight ("21:00-08:00"); None: no quiet hours.
     sms_quiet_hours: tuple[time, time] | None = None
+    # Quality signals (core/signals.py): the thresholds a lot's returns are judged by, and
+    # the quality contact who is told when one is crossed.
+    signals: SignalPolicy = field(default_factory=SignalPolicy)
 
     @property
     def phone_region(self) -> str | None:

@@ -52,10 +52,12 @@ class Capability(StrEnum):
     REFUND_STATUS = "payment.refund_status"
     REFUND_NOTIFICATIONS = "payment.notifications"  # parse_webhook → RefundUpdate
     SHIPPED_UNITS = "erp.shipped_units"
+    SHIPPED_QUANTITY = "erp.shipped_quantity"  # units of a SKU (and lot) shipped in a date range
     CONSIGNEES = "erp.consignees"  # who received units of a recalled lot or serial
     QUARANTINE = "erp.quarantine"  # stop the stock on hand of a recalled lot or serial
     BOOK_RETURN = "erp.book_return"
     CREDIT_NOTE = "erp.credit_note"  # book_return also books the credit note
+    REPLACEMENT = "erp.replacement"  # send an exchange's replacement units
     SEND_EMAIL = "notifier.email"
     SEND_SMS = "notifier.sms"
 
@@ -72,10 +74,12 @@ CAPABILITY_METHODS: Mapping[Capability, tuple[str, ...]] = {
     Capability.REFUND_STATUS: ("refund_status",),
     Capability.REFUND_NOTIFICATIONS: ("parse_webhook",),
     Capability.SHIPPED_UNITS: ("shipped_units",),
+    Capability.SHIPPED_QUANTITY: ("shipped_quantity",),
     Capability.CONSIGNEES: ("consignees",),
     Capability.QUARANTINE: ("quarantine_stock",),
     Capability.BOOK_RETURN: ("book_return",),
     Capability.CREDIT_NOTE: ("book_return",),
+    Capability.REPLACEMENT: ("create_replacement", "find_replacement"),
     Capability.SEND_EMAIL: ("send",),
     Capability.SEND_SMS: ("send_sms", "find_sms", "parse_callback"),
 }
@@ -226,6 +230,27 @@ class ShipmentLookup(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class ShippedQuantityQuery:
+    """Units of a SKU shipped from `since` to `until`, both days included (submitted / done
+    shipments less their returns to us are not subtracted: a rate's denominator is what
+    went out). `lot` None: every lot of the SKU."""
+
+    sku: str
+    since: date
+    until: date
+    lot: str | None = None
+
+
+class ShippedQuantityLookup(Protocol):
+    """The `erp.shipped_quantity` capability (quality signals' return rates)."""
+
+    def shipped_quantity(self, query: ShippedQuantityQuery) -> int:
+        """0 when nothing shipped; raises `PermanentProviderError` when the ERP knows no
+        such product, `TransientProviderError` for a call worth repeating."""
+        ...
+
+
 # ---- recall campaigns: who received the recalled units, and stopping the stock on hand ----
 
 @dataclass(frozen=True, slots=True)
@@ -321,6 +346,56 @@ class StockQuarantine(Protocol):
     def quarantine_stock(self, order: QuarantineOrder) -> QuarantineResult:
         """Idempotent on `order.idempotency_key`: a second call finds the first move and
         returns it instead of moving anything."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReplacementItem:
+    sku: str
+    name: str
+    quantity: int
+    unit_price: Money
+
+
+@dataclass(frozen=True, slots=True)
+class ReplacementOrder:
+    """Send the customer these units in place of returned ones, once."""
+
+    idempotency_key: str  # derived from the case: the same key never ships twice
+    case_id: str
+    order_id: str  # the original order the exchange is against
+    customer_id: str
+    customer_email: str | None
+    items: tuple[ReplacementItem, ...]
+    # Recalled lots of the returned units: the replacement must not be picked from them
+    # (core/exchanges.py X02). Added after the first version; empty for most exchanges.
+    avoid_lots: tuple[str, ...] = ()
+
+
+class ReplacementState(StrEnum):
+    CREATED = "created"  # the order exists; nothing has shipped yet
+    SHIPPED = "shipped"  # the delivery (Delivery Note / picking) is done
+
+
+@dataclass(frozen=True, slots=True)
+class ReplacementResult:
+    """The ERP's documents of a replacement: its order and, once made, its delivery."""
+
+    document: str  # ERPNext Sales Order name, Odoo sale.order name
+    state: ReplacementState
+    delivery: str | None = None  # ERPNext Delivery Note, Odoo stock.picking name
+
+
+class ReplacementCreator(Protocol):
+    """The `erp.replacement` capability."""
+
+    def create_replacement(self, order: ReplacementOrder) -> ReplacementResult:
+        """Idempotent on `order.idempotency_key`: a second call finds the first order (and
+        its delivery) and returns it instead of creating anything."""
+        ...
+
+    def find_replacement(self, order: ReplacementOrder) -> ReplacementResult | None:
+        """The replacement made under `order.idempotency_key`, or None if none exists."""
         ...
 
 

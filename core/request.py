@@ -221,15 +221,18 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _within_depth(value: Any, depth: int) -> bool:
     """Whether no part of `value`, at level `depth`, is nested deeper than
     `JSON_MAX_DEPTH` (`_unpair`'s count: a scalar inside the deepest container counts)."""
-    if isinstance(value, dict):
-        items: Any = value.values()
-    elif isinstance(value, list):
-        items = value
-    else:
-        return True
-    if depth >= JSON_MAX_DEPTH:
-        return not items
-    return all(_within_depth(item, depth + 1) for item in items)
+    # A loop over the containers only: on the webhook path, a call per scalar cost more
+    # than the rest of the JSON check.
+    pending: list[tuple[Any, int]] = [(value, depth)] if isinstance(value, dict | list) else []
+    while pending:
+        container, level = pending.pop()
+        items = container.values() if isinstance(container, dict) else container
+        if level >= JSON_MAX_DEPTH:
+            if items:
+                return False
+            continue
+        pending.extend((item, level + 1) for item in items if isinstance(item, dict | list))
+    return True
 
 
 def _no_constant(name: str) -> Any:
@@ -267,6 +270,12 @@ CurrencyCode = Annotated[str, BeforeValidator(_currency)]
 class RequestKind(StrEnum):
     REFUND_ONLY = "refund_only"
     RETURN_AND_REFUND = "return_and_refund"
+    # The returned lines come back and `replacements` go out instead of money; a price
+    # difference between them is refunded or charged.
+    EXCHANGE = "exchange"
+    # Some returned lines are refunded, others exchanged (Shopify's returns with exchange
+    # line items).
+    RETURN_AND_EXCHANGE = "return_and_exchange"
 
 
 class CustomerType(StrEnum):
@@ -353,6 +362,19 @@ class RequestLine(_Strict):
                                    "from no-reason return (R04)")
 
 
+class ReplacementLine(_Strict):
+    """A unit to send the customer in place of a returned one (an exchange)."""
+
+    sku: Line = Field(min_length=1, max_length=128)
+    name: Line = Field(min_length=1, max_length=512)
+    quantity: int = Field(gt=0, le=MAX_QUANTITY)
+    unit_price: DecimalString
+    replaces_sku: Line | None = Field(
+        default=None, max_length=128, description="The returned line's sku it replaces")
+    line_id: Line | None = Field(default=None, max_length=128,
+                                 description="The storefront's id of the exchange line")
+
+
 class Severity(StrEnum):
     """How badly someone was harmed, when the reason is a possible adverse event."""
 
@@ -381,6 +403,9 @@ class NormalizedRefundRequest(_Strict):
     order: OrderInfo
     customer: CustomerInfo
     lines: list[RequestLine] = Field(min_length=1, max_length=MAX_LINES)
+    replacements: list[ReplacementLine] = Field(
+        default_factory=list, max_length=MAX_LINES,
+        description="exchange / return_and_exchange only: what goes out instead")
     reason: Reason
     requested_amount: DecimalString
     requested_at: datetime
@@ -395,7 +420,13 @@ class NormalizedRefundRequest(_Strict):
         for index, line in enumerate(self.lines):
             unit = _money(line.unit_price, currency, f"lines.{index}.unit_price")
             lines_total = lines_total + Money.from_minor(unit.minor * line.quantity, currency)
-        if not requested.is_positive():
+        if self.is_exchange:
+            _exchange_fits(self, requested, lines_total)
+        elif self.replacements:
+            raise ValueError(
+                f"replacements: a {self.kind.value} request sends nothing in place of the "
+                "returned units; only an exchange or return_and_exchange has replacements")
+        elif not requested.is_positive():
             raise ValueError("requested_amount: must be greater than zero")
         if requested > paid:
             raise ValueError(
@@ -412,6 +443,40 @@ class NormalizedRefundRequest(_Strict):
     def currency(self) -> str:
         return self.order.currency
 
+    @property
+    def is_exchange(self) -> bool:
+        """Units go out in place of the returned ones (`replacements`)."""
+        return self.kind in EXCHANGE_KINDS
+
+    @property
+    def returns_goods(self) -> bool:
+        """The customer sends the lines back: a return, or an exchange."""
+        return self.kind is not RequestKind.REFUND_ONLY
+
+    @cached_property
+    def lines_value(self) -> Money:
+        """What the returned lines are worth, at the prices paid."""
+        total = Money.zero(self.currency)
+        for line in self.lines:
+            unit = Money.parse(line.unit_price, self.currency)
+            total = total + Money.from_minor(unit.minor * line.quantity, self.currency)
+        return total
+
+    @cached_property
+    def replacements_value(self) -> Money:
+        """What the replacement units are worth, at their prices (zero: no replacements)."""
+        total = Money.zero(self.currency)
+        for line in self.replacements:
+            unit = Money.parse(line.unit_price, self.currency)
+            total = total + Money.from_minor(unit.minor * line.quantity, self.currency)
+        return total
+
+    @cached_property
+    def price_difference(self) -> Money:
+        """The returned lines' value minus the replacements': above zero the shop owes the
+        customer (refunded), below zero the customer owes the shop (charged, or a person)."""
+        return self.lines_value - self.replacements_value
+
     @cached_property
     def requested(self) -> Money:
         return Money.parse(self.requested_amount, self.order.currency)
@@ -427,9 +492,34 @@ class NormalizedRefundRequest(_Strict):
     @cached_property
     def _fingerprint(self) -> str:
         # Canonical: "12.5" and "12.50", or 18:00+08:00 and 10:00Z, mean the same thing.
-        canonical = json.dumps(self.model_dump(mode="python"), sort_keys=True,
+        # A request without replacements digests as it did before exchanges existed.
+        fields = self.model_dump(mode="python", exclude={"replacements"} if not
+                                 self.replacements else None)
+        canonical = json.dumps(fields, sort_keys=True,
                                default=_canonical, ensure_ascii=False)
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+EXCHANGE_KINDS = frozenset({RequestKind.EXCHANGE, RequestKind.RETURN_AND_EXCHANGE})
+
+
+def _exchange_fits(request: NormalizedRefundRequest, requested: Money,
+                   lines_total: Money) -> None:
+    """An exchange sends at least one unit out, each priced in the order's currency, and asks
+    back in money at most the price difference its replacements leave (zero is fine)."""
+    if not request.replacements:
+        raise ValueError(f"replacements: a {request.kind.value} request names at least one "
+                         "unit to send in place of the returned ones")
+    currency = request.currency
+    value = Money.zero(currency)
+    for index, line in enumerate(request.replacements):
+        unit = _money(line.unit_price, currency, f"replacements.{index}.unit_price")
+        value = value + Money.from_minor(unit.minor * line.quantity, currency)
+    owed_back = max(lines_total - value, Money.zero(currency))
+    if requested > owed_back:
+        raise ValueError(
+            f"requested_amount: {requested} is more than the exchange's price difference "
+            f"{owed_back} (returned lines {lines_total} minus replacements {value})")
 
 
 def _canonical(value: object) -> str:

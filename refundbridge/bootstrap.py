@@ -25,6 +25,7 @@ from refundbridge.core.rules import RuleSet, ShopPolicy
 from refundbridge.core.services import Services, ShopGateways
 from refundbridge.core.status_links import StatusLinks
 from refundbridge.store.campaigns import SqlCampaignRepository
+from refundbridge.store.capa import SqlCapaRepository
 from refundbridge.store.db import make_engine
 from refundbridge.store.intake import AsyncPgIntakeWriter
 from refundbridge.store.metrics import StoreGauges
@@ -32,6 +33,7 @@ from refundbridge.store.operators import SqlOperatorDirectory
 from refundbridge.store.outbox import Dispatch, OutboxStore
 from refundbridge.store.queries import CaseReads
 from refundbridge.store.recalls import SqlRecallRegister
+from refundbridge.store.signals import SqlSignalStore
 from refundbridge.store.uow import SqlUnitOfWork
 from refundbridge.workers.queue import RqDispatcher
 
@@ -151,6 +153,7 @@ def build_shops(settings: Settings, registry: ConnectorRegistry, retry: RetryPol
             sms=meter_messages(sms, shop_id) if sms is not None else None,
             consignees=erp if Capability.CONSIGNEES in erp.capabilities else None,
             quarantine=erp if Capability.QUARANTINE in erp.capabilities else None,
+            replacement=erp if Capability.REPLACEMENT in erp.capabilities else None,
             orders=(storefront if Capability.LOOKUP_ORDER in storefront.capabilities
                     else None),
         )
@@ -337,6 +340,8 @@ def bootstrap(
         booking_lease=timedelta(seconds=2 * settings.job_timeout_seconds),
         status_links=status_links(settings, clock),
         campaigns=SqlCampaignRepository(engine, hand_over),
+        capas=SqlCapaRepository(engine),
+        signals=SqlSignalStore(engine),
     )
     api_campaigns = SqlCampaignRepository(engine)
     api_services = replace(services, uow=api_uow, campaigns=api_campaigns)

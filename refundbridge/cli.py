@@ -466,5 +466,9 @@ from refundbridge.cli_campaigns import campaign_app  # noqa: E402
 
 recalls_app.add_typer(campaign_app, name="campaign")
 
+from refundbridge.cli_signals import signals_app  # noqa: E402
+
+app.add_typer(signals_app, name="signals")
+
 if __name__ == "__main__":
     app()

@@ -37,6 +37,7 @@ from refundbridge.core.model import (
     WriteBack,
 )
 from refundbridge.core.money import Money
+from refundbridge.core.replacement import CaseReplacement, ReplacementTiming
 from refundbridge.core.request import NormalizedRefundRequest
 
 
@@ -127,6 +128,10 @@ def details_to_json(case: RefundCase) -> dict[str, Any]:
             for m in case.stock_moves
         ],
         "stock_booking": None if case.stock_booking is None else case.stock_booking.as_json(),
+        # Exchanges only: kept off the other cases' rows.
+        **({"replacement_timing": case.replacement_timing,
+            "replacement": None if case.replacement is None else case.replacement.as_json()}
+           if case.is_exchange else {}),
         "revivals": case.revivals,
         "failure": None if case.failure is None else {
             "step": case.failure.step.value, "message": case.failure.message,
@@ -248,6 +253,9 @@ def case_from_row(row: Any) -> RefundCase:
         ],
         erp_reference=row.erp_reference,
         stock_booking=_stock_booking(details.get("stock_booking")),
+        replacement_timing=details.get("replacement_timing", ReplacementTiming.ON_RECEIPT.value),
+        replacement=(CaseReplacement.from_json(details["replacement"])
+                     if details.get("replacement") else None),
         revivals=details.get("revivals", 0),
         assignee=row.assignee,
         proposal=_proposal(details.get("proposal")),

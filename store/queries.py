@@ -108,6 +108,9 @@ def case_detail(engine: Engine, case_id: str, *, stale_after: float | None = Non
         "order": request["order"],
         "customer": request["customer"],
         "lines": request["lines"],
+        # An exchange's: what goes out, and how far its order in the ERP has got.
+        "replacements": request.get("replacements", []),
+        "replacement": details.get("replacement"),
         "reason": request["reason"],
         "requested_at": request["requested_at"],
         "decisions": details["decisions"],

@@ -127,7 +127,7 @@ Index("ix_outbox_open_case", outbox.c.case_id, outbox.c.step,
 
 # The reconciler's idle scan: the cases still moving (core/lifecycle.py MOVING_STATES).
 _MOVING = text("state IN ('evaluating', 'received', 'received_goods', 'refunded', "
-               "'refunding')")
+               "'refunding', 'replaced', 'replacing')")  # exchanges' two since 0016
 Index("ix_cases_moving", cases.c.state, cases.c.updated_at,
       postgresql_where=_MOVING, sqlite_where=_MOVING)
 
@@ -313,6 +313,106 @@ campaign_consignees = Table(
     UniqueConstraint("campaign_id", "consignee_key", name="uq_campaign_consignees_key"),
     Index("ix_campaign_consignees_notice", "campaign_id", "email_state", "sms_state"),
     Index("ix_campaign_consignees_reminder", "campaign_id", "next_reminder_at"),
+)
+
+# ---- CAPA records (core/capa.py) ----------------------------------------------------------
+# The record's steps (actions, checks, escalation) are JSON on its row: always read and
+# written with it. Its cases and lots are rows too, to find a case's CAPAs and a product's.
+capa_records = Table(
+    "capa_records",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("shop_id", String(64), nullable=False),
+    Column("state", String(24), nullable=False),
+    Column("signal_id", String(64)),
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("opened_by", String(128), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("closed_at", DateTime(timezone=True)),
+    Column("campaign_id", String(40)),
+    Column("details", JSON, nullable=False),
+    Column("version", Integer, nullable=False, default=0),
+    Column("audit_seq", Integer, nullable=False, default=0),
+    Column("audit_head", String(64), nullable=False),
+    Index("ix_capa_records_shop_state", "shop_id", "state"),
+    Index("ix_capa_records_shop_opened", "shop_id", "opened_at"),
+)
+
+capa_events = _audit_trail("capa_events", "capa_id")
+
+capa_cases = Table(
+    "capa_cases",
+    metadata,
+    Column("capa_id", String(40), primary_key=True),
+    Column("case_id", String(40), primary_key=True),
+    Column("shop_id", String(64), nullable=False),
+    Index("ix_capa_cases_case", "case_id"),
+)
+
+capa_lots = Table(
+    "capa_lots",
+    metadata,
+    Column("capa_id", String(40), primary_key=True),
+    Column("line", Integer, primary_key=True),
+    Column("shop_id", String(64), nullable=False),
+    Column("sku", String(128), nullable=False),
+    Column("lot", String(64), nullable=False),  # '': every lot of the product
+    Index("ix_capa_lots_shop_sku", "shop_id", "sku"),
+)
+
+# ---- quality signals (core/signals.py) -----------------------------------------------------
+# One row per raised signal: its id is derived from shop, SKU, lot, threshold and window, so
+# inserting it twice (two runs, two racing workers) leaves one row. `window_end` is the
+# window's last day (included). `lot` is NULL for returns that named no lot. The quality
+# contact's notice is claimed on the row (`email_state`/`sms_state`, core.signals.NoticeState)
+# before it is sent.
+quality_signals = Table(
+    "quality_signals",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("shop_id", String(64), nullable=False),
+    Column("sku", String(128), nullable=False),
+    Column("lot", String(64)),
+    Column("reason_group", String(16), nullable=False),
+    Column("threshold", String(32), nullable=False),
+    Column("window_start", Date, nullable=False),
+    Column("window_end", Date, nullable=False),
+    Column("window_days", Integer, nullable=False),
+    Column("raised_at", DateTime(timezone=True), nullable=False),
+    Column("case_ids", JSON, nullable=False),
+    Column("case_count", Integer, nullable=False),
+    Column("units", Integer, nullable=False),
+    Column("shipped_units", Integer),
+    Column("rate", String(16)),  # percent, as exact decimal text ("2.0100")
+    Column("state", String(16), nullable=False),
+    Column("details", JSON, nullable=False),  # the threshold as it stood, the note, the CAPA
+    Column("email_state", String(16), nullable=False),
+    Column("sms_state", String(16), nullable=False),
+    Column("claimed_at", DateTime(timezone=True)),
+    Column("notified_at", DateTime(timezone=True)),
+    Column("version", Integer, nullable=False, default=0),
+    Column("audit_seq", Integer, nullable=False, default=0),
+    Column("audit_head", String(64), nullable=False),
+    Index("ix_quality_signals_shop_raised", "shop_id", "raised_at"),
+    Index("ix_quality_signals_shop_sku_lot", "shop_id", "sku", "lot"),
+)
+
+signal_events = _audit_trail("signal_events", "signal_id")
+
+# The ERP's answers to "how many units of this SKU and lot shipped from … to …", so a signal
+# run asks once per lot and range, not once per case. `lot` '' : every lot. A range that
+# ended before the answer was fetched never changes and is kept; an open one is asked again
+# after the shop's `shipped_cache_minutes`.
+shipped_quantities = Table(
+    "shipped_quantities",
+    metadata,
+    Column("shop_id", String(64), primary_key=True),
+    Column("sku", String(128), primary_key=True),
+    Column("lot", String(64), primary_key=True),
+    Column("since", Date, primary_key=True),
+    Column("until", Date, primary_key=True),
+    Column("quantity", BigInteger, nullable=False),
+    Column("fetched_at", DateTime(timezone=True), nullable=False),
 )
 
 __all__ = ["campaign_consignees", "campaign_events", "case_events", "case_rules", "case_units",

@@ -48,7 +48,9 @@ STRIPE_KEY = "sk_test_" + secrets.token_hex(16)
 STRIPE_WEBHOOK_SECRET = "whsec_" + secrets.token_hex(16)
 TABLES = ("cases", "case_events", "inbox", "outbox", "orders", "recalls", "external_refunds",
           "operators", "console_sessions", "case_units", "case_rules", "sms_opt_outs",
-          "sms_sends", "recall_campaigns", "campaign_events", "campaign_consignees")
+          "sms_sends", "recall_campaigns", "campaign_events", "campaign_consignees",
+          "capa_records", "capa_events", "capa_cases", "capa_lots",
+          "quality_signals", "signal_events", "shipped_quantities")
 
 
 @pytest.fixture(scope="session")
@@ -86,9 +88,22 @@ def redis_conn() -> Iterator[Redis]:
     conn.close()
 
 
+_MAILBOXES: list[Mailbox] = []
+
+
+@pytest.fixture(autouse=True)
+def _smtp_accepts_again() -> Iterator[None]:
+    """The session's SMTP server takes mail again after a test that made it refuse: a
+    refusal left behind would fail every later test's messages."""
+    yield
+    for mailbox in _MAILBOXES:
+        mailbox.refusal = None
+
+
 @pytest.fixture(scope="session")
 def smtp_server() -> Iterator[tuple[Controller, Mailbox]]:
     mailbox = Mailbox()
+    _MAILBOXES.append(mailbox)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -101,6 +116,7 @@ def smtp_server() -> Iterator[tuple[Controller, Mailbox]]:
 @pytest.fixture
 def mailbox(smtp_server: tuple[Controller, Mailbox]) -> Mailbox:
     smtp_server[1].messages.clear()
+    smtp_server[1].refusal = None
     return smtp_server[1]
 
 

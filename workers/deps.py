@@ -47,3 +47,6 @@ class WorkerDeps(Protocol):
 
     @property
     def settings(self) -> WorkerSettings: ...
+
+    @property
+    def shop_ids(self) -> list[str]: ...  # every shop, for the quality-signal run

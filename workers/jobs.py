@@ -38,6 +38,13 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def run_signals() -> None:
+    """The periodic quality-signal run over every shop (workers/signals.py)."""
+    from refundbridge.workers.signals import run_signal_job
+
+    run_signal_job(runtime.current())
+
+
 def run_step(case_id: str, step: str) -> None:
     container = runtime.current()
     with container.dispatcher.chain() as chained, chained_steps():

@@ -32,6 +32,7 @@ from refundbridge.store.outbox import OpenWork, redispatch_wait
 from refundbridge.workers import metrics
 from refundbridge.workers.queue import job_id
 from refundbridge.workers.relay import relay_once
+from refundbridge.workers.signals import schedule_signal_run
 
 if TYPE_CHECKING:
     from refundbridge.workers.deps import WorkerDeps
@@ -70,6 +71,8 @@ def reconcile(container: WorkerDeps, stale_after: float | None = None,
         # Reminders fall due, and a dead job's claims expire, without anyone asking.
         report.campaigns = campaign_tick(
             container.services, [c for _, c in campaigns.open_campaigns()])
+    # Quality signals: one run per interval, whichever reconciler asks first.
+    schedule_signal_run(container, now)
     metrics.reconciled(report)
     return report
 

@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 
 from refundbridge.api.console import (
     auth,
+    capa,
     case,
     cases,
     evidence,
@@ -20,6 +21,7 @@ from refundbridge.api.console import (
     recalls,
     receive,
     review,
+    signals,
 )
 from refundbridge.api.console.web import (
     HERE,
@@ -32,7 +34,8 @@ from refundbridge.api.console.web import (
 
 
 def install(app: FastAPI) -> None:
-    for module in (auth, review, case, cases, receive, jobs, kpis, recalls, evidence):
+    for module in (auth, review, case, cases, receive, jobs, kpis, recalls, capa,
+                   signals, evidence):
         app.include_router(module.router)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
     app.add_exception_handler(LoginRequired, lambda request, _: login_redirect(request))

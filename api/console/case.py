@@ -21,6 +21,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
+from refundbridge.api.console.capa import case_capas
 from refundbridge.api.console.formatting import due_badge, money_text
 from refundbridge.api.console.web import (
     PREFIX,
@@ -42,6 +43,8 @@ from refundbridge.core.money import Money
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
 REASON_MAX = 1000
+# The kinds whose goods come back to the warehouse: a return, and the exchanges.
+RETURN_KINDS = frozenset({"return_and_refund", "exchange", "return_and_exchange"})
 
 # What each audit event is called on the page (English; zh-CN in i18n/case.json), and the
 # kind of thing it is (a CSS class and a filter word).
@@ -67,6 +70,13 @@ EVENTS: dict[str, tuple[str, str]] = {
     "refund_reversed": ("Refund reversed by the provider", "payment"),
     "stock_booking_claimed": ("ERP booking started", "erp"),
     "stock_booked": ("Stock booked in the ERP", "erp"),
+    "start_replacement": ("Replacement started", "erp"),
+    "replacement_claimed": ("Replacement order reserved (key committed)", "erp"),
+    "confirm_replacement": ("Replacement ordered in the ERP", "erp"),
+    "replacement_shipped": ("Replacement shipped", "erp"),
+    "replacement_recorded": ("Replacement order recorded", "erp"),
+    "replacement_attempt_failed": ("Replacement call failed; will look it up and retry",
+                                   "erp"),
     "notification_sent": ("Message sent", "message"),
     "notification_failed": ("Message failed", "message"),
     "notification_attempt_failed": ("Message attempt failed; will retry", "message"),
@@ -98,6 +108,10 @@ FACTS: tuple[tuple[str, str], ...] = (
     ("status", "Status"),
     ("raw_status", "Provider's status"),
     ("erp_reference", "ERP reference"),
+    ("document", "ERP document"),
+    ("delivery", "Delivery note"),
+    ("progress", "Progress"),
+    ("claim", "Claim"),
     ("kind", "Kind"),
     ("outcome", "Outcome"),
     ("assignee", "Assignee"),
@@ -268,7 +282,8 @@ NOTICES = {
 
 def _page(request: Request, user: ConsoleContext, detail: dict[str, Any],
           evidence: dict[str, Any], *, notice: str = "", error: str = "",
-          reason: str = "", status: int = 200) -> Response:
+          reason: str = "", status: int = 200,
+          capas: list[dict[str, Any]] | None = None) -> Response:
     locale = user.locale
     state = CaseState(detail["state"])
     may_operate = user.may(Permission.OPERATE)
@@ -286,9 +301,10 @@ def _page(request: Request, user: ConsoleContext, detail: dict[str, Any],
         and state is CaseState.FAILED,
         can_cancel=may_operate and allows(state, Transition.CANCEL),
         can_resend=may_operate, resendable=resendable,
-        can_receive=user.may(Permission.RECEIVE) and detail.get("kind") == "return_and_refund"
+        can_receive=user.may(Permission.RECEIVE) and detail.get("kind") in RETURN_KINDS
         and state is CaseState.AWAITING_RETURN,
-        can_export=user.may(Permission.EXPORT), reason_max=REASON_MAX)
+        can_export=user.may(Permission.EXPORT), reason_max=REASON_MAX,
+        capas=capas or [], can_open_capa=user.may(Permission.CAPA))
 
 
 async def _load(deps: AppDeps, case_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -302,7 +318,8 @@ async def case_page(case_id: str, request: Request, user: ConsoleUser, deps: App
                     done: str = "") -> Response:
     await _case_shop(deps, user, case_id, Permission.READ)
     detail, evidence = await _load(deps, case_id)
-    return _page(request, user, detail, evidence, notice=done)
+    capas = await run_in_threadpool(case_capas, deps, case_id)
+    return _page(request, user, detail, evidence, notice=done, capas=capas)
 
 
 def _back(case_id: str, done: str) -> Response:

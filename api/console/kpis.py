@@ -35,7 +35,8 @@ DEFAULT_DAYS = 30
 MAX_DAYS = 366
 # The connector role whose calls a step makes (evaluate asks the ERP what was shipped).
 STEP_ROLE = {Step.EVALUATE.value: "erp", Step.REFUND.value: "payment", Step.STOCK.value: "erp",
-             Step.NOTIFY.value: "notifier", Step.WRITE_BACK.value: "storefront"}
+             Step.NOTIFY.value: "notifier", Step.WRITE_BACK.value: "storefront",
+             Step.REPLACE.value: "erp"}
 CHARTS = ("states", "refunds", "rules", "reasons", "failed")
 CHART_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
 STYLE = Style(background="white", plot_background="white", foreground="#1d2327",

@@ -26,7 +26,8 @@ STATES: dict[str, str] = {
     "awaiting_review": "Waiting for a reviewer", "approved": "Approved",
     "denied": "Denied", "awaiting_return": "Waiting for the goods",
     "received_goods": "Goods received", "refunding": "Refund under way",
-    "refunded": "Refunded", "closed": "Closed", "failed": "Failed",
+    "refunded": "Refunded", "replacing": "Replacement being ordered",
+    "replaced": "Replacement ordered", "closed": "Closed", "failed": "Failed",
     "cancelled": "Cancelled",
 }
 OBLIGATIONS: dict[str, str] = {

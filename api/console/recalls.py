@@ -123,6 +123,7 @@ EVENTS: dict[str, str] = {
     "recall_case_by_hand": "Refund to arrange by hand",
     "step_failed": "Step failed",
     "close": "Campaign closed",
+    "from_capa": "Escalated from a CAPA record",
 }
 # The form's fields, in its order, with their labels.
 FIELDS: dict[str, str] = {

@@ -273,7 +273,7 @@ def _load(deps: ApiDeps, user: ConsoleContext, case_id: str) -> dict[str, Any]:
 
 def _blocked(request: Request, user: ConsoleContext, case: Mapping[str, Any]) -> Response:
     """The case has no goods to receive now: say why, with the way on (409)."""
-    if case["kind"] != RequestKind.RETURN_AND_REFUND.value:
+    if case["kind"] == RequestKind.REFUND_ONLY.value:
         why = "This case is a refund without a return: there are no goods to receive."
     elif case["inspections"]:
         why = "The goods of this case were already received."
@@ -304,8 +304,9 @@ def _defaults(case: Mapping[str, Any], line: int | None, scan: str | None) -> di
 async def receipt_form(case_id: str, request: Request, user: ConsoleUser, deps: AppDeps,
                        line: int | None = None, scan: str | None = None) -> Response:
     case = await run_in_threadpool(_load, deps, user, case_id)
-    if case["state"] != CaseState.AWAITING_RETURN.value or case["kind"] != \
-            RequestKind.RETURN_AND_REFUND.value:
+    # A return's or an exchange's goods come back; a refund without a return has none.
+    if case["state"] != CaseState.AWAITING_RETURN.value or case["kind"] == \
+            RequestKind.REFUND_ONLY.value:
         return _blocked(request, user, case)
     return _form_page(request, user, deps, case, _defaults(case, line, scan))
 
@@ -379,8 +380,9 @@ def read_inspections(form: FormData, lines: list[dict[str, Any]], inspector: str
 async def record_receipt(case_id: str, request: Request, user: ConsoleWriter,
                          deps: AppDeps) -> Response:
     case = await run_in_threadpool(_load, deps, user, case_id)
-    if case["state"] != CaseState.AWAITING_RETURN.value or case["kind"] != \
-            RequestKind.RETURN_AND_REFUND.value:
+    # A return's or an exchange's goods come back; a refund without a return has none.
+    if case["state"] != CaseState.AWAITING_RETURN.value or case["kind"] == \
+            RequestKind.REFUND_ONLY.value:
         return _blocked(request, user, case)
     form = await request.form()
     inspections, errors, values = read_inspections(form, _lines(deps, case),

@@ -104,6 +104,8 @@ NAV: tuple[tuple[str, str, Permission], ...] = (
     ("/console/jobs", "Jobs", Permission.OPERATE),
     ("/console/kpis", "KPIs", Permission.READ),
     ("/console/recalls", "Recalls", Permission.READ),
+    ("/console/signals", "Signals", Permission.READ),
+    ("/console/capa", "CAPA", Permission.READ),
     ("/console/evidence", "Evidence", Permission.EXPORT),
 )
 

@@ -92,7 +92,7 @@ def campaign_json(campaign: RecallCampaign, counts: dict[str, Any] | None = None
                             if campaign.all_notified_at else None),
         "closed_at": campaign.closed_at.isoformat() if campaign.closed_at else None,
         "closed_by": campaign.closed_by, "close_note": campaign.close_note,
-        "walk_failed": campaign.walk_failed,
+        "walk_failed": campaign.walk_failed, "capa_id": campaign.capa_id,
     }
     if counts is not None:
         data["counts"] = counts

@@ -37,6 +37,8 @@ MESSAGE_LABELS = {
     "goods_received": "Confirmation that your items arrived",
     "refunded": "Confirmation of your refund",
     "refund_failed": "Your refund is delayed",
+    "replacement_ordered": "Your replacement was ordered",
+    "replacement_shipped": "Your replacement is on its way",
 }
 DELIVERY_LABELS = {
     "sent": "Sent",
@@ -45,7 +47,15 @@ DELIVERY_LABELS = {
     "not_sent": "Not sent",
 }
 STEP_LABELS = ("Request received", "Decision", "Request approved", "Request declined",
-               "Goods received back", "Refund paid")
+               "Goods received back", "Refund paid", "Replacement ordered",
+               "Replacement shipped", "Price difference refunded")
+# How far an exchange's replacement has got, in the customer's words.
+REPLACEMENT_LABELS = {
+    "waiting": "We order it once your items have arrived",
+    "ordering": "Being ordered",
+    "ordered": "Ordered",
+    "shipped": "Shipped",
+}
 
 
 def mask_email(address: str | None) -> str | None:
@@ -103,6 +113,19 @@ class Line:
 
 
 @dataclass(frozen=True, slots=True)
+class Replacement:
+    """An exchange's replacement as the customer sees it: what, and how far it has got."""
+
+    items: tuple[tuple[str, int], ...]  # (name, quantity)
+    progress: str  # waiting | ordering | ordered | shipped
+    delivery: str | None  # the ERP's delivery (note) number, once it shipped
+
+    @property
+    def label(self) -> str:
+        return REPLACEMENT_LABELS[self.progress]
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     kind: str  # a NotificationKind: received | approved | denied | goods_received | …
     at: date | None
@@ -138,6 +161,14 @@ class StatusView:
     phone: str | None  # masked
     return_address: str
     locale: str  # the customer's, as the request gave it
+    # An exchange's replacement (None: the request is no exchange); `amount` is then the
+    # price difference, refunded only when it is above zero (`refund_due`).
+    replacement: Replacement | None = None
+    refund_due: bool = True
+
+    @property
+    def is_exchange(self) -> bool:
+        return self.replacement is not None
 
     @property
     def needs_sterile(self) -> bool:
@@ -162,7 +193,8 @@ class StatusView:
             return moment.astimezone(zone).date() if moment.tzinfo else moment.date()
 
         state = str(detail["state"])
-        is_return = detail["kind"] == "return_and_refund"
+        exchange = detail["kind"] in ("exchange", "return_and_exchange")
+        is_return = detail["kind"] == "return_and_refund" or exchange
         # `outcome` as stored (store/mapping.py); `decision` as `Decision.as_json` writes it
         final = [d for d in detail.get("decisions", [])
                  if d.get("outcome", d.get("decision")) in ("approve", "deny")]
@@ -172,8 +204,10 @@ class StatusView:
         reached: dict[str, Any] = {}
         for event in detail.get("timeline", []):
             target = event.get("to_state")
-            if target in ("received_goods", "refunded") and target not in reached:
+            if target in ("received_goods", "refunded", "replaced") and target not in reached:
                 reached[target] = event.get("at")
+            if event.get("name") == "replacement_shipped" and "shipped" not in reached:
+                reached["shipped"] = event.get("at")
         refunded = _money(detail.get("refunded"))
         if refunded is not None and refunded.amount == 0:
             refunded = None
@@ -182,17 +216,40 @@ class StatusView:
         assert requested is not None
         amount = refunded or approved or requested
 
-        phase = _phase(state, is_return, refunded is not None, "received_goods" in reached)
+        replacement = _replacement(detail, state) if exchange else None
+        refund_due = not exchange or (amount.amount > 0)
+        phase = (_exchange_phase(state, replacement, "received_goods" in reached)
+                 if replacement is not None
+                 else _phase(state, is_return, refunded is not None, "received_goods" in reached))
         steps = [Step("received", "Request received", True, day(detail.get("created_at")))]
         steps.append(Step("decided", "Request declined" if denied else "Request approved"
                           if decision else "Decision", decision is not None,
                           day(decision["at"]) if decision else None))
-        if is_return and not denied:
-            steps.append(Step("goods_back", "Goods received back", "received_goods" in reached,
-                              day(reached.get("received_goods"))))
-        if not denied:
-            steps.append(Step("refunded", "Refund paid", refunded is not None,
-                              day(reached.get("refunded")) if refunded else None))
+        goods_back = Step("goods_back", "Goods received back", "received_goods" in reached,
+                          day(reached.get("received_goods")))
+        if replacement is not None and not denied:
+            ordered = replacement.progress in ("ordered", "shipped")
+            shipped = replacement.progress == "shipped"
+            made = [Step("replacement_ordered", "Replacement ordered", ordered,
+                         day(reached.get("replaced"))),
+                    Step("replacement_shipped", "Replacement shipped", shipped,
+                         day(reached.get("shipped", reached.get("replaced")))
+                         if shipped else None)]
+            # The order follows the shop's timing: an advance replacement goes out first.
+            replaced_at = _when(reached.get("replaced"))
+            back_at = _when(reached.get("received_goods"))
+            advance = replaced_at is not None and (back_at is None or replaced_at < back_at)
+            steps.extend([*made, goods_back] if advance else [goods_back, *made])
+            if refund_due:
+                steps.append(Step("refunded", "Price difference refunded",
+                                  refunded is not None,
+                                  day(reached.get("refunded")) if refunded else None))
+        else:
+            if is_return and not denied:
+                steps.append(goods_back)
+            if not denied:
+                steps.append(Step("refunded", "Refund paid", refunded is not None,
+                                  day(reached.get("refunded")) if refunded else None))
         first_open = next((i for i, s in enumerate(steps) if not s.done), None)
         steps = [Step(s.key, s.label, s.done, s.at, i == first_open)
                  for i, s in enumerate(steps)]
@@ -227,6 +284,7 @@ class StatusView:
             email=mask_email(customer.get("email")), phone=mask_phone(customer.get("phone")),
             return_address=policy.return_address,
             locale=str(customer.get("locale") or "en"),
+            replacement=replacement, refund_due=refund_due,
         )
 
 
@@ -234,6 +292,33 @@ def _money(value: Any) -> Money | None:
     if not value:
         return None
     return Money(Decimal(str(value["amount"])), str(value["currency"]))
+
+
+def _replacement(detail: dict[str, Any], state: str) -> Replacement:
+    items = tuple((str(r.get("name", "")), int(r.get("quantity", 1)))
+                  for r in detail.get("replacements", []))
+    stored = detail.get("replacement") or {}
+    progress = str(stored.get("progress") or "")
+    if progress not in ("ordered", "shipped"):
+        progress = "ordering" if state == "replacing" or stored else "waiting"
+    return Replacement(items, progress,
+                       str(stored["delivery"]) if progress == "shipped" and stored.get(
+                           "delivery") else None)
+
+
+def _exchange_phase(state: str, replacement: Replacement, goods_back: bool) -> str:
+    """What the customer of an exchange is waiting for, or must do, now."""
+    if state in ("denied", "cancelled"):
+        return state
+    if state == "failed":
+        return "delayed"
+    if state in ("received", "evaluating", "awaiting_review"):
+        return "reviewing"
+    if state == "awaiting_return":
+        return "send_back"
+    if replacement.progress in ("ordered", "shipped"):
+        return "replaced"
+    return "replacing" if goods_back or state == "replacing" else "approved"
 
 
 def _delivery(notification: dict[str, Any]) -> str:

@@ -16,6 +16,8 @@ from refundbridge.connectors.base import (
     http_address,
 )
 from refundbridge.connectors.erpnext.client import ERPNextClient
+from refundbridge.connectors.erpnext.exchanges import ERPNextReplacements, ReplacementSettings
+from refundbridge.connectors.erpnext.quality import count_shipped
 from refundbridge.connectors.erpnext.recalls import (
     BIN,
     CUSTOMER,
@@ -90,14 +92,17 @@ from refundbridge.core.ports import (
     QuarantineOrder,
     QuarantineResult,
     RecallScope,
+    ReplacementOrder,
+    ReplacementResult,
     ReturnBooking,
+    ShippedQuantityQuery,
     ShippedUnit,
 )
 
 log = logging.getLogger(__name__)
 
 
-class ERPNextSettings(ConnectorSettings):
+class ERPNextSettings(ConnectorSettings, ReplacementSettings):
     base_url: str
     api_key: SecretStr
     api_secret: SecretStr
@@ -137,7 +142,8 @@ class ERPNextConnector(ErpConnector[ERPNextClient]):
     name: ClassVar[str] = NAME
     Settings: ClassVar[type[ConnectorSettings]] = ERPNextSettings
     capabilities: ClassVar[frozenset[Capability]] = ErpConnector.capabilities | {
-        Capability.CONSIGNEES, Capability.QUARANTINE}
+        Capability.CONSIGNEES, Capability.QUARANTINE, Capability.SHIPPED_QUANTITY,
+        Capability.REPLACEMENT}
 
     settings: ERPNextSettings
 
@@ -153,6 +159,21 @@ class ERPNextConnector(ErpConnector[ERPNextClient]):
     def build_client(self) -> ERPNextClient:
         s = self.settings
         return ERPNextClient(s.base_url, s.api_key, s.api_secret, self.ctx)
+
+    # ---------------------------------------------------------------- exchanges (exchanges.py)
+
+    def create_replacement(self, order: ReplacementOrder) -> ReplacementResult:
+        return self._replacements().create(order)
+
+    def find_replacement(self, order: ReplacementOrder) -> ReplacementResult | None:
+        return self._replacements().find(order)
+
+    def _replacements(self) -> ERPNextReplacements:
+        s = self.settings
+        return ERPNextReplacements(
+            lambda: self.client, order_field=s.order_field, key_field=s.replacement_key_field,
+            warehouse=s.replacement_warehouse or s.restock_warehouse,
+            today=lambda: self.ctx.clock().date())
 
     # ---------------------------------------------------------------- shipped units
 
@@ -198,6 +219,14 @@ class ERPNextConnector(ErpConnector[ERPNextClient]):
         # Each bundle is read once, however many rows name it.
         return {name: self.client.get(BundleResult, BUNDLE, name).data
                 for name in dict.fromkeys(names) if name}
+
+    # ---------------------------------------------------------------- quality signals
+
+    def shipped_quantity(self, query: ShippedQuantityQuery) -> int:
+        """Units of the Item (and lot) shipped in the range (quality.py)."""
+        item = self._item(RecallScope(sku=query.sku)).name
+        return count_shipped(self.client, item, self.settings.order_field, self._bundles,
+                             query)
 
     # ---------------------------------------------------------------- recalls
 

@@ -17,6 +17,8 @@ from refundbridge.connectors.base import (
     http_address,
 )
 from refundbridge.connectors.odoo.client import OdooClient, build_transport
+from refundbridge.connectors.odoo.exchanges import ReplacementFlows
+from refundbridge.connectors.odoo.quality import count_shipped
 from refundbridge.connectors.odoo.recalls import OdooRecalls
 from refundbridge.connectors.odoo.transformers import (
     NAME,
@@ -55,6 +57,7 @@ from refundbridge.core.ports import (
     QuarantineResult,
     RecallScope,
     ReturnBooking,
+    ShippedQuantityQuery,
     ShippedUnit,
 )
 
@@ -104,11 +107,12 @@ class OdooSettings(ConnectorSettings):
         return self
 
 
-class OdooConnector(ErpConnector[OdooClient]):
+class OdooConnector(ReplacementFlows, ErpConnector[OdooClient]):  # exchanges.py
     name: ClassVar[str] = NAME
     Settings: ClassVar[type[ConnectorSettings]] = OdooSettings
     capabilities: ClassVar[frozenset[Capability]] = ErpConnector.capabilities | {
-        Capability.CONSIGNEES, Capability.QUARANTINE}
+        Capability.CONSIGNEES, Capability.QUARANTINE, Capability.SHIPPED_QUANTITY,
+        Capability.REPLACEMENT}
 
     settings: OdooSettings
 
@@ -157,6 +161,10 @@ class OdooConnector(ErpConnector[OdooClient]):
 
     def quarantine_stock(self, order: QuarantineOrder) -> QuarantineResult:
         return self._recalls().quarantine_stock(order)
+
+    def shipped_quantity(self, query: ShippedQuantityQuery) -> int:
+        """Units of the product (and lot) delivered to customers in the range (quality.py)."""
+        return count_shipped(self.client, self._quantity_field(), query)
 
     # ---------------------------------------------------------------- ErpGateway
     def book_return(self, booking: ReturnBooking) -> str:

@@ -31,9 +31,14 @@ from refundbridge.core.ports import (
     QuarantineResult,
     RecallScope,
     RefundOrder,
+    ReplacementOrder,
+    ReplacementResult,
+    ReplacementState,
     ReturnBooking,
     Role,
+    ShippedQuantityQuery,
 )
+from refundbridge.core.signals import QualityAlert
 
 T = TypeVar("T")
 
@@ -161,17 +166,30 @@ def _covers(scope: RecallScope, sku: str, lot: str | None, serial: str | None) -
         same(serial, scope.serials))
 
 
+def shipped_in(shipments: list[SandboxShipment], query: ShippedQuantityQuery) -> int:
+    lot = (query.lot or "").casefold()
+    return sum(s.quantity for s in shipments
+               if s.sku.casefold() == query.sku.casefold()
+               and (not query.lot or (s.lot or "").casefold() == lot)
+               and s.shipped_on is not None and query.since <= s.shipped_on <= query.until)
+
+
 class SandboxErpConnector(_Sandbox):
     name: ClassVar[str] = "sandbox_erp"
     roles: ClassVar[frozenset[Role]] = frozenset({Role.ERP})
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.BOOK_RETURN, Capability.CONSIGNEES, Capability.QUARANTINE})
+        {Capability.BOOK_RETURN, Capability.CONSIGNEES, Capability.QUARANTINE,
+         Capability.REPLACEMENT,
+         Capability.SHIPPED_QUANTITY})
     Settings: ClassVar[type[ConnectorSettings]] = SandboxErpSettings
     settings: SandboxErpSettings
 
     def __init__(self, settings: SandboxErpSettings, ctx: ConnectorContext) -> None:
         super().__init__(settings, ctx)
         self.bookings: dict[str, ReturnBooking] = {}
+        # Exchanges by idempotency key: the order as asked, and the documents made for it.
+        self.replacements: dict[str, tuple[ReplacementOrder, ReplacementResult]] = {}
+        self.replacement_calls = 0  # create_replacement calls that reached the "ERP"
         self.quarantines: dict[str, QuarantineResult] = {}
 
     def consignees(self, scope: RecallScope, cursor: str | None,
@@ -214,6 +232,35 @@ class SandboxErpConnector(_Sandbox):
 
         return self._call("quarantine", move)
 
+    def shipped_quantity(self, query: ShippedQuantityQuery) -> int:
+        """The configured shipments of the SKU (and lot) dated in the range; an undated
+        shipment counts as shipped before any range."""
+        return self._call("shipped quantity", lambda: shipped_in(self.settings.shipments,
+                                                                   query))
+
+    def create_replacement(self, order: ReplacementOrder) -> ReplacementResult:
+        """A sales order and its delivery at once (the sandbox ships from stock the moment it
+        is asked), made once per key: a repeat returns the first."""
+        def create() -> ReplacementResult:
+            with self._lock:
+                self.replacement_calls += 1
+                if order.idempotency_key not in self.replacements:
+                    digest = hashlib.sha256(order.idempotency_key.encode()).hexdigest()[:10]
+                    result = ReplacementResult(f"SBX-SO-{digest}", ReplacementState.SHIPPED,
+                                               f"SBX-DN-{digest}")
+                    self.replacements[order.idempotency_key] = (order, result)
+                return self.replacements[order.idempotency_key][1]
+
+        return self._call("create replacement", create)
+
+    def find_replacement(self, order: ReplacementOrder) -> ReplacementResult | None:
+        def find() -> ReplacementResult | None:
+            with self._lock:
+                found = self.replacements.get(order.idempotency_key)
+            return None if found is None else found[1]
+
+        return self._call("find replacement", find)
+
     def book_return(self, booking: ReturnBooking) -> str:
         def book() -> str:
             with self._lock:
@@ -231,6 +278,14 @@ class SandboxNotifier(_Sandbox):
     def __init__(self, settings: SandboxSettings, ctx: ConnectorContext) -> None:
         super().__init__(settings, ctx)
         self.sent: dict[str, OutgoingMessage] = {}
+        self.alerts: dict[str, QualityAlert] = {}  # quality contacts' notices, by message id
+
+    def send_quality_alert(self, alert: QualityAlert) -> None:
+        def deliver() -> None:
+            with self._lock:
+                self.alerts[alert.message_id] = alert
+
+        self._call("send quality alert", deliver)
 
     def send(self, message: OutgoingMessage) -> None:
         def deliver() -> None:

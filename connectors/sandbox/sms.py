@@ -35,6 +35,7 @@ from refundbridge.core.ports import (
     SmsCallback,
     SmsReceipt,
 )
+from refundbridge.core.signals import QualityAlert
 
 SIGNATURE_HEADER = "x-sandbox-signature"
 
@@ -67,6 +68,7 @@ class SandboxSmsConnector(_Sandbox):
     def __init__(self, settings: SandboxSmsSettings, ctx: ConnectorContext) -> None:
         super().__init__(settings, ctx)
         self.sent: list[SandboxSend] = []  # every send, repeats included (a test counts)
+        self.alerts: list[tuple[QualityAlert, str]] = []  # quality signals' SMS, repeats too
         self.calls = 0
 
     def send_sms(self, message: OutgoingMessage) -> SmsReceipt:
@@ -95,6 +97,20 @@ class SandboxSmsConnector(_Sandbox):
             return SmsReceipt(provider_id, DeliveryState.QUEUED)
 
         return self._call("send_sms", send)
+
+    def send_quality_sms(self, alert: QualityAlert) -> str:
+        """A quality signal's SMS to the quality contact (our own words, as Twilio sends)."""
+        if not alert.phone:
+            raise PermanentProviderError(self.name, f"signal {alert.signal_id}: no phone "
+                                                    "number", code="no_number")
+
+        def send() -> str:
+            with self._lock:
+                provider_id = f"SBX-SMS-{len(self.sent) + len(self.alerts) + 1:06d}"
+                self.alerts.append((alert, provider_id))
+            return provider_id
+
+        return self._call("send_quality_sms", send)
 
     def find_sms(self, message: OutgoingMessage, sent_on: date) -> SmsReceipt | None:
         def find() -> SmsReceipt | None:

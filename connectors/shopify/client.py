@@ -17,6 +17,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from refundbridge.connectors.base import ConnectorContext, send, unexpected_answer
 from refundbridge.connectors.shopify.queries import (
+    EXCHANGE_LINES_FIRST,
     FULFILLMENT_LINES_QUERY,
     FULFILLMENTS_FIRST,
     MAX_PAGES,
@@ -27,6 +28,7 @@ from refundbridge.connectors.shopify.queries import (
     REFUND_QUERY,
     RETURN_APPROVE,
     RETURN_DECLINE,
+    RETURN_EXCHANGES_QUERY,
     RETURN_QUERY,
     TRANSACTIONS_FIRST,
     operation_name,
@@ -44,6 +46,7 @@ from refundbridge.connectors.shopify.wire import (
     GqlOrderRefunds,
     GqlRefund,
     GqlReturn,
+    GqlReturnExchanges,
     GqlTransaction,
     GqlTransactions,
     GraphQLResponse,
@@ -224,6 +227,15 @@ class ShopifyClient:
     def get_return(self, return_id: str) -> GqlReturn:
         data = self._call(RETURN_QUERY, {"id": return_id}, lambda d: d)
         return self._model(data, "return", GqlReturn, f"return {return_id}")
+
+    def get_return_exchanges(self, return_id: str) -> GqlReturnExchanges:
+        """The return's exchange lines, all of them, or PermanentProviderError if there are
+        more than one page holds (read short, a replacement would be missing)."""
+        data = self._call(RETURN_EXCHANGES_QUERY, {"id": return_id}, lambda d: d)
+        found = self._model(data, "return", GqlReturnExchanges, f"return {return_id}")
+        if found.exchange_line_items.page_info.has_next_page:
+            raise too_large(f"return {return_id}", "exchange lines", EXCHANGE_LINES_FIRST)
+        return found
 
     # ---------------------------------------------------------------- writes
     def create_refund(self, refund_input: dict[str, Any], idempotency_key: str) -> GqlRefund:

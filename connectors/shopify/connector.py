@@ -15,6 +15,7 @@ from pydantic import Field, PositiveInt, SecretStr
 from refundbridge.connectors.base import ClientConnector, ConnectorContext, ConnectorSettings
 from refundbridge.connectors.shopify import webhooks
 from refundbridge.connectors.shopify.client import ShopifyClient, raise_user_errors
+from refundbridge.connectors.shopify.exchanges import to_exchange_request
 from refundbridge.connectors.shopify.transformers import (
     DECLINE_NOTE_MAX,
     NAME,
@@ -192,10 +193,14 @@ class ShopifyConnector(ClientConnector[ShopifyClient]):
         ret = webhooks.parse_return(body)
         # A transient failure here propagates, so the API answers 5xx and Shopify redelivers.
         order = self.client.get_order(ret.order.admin_graphql_api_id)
+        # A return with an exchange: what goes out instead is read from the Admin API.
+        exchanges = (self.client.get_return_exchanges(ret.admin_graphql_api_id)
+                     if ret.exchange_line_items else None)
         # The signed body, not the looked-up order, is what makes two deliveries the same.
-        event = RefundRequested(to_request(ret, order, delivery.triggered_at or now,
-                                           self.settings.locale),
-                                fingerprint=hashlib.sha256(body).hexdigest())
+        at = delivery.triggered_at or now
+        request = (to_exchange_request(ret, order, exchanges, at, self.settings.locale)
+                   if exchanges is not None else to_request(ret, order, at, self.settings.locale))
+        event = RefundRequested(request, fingerprint=hashlib.sha256(body).hexdigest())
         if key is not None:
             with self._recent_lock:
                 self._recent[key] = event

@@ -119,6 +119,24 @@ query RefundBridgeReturn($id: ID!) {
 }
 """.strip()
 
+# Exchanges: the units a return sends out instead (Return.exchangeLineItems, 2026-01), each
+# with the order line Shopify made for it, which holds its SKU and price. Read only when a
+# `returns/request` body names exchange lines.
+# return 1 + order 1 + exchangeLineItems (2 + 50 × (1 + lineItems 1 + price 2)) = 204. A
+# return with more exchange lines than one page is refused (too large), not read short.
+EXCHANGE_LINES_FIRST: Final = 50
+RETURN_EXCHANGES_QUERY: Final = f"""
+query RefundBridgeReturnExchanges($id: ID!) {{
+  return(id: $id) {{
+    id order {{ id }}
+    exchangeLineItems(first: {EXCHANGE_LINES_FIRST}) {{
+      {_PAGE_INFO}
+      nodes {{ id quantity variantId lineItems {{ {_LINE} }} }}
+    }}
+  }}
+}}
+""".strip()
+
 RETURN_APPROVE: Final = """
 mutation RefundBridgeReturnApprove($input: ReturnApproveRequestInput!) {
   returnApproveRequest(input: $input) {
@@ -141,7 +159,7 @@ mutation RefundBridgeReturnDecline($input: ReturnDeclineRequestInput!) {
 # Every document the connector sends, for the tests that price them.
 DOCUMENTS: Final = (
     ORDER_QUERY, ORDER_LINES_QUERY, FULFILLMENT_LINES_QUERY, ORDER_REFUNDS_QUERY, REFUND_QUERY,
-    REFUND_CREATE, RETURN_QUERY, RETURN_APPROVE, RETURN_DECLINE,
+    REFUND_CREATE, RETURN_QUERY, RETURN_APPROVE, RETURN_DECLINE, RETURN_EXCHANGES_QUERY,
 )
 
 

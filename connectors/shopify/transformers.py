@@ -318,8 +318,21 @@ def to_request(ret: WebhookReturn, order: GqlOrder, requested_at: datetime,
     """A `returns/request` webhook plus the order it names, as our normalized request.
 
     The amount asked for is what the returned units cost after discounts; the over-refund
-    guard and the rules then judge it like any other request.
+    guard and the rules then judge it like any other request (exchanges: `exchanges.py`).
     """
+    return validated_request(request_body(ret, order, requested_at, default_locale))
+
+
+def validated_request(body: Mapping[str, Any]) -> NormalizedRefundRequest:
+    try:
+        return NormalizedRefundRequest.model_validate(body)
+    except ValidationError as exc:
+        raise validation_error(exc) from exc
+
+
+def request_body(ret: WebhookReturn, order: GqlOrder, requested_at: datetime,
+                 default_locale: str) -> dict[str, Any]:
+    """The fields of the return's request, before validation (`to_request`)."""
     if order.id != ret.order.admin_graphql_api_id:
         raise InvalidRequest("order.admin_graphql_api_id",
                              f"the return names {ret.order.admin_graphql_api_id} but Shopify "
@@ -345,7 +358,7 @@ def to_request(ret: WebhookReturn, order: GqlOrder, requested_at: datetime,
     # Never ask for more than was paid: lines before order-level adjustments can exceed it.
     requested = min(requested, paid) if paid.is_positive() else requested
     reason = main_reason(map_reason(item.return_reason) for item in ret.return_line_items)
-    body = {
+    return {
         "external_id": ret.admin_graphql_api_id,
         "kind": "return_and_refund",
         "order": {
@@ -368,10 +381,6 @@ def to_request(ret: WebhookReturn, order: GqlOrder, requested_at: datetime,
         "requested_amount": requested.amount,
         "requested_at": requested_at,
     }
-    try:
-        return NormalizedRefundRequest.model_validate(body)
-    except ValidationError as exc:
-        raise validation_error(exc) from exc
 
 
 # ------------------------------------------------------------------ refunds

@@ -148,6 +148,25 @@ class GqlReturn(_Gql):
     status: str
 
 
+class GqlExchangeLineItem(_Gql):
+    """A unit a return sends out instead (`ExchangeLineItem`): its variant and the order
+    line Shopify added for it (the first of `lineItems`)."""
+
+    id: str
+    quantity: int
+    variant_id: str | None = None
+    line_items: list[GqlLineItem] | None = None
+
+
+GqlExchangeLineItems = Page[GqlExchangeLineItem]
+
+
+class GqlReturnExchanges(_Gql):
+    id: str
+    order: Ref | None = None
+    exchange_line_items: GqlExchangeLineItems
+
+
 class UserError(_Gql):
     field: list[str] | None = None
     message: str
@@ -208,6 +227,14 @@ class WebhookReturnLineItem(_Hook):
     customer_note: str | None = None
 
 
+class WebhookExchangeLineItem(_Hook):
+    """An entry of a `returns/request` body's `exchange_line_items`: which exchange line it
+    is. Its variant, SKU and price are read from the Admin API (`GqlExchangeLineItem`)."""
+
+    id: int
+    admin_graphql_api_id: str
+
+
 class WebhookReturn(_Hook):
     """The `returns/request` body: a REST Return, thin on purpose (no prices, no customer
     contact we can rely on), so the order is looked up through GraphQL."""
@@ -218,6 +245,8 @@ class WebhookReturn(_Hook):
     name: str | None = None
     order: WebhookRef
     return_line_items: list[WebhookReturnLineItem] = Field(min_length=1)
+    # Units sent out instead of money (a return with an exchange); none for a plain return.
+    exchange_line_items: list[WebhookExchangeLineItem] = Field(default_factory=list)
 
 
 class WebhookTransaction(_Hook):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from typing import ClassVar
 
 from refundbridge.connectors.base import ConnectorBase, ConnectorContext, ConnectorSettings
@@ -9,6 +10,7 @@ from refundbridge.connectors.smtp.client import SmtpClient
 from refundbridge.connectors.smtp.settings import SmtpSettings
 from refundbridge.connectors.smtp.transformers import (
     MessageError,
+    RenderedEmail,
     TemplateRenderer,
     plain_email,
     render_status_link,
@@ -17,6 +19,7 @@ from refundbridge.connectors.smtp.transformers import (
 from refundbridge.core.errors import PermanentProviderError
 from refundbridge.core.model import CAMPAIGN_KINDS
 from refundbridge.core.ports import Capability, OutgoingMessage, Role
+from refundbridge.core.signals import QualityAlert
 from refundbridge.core.status_links import StatusLinkMessage
 
 
@@ -59,6 +62,20 @@ class SmtpNotifier(ConnectorBase):
                 self.name, f"{owner} {message.case_id}, {message.kind.value}: {exc}"
             ) from exc
         # Built once, outside the retry: every attempt sends the same bytes and Message-ID.
+        self.ctx.retry.call(lambda: self._client.send(email))
+
+    def send_quality_alert(self, alert: QualityAlert) -> None:
+        """A quality signal's notice to the shop's quality contact: our own plain words
+        (core/signals.py), as text and escaped HTML."""
+        if not alert.email:
+            raise PermanentProviderError(self.name, f"signal {alert.signal_id}: no email "
+                                                    "address for the quality contact")
+        s = self.settings
+        rendered = RenderedEmail(alert.locale, " ".join(alert.subject.split()), alert.body,
+                                 "<pre>" + html.escape(alert.body) + "</pre>")
+        email = plain_email(alert.email, rendered, message_id=alert.message_id,
+                            sender_email=s.sender_email, sender_name=s.sender_name,
+                            reply_to=s.reply_to, now=self.ctx.clock())
         self.ctx.retry.call(lambda: self._client.send(email))
 
     def send_status_link(self, message: StatusLinkMessage) -> None:

@@ -82,6 +82,18 @@ status is reported as `RefundStatus.UNKNOWN` with the provider's raw status.
 - `return_booking` (required): a `ReturnBooking` the fake can book.
 
 Checks: booking the same case twice books it once (the same reference comes back).
+
+`ReplacementContract` (`erp.replacement`):
+
+- `router` (required): as above, with the ERP's fake installed, holding the original order
+  (its customer) and stock enough to ship the replacement.
+- `replacement_order` (required): a `ReplacementOrder` the fake can fill.
+- `replacement_count` (required): a function `() -> int` counting the replacement orders
+  the fake holds, so "made once" is checked on the fake's books.
+
+Checks: nothing is found under a key before anything was made; creating the same
+replacement twice makes one order and one delivery and answers the same result (shipped);
+what was made is found again by its key, and nothing under another key.
 """
 
 from refundbridge.connectors.testing.contract import (
@@ -91,6 +103,7 @@ from refundbridge.connectors.testing.contract import (
     Delivery,
     ErpContract,
     PaymentContract,
+    ReplacementContract,
     WebhookContract,
     dedupe_key,
     route_for,
@@ -103,6 +116,7 @@ __all__ = [
     "Delivery",
     "ErpContract",
     "PaymentContract",
+    "ReplacementContract",
     "WebhookContract",
     "dedupe_key",
     "route_for",

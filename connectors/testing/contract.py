@@ -34,6 +34,10 @@ from refundbridge.core.ports import (
     RefundOrder,
     RefundRequested,
     RefundUpdate,
+    ReplacementItem,
+    ReplacementOrder,
+    ReplacementResult,
+    ReplacementState,
     ReturnBooking,
     StatusOutcome,
     StatusUpdate,
@@ -63,6 +67,11 @@ OPTIONAL_FLOWS: Final[Mapping[Capability, Callable[[Any], object]]] = {
     Capability.QUARANTINE: lambda c: c.quarantine_stock(QuarantineOrder(
         idempotency_key="rcp_contract.quarantine", reference="RC-contract",
         scope=RecallScope(sku="SKU-contract", lots=("LOT-1",)))),
+    Capability.REPLACEMENT: lambda c: c.create_replacement(ReplacementOrder(
+        idempotency_key=f"{_CASE_ID}.replacement", case_id=_CASE_ID, order_id=_ORDER_ID,
+        customer_id="contract-customer", customer_email=None,
+        items=(ReplacementItem("SKU-contract", "Contract item", 1,
+                               Money.parse("1.00", "CNY")),))),
 }
 
 
@@ -439,3 +448,34 @@ class ErpContract(ConnectorContract):
         again = connector.book_return(return_booking)
 
         assert first and again == first
+
+
+class ReplacementContract(ConnectorContract):
+    """What a connector that sends an exchange's replacement (`erp.replacement`) owes."""
+
+    def test_nothing_is_found_before_the_replacement_is_made(
+            self, connector: Any, router: respx.MockRouter,
+            replacement_order: ReplacementOrder) -> None:
+        assert connector.find_replacement(replacement_order) is None
+
+    def test_creating_the_same_replacement_twice_makes_one(
+            self, connector: Any, router: respx.MockRouter,
+            replacement_order: ReplacementOrder,
+            replacement_count: Callable[[], int]) -> None:
+        first = connector.create_replacement(replacement_order)
+        again = connector.create_replacement(replacement_order)
+
+        assert isinstance(first, ReplacementResult) and first.document
+        assert again == first
+        assert first.state is ReplacementState.SHIPPED and first.delivery
+        assert replacement_count() == 1
+
+    def test_the_replacement_made_is_found_by_its_key(
+            self, connector: Any, router: respx.MockRouter,
+            replacement_order: ReplacementOrder) -> None:
+        made = connector.create_replacement(replacement_order)
+
+        assert connector.find_replacement(replacement_order) == made
+        other = dataclasses.replace(replacement_order,
+                                    idempotency_key=replacement_order.idempotency_key + "-other")
+        assert connector.find_replacement(other) is None

@@ -39,6 +39,7 @@ from refundbridge.core.ports import (
     SmsReceipt,
     WebhookAck,
 )
+from refundbridge.core.signals import QualityAlert
 
 ACCOUNT_SID: Final = re.compile(r"^AC[0-9a-fA-F]{32}$")
 API_KEY_SID: Final = re.compile(r"^SK[0-9a-fA-F]{32}$")
@@ -176,6 +177,21 @@ class TwilioConnector(ClientConnector[TwilioClient]):
                 # Outside the retry loop on purpose: "not now" must not be asked again at once.
                 raise SendDeferred(self.name, exc.message) from exc
             raise
+
+    def send_quality_sms(self, alert: QualityAlert) -> str:
+        """A quality signal's SMS to the shop's quality contact: our own words
+        (core/signals.py), found again by number and text before a second attempt."""
+        if not alert.phone:
+            raise PermanentProviderError(self.name, f"signal {alert.signal_id}: no phone "
+                                                    "number", code="no_number")
+        s = self.settings
+        form = message_form(to=alert.phone, body=alert.sms_text, from_number=s.from_number,
+                            messaging_service_sid=s.messaging_service_sid,
+                            status_callback=None)
+        receipt = self.ctx.retry.call_once(
+            lambda: to_receipt(self.client.create_message(form)),
+            lambda: self._find(alert.phone or "", alert.sms_text, self.ctx.clock().date()))
+        return receipt.provider_id
 
     def find_sms(self, message: OutgoingMessage, sent_on: date) -> SmsReceipt | None:
         return self._find(self._phone(message), self.body(message), sent_on)

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import ClassVar
 from urllib.parse import urlsplit
 
-from pydantic import SecretStr, field_validator
+from pydantic import SecretStr, field_validator, model_validator
 
 from refundbridge.connectors.base import ClientConnector, ConnectorSettings
 from refundbridge.connectors.woocommerce import webhooks
@@ -84,10 +84,17 @@ class WooCommerceSettings(ConnectorSettings, OrderMapping):
             raise ValueError("an order status slug is required")
         return slug
 
-    @field_validator("approved_status", "declined_status")
+    @field_validator("approved_status", "declined_status", "exchange_requested_status")
     @classmethod
     def _optional_slug(cls, value: str | None) -> str | None:
         return _status_slug(value)
+
+    @model_validator(mode="after")
+    def _two_statuses(self) -> WooCommerceSettings:
+        if self.exchange_requested_status == self.refund_requested_status:
+            raise ValueError("exchange_requested_status must differ from "
+                             "refund_requested_status: one status cannot ask for both")
+        return self
 
 
 class WooCommerceConnector(ClientConnector[WooCommerceClient]):

@@ -192,6 +192,11 @@ class OrderMapping(BaseModel):
     default_locale: str = "en"
     # Line item meta `<prefix>lot`, `<prefix>serial`, `<prefix>sterile`, … carry device data.
     line_meta_prefix: str = "_rb_"
+    # Exchanges (WooCommerce has none of its own; see `exchanges.py`): the status an order
+    # is given when its customer asks for an exchange (None: no exchange status), and line
+    # meta `<prefix>exchange_sku` (+ `_quantity`, `_price`, `_name`) naming a line's
+    # replacement, on an exchange or on a refund request.
+    exchange_requested_status: str | None = None
 
 
 TRUE_WORDS: Final = frozenset({"1", "true", "yes", "on"})
@@ -199,7 +204,7 @@ LINE_TEXT_FIELDS: Final = ("device_class", "lot", "serial", "expiry_date", "udi"
 LINE_FLAG_FIELDS: Final = ("sterile", "package_opened", "cold_chain", "custom_made")
 
 
-def _text(value: Any) -> str:
+def meta_text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -210,7 +215,7 @@ def _text(value: Any) -> str:
 
 
 def _locale(order: WCOrder, mapping: OrderMapping) -> str:
-    raw = _text(order.meta(mapping.locale_meta_key)).replace("_", "-")
+    raw = meta_text(order.meta(mapping.locale_meta_key)).replace("_", "-")
     if not raw:
         return mapping.default_locale
     language, _, region = raw.partition("-")
@@ -237,7 +242,7 @@ def payment_reference(order: WCOrder) -> tuple[str, str]:
     return provider, order.transaction_id or f"wc-order-{order.id}"
 
 
-def _request_line(item: WCLineItem, index: int, currency: str, prefix: str) -> dict[str, Any]:
+def request_line(item: WCLineItem, index: int, currency: str, prefix: str) -> dict[str, Any]:
     line: dict[str, Any] = {
         "sku": line_sku(item),
         "name": item.name or line_sku(item),
@@ -245,11 +250,11 @@ def _request_line(item: WCLineItem, index: int, currency: str, prefix: str) -> d
         "unit_price": str(unit_gross(item, currency, index).amount),
     }
     for field in LINE_TEXT_FIELDS:
-        value = _text(item.meta(prefix + field))
+        value = meta_text(item.meta(prefix + field))
         if value:
             line[field] = value
     for field in LINE_FLAG_FIELDS:
-        value = _text(item.meta(prefix + field)).lower()
+        value = meta_text(item.meta(prefix + field)).lower()
         if value:
             line[field] = value in TRUE_WORDS
     return line
@@ -259,14 +264,14 @@ def external_request_id(order: WCOrder, mapping: OrderMapping) -> str:
     """Stable per request, so every redelivery (and every later `order.updated` while the
     status stays) dedupes onto one case. A plugin that allows several requests per order
     can tell them apart with its own request id in meta."""
-    own = _text(order.meta(mapping.request_id_meta_key))
+    own = meta_text(order.meta(mapping.request_id_meta_key))
     base = f"order-{order.id}-refund-request"
     return f"{base}-{own}" if own else base
 
 
 def _requested_amount(order: WCOrder, mapping: OrderMapping, lines: Sequence[Mapping[str, Any]],
                       paid: Money) -> Money:
-    asked = _text(order.meta(mapping.requested_amount_meta_key))
+    asked = meta_text(order.meta(mapping.requested_amount_meta_key))
     if asked:
         return wc_money(asked, paid.currency, f"meta_data.{mapping.requested_amount_meta_key}")
     worth = Money.zero(paid.currency)
@@ -277,7 +282,7 @@ def _requested_amount(order: WCOrder, mapping: OrderMapping, lines: Sequence[Map
 
 
 def _request_kind(order: WCOrder, mapping: OrderMapping) -> RequestKind:
-    kind_raw = _text(order.meta(mapping.kind_meta_key)).lower()
+    kind_raw = meta_text(order.meta(mapping.kind_meta_key)).lower()
     try:
         return RequestKind(kind_raw) if kind_raw else mapping.request_kind
     except ValueError as exc:
@@ -287,8 +292,8 @@ def _request_kind(order: WCOrder, mapping: OrderMapping) -> RequestKind:
 
 
 def _reason(order: WCOrder, mapping: OrderMapping) -> tuple[ReasonCode, str]:
-    code_raw = _text(order.meta(mapping.reason_code_meta_key)).lower()
-    text = _text(order.meta(mapping.reason_text_meta_key))
+    code_raw = meta_text(order.meta(mapping.reason_code_meta_key)).lower()
+    text = meta_text(order.meta(mapping.reason_text_meta_key))
     try:
         return ReasonCode(code_raw), text
     except ValueError:
@@ -304,10 +309,30 @@ def to_refund_request(order: WCOrder, mapping: OrderMapping) -> NormalizedRefund
     the plugin's (meta) if it set one, else what the lines are worth, capped at the order
     total: shipping is the shop's call, not the customer's claim.
     """
+    return validated_request(request_body(order, mapping), mapping)
+
+
+def validated_request(body: Mapping[str, Any], mapping: OrderMapping
+                      ) -> NormalizedRefundRequest:
+    """`body` (as `request_body` builds it) as our request, or `InvalidRequest` naming the
+    field by WooCommerce's name."""
+    try:
+        return NormalizedRefundRequest.model_validate(body)
+    except ValidationError as exc:
+        raise validation_error(exc, rename={
+            "customer.email": "billing.email",
+            "customer.phone": "billing.phone",
+            "lines": "line_items",
+            "requested_amount": f"meta_data.{mapping.requested_amount_meta_key}",
+        }) from exc
+
+
+def request_body(order: WCOrder, mapping: OrderMapping) -> dict[str, Any]:
+    """The fields of the request for `order`, before validation (`to_refund_request`)."""
     currency = order.currency.upper()
     if not order.line_items:
         raise InvalidRequest("line_items", "the order has no line items to refund")
-    lines = [_request_line(item, i, currency, mapping.line_meta_prefix)
+    lines = [request_line(item, i, currency, mapping.line_meta_prefix)
              for i, item in enumerate(order.line_items) if item.quantity > 0]
     paid = wc_money(order.total, currency, "total")
     requested = _requested_amount(order, mapping, lines, paid)
@@ -348,15 +373,7 @@ def to_refund_request(order: WCOrder, mapping: OrderMapping) -> NormalizedRefund
         "requested_amount": str(requested.amount),
         "requested_at": requested_at,
     }
-    try:
-        return NormalizedRefundRequest.model_validate(body)
-    except ValidationError as exc:
-        raise validation_error(exc, rename={
-            "customer.email": "billing.email",
-            "customer.phone": "billing.phone",
-            "lines": "line_items",
-            "requested_amount": f"meta_data.{mapping.requested_amount_meta_key}",
-        }) from exc
+    return body
 
 
 def to_snapshot(order: WCOrder, mapping: OrderMapping) -> OrderSnapshot:

@@ -11,6 +11,8 @@ Which delivery means what (topics `order.created` / `order.updated`; the body is
 REST order):
 - the order's status is the shop's "refund requested" status → `RefundRequested`, with the
   external id `order-<id>-refund-request` (plus the plugin's request id, if it keeps one);
+  an exchange as the shop configured it (`exchanges.py`: the exchange status, line meta
+  naming replacements) → `RefundRequested` of kind `exchange` / `return_and_exchange`;
 - otherwise, the order has a refund RefundBridge did not make → `ExternalRefund` for the
   newest such refund;
 - anything else, and every other topic → `Ignored`.
@@ -30,11 +32,11 @@ from typing import Final
 from pydantic import ValidationError
 
 from refundbridge.connectors.base import header_value
+from refundbridge.connectors.woocommerce.exchanges import to_request
 from refundbridge.connectors.woocommerce.transformers import (
     NAME,
     OrderMapping,
     external_refund,
-    to_refund_request,
     validation_error,
 )
 from refundbridge.connectors.woocommerce.wire import WCOrder
@@ -107,8 +109,9 @@ def parse_delivery(headers: Mapping[str, str], body: bytes, secret: str,
         order = WCOrder.model_validate_json(body)
     except ValidationError as exc:
         raise validation_error(exc) from exc
-    if order.status == mapping.refund_requested_status:
-        return RefundRequested(to_refund_request(order, mapping))
+    request = to_request(order, mapping)  # refund or exchange, as the shop configured
+    if request is not None:
+        return RefundRequested(request)
     outside = external_refund(order)
     if outside is not None:
         return outside

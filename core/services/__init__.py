@@ -11,6 +11,7 @@ it). Use cases live by subject:
     goods          receipt and inspection, the ERP booking, the storefront write-back
     notifications  telling the customer; an operator's resend or waiver
     operator       failing, reviving, retrying, cancelling
+    exchanges      an exchange's replacement, ordered in the ERP once
     campaigns      recall campaigns: the ERP walk, the quarantine, closing; with
                    campaign_notices (telling consignees) and campaign_answers (their
                    acknowledgements and recall cases)
@@ -42,6 +43,7 @@ from refundbridge.core.services.decisions import (
     rules_decision,
 )
 from refundbridge.core.services.evidence import EvidenceSource, export_evidence, record_export
+from refundbridge.core.services.exchanges import CLAIM_REPLACEMENT, order_replacement
 from refundbridge.core.services.goods import (
     CLAIM_BOOKING,
     adjust_stock,
@@ -83,12 +85,14 @@ STEP_HANDLERS: dict[Step, Callable[[Services, str], None]] = {
     Step.STOCK: adjust_stock,
     Step.NOTIFY: send_notifications,
     Step.WRITE_BACK: write_back,
+    Step.REPLACE: order_replacement,
 }
 
 # The first phases a job's chain may commit with the step before them (`commit_step`): a
 # refund's key with the decision, a booking's claim with the refund's result. Each is still
 # committed before its provider is called.
-FOLDABLE.update({Step.REFUND: RESERVE_REFUND, Step.STOCK: CLAIM_BOOKING})
+FOLDABLE.update({Step.REFUND: RESERVE_REFUND, Step.STOCK: CLAIM_BOOKING,
+                 Step.REPLACE: CLAIM_REPLACEMENT})
 
 __all__ = [
     "STEP_HANDLERS", "EvidenceSource", "ExternalRefundRecorded", "NewCase", "NothingToDo",
@@ -98,7 +102,8 @@ __all__ = [
     "cancel", "chained_steps", "claim_case",
     "confirm_review", "evaluate", "evaluation_context", "export_evidence", "fail_step",
     "finish_idle_step",
-    "four_eyes_reasons", "issue_refund", "open_new_case", "preview", "receive_request",
+    "four_eyes_reasons", "issue_refund", "open_new_case", "order_replacement", "preview",
+    "receive_request",
     "received",
     "record_export", "record_external_refund", "record_job_action", "record_receipt",
     "record_step", "release_case",

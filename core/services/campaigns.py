@@ -56,10 +56,11 @@ class CampaignOpened:
 # ------------------------------------------------------------------ opening
 
 
-def open_campaign(svc: Services, shop_id: str, notice: RecallNotice, actor: str
-                  ) -> CampaignOpened:
+def open_campaign(svc: Services, shop_id: str, notice: RecallNotice, actor: str, *,
+                  capa_id: str | None = None) -> CampaignOpened:
     """Open the shop's campaign for this notice; the same reference again changes nothing
-    (`created` False), whatever the second notice says."""
+    (`created` False), whatever the second notice says. `capa_id`: the CAPA record it is
+    escalated from, kept on the campaign and in its trail."""
     if svc.status_links is None:
         # Every notice carries the consignee's acknowledgement link; without the key that
         # signs them, nobody could answer.
@@ -68,6 +69,9 @@ def open_campaign(svc: Services, shop_id: str, notice: RecallNotice, actor: str
     gateways = svc.gateways(shop_id)
     campaign = RecallCampaign.open(shop_id, notice, actor=actor, at=svc.clock(),
                                    can_quarantine=gateways.quarantine is not None)
+    if capa_id is not None:
+        campaign.capa_id = capa_id
+        campaign.record("from_capa", svc.clock(), actor, {"capa_id": capa_id})
     if gateways.consignees is None:
         # Nobody can be found for it: said in the trail, and the walk ends at once.
         campaign.record("consignees_unavailable", svc.clock(), "system", {

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar, cast
 
 from refundbridge.core.campaigns import CampaignRepository
+from refundbridge.core.capa import CapaRepository
 from refundbridge.core.errors import (
     ConcurrencyConflict,
     DomainError,
@@ -26,6 +27,7 @@ from refundbridge.core.ports import (
     Notifier,
     OrderLookup,
     PaymentGateway,
+    ReplacementCreator,
     ShipmentLookup,
     SmsSender,
     StatusWriter,
@@ -36,6 +38,7 @@ from refundbridge.core.rules import (
     RuleSet,
     ShopPolicy,
 )
+from refundbridge.core.signals import SignalRepository
 from refundbridge.core.status_links import StatusLinks
 
 log = logging.getLogger("refundbridge.services")
@@ -61,6 +64,8 @@ class ShopGateways:
     consignees: ConsigneeLookup | None = None
     quarantine: StockQuarantine | None = None
     orders: OrderLookup | None = None
+    # Exchanges: the ERP orders (and ships) a replacement (`erp.replacement`).
+    replacement: ReplacementCreator | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,9 @@ class Services:
     status_links: StatusLinks | None = None
     # Recall campaigns and their consignees (None: a deployment without them, in tests).
     campaigns: CampaignRepository | None = None
+    # CAPA records (None: a deployment without them, in tests).
+    capas: CapaRepository | None = None
+    signals: SignalRepository | None = None  # quality signals (core/signals.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from refundbridge.core.errors import (
     NotSupported,
     PermanentProviderError,
 )
+from refundbridge.core.exchanges import price_difference_guard, recalled_lot_notes
 from refundbridge.core.lifecycle import CaseState
 from refundbridge.core.model import (
     Decision,
@@ -100,6 +101,10 @@ def rules_decision(rules: RuleSet, ctx: EvaluationContext,
     units = units_guard(ctx)
     verdict = rules.evaluate(ctx)
     guards = (guard, units) if route is None else (guard, units, route)
+    # An exchange's price difference (X01) can only send an approval to a person, as G02.
+    difference = price_difference_guard(ctx.request)
+    if difference is not None:
+        guards = (*guards, difference, *recalled_lot_notes(ctx.request, verdict.lines))
     outcome = verdict.outcome
     if units.outcome is Outcome.DENY:
         # Nothing is paid for units the order no longer has; but a claim the rules send to

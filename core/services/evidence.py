@@ -21,6 +21,7 @@ from refundbridge.core.evidence import (
     build_package,
 )
 from refundbridge.core.services.common import Services
+from refundbridge.core.services.signals import lot_signals
 
 # A lot touches a handful of cases, a recall a few hundred; more than this is not one
 # package a person reads.
@@ -60,7 +61,8 @@ def export_evidence(svc: Services, source: EvidenceSource, case_ids: Sequence[st
     The caller has checked that `actor` may export and may see every one of these cases."""
     ids = list(dict.fromkeys(case_ids))
     campaigns = _lot_campaigns(svc, scope, actor)
-    if not ids and not campaigns:
+    signals = lot_signals(svc, scope, actor)
+    if not ids and not campaigns and not signals:
         raise NotFound(f"no case for {scope.describe()}")
     if len(ids) > MAX_CASES:
         raise InvalidRequest(scope.kind, f"{scope.describe()} touches {len(ids)} cases; "
@@ -70,7 +72,7 @@ def export_evidence(svc: Services, source: EvidenceSource, case_ids: Sequence[st
     records = [CaseRecord(case_id, source.case_detail(case_id), source.case_events(case_id))
                for case_id in ids]
     return build_package(records, scope=scope, created_at=svc.clock(), created_by=actor,
-                         campaigns=campaigns)
+                         campaigns=campaigns, signals=signals)
 
 
 def _lot_campaigns(svc: Services, scope: Scope, actor: str) -> list[CampaignRecord]:

@@ -64,7 +64,8 @@ def open_new_case(svc: Services, shop_id: str, connector: str,
     policy = svc.policy(shop_id)
     request = with_e164_phone(request, policy.phone_region)
     case = RefundCase.open(request, shop_id=shop_id, source=connector,
-                           refund_timing=policy.refund_timing, at=svc.clock())
+                           refund_timing=policy.refund_timing, at=svc.clock(),
+                           replacement_timing=policy.replacement_timing)
     return NewCase(case, fingerprint)
 
 

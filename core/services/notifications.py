@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from refundbridge.core.errors import (
@@ -145,11 +146,30 @@ def _message(case: RefundCase, kind: NotificationKind,
             # says so when the refund went out before the goods came back).
             "refund_paid": bool(case.refunded and case.refunded.amount > 0),
             "is_return": case.is_return,
+            # An exchange's: what goes out, how far its order has got, and whether a price
+            # difference is refunded (`amount` then is that difference).
+            **_exchange_context(case),
             "customer_message": decision.customer_message if decision else "",
             # The customer's status page (/status/{token}); None when links are off.
             "status_url": links.link_for(case.id, case.shop_id) if links else None,
         },
     )
+
+
+def _exchange_context(case: RefundCase) -> dict[str, Any]:
+    if not case.is_exchange:
+        return {"is_exchange": False}
+    replacement = case.replacement
+    return {
+        "is_exchange": True,
+        "replacements": [{"sku": r.sku, "name": r.name, "quantity": r.quantity}
+                         for r in case.request.replacements],
+        "replacement_on_approval": case.replacement_timing == "on_approval",
+        "replacement_document": replacement.document if replacement else None,
+        "replacement_delivery": replacement.delivery if replacement else None,
+        "refund_due": bool(case.approved and case.approved.is_positive()),
+        "goods_back": case.goods_received,
+    }
 
 
 def _packing(sku: str, name: str, sterile: bool, cold_chain: bool,

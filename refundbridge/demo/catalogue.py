@@ -34,6 +34,8 @@ GTIN_SCREW = "06901234560077"
 
 CATALOGUE = {p.sku: p for p in (
     Product("GLU-METER-01", "血糖仪 Glucose meter", "199.00", "II", {"gtin": GTIN_METER}),
+    # The meter's successor: what a customer exchanges the first one for (`sc-exchange`).
+    Product("GLU-METER-02", "蓝牙血糖仪 Bluetooth glucose meter", "179.00", "II"),
     Product("GLU-STRIP-50", "血糖试纸 50 strips", "89.00", "II", {"shelf_life": True}),
     Product("BP-CUFF-ARM", "上臂式电子血压计 BP monitor", "329.00", "II", {"gtin": GTIN_BP}),
     # Opening the pack breaks the sterile barrier: excluded from no-reason return (R04).
@@ -81,6 +83,9 @@ def shop_policy() -> dict[str, Any]:
         "jurisdiction": "CN",
         "timezone": "Asia/Shanghai",
         "skus": {p.sku: dict(p.flags) for p in CATALOGUE.values() if p.flags},
+        # Told of every quality signal the returns raise (email, and SMS through the sandbox).
+        "signals": {"quality_contact": {"name": "Wu", "email": "quality@demo-pharmacy.example.com",
+                                        "phone": "+8613900139000", "locale": "zh-CN"}},
     }
 
 

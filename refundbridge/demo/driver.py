@@ -40,6 +40,7 @@ from rich.progress import (
 from refundbridge.connectors.generic.webhooks import sign
 from refundbridge.core.access import OperatorRole
 from refundbridge.core.lifecycle import FINAL_STATES
+from refundbridge.core.services.signals import run_signals
 from refundbridge.demo.catalogue import CAMPAIGN_REFERENCE, SHOP, campaign_body, recall_csv
 from refundbridge.demo.report import (
     DemoResult,
@@ -155,6 +156,30 @@ def _run_campaign(http: httpx.Client, auth: dict[str, str], today: date, console
 
 
 PREVIEWED = ("sc-recall", "sc-day8")
+
+
+def _raise_signals(http: httpx.Client, auth: dict[str, str], stack: EmbeddedStack,
+                   console: Console) -> list[dict[str, Any]]:
+    """Run the quality-signal job (the reconciler's periodic run, here at once) twice over
+    the finished returns: the first run raises what they cross, the second nothing again."""
+    store = stack.container.services.signals
+    assert store is not None
+    first = run_signals(stack.container.services, store, [SHOP])
+    second = run_signals(stack.container.services, store, [SHOP])
+    listed = http.get("/v1/signals", params={"shop": SHOP}, headers=auth)
+    signals = [
+        {**s, "raised_again": len(second.raised),
+         "verifies": http.get(f"/v1/signals/{s['id']}", headers=auth)
+         .raise_for_status().json()["audit"]["verifies"]}
+        for s in listed.raise_for_status().json()["signals"]]
+    for s in signals:
+        console.print(f"quality signal {s['id']}: {s['threshold']['name']} on {s['sku']} lot "
+                      f"{s['lot']} ({s['count']} cases, {s['window_start']}–{s['window_end']}); "
+                      f"quality contact told by email {s['notice']['email']}, "
+                      f"SMS {s['notice']['sms']}", soft_wrap=True)
+    console.print(f"signal job: first run raised {len(first.raised)}, "
+                  f"the second {len(second.raised)}")
+    return signals
 
 
 def _preview(http: httpx.Client, auth: dict[str, str], scripted: Sequence[Scenario]
@@ -281,7 +306,8 @@ def run_demo(*, cases: int = 50, serve: bool = False, port: int = 0,
              database: str = "refundbridge-demo.db") -> int:
     console = Console()
     result = run(cases=cases, serve=serve, port=port, database=database, console=console)
-    return 1 if result.stuck or result.unexpected or not result.campaign_done else 0
+    return 1 if (result.stuck or result.unexpected or not result.campaign_done
+                 or not result.signals_done) else 0
 
 
 def run(*, cases: int = 50, serve: bool = False, port: int = 0,
@@ -328,6 +354,7 @@ def _scripted_run(stack: EmbeddedStack, cases: int, console: Console, *,
         # Opened once the cases are done: the campaign's notice joins the recall list, and
         # the scripted requests were decided against the list as it stood.
         campaign = _run_campaign(http, auth, now.date(), console)
+        signals = _raise_signals(http, auth, stack, console)
 
     elapsed = time.monotonic() - started
     if not keep_worker:
@@ -341,7 +368,7 @@ def _scripted_run(stack: EmbeddedStack, cases: int, console: Console, *,
                      for case_id in sent.cases.values()),
         elapsed=elapsed, figures=queries.totals(engine),
         findings=findings(details, sent.scripted), recalls_added=added,
-        recalls_readded=readded, previews=previews, campaign=campaign)
+        recalls_readded=readded, previews=previews, campaign=campaign, signals=signals)
 
 
 # ------------------------------------------------------------------ --serve: over to a person

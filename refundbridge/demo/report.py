@@ -59,6 +59,14 @@ class DemoResult:
     recalls_readded: int
     previews: list[tuple[str, dict[str, Any]]]
     campaign: dict[str, Any] | None = None  # GET /v1/recall-campaigns/{id}, once all told
+    signals: list[dict[str, Any]] | None = None  # GET /v1/signals, after two runs of the job
+
+    @property
+    def signals_done(self) -> bool:
+        """At least one signal, raised once, its contact told and its trail verifying."""
+        return self.signals is None or (bool(self.signals) and all(
+            s["raised_again"] == 0 and s["verifies"] and s["notice"]["email"] == "sent"
+            for s in self.signals))
 
     @property
     def campaign_done(self) -> bool:
@@ -257,6 +265,15 @@ def _print_summary(console: Console, result: DemoResult) -> None:
     table.add_row("scenarios as expected", f"{scenarios_ok}/{len(found.scenarios)}")
     if result.campaign is not None:
         _campaign_rows(table, result.campaign)
+    for signal in result.signals or []:
+        table.add_row(f"quality signal: {signal['threshold']['name']}",
+                      f"{signal['sku']} lot {signal['lot']}: {signal['count']} cases in "
+                      f"{signal['window_start']}–{signal['window_end']}")
+        table.add_row("signal: quality contact told (email / SMS)",
+                      f"{signal['notice']['email']} / {signal['notice']['sms']}")
+        table.add_row("signal: raised again by a second run",
+                      "no" if signal["raised_again"] == 0 else "YES")
+        table.add_row("signal: audit chain", "verifies" if signal["verifies"] else "BROKEN")
     console.print(table)
 
 

@@ -157,6 +157,8 @@ class Script:
     text: str | None = None  # the customer's words, if not the reason's stock text
     delivered_days_ago: int = 3
     kind: str = "return_and_refund"
+    # An exchange's: what goes out instead (it asks back the price difference).
+    replacements: tuple[Item, ...] = ()
 
     def scenario(self, now: datetime) -> Scenario:
         today = now.date()
@@ -168,6 +170,13 @@ class Script:
                         customer=self.customer.customer(today), lines=lines,
                         reason=self.reason, text=self.text,
                         delivered_days_ago=self.delivered_days_ago)
+        if self.replacements:
+            out = [{key: line[key] for key in ("sku", "name", "quantity", "unit_price")}
+                   for line in (_line(i.sku, i.quantity) for i in self.replacements)]
+            body["replacements"] = [{**r, "replaces_sku": self.items[0].sku} for r in out]
+            value = sum((Decimal(r["unit_price"]) * r["quantity"] for r in out), Decimal(0))
+            body["requested_amount"] = str(max(Decimal(body["requested_amount"]) - value,
+                                               Decimal(0)))
         return Scenario(self.title, body, self.state, self.reviewed_for, self.dispositions,
                         self._receipt(today))
 
@@ -248,6 +257,12 @@ SCRIPTS: tuple[Script, ...] = (
            dispositions=("scrap (R10)",)),
     Script("frequent refunds 4/4", "sc-frequent-4", ZHAO, "no_longer_needed",
            (item("GLU-STRIP-50", expires_in=300),), "denied", frozenset({"R19"})),
+    # The meter comes back and its successor goes out from the sandbox ERP, once; the
+    # 20.00 price difference is refunded.
+    Script("exchange for the next model", "sc-exchange", Consumer("lin.na"), "wrong_item",
+           (item("GLU-METER-01", lot="GM2405", serial="GM24050777"),), "closed",
+           dispositions=("restock (R08)",), kind="exchange",
+           replacements=(item("GLU-METER-02"),), text="想要蓝牙款 wanted the Bluetooth one"),
 )
 
 

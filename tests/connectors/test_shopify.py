@@ -800,6 +800,7 @@ def test_every_document_the_connector_sends_is_accepted(shop: ShopifyFake) -> No
             "transactions": [{"orderId": order_id, "parentId": sale["id"], "kind": "REFUND",
                               "gateway": sale["gateway"], "amount": "1.00"}]}},
         shopify_queries.RETURN_QUERY: {"id": return_id},
+        shopify_queries.RETURN_EXCHANGES_QUERY: {"id": return_id},
         shopify_queries.RETURN_APPROVE: {"input": {"id": return_id, "notifyCustomer": False}},
         shopify_queries.RETURN_DECLINE: {"input": {"id": return_id, "declineReason": "OTHER",
                                                    "notifyCustomer": False}},

@@ -29,6 +29,7 @@ import httpx
 import respx
 
 from tests.fakes.common import hooked_answer
+from tests.fakes.erpnext_exchanges import MAKE_DELIVERY_NOTE, SellingDesk
 
 BASE = "https://erp.acme-medical.example.com"
 MAKE_RETURN = "/api/method/erpnext.accounts.doctype.sales_invoice.sales_invoice.make_sales_return"
@@ -80,6 +81,10 @@ def _holds(actual: object, op: str, value: Any) -> bool:
             return actual is not None and _compare(actual, value) > 0
         case "<":
             return actual is not None and _compare(actual, value) < 0
+        case ">=":  # a posting date's range (quality signals' shipped units)
+            return actual is not None and _compare(actual, value) >= 0
+        case "<=":
+            return actual is not None and _compare(actual, value) <= 0
     raise AssertionError(f"the fake does not know filter operator {op!r}")
 
 
@@ -95,7 +100,7 @@ _ORDER = re.compile(r"^(?:`tab(?P<table>[^`]+)`\.)?(?P<field>\w+)(?:\s+(?P<dir>a
 GET_BATCH_QTY = "/api/method/erpnext.stock.doctype.batch.batch.get_batch_qty"
 
 
-class ERPNextFake:
+class ERPNextFake(SellingDesk):  # Sales Orders and their deliveries: exchanges
     def __init__(self) -> None:
         self.invoices: dict[str, dict[str, Any]] = {}  # invoice name -> document
         self.returns: list[dict[str, Any]] = []  # Sales Invoice returns (credit notes)
@@ -226,6 +231,9 @@ class ERPNextFake:
         router.post(f"{BASE}/api/resource/Delivery%20Note").mock(side_effect=self._insert)
         router.post(f"{BASE}/api/resource/Stock%20Entry").mock(
             side_effect=self._insert_stock_entry)
+        router.post(f"{BASE}/api/resource/Sales%20Order").mock(
+            side_effect=self.insert_sales_order)
+        router.get(f"{BASE}{MAKE_DELIVERY_NOTE}").mock(side_effect=self.make_delivery_note)
 
     # ---------------------------------------------------------------- reads
 
@@ -462,6 +470,8 @@ class ERPNextFake:
         doc = json.loads(request.content)
         for hook in list(self.before_insert):
             hook(doctype, doc)
+        if doctype == DN and not doc.get("is_return"):
+            return self.insert_delivery(doc)  # an exchange's replacement ships
         refusal = self._validate_return(doctype, doc)
         if refusal is not None:
             return _refusal(refusal)

@@ -33,6 +33,7 @@ import httpx
 import respx
 
 from tests.fakes.common import hooked_answer
+from tests.fakes.odoo_exchanges import SALE_ORDER_FIELDS, SellingDesk
 
 BASE = "https://odoo.acme-medical.test"
 DATABASE = "acme-medical"
@@ -62,6 +63,7 @@ SCHEMA = {
                       "location_id", "location_dest_id", "partner_id", "sale_id", "note",
                       "move_ids", "return_id"},
     "stock.lot": {"name", "product_id"},
+    "sale.order": SALE_ORDER_FIELDS,
 }
 # Related fields: what they read through.
 RELATED = {("stock.move.line", "picking_code"): "picking_id.picking_type_code"}
@@ -135,7 +137,7 @@ def _money(value: Decimal) -> Decimal:
     return value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
 
 
-class OdooFake:
+class OdooFake(SellingDesk):  # sale orders and their deliveries: exchanges
     def __init__(self, version: int = 17, product_expiry: bool = True) -> None:
         self.version = version
         self.product_expiry = product_expiry
@@ -331,8 +333,9 @@ class OdooFake:
         if (early := self._hooks("before", model, rpc_method)) is not None:
             return early
         try:
-            result = self._common(method, args) if service == "common" else \
-                self._execute_kw(args)
+            with self.serial:  # one database: calls from racing threads take turns
+                result = self._common(method, args) if service == "common" else \
+                    self._execute_kw(args)
         except OdooError as exc:
             return httpx.Response(200, json={"jsonrpc": "2.0", "id": envelope.get("id"),
                                              "error": {"code": 200,
@@ -395,7 +398,8 @@ class OdooFake:
         elif method == "search_read":
             positional = [body.pop("domain", [])]
         try:
-            result = self._dispatch(model, method, positional, body, context)
+            with self.serial:
+                result = self._dispatch(model, method, positional, body, context)
         except OdooError as exc:
             return httpx.Response(JSON2_STATUS.get(exc.name, 500), json=self._serialize(exc))
         if (late := self._hooks("after", model, method)) is not None:
@@ -506,6 +510,8 @@ class OdooFake:
             ("stock.return.picking", "action_create_returns"): self._create_returns,
             ("stock.picking", "button_validate"): self._button_validate,
             ("stock.picking", "action_confirm"): self._action_confirm,
+            ("sale.order", "action_confirm"): self.confirm_sale_orders,
+            ("stock.picking", "action_assign"): self.assign_pickings,
             ("account.move.reversal", "refund_moves"): self._reverse,
             ("account.move.reversal", "reverse_moves"): self._reverse,
             ("account.move", "action_post"): self._post,
@@ -536,6 +542,8 @@ class OdooFake:
                              journal_id=values.get("journal_id", False))
         if model == "stock.picking":
             return self._create_picking(values)
+        if model == "sale.order":
+            return self.create_sale_order(values)
         raise OdooError("odoo.exceptions.AccessError",
                         f"You are not allowed to create '{model}' records.")
 

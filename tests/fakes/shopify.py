@@ -36,6 +36,7 @@ import httpx
 import respx
 
 from tests.fakes.common import hooked_answer
+from tests.fakes.shopify_exchanges import ExchangeDesk
 
 SHOP_DOMAIN = "acme-medical.myshopify.com"
 BASE = f"https://{SHOP_DOMAIN}"
@@ -403,7 +404,7 @@ def _legacy(gid: str) -> int:
     return int(gid.rsplit("/", 1)[1])
 
 
-class ShopifyFake:
+class ShopifyFake(ExchangeDesk):  # a return's exchange lines
     # The operations answered, by `operationName`, and the method answering each. Each
     # method returns everything it holds; the query's selection then picks from that.
     OPERATIONS: ClassVar[dict[str, str]] = {
@@ -416,6 +417,7 @@ class ShopifyFake:
         "RefundBridgeReturn": "_return",
         "RefundBridgeReturnApprove": "_return_approve",
         "RefundBridgeReturnDecline": "_return_decline",
+        "RefundBridgeReturnExchanges": "_return_exchanges",
     }
 
     def __init__(self, base: str = BASE, api_version: str = API_VERSION) -> None:
@@ -527,6 +529,8 @@ class ShopifyFake:
                 "customer_note": item["customerNote"],
             } for item in ret["lineItems"]],
         }
+        if exchanges := self.exchange_webhook_items(return_id):
+            body.update(exchange_line_items=exchanges, total_exchange_line_items=len(exchanges))
         return json.dumps(body).encode()
 
     def refund_webhook(self, refund_id: str) -> bytes:

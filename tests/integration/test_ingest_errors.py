@@ -40,7 +40,9 @@ def _problem(answer, status):
         ({"requested_amount": "398.001"}, "requested_amount"),  # CNY has 2 decimals
         ({"requested_amount": "500.00"}, "requested_amount"),  # more than was paid
         ({"requested_amount": "0"}, "requested_amount"),
-        ({"kind": "exchange"}, "kind"),
+        ({"kind": "swap"}, "kind"),
+        # An exchange is a kind now, but it must say what goes out instead.
+        ({"kind": "exchange"}, "replacements"),
         ({"customer.email": "not-an-address"}, "customer.email"),
         ({"lines": []}, "lines"),
     ],

@@ -14,10 +14,10 @@ from refundbridge.core.request import Severity
 
 ROOT = Path(__file__).resolve().parents[2]
 # The modules that say things through core/messages.py.
-SPEAKERS = ("core/compliance.py", "core/rules.py")
+SPEAKERS = ("core/compliance.py", "core/rules.py", "core/exchanges.py")
 # A message id as the code writes it: "R02.late", "G03.unit.lot", or the first part of one
 # that the code completes ("R14.severity.", "G03.unit.").
-_ID = re.compile(r'"((?:[GR]\d\d|A00)\.[a-z_.]*)')
+_ID = re.compile(r'"((?:[GRX]\d\d|A00)\.[a-z_.]*)')
 
 
 def placeholders(template: str) -> set[tuple[str, str | None, str]]:
