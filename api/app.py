@@ -57,6 +57,11 @@ def create_app(deps: ApiDeps, *, dashboard: bool = True) -> FastAPI:
                     "an operator bearer token.",
         docs_url=None,  # api/docs.py serves both pages from the package, not a CDN
         redoc_url=None,
+        # Our own: Prometheus metrics (api/metrics.py) and, opted in, OpenTelemetry spans
+        # (telemetry.instrument_app). FastAPI's built-in telemetry would otherwise look up
+        # OpenTelemetry's providers, environment included, on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False,
+                   "operation_spans": False},
     )
     app.state.deps = deps
     errors.install(app)

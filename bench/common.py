@@ -52,6 +52,19 @@ def reset_postgres(dbname: str = PG_DB) -> None:
         conn.execute(f'CREATE DATABASE "{dbname}"')
 
 
+def analyze_postgres(dbname: str = PG_DB) -> None:
+    """What autovacuum's first ANALYZE does on a production server: the planner learns the
+    tables' sizes and columns, and the statements prepared on empty tables are planned again.
+    This machine's PostgreSQL runs with autovacuum off, so the benchmarks do it themselves,
+    once, after their warm-up (see README, "A fresh database's plans")."""
+    import psycopg
+
+    assert dbname.startswith("refundbridge_bench"), dbname
+    with psycopg.connect(PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{dbname}",
+                         autocommit=True) as conn:
+        conn.execute("ANALYZE")
+
+
 def flush_redis() -> None:
     from redis import Redis
 

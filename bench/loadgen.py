@@ -1,4 +1,5 @@
-"""A closed-loop HTTP/1.1 load generator for signed webhooks (run as its own process).
+"""An HTTP/1.1 load generator for signed webhooks (run as its own process): closed loop by
+default, open loop at a fixed rate with `--rate`.
 
 Every request is built before the load starts: a unique ~2 KB body, signed with the shop
 secret and a fresh timestamp (well inside the 300 s tolerance for the length of a run), and
@@ -52,8 +53,9 @@ def build_pool(count: int, host: str, port: int, path: str, secret: str, tag: st
 
 class Run:
     def __init__(self, pool: list[bytes], unique: bool, warmup: float, duration: float,
-                 watch_pids: list[int], watch_comms: list[str]) -> None:
+                 watch_pids: list[int], watch_comms: list[str], rate: float = 0.0) -> None:
         self.pool = pool
+        self.rate = rate
         self.unique = unique
         self.next = 0
         self.exhausted = False
@@ -103,12 +105,25 @@ async def connection(run: Run, host: str, port: int) -> None:
     now = time.perf_counter
     try:
         while True:
-            t0 = now()
-            if t0 >= run.measure_to:
-                break
-            request = run.take()
-            if request is None:
-                break
+            if run.rate:
+                # Open loop: request n is due at start + n / rate whether or not the
+                # earlier ones were answered, and its latency counts from then, so a
+                # server that falls behind shows its queue (no coordinated omission).
+                t0 = run.start + run.next / run.rate
+                if t0 >= run.measure_to:
+                    break
+                request = run.take()
+                if request is None:
+                    break
+                if t0 > now():
+                    await asyncio.sleep(t0 - now())
+            else:
+                t0 = now()
+                if t0 >= run.measure_to:
+                    break
+                request = run.take()
+                if request is None:
+                    break
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
             status = int(head[9:12])
@@ -186,6 +201,9 @@ def main() -> None:
     parser.add_argument("--unique", action="store_true",
                         help="never send a body twice (stop early if the pool runs out)")
     parser.add_argument("--size", type=int, default=2048, help="body size in bytes")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="requests/s offered, open loop (0: closed loop, as fast as "
+                             "the server answers)")
     parser.add_argument("--watch-pid", type=int, action="append", default=[])
     parser.add_argument("--watch-comm", action="append", default=[])
     args = parser.parse_args()
@@ -201,7 +219,8 @@ def main() -> None:
     pool = build_pool(args.pool, args.host, args.port, args.path, args.secret,
                       uuid.uuid4().hex[:8], args.size)
     build_seconds = time.perf_counter() - built
-    run = Run(pool, args.unique, args.warmup, args.duration, args.watch_pid, args.watch_comm)
+    run = Run(pool, args.unique, args.warmup, args.duration, args.watch_pid, args.watch_comm,
+              args.rate)
     asyncio.run(drive(run, args.host, args.port, args.connections))
 
     end = min(run.measure_to, run.last_done) if run.exhausted else run.measure_to
@@ -212,6 +231,7 @@ def main() -> None:
     result = {
         "loop": loop_name,
         "connections": args.connections,
+        "offered_rps": args.rate or None,
         "body_bytes": len(pool[0].split(b"\r\n\r\n", 1)[1]) if pool else 0,
         "pool": len(pool),
         "pool_build_s": round(build_seconds, 2),

@@ -196,7 +196,9 @@ def loads_strict(raw: bytes | str, field: str = "body") -> Any:
     except (_Repeated, RecursionError, ValueError):
         pass
     else:
-        if _within_depth(document, 1):
+        # No part can be nested deeper than the body has containers: most bodies have
+        # too few to need the walk.
+        if text.count("{") + text.count("[") < JSON_MAX_DEPTH or _within_depth(document, 1):
             return document
     try:
         pairs = json.loads(text, object_pairs_hook=_Pairs, parse_constant=_no_constant)
@@ -416,10 +418,10 @@ class NormalizedRefundRequest(_Strict):
         # Parsing through Money checks the currency's decimal places for each amount.
         paid = _money(self.order.paid_total, currency, "order.paid_total")
         requested = _money(self.requested_amount, currency, "requested_amount")
-        lines_total = Money.zero(currency)
-        for index, line in enumerate(self.lines):
-            unit = _money(line.unit_price, currency, f"lines.{index}.unit_price")
-            lines_total = lines_total + Money.from_minor(unit.minor * line.quantity, currency)
+        # Summed in minor units: one Money at the end, not one per line (the webhook path).
+        lines_total = Money.from_minor(sum(
+            _minor(line.unit_price, currency, f"lines.{index}.unit_price") * line.quantity
+            for index, line in enumerate(self.lines)), currency)
         if self.is_exchange:
             _exchange_fits(self, requested, lines_total)
         elif self.replacements:
@@ -456,11 +458,8 @@ class NormalizedRefundRequest(_Strict):
     @cached_property
     def lines_value(self) -> Money:
         """What the returned lines are worth, at the prices paid."""
-        total = Money.zero(self.currency)
-        for line in self.lines:
-            unit = Money.parse(line.unit_price, self.currency)
-            total = total + Money.from_minor(unit.minor * line.quantity, self.currency)
-        return total
+        return Money.from_minor(sum(Money.minor_of(line.unit_price, self.currency)
+                                    * line.quantity for line in self.lines), self.currency)
 
     @cached_property
     def replacements_value(self) -> Money:
@@ -532,6 +531,13 @@ def _canonical(value: object) -> str:
     if isinstance(value, StrEnum):
         return value.value
     raise TypeError(f"no canonical form for {type(value).__name__}")
+
+
+def _minor(value: Decimal, currency: str, field: str) -> int:
+    try:
+        return Money.minor_of(value, currency, field)
+    except InvalidRequest as exc:
+        raise ValueError(str(exc)) from exc
 
 
 def _money(value: Decimal, currency: str, field: str) -> Money:

@@ -8,6 +8,7 @@ from refundbridge import telemetry
 from refundbridge.api.app import create_app
 from refundbridge.bootstrap import bootstrap
 from refundbridge.config.settings import load_settings
+from refundbridge.process import freeze_startup_objects
 
 
 def make_app() -> FastAPI:
@@ -19,6 +20,7 @@ def make_app() -> FastAPI:
     app = create_app(bootstrap(settings))
     if settings.tracing:
         telemetry.instrument_app(app)
+    freeze_startup_objects()
     return app
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -36,6 +37,8 @@ from refundbridge.store.recalls import SqlRecallRegister
 from refundbridge.store.signals import SqlSignalStore
 from refundbridge.store.uow import SqlUnitOfWork
 from refundbridge.workers.queue import RqDispatcher
+
+log = logging.getLogger("refundbridge.store")
 
 
 @dataclass
@@ -221,7 +224,7 @@ def check_database(url: str, *, require_schema: bool = True) -> None:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-    from refundbridge.store.db import alembic_config
+    from refundbridge.store.db import alembic_config, planner_warning
 
     parsed = make_url(url)
     shown = parsed.render_as_string(hide_password=True)
@@ -243,6 +246,9 @@ def check_database(url: str, *, require_schema: bool = True) -> None:
     try:
         with engine.connect() as conn:
             revision = MigrationContext.configure(conn).get_current_revision()
+            warning = planner_warning(conn)
+            if warning is not None:
+                log.warning(warning)
     except (DBAPIError, SQLAlchemyError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
         raise ConfigError("database_url", f"cannot connect to {shown}: "

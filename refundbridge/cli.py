@@ -13,6 +13,7 @@ import typer
 from refundbridge.config.settings import Settings, load_settings
 from refundbridge.connectors.base import ConfigProblems
 from refundbridge.core.errors import ConfigError
+from refundbridge.process import freeze_startup_objects
 
 if TYPE_CHECKING:
     from refundbridge.bootstrap import Container
@@ -179,6 +180,7 @@ def serve(
     app = create_app(_bootstrap(settings))
     if settings.tracing:
         telemetry.instrument_app(app)
+    freeze_startup_objects()
     uvicorn.run(app, host=host, port=port, log_level="info",
                 log_config=telemetry.uvicorn_log_config())
 
@@ -212,6 +214,7 @@ def worker(
             typer.secho(f"--metrics-port: cannot listen on 127.0.0.1:{metrics_port}: {exc}",
                         fg="red", err=True)
             raise typer.Exit(2) from exc
+    freeze_startup_objects()
     run_worker(container, burst=burst)
 
 

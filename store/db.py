@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -23,6 +23,23 @@ DATABASE_ERROR = SQLAlchemyError
 def dialect_insert(conn: Connection | Engine) -> Any:
     """INSERT with ON CONFLICT support: both dialects have it, under their own construct."""
     return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+
+
+AUTOVACUUM_OFF = (
+    "PostgreSQL runs with autovacuum off: nothing ANALYZEs the tables as they grow, so "
+    "statements prepared while they were small keep plans made for small tables (a look-up "
+    "by shop and order then reads every case of the shop). Turn autovacuum on, or run "
+    "ANALYZE once the first cases are in and regularly after.")
+
+
+def planner_warning(conn: Connection) -> str | None:
+    """Why this server's query plans will go stale, if they will: PostgreSQL re-plans a
+    connection's prepared statements when autovacuum's ANALYZE tells it a table grew;
+    with autovacuum off they stay as they were planned on the first, empty tables."""
+    if conn.dialect.name != "postgresql":
+        return None
+    setting = conn.execute(text("SELECT current_setting('autovacuum')")).scalar()
+    return AUTOVACUUM_OFF if setting == "off" else None
 
 
 def normalize_url(url: str) -> str:

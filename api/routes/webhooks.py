@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from refundbridge.api.deps import ApiDeps, AppDeps
+from refundbridge.api.deps import ApiDeps, AppDeps, get_deps
 from refundbridge.core import services
 from refundbridge.core.errors import (
     DuplicateDelivery,
@@ -177,10 +177,11 @@ def check_storable(event: WebhookEvent) -> None:
 
 @router.post("/webhooks/{shop}/{connector}", openapi_extra=REQUEST_BODY_DOC,
              summary="Receive a signed webhook")
-async def receive_webhook(shop: str, connector: str, request: Request,
-                          deps: AppDeps) -> Response:
+async def receive_webhook(shop: str, connector: str, request: Request) -> Response:
     # Who receives it is known before a byte of the body is read; the body itself is
-    # bounded by `max_body_bytes` (api.middleware).
+    # bounded by `max_body_bytes` (api.middleware). The deps are read off the app, not
+    # resolved as a dependency: the busiest route skips FastAPI's resolution for them.
+    deps = get_deps(request)
     receiver = receiver_for(deps, shop, connector)
     body = await request.body()
     headers = dict(request.headers)

@@ -15,7 +15,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from redis import Redis
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from refundbridge.bootstrap import Container, bootstrap
 from refundbridge.core import services
@@ -359,3 +359,110 @@ def test_copies_racing_on_the_event_loop_open_one_case(make_container: Any,
     assert conflict == CurrencyConflict("CNY")
     assert _counts(db) == {"cases": 1, "case_units": 1, "case_events": 1, "inbox": 1,
                            "outbox": 1}
+
+
+# ------------------------------------------------------------------ group commit
+
+
+def _opened(request: NormalizedRefundRequest, case_id: str | None = None) -> RefundCase:
+    return RefundCase.open(request, shop_id=SHOP, source="generic",
+                           refund_timing="on_receipt", at=AT, case_id=case_id)
+
+
+def _store_together(engine: Engine, cases: list[RefundCase], size: int = 1,
+                    connectors: list[str] | None = None) -> tuple[list[Any], int]:
+    """Every case's request at once on one writer: the outcomes (an error as itself) and
+    how many statements stored them."""
+    from refundbridge.store.intake import AsyncPgIntakeWriter
+
+    async def store() -> tuple[list[Any], int]:
+        writer = AsyncPgIntakeWriter(engine, size)
+        try:
+            outcomes = await asyncio.gather(*(
+                writer.open_case(c, connector, c.request.external_id,
+                                 c.request.fingerprint())
+                for c, connector in zip(cases, connectors or ["generic"] * len(cases),
+                                        strict=True)), return_exceptions=True)
+            return list(outcomes), writer.statements
+        finally:
+            await writer.aclose()
+
+    return asyncio.run(store())
+
+
+def test_requests_waiting_together_go_in_one_statement(db: Engine) -> None:
+    cases = [_opened(_request()) for _ in range(12)]
+    outcomes, statements = _store_together(db, cases)
+    assert outcomes == [CaseOpened()] * 12
+    assert statements == 1
+    assert _counts(db) == {"cases": 12, "case_units": 12, "case_events": 12, "inbox": 12,
+                           "outbox": 12}
+    with db.connect() as conn:
+        stored = dict(conn.execute(text("SELECT id, external_id FROM cases")).all())
+        work = dict(conn.execute(text("SELECT case_id, step FROM outbox")).all())
+    assert stored == {c.id: c.request.external_id for c in cases}
+    assert work == {c.id: Step.EVALUATE.value for c in cases}
+
+
+def test_a_batch_writes_what_the_unit_of_work_writes(db: Engine,
+                                                     make_container: Any) -> None:
+    container = make_container()
+    requests = [_request(lines=[request_body()["lines"][0]] * 2,
+                         **{"order.paid_total": "796.00", "customer.phone": None})
+                for _ in range(3)]
+    with container.api_services.uow() as uow:
+        for n, request in enumerate(requests):
+            uow.cases.add(_opened(request, f"rb_case_{n}"))
+            uow.inbox.add(SHOP, "generic", request.external_id,
+                          InboxEntry(f"rb_case_{n}", request.fingerprint()))
+        uow.commit()
+    by_unit_of_work = _rows(db)
+    with db.begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY"))
+    outcomes, statements = _store_together(
+        db, [_opened(r, f"rb_case_{n}") for n, r in enumerate(requests)])
+    assert (outcomes, statements) == ([CaseOpened()] * 3, 1)
+    assert _rows(db) == by_unit_of_work
+
+
+def test_one_bad_request_in_a_batch_fails_alone(db: Engine) -> None:
+    cases = [_opened(_request()) for _ in range(3)]
+    # A connector name longer than the inbox's column: the whole statement fails, then
+    # each request is stored on its own and only that one fails.
+    outcomes, statements = _store_together(db, cases,
+                                           connectors=["generic", "x" * 300, "generic"])
+    assert outcomes[0] == outcomes[2] == CaseOpened()
+    assert isinstance(outcomes[1], DBAPIError)
+    assert statements == 2  # the two good ones; the failed batch and the bad one count not
+    assert _counts(db) == {"cases": 2, "case_units": 2, "case_events": 2, "inbox": 2,
+                           "outbox": 2}
+
+
+def test_a_batch_keeps_the_currency_check_and_one_case_per_key(db: Engine) -> None:
+    first = _request()
+    assert _store_together(db, [_opened(first)])[0] == [CaseOpened()]
+    in_dollars = _request(**{"order.id": first.order.id, "order.currency": "USD"})
+    fresh, copy = _request(), _opened(first)
+    outcomes, statements = _store_together(
+        db, [_opened(in_dollars), _opened(fresh), copy, _opened(fresh)])
+    assert statements == 2  # the batch, then the key read again for the second copy
+    assert outcomes[0] == CurrencyConflict("CNY")
+    assert outcomes[2] == KnownDelivery(InboxEntry(_stored_case(db, first), first.fingerprint()))
+    # Two copies of one new request in the same batch: the first opens the case, the other
+    # reads it from the key's own statement.
+    assert outcomes[1] == CaseOpened()
+    assert outcomes[3] == KnownDelivery(InboxEntry(_stored_case(db, fresh), fresh.fingerprint()))
+    assert _counts(db)["cases"] == 2
+    # Two new requests on one new order in two currencies, together: the first one's holds.
+    order = _request()
+    in_yen = _request(**{"order.id": order.order.id, "order.currency": "JPY",
+                         "order.paid_total": "398", "requested_amount": "398",
+                         "lines": [{**request_body()["lines"][0], "unit_price": "398"}]})
+    outcomes, _ = _store_together(db, [_opened(order), _opened(in_yen)])
+    assert outcomes == [CaseOpened(), CurrencyConflict("CNY")]
+
+
+def _stored_case(engine: Engine, request: NormalizedRefundRequest) -> str:
+    with engine.connect() as conn:
+        return str(conn.execute(text("SELECT case_id FROM inbox WHERE external_id = :e"),
+                                {"e": request.external_id}).scalar_one())

@@ -163,3 +163,24 @@ def test_as_json_and_str() -> None:
     money = Money.parse("5", "CNY")
     assert money.as_json() == {"amount": "5.00", "currency": "CNY"}
     assert str(money) == "5.00 CNY"
+
+
+@pytest.mark.parametrize("text", ["0", "12.5", "12.50", "1E+2", "-3.07", "0.001", "12.345",
+                                  "99999999999.99", "7.000"])
+@pytest.mark.parametrize("currency", ["CNY", "JPY", "KWD", "usd"])
+def test_minor_of_is_parse_then_minor(text: str, currency: str) -> None:
+    """The lines' sum skips building a Money per line: the same figure, the same refusal."""
+    try:
+        expected: int | str = Money.parse(Decimal(text), currency, "lines.0.unit_price").minor
+    except InvalidRequest as exc:
+        expected = str(exc)
+    try:
+        got: int | str = Money.minor_of(Decimal(text), currency, "lines.0.unit_price")
+    except InvalidRequest as exc:
+        got = str(exc)
+    assert got == expected
+
+
+def test_minor_of_refuses_what_is_not_finite() -> None:
+    with pytest.raises(InvalidRequest, match="not a finite amount"):
+        Money.minor_of(Decimal("NaN"), "CNY")
