@@ -386,7 +386,8 @@ class AsyncPgIntakeWriter:
         self._size = size
         self._batch = batch
         self._waiting: list[tuple[PendingCase, asyncio.Future[tuple[Any, ...] | None]]] = []
-        self._storers: set[asyncio.Task[None]] = set()
+        self._storers: set[asyncio.Task[None]] = set()  # referenced until they finish
+        self._running = 0  # storers that will still look at `_waiting`
         self.statements = 0  # for the tests and the benchmark: how the requests went
 
     async def open_case(self, case: RefundCase, connector: str, external_id: str,
@@ -395,7 +396,8 @@ class AsyncPgIntakeWriter:
             asyncio.get_running_loop().create_future())
         self._waiting.append((PendingCase(case, connector, external_id, fingerprint),
                               answer))
-        if len(self._storers) < self._size:
+        if self._running < self._size:
+            self._running += 1
             storer = asyncio.create_task(self._store_waiting())
             self._storers.add(storer)
             storer.add_done_callback(self._storers.discard)
@@ -408,19 +410,29 @@ class AsyncPgIntakeWriter:
 
     async def _store_waiting(self) -> None:
         """Take a connection, then store whatever is waiting by then, batch after batch."""
-        async with self._slots:
-            while self._waiting:
-                batch = [(item, answer) for item, answer in self._waiting[:self._batch]
-                         if not answer.done()]  # a caller who left is not stored
-                del self._waiting[:self._batch]
-                try:
-                    await self._store(batch)
-                except BaseException as exc:  # cancelled (the app stops): nobody waits on
-                    for _, answer in batch:
-                        if not answer.done():
-                            answer.set_exception(exc if isinstance(exc, Exception) else
-                                                 RuntimeError("the intake writer stopped"))
-                    raise
+        counted = True
+        try:
+            async with self._slots:
+                while self._waiting:
+                    batch = [(item, answer) for item, answer in self._waiting[:self._batch]
+                             if not answer.done()]  # a caller who left is not stored
+                    del self._waiting[:self._batch]
+                    try:
+                        await self._store(batch)
+                    except BaseException as exc:  # cancelled (the app stops)
+                        for _, answer in batch:
+                            if not answer.done():
+                                answer.set_exception(
+                                    exc if isinstance(exc, Exception) else
+                                    RuntimeError("the intake writer stopped"))
+                        raise
+                # In the same step as the empty `_waiting` above (no await between): a
+                # request that comes after it sees one storer fewer and starts its own.
+                self._running -= 1
+                counted = False
+        finally:
+            if counted:
+                self._running -= 1
 
     async def _store(self, batch: list[tuple[PendingCase,
                                              asyncio.Future[tuple[Any, ...] | None]]]

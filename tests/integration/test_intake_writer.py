@@ -466,3 +466,27 @@ def _stored_case(engine: Engine, request: NormalizedRefundRequest) -> str:
     with engine.connect() as conn:
         return str(conn.execute(text("SELECT case_id FROM inbox WHERE external_id = :e"),
                                 {"e": request.external_id}).scalar_one())
+
+
+def test_waves_of_requests_all_get_their_answer(db: Engine) -> None:
+    """Requests arriving just as a storer finds nothing left to store start a storer of
+    their own: none waits for ever."""
+    from refundbridge.store.intake import AsyncPgIntakeWriter
+
+    async def waves() -> list[Any]:
+        writer = AsyncPgIntakeWriter(db, 2)
+        outcomes: list[Any] = []
+        try:
+            for wave in range(30):
+                cases = [_opened(_request()) for _ in range(1 + wave % 5)]
+                outcomes += await asyncio.wait_for(asyncio.gather(*(
+                    writer.open_case(c, "generic", c.request.external_id,
+                                     c.request.fingerprint()) for c in cases)), 20)
+                await asyncio.sleep(0.001 * (wave % 3))
+        finally:
+            await writer.aclose()
+        return outcomes
+
+    outcomes = asyncio.run(waves())
+    assert outcomes == [CaseOpened()] * len(outcomes) and len(outcomes) == 90
+    assert _counts(db)["cases"] == 90
