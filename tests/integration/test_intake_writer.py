@@ -5,6 +5,7 @@ the same rows, one case per delivery however many copies race."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -490,3 +491,38 @@ def test_waves_of_requests_all_get_their_answer(db: Engine) -> None:
     outcomes = asyncio.run(waves())
     assert outcomes == [CaseOpened()] * len(outcomes) and len(outcomes) == 90
     assert _counts(db)["cases"] == 90
+
+
+def test_two_api_processes_batching_the_same_copies_open_one_case_each(
+        db: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    """Two writers (two API processes) store copies of the same deliveries at once, in
+    opposite orders: each delivery opens one case, every other copy names it, and no
+    batch fails (inbox keys go in in key order, so two batches never wait on each other
+    in a cycle)."""
+    from refundbridge.store.intake import AsyncPgIntakeWriter
+
+    requests = [_request() for _ in range(8)]
+
+    async def race() -> list[Any]:
+        writers = [AsyncPgIntakeWriter(db, 1), AsyncPgIntakeWriter(db, 1)]
+        try:
+            calls = [writer.open_case(_opened(r), "generic", r.external_id, r.fingerprint())
+                     for writer, order in zip(writers, (requests, requests[::-1]),
+                                              strict=True)
+                     for r in order]
+            return list(await asyncio.wait_for(asyncio.gather(*calls), 30))
+        finally:
+            for writer in writers:
+                await writer.aclose()
+
+    with caplog.at_level(logging.WARNING, logger="refundbridge.store"):
+        outcomes = asyncio.run(race())
+    # No batch failed (a deadlock would have: PostgreSQL ends one of the two).
+    assert not [r for r in caplog.records if "in one statement failed" in r.getMessage()]
+    assert outcomes.count(CaseOpened()) == len(requests)
+    stored = {r.external_id: _stored_case(db, r) for r in requests}
+    assert sorted((o for o in outcomes if o != CaseOpened()), key=repr) == sorted(
+        (KnownDelivery(InboxEntry(stored[r.external_id], r.fingerprint())) for r in requests),
+        key=repr)
+    assert _counts(db) == {"cases": 8, "case_units": 8, "case_events": 8, "inbox": 8,
+                           "outbox": 8}
