@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 
 from redis.exceptions import RedisError
 from rq.timeouts import JobTimeoutException
@@ -23,7 +24,7 @@ from refundbridge.core.errors import ConcurrencyConflict, TransientProviderError
 from refundbridge.core.services import STEP_HANDLERS, Services, chained_steps, fail_step
 from refundbridge.core.services.campaigns import CAMPAIGN_HANDLERS, fail_campaign_step
 from refundbridge.store.db import DATABASE_UNAVAILABLE
-from refundbridge.store.outbox import WorkStep, work_step
+from refundbridge.store.outbox import Work, WorkStep, work_step
 from refundbridge.workers import metrics, runtime
 
 log = logging.getLogger("refundbridge.jobs")
@@ -45,9 +46,12 @@ def run_signals() -> None:
     run_signal_job(runtime.current())
 
 
-def run_step(case_id: str, step: str) -> None:
+def run_step(case_id: str, step: str, then: Sequence[tuple[int, str]] = ()) -> None:
+    """Run `step` of the case, then the steps chained to it and `then`: the case's other
+    steps handed out with it, as (outbox id, step) (`workers.queue.job_args`)."""
     container = runtime.current()
     with container.dispatcher.chain() as chained, chained_steps():
+        chained.take([Work(int(outbox_id), case_id, work_step(name)) for outbox_id, name in then])
         run_one(container.services, case_id, work_step(step))
         for _ in range(MAX_CHAIN):
             if not chained:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 from redis import Redis
 from rq import Queue
@@ -24,19 +25,30 @@ def job_id(work: Work, dispatch: int = 1) -> str:
 
 
 class ChainedWork:
-    """What a job has been handed to run itself: its case's next step, then the
-    notifications the steps asked for."""
+    """What a job has been handed to run itself: its case's next step, then the other steps
+    of its case that were handed out with it, then the notifications the steps asked for."""
 
     def __init__(self) -> None:
         self.next_steps: list[Work] = []
+        self.handed: list[Work] = []
         self.held: list[Work] = []
 
     def __bool__(self) -> bool:
-        return bool(self.next_steps or self.held)
+        return bool(self.next_steps or self.handed or self.held)
+
+    def take(self, work: Sequence[Work]) -> None:
+        """Steps of the job's case enqueued together with its first one."""
+        self.handed.extend(w for w in work if w.step is not Step.NOTIFY)
+        self.held.extend(w for w in work if w.step is Step.NOTIFY)
+
+    def left(self) -> list[Work]:
+        return [*self.next_steps, *self.handed, *self.held]
 
     def pop(self) -> Work:
         if self.next_steps:
             return self.next_steps.pop()
+        if self.handed:
+            return self.handed.pop(0)
         first = self.held.pop(0)
         # One notify of a case completes all of its open notify rows.
         self.held[:] = [w for w in self.held if w.case_id != first.case_id]
@@ -69,8 +81,8 @@ class RqDispatcher:
         finally:
             self._local.chained = self._local.held = None
             # Held notifications, and a step left over when one raised: don't strand them.
-            if work.next_steps or work.held:
-                self.enqueue([*work.next_steps, *work.held])
+            if work:
+                self.enqueue(work.left())
 
     def __call__(self, work: Sequence[Work]) -> None:
         pending = list(work)
@@ -85,12 +97,50 @@ class RqDispatcher:
             self.enqueue(pending)
 
     def enqueue(self, work: Sequence[Work], dispatch: int = 1) -> None:
-        """`dispatch`: how often this work has been handed out, this time included."""
+        """`dispatch`: how often this work has been handed out, this time included.
+
+        A case's steps handed out together are one job, named after the first (a received
+        return's stock booking, refund and message: one job, not three that two workers
+        would run at once, the second waiting on the first's lock on the case)."""
         jobs = [
             Queue.prepare_data(
-                JOB_FUNCTION, args=(w.case_id, w.step.value), job_id=job_id(w, dispatch),
+                JOB_FUNCTION, args=job_args(first, rest), job_id=job_id(first, dispatch),
                 timeout=self.job_timeout, result_ttl=0, failure_ttl=7 * 24 * 3600,
             )
-            for w in work
+            for first, rest in by_case(work)
         ]
         self.queue.enqueue_many(jobs)
+
+
+def by_case(work: Sequence[Work]) -> list[tuple[Work, list[Work]]]:
+    """Each case's first step with its other steps, in the order handed out, except that a
+    notification goes last (one notify then sends what every step asked for). A campaign's
+    steps stay one job each: they are the campaign's parallel parts."""
+    groups: dict[str, tuple[Work, list[Work]]] = {}
+    jobs: list[tuple[Work, list[Work]]] = []
+    for w in work:
+        group = groups.get(w.case_id) if isinstance(w.step, Step) else None
+        if group is not None:
+            group[1].append(w)
+            continue
+        job: tuple[Work, list[Work]] = (w, [])
+        jobs.append(job)
+        if isinstance(w.step, Step):
+            groups[w.case_id] = job
+    return [_notify_last(first, rest) for first, rest in jobs]
+
+
+def _notify_last(first: Work, rest: list[Work]) -> tuple[Work, list[Work]]:
+    if first.step is not Step.NOTIFY:
+        return first, rest
+    steps = [w for w in rest if w.step is not Step.NOTIFY]
+    if not steps:
+        return first, rest
+    return steps[0], [*steps[1:], first, *(w for w in rest if w.step is Step.NOTIFY)]
+
+
+def job_args(first: Work, rest: Sequence[Work]) -> tuple[Any, ...]:
+    """`run_step`'s arguments: the case and its step, then (outbox id, step) of the others."""
+    if not rest:
+        return (first.case_id, first.step.value)
+    return (first.case_id, first.step.value, [(w.outbox_id, w.step.value) for w in rest])

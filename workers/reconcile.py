@@ -87,13 +87,20 @@ def _job(container: WorkerDeps, job_id: str) -> Job | None:
 def _requeue_lost_jobs(container: WorkerDeps, stale: float, now: datetime,
                        report: ReconcileReport) -> None:
     limit = container.settings.max_dispatches
-    for row in container.outbox.open_work(now - timedelta(seconds=stale)):
-        wait = redispatch_wait(stale, row.dispatch_count)
-        if row.dispatched_at > now - timedelta(seconds=wait):
+    due = [row for row in container.outbox.open_work(now - timedelta(seconds=stale))
+           if row.dispatched_at <= now - timedelta(
+               seconds=redispatch_wait(stale, row.dispatch_count))]
+    jobs = {row.work.outbox_id: _job(container, job_id(row.work, row.dispatch_count))
+            for row in due}
+    waiting = {outbox_id for outbox_id, job in jobs.items()
+               if job is not None and job.get_status(refresh=False) in WAITING}
+    # A case's rows handed out together wait in the job named after the first of them.
+    waiting.update(outbox_id for job_key in list(waiting)
+                   for outbox_id in _handed_with(jobs[job_key]))
+    for row in due:
+        if row.work.outbox_id in waiting:
             continue
-        job = _job(container, job_id(row.work, row.dispatch_count))
-        if job is not None and job.get_status(refresh=False) in WAITING:
-            continue
+        job = jobs[row.work.outbox_id]
         work = row.work
         if row.dispatch_count >= limit:
             _give_up(container, row, job, now)
@@ -103,6 +110,12 @@ def _requeue_lost_jobs(container: WorkerDeps, stale: float, now: datetime,
         container.outbox.mark_dispatched(work.outbox_id, now, count)
         container.dispatcher.enqueue([work], dispatch=count)
         report.requeued.append(job_id(work))
+
+
+def _handed_with(job: Job | None) -> list[int]:
+    """The outbox ids a job runs after its own (`workers.queue.job_args`)."""
+    args = job.args if job is not None else ()
+    return [int(outbox_id) for outbox_id, _ in args[2]] if len(args) > 2 else []
 
 
 def _give_up(container: WorkerDeps, row: OpenWork, job: Job | None, now: datetime) -> None:

@@ -126,3 +126,59 @@ def test_a_one_statement_save_that_lost_the_race_writes_nothing(client: Any,
     assert _events(container, case_id) == events
     assert _version(container, case_id) == version
     assert _open_outbox_steps(container, case_id) == work
+
+
+@pytest.mark.parametrize("lose_after_first_step", [False, True], ids=["whole", "lost"])
+def test_a_received_return_s_steps_are_one_job_and_the_case_closes(
+        make_container: Any, lose_after_first_step: bool) -> None:
+    """The receipt leaves several rows for one case (the booking, the refund, the message):
+    the relay hands them out as one job, not as jobs two workers would run at once; that
+    job ends the case and every row is done. While it waits, the reconciler does not take
+    its rows for lost; if it is lost after its first step, the reconciler hands out the rest
+    and the case still closes."""
+    from fastapi.testclient import TestClient
+    from rq import Queue
+    from rq.job import Job
+
+    from refundbridge.api.app import create_app
+    from refundbridge.workers.jobs import run_step
+    from refundbridge.workers.reconcile import reconcile
+    from refundbridge.workers.relay import relay_once
+
+    container = make_container(payment="sandbox_payment", erp="sandbox_erp",
+                               notifier="sandbox_notifier",
+                               policy={"auto_approve_limits": {"CNY": "500", "USD": "80"}})
+    queue = Queue(container.settings.queue_name, connection=container.redis)
+    with TestClient(create_app(container, dashboard=False)) as client:
+        raw, headers = signed(request_body(kind="return_and_refund"))
+        answer = client.post(f"/webhooks/{SHOP}/generic", content=raw, headers=headers)
+        assert answer.status_code == 202, answer.text
+        case_id = str(answer.json()["case_id"])
+        drain(container)
+        assert client.get(f"/v1/cases/{case_id}", headers=AUTH).json()["state"] == \
+            "awaiting_return"
+        received = client.post(f"/v1/cases/{case_id}/receipt", headers=AUTH, json={"lines": [
+            {"line": 0, "seal_intact": True, "condition": "as_new", "inspector": "wang.fang",
+             "quantity": 2}]})
+        assert received.status_code == 200, received.text
+        rows = _open_outbox_steps(container, case_id)
+        assert len(rows) >= 2, rows
+        assert relay_once(container) == len(rows)
+        [only] = queue.job_ids
+        job = Job.fetch(only, connection=container.redis)
+        assert job.args[0] == case_id and job.args[1] != "notify"
+        assert sorted([job.args[1], *(step for _, step in job.args[2])]) == rows
+        # Waiting long in the queue, it is not taken for lost: no row is handed out again.
+        assert reconcile(container, stale_after=0, pending_after=0).requeued == []
+        assert [j for j in queue.job_ids if not j.startswith("signals-")] == [only]
+        if lose_after_first_step:
+            # The worker died after the job's first step: the job is gone, its other rows
+            # are open, and the reconciler hands them out again.
+            queue.empty()
+            run_step(case_id, job.args[1])
+            assert len(_open_outbox_steps(container, case_id)) == len(rows) - 1
+            reconcile(container, stale_after=0, pending_after=0)
+        drain(container)
+        assert client.get(f"/v1/cases/{case_id}", headers=AUTH).json()["state"] == "closed"
+    assert _open_outbox_steps(container, case_id) == []
+    assert queue.count == 0 and queue.failed_job_registry.count == 0
