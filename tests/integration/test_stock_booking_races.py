@@ -157,6 +157,37 @@ def test_refund_completion_racing_the_receipt_books_once(client, container, prov
     _assert_booked_once(erp, case_id, update_stock=False)
 
 
+def test_two_workers_running_a_received_return_s_one_job_book_and_pay_once(
+        client, container, providers):
+    """The receipt's rows go out as one job (stock, then refund, then the message,
+    `workers.queue.by_case`); the same job run by two workers at once (its rows handed out
+    again while it only seemed dead) books the return once and pays once."""
+    from rq import Queue
+    from rq.job import Job
+
+    from refundbridge.workers.relay import relay_once
+
+    _, stripe_fake, erp = providers
+    case_id = _return_awaiting_goods(client, container, erp, update_stock=True)
+    _receive(client, case_id)
+    relay_once(container)
+    queue = Queue(container.settings.queue_name, connection=container.redis)
+    [job_id] = [j for j in queue.job_ids if case_id in j]
+    args = Job.fetch(job_id, connection=container.redis).args
+    assert args[1] == "stock" and "refund" in [step for _, step in args[2]]
+    queue.empty()  # both "workers" below run it
+    held = HeldInsert()
+    erp.before_insert.append(held)
+    runtime.install(container)
+
+    assert _race(held, lambda: run_step(*args), lambda: run_step(*args),
+                 lambda: len(erp.returns) + len(erp.delivery_returns)) == 0
+    drain(container)
+    _case_closed(client, case_id)
+    _assert_booked_once(erp, case_id, update_stock=True)
+    assert len(stripe_fake.paid()) == 1
+
+
 def test_a_booked_case_is_not_failed_by_a_duplicate_the_erp_refused(client, container,
                                                                     providers):
     """A claim taken over from a job that only seemed dead: the live job's own booking is
