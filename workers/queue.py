@@ -113,30 +113,21 @@ class RqDispatcher:
 
 
 def by_case(work: Sequence[Work]) -> list[tuple[Work, list[Work]]]:
-    """Each case's first step with its other steps, in the order handed out, except that a
-    notification goes last (one notify then sends what every step asked for). A campaign's
+    """Each case's first step with its other steps, in the order handed out, except that
+    notifications go last (one notify then sends what every step asked for). A campaign's
     steps stay one job each: they are the campaign's parallel parts."""
-    groups: dict[str, tuple[Work, list[Work]]] = {}
-    jobs: list[tuple[Work, list[Work]]] = []
+    groups: dict[str, list[Work]] = {}
+    jobs: list[list[Work]] = []
     for w in work:
         group = groups.get(w.case_id) if isinstance(w.step, Step) else None
         if group is not None:
-            group[1].append(w)
+            group.append(w)
             continue
-        job: tuple[Work, list[Work]] = (w, [])
-        jobs.append(job)
+        jobs.append([w])
         if isinstance(w.step, Step):
-            groups[w.case_id] = job
-    return [_notify_last(first, rest) for first, rest in jobs]
-
-
-def _notify_last(first: Work, rest: list[Work]) -> tuple[Work, list[Work]]:
-    if first.step is not Step.NOTIFY:
-        return first, rest
-    steps = [w for w in rest if w.step is not Step.NOTIFY]
-    if not steps:
-        return first, rest
-    return steps[0], [*steps[1:], first, *(w for w in rest if w.step is Step.NOTIFY)]
+            groups[w.case_id] = jobs[-1]
+    ordered = [sorted(job, key=lambda w: w.step is Step.NOTIFY) for job in jobs]  # stable
+    return [(first, rest) for first, *rest in ordered]
 
 
 def job_args(first: Work, rest: Sequence[Work]) -> tuple[Any, ...]:

@@ -23,6 +23,13 @@ def test_one_case_s_rows_are_one_job_named_after_its_first_real_step() -> None:
     assert job_args(*jobs[1]) == ("rc_b", "evaluate")
 
 
+def test_a_message_handed_out_between_steps_still_goes_last() -> None:
+    rows = [Work(1, "rc_a", Step.STOCK), Work(2, "rc_a", Step.NOTIFY),
+            Work(3, "rc_a", Step.REFUND), Work(4, "rc_a", Step.NOTIFY)]
+    assert [(f.outbox_id, [w.outbox_id for w in r]) for f, r in by_case(rows)] == [
+        (1, [3, 2, 4])]
+
+
 def test_a_case_with_only_messages_is_one_notify_job() -> None:
     jobs = by_case([Work(1, "rc_a", Step.NOTIFY), Work(2, "rc_a", Step.NOTIFY)])
     assert [(f.outbox_id, [w.outbox_id for w in r]) for f, r in jobs] == [(1, [2])]
