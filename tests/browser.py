@@ -28,13 +28,14 @@ SHOTS = os.environ.get("REFUNDBRIDGE_SCREENSHOTS")
 
 
 @contextmanager
-def serve(app: Any) -> Iterator[str]:
-    """`app` on a free loopback port, for as long as the block runs; yields its base URL."""
+def serve(app: Any, **config: Any) -> Iterator[str]:
+    """`app` on a free loopback port, for as long as the block runs; yields its base URL.
+    `config` goes to `uvicorn.Config` (quiet unless it says otherwise)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning"))
+                                           **{"log_level": "warning", **config}))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

@@ -21,11 +21,13 @@ from pydantic import SecretStr
 
 from refundbridge import telemetry
 from refundbridge.api.app import create_app
+from refundbridge.api.metrics import WebhookAccessFilter
 from refundbridge.bootstrap import Container
 from refundbridge.connectors.base import RetryPolicy
 from refundbridge.store.outbox import work_step
 from refundbridge.workers.jobs import run_one
 from refundbridge.workers.metrics import JOBS
+from tests.browser import serve
 from tests.conftest import drain, open_case
 from tests.factories import AUTH, SHOP, request_body, signed
 from tests.fakes.stripe import BASE as STRIPE_BASE
@@ -254,6 +256,52 @@ def test_request_and_job_lines_are_json_with_their_context(
     # A request that names no id of its own gets a new one, not the last request's.
     second = metered.get("/healthz")
     assert second.headers["x-request-id"] not in ("", "shop-req.42")
+
+
+def test_a_webhook_under_uvicorn_logs_one_line_with_what_uvicorn_s_access_line_had(
+        json_logs: io.StringIO, container: Container) -> None:
+    """Served as `refundbridge serve` serves it: uvicorn's access line for a webhook is
+    dropped, ours carries client, method, path, status and the request id; any other
+    request keeps uvicorn's line."""
+    raw, headers = signed(request_body())
+    with serve(create_app(container, dashboard=False), log_level="info",
+               log_config=telemetry.uvicorn_log_config()) as base:
+        answer = httpx.post(f"{base}/webhooks/{SHOP}/generic?via=test", content=raw,
+                            headers={**headers, "X-Request-ID": "one-line.1"})
+        assert answer.status_code == 202, answer.text
+        assert httpx.post(f"{base}/webhooks/no-such-shop/generic",
+                          content=raw, headers=headers).status_code == 404
+        assert httpx.get(f"{base}/healthz").status_code == 200
+    records = lines(json_logs)
+    access = [r["message"] for r in records if r["logger"] == "uvicorn.access"]
+    assert any("GET /healthz" in m for m in access), access
+    assert not [m for m in access if "/webhooks/" in m], access
+    ours = [r for r in records if r["logger"] == "refundbridge.api"]
+    assert [(r["path"], r["status"]) for r in ours] == [
+        (f"/webhooks/{SHOP}/generic", 202), ("/webhooks/no-such-shop/generic", 404)]
+    assert all(r["method"] == "POST" and r["client"].startswith("127.0.0.1:") for r in ours)
+    assert ours[0]["request_id"] == "one-line.1"
+    assert (ours[0]["shop"], ours[0]["connector"]) == (SHOP, "generic")
+    assert "shop" not in ours[1]  # an unknown shop is not a field either
+    assert f"POST /webhooks/{SHOP}/generic from 127.0.0.1:" in ours[0]["message"]
+
+
+def test_uvicorn_s_access_filter_drops_only_the_webhooks_we_log() -> None:
+    access = WebhookAccessFilter()
+
+    def kept(method: str, path: str) -> bool:
+        record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 0,
+                                   '%s - "%s %s HTTP/%s" %d',
+                                   ("127.0.0.1:5000", method, path, "1.1", 202), None)
+        return access.filter(record)
+
+    assert not kept("POST", f"/webhooks/{SHOP}/generic")
+    assert not kept("POST", f"/webhooks/{SHOP}/twilio/callback/m-1?x=1")
+    assert kept("GET", f"/webhooks/{SHOP}/generic")
+    assert kept("POST", f"/webhooks/{SHOP}/generic/extra/parts")  # not a route we log
+    assert kept("POST", "/v1/cases")
+    assert access.filter(logging.LogRecord("uvicorn.access", logging.INFO, __file__, 0,
+                                           "no args", None, None))
 
 
 def test_an_unusable_request_id_is_replaced(metered: TestClient) -> None:
