@@ -134,7 +134,7 @@ def _import_recalls(http: httpx.Client, auth: dict[str, str], today: date) -> tu
 def _run_campaign(http: httpx.Client, auth: dict[str, str], today: date, console: Console,
                   timeout: float = 120.0) -> dict[str, Any]:
     """Open the recall campaign of lot BP2403 (twice: the second open changes nothing) and
-    follow it until every consignee is told."""
+    follow it until every consignee is told and the stock on hand is quarantined."""
     body = campaign_body(today)
     opened = http.post("/v1/recall-campaigns", json=body, headers=auth).raise_for_status().json()
     again = http.post("/v1/recall-campaigns", json=body, headers=auth).raise_for_status().json()
@@ -149,7 +149,11 @@ def _run_campaign(http: httpx.Client, auth: dict[str, str], today: date, console
             counts = shown["counts"]
             progress.update(task, total=counts["consignees"] or None,
                             completed=counts["notified"])
-            if shown["state"] in {"monitoring", "closed"} or time.monotonic() > deadline:
+            # The quarantine runs beside the notices: every consignee can be told before the
+            # ERP's move is recorded, and the demo's ERP always makes one.
+            done = shown["state"] in {"monitoring", "closed"} and (
+                shown["quarantine"]["document"] is not None)
+            if done or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
     return {**shown, "opened_again": not again["created"] and again["id"] == opened["id"]}

@@ -72,6 +72,7 @@ class DemoResult:
     def campaign_done(self) -> bool:
         return self.campaign is None or (
             self.campaign["state"] == "monitoring" and self.campaign["audit"]["verifies"]
+            and self.campaign["quarantine"]["document"] is not None
             and self.campaign["opened_again"])
 
     @property

@@ -11,6 +11,7 @@ names who did what: `token:reviewer.li` decides, `token:warehouse.zhao` receives
 
 from __future__ import annotations
 
+import logging
 import secrets
 import socket
 import sqlite3
@@ -23,6 +24,7 @@ from typing import Any
 
 import uvicorn
 from aiosmtpd.controller import Controller
+from redis.exceptions import RedisError
 from rq import SimpleWorker
 
 from refundbridge.api.app import create_app
@@ -31,7 +33,7 @@ from refundbridge.config.settings import Settings, load_settings
 from refundbridge.core.access import OperatorRole
 from refundbridge.core.errors import ConfigError
 from refundbridge.demo.catalogue import SHOP, campaign_shipments, campaign_stock, shop_policy
-from refundbridge.store.db import upgrade
+from refundbridge.store.db import DATABASE_ERROR, upgrade
 from refundbridge.workers import runtime
 from refundbridge.workers.runner import PeriodicReconciler, drain, make_worker
 
@@ -47,6 +49,8 @@ WAREHOUSE = "warehouse.zhao"
 DEMO_TOKENS: dict[str, OperatorRole] = {REVIEWER: OperatorRole.REVIEWER,
                                         SECOND_REVIEWER: OperatorRole.REVIEWER,
                                         WAREHOUSE: OperatorRole.WAREHOUSE}
+log = logging.getLogger(__name__)
+
 # While `--serve` waits for a person, the reconciler looks for stalled cases this often.
 SERVE_RECONCILE_SECONDS = 5.0
 
@@ -167,7 +171,13 @@ class EmbeddedStack:
 
     def _work(self, worker: SimpleWorker) -> None:
         while not self._stop.is_set():
-            drain(self.container, worker)
+            try:
+                drain(self.container, worker)
+            except (DATABASE_ERROR, RedisError):
+                # As the relay does: a locked or busy store must not end the demo's only worker,
+                # or `--serve` would take new requests that nobody works.
+                log.exception("demo worker: relaying or working failed; trying again")
+                self._stop.wait(1.0)
             self._stop.wait(0.05)
 
     def auth(self, name: str | None = None) -> dict[str, str]:
