@@ -23,12 +23,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from psycopg.types.json import Json
-
 from refundbridge.core.errors import ConcurrencyConflict
 from refundbridge.core.model import RefundCase, Step
 from refundbridge.store import tables as t
 from refundbridge.store.intake import EVENT_COLUMNS, JSON_CASE_COLUMNS, _pg_type, _recordset
+from refundbridge.store.json_text import pg_json
 from refundbridge.store.mapping import case_to_row, event_to_row, rules_to_rows
 from refundbridge.store.outbox import Work
 
@@ -86,16 +85,16 @@ def save_case_params(case: RefundCase, done_steps: list[str], now: datetime,
     first decision, whose rules go in too."""
     row = case_to_row(case, now)
     return {
-        **{f"c_{n}": Json(row[n]) if n in JSON_CASE_COLUMNS else row[n]
+        **{f"c_{n}": pg_json(row[n]) if n in JSON_CASE_COLUMNS else row[n]
            for n in UPDATED_COLUMNS},
         "case_id": case.id, "version": case.version, "now": now,
         "dispatched_at": dispatched_at, "done_steps": done_steps,
-        "events": Json([{n: e[n] for n in EVENT_COLUMNS}
+        "events": pg_json([{n: e[n] for n in EVENT_COLUMNS}
                         for e in (event_to_row(case.id, ev) for ev in case.new_events)]),
         "steps": [step.value for step in dict.fromkeys(case.new_steps)],
         # A first decision's rules (the console's filter); a later one rewrites them
         # step by step.
-        "rules": Json([{"rule_id": r["rule_id"], "outcome": r["outcome"]}
+        "rules": pg_json([{"rule_id": r["rule_id"], "outcome": r["outcome"]}
                        for r in rules_to_rows(case)] if decided else []),
     }
 

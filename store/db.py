@@ -11,6 +11,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
+from refundbridge.store.json_text import json_text
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 # The store's errors, for callers that must not know the driver. "Unavailable" may pass on
@@ -53,12 +55,14 @@ def normalize_url(url: str) -> str:
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+                               json_serializer=json_text)
         _sqlite_serializable(engine)
         return engine
     # No pre-ping: it costs a round trip per transaction. A connection the server dropped
     # fails its first statement instead; jobs are retried and the reconciler catches up.
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800,
+                         json_serializer=json_text)
 
 
 def _sqlite_serializable(engine: Engine) -> None:

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.rows import TupleRow
-from psycopg.types.json import Json
 from sqlalchemy import JSON, BigInteger, Date, DateTime, Engine, Integer, String, Table
 from sqlalchemy.exc import DBAPIError
 
@@ -37,6 +36,7 @@ from refundbridge.core.ports import (
     KnownDelivery,
 )
 from refundbridge.store import tables as t
+from refundbridge.store.json_text import pg_json
 from refundbridge.store.mapping import case_to_row, event_to_row, units_to_rows
 from refundbridge.store.outbox import Work
 
@@ -70,9 +70,9 @@ JSON_CASE_COLUMNS = frozenset(c.name for c in t.cases.columns if isinstance(c.ty
 
 
 def _recordset(table: Table, names: list[str], param: str) -> str:
-    # One JSON document for all the rows (json.dumps, in C) instead of an array per column.
-    # A `json` column keeps the text of its part of the document: json.dumps(data) as
-    # SQLAlchemy would have sent it.
+    # One JSON document for all the rows (`pg_json`, in C) instead of an array per column.
+    # A `json` column keeps the text of its part of the document, as `store/json_text.py`
+    # wrote it: the text SQLAlchemy sends for the same value.
     columns = ", ".join(f"{n} {_pg_type(table.c[n])}" for n in names)
     return f"json_to_recordset(%({param})s::json) AS x({columns})"
 
@@ -207,10 +207,10 @@ def open_case_params(case: RefundCase, connector: str, external_id: str, fingerp
         "shop_id": case.shop_id, "order_id": case.request.order.id, "currency": case.currency,
         "connector": connector, "external_id": external_id, "fingerprint": fingerprint,
         "case_id": case.id, "now": now, "dispatched_at": dispatched_at,
-        # As SQLAlchemy binds a JSON column on psycopg: psycopg's Json, its default dumps.
-        **{f"c_{n}": Json(v) if n in JSON_CASE_COLUMNS else v for n, v in row.items()},
-        "units": Json([{n: u[n] for n in UNIT_COLUMNS} for u in units]),
-        "events": Json([{n: e[n] for n in EVENT_COLUMNS} for e in events]),
+        # As SQLAlchemy binds a JSON column on psycopg (`store/db.py`'s `json_serializer`).
+        **{f"c_{n}": pg_json(v) if n in JSON_CASE_COLUMNS else v for n, v in row.items()},
+        "units": pg_json([{n: u[n] for n in UNIT_COLUMNS} for u in units]),
+        "events": pg_json([{n: e[n] for n in EVENT_COLUMNS} for e in events]),
         "steps": [step.value for step in dict.fromkeys(case.new_steps)],
     }
 
@@ -255,8 +255,8 @@ def open_cases_params(batch: Sequence[PendingCase], now: datetime) -> dict[str, 
         events += [event_to_row(case.id, e) for e in case.new_events]
         steps += [{"n": len(steps) + i, "case_id": case.id, "step": step.value}
                   for i, step in enumerate(dict.fromkeys(case.new_steps))]
-    return {"keys": Json(keys), "cases": Json(cases), "units": Json(units),
-            "events": Json(events), "steps": Json(steps), "now": now}
+    return {"keys": pg_json(keys), "cases": pg_json(cases), "units": pg_json(units),
+            "events": pg_json(events), "steps": pg_json(steps), "now": now}
 
 
 def execute_autocommit(engine: Engine, statement: str,

@@ -46,10 +46,17 @@ def receive_request(
 
 @dataclass(frozen=True, slots=True)
 class NewCase:
-    """A request's case, opened but not stored yet, and its inbox key's fingerprint."""
+    """A request's case, opened but not stored yet, its inbox key's fingerprint and the
+    request as it was sent (the case's may hold the phone number rewritten)."""
 
     case: RefundCase
     fingerprint: str
+    sent: NormalizedRefundRequest
+
+    def is_replay_of(self, stored: str) -> bool:
+        """Whether the inbox's fingerprint for this external id says this is the same
+        request again (also in the form the request's fingerprint had before 2026-12)."""
+        return stored == self.fingerprint or self.sent.has_fingerprint(stored)
 
     @property
     def external_id(self) -> str:
@@ -62,11 +69,10 @@ def open_new_case(svc: Services, shop_id: str, connector: str,
     or its async twin); `received` reads what storing it did."""
     fingerprint = fingerprint or request.fingerprint()
     policy = svc.policy(shop_id)
-    request = with_e164_phone(request, policy.phone_region)
-    case = RefundCase.open(request, shop_id=shop_id, source=connector,
-                           refund_timing=policy.refund_timing, at=svc.clock(),
+    case = RefundCase.open(with_e164_phone(request, policy.phone_region), shop_id=shop_id,
+                           source=connector, refund_timing=policy.refund_timing, at=svc.clock(),
                            replacement_timing=policy.replacement_timing)
-    return NewCase(case, fingerprint)
+    return NewCase(case, fingerprint, request)
 
 
 def received(new: NewCase, outcome: IntakeOutcome) -> Received:
@@ -79,7 +85,7 @@ def received(new: NewCase, outcome: IntakeOutcome) -> Received:
     if isinstance(outcome, KnownDelivery):
         # A replay, or a concurrent copy that committed first: the inbox's unique key
         # decided (no look-up before the insert).
-        if outcome.entry.fingerprint != new.fingerprint:
+        if not new.is_replay_of(outcome.entry.fingerprint):
             raise DuplicateDelivery(outcome.entry.case_id, same_body=False)
         return Received(outcome.entry.case_id, created=False)
     return Received(new.case.id, created=True)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from refundbridge.api import errors
 from refundbridge.core.errors import PermanentProviderError, TransientProviderError
+from refundbridge.core.request import NormalizedRefundRequest, _canonical
 from refundbridge.workers.relay import relay_once
 from tests.conftest import TABLES, drain, stored_rows
 from tests.factories import AUTH, SHOP, request_body, signed
@@ -110,6 +113,30 @@ def test_replay_is_200_with_the_same_case_and_changed_body_is_409(client, db):
     problem = _problem(_post(client, *signed(changed)), 409)
     assert problem["case_id"] == case_id
     assert stored_rows(db) == rows  # nothing new, nothing lost
+
+
+def test_a_request_stored_before_the_fingerprint_changed_form_is_still_a_replay(client, db):
+    # Inbox rows written before 2026-12 hold the fingerprint in its first form, the
+    # SHA-256 of json.dumps' text: a redelivery across the upgrade is still a replay.
+    body = request_body(**{"reason.text": "血糖仪读数不准"})
+    first = _post(client, *signed(body))
+    assert first.status_code == 202
+    request = NormalizedRefundRequest.model_validate(body)
+    fields = request.model_dump(mode="python", exclude={"replacements"})
+    first_form = hashlib.sha256(json.dumps(fields, sort_keys=True, default=_canonical,
+                                           ensure_ascii=False).encode()).hexdigest()
+    assert first_form != request.fingerprint()
+    with db.begin() as conn:
+        assert conn.execute(text("UPDATE inbox SET fingerprint = :f"),
+                            {"f": first_form}).rowcount == 1
+    rows = stored_rows(db)
+
+    replay = _post(client, *signed(body))
+    assert replay.status_code == 200, replay.text
+    assert replay.json()["case_id"] == first.json()["case_id"]
+    changed = dict(body, reason={"code": "defective", "text": "屏幕不亮"})
+    assert _problem(_post(client, *signed(changed)), 409)["case_id"] == first.json()["case_id"]
+    assert stored_rows(db) == rows
 
 
 def test_second_request_beyond_what_the_order_can_refund_is_denied_without_calling_stripe(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from decimal import Decimal
 from typing import Any
@@ -10,7 +11,12 @@ import pytest
 from pydantic import ValidationError
 
 from refundbridge.core.errors import InvalidRequest
-from refundbridge.core.request import NormalizedRefundRequest, RequestKind, parse_request
+from refundbridge.core.request import (
+    NormalizedRefundRequest,
+    RequestKind,
+    _canonical,
+    parse_request,
+)
 from tests.unit.builders import DELETE, line, request_body
 
 
@@ -249,3 +255,18 @@ def test_fingerprint_ignores_how_an_equal_value_is_written(key: str, first: str,
     a = NormalizedRefundRequest.model_validate(request_body(**{key: first}))
     b = NormalizedRefundRequest.model_validate(request_body(**{key: second}))
     assert a.fingerprint() == b.fingerprint()
+
+
+def test_a_request_knows_its_fingerprint_in_both_forms_and_no_other_requests() -> None:
+    """The inbox may hold the fingerprint's first form (before 2026-12): json.dumps' text,
+    keys sorted, the same canonical values."""
+    request = _validate(**{"reason.text": "包装破损"})
+    fields = request.model_dump(mode="python", exclude={"replacements"})
+    first_form = hashlib.sha256(json.dumps(fields, sort_keys=True, default=_canonical,
+                                           ensure_ascii=False).encode()).hexdigest()
+    assert first_form != request.fingerprint()
+    assert request.has_fingerprint(first_form) and request.has_fingerprint(
+        request.fingerprint())
+    other = _validate(**{"reason.text": "包装破损了"})
+    assert not other.has_fingerprint(first_form)
+    assert not other.has_fingerprint(request.fingerprint())
