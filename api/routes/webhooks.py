@@ -185,6 +185,12 @@ class UnresolvedRoute(APIRoute):
     endpoint with no dependency, query, header or body parameter."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        dependant = self.dependant
+        if (dependant.dependencies or dependant.query_params or dependant.header_params
+                or dependant.cookie_params or dependant.body_params):
+            # Nothing would resolve them: refused when the route is built, not ignored.
+            raise TypeError(f"{self.path}: an UnresolvedRoute's endpoint takes only "
+                            "`request` and path parameters")
         endpoint = self.endpoint
 
         async def handler(request: Request) -> Response:

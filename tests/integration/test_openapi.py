@@ -6,6 +6,12 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from refundbridge.api.routes.webhooks import UnresolvedRoute
+
 
 def test_the_openapi_document_renders_and_every_reference_resolves(client, db):
     answer = client.get("/openapi.json")
@@ -28,3 +34,23 @@ def test_the_openapi_document_describes_recalls_evaluate_and_webhook_answers(cli
         "$ref": "#/components/schemas/InspectionIn"}
     webhook = paths["/webhooks/{shop}/{connector}"]["post"]["responses"]
     assert {"200", "202", "401", "404", "409", "422", "503"} <= set(webhook)
+
+
+
+# At module level: the annotations are strings (`from __future__`), read in these globals.
+async def _with_query(shop: str, request: Request, limit: int = 10) -> Response:
+    return Response()
+
+
+async def _plain(shop: str, request: Request) -> Response:
+    return Response()
+
+
+def test_an_unresolved_route_refuses_an_endpoint_with_parameters_it_would_not_resolve(
+        ) -> None:
+    router = APIRouter()
+    router.add_api_route("/x/{shop}", _plain, methods=["POST"],
+                         route_class_override=UnresolvedRoute)
+    with pytest.raises(TypeError, match="only `request` and path parameters"):
+        router.add_api_route("/y/{shop}", _with_query, methods=["POST"],
+                             route_class_override=UnresolvedRoute)
